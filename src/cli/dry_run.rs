@@ -1,0 +1,69 @@
+//! `kafka-healing dry-run`: the plan for a webhook payload; nothing is executed.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::output::print_plans;
+use super::{EXIT_INVALID, EXIT_USAGE};
+use crate::config::{self, LoadError};
+use crate::engine::plan_payload;
+use crate::ingest::parse_webhook;
+use crate::rules;
+
+pub(super) fn run(config_path: &Path, alerts: &Path, json: bool) -> ExitCode {
+    let loaded = match config::load(config_path) {
+        Ok(l) => l,
+        Err(e @ LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(LoadError::Invalid(d)) => {
+            eprint!("{d}");
+            eprintln!("error: the configuration is invalid; run `kafka-healing check` for details");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let (set, diags) = rules::load_rules(&loaded);
+    if diags.has_errors() {
+        eprint!("{diags}");
+        eprintln!(
+            "error: the rules are invalid ({} errors)",
+            diags.error_count()
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let body = if alerts == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map(|_| buf)
+    } else {
+        std::fs::read(alerts)
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read alerts {}: {e}", alerts.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let payload = match parse_webhook(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: {e}", alerts.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let plans = plan_payload(&loaded.config, &set, &payload);
+    if json {
+        match serde_json::to_string(&plans) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    } else {
+        print!("{}", print_plans(&payload, &plans));
+    }
+    ExitCode::SUCCESS
+}

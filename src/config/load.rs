@@ -1,0 +1,333 @@
+//! Loading: file, then environment variables, then `${NAME}` references and `*_file` secrets.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use config::{FileFormat, Value, ValueKind};
+use serde::de::DeserializeOwned;
+
+use super::expand::expand_env;
+use super::model::*;
+use super::validate::validate;
+use crate::diag::Diagnostics;
+use crate::yaml::{Document, join_index, join_key};
+
+/// Prefix of environment variables that override config keys:
+/// `KAFKA_HEALING__RECOVERY__DRY_RUN=true` sets `recovery.dry_run`.
+pub const ENV_PREFIX: &str = "KAFKA_HEALING";
+
+/// Keys whose environment override is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "rules",
+    "monitoring.methods",
+    "notifications.smtp.to_emails",
+];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read at all (a usage problem: wrong path, permissions).
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid configuration.
+    #[error("invalid configuration:\n{0}")]
+    Invalid(Diagnostics),
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// The config file's path as given.
+    pub path: PathBuf,
+    /// Directory relative paths in the config are resolved against.
+    pub base_dir: PathBuf,
+    /// Warnings found while loading (errors make loading fail).
+    pub warnings: Diagnostics,
+}
+
+impl Loaded {
+    /// Resolves a path from the config relative to the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        resolve(&self.base_dir, p)
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Loads `path` with the process environment.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    load_with_env(path, std::env::vars().collect())
+}
+
+/// Loads `path` with an explicit environment (tests use this instead of mutating the
+/// process environment).
+pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Loaded, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut diags = Diagnostics::default();
+    let doc = match Document::parse(&text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            diags.error(path, Some(e.line), format!("YAML: {}", e.message));
+            return Err(LoadError::Invalid(diags));
+        }
+    };
+    if !doc.value.is_object() {
+        diags.error(path, None, "the config must be a YAML mapping");
+        return Err(LoadError::Invalid(diags));
+    }
+
+    let layered = match layer(&text, &env) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.error(path, None, e.to_string());
+            return Err(LoadError::Invalid(diags));
+        }
+    };
+    let mut table = HashMap::new();
+    for (key, value) in layered {
+        let value = expand_value(value, &key, &env, path, &doc, &mut diags);
+        table.insert(key, value);
+    }
+
+    let config = sections(table, path, &doc, &env, &mut diags);
+    let Some(mut config) = config else {
+        return Err(LoadError::Invalid(diags));
+    };
+    resolve_secrets(&mut config, &base_dir, path, &doc, &mut diags);
+    validate(&config, path, &doc, &mut diags);
+    if diags.has_errors() {
+        return Err(LoadError::Invalid(diags));
+    }
+    Ok(Loaded {
+        config,
+        path: path.to_path_buf(),
+        base_dir,
+        warnings: diags,
+    })
+}
+
+fn layer(
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<HashMap<String, Value>, config::ConfigError> {
+    let mut source = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .source(Some(env.clone().into_iter().collect()));
+    for key in LIST_KEYS {
+        source = source.with_list_parse_key(key);
+    }
+    config::Config::builder()
+        .add_source(config::File::from_str(text, FileFormat::Yaml))
+        .add_source(source)
+        .build()?
+        .try_deserialize::<HashMap<String, Value>>()
+}
+
+/// The environment variable that would override `path` (for error messages).
+fn env_name(path: &str) -> String {
+    let mut name = String::from(ENV_PREFIX);
+    for seg in path.split('.') {
+        name.push_str("__");
+        name.push_str(&seg.to_ascii_uppercase());
+    }
+    name
+}
+
+/// Replaces `${NAME}` in every string value, recursively.
+fn expand_value(
+    value: Value,
+    path: &str,
+    env: &HashMap<String, String>,
+    file: &Path,
+    doc: &Document,
+    diags: &mut Diagnostics,
+) -> Value {
+    let kind = match value.kind {
+        ValueKind::String(s) => match expand_env(&s, |n| env.get(n).cloned()) {
+            Ok(s) => ValueKind::String(s),
+            Err(e) => {
+                diags.error_at(file, doc, path, e);
+                ValueKind::String(s)
+            }
+        },
+        ValueKind::Table(t) => ValueKind::Table(
+            t.into_iter()
+                .map(|(k, v)| {
+                    let p = join_key(path, &k);
+                    let v = expand_value(v, &p, env, file, doc, diags);
+                    (k, v)
+                })
+                .collect(),
+        ),
+        ValueKind::Array(a) => ValueKind::Array(
+            a.into_iter()
+                .enumerate()
+                .map(|(i, v)| expand_value(v, &join_index(path, i), env, file, doc, diags))
+                .collect(),
+        ),
+        other => other,
+    };
+    Value::new(None, kind)
+}
+
+/// Deserializes one section, recording its error (with path and line) on failure.
+fn section<T: DeserializeOwned>(
+    table: &mut HashMap<String, Value>,
+    key: &str,
+    file: &Path,
+    doc: &Document,
+    env: &HashMap<String, String>,
+    diags: &mut Diagnostics,
+) -> Option<Option<T>> {
+    let value = table.remove(key)?;
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(Some(v)),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." {
+                key.to_string()
+            } else if inner.starts_with('[') {
+                format!("{key}{inner}")
+            } else {
+                format!("{key}.{inner}")
+            };
+            let mut msg = e.into_inner().to_string();
+            let var = env_name(&path);
+            if env.contains_key(&var) {
+                msg.push_str(&format!(" (value from environment variable {var})"));
+            }
+            diags.error_at(file, doc, &path, msg);
+            Some(None)
+        }
+    }
+}
+
+/// Builds the config section by section so that one bad section does not hide the others.
+fn sections(
+    mut table: HashMap<String, Value>,
+    file: &Path,
+    doc: &Document,
+    env: &HashMap<String, String>,
+    diags: &mut Diagnostics,
+) -> Option<Config> {
+    macro_rules! take {
+        ($key:literal, $ty:ty) => {
+            section::<$ty>(&mut table, $key, file, doc, env, diags)
+        };
+    }
+    let cluster = take!("cluster", ClusterConfig);
+    let monitoring = take!("monitoring", MonitoringConfig);
+    let recovery = take!("recovery", RecoveryConfig);
+    let notifications = take!("notifications", NotificationsConfig);
+    let server = take!("server", ServerConfig);
+    let rules = take!("rules", Vec<String>);
+    let state = take!("state", StateConfig);
+    let logging = take!("logging", LoggingConfig);
+    let environment = take!("environment", Environment);
+
+    let mut unknown: Vec<_> = table.keys().cloned().collect();
+    unknown.sort();
+    for key in unknown {
+        diags.error_at(
+            file,
+            doc,
+            &key,
+            "unknown top-level key; expected one of cluster, monitoring, recovery, \
+             notifications, server, rules, state, logging, environment",
+        );
+    }
+    if cluster.is_none() {
+        diags.error(
+            file,
+            None,
+            "missing required section `cluster` (name and kafka_brokers)",
+        );
+    }
+    Some(Config {
+        cluster: cluster??,
+        monitoring: monitoring.unwrap_or(Some(Default::default()))?,
+        recovery: recovery.unwrap_or(Some(Default::default()))?,
+        notifications: notifications.unwrap_or(Some(Default::default()))?,
+        server: server.unwrap_or(Some(Default::default()))?,
+        rules: rules.unwrap_or(Some(Default::default()))?,
+        state: state.unwrap_or(Some(Default::default()))?,
+        logging: logging.unwrap_or(Some(Default::default()))?,
+        environment: environment.unwrap_or(Some(Default::default()))?,
+    })
+}
+
+/// Reads `*_file` secrets; a secret given both inline and as a file is an error.
+fn resolve_secrets(
+    config: &mut Config,
+    base: &Path,
+    file: &Path,
+    doc: &Document,
+    diags: &mut Diagnostics,
+) {
+    let mut read = |inline: &mut Option<Secret>, from: &Option<PathBuf>, path: &str| {
+        let Some(f) = from else { return };
+        if inline.is_some() {
+            diags.error_at(
+                file,
+                doc,
+                path,
+                "set either the value or the `_file` variant, not both",
+            );
+            return;
+        }
+        let full = resolve(base, f);
+        match std::fs::read_to_string(&full) {
+            Ok(s) => *inline = Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())),
+            Err(e) => diags.error_at(
+                file,
+                doc,
+                path,
+                format!("cannot read secret file {}: {e}", full.display()),
+            ),
+        }
+    };
+    if let Some(smtp) = config.notifications.smtp.as_mut() {
+        read(
+            &mut smtp.password,
+            &smtp.password_file,
+            "notifications.smtp.password_file",
+        );
+    }
+    if let Some(auth) = config.server.auth.as_mut() {
+        read(
+            &mut auth.bearer_token,
+            &auth.bearer_token_file,
+            "server.auth.bearer_token_file",
+        );
+        if let Some(basic) = auth.basic.as_mut() {
+            read(
+                &mut basic.password,
+                &basic.password_file,
+                "server.auth.basic.password_file",
+            );
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Service configuration: the seed's YAML shape plus `server`, `rules` and `state`.
+//!
+//! Loaded in layers (file, then `KAFKA_HEALING__SECTION__KEY` environment variables, then
+//! `${NAME}` references and `*_file` secrets) by [`load`], checked by [`validate`].
+//! Unknown keys are errors everywhere.
+
+mod expand;
+mod load;
+mod model;
+mod validate;
+
+pub use expand::{ExpandError, expand_env};
+pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_with_env};
+pub use model::*;
+pub use validate::valid_email;

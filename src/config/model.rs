@@ -1,0 +1,405 @@
+//! The configuration's data model. Every field has a safe default unless it names something
+//! only the operator can know (cluster name, brokers, SMTP host).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration, after layering and secret resolution.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Kafka cluster this instance heals.
+    pub cluster: ClusterConfig,
+    /// How the service watches the cluster itself.
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+    /// Global remediation policy (rules may override parts of it).
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+    /// Where outcomes are sent.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+    /// The HTTP server Alertmanager posts to.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Rule files: paths or globs, relative to the config file.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Durable state (the journal).
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Log output.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// Deployment environment; `production` enables stricter checks.
+    #[serde(default)]
+    pub environment: Environment,
+}
+
+/// The cluster: its name, brokers and (optionally) ZooKeeper ensemble.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster name, used in templates (`cluster.name`), emails and logs.
+    pub name: String,
+    /// The brokers; an alert is mapped to one of them to find its target.
+    pub kafka_brokers: Vec<Broker>,
+    /// ZooKeeper nodes, for clusters not yet on KRaft. Must be an odd number.
+    #[serde(default)]
+    pub zookeeper_nodes: Vec<ZookeeperNode>,
+}
+
+/// One Kafka broker.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Broker {
+    /// Identifier, unique in the cluster (`kafka-1`, or Kafka's numeric `node.id`).
+    #[serde(deserialize_with = "string_or_number")]
+    pub node_id: String,
+    /// Host name or address.
+    pub host: String,
+    /// Kafka listener port.
+    pub port: u16,
+    /// JMX (exporter) port, also used to map `instance` labels to this broker.
+    #[serde(default)]
+    pub jmx_port: Option<u16>,
+    /// Metrics endpoint; default `http://host:jmx_port/metrics`.
+    #[serde(default)]
+    pub metrics_url: Option<String>,
+}
+
+/// One ZooKeeper node.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ZookeeperNode {
+    /// Identifier, unique in the ensemble.
+    #[serde(deserialize_with = "string_or_number")]
+    pub node_id: String,
+    /// Host name or address.
+    pub host: String,
+    /// Client port (usually 2181).
+    #[serde(default = "default_zk_port")]
+    pub port: u16,
+}
+
+fn default_zk_port() -> u16 {
+    2181
+}
+
+/// A way the service checks the cluster itself.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitoringMethod {
+    /// TCP connect to each broker's port.
+    Socket,
+    /// Scrape each broker's JMX exporter.
+    Jmx,
+    /// ZooKeeper four-letter-word probes.
+    Zookeeper,
+    /// HTTP status check of each metrics endpoint.
+    Http,
+}
+
+/// Self-monitoring settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Seconds between checks (5–3600).
+    pub interval_seconds: u64,
+    /// Seconds one check may take (1–300, less than the interval).
+    pub timeout_seconds: u64,
+    /// Which checks to run.
+    pub methods: Vec<MonitoringMethod>,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            interval_seconds: 30,
+            timeout_seconds: 15,
+            methods: vec![MonitoringMethod::Socket, MonitoringMethod::Jmx],
+        }
+    }
+}
+
+/// Global remediation policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// Executions per (rule, target) before the circuit opens (1–10).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; later ones grow by `backoff_multiplier`.
+    pub initial_delay_seconds: u64,
+    /// Growth of the delay between attempts (1.0–10.0).
+    pub backoff_multiplier: f64,
+    /// Quiet time per (rule, target) after an execution.
+    pub cooldown_seconds: u64,
+    /// Disruptive executions allowed at once in the cluster (default 1).
+    pub max_concurrent_per_cluster: u32,
+    /// Record what would run without running it.
+    pub dry_run: bool,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            max_attempts: 3,
+            initial_delay_seconds: 10,
+            backoff_multiplier: 2.0,
+            cooldown_seconds: 300,
+            max_concurrent_per_cluster: 1,
+            dry_run: false,
+        }
+    }
+}
+
+/// Notification settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Email over SMTP; without it outcomes are only logged and journaled.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host.
+    None,
+}
+
+/// SMTP settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// AUTH user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// AUTH password (prefer `password_file` or `${NAME}`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the AUTH password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Sender address.
+    pub from_email: String,
+    /// On-call recipients.
+    pub to_emails: Vec<String>,
+    /// Transport security.
+    #[serde(default)]
+    pub tls: SmtpTls,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Authentication required on the API; none when absent.
+    pub auth: Option<AuthConfig>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5599".into(),
+            auth: None,
+            body_limit_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// API authentication: a bearer token or basic auth (exactly one).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer token Alertmanager sends (`http_config.authorization`).
+    pub bearer_token: Option<Secret>,
+    /// File holding the bearer token.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth credentials (`http_config.basic_auth`).
+    pub basic: Option<BasicAuth>,
+}
+
+/// Basic auth credentials.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Durable state.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// SQLite journal path, relative to the config file.
+    pub path: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            path: PathBuf::from("kafka-healing.db"),
+        }
+    }
+}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Decisions in detail.
+    Debug,
+    /// What happened and why.
+    #[default]
+    Info,
+    /// Problems that were handled.
+    Warn,
+    /// Problems that were not.
+    Error,
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The seed writes `INFO`; accept any case.
+        let s = String::deserialize(d)?;
+        match s.to_ascii_lowercase().as_str() {
+            "trace" => Ok(LogLevel::Trace),
+            "debug" => Ok(LogLevel::Debug),
+            "info" => Ok(LogLevel::Info),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "error" => Ok(LogLevel::Error),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown log level `{s}`, expected one of trace, debug, info, warn, error"
+            ))),
+        }
+    }
+}
+
+impl LogLevel {
+    /// The level as a `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging: to standard error (journald, Kubernetes and supervisors collect it).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Minimum level.
+    pub level: LogLevel,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// Deployment environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A laptop or CI.
+    #[default]
+    Development,
+    /// Pre-production.
+    Staging,
+    /// Production: at least three brokers required.
+    Production,
+}
+
+impl<'de> Deserialize<'de> for Environment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Environment::Development),
+            "staging" => Ok(Environment::Staging),
+            "production" | "prod" => Ok(Environment::Production),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown environment `{s}`, expected development, staging or production"
+            ))),
+        }
+    }
+}
+
+/// A secret string: never printed by `Debug`, serialized as `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret's value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Accepts `kafka-1` or `1` (Kafka's numeric `node.id`) as a string.
+pub(crate) fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a string or a number")]
+    enum Id {
+        S(String),
+        I(i64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::S(s) => s,
+        Id::I(i) => i.to_string(),
+    })
+}

@@ -1,0 +1,255 @@
+//! Validation: ranges and the seed's business rules. Every problem is reported.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+use super::model::*;
+use crate::diag::Diagnostics;
+use crate::yaml::Document;
+
+/// True when `s` is a valid email address (RFC 5321 mailbox as lettre parses it).
+pub fn valid_email(s: &str) -> bool {
+    lettre::Address::from_str(s).is_ok()
+}
+
+/// Checks `config`; every problem goes into `diags` with the line of the key it concerns.
+pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
+    let mut err = |path: &str, msg: String| diags.error_at(file, doc, path, msg);
+
+    let m = &config.monitoring;
+    if !(5..=3600).contains(&m.interval_seconds) {
+        err(
+            "monitoring.interval_seconds",
+            format!("must be between 5 and 3600, got {}", m.interval_seconds),
+        );
+    }
+    if !(1..=300).contains(&m.timeout_seconds) {
+        err(
+            "monitoring.timeout_seconds",
+            format!("must be between 1 and 300, got {}", m.timeout_seconds),
+        );
+    }
+    if m.timeout_seconds >= m.interval_seconds {
+        err(
+            "monitoring.timeout_seconds",
+            format!(
+                "monitoring timeout ({}s) must be less than the interval ({}s)",
+                m.timeout_seconds, m.interval_seconds
+            ),
+        );
+    }
+
+    let c = &config.cluster;
+    if c.name.trim().is_empty() {
+        err("cluster.name", "must not be empty".into());
+    }
+    if c.kafka_brokers.is_empty() {
+        err(
+            "cluster.kafka_brokers",
+            "at least one broker is required".into(),
+        );
+    }
+    if config.environment == Environment::Production && c.kafka_brokers.len() < 3 {
+        err(
+            "cluster.kafka_brokers",
+            format!(
+                "production environment requires at least 3 Kafka brokers, found {}",
+                c.kafka_brokers.len()
+            ),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, b) in c.kafka_brokers.iter().enumerate() {
+        let p = format!("cluster.kafka_brokers[{i}]");
+        if b.node_id.trim().is_empty() {
+            err(&format!("{p}.node_id"), "must not be empty".into());
+        } else if !seen.insert(b.node_id.as_str()) {
+            err(
+                &format!("{p}.node_id"),
+                format!("duplicate node_id `{}`", b.node_id),
+            );
+        }
+        if b.host.trim().is_empty() {
+            err(&format!("{p}.host"), "must not be empty".into());
+        }
+        if b.port == 0 {
+            err(&format!("{p}.port"), "must be between 1 and 65535".into());
+        }
+        if b.jmx_port == Some(0) {
+            err(
+                &format!("{p}.jmx_port"),
+                "must be between 1 and 65535".into(),
+            );
+        }
+        if let Some(u) = &b.metrics_url {
+            match url::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+                Ok(url) => err(
+                    &format!("{p}.metrics_url"),
+                    format!("scheme `{}` is not http or https", url.scheme()),
+                ),
+                Err(e) => err(&format!("{p}.metrics_url"), format!("not a URL: {e}")),
+            }
+        }
+        if m.methods.contains(&MonitoringMethod::Jmx)
+            && b.jmx_port.is_none()
+            && b.metrics_url.is_none()
+        {
+            err(
+                &p,
+                format!(
+                    "broker `{}` has neither jmx_port nor metrics_url, but monitoring.methods has jmx",
+                    b.node_id
+                ),
+            );
+        }
+    }
+
+    let zk = &c.zookeeper_nodes;
+    if !zk.is_empty() && zk.len() % 2 == 0 {
+        err(
+            "cluster.zookeeper_nodes",
+            format!(
+                "ZooKeeper ensemble size should be an odd number, found {}",
+                zk.len()
+            ),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, z) in zk.iter().enumerate() {
+        if !seen.insert(z.node_id.as_str()) {
+            err(
+                &format!("cluster.zookeeper_nodes[{i}].node_id"),
+                format!("duplicate node_id `{}`", z.node_id),
+            );
+        }
+        if z.port == 0 {
+            err(
+                &format!("cluster.zookeeper_nodes[{i}].port"),
+                "must be between 1 and 65535".into(),
+            );
+        }
+    }
+    if m.methods.contains(&MonitoringMethod::Zookeeper) && zk.is_empty() {
+        err(
+            "monitoring.methods",
+            "method `zookeeper` needs cluster.zookeeper_nodes".into(),
+        );
+    }
+
+    let r = &config.recovery;
+    if !(1..=10).contains(&r.max_attempts) {
+        err(
+            "recovery.max_attempts",
+            format!("must be between 1 and 10, got {}", r.max_attempts),
+        );
+    }
+    if r.initial_delay_seconds < 1 {
+        err(
+            "recovery.initial_delay_seconds",
+            "must be at least 1".into(),
+        );
+    }
+    if !(1.0..=10.0).contains(&r.backoff_multiplier) {
+        err(
+            "recovery.backoff_multiplier",
+            format!("must be between 1.0 and 10.0, got {}", r.backoff_multiplier),
+        );
+    }
+    if r.max_concurrent_per_cluster < 1 {
+        err(
+            "recovery.max_concurrent_per_cluster",
+            "must be at least 1".into(),
+        );
+    }
+
+    if let Some(smtp) = &config.notifications.smtp {
+        if smtp.host.trim().is_empty() {
+            err("notifications.smtp.host", "must not be empty".into());
+        }
+        if smtp.port == 0 {
+            err(
+                "notifications.smtp.port",
+                "must be between 1 and 65535".into(),
+            );
+        }
+        if !valid_email(&smtp.from_email) {
+            err(
+                "notifications.smtp.from_email",
+                format!("`{}` is not a valid email address", smtp.from_email),
+            );
+        }
+        if smtp.to_emails.is_empty() {
+            err(
+                "notifications.smtp.to_emails",
+                "at least one recipient is required".into(),
+            );
+        }
+        for (i, to) in smtp.to_emails.iter().enumerate() {
+            if !valid_email(to) {
+                err(
+                    &format!("notifications.smtp.to_emails[{i}]"),
+                    format!("`{to}` is not a valid email address"),
+                );
+            }
+        }
+        if smtp.password.is_some() && smtp.username.is_none() {
+            err(
+                "notifications.smtp.password",
+                "a password needs a username".into(),
+            );
+        }
+    }
+
+    let s = &config.server;
+    if SocketAddr::from_str(&s.listen).is_err() {
+        err(
+            "server.listen",
+            format!(
+                "`{}` is not an address:port (e.g. 127.0.0.1:5599)",
+                s.listen
+            ),
+        );
+    }
+    if s.body_limit_bytes < 1024 {
+        err(
+            "server.body_limit_bytes",
+            format!("must be at least 1024, got {}", s.body_limit_bytes),
+        );
+    }
+    if let Some(a) = &s.auth {
+        let bearer = a.bearer_token.is_some();
+        match (bearer, &a.basic) {
+            (false, None) => err(
+                "server.auth",
+                "set bearer_token (or bearer_token_file) or basic".into(),
+            ),
+            (true, Some(_)) => err(
+                "server.auth",
+                "set either bearer_token or basic, not both".into(),
+            ),
+            (true, None)
+                if a.bearer_token
+                    .as_ref()
+                    .is_some_and(|t| t.expose().is_empty()) =>
+            {
+                err("server.auth.bearer_token", "must not be empty".into())
+            }
+            (_, Some(b)) if b.password.as_ref().is_none_or(|p| p.expose().is_empty()) => err(
+                "server.auth.basic",
+                "basic auth needs a non-empty password (or password_file)".into(),
+            ),
+            _ => {}
+        }
+    }
+
+    if config.rules.is_empty() {
+        diags.warning(
+            file,
+            doc.line_of("rules"),
+            "no rule files configured: no alert will ever be remediated",
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! Plans: for each alert, which rules match, what their runbooks would run, and whether
+//! they should run. `dry-run` prints plans; `serve` executes the ones that say `run`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::target::find_target;
+use crate::config::{Broker, Config};
+use crate::ingest::{Alert, AlertStatus, WebhookPayload};
+use crate::rules::{Rule, RuleSet};
+use crate::runbook::{RenderedStep, render_steps};
+
+/// Run or skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// The runbook should run (or, under dry_run, be recorded as if it ran).
+    Run,
+    /// Nothing runs; `reason` says why.
+    Skip,
+}
+
+/// One (alert, rule) decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Rule name.
+    pub rule: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// Target broker's node_id, when one was found.
+    pub target: Option<String>,
+    /// The alert's fingerprint.
+    pub fingerprint: String,
+    /// The alert's status.
+    pub status: AlertStatus,
+    /// Run or skip.
+    pub decision: Decision,
+    /// Why, in words.
+    pub reason: String,
+    /// Rendered steps (empty when skipped).
+    pub steps: Vec<RenderedStep>,
+    /// Whether the runbook is disruptive.
+    #[serde(skip)]
+    pub disruptive: bool,
+    /// Whether dry_run applies (recorded, not executed).
+    #[serde(skip)]
+    pub dry_run: bool,
+}
+
+/// Plans for a whole webhook payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSet {
+    /// One per matching (alert, rule).
+    pub plans: Vec<Plan>,
+    /// Fingerprints of alerts no rule matched.
+    pub unmatched: Vec<String>,
+}
+
+/// The template context for an alert (params added separately).
+pub fn render_context(cfg: &Config, rule: &Rule, alert: &Alert, target: Option<&Broker>) -> Value {
+    let mut ctx = json!({
+        "alert": {
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "status": alert.status.as_str(),
+            "fingerprint": alert.fingerprint,
+            "starts_at": alert.starts_at,
+            "ends_at": alert.ends_at,
+            "generator_url": alert.generator_url,
+        },
+        "cluster": { "name": cfg.cluster.name },
+        "rule": { "name": rule.name },
+    });
+    if let Some(b) = target {
+        let mut t = json!({ "node_id": b.node_id, "host": b.host, "port": b.port });
+        if let Some(j) = b.jmx_port {
+            t["jmx_port"] = json!(j);
+        }
+        ctx["target"] = t;
+    }
+    ctx
+}
+
+/// Plans every rule that matches one alert, in rule order.
+pub fn plan_alert(cfg: &Config, rules: &RuleSet, alert: &Alert) -> Vec<Plan> {
+    rules
+        .rules
+        .iter()
+        .filter(|r| r.matches(&alert.labels))
+        .map(|r| plan_rule(cfg, rules, r, alert))
+        .collect()
+}
+
+fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan {
+    let runbook = rules.runbooks.get(&rule.runbook);
+    let target = find_target(
+        &cfg.cluster.kafka_brokers,
+        &alert.labels,
+        rule.target_label.as_deref(),
+    );
+    let mut plan = Plan {
+        rule: rule.name.clone(),
+        runbook: rule.runbook.clone(),
+        target: target.as_ref().ok().map(|b| b.node_id.clone()),
+        fingerprint: alert.fingerprint.clone(),
+        status: alert.status,
+        decision: Decision::Skip,
+        reason: String::new(),
+        steps: Vec::new(),
+        disruptive: runbook.is_some_and(|r| r.disruptive),
+        dry_run: rule.dry_run.unwrap_or(cfg.recovery.dry_run),
+    };
+    let skip = |mut p: Plan, reason: String| {
+        p.reason = reason;
+        p
+    };
+    if alert.status == AlertStatus::Resolved {
+        return skip(plan, "alert is resolved: nothing to remediate".into());
+    }
+    let Some(runbook) = runbook else {
+        return skip(plan, format!("runbook `{}` is not defined", rule.runbook));
+    };
+    let broker = match target {
+        Ok(b) => Some(b),
+        Err(why) if rule.needs_target => {
+            return skip(
+                plan,
+                format!("no target broker: {why}; the runbook needs `target`"),
+            );
+        }
+        Err(_) => None,
+    };
+    let mut ctx = render_context(cfg, rule, alert, broker);
+    let mut params = Map::new();
+    for p in &rule.params {
+        let value = match rules.templates.render(&p.template, &ctx) {
+            Ok(v) => v,
+            Err(e) => return skip(plan, format!("param `{}`: {e}", p.name)),
+        };
+        if let Some(re) = &p.pattern {
+            if !re.is_match(&value) {
+                return skip(
+                    plan,
+                    format!(
+                        "param `{}` value \"{}\" does not match its pattern `{}`: nothing runs",
+                        p.name,
+                        truncate(&value, 200).escape_debug(),
+                        re.as_str()
+                    ),
+                );
+            }
+        }
+        params.insert(p.name.clone(), Value::String(value));
+    }
+    ctx["params"] = Value::Object(params);
+    match render_steps(&runbook.steps, &rules.templates, &ctx) {
+        Ok(steps) => plan.steps = steps,
+        Err(e) => return skip(plan, format!("{e}: nothing runs")),
+    }
+    plan.decision = Decision::Run;
+    plan.reason = match (&plan.target, plan.dry_run) {
+        (Some(t), false) => format!("matched; target {t}"),
+        (None, false) => "matched".into(),
+        (Some(t), true) => {
+            format!("matched; target {t}; dry_run: steps are recorded, not executed")
+        }
+        (None, true) => "matched; dry_run: steps are recorded, not executed".into(),
+    };
+    plan
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Plans a whole payload: per alert (never from the group status), then the policy that
+/// needs no history: one execution per (rule, target), and at most
+/// `recovery.max_concurrent_per_cluster` disruptive runbooks at once (the rest queue).
+pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> PlanSet {
+    let mut plans = Vec::new();
+    let mut unmatched = Vec::new();
+    for alert in &payload.alerts {
+        let p = plan_alert(cfg, rules, alert);
+        if p.is_empty() {
+            unmatched.push(alert.fingerprint.clone());
+        }
+        plans.extend(p);
+    }
+    let mut first: HashMap<(String, String), String> = HashMap::new();
+    for p in plans.iter_mut().filter(|p| p.decision == Decision::Run) {
+        let key = (
+            p.rule.clone(),
+            p.target.clone().unwrap_or_else(|| p.fingerprint.clone()),
+        );
+        if let Some(fp) = first.get(&key) {
+            p.decision = Decision::Skip;
+            p.reason = format!(
+                "duplicate: alert {fp} already runs rule `{}` for this target",
+                p.rule
+            );
+            p.steps.clear();
+        } else {
+            first.insert(key, p.fingerprint.clone());
+        }
+    }
+    let limit = cfg.recovery.max_concurrent_per_cluster.max(1) as usize;
+    let mut running: BTreeMap<usize, String> = BTreeMap::new();
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.decision == Decision::Run && p.disruptive && !p.dry_run)
+    {
+        if running.len() < limit {
+            running.insert(
+                running.len(),
+                p.target.clone().unwrap_or_else(|| p.rule.clone()),
+            );
+        } else {
+            let ahead: Vec<&str> = running.values().map(String::as_str).collect();
+            p.reason.push_str(&format!(
+                "; queued until {} finishes (max_concurrent_per_cluster = {limit})",
+                ahead.join(", ")
+            ));
+        }
+    }
+    PlanSet { plans, unmatched }
+}

@@ -1,0 +1,16 @@
+//! kafka-healing: heals Apache Kafka clusters from Alertmanager alerts and its own checks.
+//!
+//! The modules follow the pipeline: [`config`] and [`rules`] are what SREs write,
+//! [`ingest`] turns Alertmanager's webhook into alerts, [`engine`] decides what to do with
+//! them, [`runbook`] renders (and later runs) the steps, and [`cli`] is the command line.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod engine;
+pub mod ingest;
+pub mod rules;
+pub mod runbook;
+pub mod yaml;

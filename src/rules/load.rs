@@ -1,0 +1,495 @@
+//! Reading rule files: globs, YAML, deserialization, and every cross-check `check` makes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::matcher::{Matcher, anchored_regex};
+use super::model::{HTTP_METHODS, RuleSpec, Runbook, SYSTEMCTL_ACTIONS, StepKind};
+use super::{Param, Rule, RuleSet};
+use crate::config::Loaded;
+use crate::diag::Diagnostics;
+use crate::runbook::Templates;
+use crate::runbook::template::{Scope, check_ref, uses_target};
+use crate::yaml::{Document, join_index, join_key};
+
+/// Loads the rule files a configuration names (globs relative to the config file).
+/// Returns the rule set and the diagnostics; the set is only safe to use without errors.
+pub fn load_rules(cfg: &Loaded) -> (RuleSet, Diagnostics) {
+    load_globs(&cfg.path, &cfg.base_dir, &cfg.config.rules)
+}
+
+/// Loads the rule files named by a config file that did not load (so that `check` can
+/// still report every rule file's problems): reads its `rules:` list as written.
+pub fn load_rules_of_file(cfg_path: &Path) -> (RuleSet, Diagnostics) {
+    let doc = raw_doc(cfg_path);
+    let patterns: Vec<String> = match doc.value.get("rules") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let base = cfg_path.parent().unwrap_or(Path::new("."));
+    load_globs(cfg_path, base, &patterns)
+}
+
+fn raw_doc(path: &Path) -> Document {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| Document::parse(&t).ok())
+        .unwrap_or_default()
+}
+
+fn load_globs(cfg_path: &Path, base: &Path, patterns: &[String]) -> (RuleSet, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let mut files = Vec::new();
+    let cfg_doc = raw_doc(cfg_path);
+    for (i, pattern) in patterns.iter().enumerate() {
+        let full = if Path::new(pattern).is_absolute() {
+            PathBuf::from(pattern)
+        } else {
+            base.join(pattern)
+        };
+        let path = join_index("rules", i);
+        match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => {
+                let mut found: Vec<PathBuf> = paths
+                    .filter_map(Result::ok)
+                    .filter(|p| p.is_file())
+                    .collect();
+                found.sort();
+                if found.is_empty() {
+                    diags.error_at(
+                        cfg_path,
+                        &cfg_doc,
+                        &path,
+                        format!("`{pattern}` matches no rule file"),
+                    );
+                }
+                files.extend(found);
+            }
+            Err(e) => diags.error_at(
+                cfg_path,
+                &cfg_doc,
+                &path,
+                format!("bad glob `{pattern}`: {e}"),
+            ),
+        }
+    }
+    let (set, more) = load_rule_files(&files);
+    diags.extend(more);
+    (set, diags)
+}
+
+/// One file's raw content, kept for line lookups.
+struct Source {
+    path: PathBuf,
+    doc: Document,
+}
+
+fn take<T: DeserializeOwned>(
+    v: Value,
+    at: &str,
+    src: &Source,
+    diags: &mut Diagnostics,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = match inner.as_str() {
+                "." => at.to_string(),
+                i if i.starts_with('[') => format!("{at}{i}"),
+                i => join_key(at, i),
+            };
+            diags.error_at(&src.path, &src.doc, &path, e.into_inner());
+            None
+        }
+    }
+}
+
+/// Loads and checks a list of rule files.
+pub fn load_rule_files(files: &[PathBuf]) -> (RuleSet, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let mut sources = Vec::new();
+    let mut specs: Vec<(usize, String, RuleSpec)> = Vec::new();
+    let mut runbooks: BTreeMap<String, (usize, Runbook)> = BTreeMap::new();
+
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(file, None, format!("cannot read rule file: {e}"));
+                continue;
+            }
+        };
+        let doc = match Document::parse(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                diags.error(file, Some(e.line), format!("YAML: {}", e.message));
+                continue;
+            }
+        };
+        let src = Source {
+            path: file.clone(),
+            doc,
+        };
+        let idx = sources.len();
+        let mut top = match &src.doc.value {
+            Value::Object(m) => m.clone(),
+            Value::Null => Default::default(),
+            _ => {
+                diags.error(
+                    file,
+                    Some(1),
+                    "a rule file is a mapping with `rules:` and `runbooks:`",
+                );
+                continue;
+            }
+        };
+        let rules_v = top.remove("rules");
+        let runbooks_v = top.remove("runbooks");
+        for key in top.keys() {
+            diags.error_at(
+                file,
+                &src.doc,
+                key,
+                "unknown top-level key; a rule file has `rules:` and `runbooks:`",
+            );
+        }
+        match runbooks_v {
+            Some(Value::Object(m)) => {
+                for (name, v) in m {
+                    let at = join_key("runbooks", &name);
+                    if let Some(rb) = take::<Runbook>(v, &at, &src, &mut diags) {
+                        if let Some((other, _)) = runbooks.get(&name) {
+                            let o: &Source = &sources[*other];
+                            let where_ = location(o, &at);
+                            diags.error_at(
+                                file,
+                                &src.doc,
+                                &at,
+                                format!("duplicate runbook `{name}` (also defined at {where_})"),
+                            );
+                        } else {
+                            runbooks.insert(name, (idx, rb));
+                        }
+                    }
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => diags.error_at(
+                file,
+                &src.doc,
+                "runbooks",
+                "`runbooks` must be a mapping of name to runbook",
+            ),
+        }
+        match rules_v {
+            Some(Value::Array(items)) => {
+                for (i, v) in items.into_iter().enumerate() {
+                    let at = join_index("rules", i);
+                    if let Some(spec) = take::<RuleSpec>(v, &at, &src, &mut diags) {
+                        specs.push((idx, at, spec));
+                    }
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => diags.error_at(file, &src.doc, "rules", "`rules` must be a list of rules"),
+        }
+        sources.push(src);
+    }
+
+    let mut set = RuleSet::default();
+    let mut used = BTreeSet::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (idx, at, spec) in specs {
+        let src = &sources[idx];
+        if let Some(prev) = names.get(&spec.name) {
+            diags.error_at(
+                &src.path,
+                &src.doc,
+                &join_key(&at, "name"),
+                format!("duplicate rule name `{}` (also at {prev})", spec.name),
+            );
+            continue;
+        }
+        names.insert(spec.name.clone(), location(src, &at));
+        let rb = runbooks
+            .get(&spec.runbook)
+            .map(|(i, rb)| (&sources[*i], rb));
+        if rb.is_none() {
+            let known: Vec<&str> = runbooks.keys().map(String::as_str).collect();
+            diags.error_at(
+                &src.path,
+                &src.doc,
+                &join_key(&at, "runbook"),
+                format!(
+                    "unknown runbook `{}` (defined: {})",
+                    spec.runbook,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        used.insert(spec.runbook.clone());
+        if let Some(rule) = compile_rule(
+            spec,
+            &at,
+            src,
+            rb.map(|(_, r)| r),
+            &mut set.templates,
+            &mut diags,
+        ) {
+            set.rules.push(rule);
+        }
+    }
+    for (name, (idx, rb)) in &runbooks {
+        let src = &sources[*idx];
+        let at = join_key("runbooks", name);
+        check_runbook(rb, &at, src, &mut set.templates, &mut diags);
+        if !used.contains(name) {
+            diags.warning(
+                &src.path,
+                src.doc.line_of(&at),
+                format!("runbooks.{name}: not used by any rule"),
+            );
+        }
+    }
+    set.runbooks = runbooks.into_iter().map(|(k, (_, rb))| (k, rb)).collect();
+    (set, diags)
+}
+
+fn location(src: &Source, at: &str) -> String {
+    match src.doc.line_of(at) {
+        Some(l) => format!("{}:{l}", src.path.display()),
+        None => src.path.display().to_string(),
+    }
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+fn compile_rule(
+    spec: RuleSpec,
+    at: &str,
+    src: &Source,
+    runbook: Option<&Runbook>,
+    templates: &mut Templates,
+    diags: &mut Diagnostics,
+) -> Option<Rule> {
+    let before = diags.error_count();
+    let mut err = |path: String, msg: String| diags.error_at(&src.path, &src.doc, &path, msg);
+    if spec.name.trim().is_empty() {
+        err(join_key(at, "name"), "must not be empty".into());
+    }
+    if spec.matchers.is_empty() {
+        err(
+            join_key(at, "matchers"),
+            "a rule needs at least one matcher (an empty list would match every alert)".into(),
+        );
+    }
+    let mut matchers = Vec::new();
+    for (j, m) in spec.matchers.iter().enumerate() {
+        match Matcher::parse(m) {
+            Ok(m) => matchers.push(m),
+            Err(e) => err(join_index(&join_key(at, "matchers"), j), e.to_string()),
+        }
+    }
+    let mut needs_target = false;
+    let mut params = Vec::new();
+    for (name, p) in &spec.params {
+        let ppath = join_key(&join_key(at, "params"), name);
+        if !valid_label_name(name) {
+            err(
+                ppath.clone(),
+                format!("param name `{name}` must be letters, digits and _"),
+            );
+        }
+        match templates.add(&p.value) {
+            Ok(refs) => {
+                for r in refs {
+                    needs_target |= uses_target(&r);
+                    if let Err(m) = check_ref(&r, Scope::Param) {
+                        err(ppath.clone(), m);
+                    }
+                }
+            }
+            Err(e) => err(ppath.clone(), e.to_string()),
+        }
+        let pattern = match p.pattern.as_deref().map(anchored_regex).transpose() {
+            Ok(re) => re,
+            Err(e) => {
+                err(join_key(&ppath, "pattern"), e.to_string());
+                None
+            }
+        };
+        params.push(Param {
+            name: name.clone(),
+            template: p.value.clone(),
+            pattern,
+        });
+    }
+    if let Some(l) = &spec.target_label {
+        if !valid_label_name(l) {
+            err(
+                join_key(at, "target_label"),
+                format!("`{l}` is not a label name"),
+            );
+        }
+    }
+    if let Some(n) = spec.max_attempts {
+        if !(1..=10).contains(&n) {
+            err(
+                join_key(at, "max_attempts"),
+                format!("must be between 1 and 10, got {n}"),
+            );
+        }
+    }
+    for (j, to) in spec.notify.iter().enumerate() {
+        if !crate::config::valid_email(to) {
+            err(
+                join_index(&join_key(at, "notify"), j),
+                format!("`{to}` is not a valid email address"),
+            );
+        }
+    }
+    if let Some(rb) = runbook {
+        let declared: BTreeSet<String> = spec.params.keys().cloned().collect();
+        for step in &rb.steps {
+            for src_t in step_templates(&step.kind) {
+                // Syntax errors are reported once, by check_runbook.
+                let Ok(refs) = templates.add(src_t) else {
+                    continue;
+                };
+                for r in refs {
+                    needs_target |= uses_target(&r);
+                    if let Err(m) = check_ref(&r, Scope::Runbook(&declared)) {
+                        err(
+                            join_key(at, "runbook"),
+                            format!("runbook `{}` step `{}`: {m}", spec.runbook, step.name),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if diags.error_count() > before {
+        return None;
+    }
+    Some(Rule {
+        name: spec.name,
+        description: spec.description,
+        matchers,
+        runbook: spec.runbook,
+        params,
+        target_label: spec.target_label,
+        needs_target,
+        cooldown_seconds: spec.cooldown_seconds,
+        max_attempts: spec.max_attempts,
+        dry_run: spec.dry_run,
+        notify: spec.notify,
+        file: src.path.clone(),
+        line: src.doc.line_of(at),
+    })
+}
+
+/// Every template string of a step kind.
+pub(crate) fn step_templates(kind: &StepKind) -> Vec<&str> {
+    match kind {
+        StepKind::Exec(argv) => argv.iter().map(String::as_str).collect(),
+        StepKind::Systemctl(s) => [Some(s.unit.as_str()), s.host.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect(),
+        StepKind::Ansible(a) => [
+            Some(a.playbook.as_str()),
+            a.inventory.as_deref(),
+            a.limit.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(a.extra_vars.values().map(String::as_str))
+        .collect(),
+        StepKind::Http(h) => [Some(h.url.as_str()), h.body.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect(),
+        StepKind::WaitFor(w) => [w.tcp.as_deref(), w.http.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect(),
+    }
+}
+
+fn check_runbook(
+    rb: &Runbook,
+    at: &str,
+    src: &Source,
+    templates: &mut Templates,
+    diags: &mut Diagnostics,
+) {
+    let mut err = |path: String, msg: String| diags.error_at(&src.path, &src.doc, &path, msg);
+    if rb.steps.is_empty() {
+        err(
+            join_key(at, "steps"),
+            "a runbook needs at least one step".into(),
+        );
+    }
+    let mut names = BTreeSet::new();
+    for (i, step) in rb.steps.iter().enumerate() {
+        let sp = join_index(&join_key(at, "steps"), i);
+        if !names.insert(step.name.as_str()) {
+            err(sp.clone(), format!("duplicate step name `{}`", step.name));
+        }
+        match &step.kind {
+            StepKind::Systemctl(s) if !SYSTEMCTL_ACTIONS.contains(&s.action.as_str()) => err(
+                sp.clone(),
+                format!(
+                    "systemctl action `{}` is not one of {}",
+                    s.action,
+                    SYSTEMCTL_ACTIONS.join(", ")
+                ),
+            ),
+            StepKind::Http(h)
+                if !HTTP_METHODS.contains(&h.method.to_ascii_uppercase().as_str()) =>
+            {
+                err(
+                    sp.clone(),
+                    format!(
+                        "http method `{}` is not one of {}",
+                        h.method,
+                        HTTP_METHODS.join(", ")
+                    ),
+                )
+            }
+            StepKind::WaitFor(w) if w.tcp.is_some() == w.http.is_some() => err(
+                sp.clone(),
+                "wait_for needs exactly one of `tcp` and `http`".into(),
+            ),
+            _ => {}
+        }
+        for t in step_templates(&step.kind) {
+            match templates.add(t) {
+                Ok(refs) => {
+                    for r in refs {
+                        if let Err(m) = check_ref(&r, Scope::AnyParams) {
+                            err(sp.clone(), format!("step `{}`: {m}", step.name));
+                        }
+                    }
+                }
+                Err(e) => err(sp.clone(), format!("step `{}`: {e}", step.name)),
+            }
+        }
+    }
+}

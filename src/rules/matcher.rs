@@ -1,0 +1,296 @@
+//! Alertmanager label matchers, with Alertmanager's exact semantics.
+//!
+//! Syntax as `amtool` and `matchers:` in alertmanager.yml accept it:
+//! `name op value` with op one of `=`, `!=`, `=~`, `!~`; the value may be double-quoted
+//! (`\"`, `\\` and `\n` escapes; any other backslash is literal, as in Alertmanager's
+//! `ParseMatcher`). Regexes are fully anchored (`^(?:re)$`). A missing label is the empty
+//! string, so `severity=""` matches alerts without `severity` and `severity!~".+"` too.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use regex::Regex;
+
+/// The four match operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~`
+    Regex,
+    /// `!~`
+    NotRegex,
+}
+
+impl MatchOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        }
+    }
+}
+
+/// A parsed matcher.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Label name.
+    pub name: String,
+    /// Operator.
+    pub op: MatchOp,
+    /// Value (unescaped); for regex operators, the regex source as written.
+    pub value: String,
+    regex: Option<Regex>,
+}
+
+/// Why a matcher string is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    /// Not `name op value`.
+    #[error("bad matcher format `{0}`: expected name=\"value\" with one of = != =~ !~")]
+    Format(String),
+    /// A `"` inside the value that is not escaped, or a missing closing quote.
+    #[error("matcher value contains an unescaped double quote: `{0}`")]
+    Quote(String),
+    /// The regex does not compile.
+    #[error("invalid regex `{regex}`: {reason}")]
+    Regex {
+        /// The regex as written.
+        regex: String,
+        /// The compiler's complaint.
+        reason: String,
+    },
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || c == ':'
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
+/// Compiles `re` anchored at both ends, as Alertmanager and Prometheus do.
+pub fn anchored_regex(re: &str) -> Result<Regex, MatcherError> {
+    Regex::new(&format!("^(?:{re})$")).map_err(|e| MatcherError::Regex {
+        regex: re.to_string(),
+        reason: e
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    })
+}
+
+impl Matcher {
+    /// Parses one matcher string.
+    pub fn parse(s: &str) -> Result<Matcher, MatcherError> {
+        let t = s.trim();
+        let name_end = t.find(|c: char| !is_name_char(c)).unwrap_or(t.len());
+        let name = &t[..name_end];
+        if name.is_empty() || !name.starts_with(is_name_start) {
+            return Err(MatcherError::Format(s.to_string()));
+        }
+        let rest = t[name_end..].trim_start();
+        let (op, rest) = if let Some(r) = rest.strip_prefix("=~") {
+            (MatchOp::Regex, r)
+        } else if let Some(r) = rest.strip_prefix("!~") {
+            (MatchOp::NotRegex, r)
+        } else if let Some(r) = rest.strip_prefix("!=") {
+            (MatchOp::NotEqual, r)
+        } else if let Some(r) = rest.strip_prefix('=') {
+            (MatchOp::Equal, r)
+        } else {
+            return Err(MatcherError::Format(s.to_string()));
+        };
+        let value = unescape(rest.trim())?;
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(anchored_regex(&value)?),
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value,
+            regex,
+        })
+    }
+
+    /// Whether the label set matches; a missing label counts as `""`.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+        match (self.op, &self.regex) {
+            (MatchOp::Equal, _) => v == self.value,
+            (MatchOp::NotEqual, _) => v != self.value,
+            (MatchOp::Regex, Some(re)) => re.is_match(v),
+            (MatchOp::NotRegex, Some(re)) => !re.is_match(v),
+            // parse() always sets the regex for regex operators.
+            (MatchOp::Regex | MatchOp::NotRegex, None) => false,
+        }
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let escaped = self
+            .value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        write!(f, "{}{}\"{}\"", self.name, self.op.as_str(), escaped)
+    }
+}
+
+/// Alertmanager's value unescaping (`pkg/labels/parse.go`).
+fn unescape(raw: &str) -> Result<String, MatcherError> {
+    let (body, mut expect_quote) = match raw.strip_prefix('"') {
+        Some(b) => (b, true),
+        None => (raw, false),
+    };
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.peek().map(|&(_, n)| n) {
+                Some('n') => {
+                    out.push('\n');
+                    chars.next();
+                }
+                Some(n @ ('"' | '\\')) => {
+                    out.push(n);
+                    chars.next();
+                }
+                // A spurious escape or a trailing backslash is literal.
+                _ => out.push('\\'),
+            },
+            '"' => {
+                if !expect_quote || i + 1 < body.len() {
+                    return Err(MatcherError::Quote(raw.to_string()));
+                }
+                expect_quote = false;
+            }
+            _ => out.push(c),
+        }
+    }
+    if expect_quote {
+        return Err(MatcherError::Quote(raw.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn m(s: &str) -> Matcher {
+        Matcher::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_operators_and_quotes() {
+        let x = m(r#"alertname="KafkaBrokerDown""#);
+        assert_eq!(
+            (x.name.as_str(), x.op, x.value.as_str()),
+            ("alertname", MatchOp::Equal, "KafkaBrokerDown")
+        );
+        assert_eq!(m("severity =~ critical|page").op, MatchOp::Regex);
+        assert_eq!(m("a!=b").op, MatchOp::NotEqual);
+        assert_eq!(m(r#"a!~"x.*""#).op, MatchOp::NotRegex);
+        assert_eq!(m(r#"a="q\"uo\\te\n""#).value, "q\"uo\\te\n");
+        assert_eq!(m(r#"a="back\slash""#).value, "back\\slash");
+        assert_eq!(m(r#"a="""#).value, "");
+        assert_eq!(m("a=").value, "");
+        assert_eq!(m("job:rate5m=\"1\"").name, "job:rate5m");
+    }
+
+    #[test]
+    fn rejects_bad_matchers() {
+        assert!(matches!(
+            Matcher::parse("1abc=x"),
+            Err(MatcherError::Format(_))
+        ));
+        assert!(matches!(
+            Matcher::parse("abc"),
+            Err(MatcherError::Format(_))
+        ));
+        assert!(
+            matches!(Matcher::parse("a==b"), Ok(_)),
+            "a==b is a=\"=b\" in Alertmanager"
+        );
+        assert!(matches!(
+            Matcher::parse("a-b=c"),
+            Err(MatcherError::Format(_))
+        ));
+        assert!(matches!(
+            Matcher::parse(r#"a="unterminated"#),
+            Err(MatcherError::Quote(_))
+        ));
+        assert!(matches!(
+            Matcher::parse(r#"a="x"y""#),
+            Err(MatcherError::Quote(_))
+        ));
+        assert!(matches!(
+            Matcher::parse(r#"a=x"y"#),
+            Err(MatcherError::Quote(_))
+        ));
+        assert!(matches!(
+            Matcher::parse(r#"a=~"(unclosed""#),
+            Err(MatcherError::Regex { .. })
+        ));
+    }
+
+    #[test]
+    fn regexes_are_fully_anchored() {
+        let x = m(r#"severity=~"crit|page""#);
+        assert!(x.matches(&labels(&[("severity", "crit")])));
+        assert!(x.matches(&labels(&[("severity", "page")])));
+        assert!(
+            !x.matches(&labels(&[("severity", "critical")])),
+            "prefix must not match"
+        );
+        assert!(
+            !x.matches(&labels(&[("severity", "xpage")])),
+            "suffix must not match"
+        );
+        let y = m(r#"instance=~"kafka-\\d+:9404""#);
+        assert!(y.matches(&labels(&[("instance", "kafka-12:9404")])));
+        assert!(!y.matches(&labels(&[("instance", "kafka-12:94045")])));
+    }
+
+    #[test]
+    fn missing_label_is_empty_string() {
+        let none = labels(&[("alertname", "X")]);
+        assert!(m(r#"severity="""#).matches(&none));
+        assert!(!m(r#"severity!="""#).matches(&none));
+        assert!(m(r#"severity!="critical""#).matches(&none));
+        assert!(m(r#"severity!~".+""#).matches(&none));
+        assert!(!m(r#"severity=~".+""#).matches(&none));
+        assert!(m(r#"severity=~".*""#).matches(&none));
+        assert!(
+            !m(r#"severity!~"critical|""#).matches(&none),
+            "!~ with an alternative matching empty"
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [r#"a="x\"y""#, r#"b=~"c|d""#, r#"c!="""#, r#"d!~"a\nb""#] {
+            let x = m(s);
+            let again = m(&x.to_string());
+            assert_eq!((again.name, again.op, again.value), (x.name, x.op, x.value));
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Rules: which alerts are answered by which runbook, with what params.
+//!
+//! [`model`] is what SREs write, [`matcher`] is Alertmanager's matcher language, and
+//! [`load`](load::load_rules) reads, compiles and checks rule files into a [`RuleSet`].
+
+mod load;
+pub mod matcher;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use regex::Regex;
+
+pub use load::{load_rule_files, load_rules, load_rules_of_file};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use model::{Runbook, Step, StepKind};
+
+use crate::runbook::Templates;
+
+/// A compiled rule param.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// Name (`params.NAME` in templates).
+    pub name: String,
+    /// Template source.
+    pub template: String,
+    /// Anchored allow pattern for the rendered value.
+    pub pattern: Option<Regex>,
+}
+
+/// A compiled, checked rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// All must match.
+    pub matchers: Vec<Matcher>,
+    /// Runbook name (always defined in the [`RuleSet`]).
+    pub runbook: String,
+    /// Params in name order.
+    pub params: Vec<Param>,
+    /// Label naming the target broker.
+    pub target_label: Option<String>,
+    /// Whether the rule's params or runbook refer to `target`.
+    pub needs_target: bool,
+    /// Cooldown override, seconds.
+    pub cooldown_seconds: Option<u64>,
+    /// Max attempts override.
+    pub max_attempts: Option<u32>,
+    /// Dry-run override.
+    pub dry_run: Option<bool>,
+    /// Extra recipients.
+    pub notify: Vec<String>,
+    /// File the rule is defined in.
+    pub file: PathBuf,
+    /// Line of its definition.
+    pub line: Option<usize>,
+}
+
+impl Rule {
+    /// Whether every matcher matches the labels.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|m| m.matches(labels))
+    }
+}
+
+/// Every rule and runbook, compiled, with their templates.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    /// Rules, in file order.
+    pub rules: Vec<Rule>,
+    /// Runbooks by name.
+    pub runbooks: BTreeMap<String, Runbook>,
+    /// All compiled templates.
+    pub templates: Templates,
+}

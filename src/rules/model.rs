@@ -1,0 +1,345 @@
+//! What SREs write in a rule file: rules (`rules:`) and runbooks (`runbooks:`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// A rule as written: which alerts it matches and which runbook answers them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Unique name across all rule files.
+    pub name: String,
+    /// What the rule is for.
+    #[serde(default)]
+    pub description: String,
+    /// Alertmanager matchers (`alertname="KafkaBrokerDown"`); all must match.
+    pub matchers: Vec<String>,
+    /// The runbook to run.
+    pub runbook: String,
+    /// Values the runbook's templates see as `params.NAME`.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamSpec>,
+    /// Label whose value names the target broker, when `node_id`/`instance` do not.
+    #[serde(default)]
+    pub target_label: Option<String>,
+    /// Overrides `recovery.cooldown_seconds` for this rule.
+    #[serde(default)]
+    pub cooldown_seconds: Option<u64>,
+    /// Overrides `recovery.max_attempts` for this rule.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Overrides `recovery.dry_run` for this rule.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    /// Extra email recipients for this rule's outcomes.
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+/// A rule parameter: a template, optionally with an allow pattern for its rendered value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Handlebars template rendered against the alert.
+    pub value: String,
+    /// Anchored regex the rendered value must match, or the execution stops.
+    pub pattern: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ParamSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            value: String,
+            #[serde(default)]
+            pattern: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "a template string, or a map with `value` and optional `pattern`"
+        )]
+        enum Either {
+            Text(String),
+            Number(serde_json::Number),
+            Full(Full),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Text(value) => ParamSpec {
+                value,
+                pattern: None,
+            },
+            Either::Number(n) => ParamSpec {
+                value: n.to_string(),
+                pattern: None,
+            },
+            Either::Full(f) => ParamSpec {
+                value: f.value,
+                pattern: f.pattern,
+            },
+        })
+    }
+}
+
+/// A runbook: ordered steps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runbook {
+    /// What the runbook does.
+    #[serde(default)]
+    pub description: String,
+    /// Whether it changes the cluster (restart, reconfigure). Disruptive runbooks are
+    /// serialized per cluster and guarded; diagnostics-only runbooks set `false`.
+    #[serde(default = "yes")]
+    pub disruptive: bool,
+    /// The steps, run in order.
+    pub steps: Vec<Step>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What happens when a step fails after its retries.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop the runbook; the execution fails.
+    #[default]
+    Abort,
+    /// Go on with the next step.
+    Continue,
+    /// Stop and escalate to the escalation recipients.
+    Escalate,
+}
+
+/// One step: a name, exactly one kind, and common options.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Name shown in plans, records and emails.
+    pub name: String,
+    /// What the step does.
+    pub kind: StepKind,
+    /// Longest the step may run (all tries together are bounded by tries × timeout).
+    pub timeout: Option<Duration>,
+    /// Extra tries after a failure.
+    pub retries: u32,
+    /// What to do when it still fails.
+    pub on_failure: OnFailure,
+}
+
+/// The kinds of step. Each lowers to a plain argv (or an HTTP request).
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// A command: argv elements, each a template.
+    Exec(Vec<String>),
+    /// `systemctl ACTION UNIT`, locally or over ssh.
+    Systemctl(SystemctlStep),
+    /// `ansible-playbook` with extra vars as JSON.
+    Ansible(AnsibleStep),
+    /// An HTTP request.
+    Http(HttpStep),
+    /// Wait until a TCP port accepts connections or an URL answers 2xx.
+    WaitFor(WaitForStep),
+}
+
+impl StepKind {
+    /// The key this kind is written with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Exec(_) => "exec",
+            StepKind::Systemctl(_) => "systemctl",
+            StepKind::Ansible(_) => "ansible",
+            StepKind::Http(_) => "http",
+            StepKind::WaitFor(_) => "wait_for",
+        }
+    }
+}
+
+/// The step kind keys, for error messages.
+pub const STEP_KINDS: &[&str] = &["exec", "systemctl", "ansible", "http", "wait_for"];
+
+/// `systemctl` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemctlStep {
+    /// `start`, `stop`, `restart`, `try-restart`, `reload`, `reload-or-restart`,
+    /// `is-active` or `status`.
+    pub action: String,
+    /// Unit name (template).
+    pub unit: String,
+    /// Remote host (template): run over `ssh -o BatchMode=yes`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Prefix with `sudo -n` (no password prompt).
+    #[serde(default)]
+    pub sudo: bool,
+}
+
+/// The systemctl actions a step may use.
+pub const SYSTEMCTL_ACTIONS: &[&str] = &[
+    "start",
+    "stop",
+    "restart",
+    "try-restart",
+    "reload",
+    "reload-or-restart",
+    "is-active",
+    "status",
+];
+
+/// `ansible` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnsibleStep {
+    /// Playbook path (template).
+    pub playbook: String,
+    /// Inventory (template).
+    #[serde(default)]
+    pub inventory: Option<String>,
+    /// `--limit` host (template); must render to a single host name.
+    #[serde(default)]
+    pub limit: Option<String>,
+    /// Extra variables (each value a template), passed as one JSON `--extra-vars`.
+    #[serde(default)]
+    pub extra_vars: BTreeMap<String, String>,
+}
+
+/// `http` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    /// Method: GET, POST, PUT, PATCH, DELETE or HEAD.
+    #[serde(default = "get")]
+    pub method: String,
+    /// URL (template); http or https.
+    pub url: String,
+    /// Request body (template).
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// The HTTP methods a step may use.
+pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// `wait_for` step: exactly one of `tcp` and `http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForStep {
+    /// `host:port` to connect to (template).
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// URL that must answer 2xx (template).
+    #[serde(default)]
+    pub http: Option<String>,
+    /// How long to keep trying.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+/// Parses `30`, `"30s"`, `"5m"`, `"1h30m"` or `"500ms"`.
+pub fn parse_duration(v: &Value) -> Result<Duration, String> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{n}` is not a whole number of seconds")),
+        Value::String(s) => humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 1h ({e})")),
+        other => Err(format!("expected a duration like 30s, got {other}")),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn field<T: serde::de::DeserializeOwned>(key: &str, v: Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| format!("`{key}`: {e}"))
+}
+
+impl Step {
+    fn from_map(mut m: Map<String, Value>) -> Result<Step, String> {
+        let name = match m.remove("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s,
+            Some(_) => return Err("`name` must be a non-empty string".into()),
+            None => return Err("missing `name`".into()),
+        };
+        let timeout = m
+            .remove("timeout")
+            .map(|v| parse_duration(&v).map_err(|e| format!("`timeout`: {e}")))
+            .transpose()?;
+        let retries = m
+            .remove("retries")
+            .map(|v| field::<u32>("retries", v))
+            .transpose()?
+            .unwrap_or(0);
+        let on_failure = m
+            .remove("on_failure")
+            .map(|v| field::<OnFailure>("on_failure", v))
+            .transpose()?
+            .unwrap_or_default();
+        let kinds: Vec<&String> = m
+            .keys()
+            .filter(|k| STEP_KINDS.contains(&k.as_str()))
+            .collect();
+        if let Some(other) = m.keys().find(|k| !STEP_KINDS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown key `{other}` in step `{name}`; a step has name, timeout, retries, \
+                 on_failure and one of {}",
+                STEP_KINDS.join(", ")
+            ));
+        }
+        let key = match kinds.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                return Err(format!(
+                    "step `{name}` has no kind; give one of {}",
+                    STEP_KINDS.join(", ")
+                ));
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                return Err(format!(
+                    "step `{name}` has several kinds ({}); give exactly one",
+                    names.join(", ")
+                ));
+            }
+        };
+        let body = m.remove(&key).unwrap_or(Value::Null);
+        let kind = match key.as_str() {
+            "exec" => {
+                let argv: Vec<String> = field("exec", body)?;
+                if argv.is_empty() {
+                    return Err(format!("step `{name}`: `exec` needs at least the program"));
+                }
+                StepKind::Exec(argv)
+            }
+            "systemctl" => StepKind::Systemctl(field("systemctl", body)?),
+            "ansible" => StepKind::Ansible(field("ansible", body)?),
+            "http" => StepKind::Http(field("http", body)?),
+            _ => StepKind::WaitFor(field("wait_for", body)?),
+        };
+        Ok(Step {
+            name,
+            kind,
+            timeout,
+            retries,
+            on_failure,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = Map::<String, Value>::deserialize(d)?;
+        Step::from_map(m).map_err(serde::de::Error::custom)
+    }
+}

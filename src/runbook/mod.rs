@@ -1,0 +1,7 @@
+//! Runbooks: templates, and steps lowered to the exact argv (or request) they run.
+
+pub mod render;
+pub mod template;
+
+pub use render::{RenderedStep, StepError, render_steps};
+pub use template::{Scope, TemplateError, Templates};

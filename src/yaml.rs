@@ -1,0 +1,282 @@
+//! YAML documents that remember where each value came from.
+//!
+//! Every error `check` reports names a file and a line. Serde deserializers only know a
+//! value's *path* (`rules[2].matchers[0]`), so this module parses YAML once with
+//! `yaml-rust2` (the same parser the `config` crate uses), builds a JSON value for serde and
+//! an index from path to line. Duplicate mapping keys, which YAML parsers silently resolve
+//! to the last one, are reported as errors here.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::Yaml;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A YAML parse failure with its position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} column {column}: {message}")]
+pub struct YamlError {
+    /// 1-based line of the problem.
+    pub line: usize,
+    /// 1-based column of the problem.
+    pub column: usize,
+    /// What the parser found wrong.
+    pub message: String,
+}
+
+/// A parsed YAML document: its value and the line each path starts on.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    /// The document as JSON (YAML's data model mapped onto JSON's).
+    pub value: Value,
+    lines: HashMap<String, usize>,
+}
+
+impl Document {
+    /// Parses `text` (a single YAML document; an empty text is `null`).
+    pub fn parse(text: &str) -> Result<Document, YamlError> {
+        let mut builder = Builder::default();
+        let mut parser = Parser::new_from_str(text);
+        parser.load(&mut builder, false).map_err(|e| YamlError {
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: e.info().to_string(),
+        })?;
+        if let Some(err) = builder.error {
+            return Err(err);
+        }
+        Ok(Document {
+            value: builder.root.unwrap_or(Value::Null),
+            lines: builder.lines,
+        })
+    }
+
+    /// The line a path (`a.b[0].c`, as `serde_path_to_error` prints it) starts on, or the
+    /// line of its nearest ancestor that has one.
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        let mut p = path;
+        loop {
+            if let Some(line) = self.lines.get(p) {
+                return Some(*line);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+        }
+    }
+}
+
+/// Joins a parent path and a map key the way `serde_path_to_error` prints paths.
+pub fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// Joins a parent path and a sequence index.
+pub fn join_index(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+enum Frame {
+    Seq {
+        path: String,
+        items: Vec<Value>,
+        anchor: usize,
+    },
+    Map {
+        path: String,
+        map: Map<String, Value>,
+        key: Option<String>,
+        anchor: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    lines: HashMap<String, usize>,
+    anchors: HashMap<usize, Value>,
+    error: Option<YamlError>,
+}
+
+impl Builder {
+    /// The path the next value will have, or `None` when the next scalar is a mapping key.
+    fn next_path(&self) -> Option<String> {
+        match self.stack.last() {
+            None => Some(String::new()),
+            Some(Frame::Seq { path, items, .. }) => Some(join_index(path, items.len())),
+            Some(Frame::Map { path, key, .. }) => key.as_ref().map(|k| join_key(path, k)),
+        }
+    }
+
+    fn fail(&mut self, mark: Marker, message: String) {
+        if self.error.is_none() {
+            self.error = Some(YamlError {
+                line: mark.line(),
+                column: mark.col() + 1,
+                message,
+            });
+        }
+    }
+
+    fn push_value(&mut self, value: Value, anchor: usize, mark: Marker) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(value),
+            Some(Frame::Seq { items, .. }) => items.push(value),
+            Some(Frame::Map { map, key, path, .. }) => match key.take() {
+                Some(k) => {
+                    map.insert(k, value);
+                }
+                None => {
+                    let k = match value {
+                        Value::String(s) => s,
+                        Value::Null => String::from("null"),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => {
+                            let p = path.clone();
+                            self.fail(mark, format!("{p}: a mapping key must be a scalar"));
+                            return;
+                        }
+                    };
+                    if map.contains_key(&k) {
+                        let p = join_key(path, &k);
+                        self.fail(mark, format!("duplicate key `{p}`"));
+                        return;
+                    }
+                    *key = Some(k);
+                }
+            },
+        }
+    }
+}
+
+fn scalar(text: String, style: TScalarStyle, tagged_str: bool) -> Value {
+    if style != TScalarStyle::Plain || tagged_str {
+        return Value::String(text);
+    }
+    match Yaml::from_str(&text) {
+        Yaml::Integer(i) => Value::Number(i.into()),
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::String(text)),
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Null => Value::Null,
+        _ => Value::String(text),
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                if let Some(path) = self.next_path() {
+                    self.lines.entry(path).or_insert(mark.line());
+                }
+                let tagged_str = tag.is_some_and(|t| t.suffix == "str");
+                self.push_value(scalar(text, style, tagged_str), anchor, mark);
+            }
+            Event::SequenceStart(anchor, _) => {
+                let path = self.next_path().unwrap_or_default();
+                self.lines.entry(path.clone()).or_insert(mark.line());
+                self.stack.push(Frame::Seq {
+                    path,
+                    items: Vec::new(),
+                    anchor,
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                let Some(path) = self.next_path() else {
+                    self.fail(mark, "a mapping key must be a scalar".into());
+                    return;
+                };
+                self.lines.entry(path.clone()).or_insert(mark.line());
+                self.stack.push(Frame::Map {
+                    path,
+                    map: Map::new(),
+                    key: None,
+                    anchor,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Seq { items, anchor, .. }) => {
+                    self.push_value(Value::Array(items), anchor, mark)
+                }
+                Some(Frame::Map { map, anchor, .. }) => {
+                    self.push_value(Value::Object(map), anchor, mark)
+                }
+                None => self.fail(mark, "unbalanced collection end".into()),
+            },
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(v) => self.push_value(v, 0, mark),
+                None => self.fail(mark, "alias to an unknown anchor".into()),
+            },
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd
+            | Event::Nothing => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_lines() {
+        let doc = Document::parse("a: 1\nb:\n  - x: \"7\"\n    y: yes\n  - 2.5\nc: ~\n").unwrap();
+        assert_eq!(
+            doc.value,
+            serde_json::json!({"a": 1, "b": [{"x": "7", "y": "yes"}, 2.5], "c": null})
+        );
+        assert_eq!(doc.line_of("a"), Some(1));
+        assert_eq!(doc.line_of("b"), Some(3));
+        assert_eq!(doc.line_of("b[0].y"), Some(4));
+        assert_eq!(doc.line_of("b[1]"), Some(5));
+        assert_eq!(doc.line_of("b[0].y.nope"), Some(4));
+        assert_eq!(doc.line_of("c"), Some(6));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = Document::parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(err.message.contains("duplicate key `a`"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = Document::parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.line >= 2, "{err:?}");
+    }
+
+    #[test]
+    fn anchors_and_aliases() {
+        let doc = Document::parse("x: &v [1, 2]\ny: *v\n").unwrap();
+        assert_eq!(doc.value["y"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn quoted_scalars_stay_strings() {
+        let doc = Document::parse("a: \"123\"\nb: '1.5'\nc: !!str 9\nd: true\n").unwrap();
+        assert_eq!(
+            doc.value,
+            serde_json::json!({"a": "123", "b": "1.5", "c": "9", "d": true})
+        );
+    }
+}
