@@ -146,11 +146,13 @@ impl Builder {
                             return;
                         }
                     };
+                    let p = join_key(path, &k);
                     if map.contains_key(&k) {
-                        let p = join_key(path, &k);
                         self.fail(mark, format!("duplicate key `{p}`"));
                         return;
                     }
+                    // A value is reported at its key's line, even when it starts below it.
+                    self.lines.entry(p).or_insert(mark.line());
                     *key = Some(k);
                 }
             },
@@ -245,7 +247,7 @@ mod tests {
             serde_json::json!({"a": 1, "b": [{"x": "7", "y": "yes"}, 2.5], "c": null})
         );
         assert_eq!(doc.line_of("a"), Some(1));
-        assert_eq!(doc.line_of("b"), Some(3));
+        assert_eq!(doc.line_of("b"), Some(2));
         assert_eq!(doc.line_of("b[0].y"), Some(4));
         assert_eq!(doc.line_of("b[1]"), Some(5));
         assert_eq!(doc.line_of("b[0].y.nope"), Some(4));

@@ -215,6 +215,10 @@ fn section<T: DeserializeOwned>(
                 format!("{key}.{inner}")
             };
             let mut msg = e.into_inner().to_string();
+            // The config crate appends its own key path; ours (with the line) is better.
+            if let Some(i) = msg.find(" for key `") {
+                msg.truncate(i);
+            }
             let var = env_name(&path);
             if env.contains_key(&var) {
                 msg.push_str(&format!(" (value from environment variable {var})"));

@@ -6,6 +6,25 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// Deserializes a keyword enum case-insensitively; an unknown word lists the known ones.
+/// (The `config` crate's own enum errors name neither.)
+macro_rules! keyword_enum {
+    ($ty:ty, $what:literal, [$(($word:literal, $val:expr)),+ $(,)?]) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                match s.to_ascii_lowercase().as_str() {
+                    $($word => Ok($val),)+
+                    _ => Err(serde::de::Error::custom(format!(
+                        concat!("unknown ", $what, " `{}`, expected one of:", $(" ", $word),+),
+                        s
+                    ))),
+                }
+            }
+        }
+    };
+}
+
 /// The whole configuration, after layering and secret resolution.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,7 +108,7 @@ fn default_zk_port() -> u16 {
 }
 
 /// A way the service checks the cluster itself.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum MonitoringMethod {
     /// TCP connect to each broker's port.
@@ -164,7 +183,7 @@ pub struct NotificationsConfig {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS (port 587).
@@ -288,22 +307,34 @@ pub enum LogLevel {
     Error,
 }
 
-impl<'de> Deserialize<'de> for LogLevel {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // The seed writes `INFO`; accept any case.
-        let s = String::deserialize(d)?;
-        match s.to_ascii_lowercase().as_str() {
-            "trace" => Ok(LogLevel::Trace),
-            "debug" => Ok(LogLevel::Debug),
-            "info" => Ok(LogLevel::Info),
-            "warn" | "warning" => Ok(LogLevel::Warn),
-            "error" => Ok(LogLevel::Error),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown log level `{s}`, expected one of trace, debug, info, warn, error"
-            ))),
-        }
-    }
-}
+// The seed writes `INFO`; every keyword is accepted in any case.
+keyword_enum!(LogLevel, "log level", [
+    ("trace", LogLevel::Trace),
+    ("debug", LogLevel::Debug),
+    ("info", LogLevel::Info),
+    ("warn", LogLevel::Warn),
+    ("warning", LogLevel::Warn),
+    ("error", LogLevel::Error),
+]);
+keyword_enum!(LogFormat, "log format", [("text", LogFormat::Text), ("json", LogFormat::Json)]);
+keyword_enum!(SmtpTls, "tls mode", [
+    ("starttls", SmtpTls::Starttls),
+    ("tls", SmtpTls::Tls),
+    ("none", SmtpTls::None),
+]);
+keyword_enum!(MonitoringMethod, "monitoring method", [
+    ("socket", MonitoringMethod::Socket),
+    ("jmx", MonitoringMethod::Jmx),
+    ("zookeeper", MonitoringMethod::Zookeeper),
+    ("http", MonitoringMethod::Http),
+]);
+keyword_enum!(Environment, "environment", [
+    ("development", Environment::Development),
+    ("dev", Environment::Development),
+    ("staging", Environment::Staging),
+    ("production", Environment::Production),
+    ("prod", Environment::Production),
+]);
 
 impl LogLevel {
     /// The level as a `tracing` filter directive.
@@ -319,7 +350,7 @@ impl LogLevel {
 }
 
 /// Log format.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -352,19 +383,6 @@ pub enum Environment {
     Production,
 }
 
-impl<'de> Deserialize<'de> for Environment {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Environment::Development),
-            "staging" => Ok(Environment::Staging),
-            "production" | "prod" => Ok(Environment::Production),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown environment `{s}`, expected development, staging or production"
-            ))),
-        }
-    }
-}
 
 /// A secret string: never printed by `Debug`, serialized as `***`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]

@@ -47,6 +47,9 @@ pub struct Plan {
     /// Whether dry_run applies (recorded, not executed).
     #[serde(skip)]
     pub dry_run: bool,
+    /// Rendered params: with rule and target, what makes two plans the same work.
+    #[serde(skip)]
+    pub params: BTreeMap<String, String>,
 }
 
 /// Plans for a whole webhook payload.
@@ -111,6 +114,7 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
         steps: Vec::new(),
         disruptive: runbook.is_some_and(|r| r.disruptive),
         dry_run: rule.dry_run.unwrap_or(cfg.recovery.dry_run),
+        params: BTreeMap::new(),
     };
     let skip = |mut p: Plan, reason: String| {
         p.reason = reason;
@@ -152,6 +156,7 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
                 );
             }
         }
+        plan.params.insert(p.name.clone(), value.clone());
         params.insert(p.name.clone(), Value::String(value));
     }
     ctx["params"] = Value::Object(params);
@@ -179,7 +184,8 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Plans a whole payload: per alert (never from the group status), then the policy that
-/// needs no history: one execution per (rule, target), and at most
+/// needs no history: one execution per (rule, target, params) — replicas and repeats of an
+/// alert collapse, a per-topic rule still runs once per topic — and at most
 /// `recovery.max_concurrent_per_cluster` disruptive runbooks at once (the rest queue).
 pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> PlanSet {
     let mut plans = Vec::new();

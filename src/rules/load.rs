@@ -366,6 +366,7 @@ fn compile_rule(
     }
     if let Some(rb) = runbook {
         let declared: BTreeSet<String> = spec.params.keys().cloned().collect();
+        let mut referenced = BTreeSet::new();
         for step in &rb.steps {
             for src_t in step_templates(&step.kind) {
                 // Syntax errors are reported once, by check_runbook.
@@ -374,6 +375,11 @@ fn compile_rule(
                 };
                 for r in refs {
                     needs_target |= uses_target(&r);
+                    if let [p, name] = r.as_slice() {
+                        if p == "params" {
+                            referenced.insert(name.clone());
+                        }
+                    }
                     if let Err(m) = check_ref(&r, Scope::Runbook(&declared)) {
                         err(
                             join_key(at, "runbook"),
@@ -382,6 +388,13 @@ fn compile_rule(
                     }
                 }
             }
+        }
+        for unused in declared.difference(&referenced) {
+            diags.warning(
+                &src.path,
+                src.doc.line_of(&join_key(&join_key(at, "params"), unused)),
+                format!("{at}.params.{unused}: not used by runbook `{}`", spec.runbook),
+            );
         }
     }
     if diags.error_count() > before {

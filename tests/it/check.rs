@@ -1,0 +1,298 @@
+//! `kafka-healing check`: shipped files pass; every bad case fails naming file, line and problem.
+
+use crate::common::*;
+
+#[test]
+fn shipped_examples_pass() {
+    let o = run(&["check", "-c", "examples/config.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("OK examples/config.yaml: 5 rules, 5 runbooks, 3 brokers"), "{}", stdout(&o));
+}
+
+#[test]
+fn production_example_needs_its_secrets() {
+    let o = run(&["check", "-c", "examples/production.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("examples/production.yaml:34: error: notifications.smtp.username: environment variable `SMTP_USERNAME` is not set"), "{e}");
+    assert!(e.contains("`SMTP_PASSWORD` is not set"), "{e}");
+    assert!(e.contains("`KAFKA_HEALING_WEBHOOK_TOKEN` is not set"), "{e}");
+    let o = run_env(
+        &["check", "-c", "examples/production.yaml"],
+        &[("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "p"), ("KAFKA_HEALING_WEBHOOK_TOKEN", "t")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// Runs `check` on a scratch config and rule files; returns (exit code, stderr).
+fn check(config: &str, rule_files: &[(&str, &str)]) -> (Option<i32>, String) {
+    let s = Scratch::new();
+    let cfg = s.write("config.yaml", config);
+    for (name, text) in rule_files {
+        s.write(&format!("rules/{name}"), text);
+    }
+    let o = run(&["check", "-c", cfg.to_str().unwrap()]);
+    // Paths in messages are absolute; make them relative for the assertions.
+    let prefix = format!("{}/", s.path().display());
+    (o.status.code(), stderr(&o).replace(&prefix, ""))
+}
+
+fn assert_invalid(config: &str, rules: &[(&str, &str)], expected: &[&str]) {
+    let (code, err) = check(config, rules);
+    assert_eq!(code, Some(1), "expected exit 1 for\n{config}\nstderr:\n{err}");
+    for e in expected {
+        assert!(err.contains(e), "missing `{e}` in:\n{err}");
+    }
+}
+
+#[test]
+fn good_scratch_config_passes() {
+    let (code, err) = check(&config_with(""), &[("a.yaml", GOOD_RULES)]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn config_ranges_and_business_rules() {
+    let cases: &[(&str, &str)] = &[
+        ("monitoring:\n  interval_seconds: 4\n  timeout_seconds: 2\n", "config.yaml:10: error: monitoring.interval_seconds: must be between 5 and 3600, got 4"),
+        ("monitoring:\n  interval_seconds: 4000\n", "must be between 5 and 3600, got 4000"),
+        ("monitoring:\n  timeout_seconds: 0\n", "config.yaml:10: error: monitoring.timeout_seconds: must be between 1 and 300, got 0"),
+        ("monitoring:\n  timeout_seconds: 301\n  interval_seconds: 600\n", "must be between 1 and 300, got 301"),
+        ("monitoring:\n  interval_seconds: 10\n  timeout_seconds: 10\n", "config.yaml:11: error: monitoring.timeout_seconds: monitoring timeout (10s) must be less than the interval (10s)"),
+        ("monitoring:\n  methods: [socket, carrier-pigeon]\n", "config.yaml:10: error: monitoring.methods[1]: unknown monitoring method `carrier-pigeon`, expected one of: socket jmx zookeeper http"),
+        ("recovery:\n  max_attempts: 0\n", "recovery.max_attempts: must be between 1 and 10, got 0"),
+        ("recovery:\n  backoff_multiplier: 0.5\n", "recovery.backoff_multiplier: must be between 1.0 and 10.0"),
+        ("recovery:\n  max_concurrent_per_cluster: 0\n", "recovery.max_concurrent_per_cluster: must be at least 1"),
+        ("recovery:\n  max_attempts: lots\n", "config.yaml:10: error: recovery.max_attempts: invalid type"),
+        ("recovery:\n  retry_forever: true\n", "config.yaml:10: error: recovery.retry_forever: unknown field `retry_forever`"),
+        ("colour: blue\n", "config.yaml:9: error: colour: unknown top-level key"),
+        ("server:\n  listen: localhost\n", "server.listen: `localhost` is not an address:port"),
+        ("server:\n  auth: {}\n", "server.auth: set bearer_token (or bearer_token_file) or basic"),
+        ("server:\n  auth:\n    bearer_token: x\n    basic: { username: a, password: b }\n", "set either bearer_token or basic, not both"),
+        ("server:\n  auth:\n    basic: { username: a }\n", "basic auth needs a non-empty password"),
+        ("notifications:\n  smtp:\n    host: mail\n    from_email: not-an-address\n    to_emails: [ops@example.com]\n", "config.yaml:12: error: notifications.smtp.from_email: `not-an-address` is not a valid email address"),
+        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [ops@example.com, 'bad@']\n", "notifications.smtp.to_emails[1]: `bad@` is not a valid email address"),
+        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: []\n", "at least one recipient is required"),
+        ("notifications:\n  smtp:\n    host: mail\n    port: 0\n    from_email: a@example.com\n    to_emails: [o@example.com]\n", "notifications.smtp.port: must be between 1 and 65535"),
+        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [o@example.com]\n    username: u\n    password: p\n    password_file: pw\n", "set either the value or the `_file` variant, not both"),
+        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [o@example.com]\n    password_file: /nonexistent/pw\n", "cannot read secret file /nonexistent/pw"),
+        ("logging:\n  level: loud\n", "unknown log level `loud`"),
+        ("environment: moon\n", "unknown environment `moon`"),
+        ("rules: [nothing/*.yaml]\n", "`nothing/*.yaml` matches no rule file"),
+    ];
+    for (extra, expected) in cases {
+        // `rules:` in a case replaces the default list (a YAML duplicate key otherwise).
+        let cfg = if extra.starts_with("rules:") {
+            config_with("").replace("rules:\n  - rules/*.yaml\n", extra)
+        } else {
+            config_with(extra)
+        };
+        assert_invalid(&cfg, &[("a.yaml", GOOD_RULES)], &[expected]);
+    }
+}
+
+#[test]
+fn cluster_rules() {
+    let even_zk = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092, jmx_port: 1 }\n  zookeeper_nodes:\n    - { node_id: z1, host: z1 }\n    - { node_id: z2, host: z2 }\nrules: [rules/*.yaml]\n";
+    assert_invalid(even_zk, &[("a.yaml", GOOD_RULES)], &["config.yaml:5: error: cluster.zookeeper_nodes: ZooKeeper ensemble size should be an odd number, found 2"]);
+    let dup = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092, jmx_port: 1 }\n    - { node_id: 1, host: b, port: 9092, jmx_port: 1 }\nrules: [rules/*.yaml]\n";
+    assert_invalid(dup, &[("a.yaml", GOOD_RULES)], &["config.yaml:5: error: cluster.kafka_brokers[1].node_id: duplicate node_id `1`"]);
+    let two = "environment: production\ncluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092, jmx_port: 1 }\n    - { node_id: 2, host: b, port: 9092, jmx_port: 1 }\nrules: [rules/*.yaml]\n";
+    assert_invalid(two, &[("a.yaml", GOOD_RULES)], &["config.yaml:4: error: cluster.kafka_brokers: production environment requires at least 3 Kafka brokers, found 2"]);
+    let (code, err) = check(&two.replace("production", "staging"), &[("a.yaml", GOOD_RULES)]);
+    assert_eq!(code, Some(0), "two brokers are fine outside production: {err}");
+    let no_jmx = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092 }\nrules: [rules/*.yaml]\n";
+    assert_invalid(no_jmx, &[("a.yaml", GOOD_RULES)], &["has neither jmx_port nor metrics_url"]);
+    let bad_port = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 70000, jmx_port: 1 }\nrules: [rules/*.yaml]\n";
+    assert_invalid(bad_port, &[("a.yaml", GOOD_RULES)], &["config.yaml:4: error: cluster.kafka_brokers[0].port: invalid type: 64-bit unsigned integer `70000`, expected an unsigned 16 bit integer\n"]);
+    let no_cluster = "rules: [rules/*.yaml]\n";
+    assert_invalid(no_cluster, &[("a.yaml", GOOD_RULES)], &["missing required section `cluster`"]);
+    let yaml = "cluster:\n  name: [unclosed\n";
+    assert_invalid(yaml, &[], &["config.yaml:3: error: YAML:"]);
+    let dup_key = "cluster:\n  name: a\n  name: b\n";
+    assert_invalid(dup_key, &[], &["config.yaml:3: error: YAML: duplicate key `cluster.name`"]);
+}
+
+const RB: &str = "runbooks:\n  restart:\n    steps:\n      - name: s\n        exec: [echo, hi]\n";
+
+#[test]
+fn rule_file_problems_name_file_and_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "rules:\n  - name: r\n    matchers: ['alertname=\"X\"']\n    runbook: nope\n",
+            "rules/a.yaml:4: error: rules[0].runbook: unknown runbook `nope` (defined: restart)",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers:\n      - 'alertname=\"X\"'\n      - 'bad matcher'\n    runbook: restart\n",
+            "rules/a.yaml:5: error: rules[0].matchers[1]: bad matcher format `bad matcher`",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['severity=~\"(crit\"']\n    runbook: restart\n",
+            "rules/a.yaml:3: error: rules[0].matchers[0]: invalid regex `(crit`",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"x\"y\"']\n    runbook: restart\n",
+            "unescaped double quote",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: []\n    runbook: restart\n",
+            "rules/a.yaml:3: error: rules[0].matchers: a rule needs at least one matcher",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n    params:\n      p: '{{alert.lables.instance}}'\n",
+            "rules/a.yaml:6: error: rules[0].params.p: `alert.lables.instance` cannot exist",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n    params:\n      p: { value: '{{alert.labels.x}}', pattern: '[a-z' }\n",
+            "rules[0].params.p.pattern: invalid regex `[a-z`",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n    params:\n      p: '{{#if x}}open'\n",
+            "rules[0].params.p: template does not compile",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n    notify: ['nobody']\n",
+            "rules[0].notify[0]: `nobody` is not a valid email address",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n    max_attempts: 11\n",
+            "rules[0].max_attempts: must be between 1 and 10, got 11",
+        ),
+        (
+            "rules:\n  - name: r\n    match: ['a=\"b\"']\n    runbook: restart\n",
+            "rules/a.yaml:3: error: rules[0].match: unknown field `match`, expected one of `name`",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n  - name: r\n    matchers: ['a=\"c\"']\n    runbook: restart\n",
+            "rules/a.yaml:5: error: rules[1].name: duplicate rule name `r` (also at",
+        ),
+        ("rulez: []\n", "rules/a.yaml:1: error: rulez: unknown top-level key"),
+        ("rules: [\n", "rules/a.yaml:2: error: YAML:"),
+    ];
+    for (text, expected) in cases {
+        let text = format!("{text}{RB}");
+        assert_invalid(&config_with(""), &[("a.yaml", &text)], &[expected]);
+    }
+}
+
+#[test]
+fn runbook_problems() {
+    let rule = "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: rb\n    params: { unit: kafka.service }\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: ['{{params.unti}}']\n",
+            "rules/a.yaml:4: error: rules[0].runbook: runbook `rb` step `s`: `params.unti` is not a param of this rule (it declares: unit)",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: ['{{target.hostname}}']\n",
+            "`target.hostname` cannot exist",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: [a]\n        systemctl: { action: restart, unit: u }\n",
+            "rules/a.yaml:9: error: runbooks.rb.steps[0]: step `s` has several kinds (exec, systemctl); give exactly one",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        shell: 'rm -rf /'\n",
+            "unknown key `shell` in step `s`",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        systemctl: { action: mask, unit: '{{params.unit}}' }\n",
+            "systemctl action `mask` is not one of",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        wait_for: { tcp: 'a:1', http: 'http://a', timeout: 5s }\n",
+            "wait_for needs exactly one of `tcp` and `http`",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        wait_for: { tcp: 'a:1', timeout: soon }\n",
+            "`soon` is not a duration",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: []\n",
+            "`exec` needs at least the program",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        http: { method: TRACE, url: 'http://x' }\n",
+            "http method `TRACE` is not one of",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: [a, '{{params.unit}}']\n        on_failure: panic\n",
+            "`on_failure`: unknown variant `panic`",
+        ),
+        ("runbooks:\n  rb:\n    steps: []\n", "runbooks.rb.steps: a runbook needs at least one step"),
+    ];
+    for (rb, expected) in cases {
+        let text = format!("{rule}{rb}");
+        assert_invalid(&config_with(""), &[("a.yaml", &text)], &[expected]);
+    }
+}
+
+#[test]
+fn duplicates_across_files() {
+    let a = "rules:\n  - name: same\n    matchers: ['a=\"b\"']\n    runbook: rb\nrunbooks:\n  rb:\n    steps:\n      - { name: s, exec: [a] }\n";
+    let b = "rules:\n  - name: same\n    matchers: ['a=\"c\"']\n    runbook: rb\nrunbooks:\n  rb:\n    steps:\n      - { name: s, exec: [b] }\n";
+    assert_invalid(
+        &config_with(""),
+        &[("a.yaml", a), ("b.yaml", b)],
+        &[
+            "rules/b.yaml:6: error: runbooks.rb: duplicate runbook `rb` (also defined at rules/a.yaml:6)",
+            "rules/b.yaml:2: error: rules[0].name: duplicate rule name `same` (also at",
+            "rules/a.yaml:2)",
+        ],
+    );
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let cfg = config_with("monitoring:\n  interval_seconds: 4\n  timeout_seconds: 0\nrecovery:\n  max_attempts: 99\n");
+    let rules = "rules:\n  - name: r\n    matchers: ['bad']\n    runbook: missing\n  - name: q\n    matchers: ['a=~\"(\"']\n    runbook: missing\n";
+    let (code, err) = check(&cfg, &[("a.yaml", rules)]);
+    assert_eq!(code, Some(1));
+    for e in [
+        "monitoring.interval_seconds",
+        "monitoring.timeout_seconds: must be between 1 and 300",
+        "recovery.max_attempts",
+        "rules[0].matchers[0]: bad matcher format",
+        "rules[0].runbook: unknown runbook `missing`",
+        "rules[1].matchers[0]: invalid regex",
+        "rules[1].runbook: unknown runbook `missing`",
+    ] {
+        assert!(err.contains(e), "missing {e} in\n{err}");
+    }
+    assert!(err.contains("INVALID (7 errors)"), "{err}");
+}
+
+#[test]
+fn warnings_do_not_fail() {
+    let text = format!("{GOOD_RULES}  unused:\n    steps:\n      - {{ name: s, exec: [a] }}\n");
+    let (code, err) = check(&config_with(""), &[("a.yaml", &text)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("rules/a.yaml:10: warning: runbooks.unused: not used by any rule"), "{err}");
+}
+
+#[test]
+fn json_diagnostics() {
+    let s = Scratch::new();
+    let cfg = s.write("config.yaml", &config_with("recovery:\n  max_attempts: 0\n"));
+    s.write("rules/a.yaml", GOOD_RULES);
+    let o = run(&["check", "--json", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert_eq!(v["severity"], "error");
+    assert_eq!(v["line"], 10);
+    assert!(v["message"].as_str().unwrap().starts_with("recovery.max_attempts"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = run(&["check", "-c", "/nonexistent/config.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read config file /nonexistent/config.yaml"), "{}", stderr(&o));
+    let o = run(&["check", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["dry-run", "-c", "examples/config.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "missing --alerts");
+}

@@ -1,0 +1,8 @@
+//! The integration tests: one binary, one module per area.
+
+mod am_oracle;
+mod check;
+mod common;
+mod config_layers;
+mod dry_run;
+mod hostile;
