@@ -206,7 +206,7 @@ pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> 
         if let Some(fp) = first.get(&key) {
             p.decision = Decision::Skip;
             p.reason = format!(
-                "duplicate: alert {fp} already runs rule `{}` for this target",
+                "duplicate: alert {fp} already runs rule `{}` on the same target with the same params",
                 p.rule
             );
             p.steps.clear();
