@@ -308,33 +308,53 @@ pub enum LogLevel {
 }
 
 // The seed writes `INFO`; every keyword is accepted in any case.
-keyword_enum!(LogLevel, "log level", [
-    ("trace", LogLevel::Trace),
-    ("debug", LogLevel::Debug),
-    ("info", LogLevel::Info),
-    ("warn", LogLevel::Warn),
-    ("warning", LogLevel::Warn),
-    ("error", LogLevel::Error),
-]);
-keyword_enum!(LogFormat, "log format", [("text", LogFormat::Text), ("json", LogFormat::Json)]);
-keyword_enum!(SmtpTls, "tls mode", [
-    ("starttls", SmtpTls::Starttls),
-    ("tls", SmtpTls::Tls),
-    ("none", SmtpTls::None),
-]);
-keyword_enum!(MonitoringMethod, "monitoring method", [
-    ("socket", MonitoringMethod::Socket),
-    ("jmx", MonitoringMethod::Jmx),
-    ("zookeeper", MonitoringMethod::Zookeeper),
-    ("http", MonitoringMethod::Http),
-]);
-keyword_enum!(Environment, "environment", [
-    ("development", Environment::Development),
-    ("dev", Environment::Development),
-    ("staging", Environment::Staging),
-    ("production", Environment::Production),
-    ("prod", Environment::Production),
-]);
+keyword_enum!(
+    LogLevel,
+    "log level",
+    [
+        ("trace", LogLevel::Trace),
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warn", LogLevel::Warn),
+        ("warning", LogLevel::Warn),
+        ("error", LogLevel::Error),
+    ]
+);
+keyword_enum!(
+    LogFormat,
+    "log format",
+    [("text", LogFormat::Text), ("json", LogFormat::Json)]
+);
+keyword_enum!(
+    SmtpTls,
+    "tls mode",
+    [
+        ("starttls", SmtpTls::Starttls),
+        ("tls", SmtpTls::Tls),
+        ("none", SmtpTls::None),
+    ]
+);
+keyword_enum!(
+    MonitoringMethod,
+    "monitoring method",
+    [
+        ("socket", MonitoringMethod::Socket),
+        ("jmx", MonitoringMethod::Jmx),
+        ("zookeeper", MonitoringMethod::Zookeeper),
+        ("http", MonitoringMethod::Http),
+    ]
+);
+keyword_enum!(
+    Environment,
+    "environment",
+    [
+        ("development", Environment::Development),
+        ("dev", Environment::Development),
+        ("staging", Environment::Staging),
+        ("production", Environment::Production),
+        ("prod", Environment::Production),
+    ]
+);
 
 impl LogLevel {
     /// The level as a `tracing` filter directive.
@@ -382,7 +402,6 @@ pub enum Environment {
     /// Production: at least three brokers required.
     Production,
 }
-
 
 /// A secret string: never printed by `Debug`, serialized as `***`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]

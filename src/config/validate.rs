@@ -108,7 +108,7 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
     }
 
     let zk = &c.zookeeper_nodes;
-    if !zk.is_empty() && zk.len() % 2 == 0 {
+    if !zk.is_empty() && zk.len().is_multiple_of(2) {
         err(
             "cluster.zookeeper_nodes",
             format!(

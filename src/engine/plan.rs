@@ -143,18 +143,18 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
             Ok(v) => v,
             Err(e) => return skip(plan, format!("param `{}`: {e}", p.name)),
         };
-        if let Some(re) = &p.pattern {
-            if !re.is_match(&value) {
-                return skip(
-                    plan,
-                    format!(
-                        "param `{}` value \"{}\" does not match its pattern `{}`: nothing runs",
-                        p.name,
-                        truncate(&value, 200).escape_debug(),
-                        re.as_str()
-                    ),
-                );
-            }
+        if let Some(re) = &p.pattern
+            && !re.is_match(&value)
+        {
+            return skip(
+                plan,
+                format!(
+                    "param `{}` value \"{}\" does not match its pattern `{}`: nothing runs",
+                    p.name,
+                    truncate(&value, 200).escape_debug(),
+                    re.as_str()
+                ),
+            );
         }
         plan.params.insert(p.name.clone(), value.clone());
         params.insert(p.name.clone(), Value::String(value));

@@ -340,21 +340,21 @@ fn compile_rule(
             pattern,
         });
     }
-    if let Some(l) = &spec.target_label {
-        if !valid_label_name(l) {
-            err(
-                join_key(at, "target_label"),
-                format!("`{l}` is not a label name"),
-            );
-        }
+    if let Some(l) = &spec.target_label
+        && !valid_label_name(l)
+    {
+        err(
+            join_key(at, "target_label"),
+            format!("`{l}` is not a label name"),
+        );
     }
-    if let Some(n) = spec.max_attempts {
-        if !(1..=10).contains(&n) {
-            err(
-                join_key(at, "max_attempts"),
-                format!("must be between 1 and 10, got {n}"),
-            );
-        }
+    if let Some(n) = spec.max_attempts
+        && !(1..=10).contains(&n)
+    {
+        err(
+            join_key(at, "max_attempts"),
+            format!("must be between 1 and 10, got {n}"),
+        );
     }
     for (j, to) in spec.notify.iter().enumerate() {
         if !crate::config::valid_email(to) {
@@ -375,10 +375,10 @@ fn compile_rule(
                 };
                 for r in refs {
                     needs_target |= uses_target(&r);
-                    if let [p, name] = r.as_slice() {
-                        if p == "params" {
-                            referenced.insert(name.clone());
-                        }
+                    if let [p, name] = r.as_slice()
+                        && p == "params"
+                    {
+                        referenced.insert(name.clone());
                     }
                     if let Err(m) = check_ref(&r, Scope::Runbook(&declared)) {
                         err(
@@ -393,7 +393,10 @@ fn compile_rule(
             diags.warning(
                 &src.path,
                 src.doc.line_of(&join_key(&join_key(at, "params"), unused)),
-                format!("{at}.params.{unused}: not used by runbook `{}`", spec.runbook),
+                format!(
+                    "{at}.params.{unused}: not used by runbook `{}`",
+                    spec.runbook
+                ),
             );
         }
     }

@@ -6,7 +6,11 @@ use crate::common::*;
 fn shipped_examples_pass() {
     let o = run(&["check", "-c", "examples/config.yaml"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("OK examples/config.yaml: 5 rules, 5 runbooks, 3 brokers"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("OK examples/config.yaml: 5 rules, 5 runbooks, 3 brokers"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -16,10 +20,17 @@ fn production_example_needs_its_secrets() {
     let e = stderr(&o);
     assert!(e.contains("examples/production.yaml:34: error: notifications.smtp.username: environment variable `SMTP_USERNAME` is not set"), "{e}");
     assert!(e.contains("`SMTP_PASSWORD` is not set"), "{e}");
-    assert!(e.contains("`KAFKA_HEALING_WEBHOOK_TOKEN` is not set"), "{e}");
+    assert!(
+        e.contains("`KAFKA_HEALING_WEBHOOK_TOKEN` is not set"),
+        "{e}"
+    );
     let o = run_env(
         &["check", "-c", "examples/production.yaml"],
-        &[("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "p"), ("KAFKA_HEALING_WEBHOOK_TOKEN", "t")],
+        &[
+            ("SMTP_USERNAME", "u"),
+            ("SMTP_PASSWORD", "p"),
+            ("KAFKA_HEALING_WEBHOOK_TOKEN", "t"),
+        ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
@@ -39,7 +50,11 @@ fn check(config: &str, rule_files: &[(&str, &str)]) -> (Option<i32>, String) {
 
 fn assert_invalid(config: &str, rules: &[(&str, &str)], expected: &[&str]) {
     let (code, err) = check(config, rules);
-    assert_eq!(code, Some(1), "expected exit 1 for\n{config}\nstderr:\n{err}");
+    assert_eq!(
+        code,
+        Some(1),
+        "expected exit 1 for\n{config}\nstderr:\n{err}"
+    );
     for e in expected {
         assert!(err.contains(e), "missing `{e}` in:\n{err}");
     }
@@ -54,31 +69,100 @@ fn good_scratch_config_passes() {
 #[test]
 fn config_ranges_and_business_rules() {
     let cases: &[(&str, &str)] = &[
-        ("monitoring:\n  interval_seconds: 4\n  timeout_seconds: 2\n", "config.yaml:10: error: monitoring.interval_seconds: must be between 5 and 3600, got 4"),
-        ("monitoring:\n  interval_seconds: 4000\n", "must be between 5 and 3600, got 4000"),
-        ("monitoring:\n  timeout_seconds: 0\n", "config.yaml:10: error: monitoring.timeout_seconds: must be between 1 and 300, got 0"),
-        ("monitoring:\n  timeout_seconds: 301\n  interval_seconds: 600\n", "must be between 1 and 300, got 301"),
-        ("monitoring:\n  interval_seconds: 10\n  timeout_seconds: 10\n", "config.yaml:11: error: monitoring.timeout_seconds: monitoring timeout (10s) must be less than the interval (10s)"),
-        ("monitoring:\n  methods: [socket, carrier-pigeon]\n", "config.yaml:10: error: monitoring.methods[1]: unknown monitoring method `carrier-pigeon`, expected one of: socket jmx zookeeper http"),
-        ("recovery:\n  max_attempts: 0\n", "recovery.max_attempts: must be between 1 and 10, got 0"),
-        ("recovery:\n  backoff_multiplier: 0.5\n", "recovery.backoff_multiplier: must be between 1.0 and 10.0"),
-        ("recovery:\n  max_concurrent_per_cluster: 0\n", "recovery.max_concurrent_per_cluster: must be at least 1"),
-        ("recovery:\n  max_attempts: lots\n", "config.yaml:10: error: recovery.max_attempts: invalid type"),
-        ("recovery:\n  retry_forever: true\n", "config.yaml:10: error: recovery.retry_forever: unknown field `retry_forever`"),
-        ("colour: blue\n", "config.yaml:9: error: colour: unknown top-level key"),
-        ("server:\n  listen: localhost\n", "server.listen: `localhost` is not an address:port"),
-        ("server:\n  auth: {}\n", "server.auth: set bearer_token (or bearer_token_file) or basic"),
-        ("server:\n  auth:\n    bearer_token: x\n    basic: { username: a, password: b }\n", "set either bearer_token or basic, not both"),
-        ("server:\n  auth:\n    basic: { username: a }\n", "basic auth needs a non-empty password"),
-        ("notifications:\n  smtp:\n    host: mail\n    from_email: not-an-address\n    to_emails: [ops@example.com]\n", "config.yaml:12: error: notifications.smtp.from_email: `not-an-address` is not a valid email address"),
-        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [ops@example.com, 'bad@']\n", "notifications.smtp.to_emails[1]: `bad@` is not a valid email address"),
-        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: []\n", "at least one recipient is required"),
-        ("notifications:\n  smtp:\n    host: mail\n    port: 0\n    from_email: a@example.com\n    to_emails: [o@example.com]\n", "notifications.smtp.port: must be between 1 and 65535"),
-        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [o@example.com]\n    username: u\n    password: p\n    password_file: pw\n", "set either the value or the `_file` variant, not both"),
-        ("notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [o@example.com]\n    password_file: /nonexistent/pw\n", "cannot read secret file /nonexistent/pw"),
+        (
+            "monitoring:\n  interval_seconds: 4\n  timeout_seconds: 2\n",
+            "config.yaml:10: error: monitoring.interval_seconds: must be between 5 and 3600, got 4",
+        ),
+        (
+            "monitoring:\n  interval_seconds: 4000\n",
+            "must be between 5 and 3600, got 4000",
+        ),
+        (
+            "monitoring:\n  timeout_seconds: 0\n",
+            "config.yaml:10: error: monitoring.timeout_seconds: must be between 1 and 300, got 0",
+        ),
+        (
+            "monitoring:\n  timeout_seconds: 301\n  interval_seconds: 600\n",
+            "must be between 1 and 300, got 301",
+        ),
+        (
+            "monitoring:\n  interval_seconds: 10\n  timeout_seconds: 10\n",
+            "config.yaml:11: error: monitoring.timeout_seconds: monitoring timeout (10s) must be less than the interval (10s)",
+        ),
+        (
+            "monitoring:\n  methods: [socket, carrier-pigeon]\n",
+            "config.yaml:10: error: monitoring.methods[1]: unknown monitoring method `carrier-pigeon`, expected one of: socket jmx zookeeper http",
+        ),
+        (
+            "recovery:\n  max_attempts: 0\n",
+            "recovery.max_attempts: must be between 1 and 10, got 0",
+        ),
+        (
+            "recovery:\n  backoff_multiplier: 0.5\n",
+            "recovery.backoff_multiplier: must be between 1.0 and 10.0",
+        ),
+        (
+            "recovery:\n  max_concurrent_per_cluster: 0\n",
+            "recovery.max_concurrent_per_cluster: must be at least 1",
+        ),
+        (
+            "recovery:\n  max_attempts: lots\n",
+            "config.yaml:10: error: recovery.max_attempts: invalid type",
+        ),
+        (
+            "recovery:\n  retry_forever: true\n",
+            "config.yaml:10: error: recovery.retry_forever: unknown field `retry_forever`",
+        ),
+        (
+            "colour: blue\n",
+            "config.yaml:9: error: colour: unknown top-level key",
+        ),
+        (
+            "server:\n  listen: localhost\n",
+            "server.listen: `localhost` is not an address:port",
+        ),
+        (
+            "server:\n  auth: {}\n",
+            "server.auth: set bearer_token (or bearer_token_file) or basic",
+        ),
+        (
+            "server:\n  auth:\n    bearer_token: x\n    basic: { username: a, password: b }\n",
+            "set either bearer_token or basic, not both",
+        ),
+        (
+            "server:\n  auth:\n    basic: { username: a }\n",
+            "basic auth needs a non-empty password",
+        ),
+        (
+            "notifications:\n  smtp:\n    host: mail\n    from_email: not-an-address\n    to_emails: [ops@example.com]\n",
+            "config.yaml:12: error: notifications.smtp.from_email: `not-an-address` is not a valid email address",
+        ),
+        (
+            "notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [ops@example.com, 'bad@']\n",
+            "notifications.smtp.to_emails[1]: `bad@` is not a valid email address",
+        ),
+        (
+            "notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: []\n",
+            "at least one recipient is required",
+        ),
+        (
+            "notifications:\n  smtp:\n    host: mail\n    port: 0\n    from_email: a@example.com\n    to_emails: [o@example.com]\n",
+            "notifications.smtp.port: must be between 1 and 65535",
+        ),
+        (
+            "notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [o@example.com]\n    username: u\n    password: p\n    password_file: pw\n",
+            "set either the value or the `_file` variant, not both",
+        ),
+        (
+            "notifications:\n  smtp:\n    host: mail\n    from_email: a@example.com\n    to_emails: [o@example.com]\n    password_file: /nonexistent/pw\n",
+            "cannot read secret file /nonexistent/pw",
+        ),
         ("logging:\n  level: loud\n", "unknown log level `loud`"),
         ("environment: moon\n", "unknown environment `moon`"),
-        ("rules: [nothing/*.yaml]\n", "`nothing/*.yaml` matches no rule file"),
+        (
+            "rules: [nothing/*.yaml]\n",
+            "`nothing/*.yaml` matches no rule file",
+        ),
     ];
     for (extra, expected) in cases {
         // `rules:` in a case replaces the default list (a YAML duplicate key otherwise).
@@ -94,23 +178,64 @@ fn config_ranges_and_business_rules() {
 #[test]
 fn cluster_rules() {
     let even_zk = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092, jmx_port: 1 }\n  zookeeper_nodes:\n    - { node_id: z1, host: z1 }\n    - { node_id: z2, host: z2 }\nrules: [rules/*.yaml]\n";
-    assert_invalid(even_zk, &[("a.yaml", GOOD_RULES)], &["config.yaml:5: error: cluster.zookeeper_nodes: ZooKeeper ensemble size should be an odd number, found 2"]);
+    assert_invalid(
+        even_zk,
+        &[("a.yaml", GOOD_RULES)],
+        &[
+            "config.yaml:5: error: cluster.zookeeper_nodes: ZooKeeper ensemble size should be an odd number, found 2",
+        ],
+    );
     let dup = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092, jmx_port: 1 }\n    - { node_id: 1, host: b, port: 9092, jmx_port: 1 }\nrules: [rules/*.yaml]\n";
-    assert_invalid(dup, &[("a.yaml", GOOD_RULES)], &["config.yaml:5: error: cluster.kafka_brokers[1].node_id: duplicate node_id `1`"]);
+    assert_invalid(
+        dup,
+        &[("a.yaml", GOOD_RULES)],
+        &["config.yaml:5: error: cluster.kafka_brokers[1].node_id: duplicate node_id `1`"],
+    );
     let two = "environment: production\ncluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092, jmx_port: 1 }\n    - { node_id: 2, host: b, port: 9092, jmx_port: 1 }\nrules: [rules/*.yaml]\n";
-    assert_invalid(two, &[("a.yaml", GOOD_RULES)], &["config.yaml:4: error: cluster.kafka_brokers: production environment requires at least 3 Kafka brokers, found 2"]);
-    let (code, err) = check(&two.replace("production", "staging"), &[("a.yaml", GOOD_RULES)]);
-    assert_eq!(code, Some(0), "two brokers are fine outside production: {err}");
+    assert_invalid(
+        two,
+        &[("a.yaml", GOOD_RULES)],
+        &[
+            "config.yaml:4: error: cluster.kafka_brokers: production environment requires at least 3 Kafka brokers, found 2",
+        ],
+    );
+    let (code, err) = check(
+        &two.replace("production", "staging"),
+        &[("a.yaml", GOOD_RULES)],
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "two brokers are fine outside production: {err}"
+    );
     let no_jmx = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092 }\nrules: [rules/*.yaml]\n";
-    assert_invalid(no_jmx, &[("a.yaml", GOOD_RULES)], &["has neither jmx_port nor metrics_url"]);
+    assert_invalid(
+        no_jmx,
+        &[("a.yaml", GOOD_RULES)],
+        &["has neither jmx_port nor metrics_url"],
+    );
     let bad_port = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 70000, jmx_port: 1 }\nrules: [rules/*.yaml]\n";
-    assert_invalid(bad_port, &[("a.yaml", GOOD_RULES)], &["config.yaml:4: error: cluster.kafka_brokers[0].port: invalid type: 64-bit unsigned integer `70000`, expected an unsigned 16 bit integer\n"]);
+    assert_invalid(
+        bad_port,
+        &[("a.yaml", GOOD_RULES)],
+        &[
+            "config.yaml:4: error: cluster.kafka_brokers[0].port: invalid type: 64-bit unsigned integer `70000`, expected an unsigned 16 bit integer\n",
+        ],
+    );
     let no_cluster = "rules: [rules/*.yaml]\n";
-    assert_invalid(no_cluster, &[("a.yaml", GOOD_RULES)], &["missing required section `cluster`"]);
+    assert_invalid(
+        no_cluster,
+        &[("a.yaml", GOOD_RULES)],
+        &["missing required section `cluster`"],
+    );
     let yaml = "cluster:\n  name: [unclosed\n";
     assert_invalid(yaml, &[], &["config.yaml:3: error: YAML:"]);
     let dup_key = "cluster:\n  name: a\n  name: b\n";
-    assert_invalid(dup_key, &[], &["config.yaml:3: error: YAML: duplicate key `cluster.name`"]);
+    assert_invalid(
+        dup_key,
+        &[],
+        &["config.yaml:3: error: YAML: duplicate key `cluster.name`"],
+    );
 }
 
 const RB: &str = "runbooks:\n  restart:\n    steps:\n      - name: s\n        exec: [echo, hi]\n";
@@ -166,7 +291,10 @@ fn rule_file_problems_name_file_and_line() {
             "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n  - name: r\n    matchers: ['a=\"c\"']\n    runbook: restart\n",
             "rules/a.yaml:5: error: rules[1].name: duplicate rule name `r` (also at",
         ),
-        ("rulez: []\n", "rules/a.yaml:1: error: rulez: unknown top-level key"),
+        (
+            "rulez: []\n",
+            "rules/a.yaml:1: error: rulez: unknown top-level key",
+        ),
         ("rules: [\n", "rules/a.yaml:2: error: YAML:"),
     ];
     for (text, expected) in cases {
@@ -219,7 +347,10 @@ fn runbook_problems() {
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: [a, '{{params.unit}}']\n        on_failure: panic\n",
             "`on_failure`: unknown variant `panic`",
         ),
-        ("runbooks:\n  rb:\n    steps: []\n", "runbooks.rb.steps: a runbook needs at least one step"),
+        (
+            "runbooks:\n  rb:\n    steps: []\n",
+            "runbooks.rb.steps: a runbook needs at least one step",
+        ),
     ];
     for (rb, expected) in cases {
         let text = format!("{rule}{rb}");
@@ -244,7 +375,9 @@ fn duplicates_across_files() {
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
-    let cfg = config_with("monitoring:\n  interval_seconds: 4\n  timeout_seconds: 0\nrecovery:\n  max_attempts: 99\n");
+    let cfg = config_with(
+        "monitoring:\n  interval_seconds: 4\n  timeout_seconds: 0\nrecovery:\n  max_attempts: 99\n",
+    );
     let rules = "rules:\n  - name: r\n    matchers: ['bad']\n    runbook: missing\n  - name: q\n    matchers: ['a=~\"(\"']\n    runbook: missing\n";
     let (code, err) = check(&cfg, &[("a.yaml", rules)]);
     assert_eq!(code, Some(1));
@@ -267,13 +400,19 @@ fn warnings_do_not_fail() {
     let text = format!("{GOOD_RULES}  unused:\n    steps:\n      - {{ name: s, exec: [a] }}\n");
     let (code, err) = check(&config_with(""), &[("a.yaml", &text)]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("rules/a.yaml:10: warning: runbooks.unused: not used by any rule"), "{err}");
+    assert!(
+        err.contains("rules/a.yaml:10: warning: runbooks.unused: not used by any rule"),
+        "{err}"
+    );
 }
 
 #[test]
 fn json_diagnostics() {
     let s = Scratch::new();
-    let cfg = s.write("config.yaml", &config_with("recovery:\n  max_attempts: 0\n"));
+    let cfg = s.write(
+        "config.yaml",
+        &config_with("recovery:\n  max_attempts: 0\n"),
+    );
     s.write("rules/a.yaml", GOOD_RULES);
     let o = run(&["check", "--json", "-c", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -281,14 +420,23 @@ fn json_diagnostics() {
     let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
     assert_eq!(v["severity"], "error");
     assert_eq!(v["line"], 10);
-    assert!(v["message"].as_str().unwrap().starts_with("recovery.max_attempts"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("recovery.max_attempts")
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let o = run(&["check", "-c", "/nonexistent/config.yaml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("cannot read config file /nonexistent/config.yaml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read config file /nonexistent/config.yaml"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&["check", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["frobnicate"]);

@@ -3,11 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The built `kafka-healing` binary.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kafka-healing"))

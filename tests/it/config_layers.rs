@@ -2,12 +2,15 @@
 
 use std::collections::HashMap;
 
-use kafka_healing::config::{load_with_env, LoadError, MonitoringMethod};
+use kafka_healing::config::{LoadError, MonitoringMethod, load_with_env};
 
 use crate::common::*;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn errors(e: LoadError) -> String {
@@ -38,7 +41,10 @@ fn environment_overrides_file_values_with_types() {
     .expect("valid");
     assert!(l.config.recovery.dry_run);
     assert_eq!(l.config.recovery.cooldown_seconds, 900);
-    assert_eq!(l.config.monitoring.methods, vec![MonitoringMethod::Socket, MonitoringMethod::Jmx]);
+    assert_eq!(
+        l.config.monitoring.methods,
+        vec![MonitoringMethod::Socket, MonitoringMethod::Jmx]
+    );
     assert_eq!(l.config.cluster.name, "from-env");
     assert_eq!(l.config.server.listen, "127.0.0.1:7000");
     // Untouched values keep the file's.
@@ -58,11 +64,24 @@ fn a_numeric_looking_env_value_still_fills_a_string_field() {
 fn bad_env_value_names_the_variable() {
     let s = Scratch::new();
     let cfg = s.write("c.yaml", &config_with(""));
-    let e = errors(load_with_env(&cfg, env(&[("KAFKA_HEALING__RECOVERY__MAX_ATTEMPTS", "many")])).unwrap_err());
+    let e = errors(
+        load_with_env(
+            &cfg,
+            env(&[("KAFKA_HEALING__RECOVERY__MAX_ATTEMPTS", "many")]),
+        )
+        .unwrap_err(),
+    );
     assert!(e.contains("recovery.max_attempts"), "{e}");
-    assert!(e.contains("(value from environment variable KAFKA_HEALING__RECOVERY__MAX_ATTEMPTS)"), "{e}");
-    let e = errors(load_with_env(&cfg, env(&[("KAFKA_HEALING__RECOVERY__NOPE", "1")])).unwrap_err());
-    assert!(e.contains("unknown field `nope`"), "unknown keys from env are errors too: {e}");
+    assert!(
+        e.contains("(value from environment variable KAFKA_HEALING__RECOVERY__MAX_ATTEMPTS)"),
+        "{e}"
+    );
+    let e =
+        errors(load_with_env(&cfg, env(&[("KAFKA_HEALING__RECOVERY__NOPE", "1")])).unwrap_err());
+    assert!(
+        e.contains("unknown field `nope`"),
+        "unknown keys from env are errors too: {e}"
+    );
 }
 
 #[test]
@@ -87,16 +106,35 @@ fn references_and_escapes() {
     let smtp = l.config.notifications.smtp.as_ref().expect("smtp");
     assert_eq!(smtp.host, "mail.example.com");
     assert_eq!(smtp.username.as_deref(), Some("bot"));
-    assert_eq!(smtp.password.as_ref().map(|p| p.expose()), Some("p@ss ${w}rd"), "values are not expanded twice");
+    assert_eq!(
+        smtp.password.as_ref().map(|p| p.expose()),
+        Some("p@ss ${w}rd"),
+        "values are not expanded twice"
+    );
     assert_eq!(smtp.to_emails, vec!["oncall@example.com"]);
-    let token = l.config.server.auth.as_ref().and_then(|a| a.bearer_token.as_ref()).expect("token");
+    let token = l
+        .config
+        .server
+        .auth
+        .as_ref()
+        .and_then(|a| a.bearer_token.as_ref())
+        .expect("token");
     assert_eq!(token.expose(), "lit-${NOT_A_VAR}");
-    assert!(!format!("{:?}", l.config).contains("p@ss"), "Debug must not print secrets");
+    assert!(
+        !format!("{:?}", l.config).contains("p@ss"),
+        "Debug must not print secrets"
+    );
 
     let e = errors(load_with_env(&cfg, env(&[("SMTP_HOST", "h")])).unwrap_err());
-    assert!(e.contains("environment variable `SMTP_USER` is not set"), "{e}");
+    assert!(
+        e.contains("environment variable `SMTP_USER` is not set"),
+        "{e}"
+    );
     assert!(e.contains("`SMTP_PASS` is not set"), "{e}");
-    assert!(e.contains("notifications.smtp.to_emails[0]: environment variable `ONCALL` is not set"), "{e}");
+    assert!(
+        e.contains("notifications.smtp.to_emails[0]: environment variable `ONCALL` is not set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -106,15 +144,35 @@ fn secret_files_relative_to_the_config() {
     s.write("secrets/pw", "hunter2\r\n");
     let cfg = s.write(
         "c.yaml",
-        &config_with("server:\n  auth:\n    basic:\n      username: am\n      password_file: secrets/pw\n"),
+        &config_with(
+            "server:\n  auth:\n    basic:\n      username: am\n      password_file: secrets/pw\n",
+        ),
     );
     let l = load_with_env(&cfg, env(&[])).expect("valid");
-    let basic = l.config.server.auth.as_ref().and_then(|a| a.basic.as_ref()).expect("basic");
+    let basic = l
+        .config
+        .server
+        .auth
+        .as_ref()
+        .and_then(|a| a.basic.as_ref())
+        .expect("basic");
     assert_eq!(basic.password.as_ref().map(|p| p.expose()), Some("hunter2"));
 
-    let cfg = s.write("d.yaml", &config_with("server:\n  auth:\n    bearer_token_file: secrets/token\n"));
+    let cfg = s.write(
+        "d.yaml",
+        &config_with("server:\n  auth:\n    bearer_token_file: secrets/token\n"),
+    );
     let l = load_with_env(&cfg, env(&[])).expect("valid");
-    let token = l.config.server.auth.as_ref().and_then(|a| a.bearer_token.as_ref()).expect("token");
+    let token = l
+        .config
+        .server
+        .auth
+        .as_ref()
+        .and_then(|a| a.bearer_token.as_ref())
+        .expect("token");
     assert_eq!(token.expose(), "tok-123");
-    assert_eq!(l.resolve(std::path::Path::new("x.db")), s.path().join("x.db"));
+    assert_eq!(
+        l.resolve(std::path::Path::new("x.db")),
+        s.path().join("x.db")
+    );
 }

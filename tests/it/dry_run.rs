@@ -3,15 +3,26 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::common::*;
 
 fn dry_run_json(alerts: &str) -> Value {
-    let o = run(&["dry-run", "-c", "examples/config.yaml", "--alerts", alerts, "--json"]);
+    let o = run(&[
+        "dry-run",
+        "-c",
+        "examples/config.yaml",
+        "--alerts",
+        alerts,
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert_eq!(out.trim_end().lines().count(), 1, "exactly one JSON object: {out}");
+    assert_eq!(
+        out.trim_end().lines().count(),
+        1,
+        "exactly one JSON object: {out}"
+    );
     serde_json::from_str(&out).expect("JSON")
 }
 
@@ -39,9 +50,26 @@ fn two_brokers_down_from_real_alertmanager_payload() {
     let v = dry_run_json("examples/alerts/firing-two-brokers.json");
     let plans = v["plans"].as_array().expect("plans");
     assert_eq!(plans.len(), 2);
-    let mut keys: Vec<&str> = plans[0].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = plans[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["decision", "fingerprint", "reason", "rule", "runbook", "status", "steps", "target"]);
+    assert_eq!(
+        keys,
+        [
+            "decision",
+            "fingerprint",
+            "reason",
+            "rule",
+            "runbook",
+            "status",
+            "steps",
+            "target"
+        ]
+    );
     assert_eq!(plans[0]["rule"], "broker-down");
     assert_eq!(plans[0]["runbook"], "restart-broker");
     assert_eq!(plans[0]["target"], "kafka-2");
@@ -68,11 +96,17 @@ fn resolved_alert_is_decided_per_alert_not_by_group_status() {
     assert_eq!(plans[0]["target"], "kafka-2");
     assert_eq!(plans[0]["status"], "resolved");
     assert_eq!(plans[0]["decision"], "skip");
-    assert_eq!(plans[0]["reason"], "alert is resolved: nothing to remediate");
+    assert_eq!(
+        plans[0]["reason"],
+        "alert is resolved: nothing to remediate"
+    );
     assert_eq!(plans[0]["steps"], json!([]));
     assert_eq!(plans[1]["target"], "kafka-3");
     assert_eq!(plans[1]["decision"], "run");
-    assert_eq!(plans[1]["reason"], "matched; target kafka-3", "nothing ahead of it any more");
+    assert_eq!(
+        plans[1]["reason"], "matched; target kafka-3",
+        "nothing ahead of it any more"
+    );
 }
 
 #[test]
@@ -87,7 +121,14 @@ fn hostile_label_fails_its_pattern_and_the_clean_one_runs() {
     assert_eq!(plans[1]["decision"], "run");
     assert_eq!(
         plans[1]["steps"][0]["argv"],
-        json!(["kafka-topics.sh", "--bootstrap-server", "kafka-1.example.com:9092", "--describe", "--topic", "payments.v2"])
+        json!([
+            "kafka-topics.sh",
+            "--bootstrap-server",
+            "kafka-1.example.com:9092",
+            "--describe",
+            "--topic",
+            "payments.v2"
+        ])
     );
 }
 
@@ -110,7 +151,12 @@ fn dry_run_stdin(body: &str, json_out: bool) -> (Option<i32>, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     (o.status.code(), stdout(&o), stderr(&o))
 }
@@ -120,9 +166,15 @@ fn unmatched_duplicates_and_missing_target() {
     let alert = |labels: Value| json!({"status": "firing", "labels": labels, "annotations": {}, "startsAt": "", "endsAt": "", "generatorURL": ""});
     let body = payload(json!([
         alert(json!({"alertname": "SomethingElse"})),
-        alert(json!({"alertname": "KafkaBrokerDown", "severity": "critical", "node_id": "kafka-1", "replica": "a"})),
-        alert(json!({"alertname": "KafkaBrokerDown", "severity": "critical", "node_id": "kafka-1", "replica": "b"})),
-        alert(json!({"alertname": "KafkaBrokerDown", "severity": "critical", "instance": "unknown.example.com:9404"})),
+        alert(
+            json!({"alertname": "KafkaBrokerDown", "severity": "critical", "node_id": "kafka-1", "replica": "a"})
+        ),
+        alert(
+            json!({"alertname": "KafkaBrokerDown", "severity": "critical", "node_id": "kafka-1", "replica": "b"})
+        ),
+        alert(
+            json!({"alertname": "KafkaBrokerDown", "severity": "critical", "instance": "unknown.example.com:9404"})
+        ),
         alert(json!({"alertname": "KafkaBrokerDown", "severity": "warning", "node_id": "kafka-3"})),
     ]));
     let (code, out, err) = dry_run_stdin(&body, true);
@@ -136,7 +188,9 @@ fn unmatched_duplicates_and_missing_target() {
     let fp0 = plans[0]["fingerprint"].as_str().unwrap();
     assert_eq!(
         plans[1]["reason"],
-        format!("duplicate: alert {fp0} already runs rule `broker-down` on the same target with the same params")
+        format!(
+            "duplicate: alert {fp0} already runs rule `broker-down` on the same target with the same params"
+        )
     );
     assert_eq!(plans[2]["decision"], "skip");
     assert_eq!(plans[2]["target"], Value::Null);
@@ -146,39 +200,75 @@ fn unmatched_duplicates_and_missing_target() {
     );
     // Fingerprints are computed as Alertmanager does when the payload lacks them.
     let unmatched = v["unmatched"].as_array().unwrap();
-    assert_eq!(unmatched.len(), 2, "SomethingElse and the warning-severity alert: {out}");
-    let fp = kafka_healing::ingest::fingerprint(&[("alertname".to_string(), "SomethingElse".to_string())].into());
+    assert_eq!(
+        unmatched.len(),
+        2,
+        "SomethingElse and the warning-severity alert: {out}"
+    );
+    let fp = kafka_healing::ingest::fingerprint(
+        &[("alertname".to_string(), "SomethingElse".to_string())].into(),
+    );
     assert_eq!(unmatched[0], fp.as_str());
 }
 
 #[test]
 fn human_output_says_what_would_run() {
-    let o = run(&["dry-run", "-c", "examples/config.yaml", "--alerts", "examples/alerts/firing-two-brokers.json"]);
+    let o = run(&[
+        "dry-run",
+        "-c",
+        "examples/config.yaml",
+        "--alerts",
+        "examples/alerts/firing-two-brokers.json",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
-    assert!(out.contains("RUN rule broker-down -> runbook restart-broker (target kafka-2)"), "{out}");
+    assert!(
+        out.contains("RUN rule broker-down -> runbook restart-broker (target kafka-2)"),
+        "{out}"
+    );
     assert!(out.contains("1. restart [systemctl] ssh -o BatchMode=yes -- kafka-2.example.com sudo -n systemctl restart -- kafka.service"), "{out}");
-    assert!(out.contains("2 alerts, 2 plans (2 run, 0 skip), 0 unmatched; nothing was executed"), "{out}");
+    assert!(
+        out.contains("2 alerts, 2 plans (2 run, 0 skip), 0 unmatched; nothing was executed"),
+        "{out}"
+    );
 }
 
 #[test]
 fn malformed_input_exits_1_with_position() {
     let (code, _, err) = dry_run_stdin("{\"version\": \"4\",\n \"alerts\": [ }", false);
     assert_eq!(code, Some(1));
-    assert!(err.contains("malformed webhook body at line 2, column 14"), "{err}");
+    assert!(
+        err.contains("malformed webhook body at line 2, column 14"),
+        "{err}"
+    );
     let (code, _, err) = dry_run_stdin(&payload(json!([])).replace("\"4\"", "\"3\""), false);
     assert_eq!(code, Some(1));
     assert!(err.contains("unsupported webhook version \"3\""), "{err}");
     let (code, _, err) = dry_run_stdin("{\"version\":\"4\"}", false);
     assert_eq!(code, Some(1));
     assert!(err.contains("missing field `alerts`"), "{err}");
-    let (code, _, err) = dry_run_stdin(&payload(json!([{"status": "pending", "labels": {}}])), false);
+    let (code, _, err) = dry_run_stdin(
+        &payload(json!([{"status": "pending", "labels": {}}])),
+        false,
+    );
     assert_eq!(code, Some(1));
     assert!(err.contains("unknown variant `pending`"), "{err}");
-    let (code, _, err) = dry_run_stdin(&payload(json!([{"status": "firing", "labels": {"a": 1}}])), false);
+    let (code, _, err) = dry_run_stdin(
+        &payload(json!([{"status": "firing", "labels": {"a": 1}}])),
+        false,
+    );
     assert_eq!(code, Some(1));
-    assert!(err.contains("invalid type: integer `1`, expected a string"), "{err}");
-    let o = run(&["dry-run", "-c", "examples/config.yaml", "--alerts", "/nonexistent.json"]);
+    assert!(
+        err.contains("invalid type: integer `1`, expected a string"),
+        "{err}"
+    );
+    let o = run(&[
+        "dry-run",
+        "-c",
+        "examples/config.yaml",
+        "--alerts",
+        "/nonexistent.json",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot read alerts /nonexistent.json"));
 }
@@ -187,10 +277,23 @@ fn malformed_input_exits_1_with_position() {
 fn invalid_config_or_rules_exit_1() {
     let s = Scratch::new();
     let cfg = s.write("c.yaml", &config_with(""));
-    s.write("rules/a.yaml", "rules:\n  - name: r\n    matchers: ['x']\n    runbook: nope\n");
-    let o = run(&["dry-run", "-c", cfg.to_str().unwrap(), "--alerts", "examples/alerts/firing-two-brokers.json"]);
+    s.write(
+        "rules/a.yaml",
+        "rules:\n  - name: r\n    matchers: ['x']\n    runbook: nope\n",
+    );
+    let o = run(&[
+        "dry-run",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--alerts",
+        "examples/alerts/firing-two-brokers.json",
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("the rules are invalid (2 errors)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the rules are invalid (2 errors)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -205,10 +308,20 @@ fn dry_run_executes_nothing() {
             canary.display()
         ),
     );
-    let o = run(&["dry-run", "-c", cfg.to_str().unwrap(), "--alerts", "examples/alerts/firing-two-brokers.json", "--json"]);
+    let o = run(&[
+        "dry-run",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--alerts",
+        "examples/alerts/firing-two-brokers.json",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["plans"][0]["decision"], "run");
-    assert_eq!(v["plans"][0]["steps"][0]["argv"], json!(["touch", canary.to_str().unwrap()]));
+    assert_eq!(
+        v["plans"][0]["steps"][0]["argv"],
+        json!(["touch", canary.to_str().unwrap()])
+    );
     assert!(!canary.exists(), "dry-run must not execute anything");
 }

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use kafka_healing::config::{load_with_env, Loaded};
-use kafka_healing::engine::{plan_alert, Decision, Plan};
-use kafka_healing::ingest::{fingerprint, Alert, AlertStatus};
-use kafka_healing::rules::{load_rules, RuleSet};
+use kafka_healing::config::{Loaded, load_with_env};
+use kafka_healing::engine::{Decision, Plan, plan_alert};
+use kafka_healing::ingest::{Alert, AlertStatus, fingerprint};
+use kafka_healing::rules::{RuleSet, load_rules};
 
 use crate::common::*;
 
@@ -104,13 +104,23 @@ fn alert(v: &str) -> Alert {
 }
 
 fn plan<'a>(plans: &'a [Plan], rule: &str) -> &'a Plan {
-    plans.iter().find(|p| p.rule == rule).expect("plan for rule")
+    plans
+        .iter()
+        .find(|p| p.rule == rule)
+        .expect("plan for rule")
 }
 
 /// Runs argv directly (execve, no shell) and returns its stdout bytes.
 fn exec(argv: &[String]) -> Vec<u8> {
-    let out = Command::new(&argv[0]).args(&argv[1..]).output().expect("spawn");
-    assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -145,12 +155,32 @@ fn each_value_is_exactly_one_argv_element_byte_for_byte() {
         let plans = plan_alert(&w.loaded.config, &w.rules, &alert(&v));
         let p = plan(&plans, "echo");
         assert_eq!(p.decision, Decision::Run, "{}", p.reason);
-        let [label, param, mixed] = &p.steps[..] else { panic!("three steps") };
-        assert_eq!(label.argv, vec!["printf".to_string(), "%s".into(), v.clone()]);
-        assert_eq!(param.argv, vec!["printf".to_string(), "%s".into(), v.clone()]);
-        assert_eq!(mixed.argv, vec!["printf".to_string(), "%s".into(), format!("prefix-{v}-suffix")]);
+        let [label, param, mixed] = &p.steps[..] else {
+            panic!("three steps")
+        };
+        assert_eq!(
+            label.argv,
+            vec!["printf".to_string(), "%s".into(), v.clone()]
+        );
+        assert_eq!(
+            param.argv,
+            vec!["printf".to_string(), "%s".into(), v.clone()]
+        );
+        assert_eq!(
+            mixed.argv,
+            vec![
+                "printf".to_string(),
+                "%s".into(),
+                format!("prefix-{v}-suffix")
+            ]
+        );
         // Really run it: the bytes arrive intact, and nothing the value says is executed.
-        assert_eq!(exec(&label.argv), v.as_bytes(), "value {:?}", &v[..v.len().min(40)]);
+        assert_eq!(
+            exec(&label.argv),
+            v.as_bytes(),
+            "value {:?}",
+            &v[..v.len().min(40)]
+        );
         assert_eq!(exec(&mixed.argv), format!("prefix-{v}-suffix").as_bytes());
     }
     assert!(!canary.exists(), "a label value was executed");
@@ -164,8 +194,18 @@ fn patterns_reject_what_they_should() {
         let plans = plan_alert(&w.loaded.config, &w.rules, &alert(&v));
         let p = plan(&plans, "guarded");
         assert_eq!(p.decision, Decision::Skip, "{v:?} must fail the pattern");
-        assert!(p.reason.starts_with("param `name` value \""), "{}", p.reason);
-        assert!(p.reason.ends_with("does not match its pattern `^(?:[a-z0-9][a-z0-9.-]{0,63})$`: nothing runs"), "{}", p.reason);
+        assert!(
+            p.reason.starts_with("param `name` value \""),
+            "{}",
+            p.reason
+        );
+        assert!(
+            p.reason.ends_with(
+                "does not match its pattern `^(?:[a-z0-9][a-z0-9.-]{0,63})$`: nothing runs"
+            ),
+            "{}",
+            p.reason
+        );
         assert!(p.steps.is_empty());
     }
     for ok in ["kafka-1", "k.example.com", "a"] {
@@ -184,14 +224,29 @@ fn patterns_reject_what_they_should() {
 #[test]
 fn values_reaching_ssh_or_host_selection_are_vetted() {
     let w = world();
-    for v in ["kafka.service; reboot", "$(id).service", "-H", "--user", "a b", "k\n"] {
+    for v in [
+        "kafka.service; reboot",
+        "$(id).service",
+        "-H",
+        "--user",
+        "a b",
+        "k\n",
+    ] {
         let plans = plan_alert(&w.loaded.config, &w.rules, &alert(v));
         let p = plan(&plans, "remote-unit");
         assert_eq!(p.decision, Decision::Skip, "unit {v:?}");
-        assert!(p.reason.contains("is not a systemd unit name"), "{}", p.reason);
+        assert!(
+            p.reason.contains("is not a systemd unit name"),
+            "{}",
+            p.reason
+        );
         let p = plan(&plans, "remote-host");
         assert_eq!(p.decision, Decision::Skip, "host {v:?}");
-        assert!(p.reason.contains("is not a plain host name"), "{}", p.reason);
+        assert!(
+            p.reason.contains("is not a plain host name"),
+            "{}",
+            p.reason
+        );
     }
     for v in ["all", "*", "web,db", "!kafka-1", "kafka-*", "-i"] {
         let plans = plan_alert(&w.loaded.config, &w.rules, &alert(v));
@@ -201,11 +256,28 @@ fn values_reaching_ssh_or_host_selection_are_vetted() {
     let plans = plan_alert(&w.loaded.config, &w.rules, &alert("kafka-1.example.com"));
     assert_eq!(
         plan(&plans, "remote-host").steps[0].argv,
-        ["ssh", "-o", "BatchMode=yes", "--", "kafka-1.example.com", "systemctl", "restart", "--", "kafka.service"]
+        [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "--",
+            "kafka-1.example.com",
+            "systemctl",
+            "restart",
+            "--",
+            "kafka.service"
+        ]
     );
     assert_eq!(
         plan(&plans, "ansible-limit").steps[0].argv,
-        ["ansible-playbook", "--limit", "kafka-1.example.com", "--extra-vars", r#"{"label":"kafka-1.example.com"}"#, "site.yml"]
+        [
+            "ansible-playbook",
+            "--limit",
+            "kafka-1.example.com",
+            "--extra-vars",
+            r#"{"label":"kafka-1.example.com"}"#,
+            "site.yml"
+        ]
     );
     // Extra vars are JSON-encoded: a hostile value stays one JSON string.
     let v = "x\", \"ansible_become\": true, \"y\": \"";
@@ -213,7 +285,11 @@ fn values_reaching_ssh_or_host_selection_are_vetted() {
     let argv = &plan(&plans, "ansible-vars").steps[0].argv;
     assert_eq!(argv[3], "--extra-vars");
     let vars: serde_json::Value = serde_json::from_str(&argv[4]).unwrap();
-    assert_eq!(vars, serde_json::json!({ "label": v }), "exactly one key, the value intact");
+    assert_eq!(
+        vars,
+        serde_json::json!({ "label": v }),
+        "exactly one key, the value intact"
+    );
 }
 
 #[test]
@@ -222,7 +298,10 @@ fn nul_bytes_cannot_reach_execve() {
     let plans = plan_alert(&w.loaded.config, &w.rules, &alert("a\0b"));
     let p = plan(&plans, "echo");
     assert_eq!(p.decision, Decision::Skip);
-    assert_eq!(p.reason, "step `label`: exec[2]: rendered value contains a NUL byte: nothing runs");
+    assert_eq!(
+        p.reason,
+        "step `label`: exec[2]: rendered value contains a NUL byte: nothing runs"
+    );
 }
 
 #[test]
