@@ -1,0 +1,256 @@
+//! What the journal stores: alerts, executions, steps, events and open circuits.
+//! Times are Unix milliseconds (UTC).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An execution's state. Terminal states never change again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    /// Waiting for a cluster slot, a guard or its backoff time.
+    Queued,
+    /// Steps are running.
+    Running,
+    /// Every step succeeded (or failed with `on_failure: continue`).
+    Succeeded,
+    /// A step failed with `on_failure: abort`.
+    Failed,
+    /// A step failed with `on_failure: escalate`, or attempts ran out.
+    Escalated,
+    /// Cancelled before it started (the alert resolved, or shutdown).
+    Cancelled,
+    /// Was running when the service stopped or crashed; never re-run blindly.
+    Interrupted,
+    /// The policy refused it (cooldown, circuit open, …); `reason` says why.
+    Skipped,
+    /// dry_run: recorded what would have run, ran nothing.
+    DryRun,
+}
+
+impl ExecStatus {
+    /// The status as stored and shown (`queued`, `running`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecStatus::Queued => "queued",
+            ExecStatus::Running => "running",
+            ExecStatus::Succeeded => "succeeded",
+            ExecStatus::Failed => "failed",
+            ExecStatus::Escalated => "escalated",
+            ExecStatus::Cancelled => "cancelled",
+            ExecStatus::Interrupted => "interrupted",
+            ExecStatus::Skipped => "skipped",
+            ExecStatus::DryRun => "dry_run",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s output.
+    pub fn parse(s: &str) -> Option<ExecStatus> {
+        Some(match s {
+            "queued" => ExecStatus::Queued,
+            "running" => ExecStatus::Running,
+            "succeeded" => ExecStatus::Succeeded,
+            "failed" => ExecStatus::Failed,
+            "escalated" => ExecStatus::Escalated,
+            "cancelled" => ExecStatus::Cancelled,
+            "interrupted" => ExecStatus::Interrupted,
+            "skipped" => ExecStatus::Skipped,
+            "dry_run" => ExecStatus::DryRun,
+            _ => return None,
+        })
+    }
+
+    /// Whether the status can still change.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecStatus::Queued | ExecStatus::Running)
+    }
+}
+
+/// One alert as received, to be journaled before the webhook is acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAlert {
+    /// When it was received.
+    pub received_ms: i64,
+    /// `webhook` (Alertmanager) or `self` (own checks, later).
+    pub source: String,
+    /// Alertmanager receiver name.
+    pub receiver: String,
+    /// Alertmanager group key.
+    pub group_key: String,
+    /// Alertmanager external URL.
+    pub external_url: String,
+    /// Alert fingerprint.
+    pub fingerprint: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// startsAt as sent.
+    pub starts_at: String,
+    /// endsAt as sent.
+    pub ends_at: String,
+    /// generatorURL as sent.
+    pub generator_url: String,
+}
+
+/// An execution to create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewExecution {
+    /// The journaled alert that caused it.
+    pub alert_id: Option<i64>,
+    /// Rule name.
+    pub rule: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// Target broker node_id.
+    pub target: Option<String>,
+    /// Alert fingerprint.
+    pub fingerprint: String,
+    /// Initial status (queued, skipped, dry_run, cancelled…).
+    pub status: ExecStatus,
+    /// Why the policy decided so.
+    pub reason: String,
+    /// Recorded-not-run.
+    pub dry_run: bool,
+    /// Whether the runbook is disruptive.
+    pub disruptive: bool,
+    /// 1 for the first attempt of a (rule, target), 2 for the first retry, …
+    pub attempt: u32,
+    /// The rendered steps (JSON array of `RenderedStep`).
+    pub plan: serde_json::Value,
+    /// Creation time.
+    pub created_ms: i64,
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Exit status 0 / 2xx / ready.
+    Succeeded,
+    /// Non-zero exit, non-2xx, or could not start.
+    Failed,
+    /// Killed at its timeout.
+    TimedOut,
+    /// Not run (dry_run, or an earlier step aborted).
+    NotRun,
+}
+
+/// A finished step, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Position in the runbook (0-based).
+    pub index: u32,
+    /// Step name.
+    pub name: String,
+    /// Step kind.
+    pub kind: String,
+    /// The argv that ran (or `[METHOD, URL]`, `[tcp|http, ADDRESS]`).
+    pub argv: Vec<String>,
+    /// Outcome.
+    pub status: StepStatus,
+    /// Exit code of the last try, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal that ended the last try, when one did.
+    pub signal: Option<i32>,
+    /// Tries made (1 + retries used).
+    pub attempts: u32,
+    /// Start of the first try.
+    pub started_ms: i64,
+    /// Total time, all tries.
+    pub duration_ms: i64,
+    /// Captured standard output of the last try (lossy UTF-8, truncated).
+    pub stdout: String,
+    /// Captured standard error of the last try (lossy UTF-8, truncated).
+    pub stderr: String,
+    /// Whether stdout was cut.
+    pub stdout_truncated: bool,
+    /// Whether stderr was cut.
+    pub stderr_truncated: bool,
+    /// A failure that is not an exit status (spawn error, connect error, …).
+    pub error: Option<String>,
+}
+
+/// An execution as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Id.
+    pub id: i64,
+    /// The alert that caused it.
+    pub alert_id: Option<i64>,
+    /// Rule name.
+    pub rule: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// Target node_id.
+    pub target: Option<String>,
+    /// Alert fingerprint.
+    pub fingerprint: String,
+    /// Current status.
+    pub status: ExecStatus,
+    /// Why it has that status.
+    pub reason: String,
+    /// Recorded-not-run.
+    pub dry_run: bool,
+    /// Disruptive runbook.
+    pub disruptive: bool,
+    /// Attempt number for its (rule, target).
+    pub attempt: u32,
+    /// Rendered steps.
+    pub plan: serde_json::Value,
+    /// Created.
+    pub created_ms: i64,
+    /// Started running.
+    pub started_ms: Option<i64>,
+    /// Reached a terminal status.
+    pub finished_ms: Option<i64>,
+}
+
+/// A policy decision or notable happening, attached to an execution when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When.
+    pub at_ms: i64,
+    /// The execution concerned.
+    pub execution_id: Option<i64>,
+    /// Rule concerned.
+    pub rule: Option<String>,
+    /// Target concerned.
+    pub target: Option<String>,
+    /// Short kind: `duplicate`, `queued`, `guard`, `circuit_opened`, `circuit_closed`,
+    /// `escalation`, `cancelled`, `interrupted`, `retry_scheduled`, …
+    pub kind: String,
+    /// Words.
+    pub message: String,
+}
+
+/// An open circuit: no more runs for (rule, target) until reset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Circuit {
+    /// Rule.
+    pub rule: String,
+    /// Target (node_id, or `-` for rules without a target).
+    pub target: String,
+    /// Opened at.
+    pub opened_ms: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Filter for listing executions; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionFilter {
+    /// Only this status.
+    pub status: Option<ExecStatus>,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only created at or after this time.
+    pub since_ms: Option<i64>,
+    /// At most this many, newest first (default 100, max 1000).
+    pub limit: Option<u32>,
+}
