@@ -14,3 +14,4 @@ pub mod ingest;
 pub mod rules;
 pub mod runbook;
 pub mod yaml;
+pub mod journal;

@@ -1,5 +1,6 @@
 //! Runbooks: templates, and steps lowered to the exact argv (or request) they run.
 
+pub mod exec;
 pub mod render;
 pub mod template;
 

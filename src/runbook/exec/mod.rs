@@ -1,0 +1,1 @@
+//! The executor: runs rendered steps as child processes or requests. (In progress.)
