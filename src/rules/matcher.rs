@@ -66,6 +66,12 @@ pub enum MatcherError {
     },
 }
 
+/// Go's `\s` (`[\t\n\f\r ]`), which Alertmanager's matcher regex trims: not Unicode
+/// whitespace, so a no-break space stays part of a value as it does in Alertmanager.
+fn is_go_space(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\x0C' | '\r' | ' ')
+}
+
 fn is_name_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_' || c == ':'
 }
@@ -74,9 +80,83 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
 
-/// Compiles `re` anchored at both ends, as Alertmanager and Prometheus do.
+/// Rewrites the Perl classes and word boundaries whose meaning differs between Go's RE2
+/// (what Alertmanager compiles with: ASCII) and Rust's `regex` (Unicode), so that a label
+/// value like `٣` matches `\d` here exactly when it does in Alertmanager.
+fn go_compatible(re: &str) -> String {
+    const DIGIT: &str = "0-9";
+    const WORD: &str = "0-9A-Za-z_";
+    const SPACE: &str = "\\t\\n\\f\\r ";
+    let mut out = String::with_capacity(re.len() + 16);
+    let mut chars = re.chars().peekable();
+    let mut in_class = false;
+    // True right after `[` or `[^`, where `]` is a literal.
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let Some(n) = chars.next() else {
+                out.push('\\');
+                break;
+            };
+            let class = match n {
+                'd' => Some((false, DIGIT)),
+                'D' => Some((true, DIGIT)),
+                'w' => Some((false, WORD)),
+                'W' => Some((true, WORD)),
+                's' => Some((false, SPACE)),
+                'S' => Some((true, SPACE)),
+                _ => None,
+            };
+            match class {
+                Some((neg, set)) => {
+                    out.push('[');
+                    if neg {
+                        out.push('^');
+                    }
+                    out.push_str(set);
+                    out.push(']');
+                }
+                None if !in_class && matches!(n, 'b' | 'B') => {
+                    out.push_str(&format!("(?-u:\\{n})"));
+                }
+                None => {
+                    out.push('\\');
+                    out.push(n);
+                }
+            }
+            class_start = false;
+            continue;
+        }
+        out.push(c);
+        if in_class {
+            if c == '[' && chars.peek() == Some(&':') {
+                // A POSIX class `[:alpha:]`: copy through its closing `:]`.
+                for p in chars.by_ref() {
+                    out.push(p);
+                    if p == ']' {
+                        break;
+                    }
+                }
+            } else if c == ']' && !class_start {
+                in_class = false;
+            }
+            class_start = false;
+        } else if c == '[' {
+            in_class = true;
+            class_start = true;
+            if chars.peek() == Some(&'^') {
+                out.push('^');
+                chars.next();
+            }
+        }
+    }
+    out
+}
+
+/// Compiles `re` anchored at both ends, as Alertmanager and Prometheus do, with Go's ASCII
+/// meaning of `\d`, `\w`, `\s` and `\b`.
 pub fn anchored_regex(re: &str) -> Result<Regex, MatcherError> {
-    Regex::new(&format!("^(?:{re})$")).map_err(|e| MatcherError::Regex {
+    Regex::new(&format!("^(?:{})$", go_compatible(re))).map_err(|e| MatcherError::Regex {
         regex: re.to_string(),
         reason: e
             .to_string()
@@ -91,13 +171,13 @@ pub fn anchored_regex(re: &str) -> Result<Regex, MatcherError> {
 impl Matcher {
     /// Parses one matcher string.
     pub fn parse(s: &str) -> Result<Matcher, MatcherError> {
-        let t = s.trim();
+        let t = s.trim_matches(is_go_space);
         let name_end = t.find(|c: char| !is_name_char(c)).unwrap_or(t.len());
         let name = &t[..name_end];
         if name.is_empty() || !name.starts_with(is_name_start) {
             return Err(MatcherError::Format(s.to_string()));
         }
-        let rest = t[name_end..].trim_start();
+        let rest = t[name_end..].trim_start_matches(is_go_space);
         let (op, rest) = if let Some(r) = rest.strip_prefix("=~") {
             (MatchOp::Regex, r)
         } else if let Some(r) = rest.strip_prefix("!~") {
@@ -109,7 +189,7 @@ impl Matcher {
         } else {
             return Err(MatcherError::Format(s.to_string()));
         };
-        let value = unescape(rest.trim())?;
+        let value = unescape(rest.trim_matches(is_go_space))?;
         let regex = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(anchored_regex(&value)?),
             _ => None,
@@ -268,6 +348,33 @@ mod tests {
         let y = m(r#"instance=~"kafka-\\d+:9404""#);
         assert!(y.matches(&labels(&[("instance", "kafka-12:9404")])));
         assert!(!y.matches(&labels(&[("instance", "kafka-12:94045")])));
+    }
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_go() {
+        assert_eq!(go_compatible(r"\d+"), "[0-9]+");
+        assert_eq!(go_compatible(r"[\d_]"), "[[0-9]_]");
+        assert_eq!(go_compatible(r"[^\S]"), r"[^[^\t\n\f\r ]]");
+        assert_eq!(go_compatible(r"\bx\B"), r"(?-u:\b)x(?-u:\B)");
+        assert_eq!(go_compatible(r"[]\d]"), "[][0-9]]");
+        assert_eq!(go_compatible(r"[[:alpha:]\w]"), "[[:alpha:][0-9A-Za-z_]]");
+        assert_eq!(go_compatible(r"\\d"), r"\\d", "an escaped backslash then d");
+        assert_eq!(go_compatible(r"\."), r"\.");
+        let d = m(r#"x=~"\d+""#);
+        assert!(d.matches(&labels(&[("x", "42")])));
+        assert!(
+            !d.matches(&labels(&[("x", "٣")])),
+            "Arabic-Indic digit is not \\d in Go"
+        );
+        let w = m(r#"x=~"\w+""#);
+        assert!(!w.matches(&labels(&[("x", "é")])));
+        let sp = m(r#"x=~"a\sb""#);
+        assert!(sp.matches(&labels(&[("x", "a b")])));
+        assert!(!sp.matches(&labels(&[("x", "a\u{a0}b")])));
+        assert!(
+            !sp.matches(&labels(&[("x", "a\u{b}b")])),
+            "Go's \\s has no \\v"
+        );
     }
 
     #[test]
