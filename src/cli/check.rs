@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
 use crate::config::{self, LoadError};
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, plural};
 use crate::rules;
 
 pub(super) fn run(path: &Path, json: bool) -> ExitCode {
-    let (diags, summary) = match config::load(path) {
+    let (mut diags, summary) = match config::load(path) {
         Err(e @ LoadError::Read { .. }) => {
             // Unreadable file: a usage problem, not an invalid config.
             eprintln!("error: {e}");
@@ -26,30 +26,33 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
             let mut d = loaded.warnings.clone();
             d.extend(more);
             let summary = format!(
-                "{}: {} rules, {} runbooks, {} brokers in cluster {}",
+                "{}: {}, {}, {} in cluster {}",
                 path.display(),
-                set.rules.len(),
-                set.runbooks.len(),
-                loaded.config.cluster.kafka_brokers.len(),
+                plural(set.rules.len(), "rule"),
+                plural(set.runbooks.len(), "runbook"),
+                plural(loaded.config.cluster.kafka_brokers.len(), "broker"),
                 loaded.config.cluster.name
             );
             (d, Some(summary))
         }
     };
+    diags.sort();
     report(&diags, json);
     if diags.has_errors() {
         eprintln!(
-            "{}: INVALID ({} errors)",
+            "{}: INVALID ({})",
             path.display(),
-            diags.error_count()
+            plural(diags.error_count(), "error")
         );
-        ExitCode::from(EXIT_INVALID)
-    } else {
-        if let Some(s) = summary {
-            println!("OK {s}");
-        }
-        ExitCode::SUCCESS
+        return ExitCode::from(EXIT_INVALID);
     }
+    // With --json, standard output carries only JSON lines.
+    match (summary, json) {
+        (Some(s), false) => println!("OK {s}"),
+        (Some(s), true) => eprintln!("OK {s}"),
+        (None, _) => {}
+    }
+    ExitCode::SUCCESS
 }
 
 fn report(diags: &Diagnostics, json: bool) {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use super::output::print_plans;
 use super::{EXIT_INVALID, EXIT_USAGE};
 use crate::config::{self, LoadError};
+use crate::diag::plural;
 use crate::engine::plan_payload;
 use crate::ingest::parse_webhook;
 use crate::rules;
@@ -24,12 +25,13 @@ pub(super) fn run(config_path: &Path, alerts: &Path, json: bool) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let (set, diags) = rules::load_rules(&loaded);
+    let (set, mut diags) = rules::load_rules(&loaded);
     if diags.has_errors() {
+        diags.sort();
         eprint!("{diags}");
         eprintln!(
-            "error: the rules are invalid ({} errors)",
-            diags.error_count()
+            "error: the rules are invalid ({})",
+            plural(diags.error_count(), "error")
         );
         return ExitCode::from(EXIT_INVALID);
     }
@@ -49,7 +51,12 @@ pub(super) fn run(config_path: &Path, alerts: &Path, json: bool) -> ExitCode {
     let payload = match parse_webhook(&body) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {}: {e}", alerts.display());
+            let name = if alerts == Path::new("-") {
+                "<stdin>".to_string()
+            } else {
+                alerts.display().to_string()
+            };
+            eprintln!("error: {name}: {e}");
             return ExitCode::from(EXIT_INVALID);
         }
     };

@@ -115,6 +115,7 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Loaded
     };
     resolve_secrets(&mut config, &base_dir, path, &doc, &mut diags);
     validate(&config, path, &doc, &mut diags);
+    diags.sort();
     if diags.has_errors() {
         return Err(LoadError::Invalid(diags));
     }

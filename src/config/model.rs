@@ -159,6 +159,16 @@ pub struct RecoveryConfig {
     pub max_concurrent_per_cluster: u32,
     /// Record what would run without running it.
     pub dry_run: bool,
+    /// Window in which `max_attempts` are counted.
+    pub attempt_window_seconds: u64,
+    /// An open circuit closes by itself after the problem has been resolved this long.
+    pub circuit_reset_seconds: u64,
+    /// Time limit of a step that sets none.
+    pub step_timeout_seconds: u64,
+    /// Between SIGTERM and SIGKILL when a step times out.
+    pub kill_grace_seconds: u64,
+    /// On shutdown, how long running executions may go on before they are interrupted.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for RecoveryConfig {
@@ -170,6 +180,11 @@ impl Default for RecoveryConfig {
             cooldown_seconds: 300,
             max_concurrent_per_cluster: 1,
             dry_run: false,
+            attempt_window_seconds: 3600,
+            circuit_reset_seconds: 1800,
+            step_timeout_seconds: 300,
+            kill_grace_seconds: 10,
+            shutdown_grace_seconds: 30,
         }
     }
 }

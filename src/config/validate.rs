@@ -158,6 +158,21 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             format!("must be between 1.0 and 10.0, got {}", r.backoff_multiplier),
         );
     }
+    if r.attempt_window_seconds < 1 {
+        err(
+            "recovery.attempt_window_seconds",
+            "must be at least 1".into(),
+        );
+    }
+    if !(1..=86_400).contains(&r.step_timeout_seconds) {
+        err(
+            "recovery.step_timeout_seconds",
+            format!(
+                "must be between 1 and 86400, got {}",
+                r.step_timeout_seconds
+            ),
+        );
+    }
     if r.max_concurrent_per_cluster < 1 {
         err(
             "recovery.max_concurrent_per_cluster",

@@ -52,6 +52,44 @@ pub struct Plan {
     pub params: BTreeMap<String, String>,
 }
 
+/// What makes two plans the same work: rule, target and rendered params. Replicas and
+/// repeats of an alert share it; a per-topic rule has one per topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkKey {
+    /// Rule name.
+    pub rule: String,
+    /// Target node_id.
+    pub target: Option<String>,
+    /// Rendered params.
+    pub params: BTreeMap<String, String>,
+}
+
+impl std::fmt::Display for WorkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on {}",
+            self.rule,
+            self.target.as_deref().unwrap_or("-")
+        )?;
+        for (k, v) in &self.params {
+            write!(f, " {k}={v:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// The plan's [`WorkKey`].
+    pub fn work_key(&self) -> WorkKey {
+        WorkKey {
+            rule: self.rule.clone(),
+            target: self.target.clone(),
+            params: self.params.clone(),
+        }
+    }
+}
+
 /// Plans for a whole webhook payload.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanSet {
@@ -197,13 +235,9 @@ pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> 
         }
         plans.extend(p);
     }
-    let mut first: HashMap<(String, String), String> = HashMap::new();
+    let mut first: HashMap<WorkKey, String> = HashMap::new();
     for p in plans.iter_mut().filter(|p| p.decision == Decision::Run) {
-        let key = (
-            p.rule.clone(),
-            p.target.clone().unwrap_or_else(|| p.fingerprint.clone()),
-        );
-        if let Some(fp) = first.get(&key) {
+        if let Some(fp) = first.get(&p.work_key()) {
             p.decision = Decision::Skip;
             p.reason = format!(
                 "duplicate: alert {fp} already runs rule `{}` on the same target with the same params",
@@ -211,25 +245,25 @@ pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> 
             );
             p.steps.clear();
         } else {
-            first.insert(key, p.fingerprint.clone());
+            first.insert(p.work_key(), p.fingerprint.clone());
         }
     }
     let limit = cfg.recovery.max_concurrent_per_cluster.max(1) as usize;
-    let mut running: BTreeMap<usize, String> = BTreeMap::new();
+    let mut running: Vec<String> = Vec::new();
     for p in plans
         .iter_mut()
         .filter(|p| p.decision == Decision::Run && p.disruptive && !p.dry_run)
     {
+        let who = match &p.target {
+            Some(t) => t.clone(),
+            None => format!("rule {}", p.rule),
+        };
         if running.len() < limit {
-            running.insert(
-                running.len(),
-                p.target.clone().unwrap_or_else(|| p.rule.clone()),
-            );
+            running.push(who);
         } else {
-            let ahead: Vec<&str> = running.values().map(String::as_str).collect();
             p.reason.push_str(&format!(
                 "; queued until {} finishes (max_concurrent_per_cluster = {limit})",
-                ahead.join(", ")
+                running.join(", ")
             ));
         }
     }

@@ -117,6 +117,7 @@ pub fn load_rule_files(files: &[PathBuf]) -> (RuleSet, Diagnostics) {
     let mut sources = Vec::new();
     let mut specs: Vec<(usize, String, RuleSpec)> = Vec::new();
     let mut runbooks: BTreeMap<String, (usize, Runbook)> = BTreeMap::new();
+    let mut invalid_runbooks: BTreeSet<String> = BTreeSet::new();
 
     for file in files {
         let text = match std::fs::read_to_string(file) {
@@ -164,7 +165,12 @@ pub fn load_rule_files(files: &[PathBuf]) -> (RuleSet, Diagnostics) {
             Some(Value::Object(m)) => {
                 for (name, v) in m {
                     let at = join_key("runbooks", &name);
-                    if let Some(rb) = take::<Runbook>(v, &at, &src, &mut diags) {
+                    let Some(rb) = take::<Runbook>(v, &at, &src, &mut diags) else {
+                        // Defined, if broken: rules naming it are not "unknown runbook".
+                        invalid_runbooks.insert(name);
+                        continue;
+                    };
+                    {
                         if let Some((other, _)) = runbooks.get(&name) {
                             let o: &Source = &sources[*other];
                             let where_ = location(o, &at);
@@ -221,7 +227,7 @@ pub fn load_rule_files(files: &[PathBuf]) -> (RuleSet, Diagnostics) {
         let rb = runbooks
             .get(&spec.runbook)
             .map(|(i, rb)| (&sources[*i], rb));
-        if rb.is_none() {
+        if rb.is_none() && !invalid_runbooks.contains(&spec.runbook) {
             let known: Vec<&str> = runbooks.keys().map(String::as_str).collect();
             diags.error_at(
                 &src.path,
@@ -375,10 +381,15 @@ fn compile_rule(
                 };
                 for r in refs {
                     needs_target |= uses_target(&r);
-                    if let [p, name] = r.as_slice()
-                        && p == "params"
+                    let is_param = r.first().is_some_and(|p| p == "params");
+                    if let [_, name] = r.as_slice()
+                        && is_param
                     {
                         referenced.insert(name.clone());
+                    }
+                    // Other impossible variables are reported once, at the runbook.
+                    if !is_param {
+                        continue;
                     }
                     if let Err(m) = check_ref(&r, Scope::Runbook(&declared)) {
                         err(
@@ -415,6 +426,7 @@ fn compile_rule(
         max_attempts: spec.max_attempts,
         dry_run: spec.dry_run,
         notify: spec.notify,
+        guard: spec.guard,
         file: src.path.clone(),
         line: src.doc.line_of(at),
     })

@@ -164,6 +164,7 @@ pub fn anchored_regex(re: &str) -> Result<Regex, MatcherError> {
             .last()
             .unwrap_or_default()
             .trim()
+            .trim_start_matches("error: ")
             .to_string(),
     })
 }

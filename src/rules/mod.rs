@@ -54,6 +54,8 @@ pub struct Rule {
     pub dry_run: Option<bool>,
     /// Extra recipients.
     pub notify: Vec<String>,
+    /// Whether the cluster guard applies.
+    pub guard: bool,
     /// File the rule is defined in.
     pub file: PathBuf,
     /// Line of its definition.

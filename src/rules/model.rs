@@ -37,6 +37,10 @@ pub struct RuleSpec {
     /// Extra email recipients for this rule's outcomes.
     #[serde(default)]
     pub notify: Vec<String>,
+    /// Guard disruptive runs: wait while another broker is being remediated or known down.
+    /// Set `false` only for runbooks that are safe with a broker down.
+    #[serde(default = "yes")]
+    pub guard: bool,
 }
 
 /// A rule parameter: a template, optionally with an allow pattern for its rendered value.

@@ -52,7 +52,7 @@ pub struct StepError {
 }
 
 static UNIT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.@:\\-]+$").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.@:-]+$").expect("static regex"));
 static HOST: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$").expect("static regex"));
 

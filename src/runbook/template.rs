@@ -76,9 +76,7 @@ fn describe_compile(e: &handlebars::TemplateError) -> String {
 fn describe_render(e: &handlebars::RenderError) -> String {
     match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
-            format!(
-                "`{path}` is not set for this alert (strict templates never render a missing value as empty)"
-            )
+            format!("`{path}` is not set (strict templates never render a missing value as empty)")
         }
         other => other.to_string(),
     }
