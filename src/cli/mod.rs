@@ -3,6 +3,7 @@
 mod check;
 mod dry_run;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,9 +23,10 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "kafka-healing", version, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (also RUST_LOG), e.g. `info` or `kafka_healing=debug`.
-    #[arg(long, global = true, env = "KAFKA_HEALING_LOG", default_value = "warn")]
-    pub log: String,
+    /// Log filter, e.g. `info` or `kafka_healing=debug` (RUST_LOG also works). `serve`
+    /// defaults to the config's `logging.level`, the other commands to `warn`.
+    #[arg(long, global = true, env = "KAFKA_HEALING_LOG")]
+    pub log: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -42,6 +44,14 @@ pub enum Command {
         /// Print diagnostics as JSON lines.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the service: take Alertmanager's webhook, journal every alert, and run the
+    /// matching runbooks under the safety policy. SIGHUP reloads config and rules; SIGTERM
+    /// stops intake and lets running steps finish for recovery.shutdown_grace_seconds.
+    Serve {
+        /// Config file (YAML).
+        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
+        config: PathBuf,
     },
     /// Show which rules an Alertmanager webhook payload matches and the exact argv each step
     /// would run. Nothing is executed.
@@ -61,8 +71,12 @@ pub enum Command {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging(&cli.log);
+    if let Command::Serve { config } = &cli.command {
+        return serve::run(config, cli.log.as_deref());
+    }
+    init_logging(cli.log.as_deref().unwrap_or("warn"), false);
     match cli.command {
+        Command::Serve { .. } => ExitCode::SUCCESS,
         Command::Check { config, json } => check::run(&config, json),
         Command::DryRun {
             config,
@@ -72,12 +86,19 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|e| {
+            eprintln!("warning: bad log filter `{level}` ({e}); using `info`");
+            tracing_subscriber::EnvFilter::new("info")
+        });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -251,6 +251,18 @@ pub struct ServerConfig {
     pub auth: Option<AuthConfig>,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and private key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM), relative to the config file.
+    pub cert_file: PathBuf,
+    /// Private key (PEM), relative to the config file.
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -259,6 +271,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:5599".into(),
             auth: None,
             body_limit_bytes: 1024 * 1024,
+            tls: None,
         }
     }
 }

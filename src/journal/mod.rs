@@ -1,6 +1,343 @@
 //! The journal: durable record of alerts, executions, steps and policy events (SQLite).
-//! (Implementation in progress.)
+//!
+//! # Durability
+//!
+//! The database runs in WAL mode with `synchronous=FULL`: every write call resolves only
+//! after the transaction containing it is committed and fsynced. Writes are funnelled to
+//! one writer thread that commits whatever is queued together (group commit, one fsync per
+//! batch), so many concurrent writers cost few fsyncs. Within a batch each request runs
+//! under its own SAVEPOINT: a request that fails is rolled back alone and answered with
+//! its error; the others commit.
+//!
+//! # Failures
+//!
+//! Write failures are returned as [`JournalError`], never panics: a read-only or full
+//! disk, an I/O error, or the database file being deleted or replaced after opening
+//! (checked before every batch, [`JournalError::FileMoved`]). The HTTP layer answers
+//! `503 Service Unavailable` when [`Journal::record_alerts`] fails, so Alertmanager
+//! retries the webhook; nothing is acknowledged that is not journaled.
+//!
+//! # Reads
+//!
+//! The read methods are synchronous and use their own read-only connections, so they are
+//! never blocked by the writer (WAL readers see the last committed state). They do disk
+//! I/O: from async code call them through `tokio::task::spawn_blocking` (the handle is
+//! cheap to clone into the closure).
+//!
+//! # Restart
+//!
+//! [`Journal::open`] marks executions left `running` as `interrupted` (returned to the
+//! caller to log and report) and executions left `queued` as `cancelled`; nothing is
+//! re-run blindly.
 
+mod error;
 pub mod model;
+mod read;
+mod recover;
+mod schema;
+mod write;
+mod writer;
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+pub use error::JournalError;
 pub use model::*;
+pub use recover::{CANCELLED_REASON, INTERRUPTED_REASON};
+
+use writer::{FileId, Job, Pending, Queue, Shared};
+
+/// An execution with its steps (by index) and its events (in recorded order).
+pub type ExecutionDetail = (Execution, Vec<StepRecord>, Vec<Event>);
+
+/// Idle read-only connections kept for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Handle to the journal. Cheap to clone; all clones share one writer thread and one
+/// read pool. Dropping the last clone lets the writer finish what is queued, then closes
+/// the database and joins the writer thread (which blocks for at most one batch).
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    tx: Option<Queue>,
+    writer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Readers first, so the writer's connection is the last one and checkpoints.
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        // Closing the channel ends the writer once it has drained the queue.
+        drop(self.tx.take());
+        if let Some(h) = self.writer.take()
+            && h.join().is_err()
+        {
+            tracing::error!("journal writer thread panicked");
+        }
+    }
+}
+
+/// Write-path counters (for metrics and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Batches committed (each one transaction, one fsync).
+    pub commits: u64,
+    /// Write requests answered, successfully or not.
+    pub requests: u64,
+    /// Batches that could not be committed (every request in them got an error).
+    pub failed_batches: u64,
+    /// Most requests seen in one batch.
+    pub largest_batch: u64,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.inner.path)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens (creating if needed, with its parent directory) the journal at `path`.
+    ///
+    /// Sets WAL mode, `synchronous=FULL`, foreign keys and a busy timeout, creates the
+    /// schema, then in one transaction marks executions left `running` as `interrupted`
+    /// (reason suffixed with [`INTERRUPTED_REASON`], `finished_ms` now, an `interrupted`
+    /// event each) and executions left `queued` as `cancelled` (reason
+    /// [`CANCELLED_REASON`], a `cancelled` event each). Returns the interrupted
+    /// executions, as now stored, so the caller can log and report them.
+    ///
+    /// Blocking: call it at start-up, or through `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Execution>), JournalError> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| JournalError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let mut conn = schema::open_writer(path)?;
+        schema::migrate(&mut conn)?;
+        let interrupted = recover::recover(&mut conn, now_ms())?;
+        let file = FileId::of(path).map_err(|source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        // One reader up front, so a journal that cannot be read fails here, not later.
+        let reader = schema::open_reader(path)?;
+        let shared = Arc::new(Shared::new());
+        let (tx, writer) = writer::spawn(conn, path.to_owned(), file, Arc::clone(&shared))?;
+        tracing::info!(
+            path = %path.display(),
+            interrupted = interrupted.len(),
+            "journal opened"
+        );
+        let journal = Journal {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                tx: Some(tx),
+                writer: Some(writer),
+                readers: Mutex::new(vec![reader]),
+                shared,
+            }),
+        };
+        Ok((journal, interrupted))
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Whether the journal can take writes: the writer thread is alive and the last batch
+    /// it tried (if any) committed. False after a write failure until a batch commits
+    /// again.
+    pub fn is_healthy(&self) -> bool {
+        let alive = self.inner.writer.as_ref().is_some_and(|h| !h.is_finished());
+        alive && self.inner.shared.last_ok.load(Ordering::Acquire)
+    }
+
+    /// Batches committed so far (each is one transaction and one fsync).
+    pub fn commits(&self) -> u64 {
+        self.inner.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// Write-path counters.
+    pub fn stats(&self) -> JournalStats {
+        let s = &self.inner.shared;
+        JournalStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            requests: s.requests.load(Ordering::Relaxed),
+            failed_batches: s.failed_batches.load(Ordering::Relaxed),
+            largest_batch: s.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `work` for the writer and waits for the commit that contains it. A request
+    /// already queued is written even if the caller stops waiting.
+    async fn submit<T, F>(&self, work: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Pending::new(Box::new(work), reply));
+        self.inner
+            .tx
+            .as_ref()
+            .ok_or(JournalError::WriterGone)?
+            .send(job)
+            .map_err(|_| JournalError::WriterGone)?;
+        answer.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Journals alerts (all or none), returning their ids in order. On error the webhook
+    /// must not be acknowledged: the server answers 503 so Alertmanager retries.
+    pub async fn record_alerts(&self, alerts: Vec<NewAlert>) -> Result<Vec<i64>, JournalError> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(move |c| write::insert_alerts(c, &alerts)).await
+    }
+
+    /// Creates an execution, returning its id. `started_ms` is set to `created_ms` when
+    /// the initial status is `running`, `finished_ms` when it is terminal.
+    pub async fn create_execution(&self, e: NewExecution) -> Result<i64, JournalError> {
+        self.submit(move |c| write::insert_execution(c, &e)).await
+    }
+
+    /// Changes an execution's status at `at_ms`: sets `started_ms` when it becomes
+    /// `running` (if not set yet) and `finished_ms` when it becomes terminal; `reason`
+    /// replaces the stored reason when `Some`. Fails with
+    /// [`JournalError::NoSuchExecution`] for an unknown id and
+    /// [`JournalError::AlreadyFinished`] when the execution is already terminal.
+    pub async fn set_status(
+        &self,
+        id: i64,
+        status: ExecStatus,
+        reason: Option<String>,
+        at_ms: i64,
+    ) -> Result<(), JournalError> {
+        self.submit(move |c| write::set_status(c, id, status, reason.as_deref(), at_ms))
+            .await
+    }
+
+    /// Records a finished step of an execution. Fails when the execution does not exist
+    /// or that step index was already recorded.
+    pub async fn record_step(
+        &self,
+        execution_id: i64,
+        step: StepRecord,
+    ) -> Result<(), JournalError> {
+        self.submit(move |c| write::insert_step(c, execution_id, &step))
+            .await
+    }
+
+    /// Records an event. Fails when it names an execution that does not exist.
+    pub async fn add_event(&self, e: Event) -> Result<(), JournalError> {
+        self.submit(move |c| write::insert_event(c, &e)).await
+    }
+
+    /// Opens a circuit for (rule, target), replacing time and reason if already open.
+    pub async fn open_circuit(&self, c: Circuit) -> Result<(), JournalError> {
+        self.submit(move |conn| write::upsert_circuit(conn, &c))
+            .await
+    }
+
+    /// Closes the circuit for (rule, target); true when one was open.
+    pub async fn close_circuit(&self, rule: &str, target: &str) -> Result<bool, JournalError> {
+        let (rule, target) = (rule.to_owned(), target.to_owned());
+        self.submit(move |c| write::delete_circuit(c, &rule, &target))
+            .await
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => schema::open_reader(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Executions matching `f`, newest first (by creation time, then id); at most
+    /// `f.limit` (default 100, capped at 1000). Blocking (see the module docs).
+    pub fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<Execution>, JournalError> {
+        self.read(|c| read::list_executions(c, f))
+    }
+
+    /// An execution with its steps (by index) and events (in recorded order), or `None`.
+    /// Blocking (see the module docs).
+    pub fn get_execution(&self, id: i64) -> Result<Option<ExecutionDetail>, JournalError> {
+        self.read(|c| read::execution_detail(c, id))
+    }
+
+    /// Executions of `rule` created at or after `since_ms`, oldest first; only those of
+    /// `target` when it is `Some`, every target (including none) when it is `None`. Used
+    /// to rebuild cooldown and attempt state after a restart. Blocking (see the module
+    /// docs).
+    pub fn recent_executions(
+        &self,
+        rule: &str,
+        target: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<Execution>, JournalError> {
+        self.read(|c| read::recent_executions(c, rule, target, since_ms))
+    }
+
+    /// Every open circuit, by rule then target. Blocking (see the module docs).
+    pub fn open_circuits(&self) -> Result<Vec<Circuit>, JournalError> {
+        self.read(read::open_circuits)
+    }
+
+    /// Number of journaled alerts. Blocking (see the module docs).
+    pub fn alert_count(&self) -> Result<u64, JournalError> {
+        self.read(read::alert_count)
+    }
+
+    /// Journaled alerts with this fingerprint, oldest first, with their ids. Blocking
+    /// (see the module docs).
+    pub fn alerts_by_fingerprint(&self, fp: &str) -> Result<Vec<(i64, NewAlert)>, JournalError> {
+        self.read(|c| read::alerts_by_fingerprint(c, fp))
+    }
+}

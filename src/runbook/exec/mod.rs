@@ -1,1 +1,286 @@
-//! The executor: runs rendered steps as child processes or requests. (In progress.)
+//! The executor: runs one rendered step — a child process, an HTTP request or a readiness
+//! wait — with its timeout and retries, and reports how it ended as a [`StepRecord`].
+//!
+//! Child processes get exactly [`ExecOptions::env`] as their environment, no stdin, and their
+//! own process group, so a timeout or a cancellation reaches every process they started.
+//! Nothing here ever goes through a shell.
+
+mod env;
+mod http;
+mod output;
+mod process;
+mod wait;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+
+use super::RenderedStep;
+use crate::journal::{StepRecord, StepStatus};
+
+pub use env::{DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST, child_env, filter_env};
+
+/// The longest time limit honoured; larger ones are cut to this (about ten years).
+const MAX_TIMEOUT_SECS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+
+/// How steps run; one value serves every step of the service.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Time limit for a step that names none.
+    pub default_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when a process group is stopped.
+    pub kill_grace: Duration,
+    /// Bytes kept of each output stream (stdout, stderr, HTTP body); the rest is discarded.
+    pub max_output: usize,
+    /// The complete environment of child processes (see [`child_env`]).
+    pub env: Vec<(String, String)>,
+    /// The client used by `http` and `wait_for: http` steps.
+    pub http_client: reqwest::Client,
+    /// Pause between two tries of a `wait_for` step.
+    pub wait_interval: Duration,
+    /// Pause between two tries of a failed step that has retries left.
+    pub retry_pause: Duration,
+    /// How long output is still read after a process exits, while something it started
+    /// keeps its stdout or stderr open.
+    pub drain_timeout: Duration,
+}
+
+impl ExecOptions {
+    /// Default options with `env` as the children's environment: 300 s timeout, 5 s kill
+    /// grace, 64 KiB per stream, 1 s between `wait_for` tries and between retries, 2 s drain.
+    ///
+    /// Builds a default `reqwest::Client`, which panics only if the TLS backend cannot be
+    /// initialised (as `reqwest::Client::new` documents).
+    pub fn new(env: Vec<(String, String)>) -> ExecOptions {
+        ExecOptions {
+            default_timeout: Duration::from_secs(300),
+            kill_grace: Duration::from_secs(5),
+            max_output: 64 * 1024,
+            env,
+            http_client: reqwest::Client::new(),
+            wait_interval: Duration::from_secs(1),
+            retry_pause: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for ExecOptions {
+    /// [`ExecOptions::new`] with [`child_env`] of no extra variables.
+    fn default() -> ExecOptions {
+        ExecOptions::new(child_env(&[]))
+    }
+}
+
+/// Why a step could not be run at all, or a try failed without an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The step has no program (or no request) to run.
+    #[error("empty argv: nothing to run")]
+    EmptyArgv,
+    /// The argv does not have the shape the step kind needs.
+    #[error("invalid {kind} step: {message}")]
+    InvalidStep {
+        /// The step kind.
+        kind: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The step kind is not one the executor knows.
+    #[error("unknown step kind `{0}`")]
+    UnknownKind(String),
+    /// The program could not be started.
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        /// The program (argv\[0\]).
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Waiting for the child failed.
+    #[error("waiting for `{program}` failed: {source}")]
+    Wait {
+        /// The program (argv\[0\]).
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The token was cancelled (shutdown) before or while the step ran.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// How one try ended (the part of a [`StepRecord`] a try decides).
+#[derive(Debug, Clone)]
+struct Outcome {
+    status: StepStatus,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+    error: Option<String>,
+    /// Another try cannot help (invalid step, cancellation).
+    final_: bool,
+}
+
+impl Outcome {
+    fn new(status: StepStatus) -> Outcome {
+        Outcome {
+            status,
+            exit_code: None,
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            error: None,
+            final_: false,
+        }
+    }
+
+    fn failed(error: impl ToString) -> Outcome {
+        Outcome {
+            error: Some(error.to_string()),
+            ..Outcome::new(StepStatus::Failed)
+        }
+    }
+
+    /// A failure no retry can fix.
+    fn fatal(error: ExecError) -> Outcome {
+        Outcome {
+            final_: true,
+            ..Outcome::failed(error)
+        }
+    }
+}
+
+/// Runs `step` (position `index` in its runbook): up to `1 + step.retries` tries, with
+/// [`ExecOptions::retry_pause`] between them, stopping at the first success.
+///
+/// The record holds the number of tries, the total duration and the last try's outcome.
+/// Cancelling `cancel` stops the running try (killing its process group) and ends the step
+/// as `Failed` with error `cancelled`; a token already cancelled runs nothing (`attempts` 0).
+/// Never panics, whatever the step holds.
+pub async fn run_step(
+    step: &RenderedStep,
+    index: u32,
+    opts: &ExecOptions,
+    cancel: &CancellationToken,
+) -> StepRecord {
+    let started_ms = now_ms();
+    let t0 = Instant::now();
+    let mut attempts: u32 = 0;
+    let last = loop {
+        if cancel.is_cancelled() {
+            break Outcome::fatal(ExecError::Cancelled);
+        }
+        attempts = attempts.saturating_add(1);
+        tracing::info!(step = %step.name, kind = step.kind, index, attempt = attempts, "step try");
+        let outcome = run_once(step, opts, cancel).await;
+        if outcome.status == StepStatus::Succeeded || outcome.final_ || attempts > step.retries {
+            break outcome;
+        }
+        tracing::warn!(
+            step = %step.name, attempt = attempts, status = ?outcome.status,
+            error = outcome.error.as_deref().unwrap_or(""), "step try failed; retrying"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(opts.retry_pause) => {}
+            _ = cancel.cancelled() => {
+                break Outcome {
+                    status: StepStatus::Failed,
+                    error: Some(ExecError::Cancelled.to_string()),
+                    ..outcome
+                };
+            }
+        }
+    };
+    let duration_ms = i64::try_from(t0.elapsed().as_millis()).unwrap_or(i64::MAX);
+    tracing::info!(
+        step = %step.name, index, attempts, status = ?last.status, duration_ms, "step finished"
+    );
+    StepRecord {
+        index,
+        name: step.name.clone(),
+        kind: step.kind.to_string(),
+        argv: step.argv.clone(),
+        status: last.status,
+        exit_code: last.exit_code,
+        signal: last.signal,
+        attempts,
+        started_ms,
+        duration_ms,
+        stdout: last.stdout,
+        stderr: last.stderr,
+        stdout_truncated: last.stdout_truncated,
+        stderr_truncated: last.stderr_truncated,
+        error: last.error,
+    }
+}
+
+/// One try of `step`.
+async fn run_once(step: &RenderedStep, opts: &ExecOptions, cancel: &CancellationToken) -> Outcome {
+    let timeout = step_timeout(step.timeout_seconds, opts.default_timeout);
+    match step.kind {
+        "exec" | "systemctl" | "ansible" => {
+            process::run_process(&step.argv, timeout, opts, cancel).await
+        }
+        "http" => http::run_http(&step.argv, step.body.as_deref(), timeout, opts, cancel).await,
+        "wait_for" => wait::run_wait(&step.argv, timeout, opts, cancel).await,
+        other => Outcome::fatal(ExecError::UnknownKind(other.to_string())),
+    }
+}
+
+/// The step's time limit: its own (negative counts as zero, NaN as none, capped at about
+/// ten years) or `default`.
+fn step_timeout(seconds: Option<f64>, default: Duration) -> Duration {
+    match seconds {
+        None => default,
+        Some(s) if s.is_nan() => default,
+        Some(s) if s <= 0.0 => Duration::ZERO,
+        Some(s) => Duration::try_from_secs_f64(s.min(MAX_TIMEOUT_SECS)).unwrap_or(default),
+    }
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `e` and its sources, joined by `: ` (reqwest's own message hides the cause).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        let d = Duration::from_secs(300);
+        assert_eq!(step_timeout(None, d), d);
+        assert_eq!(step_timeout(Some(f64::NAN), d), d);
+        assert_eq!(step_timeout(Some(-1.0), d), Duration::ZERO);
+        assert_eq!(step_timeout(Some(1.5), d), Duration::from_millis(1500));
+        assert_eq!(
+            step_timeout(Some(f64::INFINITY), d),
+            Duration::from_secs_f64(MAX_TIMEOUT_SECS)
+        );
+    }
+}

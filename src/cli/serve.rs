@@ -1,0 +1,146 @@
+//! `kafka-healing serve`: the service.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use super::{EXIT_INVALID, EXIT_USAGE};
+use crate::config::{LoadError, LogFormat};
+use crate::engine::{Engine, Setup};
+use crate::journal::Journal;
+use crate::metrics::Metrics;
+use crate::server::{AppState, router};
+
+pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
+    let setup = match Setup::load(path) {
+        Ok(s) => s,
+        Err(e @ LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(LoadError::Invalid(d)) => {
+            eprint!("{d}");
+            eprintln!("error: the configuration or rules are invalid; nothing started");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let logging = &setup.loaded.config.logging;
+    super::init_logging(
+        log_override.unwrap_or(logging.level.as_str()),
+        logging.format == LogFormat::Json,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(setup)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(setup: Setup) -> anyhow::Result<()> {
+    let cfg = &setup.loaded.config;
+    let journal_path = setup.loaded.resolve(&cfg.state.path);
+    let (journal, interrupted) = Journal::open(&journal_path)
+        .map_err(|e| anyhow::anyhow!("cannot open the journal {}: {e}", journal_path.display()))?;
+    for e in &interrupted {
+        warn!(
+            execution = e.id,
+            rule = %e.rule,
+            target = e.target.as_deref().unwrap_or("-"),
+            "execution was running when the service stopped: marked interrupted, not re-run"
+        );
+    }
+    let addr: SocketAddr = cfg.server.listen.parse()?;
+    let body_limit = cfg.server.body_limit_bytes;
+    let tls = cfg.server.tls.clone().map(|t| {
+        (
+            setup.loaded.resolve(&t.cert_file),
+            setup.loaded.resolve(&t.key_file),
+        )
+    });
+    let grace = Duration::from_secs(cfg.recovery.shutdown_grace_seconds);
+    let config_path = setup.loaded.path.clone();
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::start(journal.clone(), Arc::new(setup), metrics.clone());
+    let state = Arc::new(AppState {
+        journal,
+        engine: engine.clone(),
+        metrics,
+        accepting: AtomicBool::new(true),
+        config_path,
+        reload_lock: tokio::sync::Mutex::new(()),
+    });
+    let app = router(state.clone(), body_limit);
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // One line on stdout for supervisors and tests that bind port 0.
+    println!("listening on {scheme}://{local}");
+    info!(%local, scheme, "listening");
+
+    let handle = axum_server::Handle::new();
+    let server = {
+        let handle = handle.clone();
+        let service = app.into_make_service();
+        tokio::spawn(async move {
+            match tls {
+                Some((cert, key)) => {
+                    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("TLS certificate {} / key {}: {e}", cert.display(), key.display()))?;
+                    axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(service).await?;
+                }
+                None => {
+                    axum_server::from_tcp(listener)?.handle(handle).serve(service).await?;
+                }
+            }
+            anyhow::Ok(())
+        })
+    };
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut server = server;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading");
+                let _ = crate::server::reload_setup(&state).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            r = &mut server => {
+                return match r {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP server stopped")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.into()),
+                };
+            }
+        }
+    }
+    info!(grace_seconds = grace.as_secs(), "shutting down: intake closed, letting running executions finish");
+    state.accepting.store(false, Ordering::SeqCst);
+    engine.shutdown(grace).await;
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    let _ = server.await;
+    info!("stopped");
+    Ok(())
+}

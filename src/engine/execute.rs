@@ -1,0 +1,152 @@
+//! Running one execution: its steps in order, each recorded in the journal as it ends.
+//!
+//! The execution is marked `running` in the journal *before* its first step starts, so a
+//! crash mid-step is found on restart and reported as `interrupted`, never re-run blindly.
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::plan::Plan;
+use super::runtime::now_ms;
+use crate::config::Broker;
+use crate::ingest::Alert;
+use crate::journal::{ExecStatus, Journal, StepRecord, StepStatus};
+use crate::metrics::{KindLabel, Metrics};
+use crate::rules::model::OnFailure;
+use crate::runbook::exec::{ExecOptions, child_env, run_step};
+
+/// What one execution needs to run.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Journal id.
+    pub id: i64,
+    /// The plan (rendered steps).
+    pub plan: Plan,
+    /// The alert behind it.
+    pub alert: Alert,
+    /// Attempt number for its work key.
+    pub attempt: u32,
+    /// Cluster name.
+    pub cluster: String,
+    /// The target broker, when there is one.
+    pub broker: Option<Broker>,
+}
+
+/// `KAFKA_HEALING_*` variables describing the alert, for the steps' environment.
+pub fn step_env(job: &Execution) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("KAFKA_HEALING_EXECUTION_ID", job.id.to_string()),
+        ("KAFKA_HEALING_RULE", job.plan.rule.clone()),
+        ("KAFKA_HEALING_RUNBOOK", job.plan.runbook.clone()),
+        ("KAFKA_HEALING_CLUSTER", job.cluster.clone()),
+        ("KAFKA_HEALING_FINGERPRINT", job.alert.fingerprint.clone()),
+        ("KAFKA_HEALING_STATUS", job.alert.status.as_str().to_string()),
+        ("KAFKA_HEALING_ATTEMPT", job.attempt.to_string()),
+        (
+            "KAFKA_HEALING_ALERTNAME",
+            job.alert.labels.get("alertname").cloned().unwrap_or_default(),
+        ),
+    ];
+    if let Some(b) = &job.broker {
+        v.push(("KAFKA_HEALING_TARGET", b.node_id.clone()));
+        v.push(("KAFKA_HEALING_TARGET_HOST", b.host.clone()));
+        v.push(("KAFKA_HEALING_TARGET_PORT", b.port.to_string()));
+    }
+    v.into_iter()
+        // An environment value cannot hold NUL; such a label simply is not exported.
+        .filter(|(_, val)| !val.contains('\0'))
+        .map(|(k, val)| (k.to_string(), val))
+        .collect()
+}
+
+fn describe(name: &str, r: &StepRecord) -> String {
+    let mut s = match (r.status, r.exit_code, r.signal) {
+        (StepStatus::TimedOut, _, _) => format!("step `{name}` timed out"),
+        (_, Some(code), _) => format!("step `{name}` failed with exit status {code}"),
+        (_, None, Some(sig)) => format!("step `{name}` was killed by signal {sig}"),
+        _ => format!("step `{name}` failed"),
+    };
+    if let Some(e) = &r.error {
+        s.push_str(&format!(": {e}"));
+    }
+    if r.attempts > 1 {
+        s.push_str(&format!(" (after {} tries)", r.attempts));
+    }
+    s
+}
+
+/// Runs `job`'s steps and records everything; returns the final status.
+pub async fn execute(
+    job: Execution,
+    journal: &Journal,
+    metrics: &Metrics,
+    mut opts: ExecOptions,
+    cancel: &CancellationToken,
+) -> ExecStatus {
+    opts.env = child_env(&step_env(&job));
+    if let Err(e) = journal.set_status(job.id, ExecStatus::Running, None, now_ms()).await {
+        // Without a durable "running" mark a crash could hide the run: do not start.
+        warn!(execution = job.id, error = %e, "cannot mark the execution running: not started");
+        return ExecStatus::Failed;
+    }
+    let steps = &job.plan.steps;
+    let mut status = ExecStatus::Succeeded;
+    let mut reason = format!("all {} step(s) succeeded", steps.len());
+    let mut ignored = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if cancel.is_cancelled() {
+            status = ExecStatus::Interrupted;
+            reason = format!("the service shut down before step `{}`", step.name);
+            break;
+        }
+        info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
+        let rec = run_step(step, i as u32, &opts, cancel).await;
+        metrics
+            .step_duration
+            .get_or_create(&KindLabel {
+                kind: step.kind.to_string(),
+            })
+            .observe(rec.duration_ms as f64 / 1000.0);
+        info!(execution = job.id, step = %step.name, status = ?rec.status, exit_code = ?rec.exit_code, duration_ms = rec.duration_ms, "step ended");
+        let ok = rec.status == StepStatus::Succeeded;
+        let what = describe(&step.name, &rec);
+        if let Err(e) = journal.record_step(job.id, rec).await {
+            warn!(execution = job.id, error = %e, "cannot journal a step");
+        }
+        if ok {
+            continue;
+        }
+        if cancel.is_cancelled() {
+            status = ExecStatus::Interrupted;
+            reason = format!("{what}: the service shut down while it ran");
+            break;
+        }
+        match step.on_failure {
+            OnFailure::Continue => {
+                warn!(execution = job.id, "{what}; on_failure: continue");
+                ignored.push(what);
+            }
+            OnFailure::Abort => {
+                status = ExecStatus::Failed;
+                reason = what;
+                break;
+            }
+            OnFailure::Escalate => {
+                status = ExecStatus::Escalated;
+                reason = format!("{what}; on_failure: escalate");
+                break;
+            }
+        }
+    }
+    if status == ExecStatus::Succeeded && !ignored.is_empty() {
+        reason = format!(
+            "finished; failures ignored (on_failure: continue): {}",
+            ignored.join("; ")
+        );
+    }
+    info!(execution = job.id, status = status.as_str(), %reason, "execution ended");
+    if let Err(e) = journal.set_status(job.id, status, Some(reason), now_ms()).await {
+        warn!(execution = job.id, error = %e, "cannot journal the execution's end");
+    }
+    status
+}

@@ -1,0 +1,719 @@
+//! The service's decision loop: one task owns the policy state, so every decision is taken
+//! in order, with no lock and no race between two copies of the same alert.
+//!
+//! Alerts arrive already journaled. For each, the loop plans (the same code as `dry-run`),
+//! then applies the policy that needs history: one execution per [`WorkKey`] in flight,
+//! cooldown, attempts with backoff and the circuit breaker, at most
+//! `max_concurrent_per_cluster` disruptive executions at once, and the guard that leaves a
+//! healthy broker alone while another one is down. Every decision is logged with its reason
+//! and written to the journal (as an execution or an event).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::execute::{Execution, execute};
+use super::plan::{Decision, Plan, WorkKey, plan_alert};
+use super::policy::{Admission, Attempt, Limits, Policy};
+use crate::config::{LoadError, Loaded};
+use crate::ingest::{Alert, AlertStatus};
+use crate::journal::{Circuit, Event, ExecStatus, ExecutionFilter, Journal, NewExecution};
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::rules::{Rule, RuleSet};
+use crate::runbook::exec::ExecOptions;
+
+/// A consistent snapshot of configuration and rules; replaced whole on reload.
+#[derive(Debug)]
+pub struct Setup {
+    /// The configuration.
+    pub loaded: Loaded,
+    /// The rules.
+    pub rules: RuleSet,
+}
+
+impl Setup {
+    /// Loads the config and its rule files; any error makes the whole setup invalid (a
+    /// reload then keeps the previous one). Warnings are logged.
+    pub fn load(path: &std::path::Path) -> Result<Setup, LoadError> {
+        let loaded = crate::config::load(path)?;
+        let (rules, mut diags) = crate::rules::load_rules(&loaded);
+        if diags.has_errors() {
+            diags.sort();
+            return Err(LoadError::Invalid(diags));
+        }
+        for w in loaded.warnings.items.iter().chain(&diags.items) {
+            warn!("{w}");
+        }
+        Ok(Setup { loaded, rules })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Messages to the decision loop.
+enum Msg {
+    Alerts(Vec<(i64, Alert)>),
+    Finished { id: i64, status: ExecStatus },
+    Reset { target: String, reply: oneshot::Sender<Vec<String>> },
+    Reload(Arc<Setup>),
+    Drain { reply: oneshot::Sender<()> },
+}
+
+/// A handle to the running engine (cheap to clone).
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+    /// The current setup (read by the server for auth and readiness).
+    pub setup: Arc<RwLock<Arc<Setup>>>,
+    /// Tracks running executions (shutdown waits on it).
+    pub tracker: TaskTracker,
+    /// Cancelled when running steps must be stopped (end of the shutdown grace).
+    pub cancel: CancellationToken,
+}
+
+impl EngineHandle {
+    /// Hands journaled alerts (with their journal ids) to the loop. Never blocks.
+    pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
+        self.tx.send(Msg::Alerts(alerts)).is_ok()
+    }
+
+    /// Closes every open circuit of `target`; returns the rules that had one open.
+    pub async fn reset(&self, target: &str) -> Vec<String> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Reset {
+            target: target.to_string(),
+            reply,
+        };
+        if self.tx.send(msg).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Replaces the setup (after a successful reload).
+    pub fn reload(&self, setup: Arc<Setup>) {
+        if let Ok(mut s) = self.setup.write() {
+            *s = setup.clone();
+        }
+        let _ = self.tx.send(Msg::Reload(setup));
+    }
+
+    /// The current setup.
+    pub fn current(&self) -> Arc<Setup> {
+        match self.setup.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Stops starting new work and cancels queued work; running executions go on.
+    pub async fn drain(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Drain { reply }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Shuts down: drain, let running executions finish for up to `grace`, then stop
+    /// their processes (they are recorded as interrupted) and wait for the records.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.drain().await;
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            warn!(grace_seconds = grace.as_secs(), "shutdown grace over: interrupting running executions");
+            self.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.tracker.wait()).await;
+        }
+    }
+}
+
+struct Queued {
+    id: i64,
+    key: WorkKey,
+    plan: Plan,
+    alert: Alert,
+    not_before_ms: i64,
+    guard: bool,
+    attempt: u32,
+    /// The last "why it waits" recorded, so each is journaled once.
+    waiting: Option<String>,
+}
+
+struct Running {
+    key: WorkKey,
+    plan: Plan,
+    alert: Alert,
+}
+
+/// The decision loop's state.
+pub struct Engine {
+    journal: Journal,
+    metrics: Arc<Metrics>,
+    setup: Arc<Setup>,
+    exec_opts: ExecOptions,
+    policy: Policy,
+    queue: Vec<Queued>,
+    running: HashMap<i64, Running>,
+    inflight: HashMap<WorkKey, i64>,
+    duplicates: HashMap<i64, u64>,
+    /// Firing alerts: fingerprint → targets of the disruptive work they call for.
+    firing: HashMap<String, Vec<String>>,
+    /// Skip decisions already journaled, so a repeated alert does not flood the journal.
+    skips_seen: HashSet<(WorkKey, String, &'static str)>,
+    accepting: bool,
+    tx: mpsc::UnboundedSender<Msg>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+fn limits(setup: &Setup, rule: Option<&Rule>) -> Limits {
+    let r = &setup.loaded.config.recovery;
+    let s = |secs: u64| (secs as i64).saturating_mul(1000);
+    Limits {
+        cooldown_ms: s(rule.and_then(|r| r.cooldown_seconds).unwrap_or(r.cooldown_seconds)),
+        max_attempts: rule.and_then(|r| r.max_attempts).unwrap_or(r.max_attempts),
+        initial_delay_ms: s(r.initial_delay_seconds),
+        backoff_multiplier: r.backoff_multiplier,
+        window_ms: s(r.attempt_window_seconds),
+        circuit_reset_ms: s(r.circuit_reset_seconds),
+    }
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The JSON stored as an execution's `plan`: rendered steps and params.
+pub fn plan_json(p: &Plan) -> serde_json::Value {
+    serde_json::json!({ "steps": p.steps, "params": p.params })
+}
+
+impl Engine {
+    /// Starts the decision loop. Policy state (attempts in the window, open circuits) is
+    /// rebuilt from the journal, so a restart neither forgets a circuit nor re-runs work.
+    pub fn start(journal: Journal, setup: Arc<Setup>, metrics: Arc<Metrics>) -> EngineHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let r = &setup.loaded.config.recovery;
+        let mut exec_opts = ExecOptions::new(Vec::new());
+        exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
+        exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
+        let mut engine = Engine {
+            journal,
+            metrics,
+            setup: setup.clone(),
+            exec_opts,
+            policy: Policy::default(),
+            queue: Vec::new(),
+            running: HashMap::new(),
+            inflight: HashMap::new(),
+            duplicates: HashMap::new(),
+            firing: HashMap::new(),
+            skips_seen: HashSet::new(),
+            accepting: true,
+            tx: tx.clone(),
+            tracker: tracker.clone(),
+            cancel: cancel.clone(),
+        };
+        engine.restore();
+        tokio::spawn(engine.run(rx));
+        EngineHandle {
+            tx,
+            setup: Arc::new(RwLock::new(setup)),
+            tracker,
+            cancel,
+        }
+    }
+
+    fn restore(&mut self) {
+        let window = limits(&self.setup, None).window_ms;
+        let filter = ExecutionFilter {
+            since_ms: Some(now_ms() - window),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        match self.journal.list_executions(&filter) {
+            Ok(mut list) => {
+                list.reverse();
+                for e in list {
+                    let ok = match e.status {
+                        ExecStatus::Succeeded => true,
+                        ExecStatus::Failed | ExecStatus::Escalated | ExecStatus::Interrupted => false,
+                        _ => continue,
+                    };
+                    let params = serde_json::from_value(e.plan["params"].clone()).unwrap_or_default();
+                    let key = WorkKey {
+                        rule: e.rule,
+                        target: e.target,
+                        params,
+                    };
+                    let started = e.started_ms.unwrap_or(e.created_ms);
+                    let finished = e.finished_ms.unwrap_or(started);
+                    self.policy.restore(
+                        &key,
+                        Attempt {
+                            started_ms: started,
+                            finished: Some((finished, ok)),
+                        },
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read recent executions: attempt history starts empty"),
+        }
+        match self.journal.open_circuits() {
+            Ok(list) => {
+                for c in list {
+                    let target = (c.target != "-").then_some(c.target);
+                    self.policy.open_circuit(c.rule, target, c.opened_ms, c.reason);
+                }
+                self.metrics.circuits_open.set(self.policy.open_circuits().len() as i64);
+            }
+            Err(e) => warn!(error = %e, "cannot read open circuits"),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            let wake = self
+                .queue
+                .iter()
+                .map(|q| q.not_before_ms)
+                .filter(|t| *t > now_ms())
+                .min()
+                .map(|t| Instant::now() + Duration::from_millis((t - now_ms()).max(0) as u64));
+            let msg = match wake {
+                Some(at) => tokio::select! {
+                    m = rx.recv() => m,
+                    _ = tokio::time::sleep_until(at) => { self.pump().await; continue; }
+                },
+                None => rx.recv().await,
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                Msg::Alerts(alerts) => {
+                    for (id, alert) in alerts {
+                        self.on_alert(id, alert).await;
+                    }
+                }
+                Msg::Finished { id, status } => self.on_finished(id, status).await,
+                Msg::Reset { target, reply } => {
+                    let closed = self.on_reset(&target).await;
+                    let _ = reply.send(closed);
+                }
+                Msg::Reload(setup) => {
+                    info!("engine uses the reloaded configuration and rules");
+                    self.setup = setup;
+                }
+                Msg::Drain { reply } => {
+                    self.on_drain().await;
+                    let _ = reply.send(());
+                }
+            }
+            self.pump().await;
+            self.metrics.in_flight.set((self.queue.len() + self.running.len()) as i64);
+        }
+    }
+
+    async fn event(&self, execution_id: Option<i64>, key: Option<&WorkKey>, kind: &str, message: String) {
+        let e = Event {
+            at_ms: now_ms(),
+            execution_id,
+            rule: key.map(|k| k.rule.clone()),
+            target: key.and_then(|k| k.target.clone()),
+            kind: kind.to_string(),
+            message,
+        };
+        if let Err(err) = self.journal.add_event(e).await {
+            warn!(error = %err, "cannot journal an event");
+        }
+    }
+
+    async fn on_alert(&mut self, alert_id: i64, alert: Alert) {
+        let now = now_ms();
+        let setup = self.setup.clone();
+        let plans = plan_alert(&setup.loaded.config, &setup.rules, &alert);
+        if alert.status == AlertStatus::Resolved {
+            self.firing.remove(&alert.fingerprint);
+            for p in &plans {
+                self.policy.health(&p.rule, p.target.as_deref(), now, true);
+            }
+            self.cancel_queued(&alert.fingerprint, "the alert resolved before it started").await;
+            debug!(fingerprint = %alert.fingerprint, "resolved");
+            return;
+        }
+        if plans.is_empty() {
+            debug!(fingerprint = %alert.fingerprint, "no rule matches");
+            return;
+        }
+        let down: Vec<String> = plans
+            .iter()
+            .filter(|p| p.decision == Decision::Run && p.disruptive)
+            .filter_map(|p| p.target.clone())
+            .collect();
+        self.firing.insert(alert.fingerprint.clone(), down);
+        for p in plans {
+            self.policy.health(&p.rule, p.target.as_deref(), now, false);
+            match p.decision {
+                Decision::Skip => self.skip(Some(alert_id), &p, "plan", p.reason.clone()).await,
+                Decision::Run => self.decide(alert_id, &alert, p).await,
+            }
+        }
+    }
+
+    /// Journals a skip once per (work, alert, kind) so repeats do not flood the journal.
+    async fn skip(&mut self, alert_id: Option<i64>, p: &Plan, kind: &'static str, reason: String) {
+        info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), fingerprint = %p.fingerprint, %reason, "skip");
+        let seen = (p.work_key(), p.fingerprint.clone(), kind);
+        if !self.skips_seen.insert(seen) {
+            return;
+        }
+        self.create(alert_id, p, ExecStatus::Skipped, reason, 0).await;
+        self.count(&p.rule, ExecStatus::Skipped);
+    }
+
+    fn count(&self, rule: &str, status: ExecStatus) {
+        self.metrics
+            .executions
+            .get_or_create(&OutcomeLabels {
+                rule: rule.to_string(),
+                outcome: status.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    async fn create(&self, alert_id: Option<i64>, p: &Plan, status: ExecStatus, reason: String, attempt: u32) -> Option<i64> {
+        let e = NewExecution {
+            alert_id,
+            rule: p.rule.clone(),
+            runbook: p.runbook.clone(),
+            target: p.target.clone(),
+            fingerprint: p.fingerprint.clone(),
+            status,
+            reason,
+            dry_run: p.dry_run,
+            disruptive: p.disruptive,
+            attempt,
+            plan: plan_json(p),
+            created_ms: now_ms(),
+        };
+        match self.journal.create_execution(e).await {
+            Ok(id) => Some(id),
+            Err(err) => {
+                warn!(error = %err, rule = %p.rule, "cannot journal an execution: nothing runs");
+                None
+            }
+        }
+    }
+
+    fn rule(&self, name: &str) -> Option<&Rule> {
+        self.setup.rules.rules.iter().find(|r| r.name == name)
+    }
+
+    async fn decide(&mut self, alert_id: i64, alert: &Alert, p: Plan) {
+        let key = p.work_key();
+        if let Some(id) = self.inflight.get(&key) {
+            *self.duplicates.entry(*id).or_default() += 1;
+            self.metrics.duplicates.inc();
+            debug!(execution = id, fingerprint = %alert.fingerprint, "duplicate collapsed into the execution in flight");
+            return;
+        }
+        if p.dry_run {
+            let reason = format!("{}; dry_run: recorded, nothing executed", p.reason);
+            info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), "dry_run: would run {} step(s)", p.steps.len());
+            let seen = (key.clone(), p.fingerprint.clone(), "dry_run");
+            if self.skips_seen.insert(seen) {
+                self.create(Some(alert_id), &p, ExecStatus::DryRun, reason, 0).await;
+                self.count(&p.rule, ExecStatus::DryRun);
+            }
+            return;
+        }
+        let rule = self.rule(&p.rule);
+        let guard = rule.is_none_or(|r| r.guard);
+        let l = limits(&self.setup, rule);
+        let now = now_ms();
+        match self.policy.admit(&key, now, &l) {
+            Admission::Allow { attempt } => {
+                let reason = format!("{} (attempt {attempt}/{})", p.reason, l.max_attempts);
+                self.enqueue(alert_id, alert, p, attempt, now, guard, reason).await;
+            }
+            Admission::Backoff { attempt, until_ms } => {
+                let reason = format!(
+                    "{}; attempt {attempt}/{} waits for its backoff until {}",
+                    p.reason,
+                    l.max_attempts,
+                    fmt_ms(until_ms)
+                );
+                self.enqueue(alert_id, alert, p, attempt, until_ms, guard, reason).await;
+            }
+            Admission::Cooldown { until_ms } => {
+                let reason = format!("cooldown: {key} ran recently; next run allowed after {}", fmt_ms(until_ms));
+                self.skip(Some(alert_id), &p, "cooldown", reason).await;
+            }
+            Admission::CircuitOpen { since_ms, reason } => {
+                let target = key.target.as_deref().unwrap_or("-");
+                let why = format!(
+                    "circuit open since {} ({reason}); close it with POST /api/v1/targets/{target}/reset",
+                    fmt_ms(since_ms)
+                );
+                self.skip(Some(alert_id), &p, "circuit", why).await;
+            }
+            Admission::Exhausted { attempts } => {
+                let reason = format!("{attempts} attempts within the window did not clear the alert");
+                self.open_circuit(&key, None, reason.clone()).await;
+                let why = format!("attempts exhausted: {reason}; circuit opened, escalated");
+                self.skip(Some(alert_id), &p, "exhausted", why).await;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue(&mut self, alert_id: i64, alert: &Alert, p: Plan, attempt: u32, not_before_ms: i64, guard: bool, reason: String) {
+        let Some(id) = self.create(Some(alert_id), &p, ExecStatus::Queued, reason.clone(), attempt).await else {
+            return;
+        };
+        info!(execution = id, rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), %reason, "queued");
+        let key = p.work_key();
+        self.skips_seen.retain(|(k, _, _)| *k != key);
+        self.inflight.insert(key.clone(), id);
+        self.queue.push(Queued {
+            id,
+            key,
+            plan: p,
+            alert: alert.clone(),
+            not_before_ms,
+            guard,
+            attempt,
+            waiting: None,
+        });
+    }
+
+    async fn open_circuit(&mut self, key: &WorkKey, execution_id: Option<i64>, reason: String) {
+        let now = now_ms();
+        self.policy.open(key, now, reason.clone());
+        let c = Circuit {
+            rule: key.rule.clone(),
+            target: key.target.clone().unwrap_or_else(|| "-".into()),
+            opened_ms: now,
+            reason: reason.clone(),
+        };
+        if let Err(e) = self.journal.open_circuit(c).await {
+            warn!(error = %e, "cannot journal an open circuit");
+        }
+        warn!(rule = %key.rule, target = key.target.as_deref().unwrap_or("-"), %reason, "circuit opened: escalating");
+        self.event(execution_id, Some(key), "circuit_opened", reason.clone()).await;
+        self.event(execution_id, Some(key), "escalation", format!("{key}: {reason}; a human is needed")).await;
+        self.metrics.circuits_open.set(self.policy.open_circuits().len() as i64);
+    }
+
+    async fn cancel_queued(&mut self, fingerprint: &str, why: &str) {
+        let (gone, keep): (Vec<Queued>, Vec<Queued>) =
+            std::mem::take(&mut self.queue).into_iter().partition(|q| q.alert.fingerprint == fingerprint);
+        self.queue = keep;
+        for q in gone {
+            self.inflight.remove(&q.key);
+            info!(execution = q.id, rule = %q.key.rule, "cancelled: {why}");
+            if let Err(e) = self.journal.set_status(q.id, ExecStatus::Cancelled, Some(why.to_string()), now_ms()).await {
+                warn!(error = %e, "cannot journal a cancellation");
+            }
+            self.count(&q.key.rule, ExecStatus::Cancelled);
+        }
+    }
+
+    async fn on_drain(&mut self) {
+        self.accepting = false;
+        let ids: Vec<String> = self.queue.iter().map(|q| q.alert.fingerprint.clone()).collect();
+        for fp in ids {
+            self.cancel_queued(&fp, "the service shut down before it started").await;
+        }
+    }
+
+    async fn on_reset(&mut self, target: &str) -> Vec<String> {
+        let closed = self.policy.reset_target(target);
+        for rule in &closed {
+            if let Err(e) = self.journal.close_circuit(rule, target).await {
+                warn!(error = %e, "cannot journal a closed circuit");
+            }
+            let key = WorkKey {
+                rule: rule.clone(),
+                target: Some(target.to_string()),
+                params: Default::default(),
+            };
+            info!(rule = %rule, target, "circuit closed by reset");
+            self.event(None, Some(&key), "circuit_closed", "closed by reset".into()).await;
+        }
+        self.skips_seen.retain(|(k, _, _)| k.target.as_deref() != Some(target));
+        self.metrics.circuits_open.set(self.policy.open_circuits().len() as i64);
+        closed
+    }
+
+    /// Why queued work `q` cannot start now, or `None` when it can.
+    fn blocked(&self, q: &Queued, now: i64) -> Option<String> {
+        if q.not_before_ms > now {
+            return Some(format!("backoff until {}", fmt_ms(q.not_before_ms)));
+        }
+        if !q.plan.disruptive {
+            return None;
+        }
+        let running: Vec<&Running> = self.running.values().filter(|r| r.plan.disruptive).collect();
+        let max = self.setup.loaded.config.recovery.max_concurrent_per_cluster.max(1) as usize;
+        if running.len() >= max {
+            let who: Vec<String> = running
+                .iter()
+                .map(|r| format!("{} on {}", r.key.rule, r.key.target.as_deref().unwrap_or("-")))
+                .collect();
+            return Some(format!(
+                "waiting for a cluster slot: {} running (max_concurrent_per_cluster = {max})",
+                who.join(", ")
+            ));
+        }
+        if !q.guard {
+            return None;
+        }
+        let me = q.key.target.as_deref();
+        if let Some(r) = running.iter().find(|r| r.key.target.as_deref() != me) {
+            return Some(format!(
+                "guard: broker {} is being remediated",
+                r.key.target.as_deref().unwrap_or("-")
+            ));
+        }
+        let down: HashSet<&str> = self.firing.values().flatten().map(String::as_str).collect();
+        let me_down = me.is_some_and(|t| down.contains(t));
+        let mut others: Vec<&str> = down.into_iter().filter(|t| Some(*t) != me).collect();
+        if !others.is_empty() && !me_down {
+            others.sort_unstable();
+            return Some(format!(
+                "guard: broker {} is down; a healthy broker is not touched meanwhile",
+                others.join(", ")
+            ));
+        }
+        None
+    }
+
+    /// Starts every queued execution that may start now, in arrival order.
+    async fn pump(&mut self) {
+        if !self.accepting {
+            return;
+        }
+        let now = now_ms();
+        let mut i = 0;
+        while i < self.queue.len() {
+            match self.blocked(&self.queue[i], now) {
+                Some(why) => {
+                    if self.queue[i].waiting.as_deref() != Some(why.as_str()) {
+                        let (id, key) = (self.queue[i].id, self.queue[i].key.clone());
+                        info!(execution = id, %why, "waiting");
+                        self.event(Some(id), Some(&key), "waiting", why.clone()).await;
+                        self.queue[i].waiting = Some(why);
+                    }
+                    i += 1;
+                }
+                None => {
+                    let q = self.queue.remove(i);
+                    self.launch(q, now);
+                }
+            }
+        }
+    }
+
+    fn launch(&mut self, q: Queued, now: i64) {
+        self.policy.started(&q.key, now);
+        let setup = self.setup.clone();
+        let broker = q
+            .key
+            .target
+            .as_ref()
+            .and_then(|t| setup.loaded.config.cluster.kafka_brokers.iter().find(|b| &b.node_id == t))
+            .cloned();
+        let job = Execution {
+            id: q.id,
+            plan: q.plan.clone(),
+            alert: q.alert.clone(),
+            attempt: q.attempt,
+            cluster: setup.loaded.config.cluster.name.clone(),
+            broker,
+        };
+        info!(execution = q.id, rule = %q.key.rule, target = q.key.target.as_deref().unwrap_or("-"), "starting");
+        self.running.insert(
+            q.id,
+            Running {
+                key: q.key,
+                plan: q.plan,
+                alert: q.alert,
+            },
+        );
+        let (journal, metrics, opts, cancel, tx) = (
+            self.journal.clone(),
+            self.metrics.clone(),
+            self.exec_opts.clone(),
+            self.cancel.clone(),
+            self.tx.clone(),
+        );
+        self.tracker.spawn(async move {
+            let status = execute(job, &journal, &metrics, opts, &cancel).await;
+            let _ = tx.send(Msg::Finished { id: q.id, status });
+        });
+    }
+
+    async fn on_finished(&mut self, id: i64, status: ExecStatus) {
+        let Some(r) = self.running.remove(&id) else { return };
+        self.inflight.remove(&r.key);
+        self.count(&r.key.rule, status);
+        if let Some(n) = self.duplicates.remove(&id) {
+            self.event(Some(id), Some(&r.key), "duplicates", format!("{n} duplicate alert(s) collapsed into this execution")).await;
+        }
+        let rule = self.rule(&r.key.rule).cloned();
+        let l = limits(&self.setup, rule.as_ref());
+        let now = now_ms();
+        let attempts = self.policy.finished(&r.key, now, status == ExecStatus::Succeeded, &l);
+        match status {
+            ExecStatus::Escalated => {
+                self.open_circuit(&r.key, Some(id), format!("execution {id} escalated")).await;
+            }
+            ExecStatus::Failed if self.firing.contains_key(&r.alert.fingerprint) && self.accepting => {
+                if attempts >= l.max_attempts {
+                    let reason = format!("{attempts} of {} attempts failed", l.max_attempts);
+                    self.open_circuit(&r.key, Some(id), reason).await;
+                } else {
+                    let attempt = attempts + 1;
+                    let until_ms = now + l.backoff_ms(attempt);
+                    let reason = format!(
+                        "retry {attempt}/{} of {} after execution {id} failed; not before {}",
+                        l.max_attempts,
+                        r.key,
+                        fmt_ms(until_ms)
+                    );
+                    self.event(Some(id), Some(&r.key), "retry_scheduled", reason.clone()).await;
+                    let guard = rule.as_ref().is_none_or(|r| r.guard);
+                    if let Some(new_id) = self.create(None, &r.plan, ExecStatus::Queued, reason, attempt).await {
+                        self.inflight.insert(r.key.clone(), new_id);
+                        self.queue.push(Queued {
+                            id: new_id,
+                            key: r.key,
+                            plan: r.plan,
+                            alert: r.alert,
+                            not_before_ms: until_ms,
+                            guard,
+                            attempt,
+                            waiting: None,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Group commit: one thread owns the write connection and commits many requests at once.
+//!
+//! The writer blocks for the first request, drains whatever else is already queued (up to
+//! [`MAX_BATCH`]), runs them all in one `BEGIN IMMEDIATE … COMMIT` (one fsync with
+//! `synchronous=FULL`), then replies to each. Every request runs under its own SAVEPOINT:
+//! a request that fails is rolled back alone and gets its own error while the others
+//! commit. When BEGIN or COMMIT fails, or SQLite rolls the whole transaction back, every
+//! request of the batch gets the error and nothing of the batch is written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::error::JournalError;
+
+/// Most requests committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// One request's work, run on the writer thread inside the batch transaction.
+pub(crate) type Work<T> = Box<dyn FnOnce(&Connection) -> Result<T, JournalError> + Send>;
+
+/// Where write requests are sent.
+pub(crate) type Queue = Sender<Box<dyn Job>>;
+
+/// A queued write request, type-erased so one channel carries every kind.
+pub(crate) trait Job: Send {
+    /// Runs the work and keeps its result; false when it failed.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// The batch committed: sends the kept result.
+    fn complete(self: Box<Self>);
+    /// The batch was not committed: sends this request's own error if it failed,
+    /// `err` otherwise.
+    fn fail(self: Box<Self>, err: JournalError);
+}
+
+/// A request and the place its answer goes.
+pub(crate) struct Pending<T> {
+    work: Option<Work<T>>,
+    result: Option<Result<T, JournalError>>,
+    reply: oneshot::Sender<Result<T, JournalError>>,
+}
+
+impl<T> Pending<T> {
+    /// A request for `work`, answered on `reply`.
+    pub(crate) fn new(work: Work<T>, reply: oneshot::Sender<Result<T, JournalError>>) -> Self {
+        Pending {
+            work: Some(work),
+            result: None,
+            reply,
+        }
+    }
+}
+
+impl<T: Send> Job for Pending<T> {
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.work.take() {
+            Some(work) => work(conn),
+            None => Err(JournalError::Corrupt("write request run twice".to_owned())),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn complete(self: Box<Self>) {
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(JournalError::Corrupt("write request not run".to_owned())));
+        // The caller may have stopped waiting; the write is durable either way.
+        let _ = self.reply.send(result);
+    }
+
+    fn fail(self: Box<Self>, err: JournalError) {
+        let result = match self.result {
+            Some(Err(own)) => Err(own),
+            _ => Err(err),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Counters shared between the writer thread and the handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Batches committed.
+    pub(crate) commits: AtomicU64,
+    /// Requests answered (committed or not).
+    pub(crate) requests: AtomicU64,
+    /// Batches that could not be committed.
+    pub(crate) failed_batches: AtomicU64,
+    /// Largest batch seen.
+    pub(crate) largest_batch: AtomicU64,
+    /// Whether the last batch committed (true before the first).
+    pub(crate) last_ok: AtomicBool,
+}
+
+impl Shared {
+    /// Fresh counters.
+    pub(crate) fn new() -> Shared {
+        Shared {
+            commits: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            largest_batch: AtomicU64::new(0),
+            last_ok: AtomicBool::new(true),
+        }
+    }
+}
+
+/// Which file the writer opened, to notice it being deleted or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file at `path` now.
+    #[cfg(unix)]
+    pub(crate) fn of(path: &Path) -> std::io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path)?;
+        Ok(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// Without inode numbers only existence can be checked.
+    #[cfg(not(unix))]
+    pub(crate) fn of(path: &Path) -> std::io::Result<FileId> {
+        std::fs::metadata(path).map(|_| FileId { dev: 0, ino: 0 })
+    }
+}
+
+/// Starts the writer thread owning `conn`.
+pub(crate) fn spawn(
+    conn: Connection,
+    path: PathBuf,
+    file: FileId,
+    shared: Arc<Shared>,
+) -> Result<(Queue, JoinHandle<()>), JournalError> {
+    let (tx, rx) = channel::<Box<dyn Job>>();
+    let thread_path = path.clone();
+    let handle = std::thread::Builder::new()
+        .name("journal-writer".to_owned())
+        .spawn(move || run(conn, &thread_path, file, &shared, rx))
+        .map_err(|source| JournalError::Io { path, source })?;
+    Ok((tx, handle))
+}
+
+/// The writer loop; returns when every handle is gone and the queue is drained.
+fn run(conn: Connection, path: &Path, file: FileId, shared: &Shared, rx: Receiver<Box<dyn Job>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        let outcome = commit_batch(&conn, path, file, &mut batch);
+        // Counters and health first, so a caller woken by its reply sees them.
+        shared.largest_batch.fetch_max(n, Ordering::Relaxed);
+        shared.requests.fetch_add(n, Ordering::Relaxed);
+        if outcome.is_ok() {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            shared.failed_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        shared.last_ok.store(outcome.is_ok(), Ordering::Release);
+        match outcome {
+            Ok(()) => batch.into_iter().for_each(|job| job.complete()),
+            Err(failure) => {
+                for job in batch {
+                    job.fail(failure.error(path));
+                }
+            }
+        }
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "journal: closing the write connection failed");
+    }
+    tracing::debug!("journal writer stopped");
+}
+
+/// Why a whole batch was not committed.
+enum Failure {
+    /// The database file is not the one opened.
+    Moved,
+    /// SQLite failed at this stage.
+    Sqlite(&'static str, Arc<rusqlite::Error>),
+}
+
+impl Failure {
+    /// The error each request of the batch gets.
+    fn error(&self, path: &Path) -> JournalError {
+        match self {
+            Failure::Moved => JournalError::FileMoved {
+                path: path.to_owned(),
+            },
+            Failure::Sqlite(stage, source) => JournalError::Batch {
+                stage,
+                source: Arc::clone(source),
+            },
+        }
+    }
+}
+
+/// Runs and commits one batch; the caller answers the requests.
+fn commit_batch(
+    conn: &Connection,
+    path: &Path,
+    file: FileId,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), Failure> {
+    match FileId::of(path) {
+        Ok(now) if now == file => {}
+        _ => {
+            tracing::error!(
+                path = %path.display(),
+                "journal file was deleted or replaced; refusing writes"
+            );
+            return Err(Failure::Moved);
+        }
+    }
+    let result = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| ("begin", e))
+        .and_then(|()| run_requests(conn, batch))
+        .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| ("commit", e)));
+    result.map_err(|(stage, e)| {
+        tracing::error!(stage, error = %e, requests = batch.len(), "journal batch failed");
+        if !conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "journal rollback failed");
+        }
+        Failure::Sqlite(stage, Arc::new(e))
+    })
+}
+
+/// Runs each request under its own SAVEPOINT, rolling back the ones that fail.
+fn run_requests(
+    conn: &Connection,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), (&'static str, rusqlite::Error)> {
+    for job in batch.iter_mut() {
+        conn.execute_batch("SAVEPOINT request")
+            .map_err(|e| ("savepoint", e))?;
+        if job.run(conn) {
+            conn.execute_batch("RELEASE request")
+                .map_err(|e| ("release", e))?;
+        } else {
+            // Undo this request alone. If SQLite already rolled the whole transaction
+            // back (I/O error, disk full, …) the savepoint is gone and this fails.
+            conn.execute_batch("ROLLBACK TO request; RELEASE request")
+                .map_err(|e| ("rollback", e))?;
+        }
+    }
+    Ok(())
+}

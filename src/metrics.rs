@@ -1,0 +1,133 @@
+//! The service's own metrics, exposed on `/metrics` in Prometheus text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label: one word.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The word (`firing`, `resolved`, `ok`, `error`, …).
+    pub status: String,
+}
+
+/// Labels of an execution outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Rule name.
+    pub rule: String,
+    /// Final status (`succeeded`, `failed`, `skipped`, …).
+    pub outcome: String,
+}
+
+/// Label: step kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `exec`, `systemctl`, …
+    pub kind: String,
+}
+
+/// Label: why a request was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `unauthorized`, `too_large`, `bad_request`, `journal`, `shutting_down`.
+    pub reason: String,
+}
+
+/// Every metric the service keeps.
+pub struct Metrics {
+    /// The registry they are all in.
+    pub registry: Registry,
+    /// Alerts journaled, by alert status.
+    pub alerts_received: Family<StatusLabel, Counter>,
+    /// Webhook requests refused, by reason.
+    pub webhook_rejected: Family<ReasonLabel, Counter>,
+    /// Executions that reached a terminal state, by rule and outcome.
+    pub executions: Family<OutcomeLabels, Counter>,
+    /// Alerts collapsed into an execution already in flight.
+    pub duplicates: Counter,
+    /// Step durations, by kind.
+    pub step_duration: Family<KindLabel, Histogram>,
+    /// Executions queued or running.
+    pub in_flight: Gauge,
+    /// Time to commit a webhook's alerts to the journal.
+    pub journal_write: Histogram,
+    /// Open circuits.
+    pub circuits_open: Gauge,
+    /// Config reloads, by result.
+    pub reloads: Family<StatusLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `kafka_healing_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kafka_healing");
+        let alerts_received = Family::<StatusLabel, Counter>::default();
+        let webhook_rejected = Family::<ReasonLabel, Counter>::default();
+        let executions = Family::<OutcomeLabels, Counter>::default();
+        let duplicates = Counter::default();
+        let step_duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 4.0, 10))
+        });
+        let in_flight = Gauge::default();
+        let journal_write = Histogram::new(exponential_buckets(0.0002, 2.0, 14));
+        let circuits_open = Gauge::default();
+        let reloads = Family::<StatusLabel, Counter>::default();
+        registry.register("alerts_received", "Alerts journaled, by alert status", alerts_received.clone());
+        registry.register("webhook_rejected", "Webhook requests refused, by reason", webhook_rejected.clone());
+        registry.register("executions", "Executions finished, by rule and outcome", executions.clone());
+        registry.register("duplicate_alerts", "Alerts collapsed into an execution in flight", duplicates.clone());
+        registry.register("step_duration_seconds", "Step durations, by kind", step_duration.clone());
+        registry.register("executions_in_flight", "Executions queued or running", in_flight.clone());
+        registry.register("journal_write_seconds", "Time to commit a webhook's alerts", journal_write.clone());
+        registry.register("circuits_open", "Targets whose circuit is open", circuits_open.clone());
+        registry.register("reloads", "Configuration reloads, by result", reloads.clone());
+        Metrics {
+            registry,
+            alerts_received,
+            webhook_rejected,
+            executions,
+            duplicates,
+            step_duration,
+            in_flight,
+            journal_write,
+            circuits_open,
+            reloads,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts one occurrence in a family keyed by a single word.
+    pub fn count(family: &Family<StatusLabel, Counter>, status: &str) {
+        family
+            .get_or_create(&StatusLabel {
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a refused webhook request.
+    pub fn rejected(&self, reason: &str) {
+        self.webhook_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}

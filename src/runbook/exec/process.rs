@@ -1,0 +1,284 @@
+//! Running a program: its own process group, capped output, timeout and cancellation that
+//! stop the whole group (SIGTERM, a grace period, then SIGKILL).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::output::{Captured, read_capped};
+use super::{ExecError, ExecOptions, Outcome};
+use crate::journal::StepStatus;
+
+/// How often an emptied process group is checked during the grace period.
+const GROUP_POLL: Duration = Duration::from_millis(50);
+/// How long to wait for the killed leader to be reaped before giving up on its status.
+const REAP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Why the wait for the child ended.
+enum End {
+    Exited(ExitStatus),
+    WaitFailed(std::io::Error),
+    TimedOut,
+    Cancelled,
+}
+
+/// Kills the process group with SIGKILL if dropped while armed, so a step abandoned mid-run
+/// (its future dropped) leaves no process behind.
+struct GroupGuard {
+    pgid: Option<Pid>,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let (true, Some(pgid)) = (self.armed, self.pgid) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Runs `argv` once as a child process (see the module doc).
+pub(super) async fn run_process(
+    argv: &[String],
+    timeout: Duration,
+    opts: &ExecOptions,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let Some((program, args)) = argv.split_first() else {
+        return Outcome::fatal(ExecError::EmptyArgv);
+    };
+    if program.is_empty() {
+        return Outcome::fatal(ExecError::InvalidStep {
+            kind: "exec".to_string(),
+            message: "the program name is empty".to_string(),
+        });
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(source) => {
+            return Outcome::failed(ExecError::Spawn {
+                program: program.clone(),
+                source,
+            });
+        }
+    };
+    // process_group(0): the child leads a group whose id is its pid.
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    let mut guard = GroupGuard { pgid, armed: true };
+    let stop = CancellationToken::new();
+    let _stop_readers_on_drop = stop.clone().drop_guard();
+    let out_task = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(read_capped(s, opts.max_output, stop.clone())));
+    let err_task = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(read_capped(s, opts.max_output, stop.clone())));
+
+    let end = tokio::select! {
+        biased;
+        r = child.wait() => match r {
+            Ok(st) => End::Exited(st),
+            Err(e) => End::WaitFailed(e),
+        },
+        _ = tokio::time::sleep(timeout) => End::TimedOut,
+        _ = cancel.cancelled() => End::Cancelled,
+    };
+
+    let mut outcome = match end {
+        End::Exited(st) => {
+            guard.armed = false;
+            exited(st)
+        }
+        End::WaitFailed(source) => {
+            let (st, _) = terminate(&mut child, pgid, opts.kill_grace).await;
+            Outcome {
+                exit_code: st.and_then(|s| s.code()),
+                signal: st.and_then(|s| s.signal()),
+                ..Outcome::failed(ExecError::Wait {
+                    program: program.clone(),
+                    source,
+                })
+            }
+        }
+        End::TimedOut => {
+            tracing::warn!(program = %program, ?timeout, ?pgid, "timed out; stopping its process group");
+            let (st, sent) = terminate(&mut child, pgid, opts.kill_grace).await;
+            Outcome {
+                status: StepStatus::TimedOut,
+                exit_code: st.and_then(|s| s.code()),
+                signal: st.and_then(|s| s.signal()).or(Some(sent as i32)),
+                error: Some(format!(
+                    "timed out after {}; process group stopped with {}",
+                    humantime::format_duration(timeout),
+                    sent.as_str()
+                )),
+                ..Outcome::new(StepStatus::TimedOut)
+            }
+        }
+        End::Cancelled => {
+            tracing::warn!(program = %program, ?pgid, "cancelled; stopping its process group");
+            let (st, sent) = terminate(&mut child, pgid, opts.kill_grace).await;
+            Outcome {
+                exit_code: st.and_then(|s| s.code()),
+                signal: st.and_then(|s| s.signal()).or(Some(sent as i32)),
+                ..Outcome::fatal(ExecError::Cancelled)
+            }
+        }
+    };
+    guard.armed = false;
+
+    // Output: to its end, unless something the child started keeps the pipes open.
+    let readers = async { (join(out_task).await, join(err_task).await) };
+    tokio::pin!(readers);
+    let (out, err) = tokio::select! {
+        r = &mut readers => r,
+        _ = tokio::time::sleep(opts.drain_timeout) => {
+            tracing::warn!(program = %program, "output still open after the process ended; no longer read");
+            stop.cancel();
+            readers.await
+        }
+    };
+    outcome.stdout = out.text();
+    outcome.stdout_truncated = out.truncated;
+    outcome.stderr = err.text();
+    outcome.stderr_truncated = err.truncated;
+    outcome
+}
+
+fn exited(st: ExitStatus) -> Outcome {
+    Outcome {
+        exit_code: st.code(),
+        signal: st.signal(),
+        ..Outcome::new(if st.success() {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        })
+    }
+}
+
+async fn join(task: Option<JoinHandle<Captured>>) -> Captured {
+    match task {
+        None => Captured::default(),
+        Some(t) => t.await.unwrap_or_else(|e| Captured {
+            error: Some(e.to_string()),
+            ..Captured::default()
+        }),
+    }
+}
+
+/// Stops the child's process group: SIGTERM, then SIGKILL once `grace` has passed unless the
+/// whole group is gone by then. Returns the leader's status (when it could be reaped) and the
+/// last signal sent.
+async fn terminate(
+    child: &mut Child,
+    pgid: Option<Pid>,
+    grace: Duration,
+) -> (Option<ExitStatus>, Signal) {
+    let Some(pgid) = pgid else {
+        // No pid (already reaped): only the leader can be reached.
+        let _ = child.start_kill();
+        let st = tokio::time::timeout(REAP_LIMIT, child.wait()).await;
+        return (st.ok().and_then(Result::ok), Signal::SIGKILL);
+    };
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let grace_over = tokio::time::sleep(grace);
+    tokio::pin!(grace_over);
+    let mut status = None;
+    let mut reaped = false;
+    loop {
+        // A zombie leader still counts as a member: only check once it is reaped.
+        if reaped && group_gone(pgid).await {
+            return (status, Signal::SIGTERM);
+        }
+        tokio::select! {
+            biased;
+            r = child.wait(), if !reaped => {
+                reaped = true;
+                status = r.ok();
+            }
+            _ = &mut grace_over => break,
+            _ = tokio::time::sleep(GROUP_POLL), if reaped => {}
+        }
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    if !reaped {
+        status = tokio::time::timeout(REAP_LIMIT, child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+    }
+    (status, Signal::SIGKILL)
+}
+
+/// Whether no live process is left in the group. Zombies (killed, waiting for whoever
+/// inherited them to reap them, which some init processes do slowly) count as gone.
+async fn group_gone(pgid: Pid) -> bool {
+    if killpg(pgid, None) == Err(Errno::ESRCH) {
+        return true;
+    }
+    tokio::task::spawn_blocking(move || only_zombies_in(pgid.as_raw()))
+        .await
+        .unwrap_or(Some(false))
+        .unwrap_or(false)
+}
+
+/// Scans `/proc`: `Some(true)` when every member of group `pgid` is a zombie, `None` when
+/// `/proc` cannot be read.
+fn only_zombies_in(pgid: i32) -> Option<bool> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // exited meanwhile
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        if pgrp == Some(pgid) && !matches!(state, "Z" | "X") {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_scan() {
+        let own = nix::unistd::getpgrp().as_raw();
+        assert_eq!(only_zombies_in(own), Some(false));
+        // No process has a negative group id.
+        assert_eq!(only_zombies_in(-7), Some(true));
+    }
+}

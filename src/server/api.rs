@@ -1,0 +1,187 @@
+//! The executions API, circuit reset, reload, readiness and metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::auth::{authorized, challenge};
+use super::{AppState, error};
+use crate::config::LoadError;
+use crate::engine::Setup;
+use crate::journal::{ExecStatus, ExecutionFilter};
+use crate::metrics::Metrics;
+
+fn check_auth(st: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let setup = st.engine.current();
+    let auth = setup.loaded.config.server.auth.as_ref();
+    if authorized(auth, headers) {
+        return None;
+    }
+    let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge(auth)));
+    Some(r)
+}
+
+/// Query string of `GET /api/v1/executions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    rule: Option<String>,
+    target: Option<String>,
+    since_ms: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/executions`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    if let Some(r) = check_auth(&st, &headers) {
+        return r;
+    }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let status = match q.status.as_deref().map(|s| (s, ExecStatus::parse(s))) {
+        Some((s, None)) => {
+            return error(StatusCode::BAD_REQUEST, format!("unknown status `{s}`"));
+        }
+        Some((_, st)) => st,
+        None => None,
+    };
+    let filter = ExecutionFilter {
+        status,
+        rule: q.rule,
+        target: q.target,
+        since_ms: q.since_ms,
+        limit: q.limit,
+    };
+    let journal = st.journal.clone();
+    match tokio::task::spawn_blocking(move || journal.list_executions(&filter)).await {
+        Ok(Ok(list)) => Json(json!({ "status": "success", "executions": list })).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("journal: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/executions/{id}`.
+pub async fn show(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = check_auth(&st, &headers) {
+        return r;
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, format!("`{id}` is not an execution id"));
+    };
+    let journal = st.journal.clone();
+    match tokio::task::spawn_blocking(move || journal.get_execution(id)).await {
+        Ok(Ok(Some((execution, steps, events)))) => Json(json!({
+            "status": "success",
+            "execution": execution,
+            "steps": steps,
+            "events": events,
+        }))
+        .into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no execution {id}")),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("journal: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/targets/{target}/reset`: closes the target's open circuits.
+pub async fn reset(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(target): Path<String>) -> Response {
+    if let Some(r) = check_auth(&st, &headers) {
+        return r;
+    }
+    let known = st
+        .engine
+        .current()
+        .loaded
+        .config
+        .cluster
+        .kafka_brokers
+        .iter()
+        .any(|b| b.node_id == target);
+    if !known {
+        return error(StatusCode::NOT_FOUND, format!("`{target}` is not a configured broker"));
+    }
+    let closed = st.engine.reset(&target).await;
+    info!(target = %target, closed = ?closed, "reset requested over the API");
+    Json(json!({ "status": "success", "target": target, "closed": closed })).into_response()
+}
+
+/// Reloads config and rules; an invalid new setup keeps the old one.
+pub async fn reload_setup(st: &AppState) -> Result<(), String> {
+    let _guard = st.reload_lock.lock().await;
+    let path = st.config_path.clone();
+    let loaded = tokio::task::spawn_blocking(move || Setup::load(&path)).await;
+    match loaded {
+        Ok(Ok(setup)) => {
+            let old = st.engine.current();
+            let (o, n) = (&old.loaded.config.server, &setup.loaded.config.server);
+            if o.listen != n.listen || o.body_limit_bytes != n.body_limit_bytes || o.tls.is_some() != n.tls.is_some() {
+                warn!("server.listen, server.body_limit_bytes and server.tls take effect at the next restart");
+            }
+            st.engine.reload(Arc::new(setup));
+            Metrics::count(&st.metrics.reloads, "success");
+            info!(config = %st.config_path.display(), "configuration and rules reloaded");
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            Metrics::count(&st.metrics.reloads, "failure");
+            let text = match e {
+                LoadError::Invalid(d) => d.to_string(),
+                other => other.to_string(),
+            };
+            warn!("reload rejected, keeping the running configuration:\n{text}");
+            Err(text)
+        }
+        Err(e) => {
+            Metrics::count(&st.metrics.reloads, "failure");
+            Err(e.to_string())
+        }
+    }
+}
+
+/// `POST /-/reload`.
+pub async fn reload(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = check_auth(&st, &headers) {
+        return r;
+    }
+    match reload_setup(&st).await {
+        Ok(()) => Json(json!({ "status": "success" })).into_response(),
+        Err(text) => error(StatusCode::BAD_REQUEST, text),
+    }
+}
+
+/// `GET /-/ready`: journal open, rules loaded, intake open.
+pub async fn ready(State(st): State<Arc<AppState>>) -> Response {
+    if !st.journal.is_healthy() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "journal unavailable\n").into_response();
+    }
+    if !st.is_accepting() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let rules = st.engine.current().rules.rules.len();
+    (StatusCode::OK, format!("ready: {rules} rules\n")).into_response()
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        st.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,67 @@
+//! The HTTP server: Alertmanager's webhook, the executions API, health and metrics.
+
+mod api;
+
+pub use api::reload_setup;
+pub mod auth;
+mod webhook;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::engine::EngineHandle;
+use crate::journal::Journal;
+use crate::metrics::Metrics;
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// The journal.
+    pub journal: Journal,
+    /// The engine.
+    pub engine: EngineHandle,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// False once shutdown began: the webhook answers 503 so Alertmanager retries elsewhere
+    /// or later.
+    pub accepting: AtomicBool,
+    /// The config file, for reloads.
+    pub config_path: PathBuf,
+    /// Serializes reloads.
+    pub reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    /// Whether intake is open.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+}
+
+/// A JSON error response.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "status": "error", "error": message.into() }))).into_response()
+}
+
+/// The router. `body_limit` bounds request bodies (413 beyond it).
+pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/api/v1/alerts", post(webhook::receive))
+        .route("/api/v1/executions", get(api::list))
+        .route("/api/v1/executions/{id}", get(api::show))
+        .route("/api/v1/targets/{target}/reset", post(api::reset))
+        .route("/-/reload", post(api::reload))
+        .route("/-/healthy", get(|| async { "ok\n" }))
+        .route("/-/ready", get(api::ready))
+        .route("/metrics", get(api::metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

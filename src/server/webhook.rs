@@ -1,0 +1,100 @@
+//! `POST /api/v1/alerts`: Alertmanager's webhook.
+//!
+//! The alerts are committed to the journal before the reply. Alertmanager retries 5xx and
+//! drops 4xx, so: bad input → 4xx (retrying cannot help), journal unavailable or shutting
+//! down → 503 (retrying will), committed → 200, and remediation runs in the background.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::{debug, warn};
+
+use super::auth::{authorized, challenge};
+use super::{AppState, error};
+use crate::engine::runtime::now_ms;
+use crate::ingest::{WebhookPayload, parse_webhook};
+use crate::journal::NewAlert;
+use crate::metrics::Metrics;
+
+fn journal_rows(p: &WebhookPayload, now: i64) -> Vec<NewAlert> {
+    p.alerts
+        .iter()
+        .map(|a| NewAlert {
+            received_ms: now,
+            source: "webhook".into(),
+            receiver: p.receiver.clone(),
+            group_key: p.group_key.clone(),
+            external_url: p.external_url.clone(),
+            fingerprint: a.fingerprint.clone(),
+            status: a.status.as_str().into(),
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at.clone(),
+            ends_at: a.ends_at.clone(),
+            generator_url: a.generator_url.clone(),
+        })
+        .collect()
+}
+
+/// Handles one webhook request.
+pub async fn receive(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let setup = st.engine.current();
+    let auth = setup.loaded.config.server.auth.as_ref();
+    if !authorized(auth, &headers) {
+        st.metrics.rejected("unauthorized");
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge(auth)));
+        return r;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rej) => {
+            let status = rej.status();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_request" };
+            st.metrics.rejected(reason);
+            let limit = setup.loaded.config.server.body_limit_bytes;
+            return error(status, format!("{} (server.body_limit_bytes = {limit})", rej.body_text()));
+        }
+    };
+    if !st.is_accepting() {
+        st.metrics.rejected("shutting_down");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down: retry later");
+    }
+    let payload = match parse_webhook(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            st.metrics.rejected("bad_request");
+            debug!(error = %e, "webhook body rejected");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let rows = journal_rows(&payload, now_ms());
+    let n = rows.len();
+    let t0 = Instant::now();
+    let ids = match st.journal.record_alerts(rows).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            st.metrics.rejected("journal");
+            warn!(error = %e, "journal cannot take the alerts: answering 503 so Alertmanager retries");
+            return error(StatusCode::SERVICE_UNAVAILABLE, format!("journal unavailable: {e}"));
+        }
+    };
+    st.metrics.journal_write.observe(t0.elapsed().as_secs_f64());
+    for a in &payload.alerts {
+        Metrics::count(&st.metrics.alerts_received, a.status.as_str());
+    }
+    st.engine.submit(ids.into_iter().zip(payload.alerts).collect());
+    (StatusCode::OK, Json(json!({ "status": "success", "alerts": n }))).into_response()
+}
