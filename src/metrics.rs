@@ -82,15 +82,51 @@ impl Metrics {
         let journal_write = Histogram::new(exponential_buckets(0.0002, 2.0, 14));
         let circuits_open = Gauge::default();
         let reloads = Family::<StatusLabel, Counter>::default();
-        registry.register("alerts_received", "Alerts journaled, by alert status", alerts_received.clone());
-        registry.register("webhook_rejected", "Webhook requests refused, by reason", webhook_rejected.clone());
-        registry.register("executions", "Executions finished, by rule and outcome", executions.clone());
-        registry.register("duplicate_alerts", "Alerts collapsed into an execution in flight", duplicates.clone());
-        registry.register("step_duration_seconds", "Step durations, by kind", step_duration.clone());
-        registry.register("executions_in_flight", "Executions queued or running", in_flight.clone());
-        registry.register("journal_write_seconds", "Time to commit a webhook's alerts", journal_write.clone());
-        registry.register("circuits_open", "Targets whose circuit is open", circuits_open.clone());
-        registry.register("reloads", "Configuration reloads, by result", reloads.clone());
+        registry.register(
+            "alerts_received",
+            "Alerts journaled, by alert status",
+            alerts_received.clone(),
+        );
+        registry.register(
+            "webhook_rejected",
+            "Webhook requests refused, by reason",
+            webhook_rejected.clone(),
+        );
+        registry.register(
+            "executions",
+            "Executions finished, by rule and outcome",
+            executions.clone(),
+        );
+        registry.register(
+            "duplicate_alerts",
+            "Alerts collapsed into an execution in flight",
+            duplicates.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "Step durations, by kind",
+            step_duration.clone(),
+        );
+        registry.register(
+            "executions_in_flight",
+            "Executions queued or running",
+            in_flight.clone(),
+        );
+        registry.register(
+            "journal_write_seconds",
+            "Time to commit a webhook's alerts",
+            journal_write.clone(),
+        );
+        registry.register(
+            "circuits_open",
+            "Targets whose circuit is open",
+            circuits_open.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             alerts_received,

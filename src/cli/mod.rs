@@ -2,6 +2,7 @@
 
 mod check;
 mod dry_run;
+mod history;
 mod output;
 mod serve;
 
@@ -53,6 +54,29 @@ pub enum Command {
         #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
         config: PathBuf,
     },
+    /// List recent executions from the journal, newest first (read-only: safe while
+    /// `serve` runs).
+    History {
+        /// Config file (YAML); the journal is its `state.path`.
+        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// At most this many (max 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only this status (queued, running, succeeded, failed, escalated, cancelled,
+        /// interrupted, skipped, dry_run).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only this target (broker node_id).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Show which rules an Alertmanager webhook payload matches and the exact argv each step
     /// would run. Nothing is executed.
     #[command(name = "dry-run")]
@@ -71,18 +95,33 @@ pub enum Command {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    if let Command::Serve { config } = &cli.command {
-        return serve::run(config, cli.log.as_deref());
+    // `serve` sets up logging from its config; the others log warnings only by default.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(cli.log.as_deref().unwrap_or("warn"), false);
     }
-    init_logging(cli.log.as_deref().unwrap_or("warn"), false);
     match cli.command {
-        Command::Serve { .. } => ExitCode::SUCCESS,
+        Command::Serve { config } => serve::run(&config, cli.log.as_deref()),
         Command::Check { config, json } => check::run(&config, json),
         Command::DryRun {
             config,
             alerts,
             json,
         } => dry_run::run(&config, &alerts, json),
+        Command::History {
+            config,
+            json,
+            limit,
+            status,
+            rule,
+            target,
+        } => history::run(history::Args {
+            config: &config,
+            json,
+            limit,
+            status: status.as_deref(),
+            rule,
+            target,
+        }),
     }
 }
 

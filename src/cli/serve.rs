@@ -35,7 +35,10 @@ pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
         log_override.unwrap_or(logging.level.as_str()),
         logging.format == LogFormat::Json,
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -104,11 +107,23 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
                 Some((cert, key)) => {
                     let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                         .await
-                        .map_err(|e| anyhow::anyhow!("TLS certificate {} / key {}: {e}", cert.display(), key.display()))?;
-                    axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(service).await?;
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "TLS certificate {} / key {}: {e}",
+                                cert.display(),
+                                key.display()
+                            )
+                        })?;
+                    axum_server::from_tcp_rustls(listener, rustls)?
+                        .handle(handle)
+                        .serve(service)
+                        .await?;
                 }
                 None => {
-                    axum_server::from_tcp(listener)?.handle(handle).serve(service).await?;
+                    axum_server::from_tcp(listener)?
+                        .handle(handle)
+                        .serve(service)
+                        .await?;
                 }
             }
             anyhow::Ok(())
@@ -136,7 +151,10 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             }
         }
     }
-    info!(grace_seconds = grace.as_secs(), "shutting down: intake closed, letting running executions finish");
+    info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: intake closed, letting running executions finish"
+    );
     state.accepting.store(false, Ordering::SeqCst);
     engine.shutdown(grace).await;
     handle.graceful_shutdown(Some(Duration::from_secs(5)));

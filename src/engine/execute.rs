@@ -40,11 +40,18 @@ pub fn step_env(job: &Execution) -> Vec<(String, String)> {
         ("KAFKA_HEALING_RUNBOOK", job.plan.runbook.clone()),
         ("KAFKA_HEALING_CLUSTER", job.cluster.clone()),
         ("KAFKA_HEALING_FINGERPRINT", job.alert.fingerprint.clone()),
-        ("KAFKA_HEALING_STATUS", job.alert.status.as_str().to_string()),
+        (
+            "KAFKA_HEALING_STATUS",
+            job.alert.status.as_str().to_string(),
+        ),
         ("KAFKA_HEALING_ATTEMPT", job.attempt.to_string()),
         (
             "KAFKA_HEALING_ALERTNAME",
-            job.alert.labels.get("alertname").cloned().unwrap_or_default(),
+            job.alert
+                .labels
+                .get("alertname")
+                .cloned()
+                .unwrap_or_default(),
         ),
     ];
     if let Some(b) = &job.broker {
@@ -84,7 +91,10 @@ pub async fn execute(
     cancel: &CancellationToken,
 ) -> ExecStatus {
     opts.env = child_env(&step_env(&job));
-    if let Err(e) = journal.set_status(job.id, ExecStatus::Running, None, now_ms()).await {
+    if let Err(e) = journal
+        .set_status(job.id, ExecStatus::Running, None, now_ms())
+        .await
+    {
         // Without a durable "running" mark a crash could hide the run: do not start.
         warn!(execution = job.id, error = %e, "cannot mark the execution running: not started");
         return ExecStatus::Failed;
@@ -145,7 +155,10 @@ pub async fn execute(
         );
     }
     info!(execution = job.id, status = status.as_str(), %reason, "execution ended");
-    if let Err(e) = journal.set_status(job.id, status, Some(reason), now_ms()).await {
+    if let Err(e) = journal
+        .set_status(job.id, status, Some(reason), now_ms())
+        .await
+    {
         warn!(execution = job.id, error = %e, "cannot journal the execution's end");
     }
     status

@@ -65,10 +65,18 @@ pub fn now_ms() -> i64 {
 /// Messages to the decision loop.
 enum Msg {
     Alerts(Vec<(i64, Alert)>),
-    Finished { id: i64, status: ExecStatus },
-    Reset { target: String, reply: oneshot::Sender<Vec<String>> },
+    Finished {
+        id: i64,
+        status: ExecStatus,
+    },
+    Reset {
+        target: String,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     Reload(Arc<Setup>),
-    Drain { reply: oneshot::Sender<()> },
+    Drain {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A handle to the running engine (cheap to clone).
@@ -131,8 +139,14 @@ impl EngineHandle {
     pub async fn shutdown(&self, grace: Duration) {
         self.drain().await;
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            warn!(grace_seconds = grace.as_secs(), "shutdown grace over: interrupting running executions");
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                grace_seconds = grace.as_secs(),
+                "shutdown grace over: interrupting running executions"
+            );
             self.cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(30), self.tracker.wait()).await;
         }
@@ -168,7 +182,7 @@ pub struct Engine {
     running: HashMap<i64, Running>,
     inflight: HashMap<WorkKey, i64>,
     duplicates: HashMap<i64, u64>,
-    /// Firing alerts: fingerprint → targets of the disruptive work they call for.
+    /// Firing alerts: fingerprint → brokers they say are down (rules with `broker_down`).
     firing: HashMap<String, Vec<String>>,
     /// Skip decisions already journaled, so a repeated alert does not flood the journal.
     skips_seen: HashSet<(WorkKey, String, &'static str)>,
@@ -182,7 +196,9 @@ fn limits(setup: &Setup, rule: Option<&Rule>) -> Limits {
     let r = &setup.loaded.config.recovery;
     let s = |secs: u64| (secs as i64).saturating_mul(1000);
     Limits {
-        cooldown_ms: s(rule.and_then(|r| r.cooldown_seconds).unwrap_or(r.cooldown_seconds)),
+        cooldown_ms: s(rule
+            .and_then(|r| r.cooldown_seconds)
+            .unwrap_or(r.cooldown_seconds)),
         max_attempts: rule.and_then(|r| r.max_attempts).unwrap_or(r.max_attempts),
         initial_delay_ms: s(r.initial_delay_seconds),
         backoff_multiplier: r.backoff_multiplier,
@@ -252,10 +268,13 @@ impl Engine {
                 for e in list {
                     let ok = match e.status {
                         ExecStatus::Succeeded => true,
-                        ExecStatus::Failed | ExecStatus::Escalated | ExecStatus::Interrupted => false,
+                        ExecStatus::Failed | ExecStatus::Escalated | ExecStatus::Interrupted => {
+                            false
+                        }
                         _ => continue,
                     };
-                    let params = serde_json::from_value(e.plan["params"].clone()).unwrap_or_default();
+                    let params =
+                        serde_json::from_value(e.plan["params"].clone()).unwrap_or_default();
                     let key = WorkKey {
                         rule: e.rule,
                         target: e.target,
@@ -272,15 +291,20 @@ impl Engine {
                     );
                 }
             }
-            Err(e) => warn!(error = %e, "cannot read recent executions: attempt history starts empty"),
+            Err(e) => {
+                warn!(error = %e, "cannot read recent executions: attempt history starts empty")
+            }
         }
         match self.journal.open_circuits() {
             Ok(list) => {
                 for c in list {
                     let target = (c.target != "-").then_some(c.target);
-                    self.policy.open_circuit(c.rule, target, c.opened_ms, c.reason);
+                    self.policy
+                        .open_circuit(c.rule, target, c.opened_ms, c.reason);
                 }
-                self.metrics.circuits_open.set(self.policy.open_circuits().len() as i64);
+                self.metrics
+                    .circuits_open
+                    .set(self.policy.open_circuits().len() as i64);
             }
             Err(e) => warn!(error = %e, "cannot read open circuits"),
         }
@@ -324,11 +348,19 @@ impl Engine {
                 }
             }
             self.pump().await;
-            self.metrics.in_flight.set((self.queue.len() + self.running.len()) as i64);
+            self.metrics
+                .in_flight
+                .set((self.queue.len() + self.running.len()) as i64);
         }
     }
 
-    async fn event(&self, execution_id: Option<i64>, key: Option<&WorkKey>, kind: &str, message: String) {
+    async fn event(
+        &self,
+        execution_id: Option<i64>,
+        key: Option<&WorkKey>,
+        kind: &str,
+        message: String,
+    ) {
         let e = Event {
             at_ms: now_ms(),
             execution_id,
@@ -351,7 +383,8 @@ impl Engine {
             for p in &plans {
                 self.policy.health(&p.rule, p.target.as_deref(), now, true);
             }
-            self.cancel_queued(&alert.fingerprint, "the alert resolved before it started").await;
+            self.cancel_queued(&alert.fingerprint, "the alert resolved before it started")
+                .await;
             debug!(fingerprint = %alert.fingerprint, "resolved");
             return;
         }
@@ -361,14 +394,23 @@ impl Engine {
         }
         let down: Vec<String> = plans
             .iter()
-            .filter(|p| p.decision == Decision::Run && p.disruptive)
+            .filter(|p| {
+                setup
+                    .rules
+                    .rules
+                    .iter()
+                    .any(|r| r.name == p.rule && r.broker_down)
+            })
             .filter_map(|p| p.target.clone())
             .collect();
         self.firing.insert(alert.fingerprint.clone(), down);
         for p in plans {
             self.policy.health(&p.rule, p.target.as_deref(), now, false);
             match p.decision {
-                Decision::Skip => self.skip(Some(alert_id), &p, "plan", p.reason.clone()).await,
+                Decision::Skip => {
+                    self.skip(Some(alert_id), &p, "plan", p.reason.clone())
+                        .await
+                }
                 Decision::Run => self.decide(alert_id, &alert, p).await,
             }
         }
@@ -381,7 +423,8 @@ impl Engine {
         if !self.skips_seen.insert(seen) {
             return;
         }
-        self.create(alert_id, p, ExecStatus::Skipped, reason, 0).await;
+        self.create(alert_id, p, ExecStatus::Skipped, reason, 0)
+            .await;
         self.count(&p.rule, ExecStatus::Skipped);
     }
 
@@ -395,7 +438,14 @@ impl Engine {
             .inc();
     }
 
-    async fn create(&self, alert_id: Option<i64>, p: &Plan, status: ExecStatus, reason: String, attempt: u32) -> Option<i64> {
+    async fn create(
+        &self,
+        alert_id: Option<i64>,
+        p: &Plan,
+        status: ExecStatus,
+        reason: String,
+        attempt: u32,
+    ) -> Option<i64> {
         let e = NewExecution {
             alert_id,
             rule: p.rule.clone(),
@@ -436,7 +486,8 @@ impl Engine {
             info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), "dry_run: would run {} step(s)", p.steps.len());
             let seen = (key.clone(), p.fingerprint.clone(), "dry_run");
             if self.skips_seen.insert(seen) {
-                self.create(Some(alert_id), &p, ExecStatus::DryRun, reason, 0).await;
+                self.create(Some(alert_id), &p, ExecStatus::DryRun, reason, 0)
+                    .await;
                 self.count(&p.rule, ExecStatus::DryRun);
             }
             return;
@@ -448,7 +499,8 @@ impl Engine {
         match self.policy.admit(&key, now, &l) {
             Admission::Allow { attempt } => {
                 let reason = format!("{} (attempt {attempt}/{})", p.reason, l.max_attempts);
-                self.enqueue(alert_id, alert, p, attempt, now, guard, reason).await;
+                self.enqueue(alert_id, alert, p, attempt, now, guard, reason)
+                    .await;
             }
             Admission::Backoff { attempt, until_ms } => {
                 let reason = format!(
@@ -457,10 +509,14 @@ impl Engine {
                     l.max_attempts,
                     fmt_ms(until_ms)
                 );
-                self.enqueue(alert_id, alert, p, attempt, until_ms, guard, reason).await;
+                self.enqueue(alert_id, alert, p, attempt, until_ms, guard, reason)
+                    .await;
             }
             Admission::Cooldown { until_ms } => {
-                let reason = format!("cooldown: {key} ran recently; next run allowed after {}", fmt_ms(until_ms));
+                let reason = format!(
+                    "cooldown: {key} ran recently; next run allowed after {}",
+                    fmt_ms(until_ms)
+                );
                 self.skip(Some(alert_id), &p, "cooldown", reason).await;
             }
             Admission::CircuitOpen { since_ms, reason } => {
@@ -472,7 +528,8 @@ impl Engine {
                 self.skip(Some(alert_id), &p, "circuit", why).await;
             }
             Admission::Exhausted { attempts } => {
-                let reason = format!("{attempts} attempts within the window did not clear the alert");
+                let reason =
+                    format!("{attempts} attempts within the window did not clear the alert");
                 self.open_circuit(&key, None, reason.clone()).await;
                 let why = format!("attempts exhausted: {reason}; circuit opened, escalated");
                 self.skip(Some(alert_id), &p, "exhausted", why).await;
@@ -481,8 +538,26 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn enqueue(&mut self, alert_id: i64, alert: &Alert, p: Plan, attempt: u32, not_before_ms: i64, guard: bool, reason: String) {
-        let Some(id) = self.create(Some(alert_id), &p, ExecStatus::Queued, reason.clone(), attempt).await else {
+    async fn enqueue(
+        &mut self,
+        alert_id: i64,
+        alert: &Alert,
+        p: Plan,
+        attempt: u32,
+        not_before_ms: i64,
+        guard: bool,
+        reason: String,
+    ) {
+        let Some(id) = self
+            .create(
+                Some(alert_id),
+                &p,
+                ExecStatus::Queued,
+                reason.clone(),
+                attempt,
+            )
+            .await
+        else {
             return;
         };
         info!(execution = id, rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), %reason, "queued");
@@ -514,19 +589,33 @@ impl Engine {
             warn!(error = %e, "cannot journal an open circuit");
         }
         warn!(rule = %key.rule, target = key.target.as_deref().unwrap_or("-"), %reason, "circuit opened: escalating");
-        self.event(execution_id, Some(key), "circuit_opened", reason.clone()).await;
-        self.event(execution_id, Some(key), "escalation", format!("{key}: {reason}; a human is needed")).await;
-        self.metrics.circuits_open.set(self.policy.open_circuits().len() as i64);
+        self.event(execution_id, Some(key), "circuit_opened", reason.clone())
+            .await;
+        self.event(
+            execution_id,
+            Some(key),
+            "escalation",
+            format!("{key}: {reason}; a human is needed"),
+        )
+        .await;
+        self.metrics
+            .circuits_open
+            .set(self.policy.open_circuits().len() as i64);
     }
 
     async fn cancel_queued(&mut self, fingerprint: &str, why: &str) {
-        let (gone, keep): (Vec<Queued>, Vec<Queued>) =
-            std::mem::take(&mut self.queue).into_iter().partition(|q| q.alert.fingerprint == fingerprint);
+        let (gone, keep): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|q| q.alert.fingerprint == fingerprint);
         self.queue = keep;
         for q in gone {
             self.inflight.remove(&q.key);
             info!(execution = q.id, rule = %q.key.rule, "cancelled: {why}");
-            if let Err(e) = self.journal.set_status(q.id, ExecStatus::Cancelled, Some(why.to_string()), now_ms()).await {
+            if let Err(e) = self
+                .journal
+                .set_status(q.id, ExecStatus::Cancelled, Some(why.to_string()), now_ms())
+                .await
+            {
                 warn!(error = %e, "cannot journal a cancellation");
             }
             self.count(&q.key.rule, ExecStatus::Cancelled);
@@ -535,9 +624,14 @@ impl Engine {
 
     async fn on_drain(&mut self) {
         self.accepting = false;
-        let ids: Vec<String> = self.queue.iter().map(|q| q.alert.fingerprint.clone()).collect();
+        let ids: Vec<String> = self
+            .queue
+            .iter()
+            .map(|q| q.alert.fingerprint.clone())
+            .collect();
         for fp in ids {
-            self.cancel_queued(&fp, "the service shut down before it started").await;
+            self.cancel_queued(&fp, "the service shut down before it started")
+                .await;
         }
     }
 
@@ -553,10 +647,14 @@ impl Engine {
                 params: Default::default(),
             };
             info!(rule = %rule, target, "circuit closed by reset");
-            self.event(None, Some(&key), "circuit_closed", "closed by reset".into()).await;
+            self.event(None, Some(&key), "circuit_closed", "closed by reset".into())
+                .await;
         }
-        self.skips_seen.retain(|(k, _, _)| k.target.as_deref() != Some(target));
-        self.metrics.circuits_open.set(self.policy.open_circuits().len() as i64);
+        self.skips_seen
+            .retain(|(k, _, _)| k.target.as_deref() != Some(target));
+        self.metrics
+            .circuits_open
+            .set(self.policy.open_circuits().len() as i64);
         closed
     }
 
@@ -568,12 +666,28 @@ impl Engine {
         if !q.plan.disruptive {
             return None;
         }
-        let running: Vec<&Running> = self.running.values().filter(|r| r.plan.disruptive).collect();
-        let max = self.setup.loaded.config.recovery.max_concurrent_per_cluster.max(1) as usize;
+        let running: Vec<&Running> = self
+            .running
+            .values()
+            .filter(|r| r.plan.disruptive)
+            .collect();
+        let max = self
+            .setup
+            .loaded
+            .config
+            .recovery
+            .max_concurrent_per_cluster
+            .max(1) as usize;
         if running.len() >= max {
             let who: Vec<String> = running
                 .iter()
-                .map(|r| format!("{} on {}", r.key.rule, r.key.target.as_deref().unwrap_or("-")))
+                .map(|r| {
+                    format!(
+                        "{} on {}",
+                        r.key.rule,
+                        r.key.target.as_deref().unwrap_or("-")
+                    )
+                })
                 .collect();
             return Some(format!(
                 "waiting for a cluster slot: {} running (max_concurrent_per_cluster = {max})",
@@ -616,7 +730,8 @@ impl Engine {
                     if self.queue[i].waiting.as_deref() != Some(why.as_str()) {
                         let (id, key) = (self.queue[i].id, self.queue[i].key.clone());
                         info!(execution = id, %why, "waiting");
-                        self.event(Some(id), Some(&key), "waiting", why.clone()).await;
+                        self.event(Some(id), Some(&key), "waiting", why.clone())
+                            .await;
                         self.queue[i].waiting = Some(why);
                     }
                     i += 1;
@@ -636,7 +751,15 @@ impl Engine {
             .key
             .target
             .as_ref()
-            .and_then(|t| setup.loaded.config.cluster.kafka_brokers.iter().find(|b| &b.node_id == t))
+            .and_then(|t| {
+                setup
+                    .loaded
+                    .config
+                    .cluster
+                    .kafka_brokers
+                    .iter()
+                    .find(|b| &b.node_id == t)
+            })
             .cloned();
         let job = Execution {
             id: q.id,
@@ -669,21 +792,34 @@ impl Engine {
     }
 
     async fn on_finished(&mut self, id: i64, status: ExecStatus) {
-        let Some(r) = self.running.remove(&id) else { return };
+        let Some(r) = self.running.remove(&id) else {
+            return;
+        };
         self.inflight.remove(&r.key);
         self.count(&r.key.rule, status);
         if let Some(n) = self.duplicates.remove(&id) {
-            self.event(Some(id), Some(&r.key), "duplicates", format!("{n} duplicate alert(s) collapsed into this execution")).await;
+            self.event(
+                Some(id),
+                Some(&r.key),
+                "duplicates",
+                format!("{n} duplicate alert(s) collapsed into this execution"),
+            )
+            .await;
         }
         let rule = self.rule(&r.key.rule).cloned();
         let l = limits(&self.setup, rule.as_ref());
         let now = now_ms();
-        let attempts = self.policy.finished(&r.key, now, status == ExecStatus::Succeeded, &l);
+        let attempts = self
+            .policy
+            .finished(&r.key, now, status == ExecStatus::Succeeded, &l);
         match status {
             ExecStatus::Escalated => {
-                self.open_circuit(&r.key, Some(id), format!("execution {id} escalated")).await;
+                self.open_circuit(&r.key, Some(id), format!("execution {id} escalated"))
+                    .await;
             }
-            ExecStatus::Failed if self.firing.contains_key(&r.alert.fingerprint) && self.accepting => {
+            ExecStatus::Failed
+                if self.firing.contains_key(&r.alert.fingerprint) && self.accepting =>
+            {
                 if attempts >= l.max_attempts {
                     let reason = format!("{attempts} of {} attempts failed", l.max_attempts);
                     self.open_circuit(&r.key, Some(id), reason).await;
@@ -696,9 +832,13 @@ impl Engine {
                         r.key,
                         fmt_ms(until_ms)
                     );
-                    self.event(Some(id), Some(&r.key), "retry_scheduled", reason.clone()).await;
+                    self.event(Some(id), Some(&r.key), "retry_scheduled", reason.clone())
+                        .await;
                     let guard = rule.as_ref().is_none_or(|r| r.guard);
-                    if let Some(new_id) = self.create(None, &r.plan, ExecStatus::Queued, reason, attempt).await {
+                    if let Some(new_id) = self
+                        .create(None, &r.plan, ExecStatus::Queued, reason, attempt)
+                        .await
+                    {
                         self.inflight.insert(r.key.clone(), new_id);
                         self.queue.push(Queued {
                             id: new_id,

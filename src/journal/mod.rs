@@ -170,6 +170,28 @@ impl Journal {
         Ok((journal, interrupted))
     }
 
+    /// Opens an existing journal for reading only: no recovery, no writer thread, so it is
+    /// safe while `serve` runs (for `kafka-healing history`). Writes fail with
+    /// [`JournalError::WriterGone`].
+    pub fn open_read_only(path: &Path) -> Result<Journal, JournalError> {
+        if !path.exists() {
+            return Err(JournalError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no journal here yet"),
+            });
+        }
+        let reader = schema::open_reader(path)?;
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                tx: None,
+                writer: None,
+                readers: Mutex::new(vec![reader]),
+                shared: Arc::new(Shared::new()),
+            }),
+        })
+    }
+
     /// The database path.
     pub fn path(&self) -> &Path {
         &self.inner.path

@@ -427,6 +427,7 @@ fn compile_rule(
         dry_run: spec.dry_run,
         notify: spec.notify,
         guard: spec.guard,
+        broker_down: spec.broker_down,
         file: src.path.clone(),
         line: src.doc.line_of(at),
     })

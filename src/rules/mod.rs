@@ -56,6 +56,8 @@ pub struct Rule {
     pub notify: Vec<String>,
     /// Whether the cluster guard applies.
     pub guard: bool,
+    /// Whether its alerts mean the target broker is down.
+    pub broker_down: bool,
     /// File the rule is defined in.
     pub file: PathBuf,
     /// Line of its definition.

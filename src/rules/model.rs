@@ -41,6 +41,10 @@ pub struct RuleSpec {
     /// Set `false` only for runbooks that are safe with a broker down.
     #[serde(default = "yes")]
     pub guard: bool,
+    /// The alerts this rule matches mean their target broker is down. The guard keeps
+    /// disruptive work off healthy brokers while any broker is known down this way.
+    #[serde(default)]
+    pub broker_down: bool,
 }
 
 /// A rule parameter: a template, optionally with an allow pattern for its rendered value.

@@ -25,8 +25,10 @@ fn check_auth(st: &AppState, headers: &HeaderMap) -> Option<Response> {
         return None;
     }
     let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge(auth)));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge(auth)),
+    );
     Some(r)
 }
 
@@ -77,12 +79,19 @@ pub async fn list(
 }
 
 /// `GET /api/v1/executions/{id}`.
-pub async fn show(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn show(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(r) = check_auth(&st, &headers) {
         return r;
     }
     let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, format!("`{id}` is not an execution id"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not an execution id"),
+        );
     };
     let journal = st.journal.clone();
     match tokio::task::spawn_blocking(move || journal.get_execution(id)).await {
@@ -100,7 +109,11 @@ pub async fn show(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(id):
 }
 
 /// `POST /api/v1/targets/{target}/reset`: closes the target's open circuits.
-pub async fn reset(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(target): Path<String>) -> Response {
+pub async fn reset(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(target): Path<String>,
+) -> Response {
     if let Some(r) = check_auth(&st, &headers) {
         return r;
     }
@@ -114,7 +127,10 @@ pub async fn reset(State(st): State<Arc<AppState>>, headers: HeaderMap, Path(tar
         .iter()
         .any(|b| b.node_id == target);
     if !known {
-        return error(StatusCode::NOT_FOUND, format!("`{target}` is not a configured broker"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("`{target}` is not a configured broker"),
+        );
     }
     let closed = st.engine.reset(&target).await;
     info!(target = %target, closed = ?closed, "reset requested over the API");
@@ -130,8 +146,13 @@ pub async fn reload_setup(st: &AppState) -> Result<(), String> {
         Ok(Ok(setup)) => {
             let old = st.engine.current();
             let (o, n) = (&old.loaded.config.server, &setup.loaded.config.server);
-            if o.listen != n.listen || o.body_limit_bytes != n.body_limit_bytes || o.tls.is_some() != n.tls.is_some() {
-                warn!("server.listen, server.body_limit_bytes and server.tls take effect at the next restart");
+            if o.listen != n.listen
+                || o.body_limit_bytes != n.body_limit_bytes
+                || o.tls.is_some() != n.tls.is_some()
+            {
+                warn!(
+                    "server.listen, server.body_limit_bytes and server.tls take effect at the next restart"
+                );
             }
             st.engine.reload(Arc::new(setup));
             Metrics::count(&st.metrics.reloads, "success");
@@ -180,7 +201,10 @@ pub async fn ready(State(st): State<Arc<AppState>>) -> Response {
 /// `GET /metrics`.
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         st.metrics.encode(),
     )
         .into_response()

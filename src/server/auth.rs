@@ -20,7 +20,8 @@ pub fn authorized(auth: Option<&AuthConfig>, headers: &HeaderMap) -> bool {
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if let Some(token) = &auth.bearer_token {
-        return scheme.eq_ignore_ascii_case("bearer") && same(rest.as_bytes(), token.expose().as_bytes());
+        return scheme.eq_ignore_ascii_case("bearer")
+            && same(rest.as_bytes(), token.expose().as_bytes());
     }
     if let Some(basic) = &auth.basic {
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -33,7 +34,11 @@ pub fn authorized(auth: Option<&AuthConfig>, headers: &HeaderMap) -> bool {
             return false;
         };
         let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
-        let want = basic.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+        let want = basic
+            .password
+            .as_ref()
+            .map(|p| p.expose())
+            .unwrap_or_default();
         // Evaluate both comparisons so the time does not tell which one failed.
         let u = same(user, basic.username.as_bytes());
         let p = same(pass, want.as_bytes());
@@ -81,7 +86,12 @@ mod tests {
             }),
             ..Default::default()
         };
-        let enc = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let enc = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
         assert!(authorized(Some(&basic), &headers(&enc("am:p:w"))));
         assert!(!authorized(Some(&basic), &headers(&enc("am:p"))));
         assert!(!authorized(Some(&basic), &headers(&enc("xx:p:w"))));

@@ -48,7 +48,11 @@ impl AppState {
 
 /// A JSON error response.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "status": "error", "error": message.into() }))).into_response()
+    (
+        status,
+        Json(json!({ "status": "error", "error": message.into() })),
+    )
+        .into_response()
 }
 
 /// The router. `body_limit` bounds request bodies (413 beyond it).

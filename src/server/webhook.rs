@@ -54,23 +54,35 @@ pub async fn receive(
     if !authorized(auth, &headers) {
         st.metrics.rejected("unauthorized");
         let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge(auth)));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge(auth)),
+        );
         return r;
     }
     let body = match body {
         Ok(b) => b,
         Err(rej) => {
             let status = rej.status();
-            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_request" };
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "bad_request"
+            };
             st.metrics.rejected(reason);
             let limit = setup.loaded.config.server.body_limit_bytes;
-            return error(status, format!("{} (server.body_limit_bytes = {limit})", rej.body_text()));
+            return error(
+                status,
+                format!("{} (server.body_limit_bytes = {limit})", rej.body_text()),
+            );
         }
     };
     if !st.is_accepting() {
         st.metrics.rejected("shutting_down");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down: retry later");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down: retry later",
+        );
     }
     let payload = match parse_webhook(&body) {
         Ok(p) => p,
@@ -88,13 +100,21 @@ pub async fn receive(
         Err(e) => {
             st.metrics.rejected("journal");
             warn!(error = %e, "journal cannot take the alerts: answering 503 so Alertmanager retries");
-            return error(StatusCode::SERVICE_UNAVAILABLE, format!("journal unavailable: {e}"));
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("journal unavailable: {e}"),
+            );
         }
     };
     st.metrics.journal_write.observe(t0.elapsed().as_secs_f64());
     for a in &payload.alerts {
         Metrics::count(&st.metrics.alerts_received, a.status.as_str());
     }
-    st.engine.submit(ids.into_iter().zip(payload.alerts).collect());
-    (StatusCode::OK, Json(json!({ "status": "success", "alerts": n }))).into_response()
+    st.engine
+        .submit(ids.into_iter().zip(payload.alerts).collect());
+    (
+        StatusCode::OK,
+        Json(json!({ "status": "success", "alerts": n })),
+    )
+        .into_response()
 }

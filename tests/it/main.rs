@@ -5,4 +5,7 @@ mod check;
 mod common;
 mod config_layers;
 mod dry_run;
+mod executor;
 mod hostile;
+mod journal;
+mod serve;

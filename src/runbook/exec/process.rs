@@ -250,7 +250,10 @@ fn only_zombies_in(pgid: i32) -> Option<bool> {
     let dir = std::fs::read_dir("/proc").ok()?;
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.

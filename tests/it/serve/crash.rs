@@ -1,0 +1,238 @@
+//! Crash and lifecycle: SIGKILL mid-step then restart, SIGTERM with a step running,
+//! reload by SIGHUP and by API, and `history`.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use super::harness::*;
+use crate::common::{Scratch, run, stdout};
+
+fn rules(rec: &str) -> String {
+    format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["{rec}", "run-{{{{target.node_id}}}}"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_step_then_restart_reports_interrupted_and_does_not_rerun() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "30");
+    let mut srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    let mut acked = 0;
+    for node in ["kafka-1", "kafka-2", "kafka-3"] {
+        let (st, _) = srv
+            .post(&webhook("r", vec![alert("firing", down(node))]))
+            .await;
+        assert_eq!(st, 200);
+        acked += 1;
+    }
+    srv.wait_until(10, "a running execution", |l| {
+        l.iter().any(|e| e["status"] == "running")
+    })
+    .await;
+    // Wait until the step process has really started.
+    for _ in 0..100 {
+        if !recorded(s.path(), "run-kafka-1").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    drop(srv);
+    s.write("sleep", "0");
+    let srv = Server::start_in(s.path());
+    assert!(
+        srv.log().contains("marked interrupted, not re-run"),
+        "{}",
+        srv.log()
+    );
+    let list = srv.executions().await;
+    let k1 = list.iter().find(|e| e["target"] == "kafka-1").unwrap();
+    assert_eq!(k1["status"], "interrupted");
+    assert!(
+        k1["reason"].as_str().unwrap().contains("interrupted"),
+        "{k1}"
+    );
+    for e in list.iter().filter(|e| e["target"] != "kafka-1") {
+        assert_eq!(
+            e["status"], "cancelled",
+            "queued work is not started blindly after a restart: {e}"
+        );
+    }
+    let (_, detail) = srv.get(&format!("/api/v1/executions/{}", k1["id"])).await;
+    assert!(
+        detail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "interrupted"),
+        "{detail}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(recorded(s.path(), "run-kafka-1").len(), 1, "not re-run");
+    assert!(recorded(s.path(), "run-kafka-2").is_empty());
+    let j = kafka_healing::journal::Journal::open_read_only(&s.path().join("state/journal.db"))
+        .unwrap();
+    assert_eq!(
+        j.alert_count().unwrap(),
+        acked,
+        "every acknowledged alert is in the journal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_intake_and_lets_the_running_step_finish() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "2");
+    let mut srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    assert_eq!(
+        srv.post(&webhook(
+            "r",
+            vec![
+                alert("firing", down("kafka-1")),
+                alert("firing", down("kafka-2"))
+            ]
+        ))
+        .await
+        .0,
+        200
+    );
+    srv.wait_until(10, "running", |l| {
+        l.iter().any(|e| e["status"] == "running")
+    })
+    .await;
+    srv.signal(Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (st, _) = srv
+        .post(&webhook("r", vec![alert("firing", down("kafka-3"))]))
+        .await;
+    assert_eq!(st, 503, "intake closed during shutdown");
+    let status = tokio::task::spawn_blocking(move || {
+        let st = srv.child.wait().unwrap();
+        (st, srv)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "clean exit: {:?}", status.0);
+    let dir = status.1.dir.clone();
+    drop(status);
+    let j = kafka_healing::journal::Journal::open_read_only(&dir.join("state/journal.db")).unwrap();
+    let list = j.list_executions(&Default::default()).unwrap();
+    let by = |t: &str| {
+        list.iter()
+            .find(|e| e.target.as_deref() == Some(t))
+            .map(|e| e.status.as_str())
+    };
+    assert_eq!(
+        by("kafka-1"),
+        Some("succeeded"),
+        "the running step finished within the grace"
+    );
+    assert_eq!(
+        by("kafka-2"),
+        Some("cancelled"),
+        "queued work is cancelled at shutdown"
+    );
+    assert_eq!(by("kafka-3"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_by_signal_and_api_keeps_the_old_setup_when_invalid() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    let cpu = webhook(
+        "r",
+        vec![alert(
+            "firing",
+            json!({"alertname": "HighCpu", "node_id": "kafka-2"}),
+        )],
+    );
+    // Before: no rule for HighCpu.
+    assert_eq!(srv.post(&cpu).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(srv.executions().await.is_empty());
+    // An invalid rule file is refused; the old rules stay.
+    s.write(
+        "rules.yaml",
+        "rules:\n  - name: x\n    matchers: ['bad']\n    runbook: none\n",
+    );
+    let (st, v) = srv.post_path("/-/reload").await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("bad matcher format"),
+        "{v}"
+    );
+    srv.signal(Signal::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        srv.log()
+            .contains("reload rejected, keeping the running configuration")
+    );
+    let m = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("kafka_healing_reloads_total{status=\"failure\"} 2"),
+        "{m}"
+    );
+    // A valid one takes effect (by SIGHUP).
+    let more = rules(rec.to_str().unwrap()).replace(
+        "runbooks:",
+        "  - name: cpu\n    matchers: ['alertname=\"HighCpu\"']\n    runbook: restart\nrunbooks:",
+    );
+    s.write("rules.yaml", &more);
+    srv.signal(Signal::SIGHUP);
+    for _ in 0..50 {
+        if srv.log().contains("configuration and rules reloaded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(srv.post(&cpu).await.0, 200);
+    let list = srv
+        .wait_until(20, "the new rule to run", |l| {
+            l.iter()
+                .any(|e| e["rule"] == "cpu" && e["status"] == "succeeded")
+        })
+        .await;
+    assert_eq!(list.len(), 1);
+    // history reads the journal while the server runs.
+    let o = run(&[
+        "history",
+        "-c",
+        s.path().join("config.yaml").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["executions"][0]["rule"], "cpu");
+    assert_eq!(v["executions"][0]["status"], "succeeded");
+    let o = run(&[
+        "history",
+        "-c",
+        s.path().join("config.yaml").to_str().unwrap(),
+    ]);
+    let text = stdout(&o);
+    assert!(
+        text.lines().nth(1).unwrap().contains("succeeded    cpu"),
+        "{text}"
+    );
+}

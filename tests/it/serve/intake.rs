@@ -1,0 +1,176 @@
+//! The webhook's answers to bad input: 401, 413, 400 (bad JSON, wrong version), 503 when
+//! the journal cannot write, and in every case nothing half-written.
+
+use serde_json::json;
+
+use super::harness::*;
+use crate::common::Scratch;
+
+const RULES: &str = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: noop
+runbooks:
+  noop:
+    disruptive: false
+    steps:
+      - { name: t, exec: ["true"] }
+"#;
+
+async fn alert_rows(srv: &Server) -> u64 {
+    // Executions are created only from journaled alerts; count the journal's alerts.
+    let j = kafka_healing::journal::Journal::open_read_only(&srv.dir.join("state/journal.db"))
+        .expect("journal");
+    j.alert_count().expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_clear_4xx_and_write_nothing() {
+    let s = Scratch::new();
+    let cfg = config("").replace(
+        "  auth: { bearer_token: s3cret }\n",
+        "  auth: { bearer_token: s3cret }\n  body_limit_bytes: 4096\n",
+    );
+    let srv = Server::start(&s, &cfg, RULES);
+    let good = webhook("r", vec![alert("firing", down("kafka-1"))]);
+    let (st, v) = srv.post_with(&good, None).await;
+    assert_eq!(
+        (st, v["error"].clone()),
+        (401, json!("missing or wrong credentials"))
+    );
+    let (st, _) = srv.post_with(&good, Some("Bearer wrong")).await;
+    assert_eq!(st, 401);
+    let (st, _) = srv.post_with(&good, Some("Basic czNjcmV0Og==")).await;
+    assert_eq!(st, 401);
+    let big = webhook(
+        "r",
+        vec![alert(
+            "firing",
+            json!({"alertname": "X", "v": "x".repeat(5000)}),
+        )],
+    );
+    let (st, v) = srv.post(&big).await;
+    assert_eq!(st, 413, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("server.body_limit_bytes = 4096"),
+        "{v}"
+    );
+    let (st, v) = srv.post("{\"version\": \"4\", \"alerts\": [").await;
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed webhook body at line 1"),
+        "{v}"
+    );
+    let (st, v) = srv
+        .post(&good.replace("\"version\":\"4\"", "\"version\":\"3\""))
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        v["error"],
+        "unsupported webhook version \"3\": kafka-healing speaks Alertmanager's version \"4\""
+    );
+    let (st, v) = srv.post("[]").await;
+    assert_eq!(st, 400, "{v}");
+    let (st, _) = srv
+        .post(&good.replace("Z\",\"status\":\"firing\"", "Z\",\"status\":\"pending\""))
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        alert_rows(&srv).await,
+        0,
+        "nothing journaled from rejected requests"
+    );
+    assert!(srv.executions().await.is_empty());
+    let (st, _) = srv.post(&good).await;
+    assert_eq!(st, 200);
+    assert_eq!(alert_rows(&srv).await, 1);
+    // Metrics count the refusals by reason.
+    let m = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("kafka_healing_webhook_rejected_total{reason=\"unauthorized\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kafka_healing_webhook_rejected_total{reason=\"too_large\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kafka_healing_webhook_rejected_total{reason=\"bad_request\"} 4"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kafka_healing_alerts_received_total{status=\"firing\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_that_cannot_write_answers_503() {
+    let s = Scratch::new();
+    let srv = Server::start(&s, &config(""), RULES);
+    let good = webhook("r", vec![alert("firing", down("kafka-1"))]);
+    assert_eq!(srv.post(&good).await.0, 200);
+    // Replace the journal's files under the running server (root ignores permissions).
+    let state = s.path().join("state");
+    std::fs::rename(&state, s.path().join("state.moved")).unwrap();
+    std::fs::create_dir_all(state.join("journal.db")).unwrap();
+    let (st, v) = srv.post(&good).await;
+    assert_eq!(st, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("journal unavailable"),
+        "{v}"
+    );
+    let ready = reqwest::get(format!("{}/-/ready", srv.url)).await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    // The moved journal holds exactly the one acknowledged alert: nothing half-written.
+    let j =
+        kafka_healing::journal::Journal::open_read_only(&s.path().join("state.moved/journal.db"))
+            .unwrap();
+    assert_eq!(j.alert_count().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics() {
+    let s = Scratch::new();
+    let srv = Server::start(&s, &config(""), RULES);
+    let h = reqwest::get(format!("{}/-/healthy", srv.url))
+        .await
+        .unwrap();
+    assert_eq!(h.status().as_u16(), 200);
+    let r = reqwest::get(format!("{}/-/ready", srv.url)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap(), "ready: 1 rules\n");
+    let (st, v) = srv.get("/api/v1/executions?status=bogus").await;
+    assert_eq!(
+        (st, v["error"].clone()),
+        (400, json!("unknown status `bogus`"))
+    );
+    let (st, _) = srv.get("/api/v1/executions?colour=red").await;
+    assert_eq!(st, 400);
+    let (st, _) = srv.get("/api/v1/executions/999").await;
+    assert_eq!(st, 404);
+    let (st, _) = srv.get("/api/v1/executions/abc").await;
+    assert_eq!(st, 400);
+    let no_auth = reqwest::get(format!("{}/api/v1/executions", srv.url))
+        .await
+        .unwrap();
+    assert_eq!(no_auth.status().as_u16(), 401);
+    assert_eq!(
+        no_auth.headers()["www-authenticate"],
+        "Bearer realm=\"kafka-healing\""
+    );
+}

@@ -1,0 +1,336 @@
+//! The safety policy, observed from outside: dedup, one disruptive action at a time,
+//! cooldown, backoff, attempts, the circuit breaker and its reset, cancellation by a
+//! resolved alert, and the guard.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+use crate::common::Scratch;
+
+fn rules(rec: &str) -> String {
+    format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+    broker_down: true
+  - name: high-cpu
+    matchers: ['alertname="HighCpu"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["{rec}", "{{{{rule.name}}}}-{{{{target.node_id}}}}", "{{{{target.node_id}}}}"]
+"#
+    )
+}
+
+fn events_of(detail: &Value) -> Vec<(String, String)> {
+    detail["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["kind"].as_str().unwrap_or_default().to_string(),
+                        e["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_copies_and_replicas_collapse_into_one_execution() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "3");
+    let srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    let a = alert("firing", down("kafka-1"));
+    let bodies = [
+        webhook("am-1", vec![a.clone()]),
+        webhook("am-2-replica", vec![a]),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let body = bodies[i % 2].clone();
+        let url = srv.url.clone();
+        tasks.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/alerts"))
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    let list = srv
+        .wait_until(30, "the one execution to finish", |l| {
+            l.iter().any(|e| e["status"] == "succeeded")
+        })
+        .await;
+    assert_eq!(list.len(), 1, "exactly one execution: {}", json!(list));
+    assert_eq!(
+        recorded(s.path(), "broker-down-kafka-1").len(),
+        1,
+        "ran once"
+    );
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert!(
+        events_of(&detail).contains(&(
+            "duplicates".into(),
+            "399 duplicate alert(s) collapsed into this execution".into()
+        )),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_brokers_down_are_restarted_one_after_the_other() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "1");
+    let srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    let body =
+        std::fs::read_to_string("../shared/fixtures/alertmanager-0.25/firing-two-brokers.json")
+            .or_else(|_| std::fs::read_to_string("examples/alerts/firing-two-brokers.json"))
+            .unwrap();
+    // The fixture's brokers are kafka-2 and kafka-3 by instance kafka-N.example.com:9404.
+    let body = body
+        .replace("kafka-2.example.com", "k2.example.com")
+        .replace("kafka-3.example.com", "k3.example.com");
+    assert_eq!(srv.post(&body).await.0, 200);
+    srv.wait_until(30, "both to succeed", |l| {
+        l.iter().filter(|e| e["status"] == "succeeded").count() == 2
+    })
+    .await;
+    let a = recorded(s.path(), "broker-down-kafka-2");
+    let b = recorded(s.path(), "broker-down-kafka-3");
+    assert_eq!((a.len(), b.len()), (1, 1));
+    let (first, second) = if a[0].0 < b[0].0 {
+        (&a[0], &b[0])
+    } else {
+        (&b[0], &a[0])
+    };
+    assert!(
+        second.0 >= first.1,
+        "never overlapping: second started {} before first ended {}",
+        second.0,
+        first.1
+    );
+    let list = srv.executions().await;
+    let waited = list.iter().find(|e| e["target"] == "kafka-3").unwrap();
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", waited["id"]))
+        .await;
+    assert!(
+        events_of(&detail).iter().any(|(k, m)| k == "waiting"
+            && m.starts_with("waiting for a cluster slot: broker-down on kafka-2 running")),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backoff_attempts_circuit_reset_and_cooldown() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("exit", "1");
+    let cfg =
+        config("recovery: { max_attempts: 2, initial_delay_seconds: 1, cooldown_seconds: 60 }\n");
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap()));
+    let body = webhook("r", vec![alert("firing", down("kafka-1"))]);
+    assert_eq!(srv.post(&body).await.0, 200);
+    let list = srv
+        .wait_until(30, "two failed attempts", |l| {
+            l.iter().filter(|e| e["status"] == "failed").count() == 2
+        })
+        .await;
+    assert_eq!(list[0]["attempt"], 1);
+    assert_eq!(list[1]["attempt"], 2);
+    assert!(
+        list[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed with exit status 1")
+    );
+    let calls = recorded(s.path(), "broker-down-kafka-1");
+    assert_eq!(calls.len(), 2);
+    let gap_ms = (calls[1].0 - calls[0].1) / 1_000_000;
+    assert!(
+        gap_ms >= 1000,
+        "second attempt waited its backoff: {gap_ms} ms"
+    );
+    // Attempts are used up: the circuit is open and escalated.
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[1]["id"]))
+        .await;
+    let ev = events_of(&detail);
+    assert!(
+        ev.iter()
+            .any(|(k, m)| k == "circuit_opened" && m == "2 of 2 attempts failed"),
+        "{detail}"
+    );
+    assert!(ev.iter().any(|(k, _)| k == "escalation"), "{detail}");
+    // Alertmanager repeats the alert: nothing runs while the circuit is open.
+    assert_eq!(srv.post(&body).await.0, 200);
+    let list = srv
+        .wait_until(10, "a skip", |l| l.iter().any(|e| e["status"] == "skipped"))
+        .await;
+    let skip = list.iter().find(|e| e["status"] == "skipped").unwrap();
+    assert!(
+        skip["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("circuit open since "),
+        "{skip}"
+    );
+    assert!(
+        skip["reason"]
+            .as_str()
+            .unwrap()
+            .contains("POST /api/v1/targets/kafka-1/reset")
+    );
+    assert_eq!(recorded(s.path(), "broker-down-kafka-1").len(), 2);
+    // A human resets the target; the next alert runs again (and now succeeds).
+    let (st, r) = srv.post_path("/api/v1/targets/kafka-1/reset").await;
+    assert_eq!((st, r["closed"].clone()), (200, json!(["broker-down"])));
+    let (st, _) = srv.post_path("/api/v1/targets/kafka-9/reset").await;
+    assert_eq!(st, 404);
+    s.write("exit", "0");
+    assert_eq!(srv.post(&body).await.0, 200);
+    srv.wait_until(20, "a success after reset", |l| {
+        l.iter().any(|e| e["status"] == "succeeded")
+    })
+    .await;
+    // Cooldown: the same alert right after a success is skipped.
+    assert_eq!(srv.post(&body).await.0, 200);
+    let list = srv
+        .wait_until(10, "a cooldown skip", |l| {
+            l.iter().any(|e| {
+                e["status"] == "skipped"
+                    && e["reason"].as_str().unwrap_or("").starts_with("cooldown")
+            })
+        })
+        .await;
+    assert_eq!(
+        recorded(s.path(), "broker-down-kafka-1").len(),
+        3,
+        "{}",
+        json!(list)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resolved_alert_cancels_queued_work() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "2");
+    let srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    let body = webhook(
+        "r",
+        vec![
+            alert("firing", down("kafka-1")),
+            alert("firing", down("kafka-2")),
+        ],
+    );
+    assert_eq!(srv.post(&body).await.0, 200);
+    srv.wait_until(10, "kafka-2 queued", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-2" && e["status"] == "queued")
+    })
+    .await;
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("resolved", down("kafka-2"))]))
+            .await
+            .0,
+        200
+    );
+    let list = srv
+        .wait_until(20, "kafka-1 done and kafka-2 cancelled", |l| {
+            l.iter()
+                .any(|e| e["target"] == "kafka-1" && e["status"] == "succeeded")
+                && l.iter()
+                    .any(|e| e["target"] == "kafka-2" && e["status"] == "cancelled")
+        })
+        .await;
+    let c = list.iter().find(|e| e["target"] == "kafka-2").unwrap();
+    assert_eq!(c["reason"], "the alert resolved before it started");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        recorded(s.path(), "broker-down-kafka-2").is_empty(),
+        "cancelled work never ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guard_keeps_healthy_brokers_untouched_while_one_is_down() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("exit", "1");
+    // kafka-1 is down and its restart fails once: its circuit opens and it stays down.
+    let cfg = config("recovery: { max_attempts: 1 }\n");
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap()));
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", down("kafka-1"))]))
+            .await
+            .0,
+        200
+    );
+    srv.wait_until(20, "kafka-1 failed", |l| {
+        l.iter().any(|e| e["status"] == "failed")
+    })
+    .await;
+    s.write("exit", "0");
+    // A disruptive action on healthy kafka-3 must wait.
+    let cpu = json!({"alertname": "HighCpu", "node_id": "kafka-3"});
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", cpu.clone())]))
+            .await
+            .0,
+        200
+    );
+    let list = srv
+        .wait_until(10, "kafka-3 queued", |l| {
+            l.iter().any(|e| e["target"] == "kafka-3")
+        })
+        .await;
+    let q = list
+        .iter()
+        .find(|e| e["target"] == "kafka-3")
+        .unwrap()
+        .clone();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, detail) = srv.get(&format!("/api/v1/executions/{}", q["id"])).await;
+    assert_eq!(detail["execution"]["status"], "queued");
+    assert!(
+        events_of(&detail).contains(&(
+            "waiting".into(),
+            "guard: broker kafka-1 is down; a healthy broker is not touched meanwhile".into()
+        )),
+        "{detail}"
+    );
+    assert!(recorded(s.path(), "high-cpu-kafka-3").is_empty());
+    // kafka-1 recovers: the guard lifts and kafka-3's work runs.
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("resolved", down("kafka-1"))]))
+            .await
+            .0,
+        200
+    );
+    srv.wait_until(20, "kafka-3 ran", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-3" && e["status"] == "succeeded")
+    })
+    .await;
+    assert_eq!(recorded(s.path(), "high-cpu-kafka-3").len(), 1);
+}
