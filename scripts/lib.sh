@@ -24,6 +24,13 @@ need_go() {
   apt_install golang-go
 }
 
+# need_cmd COMMAND DEBIAN_PACKAGE: installs the package when the command is missing.
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  step "installing $2 (for $1)"
+  apt_install "$2"
+}
+
 _apt_updated=""
 apt_install() {
   local missing=()

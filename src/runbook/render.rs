@@ -170,12 +170,13 @@ fn render_step(step: &Step, templates: &Templates, ctx: &Value) -> Result<Render
                 argv.extend(["--limit".to_string(), limit]);
             }
             if !a.extra_vars.is_empty() {
+                // Ansible templates variable values again when a task uses them, so a
+                // label like `{{ lookup('pipe', …) }}` would run on the controller. Values
+                // are marked unsafe (Ansible's JSON form of `!unsafe`): used verbatim.
                 let mut vars = serde_json::Map::new();
                 for (k, v) in &a.extra_vars {
-                    vars.insert(
-                        k.clone(),
-                        Value::String(r.one(&format!("extra_vars.{k}"), v)?),
-                    );
+                    let value = r.one(&format!("extra_vars.{k}"), v)?;
+                    vars.insert(k.clone(), serde_json::json!({ "__ansible_unsafe": value }));
                 }
                 argv.extend(["--extra-vars".to_string(), Value::Object(vars).to_string()]);
             }

@@ -275,7 +275,7 @@ fn values_reaching_ssh_or_host_selection_are_vetted() {
             "--limit",
             "kafka-1.example.com",
             "--extra-vars",
-            r#"{"label":"kafka-1.example.com"}"#,
+            r#"{"label":{"__ansible_unsafe":"kafka-1.example.com"}}"#,
             "site.yml"
         ]
     );
@@ -287,7 +287,7 @@ fn values_reaching_ssh_or_host_selection_are_vetted() {
     let vars: serde_json::Value = serde_json::from_str(&argv[4]).unwrap();
     assert_eq!(
         vars,
-        serde_json::json!({ "label": v }),
+        serde_json::json!({ "label": { "__ansible_unsafe": v } }),
         "exactly one key, the value intact"
     );
 }

@@ -244,3 +244,78 @@ async fn hostile_labels_arrive_as_single_arguments_and_patterns_stop_them() {
     assert_eq!(topic_calls[0].2, vec!["orders.v1".to_string()]);
     assert!(!canary.exists(), "nothing a label said was executed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ansible_playbook_runs_for_real_and_labels_cannot_inject_jinja() {
+    let s = Scratch::new();
+    let dir = s.path().display().to_string();
+    s.write(
+        "restart.yml",
+        "- hosts: all\n  connection: local\n  gather_facts: false\n  tasks:\n    - name: record what the alert said\n      copy:\n        content: \"{{ label }}|{{ inventory_hostname }}\"\n        dest: \"{{ out }}\"\n",
+    );
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: ansible-restart
+runbooks:
+  ansible-restart:
+    steps:
+      - name: playbook
+        ansible:
+          playbook: "{dir}/restart.yml"
+          inventory: "{{{{target.node_id}}}},"
+          limit: "{{{{target.node_id}}}}"
+          extra_vars:
+            label: "{{{{alert.labels.v}}}}"
+            out: "{dir}/ansible-out"
+        timeout: 120s
+"#
+    );
+    let srv = Server::start(&s, &config(""), &rules);
+    let canary = s.path().join("canary");
+    let hostile = format!(
+        "{{{{ lookup('pipe', 'touch {}') }}}} and \"quotes\"",
+        canary.display()
+    );
+    let mut labels = down("kafka-2");
+    labels["v"] = json!(hostile);
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", labels)]))
+            .await
+            .0,
+        200
+    );
+    let list = srv
+        .wait_until(120, "the playbook to finish", |l| {
+            l.iter()
+                .any(|e| e["status"] == "succeeded" || e["status"] == "failed")
+        })
+        .await;
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert_eq!(list[0]["status"], "succeeded", "{detail}");
+    let step = &detail["steps"][0];
+    assert_eq!(step["argv"][0], "ansible-playbook");
+    assert_eq!(
+        step["argv"].as_array().unwrap()[1..5],
+        [
+            json!("-i"),
+            json!("kafka-2,"),
+            json!("--limit"),
+            json!("kafka-2")
+        ]
+    );
+    assert!(step["stdout"].as_str().unwrap().contains("ok=1"), "{step}");
+    let written = std::fs::read_to_string(s.path().join("ansible-out")).unwrap();
+    assert_eq!(
+        written,
+        format!("{hostile}|kafka-2"),
+        "the label arrived verbatim, untemplated"
+    );
+    assert!(
+        !canary.exists(),
+        "Ansible must not evaluate templates inside alert data"
+    );
+}
