@@ -174,3 +174,39 @@ async fn health_readiness_and_metrics() {
         "Bearer realm=\"kafka-healing\""
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_the_webhook_over_https() {
+    let s = Scratch::new();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    s.write("tls/cert.pem", &cert.cert.pem());
+    s.write("tls/key.pem", &cert.signing_key.serialize_pem());
+    let cfg = config("").replace(
+        "  auth: { bearer_token: s3cret }\n",
+        "  auth: { bearer_token: s3cret }\n  tls: { cert_file: tls/cert.pem, key_file: tls/key.pem }\n",
+    );
+    let srv = Server::start(&s, &cfg, RULES);
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let body = webhook("r", vec![alert("firing", down("kafka-1"))]);
+    let resp = client
+        .post(format!("{}/api/v1/alerts", srv.url))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // Plain HTTP to the TLS port is not served.
+    let plain = reqwest::Client::new()
+        .post(srv.url.replace("https://", "http://") + "/api/v1/alerts")
+        .body(body)
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status().as_u16() != 200).unwrap_or(true));
+}
