@@ -4,6 +4,7 @@ mod check;
 mod dry_run;
 mod history;
 mod output;
+mod reset;
 mod serve;
 
 use std::path::PathBuf;
@@ -77,6 +78,21 @@ pub enum Command {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Close a target's open circuits (after a human fixed it) through the running
+    /// service's API, so its rules may run again.
+    Reset {
+        /// Config file (YAML): the service's address and credentials come from it.
+        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// The broker's node_id.
+        target: String,
+        /// Service base URL, when it is not the config's server.listen.
+        #[arg(long)]
+        url: Option<String>,
+        /// Accept a self-signed TLS certificate.
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Show which rules an Alertmanager webhook payload matches and the exact argv each step
     /// would run. Nothing is executed.
     #[command(name = "dry-run")]
@@ -107,6 +123,12 @@ pub fn run(cli: Cli) -> ExitCode {
             alerts,
             json,
         } => dry_run::run(&config, &alerts, json),
+        Command::Reset {
+            config,
+            target,
+            url,
+            insecure,
+        } => reset::run(&config, &target, url.as_deref(), insecure),
         Command::History {
             config,
             json,

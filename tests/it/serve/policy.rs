@@ -202,10 +202,29 @@ async fn backoff_attempts_circuit_reset_and_cooldown() {
     );
     assert_eq!(recorded(s.path(), "broker-down-kafka-1").len(), 2);
     // A human resets the target; the next alert runs again (and now succeeds).
+    // (With the CLI, which finds the service and its token from the config.)
+    let cfg_path = s.path().join("config.yaml");
+    let cfg_path = cfg_path.to_str().unwrap();
+    let o = crate::common::run(&["reset", "-c", cfg_path, "kafka-1", "--url", &srv.url]);
+    assert_eq!(o.status.code(), Some(0), "{}", crate::common::stderr(&o));
+    assert_eq!(
+        crate::common::stdout(&o),
+        "kafka-1: closed the circuit of broker-down\n"
+    );
     let (st, r) = srv.post_path("/api/v1/targets/kafka-1/reset").await;
-    assert_eq!((st, r["closed"].clone()), (200, json!(["broker-down"])));
+    assert_eq!(
+        (st, r["closed"].clone()),
+        (200, json!([])),
+        "already closed"
+    );
     let (st, _) = srv.post_path("/api/v1/targets/kafka-9/reset").await;
     assert_eq!(st, 404);
+    let o = crate::common::run(&["reset", "-c", cfg_path, "kafka-9", "--url", &srv.url]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        crate::common::stderr(&o)
+            .contains("HTTP 404 Not Found: `kafka-9` is not a configured broker")
+    );
     s.write("exit", "0");
     assert_eq!(srv.post(&body).await.0, 200);
     srv.wait_until(20, "a success after reset", |l| {
