@@ -6,24 +6,15 @@ use std::process::ExitCode;
 
 use super::output::print_plans;
 use super::{EXIT_INVALID, EXIT_USAGE};
-use crate::config::{self, LoadError};
 use crate::diag::plural;
 use crate::engine::plan_payload;
 use crate::ingest::parse_webhook;
 use crate::rules;
 
 pub(super) fn run(config_path: &Path, alerts: &Path, json: bool) -> ExitCode {
-    let loaded = match config::load(config_path) {
+    let loaded = match super::load_config(config_path) {
         Ok(l) => l,
-        Err(e @ LoadError::Read { .. }) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(LoadError::Invalid(d)) => {
-            eprint!("{d}");
-            eprintln!("error: the configuration is invalid; run `kafka-healing check` for details");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     let (set, mut diags) = rules::load_rules(&loaded);
     if diags.has_errors() {

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
-use crate::config::{self, LoadError};
 use crate::journal::{ExecStatus, ExecutionFilter, Journal};
 
 /// Filters given on the command line.
@@ -29,16 +28,9 @@ fn fmt_ms(ms: Option<i64>) -> String {
 }
 
 pub(super) fn run(a: Args<'_>) -> ExitCode {
-    let loaded = match config::load(a.config) {
+    let loaded = match super::load_config(a.config) {
         Ok(l) => l,
-        Err(e @ LoadError::Read { .. }) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(LoadError::Invalid(d)) => {
-            eprint!("{d}");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     let status = match a.status.map(|s| (s, ExecStatus::parse(s))) {
         Some((s, None)) => {

@@ -147,6 +147,23 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Loads a config for a command, or reports why not: an unreadable file is a usage
+/// error (exit 2), an invalid one exit 1 with every diagnostic.
+fn load_config(path: &std::path::Path) -> Result<crate::config::Loaded, ExitCode> {
+    match crate::config::load(path) {
+        Ok(l) => Ok(l),
+        Err(e @ crate::config::LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+        Err(crate::config::LoadError::Invalid(d)) => {
+            eprint!("{d}");
+            eprintln!("error: the configuration is invalid; run `kafka-healing check` for details");
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
 fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))

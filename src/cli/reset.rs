@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
-use crate::config::{self, Config, LoadError};
+use crate::config::Config;
 
 /// The URL the local service answers on: the listen address, with a wildcard address
 /// replaced by loopback.
@@ -30,16 +30,9 @@ fn base_url(cfg: &Config) -> Result<String, String> {
 }
 
 pub(super) fn run(config_path: &Path, target: &str, url: Option<&str>, insecure: bool) -> ExitCode {
-    let loaded = match config::load(config_path) {
+    let loaded = match super::load_config(config_path) {
         Ok(l) => l,
-        Err(e @ LoadError::Read { .. }) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(LoadError::Invalid(d)) => {
-            eprint!("{d}");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     let cfg = &loaded.config;
     let base = match url

@@ -160,26 +160,18 @@ impl Server {
 
     /// GET with the token; returns (status, JSON).
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.url))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.send(reqwest::Method::GET, path).await
     }
 
     /// POST with the token and no body; returns (status, JSON).
     pub async fn post_path(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let resp = self
             .client
-            .post(format!("{}{path}", self.url))
+            .request(method, format!("{}{path}", self.url))
             .header("Authorization", format!("Bearer {TOKEN}"))
             .send()
             .await
