@@ -109,12 +109,14 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Loaded
         table.insert(key, value);
     }
 
-    let config = sections(table, path, &doc, &env, &mut diags);
+    let config = sections(table, path, &doc, &mut diags);
     let Some(mut config) = config else {
+        name_env_overrides(&mut diags, &env);
         return Err(LoadError::Invalid(diags));
     };
     resolve_secrets(&mut config, &base_dir, path, &doc, &mut diags);
     validate(&config, path, &doc, &mut diags);
+    name_env_overrides(&mut diags, &env);
     diags.sort();
     if diags.has_errors() {
         return Err(LoadError::Invalid(diags));
@@ -155,6 +157,26 @@ fn env_name(path: &str) -> String {
         name.push_str(&seg.to_ascii_uppercase());
     }
     name
+}
+
+/// A problem with a value that came from an environment variable says so: the file's
+/// line alone would point at a value that is not the one in effect.
+fn name_env_overrides(diags: &mut Diagnostics, env: &HashMap<String, String>) {
+    for d in &mut diags.items {
+        let Some((path, _)) = d.message.split_once(": ") else {
+            continue;
+        };
+        let mut p = path.to_string();
+        // `monitoring.methods[1]` was set as a whole list by KAFKA_HEALING__MONITORING__METHODS.
+        if let Some(i) = p.find('[') {
+            p.truncate(i);
+        }
+        let var = env_name(&p);
+        if env.contains_key(&var) && !d.message.contains(&var) {
+            d.message
+                .push_str(&format!(" (value from environment variable {var})"));
+        }
+    }
 }
 
 /// Replaces `${NAME}` in every string value, recursively.
@@ -200,7 +222,6 @@ fn section<T: DeserializeOwned>(
     key: &str,
     file: &Path,
     doc: &Document,
-    env: &HashMap<String, String>,
     diags: &mut Diagnostics,
 ) -> Option<Option<T>> {
     let value = table.remove(key)?;
@@ -220,10 +241,6 @@ fn section<T: DeserializeOwned>(
             if let Some(i) = msg.find(" for key `") {
                 msg.truncate(i);
             }
-            let var = env_name(&path);
-            if env.contains_key(&var) {
-                msg.push_str(&format!(" (value from environment variable {var})"));
-            }
             diags.error_at(file, doc, &path, msg);
             Some(None)
         }
@@ -235,12 +252,11 @@ fn sections(
     mut table: HashMap<String, Value>,
     file: &Path,
     doc: &Document,
-    env: &HashMap<String, String>,
     diags: &mut Diagnostics,
 ) -> Option<Config> {
     macro_rules! take {
         ($key:literal, $ty:ty) => {
-            section::<$ty>(&mut table, $key, file, doc, env, diags)
+            section::<$ty>(&mut table, $key, file, doc, diags)
         };
     }
     let cluster = take!("cluster", ClusterConfig);

@@ -176,3 +176,38 @@ fn secret_files_relative_to_the_config() {
         s.path().join("x.db")
     );
 }
+
+#[test]
+fn range_errors_from_env_name_the_variable() {
+    let s = Scratch::new();
+    let cfg = s.write(
+        "c.yaml",
+        &config_with("monitoring:\n  timeout_seconds: 10\n"),
+    );
+    let e = errors(
+        load_with_env(
+            &cfg,
+            env(&[("KAFKA_HEALING__MONITORING__TIMEOUT_SECONDS", "40")]),
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        e.contains("monitoring.timeout_seconds: monitoring timeout (40s) must be less than the interval (30s) (value from environment variable KAFKA_HEALING__MONITORING__TIMEOUT_SECONDS)"),
+        "{e}"
+    );
+    let e = errors(
+        load_with_env(
+            &cfg,
+            env(&[("KAFKA_HEALING__MONITORING__METHODS", "socket,bogus")]),
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        e.contains("monitoring.methods[1]: unknown monitoring method `bogus`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("(value from environment variable KAFKA_HEALING__MONITORING__METHODS)"),
+        "{e}"
+    );
+}
