@@ -190,11 +190,57 @@ impl Default for RecoveryConfig {
 }
 
 /// Notification settings.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationsConfig {
     /// Email over SMTP; without it outcomes are only logged and journaled.
     pub smtp: Option<SmtpConfig>,
+    /// Who hears about escalations (circuit opened, `on_failure: escalate`, interrupted
+    /// executions, mail undeliverable for too long).
+    pub escalation: Option<EscalationConfig>,
+    /// At most one email per (rule, target) per this many seconds; what is held back goes
+    /// into the next one as a summary.
+    pub rate_limit_seconds: u64,
+    /// Files overriding the built-in message templates (handlebars).
+    pub templates: TemplateFiles,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            smtp: None,
+            escalation: None,
+            rate_limit_seconds: 600,
+            templates: TemplateFiles::default(),
+        }
+    }
+}
+
+/// Escalation recipients.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Recipients of escalations (in addition to nobody: on-call's list is separate).
+    pub to_emails: Vec<String>,
+    /// A message not delivered after this long is escalated.
+    #[serde(default = "default_undeliverable")]
+    pub undeliverable_after_seconds: u64,
+}
+
+fn default_undeliverable() -> u64 {
+    3600
+}
+
+/// Template overrides, relative to the config file. Each is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateFiles {
+    /// Subject line template.
+    pub subject: Option<PathBuf>,
+    /// Plain-text body template.
+    pub text: Option<PathBuf>,
+    /// HTML body template (alert data is HTML-escaped).
+    pub html: Option<PathBuf>,
 }
 
 /// How the SMTP connection is secured.
@@ -235,6 +281,16 @@ pub struct SmtpConfig {
     /// Transport security.
     #[serde(default)]
     pub tls: SmtpTls,
+    /// PEM file with CA certificates to trust besides the public roots (private relays).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Limit for one whole delivery (connect, TLS, AUTH, DATA), in seconds.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_smtp_timeout() -> u64 {
+    30
 }
 
 fn default_smtp_port() -> u16 {

@@ -210,11 +210,34 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
                 );
             }
         }
+        if !(1..=600).contains(&smtp.timeout_seconds) {
+            err(
+                "notifications.smtp.timeout_seconds",
+                format!("must be between 1 and 600, got {}", smtp.timeout_seconds),
+            );
+        }
         if smtp.password.is_some() && smtp.username.is_none() {
             err(
                 "notifications.smtp.password",
                 "a password needs a username".into(),
             );
+        }
+    }
+
+    if let Some(esc) = &config.notifications.escalation {
+        if esc.to_emails.is_empty() {
+            err("notifications.escalation.to_emails", "at least one recipient is required".into());
+        }
+        for (i, to) in esc.to_emails.iter().enumerate() {
+            if !valid_email(to) {
+                err(
+                    &format!("notifications.escalation.to_emails[{i}]"),
+                    format!("`{to}` is not a valid email address"),
+                );
+            }
+        }
+        if config.notifications.smtp.is_none() {
+            err("notifications.escalation", "escalation needs notifications.smtp".into());
         }
     }
 

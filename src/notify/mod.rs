@@ -1,0 +1,3 @@
+//! Email notifications: composing messages, the durable outbox, and SMTP delivery.
+
+pub mod smtp;
