@@ -3,7 +3,9 @@
 mod check;
 mod dry_run;
 mod history;
+mod notify;
 mod output;
+pub use output::display_arg;
 mod reset;
 mod serve;
 
@@ -107,6 +109,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Email notifications: `notify test` sends a test message through the configured SMTP
+    /// server.
+    Notify {
+        /// What to do.
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
+    },
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -144,6 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
             rule,
             target,
         }),
+        Command::Notify { command } => notify::run(command),
     }
 }
 

@@ -226,7 +226,10 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
 
     if let Some(esc) = &config.notifications.escalation {
         if esc.to_emails.is_empty() {
-            err("notifications.escalation.to_emails", "at least one recipient is required".into());
+            err(
+                "notifications.escalation.to_emails",
+                "at least one recipient is required".into(),
+            );
         }
         for (i, to) in esc.to_emails.iter().enumerate() {
             if !valid_email(to) {
@@ -237,7 +240,10 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             }
         }
         if config.notifications.smtp.is_none() {
-            err("notifications.escalation", "escalation needs notifications.smtp".into());
+            err(
+                "notifications.escalation",
+                "escalation needs notifications.smtp".into(),
+            );
         }
     }
 

@@ -82,27 +82,48 @@ fn describe(name: &str, r: &StepRecord) -> String {
     s
 }
 
-/// Runs `job`'s steps and records everything; returns the final status.
+/// How an execution ended. The decision loop records it (with its messages, in one
+/// transaction) after deciding what happens next.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Final status.
+    pub status: ExecStatus,
+    /// Why.
+    pub reason: String,
+    /// The steps as recorded.
+    pub steps: Vec<StepRecord>,
+    /// When it started and ended.
+    pub ran: (i64, i64),
+}
+
+/// Runs `job`'s steps, recording each as it ends; returns the outcome, not yet recorded.
 pub async fn execute(
     job: Execution,
     journal: &Journal,
     metrics: &Metrics,
     mut opts: ExecOptions,
     cancel: &CancellationToken,
-) -> ExecStatus {
+) -> Outcome {
     opts.env = child_env(&step_env(&job));
+    let started = now_ms();
     if let Err(e) = journal
-        .set_status(job.id, ExecStatus::Running, None, now_ms())
+        .set_status(job.id, ExecStatus::Running, None, started)
         .await
     {
         // Without a durable "running" mark a crash could hide the run: do not start.
         warn!(execution = job.id, error = %e, "cannot mark the execution running: not started");
-        return ExecStatus::Failed;
+        return Outcome {
+            status: ExecStatus::Failed,
+            reason: format!("not started: the journal could not record it ({e})"),
+            steps: Vec::new(),
+            ran: (started, now_ms()),
+        };
     }
     let steps = &job.plan.steps;
     let mut status = ExecStatus::Succeeded;
     let mut reason = format!("all {} step(s) succeeded", steps.len());
     let mut ignored = Vec::new();
+    let mut records = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         if cancel.is_cancelled() {
             status = ExecStatus::Interrupted;
@@ -120,9 +141,10 @@ pub async fn execute(
         info!(execution = job.id, step = %step.name, status = ?rec.status, exit_code = ?rec.exit_code, duration_ms = rec.duration_ms, "step ended");
         let ok = rec.status == StepStatus::Succeeded;
         let what = describe(&step.name, &rec);
-        if let Err(e) = journal.record_step(job.id, rec).await {
+        if let Err(e) = journal.record_step(job.id, rec.clone()).await {
             warn!(execution = job.id, error = %e, "cannot journal a step");
         }
+        records.push(rec);
         if ok {
             continue;
         }
@@ -155,11 +177,10 @@ pub async fn execute(
         );
     }
     info!(execution = job.id, status = status.as_str(), %reason, "execution ended");
-    if let Err(e) = journal
-        .set_status(job.id, status, Some(reason), now_ms())
-        .await
-    {
-        warn!(execution = job.id, error = %e, "cannot journal the execution's end");
+    Outcome {
+        status,
+        reason,
+        steps: records,
+        ran: (started, now_ms()),
     }
-    status
 }

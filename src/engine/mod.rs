@@ -7,6 +7,7 @@
 pub mod execute;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod runtime;
 pub mod target;
 

@@ -12,29 +12,34 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::execute::{Execution, execute};
+use super::execute::{Execution, Outcome, execute};
 use super::plan::{Decision, Plan, WorkKey, plan_alert};
 use super::policy::{Admission, Attempt, Limits, Policy};
+use super::report::{Report, escalation_mail, outcome_mail};
 use crate::config::{LoadError, Loaded};
 use crate::ingest::{Alert, AlertStatus};
-use crate::journal::{Circuit, Event, ExecStatus, ExecutionFilter, Journal, NewExecution};
+use crate::journal::{Circuit, Event, ExecStatus, ExecutionFilter, Journal, NewExecution, NewMail};
 use crate::metrics::{Metrics, OutcomeLabels};
+use crate::notify::message::Composer;
 use crate::rules::{Rule, RuleSet};
 use crate::runbook::exec::ExecOptions;
 
-/// A consistent snapshot of configuration and rules; replaced whole on reload.
+/// A consistent snapshot of configuration, rules and message templates; replaced whole
+/// on reload.
 #[derive(Debug)]
 pub struct Setup {
     /// The configuration.
     pub loaded: Loaded,
     /// The rules.
     pub rules: RuleSet,
+    /// Message templates, when email is configured.
+    pub composer: Option<Composer>,
 }
 
 impl Setup {
@@ -50,7 +55,22 @@ impl Setup {
         for w in loaded.warnings.items.iter().chain(&diags.items) {
             warn!("{w}");
         }
-        Ok(Setup { loaded, rules })
+        let n = &loaded.config.notifications;
+        let composer = match n.smtp {
+            Some(_) => match Composer::new(&n.templates, &loaded.base_dir) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    diags.error(&loaded.path, None, format!("notifications.templates: {e}"));
+                    return Err(LoadError::Invalid(diags));
+                }
+            },
+            None => None,
+        };
+        Ok(Setup {
+            loaded,
+            rules,
+            composer,
+        })
     }
 }
 
@@ -67,7 +87,10 @@ enum Msg {
     Alerts(Vec<(i64, Alert)>),
     Finished {
         id: i64,
-        status: ExecStatus,
+        outcome: Outcome,
+    },
+    Flush {
+        reply: oneshot::Sender<()>,
     },
     Reset {
         target: String,
@@ -89,6 +112,8 @@ pub struct EngineHandle {
     pub tracker: TaskTracker,
     /// Cancelled when running steps must be stopped (end of the shutdown grace).
     pub cancel: CancellationToken,
+    /// Woken whenever a message is put in the outbox.
+    pub mail_wake: Arc<Notify>,
 }
 
 impl EngineHandle {
@@ -150,6 +175,11 @@ impl EngineHandle {
             self.cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(30), self.tracker.wait()).await;
         }
+        // Executions report their end to the loop; wait until it has recorded them all.
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush { reply }).is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -169,6 +199,7 @@ struct Running {
     key: WorkKey,
     plan: Plan,
     alert: Alert,
+    attempt: u32,
 }
 
 /// The decision loop's state.
@@ -190,6 +221,7 @@ pub struct Engine {
     tx: mpsc::UnboundedSender<Msg>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    mail_wake: Arc<Notify>,
 }
 
 fn limits(setup: &Setup, rule: Option<&Rule>) -> Limits {
@@ -224,6 +256,7 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
+        let mail_wake = Arc::new(Notify::new());
         let r = &setup.loaded.config.recovery;
         let mut exec_opts = ExecOptions::new(Vec::new());
         exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
@@ -244,6 +277,7 @@ impl Engine {
             tx: tx.clone(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
+            mail_wake: mail_wake.clone(),
         };
         engine.restore();
         tokio::spawn(engine.run(rx));
@@ -252,6 +286,7 @@ impl Engine {
             setup: Arc::new(RwLock::new(setup)),
             tracker,
             cancel,
+            mail_wake,
         }
     }
 
@@ -333,7 +368,10 @@ impl Engine {
                         self.on_alert(id, alert).await;
                     }
                 }
-                Msg::Finished { id, status } => self.on_finished(id, status).await,
+                Msg::Finished { id, outcome } => self.on_finished(id, outcome).await,
+                Msg::Flush { reply } => {
+                    let _ = reply.send(());
+                }
                 Msg::Reset { target, reply } => {
                     let closed = self.on_reset(&target).await;
                     let _ = reply.send(closed);
@@ -576,8 +614,11 @@ impl Engine {
         });
     }
 
-    async fn open_circuit(&mut self, key: &WorkKey, execution_id: Option<i64>, reason: String) {
+    /// Opens the circuit of `key`, records it and escalates (event, and a message when
+    /// email is configured).
+    async fn open_circuit(&mut self, key: &WorkKey, report: Option<&Report<'_>>, reason: String) {
         let now = now_ms();
+        let execution_id = report.and_then(|r| r.execution_id);
         self.policy.open(key, now, reason.clone());
         let c = Circuit {
             rule: key.rule.clone(),
@@ -598,6 +639,14 @@ impl Engine {
             format!("{key}: {reason}; a human is needed"),
         )
         .await;
+        if let Some(m) = report
+            .and_then(|r| escalation_mail(&self.setup, r, &format!("circuit opened: {reason}")))
+        {
+            match self.journal.enqueue_mails(vec![m]).await {
+                Ok(_) => self.mail_wake.notify_one(),
+                Err(e) => warn!(error = %e, "cannot queue the escalation message"),
+            }
+        }
         self.metrics
             .circuits_open
             .set(self.policy.open_circuits().len() as i64);
@@ -776,6 +825,7 @@ impl Engine {
                 key: q.key,
                 plan: q.plan,
                 alert: q.alert,
+                attempt: q.attempt,
             },
         );
         let (journal, metrics, opts, cancel, tx) = (
@@ -786,25 +836,33 @@ impl Engine {
             self.tx.clone(),
         );
         self.tracker.spawn(async move {
-            let status = execute(job, &journal, &metrics, opts, &cancel).await;
-            let _ = tx.send(Msg::Finished { id: q.id, status });
+            let outcome = execute(job, &journal, &metrics, opts, &cancel).await;
+            let _ = tx.send(Msg::Finished { id: q.id, outcome });
         });
     }
 
-    async fn on_finished(&mut self, id: i64, status: ExecStatus) {
+    async fn on_finished(&mut self, id: i64, outcome: Outcome) {
         let Some(r) = self.running.remove(&id) else {
             return;
         };
+        let status = outcome.status;
         self.inflight.remove(&r.key);
         self.count(&r.key.rule, status);
-        if let Some(n) = self.duplicates.remove(&id) {
-            self.event(
-                Some(id),
-                Some(&r.key),
-                "duplicates",
-                format!("{n} duplicate alert(s) collapsed into this execution"),
-            )
-            .await;
+        // The policy decisions recorded along the way, for the message.
+        let journal = self.journal.clone();
+        let mut decisions: Vec<String> =
+            tokio::task::spawn_blocking(move || journal.get_execution(id))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .map(|(_, _, events)| events.into_iter().map(|e| e.message).collect())
+                .unwrap_or_default();
+        let dups = self.duplicates.remove(&id);
+        if let Some(n) = dups {
+            let msg = format!("{n} duplicate alert(s) collapsed into this execution");
+            decisions.push(msg.clone());
+            self.event(Some(id), Some(&r.key), "duplicates", msg).await;
         }
         let rule = self.rule(&r.key.rule).cloned();
         let l = limits(&self.setup, rule.as_ref());
@@ -812,48 +870,106 @@ impl Engine {
         let attempts = self
             .policy
             .finished(&r.key, now, status == ExecStatus::Succeeded, &l);
-        match status {
-            ExecStatus::Escalated => {
-                self.open_circuit(&r.key, Some(id), format!("execution {id} escalated"))
-                    .await;
+        let firing = self.firing.contains_key(&r.alert.fingerprint);
+        let target = r.key.target.as_deref().unwrap_or("-");
+        // What happens next, decided before the outcome is recorded so the message says it.
+        enum Next {
+            Nothing,
+            Retry { attempt: u32, until_ms: i64 },
+            Circuit(String),
+        }
+        let next = match status {
+            ExecStatus::Escalated => Next::Circuit(format!("execution {id} escalated")),
+            ExecStatus::Failed if firing && self.accepting && attempts >= l.max_attempts => {
+                Next::Circuit(format!("{attempts} of {} attempts failed", l.max_attempts))
             }
-            ExecStatus::Failed
-                if self.firing.contains_key(&r.alert.fingerprint) && self.accepting =>
-            {
-                if attempts >= l.max_attempts {
-                    let reason = format!("{attempts} of {} attempts failed", l.max_attempts);
-                    self.open_circuit(&r.key, Some(id), reason).await;
-                } else {
-                    let attempt = attempts + 1;
-                    let until_ms = now + l.backoff_ms(attempt);
-                    let reason = format!(
-                        "retry {attempt}/{} of {} after execution {id} failed; not before {}",
-                        l.max_attempts,
-                        r.key,
-                        fmt_ms(until_ms)
-                    );
-                    self.event(Some(id), Some(&r.key), "retry_scheduled", reason.clone())
-                        .await;
-                    let guard = rule.as_ref().is_none_or(|r| r.guard);
-                    if let Some(new_id) = self
-                        .create(None, &r.plan, ExecStatus::Queued, reason, attempt)
-                        .await
-                    {
-                        self.inflight.insert(r.key.clone(), new_id);
-                        self.queue.push(Queued {
-                            id: new_id,
-                            key: r.key,
-                            plan: r.plan,
-                            alert: r.alert,
-                            not_before_ms: until_ms,
-                            guard,
-                            attempt,
-                            waiting: None,
-                        });
-                    }
+            ExecStatus::Failed if firing && self.accepting => {
+                let attempt = attempts + 1;
+                Next::Retry {
+                    attempt,
+                    until_ms: now + l.backoff_ms(attempt),
                 }
             }
-            _ => {}
+            _ => Next::Nothing,
+        };
+        let next_text = match (&next, status) {
+            (Next::Circuit(why), _) => format!(
+                "No more runs of {} on {target}: its circuit is open ({why}) and this was escalated. \
+                 After fixing it, close the circuit: kafka-healing reset -c CONFIG {target} \
+                 (or POST /api/v1/targets/{target}/reset).",
+                r.key.rule
+            ),
+            (Next::Retry { attempt, until_ms }, _) => format!(
+                "The alert is still firing: attempt {attempt}/{} runs after {} unless the alert resolves first.",
+                l.max_attempts,
+                fmt_ms(*until_ms)
+            ),
+            (Next::Nothing, ExecStatus::Succeeded) => format!(
+                "Nothing: {} will not run again on {target} before {} (cooldown). If the alert keeps firing after that, it runs again (attempt {}/{} in the window).",
+                r.key.rule,
+                fmt_ms(now + l.cooldown_ms),
+                attempts + 1,
+                l.max_attempts
+            ),
+            (Next::Nothing, ExecStatus::Interrupted) => {
+                "Nothing automatic: an interrupted execution is never re-run blindly. Check the target.".into()
+            }
+            (Next::Nothing, _) => "Nothing: the alert is no longer firing.".into(),
+        };
+        let report = Report {
+            plan: &r.plan,
+            alert: &r.alert,
+            execution_id: Some(id),
+            attempt: r.attempt,
+            status,
+            reason: &outcome.reason,
+            steps: &outcome.steps,
+            decisions,
+            next: next_text,
+            ran: Some(outcome.ran),
+        };
+        let mails: Vec<NewMail> = outcome_mail(&self.setup, &report).into_iter().collect();
+        let queued_mail = !mails.is_empty();
+        if let Err(e) = self
+            .journal
+            .finish_execution(id, status, outcome.reason.clone(), now, mails)
+            .await
+        {
+            warn!(execution = id, error = %e, "cannot journal the execution's end");
+        }
+        if queued_mail {
+            self.mail_wake.notify_one();
+        }
+        match next {
+            Next::Circuit(why) => self.open_circuit(&r.key, Some(&report), why).await,
+            Next::Retry { attempt, until_ms } => {
+                let reason = format!(
+                    "retry {attempt}/{} of {} after execution {id} failed; not before {}",
+                    l.max_attempts,
+                    r.key,
+                    fmt_ms(until_ms)
+                );
+                self.event(Some(id), Some(&r.key), "retry_scheduled", reason.clone())
+                    .await;
+                let guard = rule.as_ref().is_none_or(|r| r.guard);
+                if let Some(new_id) = self
+                    .create(None, &r.plan, ExecStatus::Queued, reason, attempt)
+                    .await
+                {
+                    self.inflight.insert(r.key.clone(), new_id);
+                    self.queue.push(Queued {
+                        id: new_id,
+                        key: r.key,
+                        plan: r.plan,
+                        alert: r.alert,
+                        not_before_ms: until_ms,
+                        guard,
+                        attempt,
+                        waiting: None,
+                    });
+                }
+            }
+            Next::Nothing => {}
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct Alert {
     /// Alertmanager's fingerprint of the labels; computed when absent.
     #[serde(default)]
     pub fingerprint: String,
+    /// The sending Alertmanager's external URL (from the payload), for silence links.
+    #[serde(skip)]
+    pub external_url: String,
 }
 
 /// The webhook body.
@@ -123,6 +126,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, WebhookError> {
         if a.fingerprint.is_empty() {
             a.fingerprint = fingerprint(&a.labels);
         }
+        a.external_url.clone_from(&p.external_url);
     }
     Ok(p)
 }

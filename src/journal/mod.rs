@@ -32,6 +32,7 @@
 
 mod error;
 pub mod model;
+mod outbox;
 mod read;
 mod recover;
 mod schema;
@@ -297,6 +298,88 @@ impl Journal {
         let (rule, target) = (rule.to_owned(), target.to_owned());
         self.submit(move |c| write::delete_circuit(c, &rule, &target))
             .await
+    }
+
+    /// Ends an execution and puts the messages reporting it in the outbox, in one
+    /// transaction: the result is never recorded without its messages, nor the reverse.
+    pub async fn finish_execution(
+        &self,
+        id: i64,
+        status: ExecStatus,
+        reason: String,
+        at_ms: i64,
+        mails: Vec<NewMail>,
+    ) -> Result<Vec<i64>, JournalError> {
+        self.submit(move |c| {
+            write::set_status(c, id, status, Some(&reason), at_ms)?;
+            outbox::insert(c, &mails)
+        })
+        .await
+    }
+
+    /// Puts messages in the outbox.
+    pub async fn enqueue_mails(&self, mails: Vec<NewMail>) -> Result<Vec<i64>, JournalError> {
+        if mails.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(move |c| outbox::insert(c, &mails)).await
+    }
+
+    /// Marks messages `ids` as sent together as message `main`.
+    pub async fn mails_sent(
+        &self,
+        ids: Vec<i64>,
+        main: i64,
+        at_ms: i64,
+    ) -> Result<(), JournalError> {
+        self.submit(move |c| outbox::sent(c, &ids, main, at_ms))
+            .await
+    }
+
+    /// Records a failed delivery of `ids`; they are due again at `next_ms`.
+    pub async fn mails_failed(
+        &self,
+        ids: Vec<i64>,
+        error: String,
+        next_ms: i64,
+    ) -> Result<(), JournalError> {
+        self.submit(move |c| outbox::failed(c, &ids, &error, next_ms))
+            .await
+    }
+
+    /// Holds `ids` back until `next_ms` (rate limit).
+    pub async fn mails_deferred(&self, ids: Vec<i64>, next_ms: i64) -> Result<(), JournalError> {
+        self.submit(move |c| outbox::defer(c, &ids, next_ms)).await
+    }
+
+    /// Marks message `id`'s undeliverability as escalated.
+    pub async fn mail_escalated(&self, id: i64) -> Result<(), JournalError> {
+        self.submit(move |c| outbox::escalated(c, id)).await
+    }
+
+    /// Pending messages due at `now_ms`, oldest first. Blocking.
+    pub fn due_mails(&self, now_ms: i64, limit: u32) -> Result<Vec<Mail>, JournalError> {
+        self.read(|c| outbox::due(c, now_ms, limit))
+    }
+
+    /// Every pending message, oldest first. Blocking.
+    pub fn pending_mails(&self) -> Result<Vec<Mail>, JournalError> {
+        self.read(outbox::pending)
+    }
+
+    /// The newest messages, sent or not. Blocking.
+    pub fn recent_mails(&self, limit: u32) -> Result<Vec<Mail>, JournalError> {
+        self.read(|c| outbox::recent(c, limit))
+    }
+
+    /// When a message with `key` was last sent. Blocking.
+    pub fn last_mail_sent(&self, key: &str) -> Result<Option<i64>, JournalError> {
+        self.read(|c| outbox::last_sent(c, key))
+    }
+
+    /// Pending messages and the creation time of the oldest. Blocking.
+    pub fn outbox_depth(&self) -> Result<(u64, Option<i64>), JournalError> {
+        self.read(outbox::depth)
     }
 
     /// Runs `f` on a pooled read-only connection.

@@ -254,3 +254,45 @@ pub struct ExecutionFilter {
     /// At most this many, newest first (default 100, max 1000).
     pub limit: Option<u32>,
 }
+
+/// A message to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMail {
+    /// Created at.
+    pub created_ms: i64,
+    /// `outcome` or `escalation`.
+    pub kind: String,
+    /// Rate-limit key: at most one message per key per window (`rule/target` for outcomes).
+    pub key: String,
+    /// The execution it reports, when there is one.
+    pub execution_id: Option<i64>,
+    /// Recipients.
+    pub recipients: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+}
+
+/// A message in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mail {
+    /// Id.
+    pub id: i64,
+    /// The message.
+    pub mail: NewMail,
+    /// Sent yet.
+    pub sent_ms: Option<i64>,
+    /// The message it went out with, when it was folded into another (rate limit).
+    pub sent_with: Option<i64>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_attempt_ms: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Whether its undeliverability was escalated already.
+    pub escalated: bool,
+}

@@ -91,6 +91,27 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_execution ON events (execution_id, id);
 
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_ms      INTEGER NOT NULL,
+    kind            TEXT    NOT NULL,
+    key             TEXT    NOT NULL,
+    execution_id    INTEGER REFERENCES executions (id),
+    recipients      TEXT    NOT NULL,
+    subject         TEXT    NOT NULL,
+    text            TEXT    NOT NULL,
+    html            TEXT    NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN ('pending', 'sent')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error      TEXT,
+    sent_ms         INTEGER,
+    sent_with       INTEGER,
+    escalated       INTEGER NOT NULL DEFAULT 0 CHECK (escalated IN (0, 1))
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_ms);
+CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (key, sent_ms);
+
 CREATE TABLE IF NOT EXISTS circuits (
     rule      TEXT    NOT NULL,
     target    TEXT    NOT NULL,

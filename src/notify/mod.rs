@@ -1,3 +1,4 @@
 //! Email notifications: composing messages, the durable outbox, and SMTP delivery.
 
+pub mod message;
 pub mod smtp;

@@ -100,6 +100,7 @@ fn alert(v: &str) -> Alert {
         starts_at: String::new(),
         ends_at: String::new(),
         generator_url: String::new(),
+        external_url: String::new(),
     }
 }
 

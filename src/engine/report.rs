@@ -1,0 +1,181 @@
+//! What the engine tells people: the outcome message of each execution and escalations,
+//! built from what happened and what the policy decided next.
+
+use crate::engine::plan::Plan;
+use crate::engine::runtime::{Setup, now_ms};
+use crate::ingest::Alert;
+use crate::journal::{ExecStatus, NewMail, StepRecord};
+use crate::notify::message::{
+    AlertView, ExecutionView, MessageContext, Pair, RuleView, human_ms, silence_url, step_view,
+};
+
+/// The facts of one finished (or refused) piece of work.
+pub struct Report<'a> {
+    /// The plan.
+    pub plan: &'a Plan,
+    /// The alert.
+    pub alert: &'a Alert,
+    /// Execution id, when there is one.
+    pub execution_id: Option<i64>,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Final status.
+    pub status: ExecStatus,
+    /// Why.
+    pub reason: &'a str,
+    /// Steps as recorded.
+    pub steps: &'a [StepRecord],
+    /// Policy decisions along the way.
+    pub decisions: Vec<String>,
+    /// What happens next.
+    pub next: String,
+    /// Start and end times, when it ran.
+    pub ran: Option<(i64, i64)>,
+}
+
+fn outcome_word(status: ExecStatus) -> &'static str {
+    match status {
+        ExecStatus::Succeeded => "RECOVERED",
+        ExecStatus::Failed => "FAILED",
+        ExecStatus::Escalated => "ESCALATED",
+        ExecStatus::Interrupted => "INTERRUPTED",
+        ExecStatus::DryRun => "DRY-RUN",
+        ExecStatus::Cancelled => "CANCELLED",
+        ExecStatus::Skipped => "SKIPPED",
+        ExecStatus::Queued | ExecStatus::Running => "RUNNING",
+    }
+}
+
+fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<Pair> {
+    m.iter()
+        .map(|(k, v)| Pair {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The message context of a report.
+pub fn context(setup: &Setup, r: &Report<'_>, outcome: &str, headline: String) -> MessageContext {
+    let rule = setup.rules.rules.iter().find(|x| x.name == r.plan.rule);
+    let labels = pairs(&r.alert.labels);
+    MessageContext {
+        outcome: outcome.to_string(),
+        headline,
+        cluster: setup.loaded.config.cluster.name.clone(),
+        rule: RuleView {
+            name: r.plan.rule.clone(),
+            description: rule.map(|x| x.description.clone()).unwrap_or_default(),
+        },
+        runbook: r.plan.runbook.clone(),
+        target: r.plan.target.clone(),
+        status: r.status.as_str().to_string(),
+        reason: r.reason.to_string(),
+        execution: r.execution_id.map(|id| ExecutionView {
+            id,
+            attempt: r.attempt,
+            started: r.ran.map(|(s, _)| fmt_ms(s)).unwrap_or_default(),
+            duration: r.ran.map(|(s, e)| human_ms(e - s)).unwrap_or_default(),
+        }),
+        silence_url: silence_url(&r.alert.external_url, &labels),
+        alert: AlertView {
+            status: r.alert.status.as_str().to_string(),
+            labels,
+            annotations: pairs(&r.alert.annotations),
+            starts_at: r.alert.starts_at.clone(),
+            generator_url: r.alert.generator_url.clone(),
+            fingerprint: r.alert.fingerprint.clone(),
+        },
+        steps: r.steps.iter().map(step_view).collect(),
+        decisions: r.decisions.clone(),
+        next: r.next.clone(),
+        subject: String::new(),
+    }
+}
+
+/// The rate-limit key of a plan's messages.
+pub fn mail_key(plan: &Plan) -> String {
+    format!("{}/{}", plan.rule, plan.target.as_deref().unwrap_or("-"))
+}
+
+fn mail(
+    setup: &Setup,
+    kind: &str,
+    key: String,
+    to: Vec<String>,
+    r: &Report<'_>,
+    ctx: &MessageContext,
+) -> Option<NewMail> {
+    let composer = setup.composer.as_ref()?;
+    match composer.render(ctx) {
+        Ok(m) => Some(NewMail {
+            created_ms: now_ms(),
+            kind: kind.to_string(),
+            key,
+            execution_id: r.execution_id,
+            recipients: to,
+            subject: m.subject,
+            text: m.text,
+            html: m.html,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot render a message; nothing queued");
+            None
+        }
+    }
+}
+
+/// The outcome message of a report, to on-call and the rule's extra recipients.
+pub fn outcome_mail(setup: &Setup, r: &Report<'_>) -> Option<NewMail> {
+    let smtp = setup.loaded.config.notifications.smtp.as_ref()?;
+    let mut to = smtp.to_emails.clone();
+    if let Some(rule) = setup.rules.rules.iter().find(|x| x.name == r.plan.rule) {
+        for extra in &rule.notify {
+            if !to.contains(extra) {
+                to.push(extra.clone());
+            }
+        }
+    }
+    let target = r.plan.target.as_deref().unwrap_or("(no target)");
+    let headline = match r.status {
+        ExecStatus::Succeeded => format!("{target}: runbook {} succeeded", r.plan.runbook),
+        ExecStatus::DryRun => format!(
+            "{target}: runbook {} would have run (dry_run)",
+            r.plan.runbook
+        ),
+        other => format!("{target}: runbook {} {}", r.plan.runbook, other.as_str()),
+    };
+    let ctx = context(setup, r, outcome_word(r.status), headline);
+    mail(setup, "outcome", mail_key(r.plan), to, r, &ctx)
+}
+
+/// An escalation message about a report: to the escalation list (or on-call).
+pub fn escalation_mail(setup: &Setup, r: &Report<'_>, why: &str) -> Option<NewMail> {
+    let n = &setup.loaded.config.notifications;
+    let smtp = n.smtp.as_ref()?;
+    let to = n
+        .escalation
+        .as_ref()
+        .map(|e| e.to_emails.clone())
+        .unwrap_or_else(|| smtp.to_emails.clone());
+    let target = r.plan.target.as_deref().unwrap_or("(no target)");
+    let ctx = context(
+        setup,
+        r,
+        "ESCALATION",
+        format!("{target}: a human is needed: {why}"),
+    );
+    mail(
+        setup,
+        "escalation",
+        format!("escalation/{}", mail_key(r.plan)),
+        to,
+        r,
+        &ctx,
+    )
+}
