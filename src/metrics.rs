@@ -59,6 +59,14 @@ pub struct Metrics {
     pub circuits_open: Gauge,
     /// Config reloads, by result.
     pub reloads: Family<StatusLabel, Counter>,
+    /// Emails delivered (a message folded from several counts once).
+    pub mails_sent: Counter,
+    /// Failed delivery attempts.
+    pub mail_failures: Counter,
+    /// Messages waiting in the outbox.
+    pub outbox_depth: Gauge,
+    /// Age of the oldest message waiting, in seconds.
+    pub outbox_oldest_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,6 +90,10 @@ impl Metrics {
         let journal_write = Histogram::new(exponential_buckets(0.0002, 2.0, 14));
         let circuits_open = Gauge::default();
         let reloads = Family::<StatusLabel, Counter>::default();
+        let mails_sent = Counter::default();
+        let mail_failures = Counter::default();
+        let outbox_depth = Gauge::default();
+        let outbox_oldest_age = Gauge::default();
         registry.register(
             "alerts_received",
             "Alerts journaled, by alert status",
@@ -127,8 +139,28 @@ impl Metrics {
             "Configuration reloads, by result",
             reloads.clone(),
         );
+        registry.register("mails_sent", "Emails delivered", mails_sent.clone());
+        registry.register(
+            "mail_failures",
+            "Failed email delivery attempts",
+            mail_failures.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Messages waiting in the outbox",
+            outbox_depth.clone(),
+        );
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest message waiting in the outbox",
+            outbox_oldest_age.clone(),
+        );
         Metrics {
             registry,
+            mails_sent,
+            mail_failures,
+            outbox_depth,
+            outbox_oldest_age,
             alerts_received,
             webhook_rejected,
             executions,

@@ -12,10 +12,13 @@ use tracing::{error, info, warn};
 
 use super::{EXIT_INVALID, EXIT_USAGE};
 use crate::config::{LoadError, LogFormat};
+use crate::engine::report::interrupted_mail;
 use crate::engine::{Engine, Setup};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
+use crate::notify::sender::Sender;
 use crate::server::{AppState, router};
+use tokio_util::sync::CancellationToken;
 
 pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
     let setup = match Setup::load(path) {
@@ -79,7 +82,30 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.recovery.shutdown_grace_seconds);
     let config_path = setup.loaded.path.clone();
     let metrics = Arc::new(Metrics::new());
+    // Interrupted executions are escalated (a human must check the target).
+    let mails: Vec<_> = interrupted
+        .iter()
+        .filter_map(|e| {
+            let alert = journal
+                .alerts_by_fingerprint(&e.fingerprint)
+                .ok()
+                .and_then(|list| {
+                    list.into_iter()
+                        .rev()
+                        .find(|(id, _)| Some(*id) == e.alert_id || e.alert_id.is_none())
+                })
+                .map(|(_, a)| a);
+            interrupted_mail(&setup, e, alert.as_ref())
+        })
+        .collect();
+    if let Err(e) = journal.enqueue_mails(mails).await {
+        warn!(error = %e, "cannot queue the messages about interrupted executions");
+    }
     let engine = Engine::start(journal.clone(), Arc::new(setup), metrics.clone());
+    let mail_cancel = CancellationToken::new();
+    let sender = tokio::spawn(
+        Sender::new(journal.clone(), engine.clone(), metrics.clone()).run(mail_cancel.clone()),
+    );
     let state = Arc::new(AppState {
         journal,
         engine: engine.clone(),
@@ -157,6 +183,12 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     );
     state.accepting.store(false, Ordering::SeqCst);
     engine.shutdown(grace).await;
+    // One last delivery round for the messages the shutdown produced; the rest wait in the
+    // outbox for the next start.
+    engine.mail_wake.notify_one();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    mail_cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), sender).await;
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     let _ = server.await;
     info!("stopped");

@@ -203,6 +203,8 @@ pub struct NotificationsConfig {
     pub rate_limit_seconds: u64,
     /// Files overriding the built-in message templates (handlebars).
     pub templates: TemplateFiles,
+    /// First delay before retrying a failed delivery; doubles per attempt up to 15 min.
+    pub retry_initial_seconds: u64,
 }
 
 impl Default for NotificationsConfig {
@@ -212,6 +214,7 @@ impl Default for NotificationsConfig {
             escalation: None,
             rate_limit_seconds: 600,
             templates: TemplateFiles::default(),
+            retry_initial_seconds: 10,
         }
     }
 }

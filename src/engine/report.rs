@@ -179,3 +179,53 @@ pub fn escalation_mail(setup: &Setup, r: &Report<'_>, why: &str) -> Option<NewMa
         &ctx,
     )
 }
+
+/// The escalation message about an execution found interrupted at start-up.
+pub fn interrupted_mail(
+    setup: &Setup,
+    e: &crate::journal::Execution,
+    alert: Option<&crate::journal::NewAlert>,
+) -> Option<NewMail> {
+    let plan = Plan {
+        rule: e.rule.clone(),
+        runbook: e.runbook.clone(),
+        target: e.target.clone(),
+        fingerprint: e.fingerprint.clone(),
+        status: crate::ingest::AlertStatus::Firing,
+        decision: crate::engine::Decision::Run,
+        reason: e.reason.clone(),
+        steps: Vec::new(),
+        disruptive: e.disruptive,
+        dry_run: e.dry_run,
+        params: serde_json::from_value(e.plan["params"].clone()).unwrap_or_default(),
+    };
+    let alert = Alert {
+        status: crate::ingest::AlertStatus::Firing,
+        labels: alert.map(|a| a.labels.clone()).unwrap_or_default(),
+        annotations: alert.map(|a| a.annotations.clone()).unwrap_or_default(),
+        starts_at: alert.map(|a| a.starts_at.clone()).unwrap_or_default(),
+        ends_at: alert.map(|a| a.ends_at.clone()).unwrap_or_default(),
+        generator_url: alert.map(|a| a.generator_url.clone()).unwrap_or_default(),
+        fingerprint: e.fingerprint.clone(),
+        external_url: alert.map(|a| a.external_url.clone()).unwrap_or_default(),
+    };
+    let report = Report {
+        plan: &plan,
+        alert: &alert,
+        execution_id: Some(e.id),
+        attempt: e.attempt,
+        status: ExecStatus::Interrupted,
+        reason: &e.reason,
+        steps: &[],
+        decisions: Vec::new(),
+        next: "Nothing automatic: an interrupted execution is never re-run blindly. Check the \
+               target: the runbook may have stopped half-way."
+            .into(),
+        ran: e.started_ms.map(|s| (s, e.finished_ms.unwrap_or(s))),
+    };
+    escalation_mail(
+        setup,
+        &report,
+        "an execution was interrupted (the service stopped while it ran)",
+    )
+}

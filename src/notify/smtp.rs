@@ -211,12 +211,17 @@ fn tls_parameters(cfg: &SmtpConfig, base_dir: &Path) -> Result<TlsParameters, Se
     })
 }
 
-/// The innermost useful text of lettre's error (its own prefix such as "Connection
-/// error" says nothing to an operator).
+/// The innermost useful text of lettre's error: lettre prefixes its own kind ("Connection
+/// error: …") and wraps TLS handshake errors twice, which says nothing to an operator.
 fn source_text(e: &lettre::transport::smtp::Error) -> String {
-    std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string())
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(inner) = cur.downcast_ref::<lettre::transport::smtp::Error>() {
+        match std::error::Error::source(inner) {
+            Some(s) => cur = s,
+            None => break,
+        }
+    }
+    cur.to_string()
 }
 
 /// The first `std::io::Error` in an error's source chain.
@@ -229,6 +234,31 @@ fn io_kind(e: &lettre::transport::smtp::Error) -> Option<std::io::ErrorKind> {
         src = s.source();
     }
     None
+}
+
+/// A hint for the commonest TLS failures (rustls's wording).
+fn tls_hint(reason: &str, host: &str) -> String {
+    let hint = if reason.contains("UnknownIssuer") {
+        "the server's certificate is not signed by a public CA nor by one in ca_file; set \
+         ca_file to the CA that issued it"
+            .to_string()
+    } else if reason.contains("NotValidForName") {
+        format!(
+            "the server's certificate does not name `{host}`; use the host name it was issued for"
+        )
+    } else if reason.contains("Expired") || reason.contains("NotValidYet") {
+        "the server's certificate is outside its validity period (or this clock is wrong)"
+            .to_string()
+    } else if reason.contains("CaUsedAsEndEntity") {
+        "the server presents a CA certificate as its own; it needs a leaf certificate".to_string()
+    } else if reason.contains("InvalidContentType") || reason.contains("corrupt message") {
+        "the server did not answer with TLS: for a plain/STARTTLS port (587, 25) use \
+         tls: starttls"
+            .to_string()
+    } else {
+        return reason.to_string();
+    };
+    format!("{reason} ({hint})")
 }
 
 impl Mailer {
@@ -391,36 +421,29 @@ impl Mailer {
             }
             return SendError::Protocol { endpoint, reason };
         }
-        // lettre's "Connection" kind (no predicate): the TCP connect, or the TLS
-        // handshake (implicit TLS or after STARTTLS), which lettre reports the same way.
+        // lettre's "Connection" kind (it has no predicate): the TCP connect (with name
+        // resolution), or the TLS handshake (implicit TLS or after STARTTLS), which lettre
+        // reports the same way. Greeting and later replies are other kinds.
         if e.to_string().starts_with("Connection error") {
             let kind = io_kind(e);
-            let tls_words = [
-                "certificate",
-                "tls",
-                "handshake",
-                "alert",
-                "corrupt message",
-                "peer",
-                "dns name",
-            ];
-            let looks_tls = kind == Some(std::io::ErrorKind::InvalidData)
-                || tls_words.iter().any(|w| lower.contains(w));
-            let tcp_level = matches!(
-                kind,
-                Some(
-                    std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::HostUnreachable
-                        | std::io::ErrorKind::NetworkUnreachable
-                        | std::io::ErrorKind::AddrNotAvailable
-                        | std::io::ErrorKind::AddrInUse
-                )
-            );
-            if self.tls != SmtpTls::None && !tcp_level && (looks_tls || kind.is_some()) {
+            let dns = lower.contains("lookup") || lower.contains("resolve");
+            let tcp_level = dns
+                || matches!(
+                    kind,
+                    Some(
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::HostUnreachable
+                            | std::io::ErrorKind::NetworkUnreachable
+                            | std::io::ErrorKind::AddrNotAvailable
+                            | std::io::ErrorKind::AddrInUse
+                            | std::io::ErrorKind::PermissionDenied
+                    )
+                );
+            if self.tls != SmtpTls::None && !tcp_level {
                 let reason = if kind == Some(std::io::ErrorKind::UnexpectedEof) {
                     format!("the server closed the connection during the TLS handshake ({reason})")
                 } else {
-                    reason
+                    tls_hint(&reason, &self.host)
                 };
                 return SendError::Tls {
                     endpoint,
@@ -430,7 +453,7 @@ impl Mailer {
             }
             let reason = if kind == Some(std::io::ErrorKind::ConnectionRefused) {
                 format!("connection refused (is the server running and the port right?): {reason}")
-            } else if lower.contains("lookup") || lower.contains("resolve") {
+            } else if dns {
                 format!("cannot resolve the host name: {reason}")
             } else {
                 reason
