@@ -81,6 +81,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     });
     let grace = Duration::from_secs(cfg.recovery.shutdown_grace_seconds);
     let config_path = setup.loaded.path.clone();
+    let startup = setup.loaded.config.clone();
     let metrics = Arc::new(Metrics::new());
     // Interrupted executions are escalated (a human must check the target).
     let mails: Vec<_> = interrupted
@@ -113,6 +114,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         accepting: AtomicBool::new(true),
         config_path,
         reload_lock: tokio::sync::Mutex::new(()),
+        startup,
     });
     let app = router(state.clone(), body_limit);
     let listener = std::net::TcpListener::bind(addr)
@@ -121,6 +123,21 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // One line on stdout for supervisors and tests that bind port 0.
+    // Certificate problems stop the start before anything says it is listening.
+    let rustls = match &tls {
+        Some((cert, key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "TLS certificate {} / key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
     println!("listening on {scheme}://{local}");
     info!(%local, scheme, "listening");
 
@@ -129,17 +146,8 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         let handle = handle.clone();
         let service = app.into_make_service();
         tokio::spawn(async move {
-            match tls {
-                Some((cert, key)) => {
-                    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                        .await
-                        .map_err(|e| {
-                            anyhow::anyhow!(
-                                "TLS certificate {} / key {}: {e}",
-                                cert.display(),
-                                key.display()
-                            )
-                        })?;
+            match rustls {
+                Some(rustls) => {
                     axum_server::from_tcp_rustls(listener, rustls)?
                         .handle(handle)
                         .serve(service)
@@ -182,6 +190,15 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         "shutting down: intake closed, letting running executions finish"
     );
     state.accepting.store(false, Ordering::SeqCst);
+    // The grace as configured now (it may have been reloaded).
+    let grace = Duration::from_secs(
+        engine
+            .current()
+            .loaded
+            .config
+            .recovery
+            .shutdown_grace_seconds,
+    );
     engine.shutdown(grace).await;
     // One last delivery round for the messages the shutdown produced; the rest wait in the
     // outbox for the next start.

@@ -173,6 +173,23 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             ),
         );
     }
+    for (key, v, max) in [
+        ("recovery.kill_grace_seconds", r.kill_grace_seconds, 600),
+        (
+            "recovery.shutdown_grace_seconds",
+            r.shutdown_grace_seconds,
+            3600,
+        ),
+        (
+            "recovery.circuit_reset_seconds",
+            r.circuit_reset_seconds,
+            7 * 86_400,
+        ),
+    ] {
+        if v > max {
+            err(key, format!("must be at most {max}, got {v}"));
+        }
+    }
     if r.max_concurrent_per_cluster < 1 {
         err(
             "recovery.max_concurrent_per_cluster",

@@ -106,21 +106,11 @@ fn circuit_key(k: &WorkKey) -> (String, Option<String>) {
 impl Policy {
     /// Decides whether `key` may start new work at `now`.
     pub fn admit(&mut self, key: &WorkKey, now: i64, l: &Limits) -> Admission {
-        let ck = circuit_key(key);
-        if let Some(c) = self.circuits.get(&ck) {
-            match c.healthy_since_ms {
-                Some(h) if now - h >= l.circuit_reset_ms => {
-                    // Healthy long enough: close, and forget the attempts that opened it.
-                    self.circuits.remove(&ck);
-                    self.work.retain(|k, _| circuit_key(k) != ck);
-                }
-                _ => {
-                    return Admission::CircuitOpen {
-                        since_ms: c.opened_ms,
-                        reason: c.reason.clone(),
-                    };
-                }
-            }
+        if let Some(c) = self.circuits.get(&circuit_key(key)) {
+            return Admission::CircuitOpen {
+                since_ms: c.opened_ms,
+                reason: c.reason.clone(),
+            };
         }
         let h = self.work.entry(key.clone()).or_default();
         h.attempts.retain(|a| a.started_ms >= now - l.window_ms);
@@ -192,16 +182,32 @@ impl Policy {
         );
     }
 
-    /// The problem behind (rule, target) resolved at `now` (or fired again: `healthy` false).
-    pub fn health(&mut self, rule: &str, target: Option<&str>, now: i64, healthy: bool) {
+    /// The problem behind (rule, target) resolved at `now` (`healthy`), or fired again.
+    /// A circuit whose problem stayed resolved for `l.circuit_reset_ms` closes when it
+    /// fires again (a new occurrence, not the one that opened it); returns true then.
+    pub fn health(
+        &mut self,
+        rule: &str,
+        target: Option<&str>,
+        now: i64,
+        healthy: bool,
+        l: &Limits,
+    ) -> bool {
         let k = (rule.to_string(), target.map(String::from));
-        if let Some(c) = self.circuits.get_mut(&k) {
-            c.healthy_since_ms = if healthy {
-                Some(c.healthy_since_ms.unwrap_or(now))
-            } else {
-                None
-            };
+        let Some(c) = self.circuits.get_mut(&k) else {
+            return false;
+        };
+        match (healthy, c.healthy_since_ms) {
+            (true, None) => c.healthy_since_ms = Some(now),
+            (true, Some(_)) => {}
+            (false, Some(h)) if now - h >= l.circuit_reset_ms => {
+                self.circuits.remove(&k);
+                self.work.retain(|w, _| circuit_key(w) != k);
+                return true;
+            }
+            (false, _) => c.healthy_since_ms = None,
         }
+        false
     }
 
     /// Closes every circuit of `target` (all rules) and forgets their attempts.
@@ -350,16 +356,26 @@ mod tests {
             p.admit(&key("kafka-2"), S, &l),
             Admission::Allow { attempt: 1 }
         );
-        p.health("broker-down", Some("kafka-1"), 10 * S, true);
+        let h = |p: &mut Policy, t: i64, healthy: bool| {
+            p.health("broker-down", Some("kafka-1"), t, healthy, &l)
+        };
+        assert!(!h(&mut p, 10 * S, true));
         assert!(
-            matches!(p.admit(&k, 1000 * S, &l), Admission::CircuitOpen { .. }),
-            "not healthy long enough"
+            !h(&mut p, 1000 * S, false),
+            "fired again before circuit_reset: stays open"
         );
-        p.health("broker-down", Some("kafka-1"), 1000 * S, false);
-        p.health("broker-down", Some("kafka-1"), 1100 * S, true);
+        assert!(matches!(
+            p.admit(&k, 1000 * S, &l),
+            Admission::CircuitOpen { .. }
+        ));
+        assert!(!h(&mut p, 1100 * S, true));
         assert!(
-            matches!(p.admit(&k, 2000 * S, &l), Admission::CircuitOpen { .. }),
-            "fired again: clock restarted"
+            !h(&mut p, 2000 * S, true),
+            "still resolved: the clock keeps its start"
+        );
+        assert!(
+            h(&mut p, 2900 * S, false),
+            "resolved for 1800 s, then a new occurrence: closes"
         );
         assert_eq!(p.admit(&k, 2900 * S, &l), Admission::Allow { attempt: 1 });
         p.open(&k, 3000 * S, "again".into());

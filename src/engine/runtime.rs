@@ -378,6 +378,9 @@ impl Engine {
                 }
                 Msg::Reload(setup) => {
                     info!("engine uses the reloaded configuration and rules");
+                    let r = &setup.loaded.config.recovery;
+                    self.exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
+                    self.exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
                     self.setup = setup;
                 }
                 Msg::Drain { reply } => {
@@ -419,7 +422,9 @@ impl Engine {
         if alert.status == AlertStatus::Resolved {
             self.firing.remove(&alert.fingerprint);
             for p in &plans {
-                self.policy.health(&p.rule, p.target.as_deref(), now, true);
+                let l = limits(&setup, self.rule(&p.rule));
+                self.policy
+                    .health(&p.rule, p.target.as_deref(), now, true, &l);
             }
             self.cancel_queued(&alert.fingerprint, "the alert resolved before it started")
                 .await;
@@ -443,7 +448,22 @@ impl Engine {
             .collect();
         self.firing.insert(alert.fingerprint.clone(), down);
         for p in plans {
-            self.policy.health(&p.rule, p.target.as_deref(), now, false);
+            let l = limits(&setup, self.rule(&p.rule));
+            if self
+                .policy
+                .health(&p.rule, p.target.as_deref(), now, false, &l)
+            {
+                let target = p.target.clone().unwrap_or_else(|| "-".into());
+                info!(rule = %p.rule, %target, "circuit closed: the problem had stayed resolved for circuit_reset_seconds");
+                if let Err(e) = self.journal.close_circuit(&p.rule, &target).await {
+                    warn!(error = %e, "cannot journal a closed circuit");
+                }
+                self.event(None, Some(&p.work_key()), "circuit_closed", "the problem had stayed resolved for circuit_reset_seconds; this is a new occurrence".into())
+                    .await;
+                self.metrics
+                    .circuits_open
+                    .set(self.policy.open_circuits().len() as i64);
+            }
             match p.decision {
                 Decision::Skip => {
                     self.skip(Some(alert_id), &p, "plan", p.reason.clone())
@@ -520,7 +540,7 @@ impl Engine {
             return;
         }
         if p.dry_run {
-            let reason = format!("{}; dry_run: recorded, nothing executed", p.reason);
+            let reason = p.reason.clone();
             info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), "dry_run: would run {} step(s)", p.steps.len());
             let seen = (key.clone(), p.fingerprint.clone(), "dry_run");
             if self.skips_seen.insert(seen) {
@@ -660,6 +680,13 @@ impl Engine {
         for q in gone {
             self.inflight.remove(&q.key);
             info!(execution = q.id, rule = %q.key.rule, "cancelled: {why}");
+            if let Some(n) = self.duplicates.remove(&q.id) {
+                let msg = format!("{n} duplicate alert(s) collapsed into this execution");
+                self.event(Some(q.id), Some(&q.key), "duplicates", msg)
+                    .await;
+            }
+            self.event(Some(q.id), Some(&q.key), "cancelled", why.to_string())
+                .await;
             if let Err(e) = self
                 .journal
                 .set_status(q.id, ExecStatus::Cancelled, Some(why.to_string()), now_ms())
@@ -881,7 +908,10 @@ impl Engine {
         let next = match status {
             ExecStatus::Escalated => Next::Circuit(format!("execution {id} escalated")),
             ExecStatus::Failed if firing && self.accepting && attempts >= l.max_attempts => {
-                Next::Circuit(format!("{attempts} of {} attempts failed", l.max_attempts))
+                Next::Circuit(format!(
+                    "attempt {attempts}/{} failed: no attempts left in the window",
+                    l.max_attempts
+                ))
             }
             ExecStatus::Failed if firing && self.accepting => {
                 let attempt = attempts + 1;

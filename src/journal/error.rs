@@ -70,4 +70,13 @@ pub enum JournalError {
     /// The writer thread has stopped; no write can be made.
     #[error("journal writer thread is not running")]
     WriterGone,
+    /// Another process holds the journal (two services on one journal would each mark
+    /// the other's running work interrupted).
+    #[error("journal {path} is in use by another kafka-healing process{holder}")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// ` (pid N)` when the holder wrote its pid.
+        holder: String,
+    },
 }

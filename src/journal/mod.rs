@@ -74,6 +74,8 @@ struct Inner {
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     shared: Arc<Shared>,
+    /// The exclusive lock on `<journal>.lock`, held while the journal is open for writing.
+    _lock: Option<std::fs::File>,
 }
 
 impl Drop for Inner {
@@ -116,6 +118,45 @@ impl std::fmt::Debug for Journal {
 }
 
 /// Now, in Unix milliseconds.
+/// Takes the exclusive lock beside the journal: one writing process per journal. The
+/// lock is released by the OS when the process ends, even by SIGKILL.
+fn lock(path: &Path) -> Result<std::fs::File, JournalError> {
+    use std::io::{Read, Seek, Write};
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let io = |source| JournalError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(JournalError::Locked {
+                path: lock_path.clone(),
+                holder: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    write!(f, "{}", std::process::id()).map_err(io)?;
+    Ok(f)
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -143,6 +184,7 @@ impl Journal {
                 source,
             })?;
         }
+        let lock = lock(path)?;
         let mut conn = schema::open_writer(path)?;
         schema::migrate(&mut conn)?;
         let interrupted = recover::recover(&mut conn, now_ms())?;
@@ -166,6 +208,7 @@ impl Journal {
                 writer: Some(writer),
                 readers: Mutex::new(vec![reader]),
                 shared,
+                _lock: Some(lock),
             }),
         };
         Ok((journal, interrupted))
@@ -189,6 +232,7 @@ impl Journal {
                 writer: None,
                 readers: Mutex::new(vec![reader]),
                 shared: Arc::new(Shared::new()),
+                _lock: None,
             }),
         })
     }

@@ -487,9 +487,10 @@ impl Mailer {
                 reason: format!("the server requires TLS first: {code} {text}"),
             };
         }
-        if matches!(code, 530 | 534 | 535 | 538 | 454) && (code != 454 || lower.contains("auth"))
-            || (code >= 500 && lower.contains("authentication"))
-        {
+        let auth_code = matches!(code, 530 | 534 | 535 | 538)
+            || (code == 454 && lower.contains("auth"))
+            || (code >= 500 && lower.contains("authentication"));
+        if auth_code {
             let reason = if !self.has_credentials && matches!(code, 530 | 554 | 550 | 553) {
                 format!(
                     "the server requires authentication but notifications.smtp.username \

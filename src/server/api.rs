@@ -144,14 +144,27 @@ pub async fn reload_setup(st: &AppState) -> Result<(), String> {
     let loaded = tokio::task::spawn_blocking(move || Setup::load(&path)).await;
     match loaded {
         Ok(Ok(setup)) => {
-            let old = st.engine.current();
-            let (o, n) = (&old.loaded.config.server, &setup.loaded.config.server);
-            if o.listen != n.listen
-                || o.body_limit_bytes != n.body_limit_bytes
-                || o.tls.is_some() != n.tls.is_some()
-            {
+            let (o, n) = (&st.startup, &setup.loaded.config);
+            let mut later = Vec::new();
+            if o.server.listen != n.server.listen {
+                later.push("server.listen");
+            }
+            if o.server.body_limit_bytes != n.server.body_limit_bytes {
+                later.push("server.body_limit_bytes");
+            }
+            if format!("{:?}", o.server.tls) != format!("{:?}", n.server.tls) {
+                later.push("server.tls");
+            }
+            if o.state.path != n.state.path {
+                later.push("state.path");
+            }
+            if format!("{:?}", o.logging) != format!("{:?}", n.logging) {
+                later.push("logging");
+            }
+            if !later.is_empty() {
                 warn!(
-                    "server.listen, server.body_limit_bytes and server.tls take effect at the next restart"
+                    keys = %later.join(", "),
+                    "these settings differ from the running ones and take effect at the next restart"
                 );
             }
             st.engine.reload(Arc::new(setup));

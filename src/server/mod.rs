@@ -37,6 +37,9 @@ pub struct AppState {
     pub config_path: PathBuf,
     /// Serializes reloads.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// The configuration the process started with (listen address, body limit, TLS,
+    /// journal and logging cannot change without a restart).
+    pub startup: crate::config::Config,
 }
 
 impl AppState {

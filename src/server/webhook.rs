@@ -70,7 +70,7 @@ pub async fn receive(
                 "bad_request"
             };
             st.metrics.rejected(reason);
-            let limit = setup.loaded.config.server.body_limit_bytes;
+            let limit = st.startup.server.body_limit_bytes;
             return error(
                 status,
                 format!("{} (server.body_limit_bytes = {limit})", rej.body_text()),

@@ -891,3 +891,27 @@ fn handle_is_send_sync_and_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<Journal>();
 }
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_holds_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let (first, _) = Journal::open(&path).unwrap();
+    let err = Journal::open(&path).expect_err("second open must fail");
+    let text = err.to_string();
+    assert!(
+        text.contains("is in use by another kafka-healing process"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("(pid {})", std::process::id())),
+        "{text}"
+    );
+    // Readers are fine meanwhile.
+    assert!(Journal::open_read_only(&path).is_ok());
+    drop(first);
+    assert!(
+        Journal::open(&path).is_ok(),
+        "free again once the first is gone"
+    );
+}

@@ -9,3 +9,4 @@ mod executor;
 mod hostile;
 mod journal;
 mod serve;
+mod smtp;

@@ -176,8 +176,8 @@ async fn backoff_attempts_circuit_reset_and_cooldown() {
         .await;
     let ev = events_of(&detail);
     assert!(
-        ev.iter()
-            .any(|(k, m)| k == "circuit_opened" && m == "2 of 2 attempts failed"),
+        ev.iter().any(|(k, m)| k == "circuit_opened"
+            && m == "attempt 2/2 failed: no attempts left in the window"),
         "{detail}"
     );
     assert!(ev.iter().any(|(k, _)| k == "escalation"), "{detail}");
