@@ -8,5 +8,6 @@ mod dry_run;
 mod executor;
 mod hostile;
 mod journal;
+mod mailbox;
 mod serve;
 mod smtp;
