@@ -476,11 +476,13 @@ impl Engine {
 
     /// Journals a skip once per (work, alert, kind) so repeats do not flood the journal.
     async fn skip(&mut self, alert_id: Option<i64>, p: &Plan, kind: &'static str, reason: String) {
-        info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), fingerprint = %p.fingerprint, %reason, "skip");
         let seen = (p.work_key(), p.fingerprint.clone(), kind);
         if !self.skips_seen.insert(seen) {
+            // Repeats of a decision already journaled: a storm must not flood the log either.
+            debug!(rule = %p.rule, fingerprint = %p.fingerprint, %reason, "skip (repeat)");
             return;
         }
+        info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), fingerprint = %p.fingerprint, %reason, "skip");
         self.create(alert_id, p, ExecStatus::Skipped, reason, 0)
             .await;
         self.count(&p.rule, ExecStatus::Skipped);

@@ -137,8 +137,11 @@ impl Sender {
     fn mailer(&mut self) -> Option<&Mailer> {
         let setup = self.engine.current();
         let smtp = setup.loaded.config.notifications.smtp.as_ref()?;
-        // Rebuilt when the configuration changed (reload).
-        let id = format!("{smtp:?}");
+        // Rebuilt when the configuration changed (reload). Debug hides the password, so
+        // it is folded in as a hash.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&smtp.password.as_ref().map(|p| p.expose()), &mut h);
+        let id = format!("{smtp:?}{}", std::hash::Hasher::finish(&h));
         if self.mailer.as_ref().is_none_or(|(old, _)| *old != id) {
             match Mailer::new(smtp, &setup.loaded.base_dir) {
                 Ok(m) => self.mailer = Some((id, m)),

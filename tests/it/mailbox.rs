@@ -33,6 +33,46 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts the fixture with `args` (besides --port/--out) and waits (bounded) for
     /// `ready`. Retries on another port if the chosen one was taken meanwhile.
+    /// Starts the fixture on exactly `port` (for a server that was down and comes back).
+    pub fn start_on(dir: &Path, port: u16, args: &[&str]) -> SmtpServer {
+        SmtpServer::spawn(dir, port, args).unwrap_or_else(|e| panic!("SMTP fixture on {port}: {e}"))
+    }
+
+    fn spawn(dir: &Path, port: u16, args: &[&str]) -> Result<SmtpServer, String> {
+        let out = dir.join(format!("received-{port}"));
+        let log = dir.join(format!("server-{port}.log"));
+        let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let mut child = Command::new(PYTHON)
+            .arg(FIXTURE)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("spawn {PYTHON} {FIXTURE}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(line) if line.trim() == "ready" => Ok(SmtpServer { child, port, out }),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                Err(format!("{other:?}\n{log}"))
+            }
+        }
+    }
+
+    /// Starts the fixture on a free port with `args`.
     pub fn start(dir: &Path, args: &[&str]) -> SmtpServer {
         let mut last_err = String::new();
         for attempt in 0..3 {
@@ -202,4 +242,3 @@ pub fn strings(v: &Value) -> Vec<String> {
         .map(|s| s.as_str().expect("string").to_string())
         .collect()
 }
-

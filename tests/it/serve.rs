@@ -4,6 +4,7 @@
 mod harness;
 
 mod crash;
+mod email;
 mod intake;
 mod policy;
 mod runbooks;

@@ -1,0 +1,1339 @@
+//! Webhook benchmark for `kafka-healing serve` (see BENCHMARKS.md).
+//!
+//! ```sh
+//! benches/run-webhook                       # builds, runs everything, leaves nothing behind
+//! # or by hand:
+//! cargo build --release && cargo build --release --example loadgen
+//! target/release/examples/loadgen --bin target/release/kafka-healing --out results.json
+//! ```
+//!
+//! The generator starts the release binary itself (`--log info serve -c config.yaml`, with
+//! `server.listen: 127.0.0.1:0`) in a scratch directory: three brokers, bearer auth, the
+//! journal in the scratch directory, `recovery.cooldown_seconds: 0`, `max_attempts: 10`. It
+//! talks to 127.0.0.1 only, and every phase is bounded in time and in count:
+//!
+//! - **a. throughput**: for each of `--connections` (a list), that many closed-loop clients
+//!   post the Alertmanager fixture (2 alerts, ~1.2 KB) for `--duration` seconds or
+//!   `--max-requests`, whichever ends first. The journal's alert count is read afterwards
+//!   (read-only) and must equal 2 × the 200s.
+//! - **b. ACK latency**: open loop (requests are sent on a fixed schedule, latency counts from
+//!   the scheduled time, so a slow answer cannot hide the requests queued behind it) at each
+//!   of `--rates` for `--rate-seconds`.
+//! - **c. alert → first step**: `--probe-rate` req/s for `--probe-seconds`, one alert each
+//!   with a unique `bench_id` label that is a rule param, so each alert is its own work key.
+//!   The runbook's single `exec` step is this program again (`loadgen stamp DIR ID`), which
+//!   writes the Unix time in ns to DIR/ID; that minus the time the request was sent is the
+//!   end-to-end figure. The cost of spawning the same helper directly is measured apart.
+//!
+//! `loadgen stamp DIR ID` is that helper.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kafka_healing::journal::{ExecutionFilter, Journal};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "bench-token";
+
+/// `/work/shared/fixtures/alertmanager-0.25/firing-two-brokers.json`, as Alertmanager 0.25
+/// sent it (2 alerts, 1.2 KB).
+const FIXTURE: &str = r#"{"receiver":"kafka-healing","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"KafkaBrokerDown","cluster":"prod-east","instance":"kafka-2.example.com:9404","job":"kafka","severity":"critical"},"annotations":{"runbook_url":"https://runbooks.example.com/kafka/broker-down","summary":"Kafka broker kafka-2 is down"},"startsAt":"2026-11-27T23:33:11Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus.example.com:9090/graph?g0.expr=up%7Bjob%3D%22kafka%22%7D+%3D%3D+0","fingerprint":"4bc93ef1eb7b9805"},{"status":"firing","labels":{"alertname":"KafkaBrokerDown","cluster":"prod-east","instance":"kafka-3.example.com:9404","job":"kafka","severity":"critical"},"annotations":{"summary":"Kafka broker kafka-3 is down"},"startsAt":"2026-11-27T23:33:11Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"41861009e54d0b9e"}],"groupLabels":{"alertname":"KafkaBrokerDown","cluster":"prod-east"},"commonLabels":{"alertname":"KafkaBrokerDown","cluster":"prod-east","job":"kafka","severity":"critical"},"commonAnnotations":{},"externalURL":"http://vm:9393","version":"4","groupKey":"{}:{alertname=\"KafkaBrokerDown\", cluster=\"prod-east\"}","truncatedAlerts":0}"#;
+const FIXTURE_ALERTS: u64 = 2;
+
+/// Most probe alerts (phase c): the journal lists at most 1,000 executions at once.
+const MAX_PROBES: u64 = 1000;
+
+const USAGE: &str =
+    "usage: loadgen [--bin PATH] [--connections N1,N2,..] [--duration S] [--max-requests N]
+               [--rates R1,R2,..] [--rate-seconds S] [--max-inflight N]
+               [--probe-rate R] [--probe-seconds S] [--spawn-samples N]
+               [--workers N] [--server-log LEVEL] [--out FILE] [--pid-file FILE]
+               [--keep] [--only a,b,c]
+       loadgen stamp DIR ID";
+
+#[derive(Debug, Clone)]
+struct Args {
+    bin: PathBuf,
+    connections: Vec<usize>,
+    duration: f64,
+    max_requests: u64,
+    rates: Vec<u64>,
+    rate_seconds: f64,
+    max_inflight: usize,
+    probe_rate: u64,
+    probe_seconds: f64,
+    spawn_samples: usize,
+    workers: usize,
+    server_log: String,
+    out: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    keep: bool,
+    only: String,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            bin: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kafka-healing"),
+            connections: vec![64, 256],
+            duration: 10.0,
+            max_requests: 1_000_000,
+            rates: vec![100, 1000, 5000],
+            rate_seconds: 8.0,
+            max_inflight: 2000,
+            probe_rate: 200,
+            probe_seconds: 5.0,
+            spawn_samples: 200,
+            workers: 1,
+            server_log: "info".into(),
+            out: None,
+            pid_file: None,
+            keep: false,
+            only: "a,b,c".into(),
+        }
+    }
+}
+
+fn parse_args(argv: &[String]) -> Result<Args, String> {
+    fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+        v.parse()
+            .map_err(|_| format!("{flag}: not a number: {v:?}"))
+    }
+    let mut a = Args::default();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--keep" {
+            a.keep = true;
+            continue;
+        }
+        if flag == "-h" || flag == "--help" {
+            return Err(String::new());
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?
+            .as_str();
+        match flag.as_str() {
+            "--bin" => a.bin = PathBuf::from(v),
+            "--connections" => {
+                a.connections = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| num(flag, s))
+                    .collect::<Result<_, _>>()?
+            }
+            "--duration" => a.duration = num(flag, v)?,
+            "--max-requests" => a.max_requests = num(flag, v)?,
+            "--rates" => {
+                a.rates = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| num(flag, s))
+                    .collect::<Result<_, _>>()?
+            }
+            "--rate-seconds" => a.rate_seconds = num(flag, v)?,
+            "--max-inflight" => a.max_inflight = num(flag, v)?,
+            "--probe-rate" => a.probe_rate = num(flag, v)?,
+            "--probe-seconds" => a.probe_seconds = num(flag, v)?,
+            "--spawn-samples" => a.spawn_samples = num(flag, v)?,
+            "--workers" => a.workers = num(flag, v)?,
+            "--server-log" => a.server_log = v.to_string(),
+            "--out" => a.out = Some(PathBuf::from(v)),
+            "--pid-file" => a.pid_file = Some(PathBuf::from(v)),
+            "--only" => a.only = v.to_string(),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    // Bounded both ways, whatever is asked.
+    let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
+    check(
+        !a.connections.is_empty() && a.connections.iter().all(|c| (1..=1024).contains(c)),
+        "--connections: each 1..=1024",
+    )?;
+    check(
+        a.duration > 0.0 && a.duration <= 120.0,
+        "--duration: (0, 120]",
+    )?;
+    check(
+        (1..=10_000_000).contains(&a.max_requests),
+        "--max-requests: 1..=10000000",
+    )?;
+    check(
+        a.rates.iter().all(|r| (1..=50_000).contains(r)),
+        "--rates: each 1..=50000",
+    )?;
+    check(
+        a.rate_seconds > 0.0 && a.rate_seconds <= 60.0,
+        "--rate-seconds: (0, 60]",
+    )?;
+    check(
+        (1..=20_000).contains(&a.max_inflight),
+        "--max-inflight: 1..=20000",
+    )?;
+    check(
+        a.probe_rate >= 1
+            && a.probe_seconds > 0.0
+            && (a.probe_rate as f64 * a.probe_seconds) as u64 <= MAX_PROBES,
+        "--probe-rate × --probe-seconds: at most 1000 probes",
+    )?;
+    check(a.spawn_samples <= 10_000, "--spawn-samples: at most 10000")?;
+    check((1..=64).contains(&a.workers), "--workers: 1..=64")?;
+    Ok(a)
+}
+
+fn unix_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// `loadgen stamp DIR ID`: writes the Unix time in ns to DIR/ID.
+fn stamp(args: &[String]) -> ExitCode {
+    let now = unix_ns();
+    let [dir, id] = args else {
+        eprintln!("usage: loadgen stamp DIR ID");
+        return ExitCode::from(2);
+    };
+    match std::fs::write(Path::new(dir).join(id), now.to_string()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen stamp: {dir}/{id}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------- statistics
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Dist {
+    n: usize,
+    mean: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl Dist {
+    /// Nearest-rank percentiles of `v` (sorted here).
+    fn of(mut v: Vec<f64>) -> Dist {
+        if v.is_empty() {
+            return Dist::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let at = |p: f64| v[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Dist {
+            n,
+            mean: v.iter().sum::<f64>() / n as f64,
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: v[n - 1],
+        }
+    }
+
+    fn json(&self) -> Value {
+        let r = |x: f64| (x * 1000.0).round() / 1000.0;
+        json!({"n": self.n, "mean_ms": r(self.mean), "p50_ms": r(self.p50), "p90_ms": r(self.p90),
+               "p99_ms": r(self.p99), "p999_ms": r(self.p999), "max_ms": r(self.max)})
+    }
+}
+
+/// Outcome counts of a batch of requests.
+#[derive(Debug, Default, Clone)]
+struct Outcomes {
+    ok: u64,
+    non_2xx: BTreeMap<u16, u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Outcomes {
+    fn add(&mut self, r: &Result<u16, String>) {
+        match r {
+            Ok(s) if (200..300).contains(s) => self.ok += 1,
+            Ok(s) => *self.non_2xx.entry(*s).or_default() += 1,
+            Err(e) => {
+                self.errors += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(e.clone());
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, o: Outcomes) {
+        self.ok += o.ok;
+        for (k, v) in o.non_2xx {
+            *self.non_2xx.entry(k).or_default() += v;
+        }
+        self.errors += o.errors;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+    }
+
+    fn non_2xx_total(&self) -> u64 {
+        self.non_2xx.values().sum()
+    }
+
+    fn json(&self) -> Value {
+        let m: BTreeMap<String, u64> = self
+            .non_2xx
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        json!({"ok_2xx": self.ok, "non_2xx": m, "transport_errors": self.errors,
+               "first_error": self.first_error})
+    }
+}
+
+// ---------------------------------------------------------------- the server
+
+struct Server {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(bin: &Path, dir: &Path, log: &str) -> Result<Server, String> {
+        let log_file = std::fs::File::create(dir.join("server.log"))
+            .map_err(|e| format!("cannot create {}/server.log: {e}", dir.display()))?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["--log", log, "serve", "-c"])
+            .arg(dir.join("config.yaml"))
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        // SAFETY: only an async-signal-safe prctl(2) between fork and exec. The server is
+        // killed if this generator dies, so nothing is left behind even on a panic.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20));
+        let mut srv = Server {
+            child,
+            url: String::new(),
+            dir: dir.to_path_buf(),
+        };
+        match line.ok().and_then(|l| {
+            l.strip_prefix("listening on ")
+                .map(|u| u.trim().to_string())
+        }) {
+            Some(url) if url.starts_with("http://127.0.0.1:") => {
+                srv.url = url;
+                Ok(srv)
+            }
+            other => {
+                srv.stop();
+                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+                Err(format!(
+                    "the server did not start (first stdout line {other:?}); its log:\n{log}"
+                ))
+            }
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM, up to 10 s to drain, then SIGKILL.
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("server did not stop within 10 s of SIGTERM: killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join("state/journal.db")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_scratch(dir: &Path, helper: &Path) -> Result<(), String> {
+    let w = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("cannot write {name}: {e}"))
+    };
+    let q = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap_or_default();
+    std::fs::create_dir_all(dir.join("stamps")).map_err(|e| format!("mkdir stamps: {e}"))?;
+    w(
+        "config.yaml",
+        &format!(
+            "cluster:
+  name: prod-east
+  kafka_brokers:
+    - {{ node_id: kafka-1, host: kafka-1.example.com, port: 9092, jmx_port: 9404 }}
+    - {{ node_id: kafka-2, host: kafka-2.example.com, port: 9092, jmx_port: 9404 }}
+    - {{ node_id: kafka-3, host: kafka-3.example.com, port: 9092, jmx_port: 9404 }}
+server:
+  listen: 127.0.0.1:0
+  auth: {{ bearer_token: {TOKEN} }}
+rules: [rules.yaml]
+state: {{ path: state/journal.db }}
+recovery: {{ cooldown_seconds: 0, max_attempts: 10 }}
+"
+        ),
+    )?;
+    w(
+        "rules.yaml",
+        &format!(
+            r#"rules:
+  # Phases a and b: the fixture's KafkaBrokerDown alerts, a cheap diagnostic step.
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: noop
+  # Phase c: one work key per alert (bench_id is a param), non-disruptive, so nothing waits.
+  - name: bench-probe
+    matchers: ['alertname="KafkaBenchProbe"']
+    runbook: stamp
+    params:
+      id: {{ value: "{{{{alert.labels.bench_id}}}}", pattern: "[0-9]{{1,12}}" }}
+runbooks:
+  noop:
+    disruptive: false
+    steps:
+      - {{ name: noop, exec: ["true"] }}
+  stamp:
+    disruptive: false
+    steps:
+      - name: stamp
+        exec: [{helper}, stamp, {stamps}, "{{{{params.id}}}}"]
+"#,
+            helper = q(helper),
+            stamps = q(&dir.join("stamps")),
+        ),
+    )
+}
+
+// ---------------------------------------------------------------- HTTP
+
+fn client(pool: usize) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(pool)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+async fn post(
+    c: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> Result<u16, String> {
+    let resp = c
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = resp.status().as_u16();
+    // Read the body so the connection goes back to the pool.
+    resp.bytes().await.map_err(|e| format!("body: {e}"))?;
+    Ok(status)
+}
+
+/// `kafka_healing_journal_write_seconds` (sum, count) and the rejected counters.
+async fn scrape(c: &reqwest::Client, base: &str) -> (f64, f64, BTreeMap<String, f64>) {
+    let text = match c
+        .get(format!("{base}/metrics"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let (mut sum, mut count) = (0.0, 0.0);
+    let mut rejected = BTreeMap::new();
+    for l in text.lines() {
+        let mut parts = l.rsplitn(2, ' ');
+        let (Some(v), Some(k)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let v: f64 = v.parse().unwrap_or(0.0);
+        if k == "kafka_healing_journal_write_seconds_sum" {
+            sum = v;
+        } else if k == "kafka_healing_journal_write_seconds_count" {
+            count = v;
+        } else if k.starts_with("kafka_healing_webhook_rejected_total") {
+            rejected.insert(k.to_string(), v);
+        }
+    }
+    (sum, count, rejected)
+}
+
+// ---------------------------------------------------------------- /proc
+
+/// Per thread name of `pid` (threads named alike are summed): (CPU seconds, seconds spent
+/// runnable but waiting for a CPU), from /proc/PID/task/*/schedstat.
+fn thread_cpu(pid: i32) -> BTreeMap<String, (f64, f64)> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let p = t.path();
+        let name = std::fs::read_to_string(p.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        let f: Vec<f64> = sched
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() >= 2 {
+            let e = out.entry(name).or_insert((0.0, 0.0));
+            e.0 += f[0] / 1e9;
+            e.1 += f[1] / 1e9;
+        }
+    }
+    out
+}
+
+/// Both figures of [`thread_cpu`] over the whole process, summed over its threads.
+fn process_cpu(pid: i32) -> (f64, f64) {
+    thread_cpu(pid)
+        .values()
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+fn diff_cpu(
+    a: &BTreeMap<String, (f64, f64)>,
+    b: &BTreeMap<String, (f64, f64)>,
+    wall: f64,
+) -> Value {
+    let mut m = serde_json::Map::new();
+    let pct = |x: f64| (x / wall * 1000.0).round() / 10.0;
+    for (k, v) in b {
+        let (c0, w0) = a.get(k).copied().unwrap_or((0.0, 0.0));
+        m.insert(
+            k.clone(),
+            json!({"cpu_pct": pct(v.0 - c0), "runq_wait_pct": pct(v.1 - w0)}),
+        );
+    }
+    Value::Object(m)
+}
+
+/// Machine-wide (busy, total) jiffies from /proc/stat, to see what else ran meanwhile.
+fn machine_ticks() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0.0) + f.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
+fn busy_pct(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let total = b.1 - a.1;
+    if total <= 0.0 {
+        return 0.0;
+    }
+    ((b.0 - a.0) / total * 1000.0).round() / 10.0
+}
+
+fn rss_kb(pid: i32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn journal_alerts(path: &Path) -> Result<u64, String> {
+    Journal::open_read_only(path)
+        .and_then(|j| j.alert_count())
+        .map_err(|e| {
+            format!(
+                "cannot count the journal's alerts in {}: {e}",
+                path.display()
+            )
+        })
+}
+
+/// fsync cost of this disk: 4 KiB write + fdatasync, `n` times (what a commit at least costs).
+fn fsync_probe(dir: &Path, n: usize) -> Result<Dist, String> {
+    let p = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&p).map_err(|e| format!("fsync probe: {e}"))?;
+    let buf = vec![7u8; 4096];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all(&buf).map_err(|e| format!("fsync probe: {e}"))?;
+        f.sync_data().map_err(|e| format!("fsync probe: {e}"))?;
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = std::fs::remove_file(&p);
+    Ok(Dist::of(v))
+}
+
+// ---------------------------------------------------------------- phases
+
+/// Phase a: closed loop, `conns` clients, until `secs` or `max` requests.
+async fn throughput(
+    c: &reqwest::Client,
+    url: &str,
+    body: &'static str,
+    conns: usize,
+    secs: f64,
+    max: u64,
+) -> (Outcomes, Dist, f64) {
+    let issued = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (c, url, issued) = (c.clone(), url.to_string(), issued.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut o = Outcomes::default();
+            let mut lat = Vec::new();
+            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
+                let t = Instant::now();
+                let r = post(&c, &url, body).await;
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                o.add(&r);
+            }
+            (o, lat)
+        }));
+    }
+    let mut all = Outcomes::default();
+    let mut lat = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok((o, l)) => {
+                all.merge(o);
+                lat.extend(l);
+            }
+            Err(e) => {
+                all.errors += 1;
+                all.first_error.get_or_insert(format!("client task: {e}"));
+            }
+        }
+    }
+    (all, Dist::of(lat), start.elapsed().as_secs_f64())
+}
+
+struct Shot {
+    idx: u64,
+    /// Unix ns just before the request was handed to the client.
+    sent_unix_ns: u128,
+    /// From the scheduled send time to the answer (coordinated-omission free).
+    from_schedule_ms: f64,
+    /// From the actual send to the answer.
+    from_send_ms: f64,
+    /// How late the dispatcher sent it.
+    send_lag_ms: f64,
+    result: Result<u16, String>,
+}
+
+struct OpenLoop {
+    shots: Vec<Shot>,
+    /// Not sent because `max_inflight` requests were outstanding (the server fell behind).
+    skipped: u64,
+    /// From the first scheduled send to the last answer.
+    wall: f64,
+    /// From the first to the last actual send.
+    send_span: f64,
+}
+
+/// Open loop: request `i` is due at `i / rate` s; latency counts from that time.
+async fn open_loop(
+    c: &reqwest::Client,
+    url: &str,
+    rate: u64,
+    secs: f64,
+    max_inflight: usize,
+    body: impl Fn(u64) -> reqwest::Body,
+) -> OpenLoop {
+    let n = ((rate as f64) * secs).round().max(1.0) as u64;
+    let interval_ns = 1e9 / rate as f64;
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::with_capacity(n as usize);
+    let mut skipped = 0;
+    let mut last_send = t0;
+    for i in 0..n {
+        let due = t0 + Duration::from_nanos((i as f64 * interval_ns) as u64);
+        tokio::time::sleep_until(due.into()).await;
+        if inflight.load(Ordering::Relaxed) >= max_inflight {
+            skipped += 1;
+            continue;
+        }
+        inflight.fetch_add(1, Ordering::Relaxed);
+        let (c, url, inflight, b) = (c.clone(), url.to_string(), inflight.clone(), body(i));
+        last_send = Instant::now();
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let sent_unix_ns = unix_ns();
+            let result = post(&c, &url, b).await;
+            let done = Instant::now();
+            inflight.fetch_sub(1, Ordering::Relaxed);
+            Shot {
+                idx: i,
+                sent_unix_ns,
+                from_schedule_ms: done.duration_since(due).as_secs_f64() * 1e3,
+                from_send_ms: done.duration_since(sent).as_secs_f64() * 1e3,
+                send_lag_ms: sent.saturating_duration_since(due).as_secs_f64() * 1e3,
+                result,
+            }
+        }));
+    }
+    let mut shots = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(s) = t.await {
+            shots.push(s);
+        }
+    }
+    OpenLoop {
+        shots,
+        skipped,
+        wall: t0.elapsed().as_secs_f64(),
+        send_span: last_send.saturating_duration_since(t0).as_secs_f64(),
+    }
+}
+
+fn probe_body(id: u64) -> String {
+    let node = id % 3 + 1;
+    json!({
+        "receiver": "kafka-healing",
+        "status": "firing",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "KafkaBenchProbe", "bench_id": id.to_string(),
+                       "cluster": "prod-east", "instance": format!("kafka-{node}.example.com:9404"),
+                       "job": "kafka", "severity": "warning"},
+            "annotations": {"summary": format!("benchmark probe {id}"),
+                            "runbook_url": "https://runbooks.example.com/kafka/bench"},
+            "startsAt": "2026-11-27T23:33:11Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example.com:9090/graph?g0.expr=bench",
+        }],
+        "groupLabels": {"alertname": "KafkaBenchProbe"},
+        "commonLabels": {"alertname": "KafkaBenchProbe", "cluster": "prod-east"},
+        "commonAnnotations": {},
+        "externalURL": "http://vm:9393",
+        "version": "4",
+        "groupKey": "{}:{alertname=\"KafkaBenchProbe\"}",
+        "truncatedAlerts": 0
+    })
+    .to_string()
+}
+
+/// Time from just before spawning the helper (as the server spawns steps) to its stamp.
+async fn spawn_cost(helper: &Path, dir: &Path, n: usize) -> Result<Dist, String> {
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("spawn-{i}");
+        let before = unix_ns();
+        let mut child = tokio::process::Command::new(helper)
+            .arg("stamp")
+            .arg(dir)
+            .arg(&id)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot spawn {}: {e}", helper.display()))?;
+        child
+            .wait()
+            .await
+            .map_err(|e| format!("wait for the helper: {e}"))?;
+        let at: u128 = std::fs::read_to_string(dir.join(&id))
+            .map_err(|e| format!("helper stamp {id}: {e}"))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("helper stamp {id}: {e}"))?;
+        v.push(at.saturating_sub(before) as f64 / 1e6);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(Dist::of(v))
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("stamp") {
+        return stamp(&argv[2..]);
+    }
+    let args = match parse_args(&argv[1..]) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("loadgen: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("loadgen: FAILED: some alerts acknowledged with 200 are not in the journal");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("loadgen: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the benchmark; Ok(false) when a loss check failed.
+fn run(args: &Args) -> Result<bool, String> {
+    if !args.bin.is_file() {
+        return Err(format!(
+            "no server binary at {} (run `cargo build --release` first, or pass --bin)",
+            args.bin.display()
+        ));
+    }
+    // The server runs in the scratch directory: the binary's path must not be relative.
+    let bin =
+        std::fs::canonicalize(&args.bin).map_err(|e| format!("{}: {e}", args.bin.display()))?;
+    let helper = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("kh-bench-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let dir = scratch.path().to_path_buf();
+    write_scratch(&dir, &helper)?;
+    eprintln!("scratch directory: {}", dir.display());
+
+    let fsync = fsync_probe(&dir, 200)?;
+    let mut server = Server::start(&bin, &dir, &args.server_log)?;
+    if let Some(p) = &args.pid_file {
+        std::fs::write(p, server.pid().to_string())
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    eprintln!("server pid {} at {}", server.pid(), server.url);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let result = rt.block_on(phases(args, &server, &helper, &dir, fsync));
+    let (rss, hwm) = rss_kb(server.pid());
+    server.stop();
+    drop(rt);
+    let mut report = result?;
+    report["server_rss_kb_at_end"] = json!(rss);
+    report["server_peak_rss_kb"] = json!(hwm);
+    report["server_log"] = scan_log(&dir.join("server.log"));
+    let ok = report["zero_loss"].as_bool().unwrap_or(false);
+
+    print_tables(&report);
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    println!("\nJSON:\n{text}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        let log_copy = out.with_extension("server.log");
+        let _ = std::fs::copy(dir.join("server.log"), &log_copy);
+        eprintln!(
+            "results in {}, server log in {}",
+            out.display(),
+            log_copy.display()
+        );
+    }
+    if args.keep {
+        let kept = scratch.keep();
+        eprintln!("kept the scratch directory {}", kept.display());
+    }
+    Ok(ok)
+}
+
+/// WARN and ERROR lines of the server's log: counts and a few distinct examples.
+fn scan_log(path: &Path) -> Value {
+    let Ok(f) = std::fs::File::open(path) else {
+        return json!({"error": "no server log"});
+    };
+    let (mut lines, mut bytes, mut warn, mut error) = (0u64, 0u64, 0u64, 0u64);
+    let mut examples: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for l in BufReader::new(f).lines().map_while(Result::ok) {
+        lines += 1;
+        bytes += l.len() as u64 + 1;
+        let level = if l.contains("ERROR") {
+            error += 1;
+            "ERROR"
+        } else if l.contains("WARN") {
+            warn += 1;
+            "WARN"
+        } else {
+            continue;
+        };
+        // Group by the text after the level, without numbers (ids, times).
+        let tail = l.split_once(level).map(|(_, t)| t).unwrap_or(&l);
+        let key: String = tail
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .take(120)
+            .collect();
+        let e = examples.entry(key).or_insert((0, l.clone()));
+        e.0 += 1;
+    }
+    let ex: Vec<Value> = examples
+        .into_values()
+        .take(10)
+        .map(|(n, l)| json!({"count": n, "example": l.chars().take(400).collect::<String>()}))
+        .collect();
+    json!({"lines": lines, "bytes": bytes, "warn": warn, "error": error, "distinct": ex})
+}
+
+async fn phases(
+    args: &Args,
+    server: &Server,
+    helper: &Path,
+    dir: &Path,
+    fsync: Dist,
+) -> Result<Value, String> {
+    let base = server.url.clone();
+    let url = format!("{base}/api/v1/alerts");
+    let jpath = server.journal_path();
+    let pid = server.pid();
+    let c = client(
+        args.connections
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(args.max_inflight),
+    )?;
+    let mut report = json!({
+        "machine": {
+            "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpu": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines()
+                .find_map(|l| l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, m)| m.trim().to_string())),
+        },
+        "payload_bytes": FIXTURE.len(),
+        "alerts_per_request": FIXTURE_ALERTS,
+        "generator_worker_threads": args.workers,
+        "server_log_level": args.server_log,
+        "fsync_4k": fsync.json(),
+    });
+    let mut total = Outcomes::default();
+    let mut alerts_ok = 0u64;
+
+    // Warm-up: connections, page cache, the journal's first pages.
+    let warm = open_loop(&c, &url, 200, 1.0, args.max_inflight, |_| FIXTURE.into()).await;
+    for s in &warm.shots {
+        total.add(&s.result);
+    }
+    alerts_ok += FIXTURE_ALERTS
+        * warm
+            .shots
+            .iter()
+            .filter(|s| matches!(s.result, Ok(200..=299)))
+            .count() as u64;
+
+    // b. ACK latency at fixed rates (open loop).
+    if args.only.contains('b') {
+        let mut rows = Vec::new();
+        for &rate in &args.rates {
+            eprintln!("b: open loop at {rate} req/s for {} s", args.rate_seconds);
+            let cpu0 = thread_cpu(pid);
+            let m0 = machine_ticks();
+            let r = open_loop(&c, &url, rate, args.rate_seconds, args.max_inflight, |_| {
+                FIXTURE.into()
+            })
+            .await;
+            let cpu1 = thread_cpu(pid);
+            let mut o = Outcomes::default();
+            for s in &r.shots {
+                o.add(&s.result);
+            }
+            let answered = r.shots.len() as u64;
+            let achieved = answered as f64 / r.send_span.max(1e-9);
+            let sched = Dist::of(r.shots.iter().map(|s| s.from_schedule_ms).collect());
+            let sent = Dist::of(r.shots.iter().map(|s| s.from_send_ms).collect());
+            let lag = Dist::of(r.shots.iter().map(|s| s.send_lag_ms).collect());
+            let kept_up = r.skipped == 0
+                && o.ok == answered
+                && achieved >= rate as f64 * 0.95
+                && r.wall <= args.rate_seconds + 1.0;
+            alerts_ok += FIXTURE_ALERTS * o.ok;
+            rows.push(json!({
+                "rate_target": rate,
+                "rate_sent": (achieved * 10.0).round() / 10.0,
+                "requests": answered + r.skipped,
+                "skipped_backlog": r.skipped,
+                "kept_up": kept_up,
+                "outcomes": o.json(),
+                "latency_from_schedule": sched.json(),
+                "latency_from_send": sent.json(),
+                "dispatcher_lag": lag.json(),
+                "server_threads_cpu": diff_cpu(&cpu0, &cpu1, r.wall),
+                "machine_busy_pct_all_cores": busy_pct(m0, machine_ticks()),
+            }));
+            total.merge(o);
+        }
+        report["ack_latency"] = json!(rows);
+    }
+
+    // a. Max journaled throughput (closed loop).
+    if args.only.contains('a') {
+        let mut runs = Vec::new();
+        for &conns in &args.connections {
+            eprintln!(
+                "a: {} connections, {} s or {} requests",
+                conns, args.duration, args.max_requests
+            );
+            let before = journal_alerts(&jpath)?;
+            let m0 = scrape(&c, &base).await;
+            let cpu0 = thread_cpu(pid);
+            let mt0 = machine_ticks();
+            let me0 = process_cpu(std::process::id() as i32);
+            let (o, lat, wall) =
+                throughput(&c, &url, FIXTURE, conns, args.duration, args.max_requests).await;
+            let cpu1 = thread_cpu(pid);
+            let mt1 = machine_ticks();
+            let me1 = process_cpu(std::process::id() as i32);
+            let m1 = scrape(&c, &base).await;
+            let after = journal_alerts(&jpath)?;
+            let journaled = after - before;
+            let expected = FIXTURE_ALERTS * o.ok;
+            let unsure = FIXTURE_ALERTS * o.errors; // no answer: may or may not be journaled
+            let lossless = journaled >= expected && journaled <= expected + unsure;
+            let wcount = m1.1 - m0.1;
+            alerts_ok += expected;
+            runs.push(json!({
+            "connections": conns,
+            "seconds": (wall * 1000.0).round() / 1000.0,
+            "requests": o.ok + o.non_2xx_total() + o.errors,
+            "outcomes": o.json(),
+            "requests_per_s_2xx": (o.ok as f64 / wall).round(),
+            "alerts_per_s_journaled": (journaled as f64 / wall).round(),
+            "alerts_acknowledged": expected,
+            "alerts_journaled": journaled,
+            "zero_loss": lossless,
+            "closed_loop_latency": lat.json(),
+            "journal_write_mean_ms": if wcount > 0.0 { ((m1.0 - m0.0) / wcount * 1e6).round() / 1e3 } else { 0.0 },
+            "server_threads_cpu": diff_cpu(&cpu0, &cpu1, wall),
+            "generator_cpu_pct": ((me1.0 - me0.0) / wall * 1000.0).round() / 10.0,
+            "machine_busy_pct_all_cores": busy_pct(mt0, mt1),
+            "generator_runq_wait_pct": ((me1.1 - me0.1) / wall * 1000.0).round() / 10.0,
+            "webhook_rejected": m1.2,
+        }));
+            total.merge(o);
+        }
+        report["throughput"] = json!(runs);
+    }
+
+    // c. Alert received -> first step started.
+    if args.only.contains('c') {
+        let spawn_dir = dir.join("spawn-stamps");
+        std::fs::create_dir_all(&spawn_dir).map_err(|e| format!("mkdir: {e}"))?;
+        eprintln!(
+            "c: spawn cost of the helper ({} samples)",
+            args.spawn_samples
+        );
+        let spawn = spawn_cost(helper, &spawn_dir, args.spawn_samples).await?;
+        eprintln!(
+            "c: {} probes at {} req/s",
+            (args.probe_rate as f64 * args.probe_seconds) as u64,
+            args.probe_rate
+        );
+        let r = open_loop(
+            &c,
+            &url,
+            args.probe_rate,
+            args.probe_seconds,
+            args.max_inflight,
+            |i| probe_body(i).into(),
+        )
+        .await;
+        let mut o = Outcomes::default();
+        for s in &r.shots {
+            o.add(&s.result);
+        }
+        alerts_ok += o.ok;
+        let acked: Vec<&Shot> = r
+            .shots
+            .iter()
+            .filter(|s| matches!(s.result, Ok(200..=299)))
+            .collect();
+        // Wait (bounded) for every acknowledged probe's step to have run.
+        let stamps = dir.join("stamps");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = std::fs::read_dir(&stamps).map(|d| d.count()).unwrap_or(0);
+            if n >= acked.len() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut e2e = Vec::new();
+        let mut missing = 0u64;
+        for s in &acked {
+            match std::fs::read_to_string(stamps.join(s.idx.to_string()))
+                .ok()
+                .and_then(|t| t.trim().parse::<u128>().ok())
+            {
+                Some(at) => e2e.push(at.saturating_sub(s.sent_unix_ns) as f64 / 1e6),
+                None => missing += 1,
+            }
+        }
+        // The journal's view: alert received -> execution created -> execution started.
+        let (mut created_to_started, mut received_to_created, mut statuses) =
+            (Vec::new(), Vec::new(), BTreeMap::<String, u64>::new());
+        let j = Journal::open_read_only(&jpath).map_err(|e| format!("journal: {e}"))?;
+        let execs = j
+            .list_executions(&ExecutionFilter {
+                rule: Some("bench-probe".into()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .map_err(|e| format!("journal executions: {e}"))?;
+        for e in &execs {
+            *statuses.entry(e.status.as_str().to_string()).or_default() += 1;
+            if let Some(st) = e.started_ms {
+                created_to_started.push((st - e.created_ms) as f64);
+            }
+            if let Ok(a) = j.alerts_by_fingerprint(&e.fingerprint)
+                && let Some((_, first)) = a.first()
+            {
+                received_to_created.push((e.created_ms - first.received_ms) as f64);
+            }
+        }
+        let ack = Dist::of(r.shots.iter().map(|s| s.from_schedule_ms).collect());
+        let e2e = Dist::of(e2e);
+        report["alert_to_step"] = json!({
+            "rate": args.probe_rate,
+            "probes": r.shots.len() as u64 + r.skipped,
+            "outcomes": o.json(),
+            "steps_missing_after_30s": missing,
+            "executions": execs.len(),
+            "execution_statuses": statuses,
+            "send_to_step_process_running": e2e.json(),
+            "helper_spawn_direct": spawn.json(),
+            "ack_latency_from_schedule": ack.json(),
+            "journal_received_to_created_ms": Dist::of(received_to_created).json(),
+            "journal_created_to_started_ms": Dist::of(created_to_started).json(),
+        });
+        total.merge(o);
+    }
+
+    // Zero loss over the whole run: every 2xx alert is in the journal.
+    let in_journal = journal_alerts(&jpath)?;
+    let unsure = total.errors * FIXTURE_ALERTS;
+    let zero_loss = in_journal >= alerts_ok && in_journal <= alerts_ok + unsure;
+    report["totals"] = json!({
+        "outcomes": total.json(),
+        "alerts_acknowledged": alerts_ok,
+        "alerts_in_journal": in_journal,
+    });
+    let runs_lossless = report["throughput"]
+        .as_array()
+        .is_none_or(|runs| runs.iter().all(|r| r["zero_loss"] == json!(true)));
+    report["zero_loss"] = json!(zero_loss && runs_lossless);
+    Ok(report)
+}
+
+fn print_tables(r: &Value) {
+    let f = |v: &Value| match v.as_f64() {
+        Some(x) => format!("{x:.2}"),
+        None => "-".into(),
+    };
+    let v = |x: &Value| match x {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!();
+    println!(
+        "machine: {} cores, {}; generator threads {}; server --log {}",
+        r["machine"]["nproc"],
+        r["machine"]["cpu"].as_str().unwrap_or("?"),
+        r["generator_worker_threads"],
+        r["server_log_level"].as_str().unwrap_or("?")
+    );
+    println!(
+        "fsync (4 KiB + fdatasync): p50 {} ms, p99 {} ms",
+        f(&r["fsync_4k"]["p50_ms"]),
+        f(&r["fsync_4k"]["p99_ms"])
+    );
+    if let Some(rows) = r["ack_latency"].as_array() {
+        println!("\nb. ACK latency, open loop (ms, from the scheduled send time)");
+        println!(
+            "    rate    sent/s    kept      p50      p99     p999      max p99 send   non-2xx/err"
+        );
+        for row in rows {
+            let l = &row["latency_from_schedule"];
+            println!(
+                "{:>8} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}  {:>12}",
+                v(&row["rate_target"]),
+                v(&row["rate_sent"]),
+                v(&row["kept_up"]),
+                f(&l["p50_ms"]),
+                f(&l["p99_ms"]),
+                f(&l["p999_ms"]),
+                f(&l["max_ms"]),
+                f(&row["latency_from_send"]["p99_ms"]),
+                format!(
+                    "{}/{}",
+                    row["outcomes"]["non_2xx"]
+                        .as_object()
+                        .map(|m| m.values().filter_map(Value::as_u64).sum::<u64>())
+                        .unwrap_or(0),
+                    row["outcomes"]["transport_errors"]
+                ),
+            );
+        }
+    }
+    if let Some(runs) = r["throughput"].as_array() {
+        println!("\na. Max journaled throughput (closed loop)");
+        for t in runs {
+            println!(
+                "{} connections, {} s: {} req/s (2xx), {} alerts/s journaled; {} acknowledged, {} journaled, zero loss: {}",
+                t["connections"],
+                t["seconds"],
+                t["requests_per_s_2xx"],
+                t["alerts_per_s_journaled"],
+                t["alerts_acknowledged"],
+                t["alerts_journaled"],
+                t["zero_loss"]
+            );
+            println!(
+                "  non-2xx {}, transport errors {}; closed-loop latency p50 {} ms p99 {} ms; journal wait mean {} ms; generator CPU {}%",
+                t["outcomes"]["non_2xx"],
+                t["outcomes"]["transport_errors"],
+                f(&t["closed_loop_latency"]["p50_ms"]),
+                f(&t["closed_loop_latency"]["p99_ms"]),
+                t["journal_write_mean_ms"],
+                t["generator_cpu_pct"]
+            );
+            println!(
+                "  machine busy (all cores, every process) {}%; generator run-queue wait {}%",
+                t["machine_busy_pct_all_cores"], t["generator_runq_wait_pct"]
+            );
+            println!(
+                "  server threads (% of one core): {}",
+                t["server_threads_cpu"]
+            );
+        }
+    }
+    let c = &r["alert_to_step"];
+    if !c.is_null() {
+        println!(
+            "\nc. Alert in -> first step started ({} probes at {} req/s)",
+            c["probes"], c["rate"]
+        );
+        println!(
+            "                                                  p50      p99      max        n"
+        );
+        for (name, k) in [
+            (
+                "request sent -> step process running",
+                "send_to_step_process_running",
+            ),
+            (
+                "helper spawned directly (spawn cost)",
+                "helper_spawn_direct",
+            ),
+            (
+                "journal: execution created -> started",
+                "journal_created_to_started_ms",
+            ),
+            (
+                "journal: alert received -> exec created",
+                "journal_received_to_created_ms",
+            ),
+            ("ACK latency (from schedule)", "ack_latency_from_schedule"),
+        ] {
+            println!(
+                "{:<44} {:>8} {:>8} {:>8} {:>8}",
+                name,
+                f(&c[k]["p50_ms"]),
+                f(&c[k]["p99_ms"]),
+                f(&c[k]["max_ms"]),
+                v(&c[k]["n"])
+            );
+        }
+        println!(
+            "steps missing after 30 s: {}; execution statuses: {}",
+            c["steps_missing_after_30s"], c["execution_statuses"]
+        );
+    }
+    println!(
+        "\ntotals: {}; journal {} alerts for {} acknowledged; zero loss: {}",
+        r["totals"]["outcomes"],
+        r["totals"]["alerts_in_journal"],
+        r["totals"]["alerts_acknowledged"],
+        r["zero_loss"]
+    );
+    println!(
+        "server: peak RSS {} kB; log {} lines, {} WARN, {} ERROR",
+        r["server_peak_rss_kb"],
+        r["server_log"]["lines"],
+        r["server_log"]["warn"],
+        r["server_log"]["error"]
+    );
+    if let Some(d) = r["server_log"]["distinct"].as_array() {
+        for e in d {
+            println!("  {}x {}", e["count"], e["example"].as_str().unwrap_or(""));
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Email, end to end: kafka-healing runs a runbook and the outcome crosses a real socket to
+//! a real SMTP server (aiosmtpd). Outages, restarts, the rate limit and escalations.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+use super::harness::*;
+use crate::common::Scratch;
+use crate::mailbox::{SmtpServer, free_port, headers, parse_eml, pki, strings};
+
+fn rules(rec: &str, exit_file_rule_extra: &str) -> String {
+    format!(
+        r#"rules:
+  - name: broker-down
+    description: restart a broker that stopped
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+    notify: [team@example.com]
+{exit_file_rule_extra}
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["{rec}", "run", "{{{{target.host}}}}"]
+"#
+    )
+}
+
+fn smtp_cfg(port: u16, extra: &str) -> String {
+    format!(
+        "notifications:\n  rate_limit_seconds: 0\n  retry_initial_seconds: 1\n  smtp:\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    from_email: kafka-healing@example.com\n    to_emails: [oncall@example.com]\n    timeout_seconds: 5\n{extra}"
+    )
+}
+
+async fn wait_mail(smtp: &SmtpServer, n: usize, secs: u64) -> Vec<(String, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = smtp.received();
+        if got.len() >= n {
+            return got;
+        }
+        if Instant::now() > deadline {
+            panic!("expected {n} message(s), got {}: {got:?}", got.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn part<'a>(parsed: &'a Value, ty: &str) -> &'a str {
+    parsed["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == ty)
+        .and_then(|p| p["body"].as_str())
+        .unwrap_or_else(|| panic!("no {ty} part in {parsed}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outcome_mail_reaches_oncall_with_both_parts_and_hostile_labels_defused() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let smtp = SmtpServer::start(s.path(), &[]);
+    let srv = Server::start(
+        &s,
+        &config(&smtp_cfg(smtp.port, "")),
+        &rules(rec.to_str().unwrap(), ""),
+    );
+    let mut labels = down("kafka-1");
+    labels["v"] = json!("<script>alert(1)</script>\r\nBcc: evil@example.com");
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", labels)]))
+            .await
+            .0,
+        200
+    );
+    let got = wait_mail(&smtp, 1, 20).await;
+    let (eml, meta) = &got[0];
+    assert_eq!(
+        strings(&meta["rcpt_tos"]),
+        ["oncall@example.com", "team@example.com"],
+        "{meta}"
+    );
+    let parsed = parse_eml(eml);
+    assert_eq!(
+        headers(&parsed, "Subject"),
+        ["[kafka-healing] RECOVERED kafka-1 (broker-down) test"]
+    );
+    assert!(
+        headers(&parsed, "Bcc").is_empty(),
+        "a label never adds a header"
+    );
+    assert_eq!(parsed["content_type"], "multipart/alternative");
+    let text = part(&parsed, "text/plain");
+    let html = part(&parsed, "text/html");
+    assert!(
+        text.contains("Outcome:   succeeded: all 1 step(s) succeeded"),
+        "{text}"
+    );
+    assert!(text.contains("What happens next"), "{text}");
+    assert!(
+        text.contains(&format!("$ {} run k1.example.com", rec.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("Silence it: http://alertmanager.example.com/#/silences/new?filter=%7B"),
+        "{text}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "HTML escapes alert data");
+    // The journal records it as sent.
+    let j = kafka_healing::journal::Journal::open_read_only(&s.path().join("state/journal.db"))
+        .unwrap();
+    let mails = j.recent_mails(10).unwrap();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].sent_ms.is_some());
+    assert_eq!(
+        mails[0].mail.execution_id,
+        Some(srv.executions().await[0]["id"].as_i64().unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_outage_queues_mail_and_a_restart_delivers_each_once() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let port = free_port(); // nothing listens: the SMTP server is down
+    let mut srv = Server::start(
+        &s,
+        &config(&smtp_cfg(port, "")),
+        &rules(rec.to_str().unwrap(), ""),
+    );
+    let body = webhook(
+        "r",
+        vec![
+            alert("firing", down("kafka-1")),
+            alert("firing", down("kafka-2")),
+        ],
+    );
+    assert_eq!(srv.post(&body).await.0, 200);
+    srv.wait_until(20, "both executions", |l| {
+        l.iter().filter(|e| e["status"] == "succeeded").count() == 2
+    })
+    .await;
+    // Remediation went on; the mail waits with the reason it failed.
+    let db = s.path().join("state/journal.db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let j = kafka_healing::journal::Journal::open_read_only(&db).unwrap();
+        let pending = j.pending_mails().unwrap();
+        if pending.len() == 2 && pending.iter().all(|m| m.attempts >= 1) {
+            assert!(
+                pending[0]
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("cannot connect"),
+                "{pending:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mails not queued with failures: {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("kafka_healing_outbox_depth 2"), "{m}");
+    // Restart kafka-healing with the full outbox, then bring SMTP back.
+    srv.signal(Signal::SIGTERM);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = srv.child.wait();
+        drop(srv);
+    })
+    .await;
+    let srv = Server::start_in(s.path());
+    let smtp = SmtpServer::start_on(s.path(), port, &[]);
+    let got = wait_mail(&smtp, 2, 30).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(smtp.received().len(), 2, "each message delivered once");
+    let subjects: Vec<String> = got
+        .iter()
+        .map(|(e, _)| headers(&parse_eml(e), "Subject")[0].clone())
+        .collect();
+    assert!(subjects.contains(&"[kafka-healing] RECOVERED kafka-1 (broker-down) test".to_string()));
+    assert!(subjects.contains(&"[kafka-healing] RECOVERED kafka-2 (broker-down) test".to_string()));
+    drop(srv);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starttls_auth_failure_keeps_the_mail_queued_until_fixed() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let pki = pki(s.path());
+    let smtp = SmtpServer::start(
+        s.path(),
+        &[
+            "--starttls-cert",
+            pki.cert.to_str().unwrap(),
+            "--starttls-key",
+            pki.key.to_str().unwrap(),
+            "--auth",
+            "alice:right",
+        ],
+    );
+    let tls = |pw: &str| {
+        smtp_cfg(
+            smtp.port,
+            &format!(
+                "    username: alice\n    password: {pw}\n    ca_file: {}\n",
+                pki.ca.display()
+            ),
+        )
+        .replace("tls: none", "tls: starttls")
+    };
+    let srv = Server::start(
+        &s,
+        &config(&tls("wrong")),
+        &rules(rec.to_str().unwrap(), ""),
+    );
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", down("kafka-3"))]))
+            .await
+            .0,
+        200
+    );
+    let db = s.path().join("state/journal.db");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let j = kafka_healing::journal::Journal::open_read_only(&db).unwrap();
+        let p = j.pending_mails().unwrap();
+        if let Some(m) = p.first().filter(|m| m.attempts >= 1) {
+            let e = m.last_error.clone().unwrap_or_default();
+            assert!(e.contains("authentication") || e.contains("AUTH"), "{e}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempt recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(smtp.received().is_empty());
+    // Fix the password and reload: the queued message goes out, over TLS, authenticated.
+    s.write("config.yaml", &config(&tls("right")));
+    assert_eq!(srv.post_path("/-/reload").await.0, 200);
+    let got = wait_mail(&smtp, 1, 20).await;
+    assert_eq!(got[0].1["tls"], true, "{}", got[0].1);
+    assert_eq!(got[0].1["auth_user"], "alice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_holds_back_and_folds_into_one_summary() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let smtp = SmtpServer::start(s.path(), &[]);
+    let cfg =
+        config(&smtp_cfg(smtp.port, "").replace("rate_limit_seconds: 0", "rate_limit_seconds: 3"))
+            + "recovery: { cooldown_seconds: 0, max_attempts: 10 }\n";
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap(), ""));
+    for i in 1..=3 {
+        assert_eq!(
+            srv.post(&webhook("r", vec![alert("firing", down("kafka-1"))]))
+                .await
+                .0,
+            200
+        );
+        srv.wait_until(20, "the run", |l| {
+            l.iter().filter(|e| e["status"] == "succeeded").count() == i
+        })
+        .await;
+    }
+    let first = wait_mail(&smtp, 1, 10).await;
+    assert_eq!(first.len(), 1, "only one mail inside the window");
+    let got = wait_mail(&smtp, 2, 15).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        smtp.received().len(),
+        2,
+        "the held-back ones went out together"
+    );
+    let second = parse_eml(&got[1].0);
+    assert_eq!(
+        headers(&second, "Subject"),
+        ["[kafka-healing] RECOVERED kafka-1 (broker-down) test (+1 earlier)"]
+    );
+    let text = part(&second, "text/plain");
+    assert!(
+        text.contains("Also since the last email (1 held back by the rate limit):"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escalations_reach_the_escalation_list() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("exit", "1");
+    // oncall@ is refused by the server: its messages stay undeliverable.
+    let smtp = SmtpServer::start(s.path(), &["--reject-rcpt", "oncall@example.com"]);
+    let esc =
+        "  escalation:\n    to_emails: [boss@example.com]\n    undeliverable_after_seconds: 1\n";
+    let cfg = config(
+        &smtp_cfg(smtp.port, "").replace("notifications:\n", &format!("notifications:\n{esc}")),
+    ) + "recovery: { max_attempts: 1 }\n";
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap(), ""));
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", down("kafka-2"))]))
+            .await
+            .0,
+        200
+    );
+    // The circuit opens (1/1 attempts failed): escalation to boss@; and the FAILED outcome
+    // to oncall@ is undeliverable, which after 1 s is escalated too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let subjects = loop {
+        let subjects: Vec<(Vec<String>, String)> = smtp
+            .received()
+            .iter()
+            .map(|(e, m)| {
+                (
+                    strings(&m["rcpt_tos"]),
+                    headers(&parse_eml(e), "Subject")[0].clone(),
+                )
+            })
+            .collect();
+        if subjects.len() >= 2 {
+            break subjects;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "escalations not delivered: {subjects:?}\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        subjects
+            .iter()
+            .all(|(to, _)| to == &vec!["boss@example.com".to_string()]),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects
+            .iter()
+            .any(|(_, s)| s == "[kafka-healing] ESCALATION kafka-2 (broker-down) test"),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects
+            .iter()
+            .any(|(_, s)| s.starts_with("[kafka-healing] ESCALATION email undeliverable for 0 min: [kafka-healing] FAILED kafka-2")),
+        "{subjects:?}"
+    );
+}
