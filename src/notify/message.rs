@@ -378,3 +378,51 @@ mod tests {
         assert_eq!(silence_url("", &labels), None);
     }
 }
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+
+    #[test]
+    fn template_files_replace_the_built_in_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("subject.hbs"),
+            "{{outcome}}: {{target}} on {{cluster}}\n",
+        )
+        .unwrap();
+        let files = TemplateFiles {
+            subject: Some("subject.hbs".into()),
+            ..Default::default()
+        };
+        let c = Composer::new(&files, dir.path()).unwrap();
+        let ctx = MessageContext {
+            outcome: "FAILED".into(),
+            target: Some("kafka-9".into()),
+            cluster: "c1".into(),
+            ..Default::default()
+        };
+        let r = c.render(&ctx).unwrap();
+        assert_eq!(r.subject, "FAILED: kafka-9 on c1");
+        assert!(
+            r.text.contains("Cluster:   c1"),
+            "the built-in text template is kept"
+        );
+        let missing = TemplateFiles {
+            html: Some("nope.hbs".into()),
+            ..Default::default()
+        };
+        let e = Composer::new(&missing, dir.path()).unwrap_err();
+        assert!(e.contains("nope.hbs"), "{e}");
+        std::fs::write(dir.path().join("bad.hbs"), "{{#if x}}").unwrap();
+        let bad = TemplateFiles {
+            text: Some("bad.hbs".into()),
+            ..Default::default()
+        };
+        assert!(
+            Composer::new(&bad, dir.path())
+                .unwrap_err()
+                .contains("template `text`")
+        );
+    }
+}

@@ -361,3 +361,44 @@ async fn escalations_reach_the_escalation_list() {
         "{subjects:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_interrupted_by_a_crash_is_escalated_after_restart() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "30");
+    let smtp = SmtpServer::start(s.path(), &[]);
+    let esc = "  escalation:\n    to_emails: [boss@example.com]\n";
+    let cfg = config(
+        &smtp_cfg(smtp.port, "").replace("notifications:\n", &format!("notifications:\n{esc}")),
+    );
+    let mut srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap(), ""));
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", down("kafka-3"))]))
+            .await
+            .0,
+        200
+    );
+    srv.wait_until(10, "running", |l| {
+        l.iter().any(|e| e["status"] == "running")
+    })
+    .await;
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    drop(srv);
+    s.write("sleep", "0");
+    let _srv = Server::start_in(s.path());
+    let got = wait_mail(&smtp, 1, 20).await;
+    let parsed = parse_eml(&got[0].0);
+    assert_eq!(strings(&got[0].1["rcpt_tos"]), ["boss@example.com"]);
+    assert_eq!(
+        headers(&parsed, "Subject"),
+        ["[kafka-healing] ESCALATION kafka-3 (broker-down) test"]
+    );
+    let text = part(&parsed, "text/plain");
+    assert!(
+        text.contains("a human is needed: an execution was interrupted"),
+        "{text}"
+    );
+    assert!(text.contains("never re-run blindly"), "{text}");
+}
