@@ -30,6 +30,8 @@ pub struct Execution {
     pub cluster: String,
     /// The target broker, when there is one.
     pub broker: Option<Broker>,
+    /// Already recorded as `running` (created so); otherwise marked before the first step.
+    pub marked_running: bool,
 }
 
 /// `KAFKA_HEALING_*` variables describing the alert, for the steps' environment.
@@ -106,10 +108,15 @@ pub async fn execute(
 ) -> Outcome {
     opts.env = child_env(&step_env(&job));
     let started = now_ms();
-    if let Err(e) = journal
-        .set_status(job.id, ExecStatus::Running, None, started)
-        .await
-    {
+    let marked = match job.marked_running {
+        true => Ok(()),
+        false => {
+            journal
+                .set_status(job.id, ExecStatus::Running, None, started)
+                .await
+        }
+    };
+    if let Err(e) = marked {
         // Without a durable "running" mark a crash could hide the run: do not start.
         warn!(execution = job.id, error = %e, "cannot mark the execution running: not started");
         return Outcome {

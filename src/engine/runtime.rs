@@ -608,32 +608,41 @@ impl Engine {
         guard: bool,
         reason: String,
     ) {
-        let Some(id) = self
-            .create(
-                Some(alert_id),
-                &p,
-                ExecStatus::Queued,
-                reason.clone(),
-                attempt,
-            )
-            .await
-        else {
-            return;
-        };
-        info!(execution = id, rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), %reason, "queued");
         let key = p.work_key();
-        self.skips_seen.retain(|(k, _, _)| *k != key);
-        self.inflight.insert(key.clone(), id);
-        self.queue.push(Queued {
-            id,
-            key,
+        let mut q = Queued {
+            id: 0,
+            key: key.clone(),
             plan: p,
             alert: alert.clone(),
             not_before_ms,
             guard,
             attempt,
             waiting: None,
-        });
+        };
+        // Work that may start at once is created `running`: one commit fewer between the
+        // alert and its first step.
+        let now = now_ms();
+        let start_now = self.accepting && self.blocked(&q, now).is_none();
+        let status = if start_now {
+            ExecStatus::Running
+        } else {
+            ExecStatus::Queued
+        };
+        let Some(id) = self
+            .create(Some(alert_id), &q.plan, status, reason.clone(), attempt)
+            .await
+        else {
+            return;
+        };
+        q.id = id;
+        info!(execution = id, rule = %key.rule, target = key.target.as_deref().unwrap_or("-"), %reason, "{}", status.as_str());
+        self.skips_seen.retain(|(k, _, _)| *k != key);
+        self.inflight.insert(key, id);
+        if start_now {
+            self.launch(q, now, true);
+        } else {
+            self.queue.push(q);
+        }
     }
 
     /// Opens the circuit of `key`, records it and escalates (event, and a message when
@@ -816,13 +825,13 @@ impl Engine {
                 }
                 None => {
                     let q = self.queue.remove(i);
-                    self.launch(q, now);
+                    self.launch(q, now, false);
                 }
             }
         }
     }
 
-    fn launch(&mut self, q: Queued, now: i64) {
+    fn launch(&mut self, q: Queued, now: i64, marked_running: bool) {
         self.policy.started(&q.key, now);
         let setup = self.setup.clone();
         let broker = q
@@ -846,6 +855,7 @@ impl Engine {
             attempt: q.attempt,
             cluster: setup.loaded.config.cluster.name.clone(),
             broker,
+            marked_running,
         };
         info!(execution = q.id, rule = %q.key.rule, target = q.key.target.as_deref().unwrap_or("-"), "starting");
         self.running.insert(
