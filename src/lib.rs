@@ -18,3 +18,4 @@ pub mod rules;
 pub mod runbook;
 pub mod server;
 pub mod yaml;
+pub mod expo;
