@@ -1,6 +1,7 @@
 //! Ingest: how alerts arrive. Today the Alertmanager webhook; self-scrape and probes
 //! produce the same [`Alert`] shape later.
 
+pub mod probe;
 pub mod store;
 pub mod webhook;
 

@@ -9,5 +9,6 @@ mod executor;
 mod hostile;
 mod journal;
 mod mailbox;
+mod probes;
 mod serve;
 mod smtp;
