@@ -2,6 +2,7 @@
 //! produce the same [`Alert`] shape later.
 
 pub mod probe;
+pub mod scrape;
 pub mod store;
 pub mod webhook;
 

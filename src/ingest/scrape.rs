@@ -1,0 +1,155 @@
+//! Scraping a broker's JMX-exporter endpoint: one bounded HTTP GET (gzip accepted), the
+//! body parsed by [`crate::expo`], target labels attached the way Prometheus does, and
+//! `up`, `scrape_duration_seconds` and `scrape_samples_scraped` synthesized.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::store::Labels;
+use crate::config::Broker;
+
+/// Largest body accepted (a JMX exporter of a large broker serves a few MB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What one scrape saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeResult {
+    /// The broker.
+    pub node_id: String,
+    /// The URL scraped.
+    pub url: String,
+    /// Whether the scrape worked (HTTP 2xx and a body that parses).
+    pub up: bool,
+    /// How long it took.
+    pub duration: Duration,
+    /// Samples, with target labels, plus the synthesized ones.
+    pub samples: Vec<(Labels, f64)>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// The endpoint of a broker: `metrics_url`, else `http://host:jmx_port/metrics`.
+pub fn metrics_url(b: &Broker) -> Option<String> {
+    match (&b.metrics_url, b.jmx_port) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(p)) => Some(format!("http://{}:{p}/metrics", b.host)),
+        (None, None) => None,
+    }
+}
+
+fn instance_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| url.to_string())
+}
+
+fn target_labels(node_id: &str, url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("instance", instance_of(url)),
+        ("job", "kafka".to_string()),
+        ("node_id", node_id.to_string()),
+    ]
+}
+
+fn synthesized(name: &str, targets: &[(&'static str, String)], v: f64) -> (Labels, f64) {
+    let mut l: Labels = targets
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    l.insert("__name__".into(), name.into());
+    (l, v)
+}
+
+async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<String, String> {
+    let resp = client
+        .get(url)
+        .header("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                format!("no answer within {timeout:?}")
+            } else {
+                e.to_string()
+            }
+        })?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    if resp
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_BODY_BYTES)
+    {
+        return Err(format!("body larger than {MAX_BODY_BYTES} bytes"));
+    }
+    let body = resp.bytes().await.map_err(|e| {
+        if e.is_timeout() {
+            format!("body not complete within {timeout:?}")
+        } else {
+            format!("reading the body: {e}")
+        }
+    })?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(format!("body larger than {MAX_BODY_BYTES} bytes"));
+    }
+    String::from_utf8(body.to_vec()).map_err(|e| format!("body is not UTF-8: {e}"))
+}
+
+/// Scrapes `url` for broker `node_id` within `timeout`.
+pub async fn scrape(
+    client: &reqwest::Client,
+    node_id: &str,
+    url: &str,
+    timeout: Duration,
+) -> ScrapeResult {
+    let t0 = Instant::now();
+    let targets = target_labels(node_id, url);
+    let mut samples = Vec::new();
+    let error = match fetch(client, url, timeout).await {
+        Ok(body) => match crate::expo::parse(&body) {
+            Ok(parsed) => {
+                for s in parsed {
+                    let mut l: Labels = BTreeMap::new();
+                    for (k, v) in &s.labels {
+                        l.insert((*k).to_string(), v.to_string());
+                    }
+                    // As Prometheus with honor_labels: false, the exporter's own target
+                    // labels are kept as exported_*.
+                    for (k, v) in &targets {
+                        if let Some(old) = l.insert(k.to_string(), v.clone()) {
+                            l.insert(format!("exported_{k}"), old);
+                        }
+                    }
+                    l.insert("__name__".into(), s.name.to_string());
+                    samples.push((l, s.value));
+                }
+                None
+            }
+            Err(e) => Some(format!("malformed exposition: {e}")),
+        },
+        Err(e) => Some(e),
+    };
+    if error.is_some() {
+        samples.clear();
+    }
+    let duration = t0.elapsed();
+    let n = samples.len() as f64;
+    let up = error.is_none();
+    samples.push(synthesized("up", &targets, if up { 1.0 } else { 0.0 }));
+    samples.push(synthesized(
+        "scrape_duration_seconds",
+        &targets,
+        duration.as_secs_f64(),
+    ));
+    samples.push(synthesized("scrape_samples_scraped", &targets, n));
+    ScrapeResult {
+        node_id: node_id.to_string(),
+        url: url.to_string(),
+        up,
+        duration,
+        samples,
+        error,
+    }
+}
