@@ -2,11 +2,13 @@
 
 mod check;
 mod dry_run;
+mod eval;
 mod history;
 mod notify;
 mod output;
 pub use output::display_arg;
 mod reset;
+mod scrape;
 mod serve;
 
 use std::path::PathBuf;
@@ -109,6 +111,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Evaluate a PromQL condition against metrics in exposition text format, as a rule's
+    /// `condition.expr` would see them. Exit 1 when the expression is invalid or unsupported.
+    Eval {
+        /// Metrics (Prometheus/OpenMetrics text); samples without a timestamp are taken at
+        /// the evaluation time. `-` reads standard input.
+        #[arg(long, value_name = "FILE|-")]
+        metrics: PathBuf,
+        /// Evaluation time in ms since the epoch (default: the newest timestamp in the
+        /// file, else now).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        at_ms: Option<i64>,
+        /// Print one JSON object (Prometheus API shape).
+        #[arg(long)]
+        json: bool,
+        /// The PromQL expression.
+        expr: String,
+    },
+    /// Scrape and probe every target once (the JMX exporters, broker sockets, ZooKeeper,
+    /// as monitoring.methods says) and show what each rule condition returns now. Nothing
+    /// is remediated.
+    Scrape {
+        /// Config file (YAML).
+        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Email notifications: `notify test` sends a test message through the configured SMTP
     /// server.
     Notify {
@@ -153,7 +183,14 @@ pub fn run(cli: Cli) -> ExitCode {
             rule,
             target,
         }),
+        Command::Eval {
+            metrics,
+            at_ms,
+            json,
+            expr,
+        } => eval::run(&metrics, at_ms, &expr, json),
         Command::Notify { command } => notify::run(command),
+        Command::Scrape { config, json } => scrape::run(&config, json),
     }
 }
 

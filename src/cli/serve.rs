@@ -14,6 +14,7 @@ use super::{EXIT_INVALID, EXIT_USAGE};
 use crate::config::{LoadError, LogFormat};
 use crate::engine::report::interrupted_mail;
 use crate::engine::{Engine, Setup};
+use crate::ingest::watch::Watcher;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::notify::sender::Sender;
@@ -103,6 +104,14 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         warn!(error = %e, "cannot queue the messages about interrupted executions");
     }
     let engine = Engine::start(journal.clone(), Arc::new(setup), metrics.clone());
+    // Self-watch: scrapes, probes and rule conditions (runs with or without Alertmanager).
+    let watch_cancel = CancellationToken::new();
+    let watcher = Watcher::new(
+        journal.clone(),
+        engine.clone(),
+        Duration::from_secs(15 * 60),
+    );
+    let watch_task = tokio::spawn(watcher.run(watch_cancel.clone()));
     let mail_cancel = CancellationToken::new();
     let sender = tokio::spawn(
         Sender::new(journal.clone(), engine.clone(), metrics.clone()).run(mail_cancel.clone()),
@@ -190,6 +199,8 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         "shutting down: intake closed, letting running executions finish"
     );
     state.accepting.store(false, Ordering::SeqCst);
+    watch_cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), watch_task).await;
     // The grace as configured now (it may have been reloaded).
     let grace = Duration::from_secs(
         engine

@@ -1,8 +1,30 @@
 //! Exposition parser: Prometheus text format 0.0.4 and the OpenMetrics text subset
 //! exporters emit. Zero-copy over the response body where no escape forces a copy.
-//! (Implementation in progress: the signatures below are the agreed interface.)
+//!
+//! - [`parse`] / [`parse_into`]: all samples of a body (HELP/TYPE lines are checked, then
+//!   dropped); [`Parser`]: a streaming iterator that also yields HELP and TYPE.
+//! - Accepted: `# HELP`, `# TYPE` (Prometheus and OpenMetrics types), other `#` comments,
+//!   blank lines, leading and trailing spaces/tabs, CRLF line endings, metric names with
+//!   `:`, label values with any character (escapes `\\`, `\"`, `\n`; other escapes are kept
+//!   verbatim, as Prometheus does), `{}`, a trailing comma, `NaN`, `Inf`/`+Inf`/`-Inf`/
+//!   `Infinity` in any letter case, an optional integer timestamp in ms, `# EOF` (only blank
+//!   lines may follow), an OpenMetrics exemplar after the value (skipped).
+//! - Rejected, as Prometheus rejects them: a duplicate label name in one series, a signed
+//!   `NaN`, a finite value too large for `f64`, hex or `_` in values, a float timestamp (the
+//!   OpenMetrics float-seconds form is not supported), an unknown `# TYPE`.
+//! - Parsing stops at the first error; its [`ExpoError`] has the 1-based line number.
+
+mod labels;
+mod meta;
+mod number;
+mod reader;
+mod sample;
+mod scan;
 
 use std::borrow::Cow;
+
+pub use meta::MetricType;
+pub use reader::{Entry, Parser};
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,9 +51,20 @@ pub struct ExpoError {
 
 /// Parses a whole exposition body. Never panics.
 pub fn parse(input: &str) -> Result<Vec<Sample<'_>>, ExpoError> {
-    let _ = input;
-    Err(ExpoError {
-        line: 0,
-        message: "not implemented yet".into(),
-    })
+    let mut out = Vec::new();
+    parse_into(input, &mut out)?;
+    Ok(out)
+}
+
+/// Parses a whole exposition body, appending its samples to `out` (whose allocation can be
+/// reused between scrapes). On error, `out` holds the samples before the bad line. Never
+/// panics.
+pub fn parse_into<'a>(input: &'a str, out: &mut Vec<Sample<'a>>) -> Result<(), ExpoError> {
+    let mut parser = Parser::new(input);
+    while let Some(line) = parser.next_line()? {
+        if let reader::Line::Sample(s) = line {
+            out.push(s);
+        }
+    }
+    Ok(())
 }

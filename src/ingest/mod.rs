@@ -4,6 +4,7 @@
 pub mod probe;
 pub mod scrape;
 pub mod store;
+pub mod watch;
 pub mod webhook;
 
 pub use webhook::{Alert, AlertStatus, WebhookError, WebhookPayload, fingerprint, parse_webhook};

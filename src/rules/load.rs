@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::matcher::{Matcher, anchored_regex};
 use super::model::{HTTP_METHODS, RuleSpec, Runbook, SYSTEMCTL_ACTIONS, StepKind};
-use super::{Param, Rule, RuleSet};
+use super::{Condition, Param, Rule, RuleSet};
 use crate::config::Loaded;
 use crate::diag::Diagnostics;
 use crate::runbook::Templates;
@@ -299,13 +299,43 @@ fn compile_rule(
     if spec.name.trim().is_empty() {
         err(join_key(at, "name"), "must not be empty".into());
     }
-    if spec.matchers.is_empty() {
+    let condition = spec.condition.as_ref().map(|c| Condition {
+        expr: c.expr.clone(),
+        for_ms: c.for_.map(|d| d.as_millis() as i64).unwrap_or(0),
+        alertname: c.alertname.clone().unwrap_or_else(|| spec.name.clone()),
+        labels: c.labels.clone(),
+        annotations: c.annotations.clone(),
+    });
+    if let Some(c) = &condition {
+        if let Err(e) = crate::promql::check(&c.expr) {
+            err(join_key(&join_key(at, "condition"), "expr"), e.to_string());
+        }
+        for k in c.labels.keys() {
+            if !valid_label_name(k) || k == "alertname" {
+                err(
+                    join_key(&join_key(at, "condition"), "labels"),
+                    format!("`{k}` is not a label name the condition may set"),
+                );
+            }
+        }
+    }
+    if spec.matchers.is_empty() && condition.is_none() {
         err(
             join_key(at, "matchers"),
-            "a rule needs at least one matcher (an empty list would match every alert)".into(),
+            "a rule needs at least one matcher or a condition (an empty list would match every alert)"
+                .into(),
         );
     }
     let mut matchers = Vec::new();
+    if let (true, Some(c)) = (spec.matchers.is_empty(), &condition) {
+        // A condition rule answers the alerts its condition raises.
+        if let Ok(m) = Matcher::parse(&format!(
+            "alertname=\"{}\"",
+            c.alertname.replace('"', "\\\"")
+        )) {
+            matchers.push(m);
+        }
+    }
     for (j, m) in spec.matchers.iter().enumerate() {
         match Matcher::parse(m) {
             Ok(m) => matchers.push(m),
@@ -418,6 +448,7 @@ fn compile_rule(
         name: spec.name,
         description: spec.description,
         matchers,
+        condition,
         runbook: spec.runbook,
         params,
         target_label: spec.target_label,

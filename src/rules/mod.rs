@@ -3,6 +3,7 @@
 //! [`model`] is what SREs write, [`matcher`] is Alertmanager's matcher language, and
 //! [`load`](load::load_rules) reads, compiles and checks rule files into a [`RuleSet`].
 
+pub mod condition;
 mod load;
 pub mod matcher;
 pub mod model;
@@ -17,6 +18,21 @@ pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Runbook, Step, StepKind};
 
 use crate::runbook::Templates;
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// PromQL expression.
+    pub expr: String,
+    /// Hold time before firing, ms.
+    pub for_ms: i64,
+    /// `alertname` of the raised alerts.
+    pub alertname: String,
+    /// Extra labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+}
 
 /// A compiled rule param.
 #[derive(Debug, Clone)]
@@ -38,6 +54,8 @@ pub struct Rule {
     pub description: String,
     /// All must match.
     pub matchers: Vec<Matcher>,
+    /// The rule's own PromQL condition, when it has one.
+    pub condition: Option<Condition>,
     /// Runbook name (always defined in the [`RuleSet`]).
     pub runbook: String,
     /// Params in name order.

@@ -15,8 +15,13 @@ pub struct RuleSpec {
     /// What the rule is for.
     #[serde(default)]
     pub description: String,
-    /// Alertmanager matchers (`alertname="KafkaBrokerDown"`); all must match.
+    /// Alertmanager matchers (`alertname="KafkaBrokerDown"`); all must match. A rule with
+    /// a `condition` and no matchers matches the alerts its condition raises.
+    #[serde(default)]
     pub matchers: Vec<String>,
+    /// A PromQL condition over the service's own scrapes, raising alerts by itself.
+    #[serde(default)]
+    pub condition: Option<ConditionSpec>,
     /// The runbook to run.
     pub runbook: String,
     /// Values the runbook's templates see as `params.NAME`.
@@ -45,6 +50,34 @@ pub struct RuleSpec {
     /// disruptive work off healthy brokers while any broker is known down this way.
     #[serde(default)]
     pub broker_down: bool,
+}
+
+/// A rule's own condition: each series the expression returns for `for` becomes a firing
+/// alert; it resolves when the series is no longer returned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    /// PromQL expression (the supported subset).
+    pub expr: String,
+    /// How long a series must hold before the alert fires (`0s` by default).
+    #[serde(default, rename = "for", deserialize_with = "opt_duration")]
+    pub for_: Option<Duration>,
+    /// The `alertname` of the raised alerts (default: the rule's name). Use the same name
+    /// as the Prometheus alerting rule for the same problem, and both sources collapse.
+    #[serde(default)]
+    pub alertname: Option<String>,
+    /// Labels added to the raised alerts.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations of the raised alerts.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    parse_duration(&Value::deserialize(d)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A rule parameter: a template, optionally with an allow pattern for its rendered value.

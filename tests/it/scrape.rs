@@ -32,7 +32,11 @@ async fn exporter() -> u16 {
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let req = String::from_utf8_lossy(&buf[..n]).to_string();
                 let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let head = |len: usize, extra: &str| format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n{extra}Connection: close\r\n\r\n");
+                let head = |len: usize, extra: &str| {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n{extra}Connection: close\r\n\r\n"
+                    )
+                };
                 let out: Vec<u8> = match path.as_str() {
                     "/plain" => [head(BODY.len(), "").into_bytes(), BODY.as_bytes().to_vec()].concat(),
                     "/gzip" => {
@@ -59,7 +63,10 @@ async fn exporter() -> u16 {
 }
 
 fn value(r: &kafka_healing::ingest::scrape::ScrapeResult, name: &str) -> Option<f64> {
-    r.samples.iter().find(|(l, _)| l["__name__"] == name).map(|(_, v)| *v)
+    r.samples
+        .iter()
+        .find(|(l, _)| l["__name__"] == name)
+        .map(|(_, v)| *v)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -70,13 +77,23 @@ async fn plain_and_gzip_bodies_with_target_labels() {
         let url = format!("http://127.0.0.1:{port}/{path}");
         let r = scrape(&c, "kafka-1", &url, Duration::from_secs(2)).await;
         assert!(r.up, "{path}: {r:?}");
-        assert_eq!(value(&r, "kafka_server_replicamanager_underreplicatedpartitions"), Some(2.0));
+        assert_eq!(
+            value(&r, "kafka_server_replicamanager_underreplicatedpartitions"),
+            Some(2.0)
+        );
         assert_eq!(value(&r, "up"), Some(1.0));
         assert_eq!(value(&r, "scrape_samples_scraped"), Some(2.0));
-        let (labels, v) = r.samples.iter().find(|(l, _)| l["__name__"] == "kafka_log_log_size").unwrap();
+        let (labels, v) = r
+            .samples
+            .iter()
+            .find(|(l, _)| l["__name__"] == "kafka_log_log_size")
+            .unwrap();
         assert_eq!(*v, 1024.0);
         assert_eq!(labels["instance"], format!("127.0.0.1:{port}"));
-        assert_eq!(labels["exported_instance"], "exporter-own", "the exporter's own label is kept aside");
+        assert_eq!(
+            labels["exported_instance"], "exporter-own",
+            "the exporter's own label is kept aside"
+        );
         assert_eq!(labels["node_id"], "kafka-1");
         assert_eq!(labels["job"], "kafka");
         assert_eq!(labels["topic"], "orders");
@@ -91,17 +108,34 @@ async fn failures_are_down_with_a_reason() {
     let t0 = Instant::now();
     let r = scrape(&c, "kafka-1", &url("slow"), Duration::from_millis(500)).await;
     assert!(!r.up);
-    assert!(t0.elapsed() < Duration::from_secs(3), "bounded by the timeout");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "bounded by the timeout"
+    );
     assert!(r.error.as_deref().unwrap().contains("within"), "{r:?}");
     assert_eq!(value(&r, "up"), Some(0.0));
     assert_eq!(r.samples.len(), 3, "only the synthesized series");
-    for (p, want) in [("truncated", "reading the body"), ("500", "HTTP 500"), ("garbage", "malformed exposition: line 1")] {
+    for (p, want) in [
+        ("truncated", "reading the body"),
+        ("500", "HTTP 500"),
+        ("garbage", "malformed exposition: line 1"),
+    ] {
         let r = scrape(&c, "kafka-1", &url(p), Duration::from_secs(2)).await;
         assert!(!r.up, "{p}");
-        assert!(r.error.as_deref().unwrap().contains(want), "{p}: {:?}", r.error);
+        assert!(
+            r.error.as_deref().unwrap().contains(want),
+            "{p}: {:?}",
+            r.error
+        );
         assert_eq!(value(&r, "scrape_samples_scraped"), Some(0.0));
     }
-    let r = scrape(&c, "kafka-1", &format!("http://127.0.0.1:{}/metrics", free_port()), Duration::from_secs(2)).await;
+    let r = scrape(
+        &c,
+        "kafka-1",
+        &format!("http://127.0.0.1:{}/metrics", free_port()),
+        Duration::from_secs(2),
+    )
+    .await;
     assert!(!r.up);
     assert_eq!(value(&r, "up"), Some(0.0));
 }

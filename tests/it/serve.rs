@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod conditions;
 mod crash;
 mod email;
 mod intake;

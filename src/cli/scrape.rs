@@ -1,0 +1,135 @@
+//! `kafka-healing scrape`: scrape and probe every target once, and show each condition's
+//! current result. Nothing is remediated.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use super::{EXIT_INVALID, EXIT_USAGE};
+use crate::config::LoadError;
+use crate::engine::Setup;
+use crate::engine::runtime::now_ms;
+use crate::ingest::store::SeriesStore;
+use crate::ingest::watch::{Observation, evaluate, observe};
+
+fn series_text(labels: &crate::ingest::store::Labels, v: f64) -> String {
+    let name = labels.get("__name__").cloned().unwrap_or_default();
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
+        .map(|(k, v)| format!("{k}=\"{}\"", v.escape_debug()))
+        .collect();
+    format!("{name}{{{}}} {v}", rest.join(", "))
+}
+
+pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
+    let setup = match Setup::load(path) {
+        Ok(s) => s,
+        Err(e @ LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(LoadError::Invalid(d)) => {
+            eprint!("{d}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = Mutex::new(SeriesStore::new(15 * 60 * 1000, 200_000));
+    let client = reqwest::Client::new();
+    let mut obs = rt.block_on(observe(&setup, &client, &store));
+    obs.sort_by_key(|o| match o {
+        Observation::Scrape(s) => (s.node_id.clone(), "jmx".to_string()),
+        Observation::Probe(p) => (p.node_id.clone(), p.method.to_string()),
+    });
+    let results = evaluate(&setup, &store, now_ms());
+    if json_out {
+        let targets: Vec<_> = obs
+            .iter()
+            .map(|o| match o {
+                Observation::Scrape(s) => json!({
+                    "node_id": s.node_id, "method": "jmx", "up": s.up, "url": s.url,
+                    "duration_seconds": s.duration.as_secs_f64(),
+                    "samples": s.samples.len().saturating_sub(3), "error": s.error,
+                }),
+                Observation::Probe(p) => json!({
+                    "node_id": p.node_id, "method": p.method, "up": p.success,
+                    "duration_seconds": p.duration.as_secs_f64(), "detail": p.detail,
+                }),
+            })
+            .collect();
+        let conditions: Vec<_> = results
+            .iter()
+            .map(|(rule, r)| match r {
+                Ok(series) => json!({
+                    "rule": rule,
+                    "series": series.iter().map(|(l, v)| json!({"labels": l, "value": v})).collect::<Vec<_>>(),
+                }),
+                Err(e) => json!({ "rule": rule, "error": e }),
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "targets": targets, "conditions": conditions })
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!("targets:");
+    for o in &obs {
+        match o {
+            Observation::Scrape(s) => println!(
+                "  {:<10} jmx        {:<4} {:>7.1} ms  {}",
+                s.node_id,
+                if s.up { "up" } else { "DOWN" },
+                s.duration.as_secs_f64() * 1000.0,
+                match &s.error {
+                    None => format!(
+                        "{} samples from {}",
+                        s.samples.len().saturating_sub(3),
+                        s.url
+                    ),
+                    Some(e) => format!("{}: {e}", s.url),
+                }
+            ),
+            Observation::Probe(p) => println!(
+                "  {:<10} {:<10} {:<4} {:>7.1} ms  {}",
+                p.node_id,
+                p.method,
+                if p.success { "up" } else { "DOWN" },
+                p.duration.as_secs_f64() * 1000.0,
+                p.detail
+            ),
+        }
+    }
+    if obs.is_empty() {
+        println!("  (no targets: check cluster and monitoring.methods)");
+    }
+    println!("conditions:");
+    for (rule, r) in &results {
+        match r {
+            Ok(series) if series.is_empty() => println!("  {rule}: no series (would not fire)"),
+            Ok(series) => {
+                println!("  {rule}: {} series (would fire after `for`)", series.len());
+                for (l, v) in series {
+                    println!("    {}", series_text(l, *v));
+                }
+            }
+            Err(e) => println!("  {rule}: error: {e}"),
+        }
+    }
+    if results.is_empty() {
+        println!("  (no rule has a condition)");
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,155 @@
+//! The streaming API: [`Parser`] yields samples and metadata one line at a time.
+
+use std::borrow::Cow;
+
+use super::labels::unescape_help;
+use super::meta::{Meta, MetricType, parse_meta};
+use super::sample::parse_sample;
+use super::scan::Cursor;
+use super::{ExpoError, Sample};
+
+/// One meaningful line of an exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    /// A sample line.
+    Sample(Sample<'a>),
+    /// A `# HELP name text` line.
+    Help {
+        /// The metric family.
+        name: &'a str,
+        /// The help text, unescaped (`\\`, `\n`).
+        text: Cow<'a, str>,
+    },
+    /// A `# TYPE name type` line.
+    Type {
+        /// The metric family.
+        name: &'a str,
+        /// Its type.
+        kind: MetricType,
+    },
+}
+
+/// A line classified, before any copying.
+pub(super) enum Line<'a> {
+    /// A sample.
+    Sample(Sample<'a>),
+    /// `# HELP`, the text still escaped.
+    Help(&'a str, &'a str),
+    /// `# TYPE`.
+    Type(&'a str, MetricType),
+}
+
+/// A streaming parser over an exposition body: an iterator of [`Entry`] results.
+///
+/// Blank lines and plain comments are skipped. It stops after the first error (yielding it
+/// once) and at `# EOF`; anything but blank lines after `# EOF` is an error. Never panics.
+#[derive(Debug, Clone)]
+pub struct Parser<'a> {
+    /// What is left to read.
+    rest: &'a str,
+    /// The 1-based number of the next line.
+    line: usize,
+    /// Set after an error or the end.
+    done: bool,
+}
+
+impl<'a> Parser<'a> {
+    /// A parser over `input`.
+    pub fn new(input: &'a str) -> Self {
+        Parser {
+            rest: input,
+            line: 1,
+            done: false,
+        }
+    }
+
+    /// The next non-blank line, classified; `Ok(None)` at the end of the input or after
+    /// `# EOF`.
+    #[inline]
+    pub(super) fn next_line(&mut self) -> Result<Option<Line<'a>>, ExpoError> {
+        loop {
+            if self.done || self.rest.is_empty() {
+                self.done = true;
+                return Ok(None);
+            }
+            let line_no = self.line;
+            let text = self.take_line();
+            let mut cur = Cursor::new(text);
+            cur.skip_ws();
+            let parsed = match cur.peek() {
+                None => continue,
+                Some(b'#') => match parse_meta(&mut cur) {
+                    Ok(Meta::Comment) => continue,
+                    Ok(Meta::Eof) => {
+                        self.done = true;
+                        return self.after_eof().map(|()| None);
+                    }
+                    Ok(Meta::Help { name, raw }) => Ok(Line::Help(name, raw)),
+                    Ok(Meta::Type { name, kind }) => Ok(Line::Type(name, kind)),
+                    Err(e) => Err(e),
+                },
+                Some(_) => parse_sample(&mut cur).map(Line::Sample),
+            };
+            match parsed {
+                Ok(line) => return Ok(Some(line)),
+                Err(message) => {
+                    self.done = true;
+                    return Err(ExpoError {
+                        line: line_no,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Cuts the next line (without `\n` or `\r\n`) off the input.
+    #[inline]
+    fn take_line(&mut self) -> &'a str {
+        let bytes = self.rest.as_bytes();
+        let (line, rest) = match memchr::memchr(b'\n', bytes) {
+            Some(i) => (
+                self.rest.get(..i).unwrap_or(""),
+                self.rest.get(i + 1..).unwrap_or(""),
+            ),
+            None => (self.rest, ""),
+        };
+        self.rest = rest;
+        self.line += 1;
+        line.strip_suffix('\r').unwrap_or(line)
+    }
+
+    /// Checks that only blank lines follow `# EOF`.
+    fn after_eof(&mut self) -> Result<(), ExpoError> {
+        while !self.rest.is_empty() {
+            let line_no = self.line;
+            let text = self.take_line();
+            if !text.trim_matches([' ', '\t']).is_empty() {
+                return Err(ExpoError {
+                    line: line_no,
+                    message: "unexpected content after `# EOF`".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Entry<'a>, ExpoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_line() {
+            Ok(None) => None,
+            Ok(Some(Line::Sample(s))) => Some(Ok(Entry::Sample(s))),
+            Ok(Some(Line::Help(name, raw))) => Some(Ok(Entry::Help {
+                name,
+                text: unescape_help(raw),
+            })),
+            Ok(Some(Line::Type(name, kind))) => Some(Ok(Entry::Type { name, kind })),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Parser<'_> {}

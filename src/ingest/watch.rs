@@ -1,0 +1,247 @@
+//! Self-watch: every `monitoring.interval_seconds` (with jitter) scrape each broker's
+//! JMX exporter and run the configured probes, keep the samples in the series store,
+//! evaluate every rule condition, and hand the alerts they raise to the engine — journaled
+//! first, like webhook alerts. kafka-healing thus heals even when Prometheus or
+//! Alertmanager is down.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::probe::{self, ProbeResult};
+use super::scrape::{ScrapeResult, metrics_url, scrape};
+use super::store::{Labels, SeriesStore};
+use crate::config::MonitoringMethod;
+use crate::engine::runtime::now_ms;
+use crate::engine::{EngineHandle, Setup};
+use crate::ingest::Alert;
+use crate::journal::{Journal, NewAlert};
+use crate::rules::condition::ConditionStates;
+
+/// At most this many scrapes and probes at once.
+pub const CONCURRENCY: usize = 8;
+
+/// One target's observation in a round.
+#[derive(Debug, Clone)]
+pub enum Observation {
+    /// A scrape of a broker's metrics endpoint.
+    Scrape(ScrapeResult),
+    /// A probe.
+    Probe(ProbeResult),
+}
+
+/// Scrapes and probes every target of `setup` once (bounded concurrency) and stores the
+/// samples. Used by the watcher and by `kafka-healing scrape`.
+pub async fn observe(
+    setup: &Setup,
+    client: &reqwest::Client,
+    store: &Mutex<SeriesStore>,
+) -> Vec<Observation> {
+    let cfg = &setup.loaded.config;
+    let m = &cfg.monitoring;
+    let timeout = Duration::from_secs(m.timeout_seconds);
+    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut set = JoinSet::new();
+    for b in &cfg.cluster.kafka_brokers {
+        let url = metrics_url(b);
+        for method in &m.methods {
+            let (b, c, sem, url) = (b.clone(), client.clone(), sem.clone(), url.clone());
+            match method {
+                MonitoringMethod::Jmx => {
+                    let Some(url) = url else { continue };
+                    set.spawn(async move {
+                        let _permit = sem.acquire().await;
+                        Observation::Scrape(scrape(&c, &b.node_id, &url, timeout).await)
+                    });
+                }
+                MonitoringMethod::Socket => {
+                    set.spawn(async move {
+                        let _permit = sem.acquire().await;
+                        Observation::Probe(
+                            probe::socket(&b.node_id, &b.host, b.port, timeout).await,
+                        )
+                    });
+                }
+                MonitoringMethod::Http => {
+                    let Some(url) = url else { continue };
+                    set.spawn(async move {
+                        let _permit = sem.acquire().await;
+                        Observation::Probe(probe::http(&b.node_id, &c, &url, timeout).await)
+                    });
+                }
+                MonitoringMethod::Zookeeper => {}
+            }
+        }
+    }
+    if m.methods.contains(&MonitoringMethod::Zookeeper) {
+        for z in &cfg.cluster.zookeeper_nodes {
+            let (z, sem) = (z.clone(), sem.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire().await;
+                Observation::Probe(
+                    probe::zookeeper(&z.node_id, &z.host, z.port, timeout, true).await,
+                )
+            });
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(o) = r {
+            out.push(o);
+        }
+    }
+    let now = now_ms();
+    let mut store = match store.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    for o in &out {
+        match o {
+            Observation::Scrape(s) => {
+                store.insert_batch(&format!("scrape/{}", s.node_id), now, s.samples.clone());
+            }
+            Observation::Probe(p) => {
+                store.insert_batch(
+                    &format!("probe/{}/{}", p.method, p.node_id),
+                    now,
+                    p.series(),
+                );
+            }
+        }
+    }
+    store.prune(now);
+    out
+}
+
+/// Evaluates every condition rule at `now`; returns (rule name, result series or error).
+pub fn evaluate(
+    setup: &Setup,
+    store: &Mutex<SeriesStore>,
+    now: i64,
+) -> Vec<(String, Result<Vec<(Labels, f64)>, String>)> {
+    let store = match store.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    setup
+        .rules
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let c = r.condition.as_ref()?;
+            let v = crate::promql::eval(&c.expr, &store, now)
+                .map(crate::promql::Value::into_series)
+                .map_err(|e| e.to_string());
+            Some((r.name.clone(), v))
+        })
+        .collect()
+}
+
+/// The self-watch loop.
+pub struct Watcher {
+    journal: Journal,
+    engine: EngineHandle,
+    /// The samples (shared with whoever wants to look).
+    pub store: Arc<Mutex<SeriesStore>>,
+    states: ConditionStates,
+    client: reqwest::Client,
+    /// Alerts the journal could not take last round; raised again first.
+    unsent: Vec<Alert>,
+}
+
+impl Watcher {
+    /// A watcher keeping `retention` of samples.
+    pub fn new(journal: Journal, engine: EngineHandle, retention: Duration) -> Watcher {
+        Watcher {
+            journal,
+            engine,
+            store: Arc::new(Mutex::new(SeriesStore::new(
+                retention.as_millis() as i64,
+                200_000,
+            ))),
+            states: ConditionStates::default(),
+            client: reqwest::Client::new(),
+            unsent: Vec::new(),
+        }
+    }
+
+    /// Runs rounds until `cancel`.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let setup = self.engine.current();
+            let interval = setup.loaded.config.monitoring.interval_seconds.max(1) * 1000;
+            // Up to 10% jitter so many instances do not scrape in lockstep.
+            let jitter = (now_ms().rem_euclid(997) as u64 * interval) / 9970;
+            self.round().await;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(interval + jitter)) => {}
+            }
+        }
+    }
+
+    /// One round: observe, evaluate, raise alerts.
+    pub async fn round(&mut self) {
+        let setup = self.engine.current();
+        let obs = observe(&setup, &self.client, &self.store).await;
+        for o in &obs {
+            match o {
+                Observation::Scrape(s) if !s.up => {
+                    debug!(node_id = %s.node_id, error = s.error.as_deref().unwrap_or(""), "scrape failed")
+                }
+                Observation::Probe(p) if !p.success => {
+                    debug!(node_id = %p.node_id, method = p.method, detail = %p.detail, "probe failed")
+                }
+                _ => {}
+            }
+        }
+        let now = now_ms();
+        let names: Vec<&str> = setup.rules.rules.iter().map(|r| r.name.as_str()).collect();
+        self.states.retain_rules(&names);
+        let mut raised: Vec<Alert> = std::mem::take(&mut self.unsent);
+        for (name, result) in evaluate(&setup, &self.store, now) {
+            let Some(rule) = setup.rules.rules.iter().find(|r| r.name == name) else {
+                continue;
+            };
+            match result {
+                Ok(series) => raised.extend(self.states.step(rule, &series, now)),
+                Err(e) => warn!(rule = %name, error = %e, "condition cannot be evaluated"),
+            }
+        }
+        if raised.is_empty() {
+            return;
+        }
+        let rows: Vec<NewAlert> = raised
+            .iter()
+            .map(|a| NewAlert {
+                received_ms: now,
+                source: "self".into(),
+                receiver: "kafka-healing".into(),
+                group_key: String::new(),
+                external_url: String::new(),
+                fingerprint: a.fingerprint.clone(),
+                status: a.status.as_str().into(),
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                starts_at: a.starts_at.clone(),
+                ends_at: a.ends_at.clone(),
+                generator_url: a.generator_url.clone(),
+            })
+            .collect();
+        match self.journal.record_alerts(rows).await {
+            Ok(ids) => {
+                for a in &raised {
+                    info!(alertname = %a.labels.get("alertname").map(String::as_str).unwrap_or(""), status = a.status.as_str(), fingerprint = %a.fingerprint, "condition alert");
+                }
+                self.engine.submit(ids.into_iter().zip(raised).collect());
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot journal condition alerts; they are raised again next round");
+                self.unsent = raised;
+            }
+        }
+    }
+}
