@@ -116,12 +116,16 @@ pub async fn observe(
     out
 }
 
-/// Evaluates every condition rule at `now`; returns (rule name, result series or error).
+/// What a condition returned: its series with their values, or why it could not be
+/// evaluated.
+pub type ConditionResult = Result<Vec<(Labels, f64)>, String>;
+
+/// Evaluates every condition rule at `now`; returns (rule name, result).
 pub fn evaluate(
     setup: &Setup,
     store: &Mutex<SeriesStore>,
     now: i64,
-) -> Vec<(String, Result<Vec<(Labels, f64)>, String>)> {
+) -> Vec<(String, ConditionResult)> {
     let store = match store.lock() {
         Ok(s) => s,
         Err(p) => p.into_inner(),
