@@ -25,6 +25,13 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
             let (set, more) = rules::load_rules(&loaded);
             let mut d = loaded.warnings.clone();
             d.extend(more);
+            let n = &loaded.config.notifications;
+            if n.smtp.is_some()
+                && let Err(e) =
+                    crate::notify::message::Composer::new(&n.templates, &loaded.base_dir)
+            {
+                d.error(&loaded.path, None, format!("notifications.templates: {e}"));
+            }
             let summary = format!(
                 "{}: {}, {}, {} in cluster {}",
                 path.display(),

@@ -24,7 +24,10 @@ use super::policy::{Admission, Attempt, Limits, Policy};
 use super::report::{Report, escalation_mail, outcome_mail};
 use crate::config::{LoadError, Loaded};
 use crate::ingest::{Alert, AlertStatus};
-use crate::journal::{Circuit, Event, ExecStatus, ExecutionFilter, Journal, NewExecution, NewMail};
+use crate::journal::{
+    Circuit, Event, ExecStatus, ExecutionFilter, Journal, NewExecution, NewMail, StepRecord,
+    StepStatus,
+};
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::notify::message::Composer;
 use crate::rules::{Rule, RuleSet};
@@ -546,9 +549,53 @@ impl Engine {
             info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), "dry_run: would run {} step(s)", p.steps.len());
             let seen = (key.clone(), p.fingerprint.clone(), "dry_run");
             if self.skips_seen.insert(seen) {
-                self.create(Some(alert_id), &p, ExecStatus::DryRun, reason, 0)
+                let id = self
+                    .create(Some(alert_id), &p, ExecStatus::DryRun, reason.clone(), 0)
                     .await;
                 self.count(&p.rule, ExecStatus::DryRun);
+                // The message shows what would have run, each step marked not run.
+                let steps: Vec<StepRecord> = p
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| StepRecord {
+                        index: i as u32,
+                        name: s.name.clone(),
+                        kind: s.kind.to_string(),
+                        argv: s.argv.clone(),
+                        status: StepStatus::NotRun,
+                        exit_code: None,
+                        signal: None,
+                        attempts: 0,
+                        started_ms: now_ms(),
+                        duration_ms: 0,
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        stdout_truncated: false,
+                        stderr_truncated: false,
+                        error: None,
+                    })
+                    .collect();
+                let report = Report {
+                    plan: &p,
+                    alert,
+                    execution_id: id,
+                    attempt: 0,
+                    status: ExecStatus::DryRun,
+                    reason: &reason,
+                    steps: &steps,
+                    decisions: Vec::new(),
+                    next:
+                        "Nothing runs while dry_run is on (recovery.dry_run or the rule's dry_run)."
+                            .into(),
+                    ran: None,
+                };
+                if let Some(m) = outcome_mail(&self.setup, &report) {
+                    match self.journal.enqueue_mails(vec![m]).await {
+                        Ok(_) => self.mail_wake.notify_one(),
+                        Err(e) => warn!(error = %e, "cannot queue the dry_run message"),
+                    }
+                }
             }
             return;
         }
@@ -981,6 +1028,16 @@ impl Engine {
         }
         if queued_mail {
             self.mail_wake.notify_one();
+        }
+        if status == ExecStatus::Interrupted {
+            // Stopped half-way by a shutdown: a human must look, as after a crash.
+            let why = "an execution was interrupted (the service stopped while it ran)";
+            if let Some(m) = escalation_mail(&self.setup, &report, why) {
+                match self.journal.enqueue_mails(vec![m]).await {
+                    Ok(_) => self.mail_wake.notify_one(),
+                    Err(e) => warn!(error = %e, "cannot queue the escalation message"),
+                }
+            }
         }
         match next {
             Next::Circuit(why) => self.open_circuit(&r.key, Some(&report), why).await,

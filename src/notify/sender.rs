@@ -75,9 +75,8 @@ pub fn fold(group: &[Mail]) -> OutgoingMail {
         .iter()
         .map(|m| format!("{}  {}", fmt_ms(m.mail.created_ms), m.mail.subject))
         .collect();
-    let text = format!(
-        "{}\n\nAlso since the last email ({} held back by the rate limit):\n{}\n",
-        main.mail.text.trim_end(),
+    let summary_text = format!(
+        "Also since the last email ({} held back by the rate limit):\n{}\n",
         earlier.len(),
         lines
             .iter()
@@ -85,6 +84,15 @@ pub fn fold(group: &[Mail]) -> OutgoingMail {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // Before the signature: mail clients hide what follows `-- `.
+    let text = match main.mail.text.rfind("\n-- \n") {
+        Some(i) => format!(
+            "{}\n\n{summary_text}{}",
+            &main.mail.text[..i],
+            &main.mail.text[i..]
+        ),
+        None => format!("{}\n\n{summary_text}", main.mail.text.trim_end()),
+    };
     let items: String = lines
         .iter()
         .map(|l| format!("<li>{}</li>", escape_html(l)))

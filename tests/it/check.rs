@@ -444,3 +444,13 @@ fn usage_errors_exit_2() {
     let o = run(&["dry-run", "-c", "examples/config.yaml"]);
     assert_eq!(o.status.code(), Some(2), "missing --alerts");
 }
+
+#[test]
+fn template_overrides_are_checked() {
+    let smtp = "notifications:\n  smtp: { host: localhost, port: 25, tls: none, from_email: a@example.com, to_emails: [b@example.com] }\n  templates: { subject: nope.hbs }\n";
+    assert_invalid(
+        &config_with(smtp),
+        &[("a.yaml", GOOD_RULES)],
+        &["notifications.templates: template", "nope.hbs"],
+    );
+}

@@ -402,3 +402,31 @@ async fn an_execution_interrupted_by_a_crash_is_escalated_after_restart() {
     );
     assert!(text.contains("never re-run blindly"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_mails_what_would_have_run() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let smtp = SmtpServer::start(s.path(), &[]);
+    let cfg = config(&smtp_cfg(smtp.port, "")) + "recovery: { dry_run: true }\n";
+    let _srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap(), ""));
+    assert_eq!(
+        _srv.post(&webhook("r", vec![alert("firing", down("kafka-1"))]))
+            .await
+            .0,
+        200
+    );
+    let got = wait_mail(&smtp, 1, 20).await;
+    let parsed = parse_eml(&got[0].0);
+    assert_eq!(
+        headers(&parsed, "Subject"),
+        ["[kafka-healing] DRY-RUN kafka-1 (broker-down) test"]
+    );
+    let text = part(&parsed, "text/plain");
+    assert!(text.contains("1. restart [exec] not run"), "{text}");
+    assert!(
+        text.contains(&format!("$ {} run k1.example.com", rec.display())),
+        "{text}"
+    );
+    assert!(recorded(s.path(), "run").is_empty(), "nothing executed");
+}
