@@ -30,6 +30,15 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Labels of a watched target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Broker or ZooKeeper node.
+    pub node_id: String,
+    /// `jmx`, `socket`, `zookeeper`, `http`.
+    pub method: String,
+}
+
 /// Label: why a request was refused.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -67,6 +76,12 @@ pub struct Metrics {
     pub outbox_depth: Gauge,
     /// Age of the oldest message waiting, in seconds.
     pub outbox_oldest_age: Gauge,
+    /// Last self-watch result per target: 1 up, 0 down.
+    pub target_up: Family<TargetLabels, Gauge>,
+    /// Last self-watch duration per target, in milliseconds.
+    pub target_duration_ms: Family<TargetLabels, Gauge>,
+    /// Series kept in memory for conditions.
+    pub series_in_memory: Gauge,
 }
 
 impl Default for Metrics {
@@ -94,6 +109,24 @@ impl Metrics {
         let mail_failures = Counter::default();
         let outbox_depth = Gauge::default();
         let outbox_oldest_age = Gauge::default();
+        let target_up = Family::<TargetLabels, Gauge>::default();
+        let target_duration_ms = Family::<TargetLabels, Gauge>::default();
+        let series_in_memory = Gauge::default();
+        registry.register(
+            "target_up",
+            "Last self-watch result per target (1 up, 0 down)",
+            target_up.clone(),
+        );
+        registry.register(
+            "target_check_duration_milliseconds",
+            "Last self-watch duration per target",
+            target_duration_ms.clone(),
+        );
+        registry.register(
+            "series_in_memory",
+            "Series kept in memory for conditions",
+            series_in_memory.clone(),
+        );
         registry.register(
             "alerts_received",
             "Alerts journaled, by alert status",
@@ -161,6 +194,9 @@ impl Metrics {
             mail_failures,
             outbox_depth,
             outbox_oldest_age,
+            target_up,
+            target_duration_ms,
+            series_in_memory,
             alerts_received,
             webhook_rejected,
             executions,

@@ -109,6 +109,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let watcher = Watcher::new(
         journal.clone(),
         engine.clone(),
+        metrics.clone(),
         Duration::from_secs(15 * 60),
     );
     let watch_task = tokio::spawn(watcher.run(watch_cancel.clone()));

@@ -19,6 +19,7 @@ use crate::engine::runtime::now_ms;
 use crate::engine::{EngineHandle, Setup};
 use crate::ingest::Alert;
 use crate::journal::{Journal, NewAlert};
+use crate::metrics::{Metrics, TargetLabels};
 use crate::rules::condition::ConditionStates;
 
 /// At most this many scrapes and probes at once.
@@ -147,6 +148,7 @@ pub fn evaluate(
 /// The self-watch loop.
 pub struct Watcher {
     journal: Journal,
+    metrics: Arc<Metrics>,
     engine: EngineHandle,
     /// The samples (shared with whoever wants to look).
     pub store: Arc<Mutex<SeriesStore>>,
@@ -158,9 +160,15 @@ pub struct Watcher {
 
 impl Watcher {
     /// A watcher keeping `retention` of samples.
-    pub fn new(journal: Journal, engine: EngineHandle, retention: Duration) -> Watcher {
+    pub fn new(
+        journal: Journal,
+        engine: EngineHandle,
+        metrics: Arc<Metrics>,
+        retention: Duration,
+    ) -> Watcher {
         Watcher {
             journal,
+            metrics,
             engine,
             store: Arc::new(Mutex::new(SeriesStore::new(
                 retention.as_millis() as i64,
@@ -191,6 +199,24 @@ impl Watcher {
     pub async fn round(&mut self) {
         let setup = self.engine.current();
         let obs = observe(&setup, &self.client, &self.store).await;
+        for o in &obs {
+            let (node_id, method, up, d) = match o {
+                Observation::Scrape(s) => (&s.node_id, "jmx", s.up, s.duration),
+                Observation::Probe(p) => (&p.node_id, p.method, p.success, p.duration),
+            };
+            let l = TargetLabels {
+                node_id: node_id.clone(),
+                method: method.to_string(),
+            };
+            self.metrics.target_up.get_or_create(&l).set(i64::from(up));
+            self.metrics
+                .target_duration_ms
+                .get_or_create(&l)
+                .set(d.as_millis() as i64);
+        }
+        if let Ok(store) = self.store.lock() {
+            self.metrics.series_in_memory.set(store.len() as i64);
+        }
         for o in &obs {
             match o {
                 Observation::Scrape(s) if !s.up => {

@@ -65,6 +65,17 @@ runbooks:
         })
         .await;
     assert_eq!(list[0]["rule"], "under-replicated");
+    let m = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("kafka_healing_target_up{node_id=\"kafka-1\",method=\"jmx\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("kafka_healing_series_in_memory "), "{m}");
     assert_eq!(list[0]["target"], "kafka-1");
     // The same problem from Alertmanager, meanwhile: collapses into the running execution.
     let am = alert(
