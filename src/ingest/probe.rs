@@ -206,7 +206,7 @@ pub async fn http(
         Ok(r) if r.status().is_success() => (true, format!("{url}: {}", r.status())),
         Ok(r) => (false, format!("{url}: HTTP {}", r.status())),
         Err(e) if e.is_timeout() => (false, format!("{url}: no answer within {timeout:?}")),
-        Err(e) => (false, format!("{url}: {e}")),
+        Err(e) => (false, format!("{url}: {}", super::scrape::error_chain(&e))),
     };
     ProbeResult {
         method: "http",

@@ -61,6 +61,21 @@ fn synthesized(name: &str, targets: &[(&'static str, String)], v: f64) -> (Label
     (l, v)
 }
 
+/// An error with its causes (reqwest's own text alone says only "error sending request").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<String, String> {
     let resp = client
         .get(url)
@@ -72,7 +87,7 @@ async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration) -> Result
             if e.is_timeout() {
                 format!("no answer within {timeout:?}")
             } else {
-                e.to_string()
+                error_chain(&e)
             }
         })?;
     if !resp.status().is_success() {
