@@ -13,8 +13,10 @@
 //! markers. Independently, the PromQL evaluator looks back at most 5 minutes
 //! ([`LOOKBACK_DELTA_MS`]) for an instant value.
 //!
-//! Memory ([`SeriesStore::bytes`]): about 16 bytes per retained sample plus, per series,
-//! roughly 200 bytes of fixed overhead plus 50 bytes and the text of each label pair.
+//! Memory ([`SeriesStore::bytes`], checked against a counting allocator): about 16 bytes
+//! per retained sample (17 with vector slack) plus, per series, about 680 bytes of fixed
+//! overhead (a 544-byte B-tree node holds up to 11 labels) and the text of its labels: a
+//! typical JMX series with 4 labels and 15 minutes of 15 s samples takes about 1.8 KB.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -329,24 +331,32 @@ impl SeriesStore {
         let targets: usize = self
             .targets
             .iter()
-            .map(|(t, keys)| 64 + t.capacity() + keys.capacity() * 16)
+            .map(|(t, keys)| 64 + t.capacity() + keys.capacity() * 10)
             .sum();
         std::mem::size_of::<SeriesStore>() + series + targets
     }
 }
 
-/// Fixed cost of one series: the hash-map slot (an `Arc` key pointer, the `Series` vector
-/// header, a control byte, load-factor slack), the `Arc` allocation (two counters and the
-/// `BTreeMap` header), and the allocator's rounding.
-const SERIES_OVERHEAD: usize = 200;
+/// Fixed cost of one series besides its labels and samples: its hash-map slot (an `Arc`
+/// key pointer, the sample vector's header, a control byte, load-factor slack) and the
+/// `Arc` allocation (two counters and the `BTreeMap` header). Measured with a counting
+/// allocator: 10 000 series of 4 labels (104 bytes of text) with one sample each take
+/// 784 bytes per series; each further sample about 17 bytes (16 plus vector slack).
+const SERIES_OVERHEAD: usize = 120;
 
-/// Bytes of a label set: per pair two `String` headers (48) and its text, plus B-tree node
-/// overhead (about 2 bytes per slot amortised: nodes hold up to 11 pairs).
+/// Size of a `BTreeMap<String, String>` leaf node (11 slots of two 24-byte `String`
+/// headers, a parent pointer and two `u16`s): a label set of up to 11 labels is one node.
+const BTREE_LEAF: usize = 544;
+
+/// Approximate bytes of a label set: its B-tree nodes and the text of names and values.
 pub fn labels_bytes(labels: &Labels) -> usize {
-    labels
+    let n = labels.len();
+    let nodes = if n <= 11 { 1 } else { n.div_ceil(8) + 1 };
+    let text: usize = labels
         .iter()
-        .map(|(k, v)| 50 + k.capacity() + v.capacity())
-        .sum()
+        .map(|(k, v)| k.capacity() + v.capacity())
+        .sum();
+    nodes * BTREE_LEAF + text
 }
 
 /// Whether every matcher accepts `labels` (a missing label is the empty string).
