@@ -10,6 +10,7 @@ pub use output::display_arg;
 mod reset;
 mod scrape;
 mod serve;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,6 +140,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run rule unit tests, like `promtool test rules`.
+    ///
+    /// Simulated series and injected Alertmanager payloads go through the decision path
+    /// (conditions with their `for`, then the plans `dry-run` shows), and the plans
+    /// produced at given times are compared with the expected ones. Nothing is executed.
+    /// Exit 0 when all pass, 1 when a test fails or a test file is invalid, 2 when a file
+    /// cannot be read.
+    Test {
+        /// Test files (YAML); see `rules/tests/kafka.test.yaml`.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Email notifications: `notify test` sends a test message through the configured SMTP
     /// server.
     Notify {
@@ -191,6 +207,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => eval::run(&metrics, at_ms, &expr, json),
         Command::Notify { command } => notify::run(command),
         Command::Scrape { config, json } => scrape::run(&config, json),
+        Command::Test { files, json } => test::run(&files, json),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod condition;
 mod load;
 pub mod matcher;
 pub mod model;
+pub mod unittest;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -15,3 +15,4 @@ mod promql;
 mod scrape;
 mod serve;
 mod smtp;
+mod unittest;

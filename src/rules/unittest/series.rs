@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn missing_and_stale() {
         assert_eq!(vals("_"), vec![Missing]);
-        assert_eq!(vals("1 _ stale 2"), vec![Value(1.0), Missing, Stale, Value(2.0)]);
+        assert_eq!(
+            vals("1 _ stale 2"),
+            vec![Value(1.0), Missing, Stale, Value(2.0)]
+        );
         assert_eq!(vals("_x3"), vec![Missing, Missing, Missing]);
         assert_eq!(vals("  7\t_x2\n"), vec![Value(7.0), Missing, Missing]);
     }
@@ -210,8 +213,8 @@ mod tests {
     #[test]
     fn errors() {
         for bad in [
-            "", "   ", "abc", "1+x3", "1+2x", "1+2xa", "1x-3", "1++2x3", "1+-2x3", "x3",
-            "stalex2", "1,2", "1+2x3x4", "infinity", "1+Infx2x",
+            "", "   ", "abc", "1+x3", "1+2x", "1+2xa", "1x-3", "1++2x3", "1+-2x3", "x3", "stalex2",
+            "1,2", "1+2x3x4", "infinity", "1+Infx2x",
         ] {
             assert!(parse_values(bad).is_err(), "{bad:?} should be rejected");
         }
