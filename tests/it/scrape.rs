@@ -139,3 +139,56 @@ async fn failures_are_down_with_a_reason() {
     assert!(!r.up);
     assert_eq!(value(&r, "up"), Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrape_command_shows_targets_and_conditions() {
+    let port = exporter().await;
+    let s = crate::common::Scratch::new();
+    let closed = free_port();
+    s.write(
+        "c.yaml",
+        &format!(
+            "cluster:\n  name: t\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {closed}, metrics_url: 'http://127.0.0.1:{port}/plain' }}\nmonitoring: {{ interval_seconds: 30, timeout_seconds: 2, methods: [jmx, socket] }}\nrules: [r.yaml]\n"
+        ),
+    );
+    s.write(
+        "r.yaml",
+        "rules:\n  - name: urp\n    condition: { expr: 'kafka_server_replicamanager_underreplicatedpartitions > 1' }\n    runbook: rb\n  - name: quiet\n    condition: { expr: 'up == 0' }\n    runbook: rb\nrunbooks:\n  rb:\n    disruptive: false\n    steps: [{ name: s, exec: ['true'] }]\n",
+    );
+    let cfg = s.path().join("c.yaml");
+    let out = tokio::task::spawn_blocking(move || {
+        crate::common::run(&["scrape", "-c", cfg.to_str().unwrap(), "--json"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::common::stderr(&out)
+    );
+    let v: serde_json::Value = serde_json::from_str(&crate::common::stdout(&out)).unwrap();
+    let targets = v["targets"].as_array().unwrap();
+    let jmx = targets.iter().find(|t| t["method"] == "jmx").unwrap();
+    assert_eq!(
+        (jmx["up"].clone(), jmx["samples"].clone()),
+        (serde_json::json!(true), serde_json::json!(2))
+    );
+    let sock = targets.iter().find(|t| t["method"] == "socket").unwrap();
+    assert_eq!(sock["up"], false, "nothing listens on the broker port");
+    let urp = v["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rule"] == "urp")
+        .unwrap();
+    assert_eq!(urp["series"][0]["value"], 2.0);
+    assert_eq!(urp["series"][0]["labels"]["node_id"], "kafka-1");
+    let quiet = v["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rule"] == "quiet")
+        .unwrap();
+    assert_eq!(quiet["series"], serde_json::json!([]));
+}
