@@ -228,6 +228,25 @@ fn load_config(path: &std::path::Path) -> Result<crate::config::Loaded, ExitCode
     }
 }
 
+/// Loads config, rules and templates for a command, or reports why not (exit 2 for an
+/// unreadable file, 1 for an invalid setup with every diagnostic).
+fn load_setup(path: &std::path::Path) -> Result<crate::engine::Setup, ExitCode> {
+    match crate::engine::Setup::load(path) {
+        Ok(s) => Ok(s),
+        Err(e @ crate::config::LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+        Err(crate::config::LoadError::Invalid(d)) => {
+            eprint!("{d}");
+            eprintln!(
+                "error: the configuration or rules are invalid; run `kafka-healing check` for details"
+            );
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
 fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))

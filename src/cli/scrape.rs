@@ -7,9 +7,6 @@ use std::sync::Mutex;
 
 use serde_json::json;
 
-use super::{EXIT_INVALID, EXIT_USAGE};
-use crate::config::LoadError;
-use crate::engine::Setup;
 use crate::engine::runtime::now_ms;
 use crate::ingest::store::SeriesStore;
 use crate::ingest::watch::{Observation, evaluate, observe};
@@ -25,16 +22,9 @@ fn series_text(labels: &crate::ingest::store::Labels, v: f64) -> String {
 }
 
 pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
-    let setup = match Setup::load(path) {
+    let setup = match super::load_setup(path) {
         Ok(s) => s,
-        Err(e @ LoadError::Read { .. }) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(LoadError::Invalid(d)) => {
-            eprint!("{d}");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,8 +10,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use super::{EXIT_INVALID, EXIT_USAGE};
-use crate::config::{LoadError, LogFormat};
+use crate::config::LogFormat;
 use crate::engine::report::interrupted_mail;
 use crate::engine::{Engine, Setup};
 use crate::ingest::watch::Watcher;
@@ -22,17 +21,9 @@ use crate::server::{AppState, router};
 use tokio_util::sync::CancellationToken;
 
 pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
-    let setup = match Setup::load(path) {
+    let setup = match super::load_setup(path) {
         Ok(s) => s,
-        Err(e @ LoadError::Read { .. }) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(LoadError::Invalid(d)) => {
-            eprint!("{d}");
-            eprintln!("error: the configuration or rules are invalid; nothing started");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     let logging = &setup.loaded.config.logging;
     super::init_logging(

@@ -246,20 +246,7 @@ impl Watcher {
         }
         let rows: Vec<NewAlert> = raised
             .iter()
-            .map(|a| NewAlert {
-                received_ms: now,
-                source: "self".into(),
-                receiver: "kafka-healing".into(),
-                group_key: String::new(),
-                external_url: String::new(),
-                fingerprint: a.fingerprint.clone(),
-                status: a.status.as_str().into(),
-                labels: a.labels.clone(),
-                annotations: a.annotations.clone(),
-                starts_at: a.starts_at.clone(),
-                ends_at: a.ends_at.clone(),
-                generator_url: a.generator_url.clone(),
-            })
+            .map(|a| NewAlert::of(a, now, "self", "kafka-healing", ""))
             .collect();
         match self.journal.record_alerts(rows).await {
             Ok(ids) => {

@@ -96,6 +96,33 @@ pub struct NewAlert {
     pub generator_url: String,
 }
 
+impl NewAlert {
+    /// The journal row of `alert`, received at `received_ms` from `source` (`webhook` with
+    /// its receiver, group key and external URL; `self` for condition alerts).
+    pub fn of(
+        alert: &crate::ingest::Alert,
+        received_ms: i64,
+        source: &str,
+        receiver: &str,
+        group_key: &str,
+    ) -> NewAlert {
+        NewAlert {
+            received_ms,
+            source: source.into(),
+            receiver: receiver.into(),
+            group_key: group_key.into(),
+            external_url: alert.external_url.clone(),
+            fingerprint: alert.fingerprint.clone(),
+            status: alert.status.as_str().into(),
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            starts_at: alert.starts_at.clone(),
+            ends_at: alert.ends_at.clone(),
+            generator_url: alert.generator_url.clone(),
+        }
+    }
+}
+
 /// An execution to create.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewExecution {

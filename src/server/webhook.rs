@@ -26,20 +26,7 @@ use crate::metrics::Metrics;
 fn journal_rows(p: &WebhookPayload, now: i64) -> Vec<NewAlert> {
     p.alerts
         .iter()
-        .map(|a| NewAlert {
-            received_ms: now,
-            source: "webhook".into(),
-            receiver: p.receiver.clone(),
-            group_key: p.group_key.clone(),
-            external_url: p.external_url.clone(),
-            fingerprint: a.fingerprint.clone(),
-            status: a.status.as_str().into(),
-            labels: a.labels.clone(),
-            annotations: a.annotations.clone(),
-            starts_at: a.starts_at.clone(),
-            ends_at: a.ends_at.clone(),
-            generator_url: a.generator_url.clone(),
-        })
+        .map(|a| NewAlert::of(a, now, "webhook", &p.receiver, &p.group_key))
         .collect()
 }
 
