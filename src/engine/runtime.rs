@@ -637,7 +637,24 @@ impl Engine {
             Admission::Exhausted { attempts } => {
                 let reason =
                     format!("{attempts} attempts within the window did not clear the alert");
-                self.open_circuit(&key, None, reason.clone()).await;
+                let report = Report {
+                    plan: &p,
+                    alert,
+                    execution_id: None,
+                    attempt: attempts,
+                    status: ExecStatus::Skipped,
+                    reason: &reason,
+                    steps: &[],
+                    decisions: Vec::new(),
+                    next: format!(
+                        "No more runs of {} on {}: after fixing it, close the circuit with \
+                         kafka-healing reset (or POST /api/v1/targets/TARGET/reset).",
+                        key.rule,
+                        key.target.as_deref().unwrap_or("-")
+                    ),
+                    ran: None,
+                };
+                self.open_circuit(&key, Some(&report), reason.clone()).await;
                 let why = format!("attempts exhausted: {reason}; circuit opened, escalated");
                 self.skip(Some(alert_id), &p, "exhausted", why).await;
             }

@@ -51,7 +51,10 @@ pub struct ExpoError {
 
 /// Parses a whole exposition body. Never panics.
 pub fn parse(input: &str) -> Result<Vec<Sample<'_>>, ExpoError> {
-    let mut out = Vec::new();
+    // At most one sample per line: counting lines (SIMD, > 10 GB/s) saves the growth copies.
+    // Capped at one per 32 bytes, so a body of blank lines cannot reserve 64 bytes per byte.
+    let lines = memchr::memchr_iter(b'\n', input.as_bytes()).count() + 1;
+    let mut out = Vec::with_capacity(lines.min(input.len() / 32 + 1));
     parse_into(input, &mut out)?;
     Ok(out)
 }
@@ -60,11 +63,5 @@ pub fn parse(input: &str) -> Result<Vec<Sample<'_>>, ExpoError> {
 /// reused between scrapes). On error, `out` holds the samples before the bad line. Never
 /// panics.
 pub fn parse_into<'a>(input: &'a str, out: &mut Vec<Sample<'a>>) -> Result<(), ExpoError> {
-    let mut parser = Parser::new(input);
-    while let Some(line) = parser.next_line()? {
-        if let reader::Line::Sample(s) = line {
-            out.push(s);
-        }
-    }
-    Ok(())
+    Parser::new(input).samples_into(out)
 }

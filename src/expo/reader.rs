@@ -51,6 +51,8 @@ pub struct Parser<'a> {
     line: usize,
     /// Set after an error or the end.
     done: bool,
+    /// Reused for each sample's labels before they are moved to a right-sized vector.
+    scratch: Vec<(&'a str, Cow<'a, str>)>,
 }
 
 impl<'a> Parser<'a> {
@@ -60,47 +62,71 @@ impl<'a> Parser<'a> {
             rest: input,
             line: 1,
             done: false,
+            scratch: Vec::new(),
         }
     }
 
     /// The next non-blank line, classified; `Ok(None)` at the end of the input or after
     /// `# EOF`.
-    #[inline]
     pub(super) fn next_line(&mut self) -> Result<Option<Line<'a>>, ExpoError> {
-        loop {
-            if self.done || self.rest.is_empty() {
-                self.done = true;
-                return Ok(None);
+        let mut found = None;
+        self.drive(|line| {
+            found = Some(line);
+            true
+        })?;
+        Ok(found)
+    }
+
+    /// Appends every remaining sample to `out`; HELP and TYPE lines are checked and dropped.
+    pub(super) fn samples_into(&mut self, out: &mut Vec<Sample<'a>>) -> Result<(), ExpoError> {
+        self.drive(|line| {
+            if let Line::Sample(s) = line {
+                out.push(s);
             }
+            false
+        })
+    }
+
+    /// Reads lines and hands each meaningful one to `sink` until `sink` returns `true`, the
+    /// input ends, `# EOF`, or an error. Generic so that [`Self::samples_into`] pushes each
+    /// sample straight into its vector (no `Result<Option<..>>` moved per line).
+    #[inline(always)]
+    fn drive(&mut self, mut sink: impl FnMut(Line<'a>) -> bool) -> Result<(), ExpoError> {
+        while !self.done && !self.rest.is_empty() {
             let line_no = self.line;
             let text = self.take_line();
             let mut cur = Cursor::new(text);
             cur.skip_ws();
-            let parsed = match cur.peek() {
+            let line = match cur.peek() {
                 None => continue,
                 Some(b'#') => match parse_meta(&mut cur) {
                     Ok(Meta::Comment) => continue,
                     Ok(Meta::Eof) => {
                         self.done = true;
-                        return self.after_eof().map(|()| None);
+                        return self.after_eof();
                     }
-                    Ok(Meta::Help { name, raw }) => Ok(Line::Help(name, raw)),
-                    Ok(Meta::Type { name, kind }) => Ok(Line::Type(name, kind)),
-                    Err(e) => Err(e),
+                    Ok(Meta::Help { name, raw }) => Line::Help(name, raw),
+                    Ok(Meta::Type { name, kind }) => Line::Type(name, kind),
+                    Err(message) => return Err(self.fail(line_no, message)),
                 },
-                Some(_) => parse_sample(&mut cur).map(Line::Sample),
+                Some(_) => match parse_sample(&mut cur, &mut self.scratch) {
+                    Ok(s) => Line::Sample(s),
+                    Err(message) => return Err(self.fail(line_no, message)),
+                },
             };
-            match parsed {
-                Ok(line) => return Ok(Some(line)),
-                Err(message) => {
-                    self.done = true;
-                    return Err(ExpoError {
-                        line: line_no,
-                        message,
-                    });
-                }
+            if sink(line) {
+                return Ok(());
             }
         }
+        self.done = true;
+        Ok(())
+    }
+
+    /// Stops the parser with an error on line `line`.
+    #[cold]
+    fn fail(&mut self, line: usize, message: String) -> ExpoError {
+        self.done = true;
+        ExpoError { line, message }
     }
 
     /// Cuts the next line (without `\n` or `\r\n`) off the input.

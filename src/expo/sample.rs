@@ -1,5 +1,7 @@
 //! One sample line: `name{labels} value [timestamp] [# exemplar]`.
 
+use std::borrow::Cow;
+
 use super::Sample;
 use super::labels::parse_labels;
 use super::number::{parse_timestamp, parse_value};
@@ -7,10 +9,17 @@ use super::scan::Cursor;
 
 /// Parses a sample line; the cursor is on the first byte of the metric name.
 ///
+/// The labels are parsed into `scratch` (kept by the caller between lines), then moved into
+/// a vector of exactly their number: one right-sized allocation per sample, none without
+/// labels.
+///
 /// An OpenMetrics exemplar (` # {...} value [timestamp]` after the value or timestamp) is
 /// accepted and skipped.
 #[inline]
-pub(super) fn parse_sample<'a>(cur: &mut Cursor<'a>) -> Result<Sample<'a>, String> {
+pub(super) fn parse_sample<'a>(
+    cur: &mut Cursor<'a>,
+    scratch: &mut Vec<(&'a str, Cow<'a, str>)>,
+) -> Result<Sample<'a>, String> {
     let name = cur.metric_name();
     if name.is_empty() {
         return Err(match cur.peek() {
@@ -21,7 +30,10 @@ pub(super) fn parse_sample<'a>(cur: &mut Cursor<'a>) -> Result<Sample<'a>, Strin
     let mut labels = Vec::new();
     let spaced = cur.skip_ws();
     if cur.peek() == Some(b'{') {
-        parse_labels(cur, &mut labels)?;
+        scratch.clear();
+        parse_labels(cur, scratch)?;
+        labels = Vec::with_capacity(scratch.len());
+        labels.append(scratch);
         cur.skip_ws();
     } else if !spaced && cur.peek().is_some() {
         return Err(format!(

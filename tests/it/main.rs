@@ -9,6 +9,7 @@ mod executor;
 mod expo;
 mod hostile;
 mod journal;
+mod kafka;
 mod mailbox;
 mod probes;
 mod promql;

@@ -430,3 +430,49 @@ async fn dry_run_mails_what_would_have_run() {
     );
     assert!(recorded(s.path(), "run").is_empty(), "nothing executed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attempts_used_up_by_a_new_alert_escalate_by_email() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let smtp = SmtpServer::start(s.path(), &[]);
+    let esc = "  escalation:\n    to_emails: [boss@example.com]\n";
+    let cfg = config(
+        &smtp_cfg(smtp.port, "").replace("notifications:\n", &format!("notifications:\n{esc}")),
+    ) + "recovery: { max_attempts: 1, cooldown_seconds: 0 }\n";
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap(), ""));
+    let body = webhook("r", vec![alert("firing", down("kafka-1"))]);
+    assert_eq!(srv.post(&body).await.0, 200);
+    srv.wait_until(20, "success", |l| {
+        l.iter().any(|e| e["status"] == "succeeded")
+    })
+    .await;
+    // The alert keeps firing: the next notification finds the attempts used up.
+    assert_eq!(srv.post(&body).await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: Vec<(Vec<String>, String)> = smtp
+            .received()
+            .iter()
+            .map(|(e, m)| {
+                (
+                    strings(&m["rcpt_tos"]),
+                    headers(&parse_eml(e), "Subject")[0].clone(),
+                )
+            })
+            .collect();
+        if let Some((to, _)) = got
+            .iter()
+            .find(|(_, s)| s.starts_with("[kafka-healing] ESCALATION kafka-1"))
+        {
+            assert_eq!(to, &vec!["boss@example.com".to_string()]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no escalation mail: {got:?}\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
