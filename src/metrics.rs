@@ -82,6 +82,8 @@ pub struct Metrics {
     pub target_duration_ms: Family<TargetLabels, Gauge>,
     /// Series kept in memory for conditions.
     pub series_in_memory: Gauge,
+    /// New series refused because the store was full (since start).
+    pub series_dropped: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,6 +114,12 @@ impl Metrics {
         let target_up = Family::<TargetLabels, Gauge>::default();
         let target_duration_ms = Family::<TargetLabels, Gauge>::default();
         let series_in_memory = Gauge::default();
+        let series_dropped = Gauge::default();
+        registry.register(
+            "series_dropped",
+            "New series refused because the in-memory store was full",
+            series_dropped.clone(),
+        );
         registry.register(
             "target_up",
             "Last self-watch result per target (1 up, 0 down)",
@@ -197,6 +205,7 @@ impl Metrics {
             target_up,
             target_duration_ms,
             series_in_memory,
+            series_dropped,
             alerts_received,
             webhook_rejected,
             executions,

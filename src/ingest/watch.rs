@@ -216,6 +216,14 @@ impl Watcher {
         }
         if let Ok(store) = self.store.lock() {
             self.metrics.series_in_memory.set(store.len() as i64);
+            let dropped = store.dropped_series() as i64;
+            if dropped > self.metrics.series_dropped.get() {
+                warn!(
+                    dropped,
+                    "the in-memory series store is full: new series are dropped"
+                );
+            }
+            self.metrics.series_dropped.set(dropped);
         }
         for o in &obs {
             match o {
@@ -251,6 +259,7 @@ impl Watcher {
         match self.journal.record_alerts(rows).await {
             Ok(ids) => {
                 for a in &raised {
+                    Metrics::count(&self.metrics.alerts_received, a.status.as_str());
                     info!(alertname = %a.labels.get("alertname").map(String::as_str).unwrap_or(""), status = a.status.as_str(), fingerprint = %a.fingerprint, "condition alert");
                 }
                 self.engine.submit(ids.into_iter().zip(raised).collect());
