@@ -154,14 +154,6 @@ impl Broker {
         .stdin(Stdio::null())
         .stdout(log_file())
         .stderr(log_file());
-        // If this test process dies without unwinding, the JVM goes with it.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
         let t0 = Instant::now();
         let child = cmd.spawn().expect("spawn java (a JDK 17+ must be on PATH)");
         let mut b = Broker {
