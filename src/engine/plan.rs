@@ -111,7 +111,16 @@ pub fn render_context(cfg: &Config, rule: &Rule, alert: &Alert, target: Option<&
             "ends_at": alert.ends_at,
             "generator_url": alert.generator_url,
         },
-        "cluster": { "name": cfg.cluster.name },
+        "cluster": {
+            "name": cfg.cluster.name,
+            "bootstrap": cfg
+                .cluster
+                .kafka_brokers
+                .iter()
+                .map(|b| format!("{}:{}", b.host, b.port))
+                .collect::<Vec<_>>()
+                .join(","),
+        },
         "rule": { "name": rule.name },
     });
     if let Some(b) = target {

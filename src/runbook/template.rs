@@ -178,7 +178,7 @@ pub fn check_ref(segs: &[String], scope: Scope<'_>) -> Result<(), String> {
         ["alert", "labels" | "annotations", _] => true,
         ["alert", f] => ALERT_FIELDS.contains(f),
         ["target", f] => TARGET_FIELDS.contains(f),
-        ["cluster", "name"] | ["rule", "name"] => true,
+        ["cluster", "name" | "bootstrap"] | ["rule", "name"] => true,
         ["params", name] => match scope {
             Scope::Param => {
                 return Err(format!("`{shown}`: a param cannot refer to other params"));
@@ -207,7 +207,7 @@ pub fn check_ref(segs: &[String], scope: Scope<'_>) -> Result<(), String> {
     } else {
         Err(format!(
             "`{shown}` cannot exist: templates see alert.labels.NAME, alert.annotations.NAME, \
-             alert.{{{}}}, params.NAME, target.{{{}}}, cluster.name and rule.name",
+             alert.{{{}}}, params.NAME, target.{{{}}}, cluster.name, cluster.bootstrap and rule.name",
             ALERT_FIELDS.join(","),
             TARGET_FIELDS.join(",")
         ))

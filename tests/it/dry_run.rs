@@ -124,7 +124,7 @@ fn hostile_label_fails_its_pattern_and_the_clean_one_runs() {
         json!([
             "kafka-topics.sh",
             "--bootstrap-server",
-            "kafka-1.example.com:9092",
+            "kafka-1.example.com:9092,kafka-2.example.com:9092,kafka-3.example.com:9092",
             "--describe",
             "--topic",
             "payments.v2"
@@ -324,4 +324,27 @@ fn dry_run_executes_nothing() {
         json!(["touch", canary.to_str().unwrap()])
     );
     assert!(!canary.exists(), "dry-run must not execute anything");
+}
+
+#[test]
+fn cluster_wide_diagnostics_need_no_target_broker() {
+    // Prometheus's controller-count alert is summed per cluster: no instance, no node_id.
+    let alert = json!({"status": "firing", "labels": {"alertname": "KafkaActiveControllerCountInvalid", "cluster": "prod-east"}, "annotations": {}});
+    let (code, out, err) = dry_run_stdin(&payload(json!([alert])), true);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let p = &v["plans"][0];
+    assert_eq!(p["rule"], "controller-count-invalid");
+    assert_eq!(p["decision"], "run", "{p}");
+    assert_eq!(p["target"], Value::Null);
+    assert_eq!(
+        p["steps"][0]["argv"],
+        json!([
+            "kafka-metadata-quorum.sh",
+            "--bootstrap-server",
+            "kafka-1.example.com:9092,kafka-2.example.com:9092,kafka-3.example.com:9092",
+            "describe",
+            "--status"
+        ])
+    );
 }

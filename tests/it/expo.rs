@@ -409,7 +409,8 @@ fn jmx_fixture_parses() {
 // (it folds those into one sample per series). Where it is wrong:
 // - a `,` or `=` in a label value splits the pair (the label is dropped or truncated);
 // - a `}` in a label value ends the label set (the line is then misread or dropped);
-// - escapes are not unescaped (`\"` stays as a backslash and a quote);
+// - escapes are not unescaped (`\"` stays as a backslash and a quote), and trimming the
+//   quotes also eats an escaped quote at the end of a value;
 // - names with `:` (recording rules) and `{}` lines are silently dropped;
 // - an invalid value or timestamp silently drops the line or replaces the time with "now";
 // - duplicate labels keep the last value where Prometheus rejects the series.
