@@ -66,6 +66,23 @@ impl Document {
     }
 }
 
+/// Deserializes `v`, the value found at path `at` of a document. On failure returns the full
+/// path of the offending value (for [`Document::line_of`]) and serde's message.
+pub fn deserialize_at<T: serde::de::DeserializeOwned>(
+    v: Value,
+    at: &str,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match inner.as_str() {
+            "." => at.to_string(),
+            i if i.starts_with('[') => format!("{at}{i}"),
+            i => join_key(at, i),
+        };
+        (path, e.into_inner().to_string())
+    })
+}
+
 /// Joins a parent path and a map key the way `serde_path_to_error` prints paths.
 pub fn join_key(parent: &str, key: &str) -> String {
     if parent.is_empty() {

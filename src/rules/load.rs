@@ -13,7 +13,7 @@ use crate::config::Loaded;
 use crate::diag::Diagnostics;
 use crate::runbook::Templates;
 use crate::runbook::template::{Scope, check_ref, uses_target};
-use crate::yaml::{Document, join_index, join_key};
+use crate::yaml::{Document, deserialize_at, join_index, join_key};
 
 /// Loads the rule files a configuration names (globs relative to the config file).
 /// Returns the rule set and the diagnostics; the set is only safe to use without errors.
@@ -96,19 +96,9 @@ fn take<T: DeserializeOwned>(
     src: &Source,
     diags: &mut Diagnostics,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(v) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = match inner.as_str() {
-                "." => at.to_string(),
-                i if i.starts_with('[') => format!("{at}{i}"),
-                i => join_key(at, i),
-            };
-            diags.error_at(&src.path, &src.doc, &path, e.into_inner());
-            None
-        }
-    }
+    deserialize_at(v, at)
+        .map_err(|(path, msg)| diags.error_at(&src.path, &src.doc, &path, msg))
+        .ok()
 }
 
 /// Loads and checks a list of rule files.

@@ -31,8 +31,6 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts the fixture with `args` (besides --port/--out) and waits (bounded) for
-    /// `ready`. Retries on another port if the chosen one was taken meanwhile.
     /// Starts the fixture on exactly `port` (for a server that was down and comes back).
     pub fn start_on(dir: &Path, port: u16, args: &[&str]) -> SmtpServer {
         SmtpServer::spawn(dir, port, args).unwrap_or_else(|e| panic!("SMTP fixture on {port}: {e}"))
@@ -72,41 +70,16 @@ impl SmtpServer {
         }
     }
 
-    /// Starts the fixture on a free port with `args`.
+    /// Starts the fixture on a free port with `args`, waiting (bounded) for `ready`;
+    /// retries on another port if the chosen one was taken meanwhile.
     pub fn start(dir: &Path, args: &[&str]) -> SmtpServer {
         let mut last_err = String::new();
         for attempt in 0..3 {
-            let port = free_port();
-            let out = dir.join(format!("received-{port}"));
-            let log = dir.join(format!("server-{port}.log"));
-            let stderr = std::fs::File::create(&log).expect("server log");
-            let mut child = Command::new(PYTHON)
-                .arg(FIXTURE)
-                .arg("--port")
-                .arg(port.to_string())
-                .arg("--out")
-                .arg(&out)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(stderr)
-                .spawn()
-                .expect("spawn /usr/bin/python3 tests/smtp/server.py");
-            let stdout = child.stdout.take().expect("stdout");
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                let mut line = String::new();
-                let _ = BufReader::new(stdout).read_line(&mut line);
-                let _ = tx.send(line);
-            });
-            match rx.recv_timeout(Duration::from_secs(15)) {
-                Ok(line) if line.trim() == "ready" => return SmtpServer { child, port, out },
-                other => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let log = std::fs::read_to_string(&log).unwrap_or_default();
-                    last_err = format!("attempt {attempt}: {other:?}\n{log}");
-                    if log.contains("No module named") {
+            match SmtpServer::spawn(dir, free_port(), args) {
+                Ok(s) => return s,
+                Err(e) => {
+                    last_err = format!("attempt {attempt}: {e}");
+                    if e.contains("No module named") {
                         break;
                     }
                 }

@@ -185,16 +185,10 @@ impl Ctx {
     }
 
     fn take<T: DeserializeOwned>(&mut self, v: Value, at: &str) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(v) {
+        match crate::yaml::deserialize_at(v, at) {
             Ok(t) => Some(t),
-            Err(e) => {
-                let inner = e.path().to_string();
-                let path = match inner.as_str() {
-                    "." => at.to_string(),
-                    i if i.starts_with('[') => format!("{at}{i}"),
-                    i => join_key(at, i),
-                };
-                self.error(&path, e.into_inner());
+            Err((path, msg)) => {
+                self.error(&path, msg);
                 None
             }
         }
