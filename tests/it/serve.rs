@@ -7,5 +7,6 @@ mod conditions;
 mod crash;
 mod email;
 mod intake;
+mod kafka_heal;
 mod policy;
 mod runbooks;

@@ -1,0 +1,448 @@
+//! Real self-healing end to end: a real Kafka broker (KRaft single node with the JMX
+//! exporter agent, as in tests/it/kafka.rs) runs under Debian's `supervisord` with a config
+//! in the test's directory (scripts/kafka/supervisord.conf.in, `autorestart=false`);
+//! `kafka-healing serve` watches it (JMX scrape + socket probe every 5 s). The broker's JVM
+//! is SIGKILLed; the rule's condition fires, its runbook runs `supervisorctl start kafka-1`
+//! and waits for the listener, and a RECOVERED email reaches a real SMTP server.
+//!
+//! Needs the Kafka jars (`bash scripts/kafka/fetch`) and supervisor (`apt-get install
+//! supervisor`); scripts/test provides both. Without them the test fails (it never skips).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+use crate::common::Scratch;
+use crate::mailbox::{SmtpServer, free_port, headers, parse_eml};
+
+const SUPERVISORD: &str = "/usr/bin/supervisord";
+const SUPERVISORCTL: &str = "/usr/bin/supervisorctl";
+/// Bound on a broker start (about 3.5 s on an idle machine; other tests run beside).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound from the kill to everything recovered.
+const HEAL_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/kafka/libs/` and the JMX exporter agent jar in it; panics when missing.
+fn libs() -> (PathBuf, PathBuf) {
+    let libs = repo().join("target/kafka/libs");
+    let find = |prefix: &str| -> Option<PathBuf> {
+        std::fs::read_dir(&libs)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jar"))
+            })
+    };
+    let (kafka, agent) = (find("kafka_2.13-"), find("jmx_prometheus_javaagent-"));
+    assert!(
+        kafka.is_some() && agent.is_some(),
+        "the Kafka broker jars are missing from {}: run `bash scripts/kafka/fetch` \
+         (scripts/test runs it; it needs mvn and a JDK 17+)",
+        libs.display()
+    );
+    (libs, agent.unwrap())
+}
+
+/// The last `n` lines of a file, for failure messages.
+fn tail(p: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `cmd` to completion within `limit`, returning its output.
+fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("still running after {limit:?}: killed"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// supervisord with the broker as program `kafka-1`; everything is stopped when dropped.
+struct Supervised {
+    supervisord: Option<Child>,
+    conf: PathBuf,
+    dir: PathBuf,
+    /// The broker's client listener.
+    port: u16,
+    /// The JMX exporter's `/metrics` URL.
+    metrics_url: String,
+}
+
+impl Supervised {
+    fn start(dir: &Path) -> Supervised {
+        assert!(
+            Path::new(SUPERVISORD).exists() && Path::new(SUPERVISORCTL).exists(),
+            "supervisor is not installed ({SUPERVISORD}, {SUPERVISORCTL} missing): \
+             `apt-get install supervisor` (scripts/test installs it)"
+        );
+        let (libs, agent) = libs();
+        let cp = format!("{}/*", libs.display());
+        let (port, controller_port, jmx_port) = (free_port(), free_port(), free_port());
+        let data = dir.join("kafka-data");
+        let template = std::fs::read_to_string(repo().join("scripts/kafka/server.properties.in"))
+            .expect("scripts/kafka/server.properties.in");
+        let props = dir.join("server.properties");
+        std::fs::write(
+            &props,
+            template
+                .replace("@PORT@", &port.to_string())
+                .replace("@CONTROLLER_PORT@", &controller_port.to_string())
+                .replace("@LOG_DIR@", &data.display().to_string()),
+        )
+        .unwrap();
+
+        // Storage: a fresh cluster id with this node as the only controller.
+        let mut format = Command::new("java");
+        format
+            .args(["-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", &cp])
+            .args(["kafka.tools.StorageTool", "format", "--standalone"])
+            .args(["-t", "a2Fma2EtaGVhbGluZy10Zg", "-c"])
+            .arg(&props);
+        match run_bounded(format, Duration::from_secs(60)) {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "formatting the KRaft storage failed ({}):\n{}{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("formatting the KRaft storage failed: {e}"),
+        }
+
+        let java_args = [
+            "-Xms64m".to_string(),
+            "-Xmx256m".into(),
+            "-XX:+UseSerialGC".into(),
+            "-XX:TieredStopAtLevel=1".into(),
+            "-Djava.awt.headless=true".into(),
+            format!(
+                "-javaagent:{}=127.0.0.1:{jmx_port}:{}",
+                agent.display(),
+                repo().join("scripts/kafka/jmx-exporter.yml").display()
+            ),
+            "-cp".into(),
+            cp,
+            "kafka.Kafka".into(),
+            props.display().to_string(),
+        ]
+        .join(" ");
+        let template = std::fs::read_to_string(repo().join("scripts/kafka/supervisord.conf.in"))
+            .expect("scripts/kafka/supervisord.conf.in");
+        let conf = dir.join("supervisord.conf");
+        std::fs::write(
+            &conf,
+            template
+                .replace("@DIR@", &dir.display().to_string())
+                .replace("@JAVA_ARGS@", &java_args),
+        )
+        .unwrap();
+        let child = Command::new(SUPERVISORD)
+            .args(["-n", "-c"])
+            .arg(&conf)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("supervisord.out")).unwrap())
+            .stderr(std::fs::File::create(dir.join("supervisord.err")).unwrap())
+            .spawn()
+            .expect("spawn supervisord");
+        Supervised {
+            supervisord: Some(child),
+            conf,
+            dir: dir.to_path_buf(),
+            port,
+            metrics_url: format!("http://127.0.0.1:{jmx_port}/metrics"),
+        }
+    }
+
+    /// `supervisorctl -c CONF ARGS…`, bounded.
+    fn ctl(&self, args: &[&str]) -> Result<Output, String> {
+        let mut c = Command::new(SUPERVISORCTL);
+        c.arg("-c").arg(&self.conf).args(args);
+        run_bounded(c, Duration::from_secs(30))
+    }
+
+    /// The broker JVM's pid as supervisord reports it (None when not running).
+    fn pid(&self) -> Option<i32> {
+        let o = self.ctl(&["pid", "kafka-1"]).ok()?;
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|p| *p > 0)
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "supervisord.log:\n{}\nkafka-1.log:\n{}",
+            tail(&self.dir.join("supervisord.log"), 20),
+            tail(&self.dir.join("kafka-1.log"), 40)
+        )
+    }
+
+    fn port_open(&self) -> bool {
+        std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], self.port).into(),
+            Duration::from_secs(2),
+        )
+        .is_ok()
+    }
+
+    /// Whether the exporter answers and reports broker state RUNNING (3).
+    async fn exporter_running(&self, client: &reqwest::Client) -> bool {
+        let body = async {
+            client
+                .get(&self.metrics_url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?
+                .text()
+                .await
+        };
+        body.await.is_ok_and(|b| {
+            b.lines()
+                .any(|l| l == "kafka_server_kafkaserver_brokerstate 3.0")
+        })
+    }
+
+    /// Waits (bounded) until the broker port is open and the exporter reports state 3.
+    async fn wait_running(&mut self, limit: Duration, what: &str) -> Duration {
+        let client = reqwest::Client::new();
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self
+                .supervisord
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "supervisord exited ({st}):\n{}\n{}",
+                    tail(&self.dir.join("supervisord.err"), 20),
+                    self.logs()
+                );
+            }
+            if self.port_open() && self.exporter_running(&client).await {
+                return t0.elapsed();
+            }
+            if t0.elapsed() > limit {
+                panic!(
+                    "{what}: the broker was not running after {limit:?} (port open: {}):\n{}",
+                    self.port_open(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        // The JVM first (supervisord's pid for it), then supervisord itself.
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.ctl(&["shutdown"]);
+        if let Some(mut c) = self.supervisord.take() {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn smtp_cfg(port: u16) -> String {
+    format!(
+        "notifications:\n  rate_limit_seconds: 0\n  retry_initial_seconds: 1\n  smtp:\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    from_email: kafka-healing@example.com\n    to_emails: [oncall@example.com]\n    timeout_seconds: 5\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_broker_under_supervisord_is_restarted_by_its_rule_and_mailed() {
+    let s = Scratch::new();
+    let kdir = s.path().join("kafka");
+    std::fs::create_dir_all(&kdir).unwrap();
+    let mut sup = Supervised::start(&kdir);
+    let took = sup.wait_running(START_TIMEOUT, "first start").await;
+    let pid0 = sup.pid().expect("supervisord reports the broker's pid");
+    eprintln!(
+        "kafka broker under supervisord running after {took:.1?} (pid {pid0}, port {}, exporter {})",
+        sup.port, sup.metrics_url
+    );
+
+    let smtp = SmtpServer::start(s.path(), &[]);
+    let cfg = format!(
+        "cluster:\n  name: heal\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {}, metrics_url: '{}' }}\nmonitoring: {{ interval_seconds: 5, timeout_seconds: 3, methods: [jmx, socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n{}",
+        sup.port,
+        sup.metrics_url,
+        smtp_cfg(smtp.port)
+    );
+    let conf = sup.conf.display().to_string();
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    condition:
+      expr: up{{job="kafka"}} == 0 or kafka_healing_probe_success{{method="socket"}} == 0
+      for: 5s
+      alertname: KafkaBrokerDown
+      labels: {{ severity: critical }}
+    runbook: restart-broker
+runbooks:
+  restart-broker:
+    disruptive: true
+    steps:
+      - name: start
+        exec: ["supervisorctl", "-c", "{conf}", "start", "kafka-1"]
+        timeout: 60s
+      - name: wait-for-listener
+        wait_for:
+          tcp: "127.0.0.1:{{{{target.port}}}}"
+          timeout: 90s
+"#
+    );
+    let srv = Server::start(&s, &cfg, &rules);
+    // A healthy broker: a few rounds, and nothing runs.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        srv.executions().await,
+        Vec::<Value>::new(),
+        "nothing runs while the broker is healthy"
+    );
+
+    // SIGKILL the JVM through supervisord; autorestart=false keeps it down.
+    let killed_at = Instant::now();
+    let out = sup
+        .ctl(&["signal", "KILL", "kafka-1"])
+        .expect("supervisorctl signal");
+    assert!(
+        out.status.success(),
+        "supervisorctl signal KILL kafka-1: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sup.port_open() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed broker's port stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("broker pid {pid0} killed; port closed");
+
+    // The rule's execution for kafka-1 succeeds.
+    let list = srv
+        .wait_until(
+            HEAL_TIMEOUT.as_secs(),
+            "a succeeded broker-down execution",
+            |l| {
+                l.iter().any(|e| {
+                    e["rule"] == "broker-down"
+                        && e["target"] == "kafka-1"
+                        && e["status"] == "succeeded"
+                })
+            },
+        )
+        .await;
+    let healed_at = killed_at.elapsed();
+    let ex = list
+        .iter()
+        .find(|e| e["status"] == "succeeded")
+        .unwrap()
+        .clone();
+    assert!(
+        list.iter()
+            .all(|e| e["status"] != "failed" && e["status"] != "escalated"),
+        "{}",
+        json!(list)
+    );
+    let (st, detail) = srv.get(&format!("/api/v1/executions/{}", ex["id"])).await;
+    assert_eq!(st, 200, "{detail}");
+    eprintln!("execution succeeded {healed_at:.1?} after the kill: {detail}");
+    let steps = detail["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{detail}");
+    assert_eq!(steps[0]["name"], "start");
+    assert_eq!(steps[0]["status"], "succeeded", "{detail}");
+    assert_eq!(steps[0]["exit_code"], 0);
+    assert_eq!(steps[0]["stdout"], "kafka-1: started\n", "{detail}");
+    assert_eq!(steps[1]["name"], "wait-for-listener");
+    assert_eq!(steps[1]["status"], "succeeded", "{detail}");
+    assert_eq!(
+        steps[1]["argv"],
+        json!(["tcp", format!("127.0.0.1:{}", sup.port)])
+    );
+
+    // The broker is back: a new JVM, the port accepts connections, the exporter answers.
+    let pid1 = sup.pid().expect("supervisord runs kafka-1 again");
+    assert_ne!(pid0, pid1, "a new JVM");
+    assert!(
+        sup.port_open(),
+        "the port accepts connections after wait_for"
+    );
+    let left = HEAL_TIMEOUT.saturating_sub(killed_at.elapsed());
+    sup.wait_running(left.max(Duration::from_secs(5)), "after the heal")
+        .await;
+    let running_at = killed_at.elapsed();
+
+    // The RECOVERED email.
+    let mail_deadline = killed_at + HEAL_TIMEOUT;
+    let subject = loop {
+        let subjects: Vec<String> = smtp
+            .received()
+            .iter()
+            .flat_map(|(eml, _)| headers(&parse_eml(eml), "Subject"))
+            .collect();
+        if let Some(sub) = subjects
+            .iter()
+            .find(|s| s.starts_with("[kafka-healing] RECOVERED kafka-1 ("))
+        {
+            break sub.clone();
+        }
+        assert!(
+            Instant::now() < mail_deadline,
+            "no RECOVERED mail for kafka-1; got {subjects:?}\nlog:\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        subject,
+        "[kafka-healing] RECOVERED kafka-1 (broker-down) heal"
+    );
+    eprintln!(
+        "kill -> execution succeeded {healed_at:.1?}, broker state 3 {running_at:.1?}, \
+         RECOVERED mail {:.1?}",
+        killed_at.elapsed()
+    );
+    drop(srv);
+    drop(sup);
+}
