@@ -8,7 +8,7 @@
 //! in `scripts/kafka/`. Without the jars this test fails (it never skips).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_healing::ingest::probe;
@@ -49,14 +49,18 @@ fn libs() -> (PathBuf, PathBuf) {
     (libs, agent.unwrap())
 }
 
-/// Runs `cmd` to completion within `limit`, returning whether it succeeded.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(), String> {
-    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+/// Runs `cmd` to completion within `limit`, returning its output.
+pub(crate) fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
     let deadline = Instant::now() + limit;
     loop {
         match child.try_wait() {
-            Ok(Some(st)) if st.success() => return Ok(()),
-            Ok(Some(st)) => return Err(format!("exited with {st}")),
+            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
             Ok(None) if Instant::now() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -69,10 +73,99 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(), String> {
 }
 
 /// The last `n` lines of a file, for failure messages.
-fn tail(p: &Path, n: usize) -> String {
+pub(crate) fn tail(p: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A single-node KRaft broker prepared in a directory: config written, storage formatted.
+pub(crate) struct BrokerSetup {
+    /// The client (PLAINTEXT) listener.
+    pub port: u16,
+    /// The JMX exporter's `/metrics` URL.
+    pub metrics_url: String,
+    /// The JVM's arguments (after `java`): options, the exporter agent, class path, main
+    /// class and the config file.
+    pub java_args: Vec<String>,
+}
+
+impl BrokerSetup {
+    /// Writes `server.properties` in `dir` (ephemeral ports on 127.0.0.1) and formats the
+    /// storage with a fresh cluster id and this node as the only controller.
+    pub(crate) fn prepare(dir: &Path) -> BrokerSetup {
+        let (libs, agent) = libs();
+        let cp = format!("{}/*", libs.display());
+        let (port, controller_port, jmx_port) = (free_port(), free_port(), free_port());
+        let template = std::fs::read_to_string(repo().join("scripts/kafka/server.properties.in"))
+            .expect("scripts/kafka/server.properties.in");
+        let props = dir.join("server.properties");
+        std::fs::write(
+            &props,
+            template
+                .replace("@PORT@", &port.to_string())
+                .replace("@CONTROLLER_PORT@", &controller_port.to_string())
+                .replace("@LOG_DIR@", &dir.join("kafka-data").display().to_string()),
+        )
+        .unwrap();
+        // The cluster id is Kafka's base64url UUID form.
+        let mut format = Command::new("java");
+        format
+            .args(["-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", &cp])
+            .args(["kafka.tools.StorageTool", "format", "--standalone"])
+            .args(["-t", "a2Fma2EtaGVhbGluZy10Zg", "-c"])
+            .arg(&props);
+        match run_bounded(format, Duration::from_secs(60)) {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "formatting the KRaft storage failed ({}):\n{}{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("formatting the KRaft storage failed: {e}"),
+        }
+        let java_args = vec![
+            "-Xms64m".to_string(),
+            "-Xmx256m".into(),
+            "-XX:+UseSerialGC".into(),
+            "-XX:TieredStopAtLevel=1".into(),
+            "-Djava.awt.headless=true".into(),
+            format!(
+                "-javaagent:{}=127.0.0.1:{jmx_port}:{}",
+                agent.display(),
+                repo().join("scripts/kafka/jmx-exporter.yml").display()
+            ),
+            "-cp".into(),
+            cp,
+            "kafka.Kafka".into(),
+            props.display().to_string(),
+        ];
+        BrokerSetup {
+            port,
+            metrics_url: format!("http://127.0.0.1:{jmx_port}/metrics"),
+            java_args,
+        }
+    }
+}
+
+/// Whether the exporter answers and reports broker state RUNNING (3). The agent's HTTP
+/// server answers before Kafka has started (JVM metrics only), so answering alone is not
+/// enough.
+pub(crate) async fn exporter_running(client: &reqwest::Client, metrics_url: &str) -> bool {
+    let body = async {
+        client
+            .get(metrics_url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?
+            .text()
+            .await
+    };
+    body.await.is_ok_and(|b| {
+        b.lines()
+            .any(|l| l == "kafka_server_kafkaserver_brokerstate 3.0")
+    })
 }
 
 /// A running broker: its JVM is SIGKILLed when dropped (and when the test process dies).
@@ -94,21 +187,7 @@ impl Drop for Broker {
 impl Broker {
     /// Formats the storage and starts the broker in `dir`; returns once it is running.
     async fn start(dir: &Path) -> Broker {
-        let (libs, agent) = libs();
-        let cp = format!("{}/*", libs.display());
-        let (port, controller_port, jmx_port) = (free_port(), free_port(), free_port());
-        let data = dir.join("kafka-data");
-        let template = std::fs::read_to_string(repo().join("scripts/kafka/server.properties.in"))
-            .expect("scripts/kafka/server.properties.in");
-        let props = dir.join("server.properties");
-        std::fs::write(
-            &props,
-            template
-                .replace("@PORT@", &port.to_string())
-                .replace("@CONTROLLER_PORT@", &controller_port.to_string())
-                .replace("@LOG_DIR@", &data.display().to_string()),
-        )
-        .unwrap();
+        let setup = BrokerSetup::prepare(dir);
         let log = dir.join("kafka.log");
         let log_file = || {
             std::fs::OpenOptions::new()
@@ -117,63 +196,31 @@ impl Broker {
                 .open(&log)
                 .unwrap()
         };
-
-        // Storage: a fresh cluster id (Kafka's base64url UUID form) with this node as the
-        // only controller.
-        let mut format = Command::new("java");
-        format
-            .args(["-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", &cp])
-            .args(["kafka.tools.StorageTool", "format", "--standalone"])
-            .args(["-t", "a2Fma2EtaGVhbGluZy10Zg", "-c"])
-            .arg(&props)
+        let mut cmd = Command::new("java");
+        cmd.args(&setup.java_args)
             .stdin(Stdio::null())
             .stdout(log_file())
             .stderr(log_file());
-        if let Err(e) = run_bounded(format, Duration::from_secs(60)) {
-            panic!(
-                "formatting the KRaft storage failed ({e}):\n{}",
-                tail(&log, 30)
-            );
-        }
-
-        let mut cmd = Command::new("java");
-        cmd.args([
-            "-Xms64m",
-            "-Xmx256m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true",
-        ])
-        .arg(format!(
-            "-javaagent:{}=127.0.0.1:{jmx_port}:{}",
-            agent.display(),
-            repo().join("scripts/kafka/jmx-exporter.yml").display()
-        ))
-        .args(["-cp", &cp, "kafka.Kafka"])
-        .arg(&props)
-        .stdin(Stdio::null())
-        .stdout(log_file())
-        .stderr(log_file());
         let t0 = Instant::now();
         let child = cmd.spawn().expect("spawn java (a JDK 17+ must be on PATH)");
         let mut b = Broker {
             child: Some(child),
-            port,
-            metrics_url: format!("http://127.0.0.1:{jmx_port}/metrics"),
+            port: setup.port,
+            metrics_url: setup.metrics_url,
             log,
         };
         b.wait_running(t0).await;
         eprintln!(
-            "kafka broker running after {:.1?} (port {port}, exporter {})",
+            "kafka broker running after {:.1?} (port {}, exporter {})",
             t0.elapsed(),
+            b.port,
             b.metrics_url
         );
         b
     }
 
     /// Waits (bounded) until the broker accepts connections and its exporter reports the
-    /// broker state RUNNING (3). The agent's HTTP server answers before Kafka has started
-    /// (JVM metrics only), so the endpoint answering alone is not enough.
+    /// broker state RUNNING (3).
     async fn wait_running(&mut self, t0: Instant) {
         let client = reqwest::Client::new();
         loop {
@@ -188,23 +235,8 @@ impl Broker {
                 );
             }
             let port_open = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
-            if port_open {
-                let body = async {
-                    client
-                        .get(&self.metrics_url)
-                        .timeout(Duration::from_secs(10))
-                        .send()
-                        .await?
-                        .text()
-                        .await
-                };
-                if let Ok(body) = body.await
-                    && body
-                        .lines()
-                        .any(|l| l == "kafka_server_kafkaserver_brokerstate 3.0")
-                {
-                    return;
-                }
+            if port_open && exporter_running(&client, &self.metrics_url).await {
+                return;
             }
             if t0.elapsed() > START_TIMEOUT {
                 panic!(

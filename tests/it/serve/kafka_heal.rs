@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::harness::*;
 use crate::common::Scratch;
-use crate::mailbox::{SmtpServer, free_port, headers, parse_eml};
+use crate::kafka::{BrokerSetup, exporter_running, run_bounded, tail};
+use crate::mailbox::{SmtpServer, headers, parse_eml};
 
 const SUPERVISORD: &str = "/usr/bin/supervisord";
 const SUPERVISORCTL: &str = "/usr/bin/supervisorctl";
@@ -24,63 +25,6 @@ const SUPERVISORCTL: &str = "/usr/bin/supervisorctl";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound from the kill to everything recovered.
 const HEAL_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/kafka/libs/` and the JMX exporter agent jar in it; panics when missing.
-fn libs() -> (PathBuf, PathBuf) {
-    let libs = repo().join("target/kafka/libs");
-    let find = |prefix: &str| -> Option<PathBuf> {
-        std::fs::read_dir(&libs)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jar"))
-            })
-    };
-    let (kafka, agent) = (find("kafka_2.13-"), find("jmx_prometheus_javaagent-"));
-    assert!(
-        kafka.is_some() && agent.is_some(),
-        "the Kafka broker jars are missing from {}: run `bash scripts/kafka/fetch` \
-         (scripts/test runs it; it needs mvn and a JDK 17+)",
-        libs.display()
-    );
-    (libs, agent.unwrap())
-}
-
-/// The last `n` lines of a file, for failure messages.
-fn tail(p: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Runs `cmd` to completion within `limit`, returning its output.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn: {e}"))?;
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("still running after {limit:?}: killed"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
 
 /// supervisord with the broker as program `kafka-1`; everything is stopped when dropped.
 struct Supervised {
@@ -100,59 +44,11 @@ impl Supervised {
             "supervisor is not installed ({SUPERVISORD}, {SUPERVISORCTL} missing): \
              `apt-get install supervisor` (scripts/test installs it)"
         );
-        let (libs, agent) = libs();
-        let cp = format!("{}/*", libs.display());
-        let (port, controller_port, jmx_port) = (free_port(), free_port(), free_port());
-        let data = dir.join("kafka-data");
-        let template = std::fs::read_to_string(repo().join("scripts/kafka/server.properties.in"))
-            .expect("scripts/kafka/server.properties.in");
-        let props = dir.join("server.properties");
-        std::fs::write(
-            &props,
-            template
-                .replace("@PORT@", &port.to_string())
-                .replace("@CONTROLLER_PORT@", &controller_port.to_string())
-                .replace("@LOG_DIR@", &data.display().to_string()),
-        )
-        .unwrap();
-
-        // Storage: a fresh cluster id with this node as the only controller.
-        let mut format = Command::new("java");
-        format
-            .args(["-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", &cp])
-            .args(["kafka.tools.StorageTool", "format", "--standalone"])
-            .args(["-t", "a2Fma2EtaGVhbGluZy10Zg", "-c"])
-            .arg(&props);
-        match run_bounded(format, Duration::from_secs(60)) {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => panic!(
-                "formatting the KRaft storage failed ({}):\n{}{}",
-                o.status,
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => panic!("formatting the KRaft storage failed: {e}"),
-        }
-
-        let java_args = [
-            "-Xms64m".to_string(),
-            "-Xmx256m".into(),
-            "-XX:+UseSerialGC".into(),
-            "-XX:TieredStopAtLevel=1".into(),
-            "-Djava.awt.headless=true".into(),
-            format!(
-                "-javaagent:{}=127.0.0.1:{jmx_port}:{}",
-                agent.display(),
-                repo().join("scripts/kafka/jmx-exporter.yml").display()
-            ),
-            "-cp".into(),
-            cp,
-            "kafka.Kafka".into(),
-            props.display().to_string(),
-        ]
-        .join(" ");
-        let template = std::fs::read_to_string(repo().join("scripts/kafka/supervisord.conf.in"))
-            .expect("scripts/kafka/supervisord.conf.in");
+        let setup = BrokerSetup::prepare(dir);
+        let java_args = setup.java_args.join(" ");
+        let conf_in =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka/supervisord.conf.in");
+        let template = std::fs::read_to_string(conf_in).expect("scripts/kafka/supervisord.conf.in");
         let conf = dir.join("supervisord.conf");
         std::fs::write(
             &conf,
@@ -174,8 +70,8 @@ impl Supervised {
             supervisord: Some(child),
             conf,
             dir: dir.to_path_buf(),
-            port,
-            metrics_url: format!("http://127.0.0.1:{jmx_port}/metrics"),
+            port: setup.port,
+            metrics_url: setup.metrics_url,
         }
     }
 
@@ -212,23 +108,6 @@ impl Supervised {
         .is_ok()
     }
 
-    /// Whether the exporter answers and reports broker state RUNNING (3).
-    async fn exporter_running(&self, client: &reqwest::Client) -> bool {
-        let body = async {
-            client
-                .get(&self.metrics_url)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await?
-                .text()
-                .await
-        };
-        body.await.is_ok_and(|b| {
-            b.lines()
-                .any(|l| l == "kafka_server_kafkaserver_brokerstate 3.0")
-        })
-    }
-
     /// Waits (bounded) until the broker port is open and the exporter reports state 3.
     async fn wait_running(&mut self, limit: Duration, what: &str) -> Duration {
         let client = reqwest::Client::new();
@@ -245,7 +124,7 @@ impl Supervised {
                     self.logs()
                 );
             }
-            if self.port_open() && self.exporter_running(&client).await {
+            if self.port_open() && exporter_running(&client, &self.metrics_url).await {
                 return t0.elapsed();
             }
             if t0.elapsed() > limit {
