@@ -91,6 +91,20 @@ impl SmtpServer {
         );
     }
 
+    /// Each received message's envelope recipients and Subject, in arrival order.
+    pub fn envelopes(&self) -> Vec<(Vec<String>, String)> {
+        self.received()
+            .iter()
+            .map(|(e, m)| {
+                let subject = headers(&parse_eml(e), "Subject")
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
+                (strings(&m["rcpt_tos"]), subject)
+            })
+            .collect()
+    }
+
     /// Received messages: (raw .eml, envelope JSON), in arrival order.
     pub fn received(&self) -> Vec<(String, Value)> {
         let Ok(dir) = std::fs::read_dir(&self.out) else {

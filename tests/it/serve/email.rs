@@ -322,16 +322,7 @@ async fn escalations_reach_the_escalation_list() {
     // to oncall@ is undeliverable, which after 1 s is escalated too.
     let deadline = Instant::now() + Duration::from_secs(30);
     let subjects = loop {
-        let subjects: Vec<(Vec<String>, String)> = smtp
-            .received()
-            .iter()
-            .map(|(e, m)| {
-                (
-                    strings(&m["rcpt_tos"]),
-                    headers(&parse_eml(e), "Subject")[0].clone(),
-                )
-            })
-            .collect();
+        let subjects: Vec<(Vec<String>, String)> = smtp.envelopes();
         if subjects.len() >= 2 {
             break subjects;
         }
@@ -451,16 +442,7 @@ async fn attempts_used_up_by_a_new_alert_escalate_by_email() {
     assert_eq!(srv.post(&body).await.0, 200);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got: Vec<(Vec<String>, String)> = smtp
-            .received()
-            .iter()
-            .map(|(e, m)| {
-                (
-                    strings(&m["rcpt_tos"]),
-                    headers(&parse_eml(e), "Subject")[0].clone(),
-                )
-            })
-            .collect();
+        let got: Vec<(Vec<String>, String)> = smtp.envelopes();
         if let Some((to, _)) = got
             .iter()
             .find(|(_, s)| s.starts_with("[kafka-healing] ESCALATION kafka-1"))
