@@ -7,6 +7,7 @@ use config::{FileFormat, Value, ValueKind};
 use serde::de::DeserializeOwned;
 
 use super::expand::expand_env;
+use super::kubernetes::KubernetesConfig;
 use super::model::*;
 use super::validate::validate;
 use crate::diag::Diagnostics;
@@ -268,6 +269,7 @@ fn sections(
     let state = take!("state", StateConfig);
     let logging = take!("logging", LoggingConfig);
     let environment = take!("environment", Environment);
+    let kubernetes = take!("kubernetes", KubernetesConfig);
 
     let mut unknown: Vec<_> = table.keys().cloned().collect();
     unknown.sort();
@@ -277,7 +279,7 @@ fn sections(
             doc,
             &key,
             "unknown top-level key; expected one of cluster, monitoring, recovery, \
-             notifications, server, rules, state, logging, environment",
+             notifications, server, rules, state, logging, environment, kubernetes",
         );
     }
     if cluster.is_none() {
@@ -297,6 +299,7 @@ fn sections(
         state: state.unwrap_or(Some(Default::default()))?,
         logging: logging.unwrap_or(Some(Default::default()))?,
         environment: environment.unwrap_or(Some(Default::default()))?,
+        kubernetes: kubernetes.map_or(Some(None), |k| k.map(Some))?,
     })
 }
 

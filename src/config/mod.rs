@@ -5,11 +5,13 @@
 //! Unknown keys are errors everywhere.
 
 mod expand;
+mod kubernetes;
 mod load;
 mod model;
 mod validate;
 
 pub use expand::{ExpandError, expand_env};
+pub use kubernetes::KubernetesConfig;
 pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_with_env};
 pub use model::*;
 pub use validate::valid_email;

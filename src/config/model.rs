@@ -55,6 +55,9 @@ pub struct Config {
     /// Deployment environment; `production` enables stricter checks.
     #[serde(default)]
     pub environment: Environment,
+    /// The Kubernetes API, for `kube` steps; none: a rule using them is an error.
+    #[serde(default)]
+    pub kubernetes: Option<super::kubernetes::KubernetesConfig>,
 }
 
 /// The cluster: its name, brokers and (optionally) ZooKeeper ensemble.

@@ -247,6 +247,13 @@ fn fmt_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// The Kubernetes connection `kube` steps use, when the config has a `kubernetes:` section.
+fn kube_conn(loaded: &Loaded) -> Option<Arc<crate::runbook::exec::KubeConn>> {
+    let k = loaded.config.kubernetes.clone()?;
+    let k = crate::runbook::exec::resolve_kubeconfig(k, &loaded.base_dir);
+    Some(Arc::new(crate::runbook::exec::KubeConn::new(k)))
+}
+
 /// The JSON stored as an execution's `plan`: rendered steps and params.
 pub fn plan_json(p: &Plan) -> serde_json::Value {
     serde_json::json!({ "steps": p.steps, "params": p.params })
@@ -264,6 +271,7 @@ impl Engine {
         let mut exec_opts = ExecOptions::new(Vec::new());
         exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
         exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
+        exec_opts.kube = kube_conn(&setup.loaded);
         let mut engine = Engine {
             journal,
             metrics,
@@ -384,6 +392,13 @@ impl Engine {
                     let r = &setup.loaded.config.recovery;
                     self.exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
                     self.exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
+                    let kube = kube_conn(&setup.loaded);
+                    // Keep the connection (and what it replaced) unless its config changed.
+                    if kube.as_ref().map(|k| k.config())
+                        != self.exec_opts.kube.as_ref().map(|k| k.config())
+                    {
+                        self.exec_opts.kube = kube;
+                    }
                     self.setup = setup;
                 }
                 Msg::Drain { reply } => {

@@ -17,8 +17,25 @@ use crate::yaml::{Document, deserialize_at, join_index, join_key};
 
 /// Loads the rule files a configuration names (globs relative to the config file).
 /// Returns the rule set and the diagnostics; the set is only safe to use without errors.
+///
+/// A `kube` step in a runbook while the config has no `kubernetes:` section is an error
+/// at the step's line.
 pub fn load_rules(cfg: &Loaded) -> (RuleSet, Diagnostics) {
-    load_globs(&cfg.path, &cfg.base_dir, &cfg.config.rules)
+    let (set, mut diags) = load_globs(&cfg.path, &cfg.base_dir, &cfg.config.rules);
+    if cfg.config.kubernetes.is_none() {
+        for (file, line, at) in &set.kube_steps {
+            diags.error(
+                file,
+                *line,
+                format!(
+                    "{at}: a `kube` step needs the `kubernetes:` section in {} \
+                     (in_cluster: true or kubeconfig: PATH)",
+                    cfg.path.display()
+                ),
+            );
+        }
+    }
+    (set, diags)
 }
 
 /// Loads the rule files named by a config file that did not load (so that `check` can
@@ -249,7 +266,14 @@ pub fn load_rule_files(files: &[PathBuf]) -> (RuleSet, Diagnostics) {
     for (name, (idx, rb)) in &runbooks {
         let src = &sources[*idx];
         let at = join_key("runbooks", name);
-        check_runbook(rb, &at, src, &mut set.templates, &mut diags);
+        check_runbook(
+            rb,
+            &at,
+            src,
+            &mut set.templates,
+            &mut diags,
+            &mut set.kube_steps,
+        );
         if !used.contains(name) {
             diags.warning(
                 &src.path,
@@ -479,6 +503,7 @@ pub(crate) fn step_templates(kind: &StepKind) -> Vec<&str> {
             .into_iter()
             .flatten()
             .collect(),
+        StepKind::Kube(k) => vec![k.namespace.as_str(), k.name.as_str()],
     }
 }
 
@@ -488,6 +513,7 @@ fn check_runbook(
     src: &Source,
     templates: &mut Templates,
     diags: &mut Diagnostics,
+    kube_steps: &mut Vec<(PathBuf, Option<usize>, String)>,
 ) {
     let mut err = |path: String, msg: String| diags.error_at(&src.path, &src.doc, &path, msg);
     if rb.steps.is_empty() {
@@ -527,6 +553,12 @@ fn check_runbook(
                 sp.clone(),
                 "wait_for needs exactly one of `tcp` and `http`".into(),
             ),
+            StepKind::Kube(k) => {
+                for m in k.problems() {
+                    err(sp.clone(), format!("step `{}`: {m}", step.name));
+                }
+                kube_steps.push((src.path.clone(), src.doc.line_of(&sp), sp.clone()));
+            }
             _ => {}
         }
         for t in step_templates(&step.kind) {

@@ -99,4 +99,6 @@ pub struct RuleSet {
     pub runbooks: BTreeMap<String, Runbook>,
     /// All compiled templates.
     pub templates: Templates,
+    /// Where `kube` steps are: file, line and YAML path (for "no `kubernetes:` config").
+    pub kube_steps: Vec<(std::path::PathBuf, Option<usize>, String)>,
 }

@@ -185,6 +185,9 @@ pub enum StepKind {
     Http(HttpStep),
     /// Wait until a TCP port accepts connections or an URL answers 2xx.
     WaitFor(WaitForStep),
+    /// A Kubernetes API action (evict or delete a pod, restart or scale a StatefulSet,
+    /// wait for a pod to be ready).
+    Kube(KubeStep),
 }
 
 impl StepKind {
@@ -196,12 +199,13 @@ impl StepKind {
             StepKind::Ansible(_) => "ansible",
             StepKind::Http(_) => "http",
             StepKind::WaitFor(_) => "wait_for",
+            StepKind::Kube(_) => "kube",
         }
     }
 }
 
 /// The step kind keys, for error messages.
-pub const STEP_KINDS: &[&str] = &["exec", "systemctl", "ansible", "http", "wait_for"];
+pub const STEP_KINDS: &[&str] = &["exec", "systemctl", "ansible", "http", "wait_for", "kube"];
 
 /// `systemctl` step.
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +289,74 @@ pub struct WaitForStep {
     pub timeout: Duration,
 }
 
+/// `kube` step: one Kubernetes API action on one object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeStep {
+    /// One of [`KUBE_ACTIONS`].
+    pub action: String,
+    /// Namespace (template); must render to a DNS-1123 label.
+    pub namespace: String,
+    /// Pod name (`evict_pod`, `delete_pod`, `wait_pod_ready`) or StatefulSet name
+    /// (`rollout_restart`, `scale`) (template); must render to a DNS-1123 subdomain.
+    pub name: String,
+    /// The replica count to set (`scale` only, required there).
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// How long to wait for the pod to be ready (`wait_pod_ready` only, required there).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Termination grace period in seconds (`delete_pod` only; default: the pod's own).
+    #[serde(default)]
+    pub grace_period_seconds: Option<u32>,
+}
+
+/// The actions a `kube` step may take.
+pub const KUBE_ACTIONS: &[&str] = &[
+    "evict_pod",
+    "delete_pod",
+    "rollout_restart",
+    "scale",
+    "wait_pod_ready",
+];
+
+impl KubeStep {
+    /// What is wrong with the step's shape (unknown action, a field its action does not
+    /// take or misses), one message per problem; empty when it is fine.
+    pub fn problems(&self) -> Vec<String> {
+        let a = self.action.as_str();
+        let mut out = Vec::new();
+        if !KUBE_ACTIONS.contains(&a) {
+            out.push(format!(
+                "kube action `{a}` is not one of {}",
+                KUBE_ACTIONS.join(", ")
+            ));
+            return out;
+        }
+        match (a, self.replicas) {
+            ("scale", None) => out.push("kube action `scale` needs `replicas`".into()),
+            ("scale", _) | (_, None) => {}
+            (_, Some(_)) => out.push(format!("`replicas` only applies to `scale`, not `{a}`")),
+        }
+        match (a, self.timeout) {
+            ("wait_pod_ready", None) => {
+                out.push("kube action `wait_pod_ready` needs `timeout`".into())
+            }
+            ("wait_pod_ready", _) | (_, None) => {}
+            (_, Some(_)) => out.push(format!(
+                "`timeout` inside `kube` only applies to `wait_pod_ready`, not `{a}` \
+                 (the step's own `timeout` bounds any step)"
+            )),
+        }
+        if self.grace_period_seconds.is_some() && a != "delete_pod" {
+            out.push(format!(
+                "`grace_period_seconds` only applies to `delete_pod`, not `{a}`"
+            ));
+        }
+        out
+    }
+}
+
 /// Parses `30`, `"30s"`, `"5m"`, `"1h30m"` or `"500ms"`.
 pub fn parse_duration(v: &Value) -> Result<Duration, String> {
     match v {
@@ -366,6 +438,7 @@ impl Step {
             "systemctl" => StepKind::Systemctl(field("systemctl", body)?),
             "ansible" => StepKind::Ansible(field("ansible", body)?),
             "http" => StepKind::Http(field("http", body)?),
+            "kube" => StepKind::Kube(field("kube", body)?),
             _ => StepKind::WaitFor(field("wait_for", body)?),
         };
         Ok(Step {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::template::Templates;
-use crate::rules::model::{HTTP_METHODS, OnFailure, SYSTEMCTL_ACTIONS, Step, StepKind};
+use crate::rules::model::{HTTP_METHODS, KubeStep, OnFailure, SYSTEMCTL_ACTIONS, Step, StepKind};
 
 /// A step as it would run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,7 +22,9 @@ pub struct RenderedStep {
     pub name: String,
     /// Step kind (`exec`, `systemctl`, …).
     pub kind: &'static str,
-    /// The exact argv; for `http` `[METHOD, URL]`, for `wait_for` `[tcp|http, ADDRESS]`.
+    /// The exact argv; for `http` `[METHOD, URL]`, for `wait_for` `[tcp|http, ADDRESS]`,
+    /// for `kube` `[ACTION, namespace=NS, name=NAME]` plus `replicas=N` (`scale`) or
+    /// `grace_period_seconds=N` (`delete_pod`, when given).
     pub argv: Vec<String>,
     /// HTTP request body, for `http` steps that have one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,6 +218,12 @@ fn render_step(step: &Step, templates: &Templates, ctx: &Value) -> Result<Render
                 }
             }
         }
+        StepKind::Kube(k) => {
+            if let Some(w) = k.timeout {
+                timeout = Some(timeout.map_or(w, |t| t.min(w)));
+            }
+            kube_argv(&r, k)?
+        }
     };
     Ok(RenderedStep {
         name: step.name.clone(),
@@ -240,6 +248,69 @@ fn http_url(r: &Renderer<'_>, field: &str, src: &str) -> Result<String, StepErro
             r.step,
             format!("{field}: `{}` is not a URL: {e}", u.escape_debug()),
         )),
+    }
+}
+
+/// Lowers a `kube` step: the action checked, namespace and name rendered and checked as
+/// DNS-1123 names (alert labels are untrusted: nothing else may reach an API path).
+fn kube_argv(r: &Renderer<'_>, k: &KubeStep) -> Result<Vec<String>, StepError> {
+    if let Some(p) = k.problems().into_iter().next() {
+        return Err(step_error(r.step, p));
+    }
+    let namespace = r.one("namespace", &k.namespace)?;
+    if let Err(m) = dns1123_label(&namespace) {
+        return Err(step_error(r.step, format!("namespace: {m}")));
+    }
+    let name = r.one("name", &k.name)?;
+    if let Err(m) = dns1123_subdomain(&name) {
+        return Err(step_error(r.step, format!("name: {m}")));
+    }
+    let mut argv = vec![
+        k.action.clone(),
+        format!("namespace={namespace}"),
+        format!("name={name}"),
+    ];
+    if let Some(n) = k.replicas {
+        argv.push(format!("replicas={n}"));
+    }
+    if let Some(g) = k.grace_period_seconds {
+        argv.push(format!("grace_period_seconds={g}"));
+    }
+    Ok(argv)
+}
+
+/// Checks a DNS-1123 label (namespaces): 1 to 63 of `a-z`, `0-9`, `-`, starting and ending
+/// with a letter or digit.
+pub fn dns1123_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a DNS-1123 label (at most 63 of a-z, 0-9 and `-`, \
+             starting and ending with a letter or digit)",
+            s.escape_debug()
+        ))
+    }
+}
+
+/// Checks a DNS-1123 subdomain (pod and StatefulSet names): at most 253 characters,
+/// DNS-1123 labels joined by `.`.
+pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| dns1123_label(l).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a DNS-1123 name (at most 253 of a-z, 0-9, `-` and `.`, \
+             each part starting and ending with a letter or digit)",
+            s.escape_debug()
+        ))
     }
 }
 

@@ -1,5 +1,5 @@
-//! The executor: runs one rendered step — a child process, an HTTP request or a readiness
-//! wait — with its timeout and retries, and reports how it ended as a [`StepRecord`].
+//! The executor: runs one rendered step — a child process, an HTTP request, a readiness
+//! wait or a Kubernetes API action — with its timeout and retries, and reports how it ended as a [`StepRecord`].
 //!
 //! Child processes get exactly [`ExecOptions::env`] as their environment, no stdin, and their
 //! own process group, so a timeout or a cancellation reaches every process they started.
@@ -7,6 +7,7 @@
 
 mod env;
 mod http;
+mod kube;
 mod output;
 mod process;
 mod wait;
@@ -19,6 +20,7 @@ use super::RenderedStep;
 use crate::journal::{StepRecord, StepStatus};
 
 pub use env::{DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST, child_env, filter_env};
+pub use kube::{KubeConn, RESTARTED_AT, not_ready_reason, resolve_kubeconfig};
 
 /// The longest time limit honoured; larger ones are cut to this (about ten years).
 const MAX_TIMEOUT_SECS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
@@ -43,6 +45,8 @@ pub struct ExecOptions {
     /// How long output is still read after a process exits, while something it started
     /// keeps its stdout or stderr open.
     pub drain_timeout: Duration,
+    /// The Kubernetes API connection for `kube` steps; none without a `kubernetes:` config.
+    pub kube: Option<std::sync::Arc<KubeConn>>,
 }
 
 impl ExecOptions {
@@ -61,6 +65,7 @@ impl ExecOptions {
             wait_interval: Duration::from_secs(1),
             retry_pause: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(2),
+            kube: None,
         }
     }
 }
@@ -229,6 +234,7 @@ async fn run_once(step: &RenderedStep, opts: &ExecOptions, cancel: &Cancellation
         }
         "http" => http::run_http(&step.argv, step.body.as_deref(), timeout, opts, cancel).await,
         "wait_for" => wait::run_wait(&step.argv, timeout, opts, cancel).await,
+        "kube" => kube::run_kube(&step.argv, timeout, opts, cancel).await,
         other => Outcome::fatal(ExecError::UnknownKind(other.to_string())),
     }
 }
