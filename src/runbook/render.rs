@@ -329,3 +329,75 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
         _ => Err(format!("`{}` is not host:port", s.escape_debug())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::model::KubeStep;
+
+    #[test]
+    fn dns1123_names() {
+        for ok in ["kafka", "kafka-0", "a", "0abc", &"a".repeat(63)] {
+            assert_eq!(dns1123_label(ok), Ok(()), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "", "Kafka", "-a", "a-", "a.b", "a_b", "a/b", "a b", "ä", &long,
+        ] {
+            assert!(dns1123_label(bad).is_err(), "{bad}");
+        }
+        assert_eq!(dns1123_subdomain("kafka-0.kafka-headless"), Ok(()));
+        for bad in ["a..b", ".a", "a.", "../x", "a\nb", &"a.".repeat(127)] {
+            assert!(dns1123_subdomain(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn kube(action: &str, name: &str) -> Step {
+        Step {
+            name: "k".into(),
+            kind: StepKind::Kube(KubeStep {
+                action: action.into(),
+                namespace: "kafka".into(),
+                name: name.into(),
+                replicas: (action == "scale").then_some(3),
+                timeout: (action == "wait_pod_ready").then_some(Duration::from_secs(60)),
+                grace_period_seconds: None,
+            }),
+            timeout: Some(Duration::from_secs(30)),
+            retries: 0,
+            on_failure: OnFailure::Abort,
+        }
+    }
+
+    #[test]
+    fn kube_steps_render_to_action_and_checked_names() {
+        let mut t = Templates::default();
+        let src = "kafka-{{alert.labels.id}}";
+        t.add(src).expect("template");
+        let ctx = |id: &str| serde_json::json!({"alert": {"labels": {"id": id}}});
+        let r = render_steps(&[kube("evict_pod", src)], &t, &ctx("2")).expect("renders");
+        assert_eq!(
+            r[0].argv,
+            ["evict_pod", "namespace=kafka", "name=kafka-2"].map(String::from)
+        );
+        assert_eq!(r[0].kind, "kube");
+        let r = render_steps(&[kube("scale", "kafka")], &t, &ctx("2")).expect("renders");
+        assert_eq!(
+            r[0].argv,
+            ["scale", "namespace=kafka", "name=kafka", "replicas=3"].map(String::from)
+        );
+        // The shorter of the step's timeout and the wait's own.
+        let r = render_steps(&[kube("wait_pod_ready", "p")], &t, &ctx("2")).expect("renders");
+        assert_eq!(r[0].timeout_seconds, Some(30.0));
+        for hostile in ["2/../../secrets", "2;rm -rf", "X", "2\n", "2 ", ""] {
+            let e = render_steps(&[kube("evict_pod", src)], &t, &ctx(hostile)).expect_err(hostile);
+            assert!(e.message.starts_with("name: `"), "{e}");
+            assert!(e.message.contains("is not a DNS-1123 name"), "{e}");
+        }
+        let e = render_steps(&[kube("drain", "p")], &t, &ctx("2")).expect_err("action");
+        assert!(
+            e.message.contains("kube action `drain` is not one of"),
+            "{e}"
+        );
+    }
+}

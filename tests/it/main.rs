@@ -10,6 +10,7 @@ mod expo;
 mod hostile;
 mod journal;
 mod kafka;
+mod kube;
 mod mailbox;
 mod probes;
 mod promql;

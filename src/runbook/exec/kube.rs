@@ -110,6 +110,9 @@ async fn connect(cfg: &KubernetesConfig) -> Result<kube::Client, String> {
     config.connect_timeout = t;
     config.read_timeout = t;
     config.write_timeout = t;
+    // kube retries 429/503/504 by itself; a 429 to an eviction is a PodDisruptionBudget
+    // saying no, which must end the try now (the step's own `retries` decide what next).
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {}", error_chain(&e)))
 }
 
