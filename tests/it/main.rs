@@ -4,6 +4,7 @@ mod am_oracle;
 mod check;
 mod common;
 mod config_layers;
+mod deploy;
 mod dry_run;
 mod executor;
 mod expo;
