@@ -58,6 +58,8 @@ struct FakeApi {
     url: String,
     state: Arc<Mutex<FakeState>>,
     task: tokio::task::JoinHandle<()>,
+    /// The self-signed certificate (PEM) when served over HTTPS.
+    ca_pem: Option<String>,
 }
 
 impl Drop for FakeApi {
@@ -214,6 +216,38 @@ impl FakeApi {
             url: format!("http://{addr}"),
             state,
             task,
+            ca_pem: None,
+        }
+    }
+
+    /// The same server over HTTPS with a fresh self-signed certificate for 127.0.0.1, as
+    /// real API servers are only reached over TLS; the kubeconfig carries it as the CA.
+    async fn start_tls() -> FakeApi {
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+        let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+            cert_pem.clone().into_bytes(),
+            key_pem.into_bytes(),
+        )
+        .await
+        .expect("TLS config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let server = axum_server::from_tcp_rustls(listener, tls).expect("TLS server");
+        let task = tokio::spawn(async move {
+            let _ = server.serve(app.into_make_service()).await;
+        });
+        FakeApi {
+            url: format!("https://{addr}"),
+            state,
+            task,
+            ca_pem: Some(cert_pem),
         }
     }
 
@@ -240,8 +274,16 @@ impl FakeApi {
 
     /// A kubeconfig for this server (a real file the real client reads).
     fn kubeconfig(&self) -> String {
+        use base64::Engine as _;
+        let ca = match &self.ca_pem {
+            Some(pem) => format!(
+                "      certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            ),
+            None => String::new(),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n  - name: fake\n    cluster:\n      server: {}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n  - name: fake\n    cluster:\n      server: {}\n{ca}\
              contexts:\n  - name: fake\n    context: {{ cluster: fake, user: fake }}\n\
              current-context: fake\nusers:\n  - name: fake\n    user: {{ token: {API_TOKEN} }}\n",
             self.url
@@ -611,6 +653,56 @@ async fn serve_refuses_a_hostile_pod_name_and_reports_a_pdb_refusal() {
     assert_eq!(api.seen().len(), 2, "GET and the refused POST only");
 }
 
+/// Over HTTPS, as against a real cluster: the kubeconfig's CA is trusted and the request
+/// arrives intact through `serve`.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_reaches_a_tls_api_server_with_the_kubeconfig_ca() {
+    let api = FakeApi::start_tls().await;
+    assert!(api.url.starts_with("https://127.0.0.1:"), "{}", api.url);
+    let s = Scratch::new();
+    s.write("kubeconfig.yaml", &api.kubeconfig());
+    let rules = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: scale
+runbooks:
+  scale:
+    steps:
+      - name: scale
+        kube: { action: scale, namespace: kafka, name: kafka, replicas: 3 }
+"#;
+    let srv = Server::start(
+        &s,
+        &config("kubernetes: { kubeconfig: kubeconfig.yaml }\n"),
+        rules,
+    );
+    srv.post(&webhook("r", vec![alert("firing", down("kafka-2"))]))
+        .await;
+    let list = srv
+        .wait_until(20, "the scale execution to end", |l| {
+            l.iter()
+                .any(|e| e["status"] == "succeeded" || e["status"] == "failed")
+        })
+        .await;
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert_eq!(list[0]["status"], "succeeded", "{detail}");
+    assert_eq!(
+        api.seen(),
+        vec![Seen {
+            query: Some("".into()),
+            ..seen(
+                "PATCH",
+                "/apis/apps/v1/namespaces/kafka/statefulsets/kafka/scale",
+                Some("application/merge-patch+json"),
+                json!({"spec": {"replicas": 3}})
+            )
+        }]
+    );
+    assert_eq!(api.unauthorized(), 0);
+}
+
 #[test]
 fn dry_run_shows_the_kube_action() {
     let s = Scratch::new();
@@ -746,4 +838,28 @@ fn check_reports_bad_kubernetes_config() {
         assert_eq!(code, Some(1), "{section}: {err}");
         assert!(err.contains(want), "{section}: missing `{want}` in:\n{err}");
     }
+}
+
+#[tokio::test]
+async fn without_a_kubernetes_connection_the_step_fails_at_once() {
+    let step = kube_step(&["evict_pod", "namespace=kafka", "name=kafka-2"], 5.0);
+    let o = ExecOptions {
+        retry_pause: Duration::from_millis(10),
+        ..ExecOptions::default()
+    };
+    let rec = run_step(
+        &RenderedStep { retries: 3, ..step },
+        0,
+        &o,
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(rec.status, StepStatus::Failed);
+    assert_eq!(rec.attempts, 1, "no retry can help");
+    assert_eq!(
+        rec.error.as_deref(),
+        Some(
+            "invalid kube step: no `kubernetes:` section in the config: cannot reach the API server"
+        )
+    );
 }
