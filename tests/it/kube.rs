@@ -863,3 +863,62 @@ async fn without_a_kubernetes_connection_the_step_fails_at_once() {
         )
     );
 }
+
+/// A reload that points `kubernetes:` at another API server makes the next step use it;
+/// one that adds a `kube` step without the section is refused and the old setup kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_switches_the_api_server_and_refuses_a_kube_step_without_config() {
+    let (a, b) = (FakeApi::start().await, FakeApi::start().await);
+    let s = Scratch::new();
+    s.write("a.yaml", &a.kubeconfig());
+    s.write("b.yaml", &b.kubeconfig());
+    let rules = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: scale
+runbooks:
+  scale:
+    steps:
+      - name: scale
+        kube: { action: scale, namespace: kafka, name: kafka, replicas: 3 }
+"#;
+    let cfg = |kc: &str| {
+        config(&format!(
+            "kubernetes: {{ kubeconfig: {kc} }}\nrecovery: {{ cooldown_seconds: 0 }}\n"
+        ))
+    };
+    let srv = Server::start(&s, &cfg("a.yaml"), rules);
+    let fire = |node: &str| webhook("r", vec![alert("firing", down(node))]);
+    srv.post(&fire("kafka-1")).await;
+    srv.wait_until(20, "the first run", |l| {
+        l.iter().any(|e| e["status"] == "succeeded")
+    })
+    .await;
+    // Without the section, the kube step makes the new setup invalid: refused.
+    s.write(
+        "config.yaml",
+        &config("recovery: { cooldown_seconds: 0 }\n"),
+    );
+    let (st, v) = srv.post_path("/-/reload").await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a `kube` step needs the `kubernetes:` section")),
+        "{v}"
+    );
+    s.write("config.yaml", &cfg("b.yaml"));
+    let (st, v) = srv.post_path("/-/reload").await;
+    assert_eq!(st, 200, "{v}");
+    srv.post(&fire("kafka-2")).await;
+    srv.wait_until(20, "the second run", |l| {
+        l.iter().filter(|e| e["status"] == "succeeded").count() == 2
+    })
+    .await;
+    assert_eq!(a.seen().len(), 1, "one request to the first server");
+    assert_eq!(b.seen().len(), 1, "the next one to the second");
+    assert_eq!(
+        b.seen()[0].path,
+        "/apis/apps/v1/namespaces/kafka/statefulsets/kafka/scale"
+    );
+}
