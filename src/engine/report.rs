@@ -152,6 +152,10 @@ pub fn outcome_mail(setup: &Setup, r: &Report<'_>) -> Option<NewMail> {
                 .get("alertname")
                 .map_or("alert", String::as_str)
         ),
+        ExecStatus::Succeeded if !r.plan.disruptive => format!(
+            "{target}: diagnostics {} ran (nothing was changed)",
+            r.plan.runbook
+        ),
         ExecStatus::Succeeded => format!("{target}: runbook {} succeeded", r.plan.runbook),
         ExecStatus::DryRun => format!(
             "{target}: runbook {} would have run (dry_run)",
@@ -159,8 +163,11 @@ pub fn outcome_mail(setup: &Setup, r: &Report<'_>) -> Option<NewMail> {
         ),
         other => format!("{target}: runbook {} {}", r.plan.runbook, other.as_str()),
     };
+    // A diagnostics runbook that ran fixed nothing: "RECOVERED" would claim it did.
     let word = if notice {
         "NOTICE"
+    } else if r.status == ExecStatus::Succeeded && !r.plan.disruptive {
+        "DIAGNOSED"
     } else {
         outcome_word(r.status)
     };

@@ -111,7 +111,7 @@ pub struct StepView {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MessageContext {
     /// `RECOVERED`, `FAILED`, `ESCALATED`, `INTERRUPTED`, `DRY-RUN`, `ESCALATION`, `NOTICE`
-    /// (a notify-only runbook).
+    /// (a notify-only runbook), `DIAGNOSED` (a non-disruptive runbook that succeeded).
     pub outcome: String,
     /// One sentence at the top.
     pub headline: String,

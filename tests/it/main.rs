@@ -16,4 +16,5 @@ mod promql;
 mod scrape;
 mod serve;
 mod smtp;
+mod stack;
 mod unittest;
