@@ -69,7 +69,12 @@ impl Stack {
         if !ok {
             let logs: String = ["kafka-1", "kafka-healing", "prometheus", "alertmanager"]
                 .iter()
-                .map(|p| format!("--- {p}:\n{}\n", tail(&dir.join(format!("logs/{p}.log")), 15)))
+                .map(|p| {
+                    format!(
+                        "--- {p}:\n{}\n",
+                        tail(&dir.join(format!("logs/{p}.log")), 15)
+                    )
+                })
                 .collect();
             panic!(
                 "scripts/kafka/stack up failed: {}\n{logs}",
@@ -177,11 +182,9 @@ impl Stack {
     /// `source` and `status` of a journaled alert (read-only, beside the running server).
     fn alert(&self, id: i64) -> (String, String, i64) {
         let db = self.dir.join("state/journal.db");
-        let c = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open journal");
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open journal");
         c.query_row(
             "SELECT source, status, received_ms FROM alerts WHERE id = ?1",
             [id],
@@ -193,11 +196,9 @@ impl Stack {
     /// Webhook alerts with this alertname and status, journaled after `since_ms`.
     fn webhook_alerts(&self, alertname: &str, status: &str, since_ms: i64) -> usize {
         let db = self.dir.join("state/journal.db");
-        let c = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open journal");
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open journal");
         c.query_row(
             "SELECT count(*) FROM alerts WHERE source = 'webhook' AND status = ?1 \
              AND received_ms >= ?2 AND json_extract(labels, '$.alertname') = ?3",
@@ -231,7 +232,11 @@ impl Stack {
     async fn wait_mail(&self, prefix: &str) -> (String, String) {
         let deadline = Instant::now() + LIMIT;
         loop {
-            if let Some(m) = self.mails().into_iter().find(|(s, _)| s.starts_with(prefix)) {
+            if let Some(m) = self
+                .mails()
+                .into_iter()
+                .find(|(s, _)| s.starts_with(prefix))
+            {
                 return m;
             }
             assert!(
@@ -537,9 +542,7 @@ async fn whole_stack_heals_real_brokers_through_alertmanager_and_by_itself() {
     text.push_str("\n# broken on purpose by the test\nnum.io.threads=not-a-number\n");
     std::fs::write(&props, text).expect("write server.properties");
     stack.kill9("kafka-1");
-    let (subject, to) = stack
-        .wait_mail("[kafka-healing] ESCALATION kafka-1 ")
-        .await;
+    let (subject, to) = stack.wait_mail("[kafka-healing] ESCALATION kafka-1 ").await;
     assert!(subject.contains("broker-down"), "{subject}");
     assert!(to.contains("sre-lead@example.com"), "{to}");
     let failed: Vec<Value> = stack
