@@ -37,6 +37,28 @@ pub struct RenderedStep {
     pub on_failure: OnFailure,
 }
 
+impl RenderedStep {
+    /// Whether the step can change the cluster, so that (in HA mode) it only runs while
+    /// this instance provably holds the lock. Read-only: `wait_for`, `http` GET and HEAD,
+    /// `systemctl is-active` and `status`. Everything else (`exec`, `ansible`, other
+    /// `systemctl` actions and HTTP methods) is disruptive: an `exec` may do anything.
+    pub fn is_disruptive(&self) -> bool {
+        match self.kind {
+            "wait_for" => false,
+            "http" => !matches!(self.argv.first().map(String::as_str), Some("GET" | "HEAD")),
+            "systemctl" => {
+                let action = self
+                    .argv
+                    .iter()
+                    .position(|a| a == "systemctl")
+                    .and_then(|i| self.argv.get(i + 1));
+                !matches!(action.map(String::as_str), Some("is-active" | "status"))
+            }
+            _ => true,
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
