@@ -1,0 +1,515 @@
+//! High availability with a real etcd (Debian's `etcd-server`): several `kafka-healing
+//! serve` processes share the work. Exactly one runs an alert's remediation; a killed
+//! holder's work is taken over after its lease expires; without etcd nothing runs and it
+//! is escalated once; self-watch targets are split among the live instances.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::common::Scratch;
+use crate::mailbox::free_port;
+use crate::serve::harness::{Server, TOKEN, alert, config, down, webhook};
+
+const ETCD: &str = "/usr/bin/etcd";
+/// The lease TTL the tests use (seconds).
+const TTL: u64 = 3;
+
+/// A single-member etcd on 127.0.0.1 with a temporary data directory; killed when dropped.
+struct Etcd {
+    child: Option<Child>,
+    url: String,
+}
+
+impl Etcd {
+    async fn start(dir: &Path) -> Etcd {
+        assert!(
+            Path::new(ETCD).exists(),
+            "{ETCD} is missing: install Debian's `etcd-server` package (scripts/test does)"
+        );
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let data = dir.join(format!("etcd-{client}"));
+        let child = Command::new(ETCD)
+            .args(["--name", "ha-test", "--data-dir"])
+            .arg(&data)
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("ha-test={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("etcd-{client}.log"))).expect("log"))
+            .spawn()
+            .expect("spawn etcd");
+        let etcd = Etcd {
+            child: Some(child),
+            url,
+        };
+        // Ready when the v3 gateway answers a range (bounded).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        loop {
+            let ok = http
+                .post(format!("{}/v3/kv/range", etcd.url))
+                .body(r#"{"key":"AA=="}"#)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return etcd;
+            }
+            assert!(Instant::now() < deadline, "etcd did not start on {client}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops etcd for good (SIGKILL).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The HA part of a config: `instance` among peers on `etcd`.
+fn coordination(etcd: &Etcd, instance: &str) -> String {
+    format!(
+        "coordination:\n  endpoints: [{}]\n  lease_ttl_seconds: {TTL}\n  key_prefix: /kh-test/\n  instance_id: {instance}\n",
+        etcd.url
+    )
+}
+
+/// Rules whose runbook appends `INSTANCE NANOS restart` to `marker`, then sleeps `settle`
+/// seconds (a second, disruptive step, during which a test may kill the holder).
+fn rules(marker: &Path, settle: u32) -> String {
+    format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'"]
+      - name: settle
+        exec: ["/bin/sleep", "{settle}"]
+"#,
+        marker.display()
+    )
+}
+
+/// Starts `n` instances `ha-0`… on `etcd`, each in its own directory with its own journal.
+fn instances(dirs: &[Scratch], etcd: &Etcd, extra: &str, rules: &str) -> Vec<Server> {
+    dirs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let cfg = config(&format!(
+                "monitoring: {{ interval_seconds: 3600, timeout_seconds: 1, methods: [socket] }}\n{extra}{}",
+                coordination(etcd, &format!("ha-{i}"))
+            ));
+            Server::start(d, &cfg, rules)
+        })
+        .collect()
+}
+
+/// The marker's lines: (instance, nanoseconds since the epoch).
+fn marker_lines(marker: &Path) -> Vec<(String, u128)> {
+    std::fs::read_to_string(marker)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn metrics(srv: &Server) -> String {
+    reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// The value of the metric line that starts with `series ` (exactly).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Posts `body` to every server at once (as Alertmanager's fan-out would).
+async fn post_all(servers: &[Server], body: &str) {
+    for (status, v) in join_all(servers.iter().map(|s| s.post(body)).collect()).await {
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
+/// Polls the futures together until all are ready (join_all without a dependency).
+async fn join_all<F: std::future::Future<Output = (u16, Value)>>(
+    futs: Vec<F>,
+) -> Vec<(u16, Value)> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<(u16, Value)>> = vec![None; pinned.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+fn statuses(list: &[Value]) -> Vec<String> {
+    list.iter()
+        .map(|e| e["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_alert_on_three_instances_runs_once() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    let srv = instances(&dirs, &etcd, "", &rules(&marker, 1));
+    let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    post_all(&srv, &body).await;
+    // Every instance ends its copy: one ran it, the others skipped it as done by a peer.
+    let mut lists = Vec::new();
+    for x in &srv {
+        lists.push(
+            x.wait_until(30, "the copy to end", |l| {
+                !l.is_empty()
+                    && l.iter()
+                        .all(|e| e["status"] != "queued" && e["status"] != "running")
+            })
+            .await,
+        );
+    }
+    let lines = marker_lines(&marker);
+    assert_eq!(lines.len(), 1, "exactly one execution: {lines:?}");
+    let holder = &lines[0].0;
+    let mut ran = 0;
+    for (i, l) in lists.iter().enumerate() {
+        let st = statuses(l);
+        if format!("ha-{i}") == *holder {
+            assert_eq!(st, ["succeeded"], "{}", json!(l));
+            ran += 1;
+        } else {
+            assert_eq!(st, ["skipped"], "{}", json!(l));
+            let reason = l[0]["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains(&format!("HA: already done by instance {holder}")),
+                "{reason}"
+            );
+        }
+    }
+    assert_eq!(ran, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at_once() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    let mut srv = instances(&dirs, &etcd, "", &rules(&marker, 3));
+    let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    post_all(&srv, &body).await;
+    // The holder runs `restart`, then `settle`: kill -9 it meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(l) = marker_lines(&marker).first() {
+            break l.clone();
+        }
+        assert!(Instant::now() < deadline, "nobody ran the runbook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let idx: usize = first
+        .0
+        .trim_start_matches("ha-")
+        .parse()
+        .expect("instance id");
+    let mut dead = srv.remove(idx);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    let killed_ns = now_ns();
+    let killed = Instant::now();
+    // A peer takes over once the lease has expired: the runbook runs again from its start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        if let Some(l) = marker_lines(&marker).get(1) {
+            break l.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no takeover; logs:\n{}\n{}",
+            srv[0].log(),
+            srv[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let takeover = killed.elapsed();
+    println!("takeover after kill -9: {takeover:?} (lease TTL {TTL}s)");
+    assert_ne!(second.0, first.0);
+    assert!(second.1 > killed_ns, "the successor started after the kill");
+    // Generous bound: TTL plus renewal, retry period and a loaded machine.
+    assert!(
+        takeover < Duration::from_secs(TTL + 8),
+        "takeover took {takeover:?}"
+    );
+    // The successor finishes; the third instance then skips it as done.
+    for x in &srv {
+        x.wait_until(30, "the copy to end", |l| {
+            !l.is_empty()
+                && l.iter()
+                    .all(|e| e["status"] != "queued" && e["status"] != "running")
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = marker_lines(&marker);
+    assert_eq!(
+        lines.len(),
+        2,
+        "ran once before the kill, once after: {lines:?}"
+    );
+    let mut st: Vec<String> = Vec::new();
+    for x in &srv {
+        st.extend(statuses(&x.executions().await));
+    }
+    st.sort();
+    assert_eq!(st, ["skipped", "succeeded"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_etcd_nothing_runs_and_it_is_escalated_once() {
+    let s = Scratch::new();
+    let mut etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..1).map(|_| Scratch::new()).collect();
+    // SMTP on a closed port: messages stay in the outbox, where the test reads them.
+    let smtp = format!(
+        "notifications:\n  smtp: {{ host: 127.0.0.1, port: {}, tls: none, from_email: kh@example.com, to_emails: [oncall@example.com] }}\n  escalation: {{ to_emails: [boss@example.com] }}\n",
+        free_port()
+    );
+    let srv = instances(&dirs, &etcd, &smtp, &rules(&marker, 0));
+    let srv = &srv[0];
+    let up = "kafka_healing_coordination_up";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&metrics(srv).await, up) != Some(1.0) {
+        assert!(Instant::now() < deadline, "coordination never up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    etcd.kill();
+    let deadline = Instant::now() + Duration::from_secs(TTL + 10);
+    while metric(&metrics(srv).await, up) != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "coordination still up without etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several alerts, several times: nothing runs, one escalation.
+    for node in ["kafka-1", "kafka-2", "kafka-3"] {
+        for _ in 0..3 {
+            let (st, v) = srv
+                .post(&webhook("am", vec![alert("firing", down(node))]))
+                .await;
+            assert_eq!(st, 200, "{v}");
+        }
+    }
+    let db = dirs[0].path().join("state/journal.db");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let escalations = |db: &PathBuf| {
+        kafka_healing::journal::Journal::open_read_only(db)
+            .and_then(|j| j.recent_mails(100))
+            .map(|m| {
+                m.into_iter()
+                    .filter(|m| m.mail.kind == "escalation")
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    while escalations(&db).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no escalation; log:\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the engine time to (wrongly) run something or escalate again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(marker_lines(&marker).is_empty(), "a step ran without etcd");
+    let esc = escalations(&db);
+    assert_eq!(esc.len(), 1, "rate-limited: one escalation for the outage");
+    assert!(
+        esc[0].mail.subject.contains("coordination") || esc[0].mail.text.contains("coordination"),
+        "{:?}",
+        esc[0].mail.subject
+    );
+    let list = srv.executions().await;
+    assert_eq!(
+        statuses(&list),
+        ["queued", "queued", "queued"],
+        "{}",
+        json!(list)
+    );
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert!(
+        detail.to_string().contains("HA: coordination unavailable"),
+        "{detail}"
+    );
+    let m = metrics(srv).await;
+    assert_eq!(metric(&m, up), Some(0.0), "{m}");
+    assert!(
+        metric(&m, "kafka_healing_coordination_lease_lost_total").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+}
+
+/// Which instance watches `target`, per each server's /metrics (None: not yet decided,
+/// or two claim it).
+async fn shard_owners(srv: &[Server], targets: &[String]) -> Option<Vec<usize>> {
+    let mut texts = Vec::new();
+    for x in srv {
+        texts.push(metrics(x).await);
+    }
+    targets
+        .iter()
+        .map(|t| {
+            let series = format!("kafka_healing_watch_assigned{{target=\"{t}\"}}");
+            let owners: Vec<usize> = texts
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| metric(m, &series) == Some(1.0))
+                .map(|(i, _)| i)
+                .collect();
+            let all_know = texts.iter().all(|m| metric(m, &series).is_some());
+            (all_know && owners.len() == 1).then(|| owners[0])
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_watch_targets_are_split_and_a_dead_instances_share_is_taken_over() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let n = 6;
+    let brokers: String = (0..n)
+        .map(|i| {
+            format!(
+                "    - {{ node_id: b{i}, host: 127.0.0.1, port: {} }}\n",
+                free_port()
+            )
+        })
+        .collect();
+    let targets: Vec<String> = (0..n).map(|i| format!("kafka/b{i}")).collect();
+    let mut srv: Vec<Server> = Vec::new();
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let cfg = format!(
+            "cluster:\n  name: test\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 1, methods: [socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n{}",
+            coordination(&etcd, &format!("ha-{i}"))
+        );
+        srv.push(Server::start(d, &cfg, &rules(&marker, 0)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let owners = loop {
+        if let Some(o) = shard_owners(&srv, &targets).await
+            && (0..3).all(|i| o.contains(&i))
+        {
+            break o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets never split among the three"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Each watched target is probed by its owner only.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for (t, owner) in owners.iter().enumerate() {
+        let series = format!("kafka_healing_target_up{{node_id=\"b{t}\",method=\"socket\"}}");
+        for (i, x) in srv.iter().enumerate() {
+            let m = metrics(x).await;
+            assert_eq!(
+                metric(&m, &series).is_some(),
+                i == *owner,
+                "b{t} on ha-{i}: {m}"
+            );
+        }
+    }
+    // Kill the owner of b0: the two others split everything, b0's owner's share moves.
+    let victim = owners[0];
+    let mut dead = srv.remove(victim);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    let killed = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let after = loop {
+        if let Some(o) = shard_owners(&srv, &targets).await {
+            break o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead instance's share was not taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("shard rebalanced {:?} after kill -9", killed.elapsed());
+    // Index in `after` is into the two survivors; map back to the old numbering.
+    let old = |i: usize| if i >= victim { i + 1 } else { i };
+    for (t, o) in owners.iter().enumerate() {
+        if *o != victim {
+            assert_eq!(old(after[t]), *o, "b{t} moved although its owner lives");
+        }
+    }
+}
