@@ -37,6 +37,8 @@ struct Session {
     valid_until: Option<Instant>,
     /// Whether the last exchange with etcd succeeded.
     up: bool,
+    /// Since when etcd has not answered (or since start, before the first answer).
+    down_since: Option<Instant>,
 }
 
 /// This instance's membership in the group, its lease and the locks taken with it.
@@ -74,7 +76,10 @@ impl Coordinator {
             prefix: format!("{}{}/", cfg.key_prefix, cluster),
             ttl,
             etcd: Etcd::new(cfg.endpoints.clone(), timeout),
-            session: Mutex::new(Session::default()),
+            session: Mutex::new(Session {
+                down_since: Some(Instant::now()),
+                ..Session::default()
+            }),
             members: RwLock::new(None),
             metrics,
         }
@@ -123,6 +128,17 @@ impl Coordinator {
         self.session().up && self.lease().is_some()
     }
 
+    /// How long coordination has been unavailable (`None` while it works). Counted from
+    /// the start until the first lease, so a slow first contact is not an outage yet.
+    pub fn down_for(&self) -> Option<Duration> {
+        let s = self.session();
+        match (s.up && self.lease().is_some(), s.down_since) {
+            (true, _) => None,
+            (false, Some(t)) => Some(t.elapsed()),
+            (false, None) => Some(Duration::ZERO),
+        }
+    }
+
     /// The live members (sorted), or `None` while etcd is not reachable.
     pub fn members(&self) -> Option<Vec<String>> {
         if !self.is_up() {
@@ -147,7 +163,12 @@ impl Coordinator {
         }
         let lease = self.session().lease;
         if lease != 0 {
-            self.set_session(|s| *s = Session::default());
+            self.set_session(|s| {
+                *s = Session {
+                    down_since: Some(Instant::now()),
+                    ..Session::default()
+                }
+            });
             match self.etcd.revoke(lease).await {
                 Ok(()) => info!(
                     lease,
@@ -188,14 +209,20 @@ impl Coordinator {
                 if !before.up {
                     info!(instance = %self.instance_id, "coordination: etcd reachable, lease held");
                 }
-                self.set_session(|s| s.up = true);
+                self.set_session(|s| {
+                    s.up = true;
+                    s.down_since = None;
+                });
                 self.metrics.coordination_up.set(1);
             }
             Err(e) => {
                 if before.up || before.lease == 0 && before.valid_until.is_none() {
                     warn!(error = %e, "coordination DOWN: no remediation runs until etcd answers again");
                 }
-                self.set_session(|s| s.up = false);
+                self.set_session(|s| {
+                    s.up = false;
+                    s.down_since.get_or_insert_with(Instant::now);
+                });
                 self.metrics.coordination_up.set(0);
                 let s = self.session();
                 if s.lease != 0 && s.valid_until.is_none_or(|t| Instant::now() >= t) {

@@ -1050,6 +1050,14 @@ impl Engine {
     /// Escalates "coordination unavailable" at most once per `notifications.rate_limit_seconds`
     /// (at least a minute), not once per alert.
     async fn escalate_coordination(&mut self, i: usize, why: &str) {
+        // A blip shorter than the lease TTL (or the first contact at start) is no outage.
+        let outage = self
+            .coord
+            .as_ref()
+            .and_then(|c| c.down_for().map(|d| d >= c.ttl()));
+        if outage != Some(true) {
+            return;
+        }
         let now = now_ms();
         let every = (self
             .setup

@@ -513,3 +513,126 @@ async fn self_watch_targets_are_split_and_a_dead_instances_share_is_taken_over()
         }
     }
 }
+
+#[test]
+fn check_validates_the_coordination_section() {
+    use crate::common::{GOOD_RULES, config_with, run, stderr};
+    let s = Scratch::new();
+    s.write("rules/r.yaml", GOOD_RULES);
+    // A bad keyword and an unknown key (serde stops the section at the first one).
+    for (bad, want) in [
+        (
+            "coordination:\n  backend: zookeeper\n  endpoints: ['http://e:2379']\n",
+            "config.yaml:10: error: coordination.backend: unknown coordination backend `zookeeper`, expected one of: etcd",
+        ),
+        (
+            "coordination:\n  endpoints: ['http://e:2379']\n  ttl: 10\n",
+            "config.yaml:11: error: coordination.ttl: unknown field `ttl`",
+        ),
+    ] {
+        let cfg = s.write("config.yaml", &config_with(bad));
+        let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o).replace(&format!("{}/", s.path().display()), "");
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let bad = "coordination:\n  endpoints: ['ftp://x', 'not a url']\n  lease_ttl_seconds: 1\n  key_prefix: kh\n  instance_id: 'a/b'\n";
+    let cfg = s.write("config.yaml", &config_with(bad));
+    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o).replace(&format!("{}/", s.path().display()), "");
+    for want in [
+        "config.yaml:10: error: coordination.endpoints[0]: `ftp://x` is not an http(s) URL",
+        "coordination.endpoints[1]: `not a url` is not a URL",
+        "config.yaml:11: error: coordination.lease_ttl_seconds: must be between 2 and 300, got 1",
+        "config.yaml:12: error: coordination.key_prefix: must start and end with `/`",
+        "config.yaml:13: error: coordination.instance_id: must be a non-empty name without `/`",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let good = "coordination:\n  endpoints: ['http://127.0.0.1:2379']\n";
+    let cfg = s.write("config.yaml", &config_with(good));
+    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_lost_its_lock_runs_no_further_disruptive_step() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..1).map(|_| Scratch::new()).collect();
+    // `prepare` (2 s), then the disruptive `restart`; the lock vanishes in between.
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: prepare
+        exec: ["/bin/sleep", "2"]
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'"]
+"#,
+        marker.display()
+    );
+    let srv = instances(&dirs, &etcd, "", &rules);
+    let srv = &srv[0];
+    let (st, v) = srv
+        .post(&webhook("am", vec![alert("firing", down("kafka-1"))]))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    srv.wait_until(15, "the execution to run", |l| {
+        l.iter().any(|e| e["status"] == "running")
+    })
+    .await;
+    // Another party takes the lock away (as after a partition and the lease's expiry).
+    let prefix = "/kh-test/test/locks/";
+    let end = {
+        let mut b = prefix.as_bytes().to_vec();
+        if let Some(last) = b.last_mut() {
+            *last += 1;
+        }
+        b
+    };
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v3/kv/deleterange", etcd.url))
+        .json(&json!({"key": b64.encode(prefix), "range_end": b64.encode(end)}))
+        .send()
+        .await
+        .expect("deleterange");
+    let deleted: Value = resp.json().await.expect("json");
+    assert!(deleted["deleted"].as_str().is_some(), "{deleted}");
+    let list = srv
+        .wait_until(15, "the execution to end", |l| {
+            l.iter().any(|e| e["status"] == "interrupted")
+        })
+        .await;
+    let reason = list[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("fenced before step `restart`"),
+        "{reason}"
+    );
+    assert!(marker_lines(&marker).is_empty(), "the disruptive step ran");
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        kinds.contains(&"lock_acquired") && kinds.contains(&"fenced"),
+        "{detail}"
+    );
+    let m = metrics(srv).await;
+    assert_eq!(
+        metric(&m, "kafka_healing_coordination_fenced_total"),
+        Some(1.0),
+        "{m}"
+    );
+}
