@@ -280,3 +280,50 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
         _ => Err(format!("`{}` is not host:port", s.escape_debug())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(kind: &'static str, argv: &[&str]) -> RenderedStep {
+        RenderedStep {
+            name: "s".into(),
+            kind,
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            body: None,
+            timeout_seconds: None,
+            retries: 0,
+            on_failure: OnFailure::Abort,
+        }
+    }
+
+    #[test]
+    fn only_read_only_steps_are_not_disruptive() {
+        assert!(!step("wait_for", &["tcp", "k1:9092"]).is_disruptive());
+        assert!(!step("http", &["GET", "http://x/"]).is_disruptive());
+        assert!(!step("http", &["HEAD", "http://x/"]).is_disruptive());
+        assert!(step("http", &["POST", "http://x/"]).is_disruptive());
+        let ro = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "--",
+            "k1",
+            "systemctl",
+            "is-active",
+            "--",
+            "kafka",
+        ];
+        assert!(!step("systemctl", &ro).is_disruptive());
+        assert!(!step("systemctl", &["systemctl", "status", "--", "kafka"]).is_disruptive());
+        assert!(
+            step(
+                "systemctl",
+                &["sudo", "-n", "systemctl", "restart", "--", "status"]
+            )
+            .is_disruptive()
+        );
+        assert!(step("exec", &["/bin/true"]).is_disruptive());
+        assert!(step("ansible", &["ansible-playbook", "p.yml"]).is_disruptive());
+    }
+}
