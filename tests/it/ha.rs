@@ -323,6 +323,36 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
     }
     st.sort();
     assert_eq!(st, ["skipped", "succeeded"]);
+    // The successor's journal tells the story: it waited on the holder, then took the lock.
+    let succ: usize = second
+        .0
+        .trim_start_matches("ha-")
+        .parse()
+        .expect("instance id");
+    let succ = &srv[if succ > idx { succ - 1 } else { succ }];
+    let list = succ.executions().await;
+    let (_, detail) = succ
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    let events: Vec<(String, String)> = detail["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (f("kind"), f("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let held = events.iter().position(|(k, m)| {
+        k == "waiting" && m.contains(&format!("HA: the lock is held by instance {}", first.0))
+    });
+    let taken = events.iter().position(|(k, _)| k == "lock_acquired");
+    assert!(
+        matches!((held, taken), (Some(h), Some(t)) if h < t),
+        "{events:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
