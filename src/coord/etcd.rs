@@ -2,6 +2,8 @@
 //! values, 64-bit integers as strings). Only what coordination needs: leases, ranges and
 //! transactions. Plain HTTP with `reqwest`, so no protobuf toolchain is needed to build.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -53,12 +55,14 @@ pub struct TxnResult {
     pub ranges: Vec<Vec<Kv>>,
 }
 
-/// The client: endpoints tried in order, one overall timeout per request.
+/// The client: endpoints tried in turn, starting with the last one that answered (a dead
+/// first endpoint then costs one timeout once, not on every renewal); one timeout per try.
 #[derive(Debug, Clone)]
 pub struct Etcd {
     client: reqwest::Client,
     endpoints: Vec<String>,
     timeout: Duration,
+    preferred: Arc<AtomicUsize>,
 }
 
 /// The `range_end` that makes a range cover every key starting with `prefix`.
@@ -155,13 +159,17 @@ impl Etcd {
             client,
             endpoints,
             timeout,
+            preferred: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// POSTs `body` to `path` on the first endpoint that answers.
     async fn call(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
         let mut last = EtcdError::Unreachable("no endpoint configured".into());
-        for base in &self.endpoints {
+        let n = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        for i in (0..n).map(|k| (first + k) % n) {
+            let base = &self.endpoints[i];
             let url = format!("{}{path}", base.trim_end_matches('/'));
             let sent = tokio::time::timeout(self.timeout, async {
                 let resp = self.client.post(&url).json(body).send().await?;
@@ -172,6 +180,7 @@ impl Etcd {
             .await;
             match sent {
                 Ok(Ok((200, text))) => {
+                    self.preferred.store(i, Ordering::Relaxed);
                     // Streaming endpoints (keepalive) wrap the message in `result`.
                     let v: Value = serde_json::from_str(text.lines().next().unwrap_or(""))
                         .map_err(|e| EtcdError::Decode(format!("{path}: {e}")))?;

@@ -88,10 +88,12 @@ impl Drop for Etcd {
     }
 }
 
-/// The HA part of a config: `instance` among peers on `etcd`.
+/// The HA part of a config: `instance` among peers on `etcd`. A dead endpoint comes first:
+/// the client must fail over to the live one.
 fn coordination(etcd: &Etcd, instance: &str) -> String {
     format!(
-        "coordination:\n  endpoints: [{}]\n  lease_ttl_seconds: {TTL}\n  key_prefix: /kh-test/\n  instance_id: {instance}\n",
+        "coordination:\n  endpoints: [http://127.0.0.1:{}, {}]\n  lease_ttl_seconds: {TTL}\n  key_prefix: /kh-test/\n  instance_id: {instance}\n",
+        free_port(),
         etcd.url
     )
 }
