@@ -91,6 +91,11 @@ pub fn created_at(key: &str, revision: i64) -> Value {
     json!({"key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": revision.to_string()})
 }
 
+/// Compare: `key` was last changed at `revision`.
+pub fn modified_at(key: &str, revision: i64) -> Value {
+    json!({"key": b64(key.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": revision.to_string()})
+}
+
 /// Compare: `key` is attached to `lease`.
 pub fn leased_by(key: &str, lease: i64) -> Value {
     json!({"key": b64(key.as_bytes()), "target": "LEASE", "result": "EQUAL", "lease": lease.to_string()})

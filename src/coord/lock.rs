@@ -121,14 +121,29 @@ impl Coordinator {
         .to_string();
         let slots = if req.disruptive { req.slots.max(1) } else { 1 };
         let mut slot_holder = None;
-        for slot in 0..slots {
+        // A `done` record of this instance's own is no bar: its own policy (cooldown,
+        // backoff) already decided. The transaction then requires that very record and
+        // deletes it, instead of requiring none.
+        let mut own_done: Option<i64> = None;
+        let mut slot = 0;
+        // Each extra round follows a change in etcd; a few bound it all the same.
+        let mut rounds = 0;
+        while slot < slots && rounds < 3 * slots + 4 {
+            rounds += 1;
             let mut keys = base.clone();
             if req.disruptive {
                 keys.push(format!("{p}locks/slot/{slot}"));
             }
             let mut compare: Vec<Value> = keys.iter().map(|k| etcd::absent(k)).collect();
-            compare.push(etcd::absent(&done_key));
-            let success = keys.iter().map(|k| etcd::put(k, &value, lease)).collect();
+            let mut success: Vec<Value> =
+                keys.iter().map(|k| etcd::put(k, &value, lease)).collect();
+            match own_done {
+                None => compare.push(etcd::absent(&done_key)),
+                Some(rev) => {
+                    compare.push(etcd::modified_at(&done_key, rev));
+                    success.push(etcd::delete(&done_key));
+                }
+            }
             let failure = std::iter::once(&done_key)
                 .chain(&keys)
                 .map(|k| etcd::get(k))
@@ -146,7 +161,19 @@ impl Coordinator {
             }
             let mut found = r.ranges.iter().map(|kvs| kvs.first());
             if let Some(Some(done)) = found.next() {
-                return Ok(Acquire::Done(describe(done)));
+                let mine = serde_json::from_str::<Value>(&done.value)
+                    .is_ok_and(|v| v["instance"].as_str() == Some(self.instance_id.as_str()));
+                if mine && own_done != Some(done.mod_revision) {
+                    own_done = Some(done.mod_revision);
+                    continue;
+                }
+                if !mine {
+                    return Ok(Acquire::Done(describe(done)));
+                }
+            } else if own_done.is_some() {
+                // Our record expired meanwhile: ask again without it.
+                own_done = None;
+                continue;
             }
             for (key, kv) in keys.iter().zip(found) {
                 let Some(kv) = kv else { continue };
@@ -155,6 +182,7 @@ impl Coordinator {
                 }
                 slot_holder = Some(format!("cluster slot {slot} held by {}", describe(kv)));
             }
+            slot += 1;
         }
         Ok(Acquire::Held(slot_holder.unwrap_or_else(|| {
             "a concurrent change; trying again".into()
@@ -202,8 +230,10 @@ impl Coordinator {
             .map(|k| etcd::leased_by(k, lock.lease))
             .collect();
         let mut ops: Vec<Value> = lock.keys.iter().map(|k| etcd::delete(k)).collect();
-        if let Some((status, secs)) = done.filter(|(_, s)| *s > 0) {
-            match self.etcd.grant(secs.max(1)).await {
+        if let Some((status, secs)) = done {
+            // At least one lease TTL, so that a peer waiting on this lock (it asks again
+            // every quarter TTL) surely sees the record.
+            match self.etcd.grant(secs.max(self.ttl.as_secs())).await {
                 Ok(done_lease) => {
                     let value = json!({
                         "instance": self.instance_id,

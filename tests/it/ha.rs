@@ -668,3 +668,30 @@ runbooks:
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instances_own_done_record_leaves_its_own_policy_in_charge() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..1).map(|_| Scratch::new()).collect();
+    // No cooldown: the instance's own policy lets the work run again at once; the `done`
+    // record it left in etcd (one lease TTL at least) must not stop it.
+    let srv = instances(
+        &dirs,
+        &etcd,
+        "recovery: { cooldown_seconds: 0 }\n",
+        &rules(&marker, 0),
+    );
+    let srv = &srv[0];
+    let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    for n in 1..=2 {
+        let (st, v) = srv.post(&body).await;
+        assert_eq!(st, 200, "{v}");
+        srv.wait_until(15, "the run to end", |l| {
+            l.len() == n && l.iter().all(|e| e["status"] == "succeeded")
+        })
+        .await;
+    }
+    assert_eq!(marker_lines(&marker).len(), 2);
+}
