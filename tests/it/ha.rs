@@ -695,3 +695,84 @@ async fn an_instances_own_done_record_leaves_its_own_policy_in_charge() {
     }
     assert_eq!(marker_lines(&marker).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_limit_holds_across_instances() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..2).map(|_| Scratch::new()).collect();
+    // Each restart writes `start`, settles 2 s, writes `end` (max_concurrent_per_cluster 1).
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_TARGET $(date +%s%N) start\" >> '{m}'"]
+      - name: settle
+        exec: ["/bin/sleep", "2"]
+      - name: end
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_TARGET $(date +%s%N) end\" >> '{m}'"]
+"#,
+        m = marker.display()
+    );
+    let srv = instances(&dirs, &etcd, "", &rules);
+    // Different brokers, different instances: locally each is alone, the slot is shared.
+    let a = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    let b = webhook("am", vec![alert("firing", down("kafka-2"))]);
+    let ((sa, va), (sb, vb)) = tokio::join!(srv[0].post(&a), srv[1].post(&b));
+    assert_eq!((sa, sb), (200, 200), "{va} {vb}");
+    for x in &srv {
+        x.wait_until(30, "the restart to succeed", |l| {
+            l.len() == 1 && l[0]["status"] == "succeeded"
+        })
+        .await;
+    }
+    let text = std::fs::read_to_string(&marker).unwrap_or_default();
+    let mut lines: Vec<(u128, String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                w.get(1)?.parse().ok()?,
+                w.first()?.to_string(),
+                w.get(2)?.to_string(),
+            ))
+        })
+        .collect();
+    lines.sort();
+    let order: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|(_, t, w)| (t.as_str(), w.as_str()))
+        .collect();
+    assert_eq!(order.len(), 4, "{text}");
+    assert_eq!(
+        order[0].0, order[1].0,
+        "one restart ends before the other starts: {text}"
+    );
+    assert_eq!(
+        (order[0].1, order[1].1, order[2].1, order[3].1),
+        ("start", "end", "start", "end"),
+        "{text}"
+    );
+    // The second one's journal says what it waited for.
+    let second = if order[2].0 == "kafka-1" {
+        &srv[0]
+    } else {
+        &srv[1]
+    };
+    let list = second.executions().await;
+    let (_, detail) = second
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert!(
+        detail
+            .to_string()
+            .contains("cluster slot 0 held by instance"),
+        "{detail}"
+    );
+}
