@@ -96,11 +96,24 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         warn!(error = %e, "cannot queue the messages about interrupted executions");
     }
     // HA mode: the lease and membership in etcd, kept alive until the very end.
-    let coord = cfg.coordination.as_ref().map(|c| {
-        let coord = Arc::new(Coordinator::new(c, &cfg.cluster.name, metrics.clone()));
-        info!(instance = coord.instance_id(), endpoints = ?c.endpoints, "HA mode: coordinating through etcd");
-        coord
-    });
+    let coord = match &cfg.coordination {
+        Some(c) => {
+            let ca_pem = match &c.ca_file {
+                Some(f) => {
+                    let path = setup.loaded.resolve(f);
+                    Some(std::fs::read(&path).map_err(|e| {
+                        anyhow::anyhow!("coordination.ca_file {}: {e}", path.display())
+                    })?)
+                }
+                None => None,
+            };
+            let coord = Coordinator::new(c, &cfg.cluster.name, ca_pem, metrics.clone())
+                .map_err(|e| anyhow::anyhow!("coordination: {e}"))?;
+            info!(instance = coord.instance_id(), endpoints = ?c.endpoints, "HA mode: coordinating through etcd");
+            Some(Arc::new(coord))
+        }
+        None => None,
+    };
     let coord_cancel = CancellationToken::new();
     let coord_task = coord
         .clone()

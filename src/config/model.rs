@@ -566,6 +566,16 @@ pub struct CoordinationConfig {
     /// This instance's name among its peers (unique); default: the host name.
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// etcd user, when etcd has authentication enabled (with `password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The user's password (write `${ENV_VAR}` rather than the secret itself).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// CA certificate (PEM) that signed etcd's server certificate, for `https` endpoints
+    /// with a private CA; relative to the config file. Default: the public web roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_lease_ttl() -> u64 {

@@ -353,6 +353,17 @@ fn validate_coordination(c: &CoordinationConfig, err: &mut impl FnMut(&str, Stri
             format!("must start and end with `/`, got `{}`", c.key_prefix),
         );
     }
+    match (&c.username, &c.password) {
+        (Some(u), Some(p)) if u.is_empty() || p.expose().is_empty() => err(
+            "coordination.username",
+            "username and password must not be empty".into(),
+        ),
+        (Some(_), None) | (None, Some(_)) => err(
+            "coordination.username",
+            "set both username and password, or neither".into(),
+        ),
+        _ => {}
+    }
     if let Some(id) = &c.instance_id
         && (id.trim().is_empty() || id.contains('/') || id.chars().any(char::is_control))
     {

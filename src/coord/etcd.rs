@@ -2,8 +2,8 @@
 //! values, 64-bit integers as strings). Only what coordination needs: leases, ranges and
 //! transactions. Plain HTTP with `reqwest`, so no protobuf toolchain is needed to build.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -27,6 +27,9 @@ pub enum EtcdError {
     /// The answer was not what the gateway sends.
     #[error("unexpected etcd answer: {0}")]
     Decode(String),
+    /// The client could not be set up (a bad CA certificate).
+    #[error("etcd client: {0}")]
+    Setup(String),
 }
 
 /// One key-value pair as etcd stores it.
@@ -63,6 +66,19 @@ pub struct Etcd {
     endpoints: Vec<String>,
     timeout: Duration,
     preferred: Arc<AtomicUsize>,
+    /// User and password, when etcd authenticates clients.
+    credentials: Option<(String, String)>,
+    /// The current auth token (fetched on first use, again when etcd refuses it).
+    token: Arc<Mutex<Option<String>>>,
+}
+
+/// How to reach etcd beyond its URLs.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// User and password, when etcd authenticates clients.
+    pub credentials: Option<(String, String)>,
+    /// A private CA's certificate (PEM) to trust for `https` endpoints.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// The `range_end` that makes a range cover every key starting with `prefix`.
@@ -154,22 +170,91 @@ fn kvs(v: &Value) -> Result<Vec<Kv>, EtcdError> {
 
 impl Etcd {
     /// A client for `endpoints` (base URLs) with a per-request `timeout`.
-    pub fn new(endpoints: Vec<String>, timeout: Duration) -> Etcd {
-        let client = reqwest::Client::builder()
+    pub fn new(
+        endpoints: Vec<String>,
+        timeout: Duration,
+        access: Access,
+    ) -> Result<Etcd, EtcdError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
+            .connect_timeout(timeout);
+        if let Some(pem) = &access.ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| EtcdError::Setup(format!("CA certificate: {e}")))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let client = builder
             .build()
-            .unwrap_or_default();
-        Etcd {
+            .map_err(|e| EtcdError::Setup(e.to_string()))?;
+        Ok(Etcd {
             client,
             endpoints,
             timeout,
             preferred: Arc::new(AtomicUsize::new(0)),
+            credentials: access.credentials,
+            token: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    fn token(&self) -> Option<String> {
+        match self.token.lock() {
+            Ok(t) => t.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 
-    /// POSTs `body` to `path` on the first endpoint that answers.
+    fn set_token(&self, token: Option<String>) {
+        match self.token.lock() {
+            Ok(mut t) => *t = token,
+            Err(p) => *p.into_inner() = token,
+        }
+    }
+
+    /// POSTs `body` to `path`; with credentials, authenticates first (once per token) and
+    /// once more when etcd refuses the token (expired, or etcd restarted).
     async fn call(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
+        let Some((name, password)) = &self.credentials else {
+            return self.send(path, body, None).await;
+        };
+        for fresh in [false, true] {
+            let token = match self.token() {
+                Some(t) if !fresh => t,
+                _ => {
+                    let v = self
+                        .send(
+                            "/v3/auth/authenticate",
+                            &json!({"name": name, "password": password}),
+                            None,
+                        )
+                        .await?;
+                    let t = v["token"]
+                        .as_str()
+                        .ok_or_else(|| EtcdError::Decode(format!("authenticate: no token in {v}")))?
+                        .to_string();
+                    self.set_token(Some(t.clone()));
+                    t
+                }
+            };
+            match self.send(path, body, Some(&token)).await {
+                Err(EtcdError::Status { status, body })
+                    if !fresh && (status == 401 || body.contains("token")) =>
+                {
+                    tracing::debug!(status, %body, "etcd refused the token: authenticating again");
+                    self.set_token(None);
+                }
+                other => return other,
+            }
+        }
+        Err(EtcdError::Decode("authentication loop".into()))
+    }
+
+    /// POSTs `body` to `path` on the first endpoint that answers.
+    async fn send(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<Value, EtcdError> {
         let mut last = EtcdError::Unreachable("no endpoint configured".into());
         let n = self.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed);
@@ -177,7 +262,11 @@ impl Etcd {
             let base = &self.endpoints[i];
             let url = format!("{}{path}", base.trim_end_matches('/'));
             let sent = tokio::time::timeout(self.timeout, async {
-                let resp = self.client.post(&url).json(body).send().await?;
+                let mut req = self.client.post(&url).json(body);
+                if let Some(t) = token {
+                    req = req.header("Authorization", t);
+                }
+                let resp = req.send().await?;
                 let status = resp.status().as_u16();
                 let text = resp.text().await?;
                 Ok::<_, reqwest::Error>((status, text))

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::etcd::{Etcd, EtcdError};
+use self::etcd::{Access, Etcd, EtcdError};
 use crate::config::CoordinationConfig;
 use crate::metrics::Metrics;
 
@@ -66,23 +66,36 @@ pub fn default_instance_id() -> String {
 const MARGIN: Duration = Duration::from_millis(500);
 
 impl Coordinator {
-    /// A coordinator for `cluster` as configured; nothing is sent until [`run`](Self::run).
-    pub fn new(cfg: &CoordinationConfig, cluster: &str, metrics: Arc<Metrics>) -> Coordinator {
+    /// A coordinator for `cluster` as configured (`ca_pem`: the contents of `ca_file`);
+    /// nothing is sent until [`run`](Self::run).
+    pub fn new(
+        cfg: &CoordinationConfig,
+        cluster: &str,
+        ca_pem: Option<Vec<u8>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Coordinator, EtcdError> {
         let ttl = Duration::from_secs(cfg.lease_ttl_seconds.max(2));
         // A request must end well within the renewal period.
         let timeout = (ttl / 3).clamp(Duration::from_millis(500), Duration::from_secs(5));
-        Coordinator {
+        let access = Access {
+            credentials: cfg
+                .username
+                .clone()
+                .zip(cfg.password.as_ref().map(|p| p.expose().to_string())),
+            ca_pem,
+        };
+        Ok(Coordinator {
             instance_id: cfg.instance_id.clone().unwrap_or_else(default_instance_id),
             prefix: format!("{}{}/", cfg.key_prefix, cluster),
             ttl,
-            etcd: Etcd::new(cfg.endpoints.clone(), timeout),
+            etcd: Etcd::new(cfg.endpoints.clone(), timeout, access)?,
             session: Mutex::new(Session {
                 down_since: Some(Instant::now()),
                 ..Session::default()
             }),
             members: RwLock::new(None),
             metrics,
-        }
+        })
     }
 
     /// This instance's id among its peers.

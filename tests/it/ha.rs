@@ -25,15 +25,26 @@ struct Etcd {
 
 impl Etcd {
     async fn start(dir: &Path) -> Etcd {
+        Etcd::start_tls(dir, None).await
+    }
+
+    /// With `pki`, etcd serves https with its server certificate.
+    async fn start_tls(dir: &Path, pki: Option<&crate::mailbox::Pki>) -> Etcd {
         assert!(
             Path::new(ETCD).exists(),
             "{ETCD} is missing: install Debian's `etcd-server` package (scripts/test does)"
         );
         let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let data = dir.join(format!("etcd-{client}"));
-        let child = Command::new(ETCD)
+        let mut cmd = Command::new(ETCD);
+        if let Some(p) = pki {
+            cmd.arg("--cert-file").arg(&p.cert);
+            cmd.arg("--key-file").arg(&p.key);
+        }
+        let child = cmd
             .args(["--name", "ha-test", "--data-dir"])
             .arg(&data)
             .args([
@@ -56,7 +67,12 @@ impl Etcd {
         };
         // Ready when the v3 gateway answers a range (bounded).
         let deadline = Instant::now() + Duration::from_secs(30);
-        let http = reqwest::Client::new();
+        let mut http = reqwest::Client::builder();
+        if let Some(p) = pki {
+            let pem = std::fs::read(&p.ca).expect("read CA");
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA"));
+        }
+        let http = http.build().expect("client");
         loop {
             let ok = http
                 .post(format!("{}/v3/kv/range", etcd.url))
@@ -561,6 +577,10 @@ fn check_validates_the_coordination_section() {
             "coordination:\n  endpoints: ['http://e:2379']\n  ttl: 10\n",
             "config.yaml:11: error: coordination.ttl: unknown field `ttl`",
         ),
+        (
+            "coordination:\n  endpoints: ['http://e:2379']\n  username: root\n",
+            "config.yaml:11: error: coordination.username: set both username and password, or neither",
+        ),
     ] {
         let cfg = s.write("config.yaml", &config_with(bad));
         let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
@@ -774,5 +794,80 @@ runbooks:
             .to_string()
             .contains("cluster slot 0 held by instance"),
         "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_over_tls_with_authentication() {
+    let s = Scratch::new();
+    let pki = crate::mailbox::pki(s.path());
+    let etcd = Etcd::start_tls(s.path(), Some(&pki)).await;
+    // Turn authentication on: a root user, then auth/enable.
+    let pem = std::fs::read(&pki.ca).expect("read CA");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA"))
+        .build()
+        .expect("client");
+    for (path, body) in [
+        (
+            "/v3/auth/user/add",
+            json!({"name": "root", "password": "s3cr3t"}),
+        ),
+        (
+            "/v3/auth/user/grant",
+            json!({"user": "root", "role": "root"}),
+        ),
+        ("/v3/auth/enable", json!({})),
+    ] {
+        let r = http
+            .post(format!("{}{path}", etcd.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("etcd admin request");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..2).map(|_| Scratch::new()).collect();
+    let mut srv = Vec::new();
+    // ha-0 has the right password (from the environment), ha-1 a wrong one.
+    for (i, password) in ["s3cr3t", "wrong"].iter().enumerate() {
+        let cfg = config(&format!(
+            "monitoring: {{ interval_seconds: 3600, timeout_seconds: 1, methods: [socket] }}\ncoordination:\n  endpoints: [{}]\n  lease_ttl_seconds: {TTL}\n  instance_id: ha-{i}\n  username: root\n  password: ${{ETCD_PASSWORD}}\n  ca_file: {}\n",
+            etcd.url,
+            pki.ca.display()
+        ));
+        srv.push(Server::start_env_in(
+            &dirs[i],
+            &cfg,
+            &rules(&marker, 0),
+            &[("ETCD_PASSWORD", password)],
+        ));
+    }
+    let up = "kafka_healing_coordination_up";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&metrics(&srv[0]).await, up) != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no lease over TLS; log:\n{}",
+            srv[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    post_all(&srv, &webhook("am", vec![alert("firing", down("kafka-1"))])).await;
+    srv[0]
+        .wait_until(15, "the run to succeed", |l| {
+            l.len() == 1 && l[0]["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(marker_lines(&marker).len(), 1);
+    assert_eq!(marker_lines(&marker)[0].0, "ha-0");
+    // The instance etcd refuses never gets a lease: it runs nothing.
+    assert_eq!(metric(&metrics(&srv[1]).await, up), Some(0.0));
+    assert_eq!(statuses(&srv[1].executions().await), ["queued"]);
+    assert!(
+        srv[1].log().contains("authentication failed"),
+        "{}",
+        srv[1].log()
     );
 }
