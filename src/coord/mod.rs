@@ -39,6 +39,8 @@ struct Session {
     up: bool,
     /// Since when etcd has not answered (or since start, before the first answer).
     down_since: Option<Instant>,
+    /// Failed exchanges in a row (the log says so at the first and then now and then).
+    failures: u32,
 }
 
 /// This instance's membership in the group, its lease and the locks taken with it.
@@ -225,16 +227,18 @@ impl Coordinator {
                 self.set_session(|s| {
                     s.up = true;
                     s.down_since = None;
+                    s.failures = 0;
                 });
                 self.metrics.coordination_up.set(1);
             }
             Err(e) => {
-                if before.up || before.lease == 0 && before.valid_until.is_none() {
-                    warn!(error = %e, "coordination DOWN: no remediation runs until etcd answers again");
+                if before.failures.is_multiple_of(60) {
+                    warn!(error = %e, failures = before.failures + 1, "coordination DOWN: no remediation runs until etcd answers again");
                 }
                 self.set_session(|s| {
                     s.up = false;
                     s.down_since.get_or_insert_with(Instant::now);
+                    s.failures = s.failures.saturating_add(1);
                 });
                 self.metrics.coordination_up.set(0);
                 let s = self.session();
