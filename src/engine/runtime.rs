@@ -919,6 +919,10 @@ impl Engine {
         while i < self.queue.len() {
             match self.blocked(&self.queue[i], now) {
                 Some(why) => {
+                    // A lock is not kept while waiting locally (a guard, backoff): a peer
+                    // may need the cluster slot it holds.
+                    let idle = self.queue[i].lock.take();
+                    self.release(idle, None);
                     if self.queue[i].waiting.as_deref() != Some(why.as_str()) {
                         let (id, key) = (self.queue[i].id, self.queue[i].key.clone());
                         info!(execution = id, %why, "waiting");
