@@ -286,7 +286,7 @@ impl Stack {
         let mut sum = 0.0;
         for m in self.broker_metrics().await {
             match m {
-                Some((state, urp)) if state == 3.0 => sum += urp,
+                Some((3.0, urp)) => sum += urp,
                 _ => return None,
             }
         }
