@@ -22,6 +22,7 @@ const LIST_KEYS: &[&str] = &[
     "rules",
     "monitoring.methods",
     "notifications.smtp.to_emails",
+    "coordination.endpoints",
 ];
 
 /// Why a configuration could not be loaded.
@@ -269,6 +270,7 @@ fn sections(
     let state = take!("state", StateConfig);
     let logging = take!("logging", LoggingConfig);
     let environment = take!("environment", Environment);
+    let coordination = take!("coordination", CoordinationConfig);
     let kubernetes = take!("kubernetes", KubernetesConfig);
 
     let mut unknown: Vec<_> = table.keys().cloned().collect();
@@ -279,7 +281,7 @@ fn sections(
             doc,
             &key,
             "unknown top-level key; expected one of cluster, monitoring, recovery, \
-             notifications, server, rules, state, logging, environment, kubernetes",
+             notifications, server, rules, state, logging, environment, coordination, kubernetes",
         );
     }
     if cluster.is_none() {
@@ -299,6 +301,10 @@ fn sections(
         state: state.unwrap_or(Some(Default::default()))?,
         logging: logging.unwrap_or(Some(Default::default()))?,
         environment: environment.unwrap_or(Some(Default::default()))?,
+        coordination: match coordination {
+            None => None,
+            Some(c) => Some(c?),
+        },
         kubernetes: kubernetes.map_or(Some(None), |k| k.map(Some))?,
     })
 }
