@@ -20,7 +20,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::core::Status;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -271,7 +270,8 @@ async fn evict(conn: &KubeConn, client: kube::Client, a: &Action<'_>) -> Result<
     .header(http::header::CONTENT_TYPE, "application/json")
     .body(body)
     .map_err(|e| Failure::Fatal(e.to_string()))?;
-    match client.request::<Status>(req).await {
+    // Any 2xx is success, whatever its body (a `Status` today); errors carry the Status.
+    match client.request_text(req).await {
         Ok(_) => {
             let uid_text = uid.clone().unwrap_or_default();
             conn.remember(a.namespace, a.name, uid);
