@@ -11,6 +11,8 @@ pub mod config;
 pub mod diag;
 pub mod engine;
 pub mod expo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
