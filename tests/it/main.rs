@@ -7,6 +7,7 @@ mod config_layers;
 mod dry_run;
 mod executor;
 mod expo;
+mod faults;
 mod fuzz;
 mod hostile;
 mod journal;

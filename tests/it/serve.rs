@@ -1,7 +1,7 @@
 //! `kafka-healing serve` for real: the binary on 127.0.0.1:0, real HTTP, real child
 //! processes, a real SQLite journal. Each test writes its own config and rule files.
 
-mod harness;
+pub(crate) mod harness;
 
 mod conditions;
 mod crash;
