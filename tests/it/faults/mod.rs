@@ -2,6 +2,7 @@
 //! `kill -9`, a full journal disk, a stalling SMTP server, a step that leaves a daemon
 //! behind, and a corpus of hostile label values.
 
+mod crash;
 mod daemon;
 mod storm;
 
