@@ -4,6 +4,7 @@
 
 mod crash;
 mod daemon;
+mod smtp_stall;
 mod storm;
 
 use std::path::Path;
