@@ -4,6 +4,7 @@
 
 mod crash;
 mod daemon;
+mod disk_full;
 mod smtp_stall;
 mod storm;
 
