@@ -22,6 +22,8 @@ const CRASH_ALERTS: usize = 30_000;
 /// Distinct label sets among them.
 const CRASH_UNIQUE: usize = 3_000;
 
+const NODES: [&str; 3] = ["kafka-1", "kafka-2", "kafka-3"];
+
 /// Process ids of the recorder calls for `name` (from its `name.PID` files).
 fn recorder_pids(dir: &Path, name: &str) -> Vec<i32> {
     std::fs::read_dir(dir)
@@ -62,7 +64,7 @@ async fn kill_9_during_storm_and_step_loses_no_alert_and_runs_nothing_twice() {
     let quarter = (CRASH_ALERTS / 2) as i64;
     let ready = tokio::task::spawn_blocking(move || {
         poll(120, || {
-            let running = ["kafka-1", "kafka-2", "kafka-3"]
+            let running = NODES
                 .iter()
                 .any(|n| !recorded(&dir, &format!("run-{n}")).is_empty());
             let journaled: i64 = journal_db(&dir)
@@ -82,13 +84,23 @@ async fn kill_9_during_storm_and_step_loses_no_alert_and_runs_nothing_twice() {
     srv.child.wait().expect("reap");
     drop(srv);
     // The killed server's step would run on: stop it (its group) and let runs be quick.
-    let first: Vec<i32> = ["kafka-1", "kafka-2", "kafka-3"]
+    let first: Vec<(&str, i32)> = NODES
         .iter()
-        .flat_map(|n| recorder_pids(s.path(), &format!("run-{n}")))
+        .flat_map(|n| {
+            recorder_pids(s.path(), &format!("run-{n}"))
+                .into_iter()
+                .map(move |p| (*n, p))
+        })
         .collect();
     assert_eq!(first.len(), 1, "one step was running: {first:?}");
+    let (killed_node, killed_pid) = first[0];
+    let others: Vec<&str> = NODES
+        .iter()
+        .copied()
+        .filter(|n| *n != killed_node)
+        .collect();
     let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(first[0]),
+        nix::unistd::Pid::from_raw(killed_pid),
         nix::sys::signal::Signal::SIGKILL,
     );
     s.write("sleep", "0");
@@ -107,8 +119,8 @@ async fn kill_9_during_storm_and_step_loses_no_alert_and_runs_nothing_twice() {
     post_sentinel_and_wait(&srv).await;
     // The two other brokers' executions were queued at the crash (cancelled at the
     // restart) and run after it on the storm's later alerts.
-    wait_db(s.path(), 60, "kafka-2 and kafka-3 to run", |db| {
-        succeeded_on(db, "kafka-2") >= 1 && succeeded_on(db, "kafka-3") >= 1
+    wait_db(s.path(), 60, "the queued brokers to run", |db| {
+        others.iter().all(|n| succeeded_on(db, n) >= 1)
     });
 
     let db = journal_db(s.path());
@@ -149,6 +161,13 @@ async fn kill_9_during_storm_and_step_loses_no_alert_and_runs_nothing_twice() {
     let sent = send_storm(srv.url.clone(), more, 1, 4, Duration::from_secs(120)).await;
     assert!(sent.acked.iter().all(|&n| n == 1));
     post_sentinel_and_wait(&srv).await;
+    // Brokers in their cooldown now (the killed one too, if its retry already succeeded).
+    let cooling: Vec<(&str, usize)> = NODES
+        .iter()
+        .filter(|n| succeeded_on(&journal_db(s.path()), n) >= 1)
+        .map(|n| (*n, recorded(s.path(), &format!("run-{n}")).len()))
+        .collect();
+    assert!(cooling.len() >= 2, "{cooling:?}");
     let mut srv = srv;
     srv.child.kill().expect("kill -9");
     srv.child.wait().expect("reap");
@@ -159,11 +178,12 @@ async fn kill_9_during_storm_and_step_loses_no_alert_and_runs_nothing_twice() {
         assert_eq!(srv.post(body).await.0, 200);
     }
     post_sentinel_and_wait(&srv).await;
-    for node in ["kafka-2", "kafka-3"] {
+    for (node, runs) in cooling {
         assert_eq!(
             recorded(s.path(), &format!("run-{node}")).len(),
-            1,
-            "{node} ran again within its cooldown after a restart"
+            runs,
+            "{node} ran again within its cooldown after a restart: {}",
+            history(s.path(), node)
         );
     }
     assert_runs_match_record(s.path());
@@ -226,4 +246,29 @@ fn assert_runs_match_record(dir: &Path) {
         ran, record,
         "runs (by execution id) against the journal's started executions"
     );
+}
+
+/// The non-skipped `storm` executions on `node`, for failure messages.
+fn history(dir: &Path, node: &str) -> String {
+    let db = journal_db(dir);
+    let mut st = db
+        .prepare(
+            "SELECT id, status, attempt, created_ms, reason FROM executions \
+             WHERE rule = 'storm' AND target = ?1 AND status != 'skipped' ORDER BY id",
+        )
+        .expect("prepare");
+    st.query_map([node], |r| {
+        Ok(format!(
+            "#{} {} attempt {} at {}: {}",
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?
+        ))
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect::<Vec<_>>()
+    .join("\n")
 }
