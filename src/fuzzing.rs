@@ -52,20 +52,34 @@ runbooks:
 /// The number of elements of the template target's argv template.
 const TEMPLATE_ARGC: usize = 5;
 
-fn fixture(rules: &str) -> (Config, RuleSet) {
+fn fixture(files: &[(&str, &str)]) -> (Config, RuleSet) {
     let loaded = match load_text(CONFIG, Path::new("fuzz/config.yaml"), HashMap::new()) {
         Ok(l) => l,
         Err(e) => panic!("the fuzz config loads: {e}"),
     };
-    let (set, diags) = load_rule_texts(vec![(PathBuf::from("rules.yaml"), Ok(rules.to_string()))]);
+    let (set, diags) = load_rule_texts(
+        files
+            .iter()
+            .map(|(name, text)| (PathBuf::from(name), Ok(text.to_string())))
+            .collect(),
+    );
     assert!(!diags.has_errors(), "the fuzz rules load: {diags}");
     (loaded.config, set)
 }
 
-/// The shipped rule pack (`rules/kafka.yaml`) over three brokers.
-static SHIPPED: LazyLock<(Config, RuleSet)> =
-    LazyLock::new(|| fixture(include_str!("../rules/kafka.yaml")));
-static HOSTILE: LazyLock<(Config, RuleSet)> = LazyLock::new(|| fixture(TEMPLATE_RULES));
+/// The shipped rule pack (`rules/kafka.yaml` with the systemctl restart flavour, as
+/// `examples/config.yaml` loads it) over three brokers.
+static SHIPPED: LazyLock<(Config, RuleSet)> = LazyLock::new(|| {
+    fixture(&[
+        ("rules/kafka.yaml", include_str!("../rules/kafka.yaml")),
+        (
+            "rules/restart/systemctl.yaml",
+            include_str!("../rules/restart/systemctl.yaml"),
+        ),
+    ])
+});
+static HOSTILE: LazyLock<(Config, RuleSet)> =
+    LazyLock::new(|| fixture(&[("rules.yaml", TEMPLATE_RULES)]));
 
 /// The exposition parser: never panics, errors name a line of the input, and whatever it
 /// accepts survives a render-and-parse round trip unchanged.
@@ -128,7 +142,7 @@ fn render_expo(samples: &[Sample<'_>]) -> String {
 }
 
 /// A webhook body through the server's parser (`parse_webhook`) and `dry-run`'s planner
-/// (`plan_payload`) with the shipped rule pack: never panics; a plan that runs has steps
+/// (`plan_payload`) with the shipped rule pack (systemctl flavour): never panics; a plan that runs has steps
 /// and one that is skipped has none and says why; at most one plan runs per work key;
 /// the plans serialize (as `dry-run --json` prints them).
 pub fn webhook(data: &[u8]) {

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod coord;
 pub mod diag;
 pub mod engine;
 pub mod expo;

@@ -46,6 +46,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Label: a self-watch target (`kafka/ID`, `zookeeper/ID`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// The target.
+    pub target: String,
+}
+
 /// Every metric the service keeps.
 pub struct Metrics {
     /// The registry they are all in.
@@ -84,6 +91,16 @@ pub struct Metrics {
     pub series_in_memory: Gauge,
     /// New series refused because the store was full (since start).
     pub series_dropped: Gauge,
+    /// High availability: 1 while etcd answers and the lease is held, else 0.
+    pub coordination_up: Gauge,
+    /// Times the instance's etcd lease was lost.
+    pub coordination_lease_lost: Counter,
+    /// Live instances registered in etcd.
+    pub coordination_members: Gauge,
+    /// Disruptive steps refused because the lock was no longer this instance's.
+    pub coordination_fenced: Counter,
+    /// Self-watch targets and whether this instance watches them (1) or a peer does (0).
+    pub watch_assigned: Family<ShardLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -115,6 +132,36 @@ impl Metrics {
         let target_duration_ms = Family::<TargetLabels, Gauge>::default();
         let series_in_memory = Gauge::default();
         let series_dropped = Gauge::default();
+        let coordination_up = Gauge::default();
+        let coordination_lease_lost = Counter::default();
+        let coordination_members = Gauge::default();
+        let coordination_fenced = Counter::default();
+        let watch_assigned = Family::<ShardLabel, Gauge>::default();
+        registry.register(
+            "coordination_up",
+            "1 while etcd answers and this instance holds its lease (HA mode)",
+            coordination_up.clone(),
+        );
+        registry.register(
+            "coordination_lease_lost",
+            "Times this instance's etcd lease was lost",
+            coordination_lease_lost.clone(),
+        );
+        registry.register(
+            "coordination_members",
+            "Live kafka-healing instances registered in etcd",
+            coordination_members.clone(),
+        );
+        registry.register(
+            "coordination_fenced",
+            "Disruptive steps refused because the lock was no longer held",
+            coordination_fenced.clone(),
+        );
+        registry.register(
+            "watch_assigned",
+            "Self-watch targets: 1 watched by this instance, 0 by a peer",
+            watch_assigned.clone(),
+        );
         registry.register(
             "series_dropped",
             "New series refused because the in-memory store was full",
@@ -206,6 +253,11 @@ impl Metrics {
             target_duration_ms,
             series_in_memory,
             series_dropped,
+            coordination_up,
+            coordination_lease_lost,
+            coordination_members,
+            coordination_fenced,
+            watch_assigned,
             alerts_received,
             webhook_rejected,
             executions,

@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::config::LogFormat;
+use crate::coord::Coordinator;
 use crate::engine::report::interrupted_mail;
 use crate::engine::{Engine, Setup};
 use crate::ingest::watch::Watcher;
@@ -94,7 +95,35 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     if let Err(e) = journal.enqueue_mails(mails).await {
         warn!(error = %e, "cannot queue the messages about interrupted executions");
     }
-    let engine = Engine::start(journal.clone(), Arc::new(setup), metrics.clone());
+    // HA mode: the lease and membership in etcd, kept alive until the very end.
+    let coord = match &cfg.coordination {
+        Some(c) => {
+            let ca_pem = match &c.ca_file {
+                Some(f) => {
+                    let path = setup.loaded.resolve(f);
+                    Some(std::fs::read(&path).map_err(|e| {
+                        anyhow::anyhow!("coordination.ca_file {}: {e}", path.display())
+                    })?)
+                }
+                None => None,
+            };
+            let coord = Coordinator::new(c, &cfg.cluster.name, ca_pem, metrics.clone())
+                .map_err(|e| anyhow::anyhow!("coordination: {e}"))?;
+            info!(instance = coord.instance_id(), endpoints = ?c.endpoints, "HA mode: coordinating through etcd");
+            Some(Arc::new(coord))
+        }
+        None => None,
+    };
+    let coord_cancel = CancellationToken::new();
+    let coord_task = coord
+        .clone()
+        .map(|c| tokio::spawn(c.run(coord_cancel.clone())));
+    let engine = Engine::start_with(
+        journal.clone(),
+        Arc::new(setup),
+        metrics.clone(),
+        coord.clone(),
+    );
     // Self-watch: scrapes, probes and rule conditions (runs with or without Alertmanager).
     let watch_cancel = CancellationToken::new();
     let watcher = Watcher::new(
@@ -102,7 +131,8 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         engine.clone(),
         metrics.clone(),
         Duration::from_secs(15 * 60),
-    );
+    )
+    .with_coordinator(coord);
     let watch_task = tokio::spawn(watcher.run(watch_cancel.clone()));
     let mail_cancel = CancellationToken::new();
     let sender = tokio::spawn(
@@ -203,6 +233,11 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             .shutdown_grace_seconds,
     );
     engine.shutdown(grace).await;
+    // Last: revoking the lease hands the locks and the shard to the peers at once.
+    coord_cancel.cancel();
+    if let Some(t) = coord_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     // One last delivery round for the messages the shutdown produced; the rest wait in the
     // outbox for the next start.
     engine.mail_wake.notify_one();

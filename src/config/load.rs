@@ -21,6 +21,7 @@ const LIST_KEYS: &[&str] = &[
     "rules",
     "monitoring.methods",
     "notifications.smtp.to_emails",
+    "coordination.endpoints",
 ];
 
 /// Why a configuration could not be loaded.
@@ -278,6 +279,7 @@ fn sections(
     let state = take!("state", StateConfig);
     let logging = take!("logging", LoggingConfig);
     let environment = take!("environment", Environment);
+    let coordination = take!("coordination", CoordinationConfig);
 
     let mut unknown: Vec<_> = table.keys().cloned().collect();
     unknown.sort();
@@ -287,7 +289,7 @@ fn sections(
             doc,
             &key,
             "unknown top-level key; expected one of cluster, monitoring, recovery, \
-             notifications, server, rules, state, logging, environment",
+             notifications, server, rules, state, logging, environment, coordination",
         );
     }
     if cluster.is_none() {
@@ -307,6 +309,10 @@ fn sections(
         state: state.unwrap_or(Some(Default::default()))?,
         logging: logging.unwrap_or(Some(Default::default()))?,
         environment: environment.unwrap_or(Some(Default::default()))?,
+        coordination: match coordination {
+            None => None,
+            Some(c) => Some(c?),
+        },
     })
 }
 

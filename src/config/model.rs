@@ -55,6 +55,9 @@ pub struct Config {
     /// Deployment environment; `production` enables stricter checks.
     #[serde(default)]
     pub environment: Environment,
+    /// Several instances sharing the work through etcd; absent: one instance, no etcd.
+    #[serde(default)]
+    pub coordination: Option<CoordinationConfig>,
 }
 
 /// The cluster: its name, brokers and (optionally) ZooKeeper ensemble.
@@ -526,4 +529,59 @@ pub(crate) fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String
         Id::S(s) => s,
         Id::I(i) => i.to_string(),
     })
+}
+
+/// The coordination service behind [`CoordinationConfig`].
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CoordinationBackend {
+    /// etcd v3, through its JSON gRPC gateway (`/v3/...`).
+    #[default]
+    Etcd,
+}
+
+keyword_enum!(
+    CoordinationBackend,
+    "coordination backend",
+    [("etcd", CoordinationBackend::Etcd)]
+);
+
+/// High availability: instances register in etcd with a lease, take a lock per piece of
+/// work before running it, and split the self-watch targets among themselves.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinationConfig {
+    /// The coordination service (only `etcd`).
+    #[serde(default)]
+    pub backend: CoordinationBackend,
+    /// etcd client URLs (`http://host:2379`); tried in order.
+    pub endpoints: Vec<String>,
+    /// Lifetime of the instance's lease: a dead instance's locks and shard are taken over
+    /// after this long (2–300).
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_seconds: u64,
+    /// Prefix of every key kafka-healing writes; must start and end with `/`.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// This instance's name among its peers (unique); default: the host name.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// etcd user, when etcd has authentication enabled (with `password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The user's password (write `${ENV_VAR}` rather than the secret itself).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// CA certificate (PEM) that signed etcd's server certificate, for `https` endpoints
+    /// with a private CA; relative to the config file. Default: the public web roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_lease_ttl() -> u64 {
+    10
+}
+
+fn default_key_prefix() -> String {
+    "/kafka-healing/".into()
 }

@@ -3,14 +3,17 @@
 //! The execution is marked `running` in the journal *before* its first step starts, so a
 //! crash mid-step is found on restart and reported as `interrupted`, never re-run blindly.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::plan::Plan;
 use super::runtime::now_ms;
 use crate::config::Broker;
+use crate::coord::{Coordinator, WorkLock};
 use crate::ingest::Alert;
-use crate::journal::{ExecStatus, Journal, StepRecord, StepStatus};
+use crate::journal::{Event, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics};
 use crate::rules::model::OnFailure;
 use crate::runbook::exec::{ExecOptions, child_env, run_step};
@@ -32,6 +35,28 @@ pub struct Execution {
     pub broker: Option<Broker>,
     /// Already recorded as `running` (created so); otherwise marked before the first step.
     pub marked_running: bool,
+    /// HA mode: the lock this execution holds, confirmed before every disruptive step.
+    pub fence: Option<Fence>,
+}
+
+/// The lock an execution runs under (HA mode) and the coordinator that confirms it.
+#[derive(Clone)]
+pub struct Fence {
+    /// The coordinator.
+    pub coord: Arc<Coordinator>,
+    /// The lock.
+    pub lock: WorkLock,
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Fence({} at revision {})",
+            self.coord.instance_id(),
+            self.lock.revision()
+        )
+    }
 }
 
 /// `KAFKA_HEALING_*` variables describing the alert, for the steps' environment.
@@ -56,6 +81,12 @@ pub fn step_env(job: &Execution) -> Vec<(String, String)> {
                 .unwrap_or_default(),
         ),
     ];
+    if let Some(f) = &job.fence {
+        v.push((
+            "KAFKA_HEALING_INSTANCE_ID",
+            f.coord.instance_id().to_string(),
+        ));
+    }
     if let Some(b) = &job.broker {
         v.push(("KAFKA_HEALING_TARGET", b.node_id.clone()));
         v.push(("KAFKA_HEALING_TARGET_HOST", b.host.clone()));
@@ -135,6 +166,31 @@ pub async fn execute(
         if cancel.is_cancelled() {
             status = ExecStatus::Interrupted;
             reason = format!("the service shut down before step `{}`", step.name);
+            break;
+        }
+        if let Some(f) = &job.fence
+            && step.is_disruptive()
+            && let Err(why) = f.coord.fence(&f.lock).await
+        {
+            // The lock may be someone else's now: this instance must not touch the cluster.
+            metrics.coordination_fenced.inc();
+            status = ExecStatus::Interrupted;
+            reason = format!(
+                "fenced before step `{}`: {why}; nothing more runs here, a peer that takes the lock may run the remediation",
+                step.name
+            );
+            warn!(execution = job.id, step = %step.name, %why, "fenced: disruptive step not started");
+            let event = Event {
+                at_ms: now_ms(),
+                execution_id: Some(job.id),
+                rule: Some(job.plan.rule.clone()),
+                target: job.plan.target.clone(),
+                kind: "fenced".into(),
+                message: reason.clone(),
+            };
+            if let Err(e) = journal.add_event(event).await {
+                warn!(error = %e, "cannot journal an event");
+            }
             break;
         }
         info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");

@@ -142,7 +142,20 @@ pub fn outcome_mail(setup: &Setup, r: &Report<'_>) -> Option<NewMail> {
         }
     }
     let target = r.plan.target.as_deref().unwrap_or("(no target)");
+    // A runbook without steps is notify-only: the mail is the action.
+    let notice = r.plan.steps.is_empty() && r.status == ExecStatus::Succeeded;
     let headline = match r.status {
+        _ if notice => format!(
+            "{target}: {} (notify only, nothing was run)",
+            r.alert
+                .labels
+                .get("alertname")
+                .map_or("alert", String::as_str)
+        ),
+        ExecStatus::Succeeded if !r.plan.disruptive => format!(
+            "{target}: diagnostics {} ran (nothing was changed)",
+            r.plan.runbook
+        ),
         ExecStatus::Succeeded => format!("{target}: runbook {} succeeded", r.plan.runbook),
         ExecStatus::DryRun => format!(
             "{target}: runbook {} would have run (dry_run)",
@@ -150,7 +163,15 @@ pub fn outcome_mail(setup: &Setup, r: &Report<'_>) -> Option<NewMail> {
         ),
         other => format!("{target}: runbook {} {}", r.plan.runbook, other.as_str()),
     };
-    let ctx = context(setup, r, outcome_word(r.status), headline);
+    // A diagnostics runbook that ran fixed nothing: "RECOVERED" would claim it did.
+    let word = if notice {
+        "NOTICE"
+    } else if r.status == ExecStatus::Succeeded && !r.plan.disruptive {
+        "DIAGNOSED"
+    } else {
+        outcome_word(r.status)
+    };
+    let ctx = context(setup, r, word, headline);
     mail(setup, "outcome", mail_key(r.plan), to, r, &ctx)
 }
 

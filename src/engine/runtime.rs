@@ -18,11 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::execute::{Execution, Outcome, execute};
+use super::execute::{Execution, Fence, Outcome, execute};
 use super::plan::{Decision, Plan, WorkKey, plan_alert};
 use super::policy::{Admission, Attempt, Limits, Policy};
 use super::report::{Report, escalation_mail, outcome_mail};
 use crate::config::{LoadError, Loaded};
+use crate::coord::{Acquire, CoordError, Coordinator, WorkLock, WorkRequest};
 use crate::ingest::{Alert, AlertStatus};
 use crate::journal::{
     Circuit, Event, ExecStatus, ExecutionFilter, Journal, NewExecution, NewMail, StepRecord,
@@ -102,6 +103,11 @@ enum Msg {
     Reload(Arc<Setup>),
     Drain {
         reply: oneshot::Sender<()>,
+    },
+    /// HA mode: the answer to a lock request for queued execution `id`.
+    Acquired {
+        id: i64,
+        result: Result<Acquire, CoordError>,
     },
 }
 
@@ -196,6 +202,12 @@ struct Queued {
     attempt: u32,
     /// The last "why it waits" recorded, so each is journaled once.
     waiting: Option<String>,
+    /// HA mode: the lock, once taken.
+    lock: Option<WorkLock>,
+    /// HA mode: a lock request is under way.
+    acquiring: bool,
+    /// HA mode: when to ask for the lock again.
+    retry_at_ms: i64,
 }
 
 struct Running {
@@ -225,6 +237,10 @@ pub struct Engine {
     tracker: TaskTracker,
     cancel: CancellationToken,
     mail_wake: Arc<Notify>,
+    /// HA mode: the coordinator (etcd); `None` for a single instance.
+    coord: Option<Arc<Coordinator>>,
+    /// When "coordination unavailable" was last escalated (rate limit).
+    coord_escalated_ms: Option<i64>,
 }
 
 fn limits(setup: &Setup, rule: Option<&Rule>) -> Limits {
@@ -256,6 +272,17 @@ impl Engine {
     /// Starts the decision loop. Policy state (attempts in the window, open circuits) is
     /// rebuilt from the journal, so a restart neither forgets a circuit nor re-runs work.
     pub fn start(journal: Journal, setup: Arc<Setup>, metrics: Arc<Metrics>) -> EngineHandle {
+        Engine::start_with(journal, setup, metrics, None)
+    }
+
+    /// Like [`start`](Self::start); with `coord` (HA mode) every execution first takes its
+    /// lock in etcd, and runs only under it.
+    pub fn start_with(
+        journal: Journal,
+        setup: Arc<Setup>,
+        metrics: Arc<Metrics>,
+        coord: Option<Arc<Coordinator>>,
+    ) -> EngineHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
@@ -281,6 +308,8 @@ impl Engine {
             tracker: tracker.clone(),
             cancel: cancel.clone(),
             mail_wake: mail_wake.clone(),
+            coord,
+            coord_escalated_ms: None,
         };
         engine.restore();
         tokio::spawn(engine.run(rx));
@@ -365,10 +394,14 @@ impl Engine {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
+            let ha = self.coord.is_some();
             let wake = self
                 .queue
                 .iter()
-                .map(|q| q.not_before_ms)
+                .flat_map(|q| {
+                    let retry = (ha && q.lock.is_none() && !q.acquiring).then_some(q.retry_at_ms);
+                    std::iter::once(q.not_before_ms).chain(retry)
+                })
                 .filter(|t| *t > now_ms())
                 .min()
                 .map(|t| Instant::now() + Duration::from_millis((t - now_ms()).max(0) as u64));
@@ -405,6 +438,7 @@ impl Engine {
                     self.on_drain().await;
                     let _ = reply.send(());
                 }
+                Msg::Acquired { id, result } => self.on_acquired(id, result).await,
             }
             self.pump().await;
             self.metrics
@@ -697,11 +731,15 @@ impl Engine {
             guard,
             attempt,
             waiting: None,
+            lock: None,
+            acquiring: false,
+            retry_at_ms: 0,
         };
         // Work that may start at once is created `running`: one commit fewer between the
         // alert and its first step.
         let now = now_ms();
-        let start_now = self.accepting && self.blocked(&q, now).is_none();
+        // In HA mode the lock comes first: the work is queued and asks for it at once.
+        let start_now = self.coord.is_none() && self.accepting && self.blocked(&q, now).is_none();
         let status = if start_now {
             ExecStatus::Running
         } else {
@@ -767,7 +805,8 @@ impl Engine {
             .into_iter()
             .partition(|q| q.alert.fingerprint == fingerprint);
         self.queue = keep;
-        for q in gone {
+        for mut q in gone {
+            self.release(q.lock.take(), None);
             self.inflight.remove(&q.key);
             info!(execution = q.id, rule = %q.key.rule, "cancelled: {why}");
             if let Some(n) = self.duplicates.remove(&q.id) {
@@ -844,16 +883,18 @@ impl Engine {
             .recovery
             .max_concurrent_per_cluster
             .max(1) as usize;
-        if running.len() >= max {
+        // HA mode: work asking for (or holding) its lock has its slot already.
+        let claiming: Vec<&Queued> = self
+            .queue
+            .iter()
+            .filter(|x| x.id != q.id && x.plan.disruptive && (x.acquiring || x.lock.is_some()))
+            .collect();
+        if running.len() + claiming.len() >= max {
             let who: Vec<String> = running
                 .iter()
-                .map(|r| {
-                    format!(
-                        "{} on {}",
-                        r.key.rule,
-                        r.key.target.as_deref().unwrap_or("-")
-                    )
-                })
+                .map(|r| &r.key)
+                .chain(claiming.iter().map(|x| &x.key))
+                .map(|k| format!("{} on {}", k.rule, k.target.as_deref().unwrap_or("-")))
                 .collect();
             return Some(format!(
                 "waiting for a cluster slot: {} running (max_concurrent_per_cluster = {max})",
@@ -893,6 +934,10 @@ impl Engine {
         while i < self.queue.len() {
             match self.blocked(&self.queue[i], now) {
                 Some(why) => {
+                    // A lock is not kept while waiting locally (a guard, backoff): a peer
+                    // may need the cluster slot it holds.
+                    let idle = self.queue[i].lock.take();
+                    self.release(idle, None);
                     if self.queue[i].waiting.as_deref() != Some(why.as_str()) {
                         let (id, key) = (self.queue[i].id, self.queue[i].key.clone());
                         info!(execution = id, %why, "waiting");
@@ -902,10 +947,180 @@ impl Engine {
                     }
                     i += 1;
                 }
+                None if self.coord.is_some() && self.queue[i].lock.is_none() => {
+                    self.request_lock(i, now);
+                    i += 1;
+                }
                 None => {
                     let q = self.queue.remove(i);
                     self.launch(q, now, false);
                 }
+            }
+        }
+    }
+
+    /// HA mode: asks etcd for queued work `i`'s lock, unless a request is under way or it
+    /// is too early to ask again. The answer comes back as [`Msg::Acquired`].
+    fn request_lock(&mut self, i: usize, now: i64) {
+        let Some(coord) = self.coord.clone() else {
+            return;
+        };
+        let slots = self.setup.loaded.config.recovery.max_concurrent_per_cluster;
+        let q = &mut self.queue[i];
+        if q.acquiring || q.retry_at_ms > now {
+            return;
+        }
+        q.acquiring = true;
+        let req = WorkRequest {
+            work: q.key.to_string(),
+            identity: q.key.to_string(),
+            target: q.key.target.clone(),
+            disruptive: q.plan.disruptive,
+            slots,
+            execution: q.id,
+        };
+        let (tx, id) = (self.tx.clone(), q.id);
+        tokio::spawn(async move {
+            let result = coord.acquire(&req).await;
+            let _ = tx.send(Msg::Acquired { id, result });
+        });
+    }
+
+    /// Releases a lock that will not be used (best effort, in the background).
+    fn release(&self, lock: Option<WorkLock>, done: Option<(&'static str, u64)>) {
+        if let (Some(coord), Some(lock)) = (self.coord.clone(), lock) {
+            tokio::spawn(async move { coord.release(lock, done).await });
+        }
+    }
+
+    /// Journals why queued work `i` waits, once per reason.
+    async fn note_waiting(&mut self, i: usize, why: String) {
+        if self.queue[i].waiting.as_deref() == Some(why.as_str()) {
+            return;
+        }
+        let (id, key) = (self.queue[i].id, self.queue[i].key.clone());
+        info!(execution = id, %why, "waiting");
+        self.event(Some(id), Some(&key), "waiting", why.clone())
+            .await;
+        self.queue[i].waiting = Some(why);
+    }
+
+    /// HA mode: what etcd answered to a lock request.
+    async fn on_acquired(&mut self, id: i64, result: Result<Acquire, CoordError>) {
+        let Some(i) = self.queue.iter().position(|q| q.id == id) else {
+            // Cancelled meanwhile: give the lock back at once.
+            if let Ok(Acquire::Acquired(lock)) = result {
+                self.release(Some(lock), None);
+            }
+            return;
+        };
+        self.queue[i].acquiring = false;
+        let retry = self
+            .coord
+            .as_ref()
+            .map_or(1000, |c| c.retry_period().as_millis() as i64);
+        match result {
+            Ok(Acquire::Acquired(lock)) => {
+                let me = self.coord.as_ref().map(|c| c.instance_id().to_string());
+                let msg = format!(
+                    "lock taken in etcd by instance {} at revision {}",
+                    me.unwrap_or_default(),
+                    lock.revision()
+                );
+                let key = self.queue[i].key.clone();
+                self.event(Some(id), Some(&key), "lock_acquired", msg).await;
+                self.queue[i].lock = Some(lock);
+            }
+            Ok(Acquire::Held(holder)) => {
+                self.queue[i].retry_at_ms = now_ms() + retry;
+                let why = format!(
+                    "HA: the lock is held by {holder}; this instance runs it only if that one dies (lease expiry) before finishing"
+                );
+                self.note_waiting(i, why).await;
+            }
+            Ok(Acquire::Done(by)) => {
+                let q = self.queue.remove(i);
+                self.inflight.remove(&q.key);
+                self.duplicates.remove(&id);
+                let why =
+                    format!("HA: already done by {by}; peers leave it alone for its cooldown");
+                info!(execution = id, rule = %q.key.rule, %why, "skip");
+                self.event(Some(id), Some(&q.key), "skip", why.clone())
+                    .await;
+                if let Err(e) = self
+                    .journal
+                    .set_status(id, ExecStatus::Skipped, Some(why), now_ms())
+                    .await
+                {
+                    warn!(error = %e, "cannot journal a skip");
+                }
+                self.count(&q.key.rule, ExecStatus::Skipped);
+            }
+            Err(e) => {
+                self.queue[i].retry_at_ms = now_ms() + retry;
+                let why =
+                    format!("HA: coordination unavailable, nothing runs without the lock: {e}");
+                self.note_waiting(i, why.clone()).await;
+                self.escalate_coordination(i, &why).await;
+            }
+        }
+    }
+
+    /// Escalates "coordination unavailable" at most once per `notifications.rate_limit_seconds`
+    /// (at least a minute), not once per alert.
+    async fn escalate_coordination(&mut self, i: usize, why: &str) {
+        // A blip shorter than the lease TTL (or the first contact at start) is no outage.
+        let outage = self
+            .coord
+            .as_ref()
+            .and_then(|c| c.down_for().map(|d| d >= c.ttl()));
+        if outage != Some(true) {
+            return;
+        }
+        let now = now_ms();
+        let every = (self
+            .setup
+            .loaded
+            .config
+            .notifications
+            .rate_limit_seconds
+            .max(60) as i64)
+            * 1000;
+        if self.coord_escalated_ms.is_some_and(|t| now - t < every) {
+            return;
+        }
+        self.coord_escalated_ms = Some(now);
+        let q = &self.queue[i];
+        warn!(%why, "escalating: coordination unavailable");
+        self.event(
+            Some(q.id),
+            Some(&q.key),
+            "escalation",
+            format!("{why}; a human is needed (is etcd up?)"),
+        )
+        .await;
+        let report = Report {
+            plan: &q.plan,
+            alert: &q.alert,
+            execution_id: Some(q.id),
+            attempt: q.attempt,
+            status: ExecStatus::Queued,
+            reason: why,
+            steps: &[],
+            decisions: Vec::new(),
+            next: "The work waits; it runs once this instance holds its lease and the lock \
+                   again (unless the alert resolves first). Check etcd."
+                .into(),
+            ran: None,
+        };
+        if let Some(m) = escalation_mail(
+            &self.setup,
+            &report,
+            "coordination (etcd) unavailable: no remediation runs",
+        ) {
+            match self.journal.enqueue_mails(vec![m]).await {
+                Ok(_) => self.mail_wake.notify_one(),
+                Err(e) => warn!(error = %e, "cannot queue the escalation message"),
             }
         }
     }
@@ -935,7 +1150,26 @@ impl Engine {
             cluster: setup.loaded.config.cluster.name.clone(),
             broker,
             marked_running,
+            fence: None,
         };
+        let mut job = job;
+        let fence = match (&self.coord, q.lock) {
+            (Some(coord), Some(lock)) => Some(Fence {
+                coord: coord.clone(),
+                lock,
+            }),
+            _ => None,
+        };
+        job.fence = fence.clone();
+        // How long peers leave this work alone after it ends (HA mode): the cooldown after
+        // a success, the retry delay after a failure, the attempt window after an escalation.
+        let l = limits(&setup, self.rule(&q.key.rule));
+        let secs = |ms: i64| (ms / 1000).max(1) as u64;
+        let (cooldown, retry, window) = (
+            secs(l.cooldown_ms),
+            secs(l.initial_delay_ms),
+            secs(l.window_ms),
+        );
         info!(execution = q.id, rule = %q.key.rule, target = q.key.target.as_deref().unwrap_or("-"), "starting");
         self.running.insert(
             q.id,
@@ -955,6 +1189,16 @@ impl Engine {
         );
         self.tracker.spawn(async move {
             let outcome = execute(job, &journal, &metrics, opts, &cancel).await;
+            if let Some(f) = fence {
+                let done = match outcome.status {
+                    ExecStatus::Succeeded => Some(("succeeded", cooldown)),
+                    ExecStatus::Failed => Some(("failed", retry)),
+                    ExecStatus::Escalated => Some(("escalated", window)),
+                    // Interrupted (fenced, shut down): a peer may take the work over.
+                    _ => None,
+                };
+                f.coord.release(f.lock, done).await;
+            }
             let _ = tx.send(Msg::Finished { id: q.id, outcome });
         });
     }
@@ -1032,6 +1276,9 @@ impl Engine {
                 attempts + 1,
                 l.max_attempts
             ),
+            (Next::Nothing, ExecStatus::Interrupted) if outcome.reason.starts_with("fenced") => {
+                "Nothing here: this instance lost its lock, so the instance that holds it now may run the remediation. Check the target.".into()
+            }
             (Next::Nothing, ExecStatus::Interrupted) => {
                 "Nothing automatic: an interrupted execution is never re-run blindly. Check the target.".into()
             }
@@ -1063,7 +1310,11 @@ impl Engine {
         }
         if status == ExecStatus::Interrupted {
             // Stopped half-way by a shutdown: a human must look, as after a crash.
-            let why = "an execution was interrupted (the service stopped while it ran)";
+            let why = if outcome.reason.starts_with("fenced") {
+                "an execution was stopped half-way: this instance lost its lock (fenced)"
+            } else {
+                "an execution was interrupted (the service stopped while it ran)"
+            };
             if let Some(m) = escalation_mail(&self.setup, &report, why) {
                 match self.journal.enqueue_mails(vec![m]).await {
                     Ok(_) => self.mail_wake.notify_one(),
@@ -1097,6 +1348,9 @@ impl Engine {
                         guard,
                         attempt,
                         waiting: None,
+                        lock: None,
+                        acquiring: false,
+                        retry_at_ms: 0,
                     });
                 }
             }

@@ -15,11 +15,12 @@ use super::probe::{self, ProbeResult};
 use super::scrape::{ScrapeResult, metrics_url, scrape};
 use super::store::{Labels, SeriesStore};
 use crate::config::MonitoringMethod;
+use crate::coord::Coordinator;
 use crate::engine::runtime::now_ms;
 use crate::engine::{EngineHandle, Setup};
 use crate::ingest::Alert;
 use crate::journal::{Journal, NewAlert};
-use crate::metrics::{Metrics, TargetLabels};
+use crate::metrics::{Metrics, ShardLabel, TargetLabels};
 use crate::rules::condition::ConditionStates;
 
 /// At most this many scrapes and probes at once.
@@ -41,12 +42,35 @@ pub async fn observe(
     client: &reqwest::Client,
     store: &Mutex<SeriesStore>,
 ) -> Vec<Observation> {
+    observe_some(setup, client, store, |_| true).await
+}
+
+/// The shard name of broker `node_id` (HA mode splits targets by these names).
+pub fn broker_target(node_id: &str) -> String {
+    format!("kafka/{node_id}")
+}
+
+/// The shard name of ZooKeeper node `node_id`.
+pub fn zookeeper_target(node_id: &str) -> String {
+    format!("zookeeper/{node_id}")
+}
+
+/// Like [`observe`], only for the targets `mine` accepts (by shard name).
+pub async fn observe_some(
+    setup: &Setup,
+    client: &reqwest::Client,
+    store: &Mutex<SeriesStore>,
+    mine: impl Fn(&str) -> bool,
+) -> Vec<Observation> {
     let cfg = &setup.loaded.config;
     let m = &cfg.monitoring;
     let timeout = Duration::from_secs(m.timeout_seconds);
     let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut set = JoinSet::new();
     for b in &cfg.cluster.kafka_brokers {
+        if !mine(&broker_target(&b.node_id)) {
+            continue;
+        }
         let url = metrics_url(b);
         for method in &m.methods {
             let (b, c, sem, url) = (b.clone(), client.clone(), sem.clone(), url.clone());
@@ -79,6 +103,9 @@ pub async fn observe(
     }
     if m.methods.contains(&MonitoringMethod::Zookeeper) {
         for z in &cfg.cluster.zookeeper_nodes {
+            if !mine(&zookeeper_target(&z.node_id)) {
+                continue;
+            }
             let (z, sem) = (z.clone(), sem.clone());
             set.spawn(async move {
                 let _permit = sem.acquire().await;
@@ -156,6 +183,8 @@ pub struct Watcher {
     client: reqwest::Client,
     /// Alerts the journal could not take last round; raised again first.
     unsent: Vec<Alert>,
+    /// HA mode: the coordinator whose member list splits the targets.
+    coord: Option<Arc<Coordinator>>,
 }
 
 impl Watcher {
@@ -177,11 +206,88 @@ impl Watcher {
             states: ConditionStates::default(),
             client: reqwest::Client::new(),
             unsent: Vec::new(),
+            coord: None,
         }
+    }
+
+    /// HA mode: watch only this instance's share of the targets.
+    pub fn with_coordinator(mut self, coord: Option<Arc<Coordinator>>) -> Watcher {
+        self.coord = coord;
+        self
+    }
+
+    /// The shard names this instance watches this round (every one without HA); the
+    /// others are dropped from the metrics and the store, so their stale samples raise
+    /// nothing here.
+    fn assign(&self, setup: &Setup) -> std::collections::HashSet<String> {
+        let cfg = &setup.loaded.config;
+        let brokers = cfg
+            .cluster
+            .kafka_brokers
+            .iter()
+            .map(|b| (broker_target(&b.node_id), &b.node_id, "broker"));
+        let zks = cfg
+            .cluster
+            .zookeeper_nodes
+            .iter()
+            .map(|z| (zookeeper_target(&z.node_id), &z.node_id, "zookeeper"));
+        let members = self.coord.as_ref().and_then(|c| c.members());
+        let mut mine = std::collections::HashSet::new();
+        for (target, node_id, what) in brokers.chain(zks) {
+            let owned = self
+                .coord
+                .as_ref()
+                .is_none_or(|c| c.owns(members.as_deref(), &target));
+            if self.coord.is_some() {
+                self.metrics
+                    .watch_assigned
+                    .get_or_create(&ShardLabel {
+                        target: target.clone(),
+                    })
+                    .set(i64::from(owned));
+            }
+            if owned {
+                mine.insert(target);
+                continue;
+            }
+            let methods: &[&str] = match what {
+                "broker" => &["jmx", "socket", "http"],
+                _ => &["zookeeper"],
+            };
+            for m in methods {
+                let l = TargetLabels {
+                    node_id: node_id.clone(),
+                    method: m.to_string(),
+                };
+                self.metrics.target_up.remove(&l);
+                self.metrics.target_duration_ms.remove(&l);
+            }
+            let mut store = match self.store.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            let now = now_ms();
+            store.forget_target(&format!("scrape/{node_id}"), now);
+            for m in methods {
+                store.forget_target(&format!("probe/{m}/{node_id}"), now);
+            }
+        }
+        mine
     }
 
     /// Runs rounds until `cancel`.
     pub async fn run(mut self, cancel: CancellationToken) {
+        // HA mode: give the first lease a moment, so the first round already knows the
+        // shard (until then every target is watched).
+        if let Some(c) = &self.coord {
+            let until = tokio::time::Instant::now() + c.ttl();
+            while !c.is_up() && tokio::time::Instant::now() < until {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
         loop {
             let setup = self.engine.current();
             let interval = setup.loaded.config.monitoring.interval_seconds.max(1) * 1000;
@@ -198,7 +304,8 @@ impl Watcher {
     /// One round: observe, evaluate, raise alerts.
     pub async fn round(&mut self) {
         let setup = self.engine.current();
-        let obs = observe(&setup, &self.client, &self.store).await;
+        let mine = self.assign(&setup);
+        let obs = observe_some(&setup, &self.client, &self.store, |t| mine.contains(t)).await;
         for o in &obs {
             let (node_id, method, up, d) = match o {
                 Observation::Scrape(s) => (&s.node_id, "jmx", s.up, s.duration),

@@ -110,7 +110,8 @@ pub struct StepView {
 /// Everything a template can use.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MessageContext {
-    /// `RECOVERED`, `FAILED`, `ESCALATED`, `INTERRUPTED`, `DRY-RUN`, `ESCALATION`.
+    /// `RECOVERED`, `FAILED`, `ESCALATED`, `INTERRUPTED`, `DRY-RUN`, `ESCALATION`, `NOTICE`
+    /// (a notify-only runbook), `DIAGNOSED` (a non-disruptive runbook that succeeded).
     pub outcome: String,
     /// One sentence at the top.
     pub headline: String,

@@ -345,7 +345,10 @@ fn compile_rule(
     }
     let mut needs_target = false;
     let mut params = Vec::new();
-    for (name, p) in &spec.params {
+    // The runbook's defaults, then the rule's own values over them.
+    let mut effective = runbook.map(|rb| rb.params.clone()).unwrap_or_default();
+    effective.extend(spec.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (name, p) in &effective {
         let ppath = join_key(&join_key(at, "params"), name);
         if !valid_label_name(name) {
             err(
@@ -402,7 +405,7 @@ fn compile_rule(
         }
     }
     if let Some(rb) = runbook {
-        let declared: BTreeSet<String> = spec.params.keys().cloned().collect();
+        let declared: BTreeSet<String> = effective.keys().cloned().collect();
         let mut referenced = BTreeSet::new();
         for step in &rb.steps {
             for src_t in step_templates(&step.kind) {
@@ -431,7 +434,9 @@ fn compile_rule(
                 }
             }
         }
-        for unused in declared.difference(&referenced) {
+        // Only the rule's own params: a runbook's unused default is the runbook's business.
+        let own: BTreeSet<String> = spec.params.keys().cloned().collect();
+        for unused in own.difference(&referenced) {
             diags.warning(
                 &src.path,
                 src.doc.line_of(&join_key(&join_key(at, "params"), unused)),
@@ -501,10 +506,14 @@ fn check_runbook(
     diags: &mut Diagnostics,
 ) {
     let mut err = |path: String, msg: String| diags.error_at(&src.path, &src.doc, &path, msg);
-    if rb.steps.is_empty() {
+    // No steps is a notify-only runbook: the outcome mail is the action. Only for runbooks
+    // that declare they change nothing, so a forgotten step list cannot pass as a restart.
+    if rb.steps.is_empty() && rb.disruptive {
         err(
             join_key(at, "steps"),
-            "a runbook needs at least one step".into(),
+            "a disruptive runbook needs at least one step (a notify-only runbook sets \
+             `disruptive: false` and `steps: []`)"
+                .into(),
         );
     }
     let mut names = BTreeSet::new();

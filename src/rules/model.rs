@@ -136,6 +136,10 @@ pub struct Runbook {
     /// serialized per cluster and guarded; diagnostics-only runbooks set `false`.
     #[serde(default = "yes")]
     pub disruptive: bool,
+    /// Defaults for the `params.NAME` its steps use. A rule naming this runbook may
+    /// override each one (e.g. a site's supervisord config path) by declaring the same name.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamSpec>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
 }

@@ -37,6 +37,28 @@ pub struct RenderedStep {
     pub on_failure: OnFailure,
 }
 
+impl RenderedStep {
+    /// Whether the step can change the cluster, so that (in HA mode) it only runs while
+    /// this instance provably holds the lock. Read-only: `wait_for`, `http` GET and HEAD,
+    /// `systemctl is-active` and `status`. Everything else (`exec`, `ansible`, other
+    /// `systemctl` actions and HTTP methods) is disruptive: an `exec` may do anything.
+    pub fn is_disruptive(&self) -> bool {
+        match self.kind {
+            "wait_for" => false,
+            "http" => !matches!(self.argv.first().map(String::as_str), Some("GET" | "HEAD")),
+            "systemctl" => {
+                let action = self
+                    .argv
+                    .iter()
+                    .position(|a| a == "systemctl")
+                    .and_then(|i| self.argv.get(i + 1));
+                !matches!(action.map(String::as_str), Some("is-active" | "status"))
+            }
+            _ => true,
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -256,5 +278,52 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 && host_ok => Ok(()),
         _ => Err(format!("`{}` is not host:port", s.escape_debug())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(kind: &'static str, argv: &[&str]) -> RenderedStep {
+        RenderedStep {
+            name: "s".into(),
+            kind,
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            body: None,
+            timeout_seconds: None,
+            retries: 0,
+            on_failure: OnFailure::Abort,
+        }
+    }
+
+    #[test]
+    fn only_read_only_steps_are_not_disruptive() {
+        assert!(!step("wait_for", &["tcp", "k1:9092"]).is_disruptive());
+        assert!(!step("http", &["GET", "http://x/"]).is_disruptive());
+        assert!(!step("http", &["HEAD", "http://x/"]).is_disruptive());
+        assert!(step("http", &["POST", "http://x/"]).is_disruptive());
+        let ro = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "--",
+            "k1",
+            "systemctl",
+            "is-active",
+            "--",
+            "kafka",
+        ];
+        assert!(!step("systemctl", &ro).is_disruptive());
+        assert!(!step("systemctl", &["systemctl", "status", "--", "kafka"]).is_disruptive());
+        assert!(
+            step(
+                "systemctl",
+                &["sudo", "-n", "systemctl", "restart", "--", "status"]
+            )
+            .is_disruptive()
+        );
+        assert!(step("exec", &["/bin/true"]).is_disruptive());
+        assert!(step("ansible", &["ansible-playbook", "p.yml"]).is_disruptive());
     }
 }

@@ -7,7 +7,7 @@ fn shipped_examples_pass() {
     let o = run(&["check", "-c", "examples/config.yaml"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("OK examples/config.yaml: 5 rules, 5 runbooks, 3 brokers"),
+        stdout(&o).contains("OK examples/config.yaml: 9 rules, 8 runbooks, 3 brokers"),
         "{}",
         stdout(&o)
     );
@@ -349,7 +349,7 @@ fn runbook_problems() {
         ),
         (
             "runbooks:\n  rb:\n    steps: []\n",
-            "runbooks.rb.steps: a runbook needs at least one step",
+            "runbooks.rb.steps: a disruptive runbook needs at least one step",
         ),
     ];
     for (rb, expected) in cases {

@@ -9,9 +9,14 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 #[test]
 fn shipped_rule_tests_pass() {
-    let o = run(&["test", "rules/tests/kafka.test.yaml"]);
+    let o = run(&[
+        "test",
+        "rules/tests/kafka.test.yaml",
+        "rules/tests/supervisorctl.test.yaml",
+        "rules/tests/ansible.test.yaml",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(stdout(&o), "ok: 6 tests\n");
+    assert_eq!(stdout(&o), "ok: 11 tests\n");
     // The test file sits in rules/tests/ so that the configs' `../rules/*.yaml` does not
     // load it as a rule file.
     let o = run(&["check", "-c", "examples/config.yaml"]);
@@ -26,7 +31,7 @@ fn condition_for_timing_fixture_passes() {
         "rules/tests/kafka.test.yaml",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(stdout(&o), "ok: 10 tests\n");
+    assert_eq!(stdout(&o), "ok: 13 tests\n");
 }
 
 #[test]
@@ -189,7 +194,7 @@ fn unreadable_file_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("error: cannot read test file no/such.test.yaml"));
     assert!(
-        stdout(&o).contains("FAILED: 0 of 6 tests; 1 file not run"),
+        stdout(&o).contains("FAILED: 0 of 9 tests; 1 file not run"),
         "{}",
         stdout(&o)
     );

@@ -2,11 +2,14 @@
 //! exporter agent, as in tests/it/kafka.rs) runs under Debian's `supervisord` with a config
 //! in the test's directory (scripts/kafka/supervisord.conf.in, `autorestart=false`);
 //! `kafka-healing serve` watches it (JMX scrape + socket probe every 5 s). The broker's JVM
-//! is SIGKILLed; the rule's condition fires, its runbook runs `supervisorctl start kafka-1`
-//! and waits for the listener, and a RECOVERED email reaches a real SMTP server.
+//! is SIGKILLed; the rule's condition fires, and the shipped Ansible restart flavour
+//! (`rules/restart/ansible.yaml`, as shipped) runs the shipped playbook
+//! (`ansible/restart-broker.yml`) for real with `ansible-playbook`: it restarts the program
+//! through supervisorctl and waits for the listener; a RECOVERED email reaches a real SMTP
+//! server. The rule overrides the flavour's default params (the runbook-params feature).
 //!
-//! Needs the Kafka jars (`bash scripts/kafka/fetch`) and supervisor (`apt-get install
-//! supervisor`); scripts/test provides both. Without them the test fails (it never skips).
+//! Needs the Kafka jars (`bash scripts/kafka/fetch`), supervisor and ansible-core;
+//! scripts/test provides them. Without them the test fails (it never skips).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -166,8 +169,9 @@ fn smtp_cfg(port: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn killed_broker_under_supervisord_is_restarted_by_its_rule_and_mailed() {
+async fn killed_broker_under_supervisord_is_restarted_by_the_shipped_ansible_playbook() {
     let s = Scratch::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let kdir = s.path().join("kafka");
     std::fs::create_dir_all(&kdir).unwrap();
     let mut sup = Supervised::start(&kdir);
@@ -180,12 +184,20 @@ async fn killed_broker_under_supervisord_is_restarted_by_its_rule_and_mailed() {
 
     let smtp = SmtpServer::start(s.path(), &[]);
     let cfg = format!(
-        "cluster:\n  name: heal\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {}, metrics_url: '{}' }}\nmonitoring: {{ interval_seconds: 5, timeout_seconds: 3, methods: [jmx, socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n{}",
+        "cluster:\n  name: heal\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {}, metrics_url: '{}' }}\nmonitoring: {{ interval_seconds: 5, timeout_seconds: 3, methods: [jmx, socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml, '{}']\nstate: {{ path: state/journal.db }}\n{}",
         sup.port,
         sup.metrics_url,
+        repo.join("rules/restart/ansible.yaml").display(),
         smtp_cfg(smtp.port)
     );
+    let inventory = s.path().join("inventory.ini");
+    std::fs::write(&inventory, "[kafka]\nkafka-1 ansible_connection=local\n").unwrap();
     let conf = sup.conf.display().to_string();
+    let playbook = repo
+        .join("ansible/restart-broker.yml")
+        .display()
+        .to_string();
+    let inventory = inventory.display().to_string();
     let rules = format!(
         r#"rules:
   - name: broker-down
@@ -195,17 +207,11 @@ async fn killed_broker_under_supervisord_is_restarted_by_its_rule_and_mailed() {
       alertname: KafkaBrokerDown
       labels: {{ severity: critical }}
     runbook: restart-broker
-runbooks:
-  restart-broker:
-    disruptive: true
-    steps:
-      - name: start
-        exec: ["supervisorctl", "-c", "{conf}", "start", "kafka-1"]
-        timeout: 60s
-      - name: wait-for-listener
-        wait_for:
-          tcp: "127.0.0.1:{{{{target.port}}}}"
-          timeout: 90s
+    params:
+      playbook: "{playbook}"
+      inventory: "{inventory}"
+      service_manager: supervisor
+      supervisor_conf: "{conf}"
 "#
     );
     let srv = Server::start(&s, &cfg, &rules);
@@ -269,10 +275,21 @@ runbooks:
     eprintln!("execution succeeded {healed_at:.1?} after the kill: {detail}");
     let steps = detail["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 2, "{detail}");
-    assert_eq!(steps[0]["name"], "start");
+    assert_eq!(steps[0]["name"], "restart");
     assert_eq!(steps[0]["status"], "succeeded", "{detail}");
     assert_eq!(steps[0]["exit_code"], 0);
-    assert_eq!(steps[0]["stdout"], "kafka-1: started\n", "{detail}");
+    assert_eq!(steps[0]["argv"][0], "ansible-playbook");
+    assert_eq!(steps[0]["argv"][4], "kafka-1", "--limit {detail}");
+    let out = steps[0]["stdout"].as_str().unwrap_or_default();
+    // The playbook ran its tasks for real on this host: restart via supervisorctl, then
+    // waited for the listener; the systemd task was skipped.
+    for want in [
+        "TASK [Restart the supervisord program]",
+        "TASK [Wait for the listener]",
+        "kafka-1                    : ok=4    changed=1    unreachable=0    failed=0    skipped=1",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
     assert_eq!(steps[1]["name"], "wait-for-listener");
     assert_eq!(steps[1]["status"], "succeeded", "{detail}");
     assert_eq!(

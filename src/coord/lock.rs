@@ -1,0 +1,263 @@
+//! Work locks with fencing.
+//!
+//! Keys under `PREFIX/CLUSTER/`:
+//! - `locks/work/W` — one per piece of work (rule, target, params; `W` a stable hash):
+//!   exactly one instance runs it, whatever number of instances got the alert;
+//! - `locks/target/T` and `locks/slot/N` (N < `max_concurrent_per_cluster`) — taken with
+//!   it by disruptive runbooks: one disruptive runbook per broker, and the cluster limit
+//!   holds across instances;
+//! - `done/W` — written when the work ends while its lock is still held, attached to a
+//!   lease of its own that lasts the cooldown (or the retry delay after a failure): a peer
+//!   that got the same alert sees it and does not run the work again.
+//!
+//! All lock keys are taken in one transaction (all or none), attached to the instance's
+//! session lease, and compared again (create revision and lease) before every disruptive
+//! step.
+
+use serde_json::{Value, json};
+
+use super::Coordinator;
+use super::etcd::{self, EtcdError, Kv};
+use super::shard::fnv1a;
+
+/// Why the coordination service could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// This instance holds no valid lease (etcd unreachable, or the lease was lost).
+    #[error("this instance holds no valid etcd lease (etcd unreachable or lease lost)")]
+    NoLease,
+    /// etcd failed.
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+}
+
+/// A disruptive step must not run: the lock is no longer this instance's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Fenced(pub String);
+
+/// What to lock.
+#[derive(Debug, Clone)]
+pub struct WorkRequest {
+    /// The work in words (`rule on target`), stored in the lock for peers to show.
+    pub work: String,
+    /// Stable identity of the work: rule, target and params joined.
+    pub identity: String,
+    /// The target broker.
+    pub target: Option<String>,
+    /// Whether the runbook is disruptive (takes the target and a cluster slot too).
+    pub disruptive: bool,
+    /// `max_concurrent_per_cluster`.
+    pub slots: u32,
+    /// The journal id of the execution on this instance.
+    pub execution: i64,
+}
+
+/// A lock held by this instance.
+#[derive(Debug, Clone)]
+pub struct WorkLock {
+    lease: i64,
+    keys: Vec<String>,
+    revision: i64,
+    done_key: String,
+    execution: i64,
+    work: String,
+}
+
+/// The answer to a lock request.
+#[derive(Debug, Clone)]
+pub enum Acquire {
+    /// The lock is this instance's.
+    Acquired(WorkLock),
+    /// Another execution holds it (who, in words).
+    Held(String),
+    /// The work was done by an instance recently (who and how, in words).
+    Done(String),
+}
+
+fn describe(kv: &Kv) -> String {
+    let v: Value = serde_json::from_str(&kv.value).unwrap_or(Value::Null);
+    let instance = v["instance"].as_str().unwrap_or("?");
+    let execution = v["execution"].as_i64().unwrap_or(0);
+    let work = v["work"].as_str().unwrap_or("?");
+    match v["status"].as_str() {
+        Some(status) => {
+            format!("instance {instance} (its execution {execution}: {work}, {status})")
+        }
+        None => format!("instance {instance} (its execution {execution}: {work})"),
+    }
+}
+
+impl WorkLock {
+    /// The etcd revision the lock was taken at (its fencing token).
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+impl Coordinator {
+    fn work_id(&self, identity: &str) -> String {
+        format!("{:016x}", fnv1a(identity.as_bytes()))
+    }
+
+    /// Tries to take the lock for `req` (one transaction per cluster slot tried).
+    pub async fn acquire(&self, req: &WorkRequest) -> Result<Acquire, CoordError> {
+        let lease = self.lease().ok_or(CoordError::NoLease)?;
+        let id = self.work_id(&req.identity);
+        let p = &self.prefix;
+        let done_key = format!("{p}done/{id}");
+        let mut base = vec![format!("{p}locks/work/{id}")];
+        if req.disruptive
+            && let Some(t) = &req.target
+        {
+            base.push(format!("{p}locks/target/{t}"));
+        }
+        let value = json!({
+            "instance": self.instance_id,
+            "execution": req.execution,
+            "work": req.work,
+            "lease": lease,
+        })
+        .to_string();
+        let slots = if req.disruptive { req.slots.max(1) } else { 1 };
+        let mut slot_holder = None;
+        // A `done` record of this instance's own is no bar: its own policy (cooldown,
+        // backoff) already decided. The transaction then requires that very record and
+        // deletes it, instead of requiring none.
+        let mut own_done: Option<i64> = None;
+        let mut slot = 0;
+        // Each extra round follows a change in etcd; a few bound it all the same.
+        let mut rounds = 0;
+        while slot < slots && rounds < 3 * slots + 4 {
+            rounds += 1;
+            let mut keys = base.clone();
+            if req.disruptive {
+                keys.push(format!("{p}locks/slot/{slot}"));
+            }
+            let mut compare: Vec<Value> = keys.iter().map(|k| etcd::absent(k)).collect();
+            let mut success: Vec<Value> =
+                keys.iter().map(|k| etcd::put(k, &value, lease)).collect();
+            match own_done {
+                None => compare.push(etcd::absent(&done_key)),
+                Some(rev) => {
+                    compare.push(etcd::modified_at(&done_key, rev));
+                    success.push(etcd::delete(&done_key));
+                }
+            }
+            let failure = std::iter::once(&done_key)
+                .chain(&keys)
+                .map(|k| etcd::get(k))
+                .collect();
+            let r = self.etcd.txn(compare, success, failure).await?;
+            if r.succeeded {
+                return Ok(Acquire::Acquired(WorkLock {
+                    lease,
+                    keys,
+                    revision: r.revision,
+                    done_key,
+                    execution: req.execution,
+                    work: req.work.clone(),
+                }));
+            }
+            let mut found = r.ranges.iter().map(|kvs| kvs.first());
+            if let Some(Some(done)) = found.next() {
+                let mine = serde_json::from_str::<Value>(&done.value)
+                    .is_ok_and(|v| v["instance"].as_str() == Some(self.instance_id.as_str()));
+                if mine && own_done != Some(done.mod_revision) {
+                    own_done = Some(done.mod_revision);
+                    continue;
+                }
+                if !mine {
+                    return Ok(Acquire::Done(describe(done)));
+                }
+            } else if own_done.is_some() {
+                // Our record expired meanwhile: ask again without it.
+                own_done = None;
+                continue;
+            }
+            for (key, kv) in keys.iter().zip(found) {
+                let Some(kv) = kv else { continue };
+                if !key.contains("/locks/slot/") {
+                    return Ok(Acquire::Held(describe(kv)));
+                }
+                slot_holder = Some(format!("cluster slot {slot} held by {}", describe(kv)));
+            }
+            slot += 1;
+        }
+        Ok(Acquire::Held(slot_holder.unwrap_or_else(|| {
+            "a concurrent change; trying again".into()
+        })))
+    }
+
+    /// Confirms `lock` is still this instance's: the session lease is the lock's and
+    /// alive, and (one transaction) every lock key still has the revision it was created
+    /// at and the lease. Any doubt, including etcd not answering, fences.
+    pub async fn fence(&self, lock: &WorkLock) -> Result<(), Fenced> {
+        if self.lease() != Some(lock.lease) {
+            return Err(Fenced(format!(
+                "the lease {} the lock was taken with is no longer valid (lost, or not renewed within {}s)",
+                lock.lease,
+                self.ttl.as_secs()
+            )));
+        }
+        let compare = lock
+            .keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    etcd::leased_by(k, lock.lease),
+                    etcd::created_at(k, lock.revision),
+                ]
+            })
+            .collect();
+        match self.etcd.txn(compare, Vec::new(), Vec::new()).await {
+            Ok(r) if r.succeeded => Ok(()),
+            Ok(_) => Err(Fenced(format!(
+                "the lock taken at revision {} is gone or was re-taken",
+                lock.revision
+            ))),
+            Err(e) => Err(Fenced(format!("cannot confirm the lock: {e}"))),
+        }
+    }
+
+    /// Releases `lock` if it is still held. With `done` = (status, seconds), also records
+    /// that the work ended (peers will not run it again for that long). Best effort: a
+    /// lock not released vanishes with the lease.
+    pub async fn release(&self, lock: WorkLock, done: Option<(&str, u64)>) {
+        let compare: Vec<Value> = lock
+            .keys
+            .iter()
+            .map(|k| etcd::leased_by(k, lock.lease))
+            .collect();
+        let mut ops: Vec<Value> = lock.keys.iter().map(|k| etcd::delete(k)).collect();
+        if let Some((status, secs)) = done {
+            // At least one lease TTL, so that a peer waiting on this lock (it asks again
+            // every quarter TTL) surely sees the record.
+            match self.etcd.grant(secs.max(self.ttl.as_secs())).await {
+                Ok(done_lease) => {
+                    let value = json!({
+                        "instance": self.instance_id,
+                        "execution": lock.execution,
+                        "work": lock.work,
+                        "status": status,
+                    })
+                    .to_string();
+                    ops.push(etcd::put(&lock.done_key, &value, done_lease));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "coordination: cannot record the work as done")
+                }
+            }
+        }
+        match self.etcd.txn(compare, ops, Vec::new()).await {
+            Ok(r) if r.succeeded => {}
+            Ok(_) => tracing::warn!(
+                execution = lock.execution,
+                "coordination: the lock was already gone at release"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "coordination: cannot release a lock; it ends with the lease")
+            }
+        }
+    }
+}

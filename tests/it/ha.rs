@@ -1,0 +1,873 @@
+//! High availability with a real etcd (Debian's `etcd-server`): several `kafka-healing
+//! serve` processes share the work. Exactly one runs an alert's remediation; a killed
+//! holder's work is taken over after its lease expires; without etcd nothing runs and it
+//! is escalated once; self-watch targets are split among the live instances.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::common::Scratch;
+use crate::mailbox::free_port;
+use crate::serve::harness::{Server, TOKEN, alert, config, down, webhook};
+
+const ETCD: &str = "/usr/bin/etcd";
+/// The lease TTL the tests use (seconds).
+const TTL: u64 = 3;
+
+/// A single-member etcd on 127.0.0.1 with a temporary data directory; killed when dropped.
+struct Etcd {
+    child: Option<Child>,
+    url: String,
+}
+
+impl Etcd {
+    async fn start(dir: &Path) -> Etcd {
+        Etcd::start_tls(dir, None).await
+    }
+
+    /// With `pki`, etcd serves https with its server certificate.
+    async fn start_tls(dir: &Path, pki: Option<&crate::mailbox::Pki>) -> Etcd {
+        assert!(
+            Path::new(ETCD).exists(),
+            "{ETCD} is missing: install Debian's `etcd-server` package (scripts/test does)"
+        );
+        let (client, peer) = (free_port(), free_port());
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let data = dir.join(format!("etcd-{client}"));
+        let mut cmd = Command::new(ETCD);
+        if let Some(p) = pki {
+            cmd.arg("--cert-file").arg(&p.cert);
+            cmd.arg("--key-file").arg(&p.key);
+        }
+        let child = cmd
+            .args(["--name", "ha-test", "--data-dir"])
+            .arg(&data)
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("ha-test={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("etcd-{client}.log"))).expect("log"))
+            .spawn()
+            .expect("spawn etcd");
+        let etcd = Etcd {
+            child: Some(child),
+            url,
+        };
+        // Ready when the v3 gateway answers a range (bounded).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut http = reqwest::Client::builder();
+        if let Some(p) = pki {
+            let pem = std::fs::read(&p.ca).expect("read CA");
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA"));
+        }
+        let http = http.build().expect("client");
+        loop {
+            let ok = http
+                .post(format!("{}/v3/kv/range", etcd.url))
+                .body(r#"{"key":"AA=="}"#)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return etcd;
+            }
+            assert!(Instant::now() < deadline, "etcd did not start on {client}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops etcd for good (SIGKILL).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The HA part of a config: `instance` among peers on `etcd`. A dead endpoint comes first:
+/// the client must fail over to the live one.
+fn coordination(etcd: &Etcd, instance: &str) -> String {
+    format!(
+        "coordination:\n  endpoints: [http://127.0.0.1:{}, {}]\n  lease_ttl_seconds: {TTL}\n  key_prefix: /kh-test/\n  instance_id: {instance}\n",
+        free_port(),
+        etcd.url
+    )
+}
+
+/// Rules whose runbook appends `INSTANCE NANOS restart` to `marker`, then sleeps `settle`
+/// seconds (a second, disruptive step, during which a test may kill the holder).
+fn rules(marker: &Path, settle: u32) -> String {
+    format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'"]
+      - name: settle
+        exec: ["/bin/sleep", "{settle}"]
+"#,
+        marker.display()
+    )
+}
+
+/// Starts `n` instances `ha-0`… on `etcd`, each in its own directory with its own journal.
+fn instances(dirs: &[Scratch], etcd: &Etcd, extra: &str, rules: &str) -> Vec<Server> {
+    dirs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let cfg = config(&format!(
+                "monitoring: {{ interval_seconds: 3600, timeout_seconds: 1, methods: [socket] }}\n{extra}{}",
+                coordination(etcd, &format!("ha-{i}"))
+            ));
+            Server::start(d, &cfg, rules)
+        })
+        .collect()
+}
+
+/// The marker's lines: (instance, nanoseconds since the epoch).
+fn marker_lines(marker: &Path) -> Vec<(String, u128)> {
+    std::fs::read_to_string(marker)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn metrics(srv: &Server) -> String {
+    reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// The value of the metric line that starts with `series ` (exactly).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Posts `body` to every server at once (as Alertmanager's fan-out would).
+async fn post_all(servers: &[Server], body: &str) {
+    for (status, v) in join_all(servers.iter().map(|s| s.post(body)).collect()).await {
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
+/// Polls the futures together until all are ready (join_all without a dependency).
+async fn join_all<F: std::future::Future<Output = (u16, Value)>>(
+    futs: Vec<F>,
+) -> Vec<(u16, Value)> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<(u16, Value)>> = vec![None; pinned.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+fn statuses(list: &[Value]) -> Vec<String> {
+    list.iter()
+        .map(|e| e["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_alert_on_three_instances_runs_once() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    let srv = instances(&dirs, &etcd, "", &rules(&marker, 1));
+    let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    post_all(&srv, &body).await;
+    // Every instance ends its copy: one ran it, the others skipped it as done by a peer.
+    let mut lists = Vec::new();
+    for x in &srv {
+        lists.push(
+            x.wait_until(30, "the copy to end", |l| {
+                !l.is_empty()
+                    && l.iter()
+                        .all(|e| e["status"] != "queued" && e["status"] != "running")
+            })
+            .await,
+        );
+    }
+    let lines = marker_lines(&marker);
+    assert_eq!(lines.len(), 1, "exactly one execution: {lines:?}");
+    let holder = &lines[0].0;
+    let mut ran = 0;
+    for (i, l) in lists.iter().enumerate() {
+        let st = statuses(l);
+        if format!("ha-{i}") == *holder {
+            assert_eq!(st, ["succeeded"], "{}", json!(l));
+            ran += 1;
+        } else {
+            assert_eq!(st, ["skipped"], "{}", json!(l));
+            let reason = l[0]["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains(&format!("HA: already done by instance {holder}")),
+                "{reason}"
+            );
+        }
+    }
+    assert_eq!(ran, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at_once() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    let mut srv = instances(&dirs, &etcd, "", &rules(&marker, 3));
+    let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    post_all(&srv, &body).await;
+    // The holder runs `restart`, then `settle`: kill -9 it meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(l) = marker_lines(&marker).first() {
+            break l.clone();
+        }
+        assert!(Instant::now() < deadline, "nobody ran the runbook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let idx: usize = first
+        .0
+        .trim_start_matches("ha-")
+        .parse()
+        .expect("instance id");
+    let mut dead = srv.remove(idx);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    let killed_ns = now_ns();
+    let killed = Instant::now();
+    // A peer takes over once the lease has expired: the runbook runs again from its start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        if let Some(l) = marker_lines(&marker).get(1) {
+            break l.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no takeover; logs:\n{}\n{}",
+            srv[0].log(),
+            srv[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let takeover = killed.elapsed();
+    println!("takeover after kill -9: {takeover:?} (lease TTL {TTL}s)");
+    assert_ne!(second.0, first.0);
+    assert!(second.1 > killed_ns, "the successor started after the kill");
+    // Generous bound: TTL plus renewal, retry period and a loaded machine.
+    assert!(
+        takeover < Duration::from_secs(TTL + 8),
+        "takeover took {takeover:?}"
+    );
+    // The successor finishes; the third instance then skips it as done.
+    for x in &srv {
+        x.wait_until(30, "the copy to end", |l| {
+            !l.is_empty()
+                && l.iter()
+                    .all(|e| e["status"] != "queued" && e["status"] != "running")
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = marker_lines(&marker);
+    assert_eq!(
+        lines.len(),
+        2,
+        "ran once before the kill, once after: {lines:?}"
+    );
+    let mut st: Vec<String> = Vec::new();
+    for x in &srv {
+        st.extend(statuses(&x.executions().await));
+    }
+    st.sort();
+    assert_eq!(st, ["skipped", "succeeded"]);
+    // The successor's journal tells the story: it waited on the holder, then took the lock.
+    let succ: usize = second
+        .0
+        .trim_start_matches("ha-")
+        .parse()
+        .expect("instance id");
+    let succ = &srv[if succ > idx { succ - 1 } else { succ }];
+    let list = succ.executions().await;
+    let (_, detail) = succ
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    let events: Vec<(String, String)> = detail["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (f("kind"), f("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let held = events.iter().position(|(k, m)| {
+        k == "waiting" && m.contains(&format!("HA: the lock is held by instance {}", first.0))
+    });
+    let taken = events.iter().position(|(k, _)| k == "lock_acquired");
+    assert!(
+        matches!((held, taken), (Some(h), Some(t)) if h < t),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_etcd_nothing_runs_and_it_is_escalated_once() {
+    let s = Scratch::new();
+    let mut etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..1).map(|_| Scratch::new()).collect();
+    // SMTP on a closed port: messages stay in the outbox, where the test reads them.
+    let smtp = format!(
+        "notifications:\n  smtp: {{ host: 127.0.0.1, port: {}, tls: none, from_email: kh@example.com, to_emails: [oncall@example.com] }}\n  escalation: {{ to_emails: [boss@example.com] }}\n",
+        free_port()
+    );
+    let srv = instances(&dirs, &etcd, &smtp, &rules(&marker, 0));
+    let srv = &srv[0];
+    let up = "kafka_healing_coordination_up";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&metrics(srv).await, up) != Some(1.0) {
+        assert!(Instant::now() < deadline, "coordination never up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    etcd.kill();
+    let deadline = Instant::now() + Duration::from_secs(TTL + 10);
+    while metric(&metrics(srv).await, up) != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "coordination still up without etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several alerts, several times: nothing runs, one escalation.
+    for node in ["kafka-1", "kafka-2", "kafka-3"] {
+        for _ in 0..3 {
+            let (st, v) = srv
+                .post(&webhook("am", vec![alert("firing", down(node))]))
+                .await;
+            assert_eq!(st, 200, "{v}");
+        }
+    }
+    let db = dirs[0].path().join("state/journal.db");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let escalations = |db: &PathBuf| {
+        kafka_healing::journal::Journal::open_read_only(db)
+            .and_then(|j| j.recent_mails(100))
+            .map(|m| {
+                m.into_iter()
+                    .filter(|m| m.mail.kind == "escalation")
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    while escalations(&db).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no escalation; log:\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the engine time to (wrongly) run something or escalate again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(marker_lines(&marker).is_empty(), "a step ran without etcd");
+    let esc = escalations(&db);
+    assert_eq!(esc.len(), 1, "rate-limited: one escalation for the outage");
+    assert!(
+        esc[0].mail.subject.contains("coordination") || esc[0].mail.text.contains("coordination"),
+        "{:?}",
+        esc[0].mail.subject
+    );
+    let list = srv.executions().await;
+    assert_eq!(
+        statuses(&list),
+        ["queued", "queued", "queued"],
+        "{}",
+        json!(list)
+    );
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert!(
+        detail.to_string().contains("HA: coordination unavailable"),
+        "{detail}"
+    );
+    let m = metrics(srv).await;
+    assert_eq!(metric(&m, up), Some(0.0), "{m}");
+    assert!(
+        metric(&m, "kafka_healing_coordination_lease_lost_total").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+}
+
+/// Which instance watches `target`, per each server's /metrics (None: not yet decided,
+/// or two claim it).
+async fn shard_owners(srv: &[Server], targets: &[String]) -> Option<Vec<usize>> {
+    let mut texts = Vec::new();
+    for x in srv {
+        texts.push(metrics(x).await);
+    }
+    targets
+        .iter()
+        .map(|t| {
+            let series = format!("kafka_healing_watch_assigned{{target=\"{t}\"}}");
+            let owners: Vec<usize> = texts
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| metric(m, &series) == Some(1.0))
+                .map(|(i, _)| i)
+                .collect();
+            let all_know = texts.iter().all(|m| metric(m, &series).is_some());
+            (all_know && owners.len() == 1).then(|| owners[0])
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_watch_targets_are_split_and_a_dead_instances_share_is_taken_over() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let n = 6;
+    let brokers: String = (0..n)
+        .map(|i| {
+            format!(
+                "    - {{ node_id: b{i}, host: 127.0.0.1, port: {} }}\n",
+                free_port()
+            )
+        })
+        .collect();
+    let targets: Vec<String> = (0..n).map(|i| format!("kafka/b{i}")).collect();
+    let mut srv: Vec<Server> = Vec::new();
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let cfg = format!(
+            "cluster:\n  name: test\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 1, methods: [socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n{}",
+            coordination(&etcd, &format!("ha-{i}"))
+        );
+        srv.push(Server::start(d, &cfg, &rules(&marker, 0)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let owners = loop {
+        if let Some(o) = shard_owners(&srv, &targets).await
+            && (0..3).all(|i| o.contains(&i))
+        {
+            break o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets never split among the three"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Each watched target is probed by its owner only.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for (t, owner) in owners.iter().enumerate() {
+        let series = format!("kafka_healing_target_up{{node_id=\"b{t}\",method=\"socket\"}}");
+        for (i, x) in srv.iter().enumerate() {
+            let m = metrics(x).await;
+            assert_eq!(
+                metric(&m, &series).is_some(),
+                i == *owner,
+                "b{t} on ha-{i}: {m}"
+            );
+        }
+    }
+    // Kill the owner of b0: the two others split everything, b0's owner's share moves.
+    let victim = owners[0];
+    let mut dead = srv.remove(victim);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    let killed = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let after = loop {
+        if let Some(o) = shard_owners(&srv, &targets).await {
+            break o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead instance's share was not taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("shard rebalanced {:?} after kill -9", killed.elapsed());
+    // Index in `after` is into the two survivors; map back to the old numbering.
+    let old = |i: usize| if i >= victim { i + 1 } else { i };
+    for (t, o) in owners.iter().enumerate() {
+        if *o != victim {
+            assert_eq!(old(after[t]), *o, "b{t} moved although its owner lives");
+        }
+    }
+}
+
+#[test]
+fn check_validates_the_coordination_section() {
+    use crate::common::{GOOD_RULES, config_with, run, stderr};
+    let s = Scratch::new();
+    s.write("rules/r.yaml", GOOD_RULES);
+    // A bad keyword and an unknown key (serde stops the section at the first one).
+    for (bad, want) in [
+        (
+            "coordination:\n  backend: zookeeper\n  endpoints: ['http://e:2379']\n",
+            "config.yaml:10: error: coordination.backend: unknown coordination backend `zookeeper`, expected one of: etcd",
+        ),
+        (
+            "coordination:\n  endpoints: ['http://e:2379']\n  ttl: 10\n",
+            "config.yaml:11: error: coordination.ttl: unknown field `ttl`",
+        ),
+        (
+            "coordination:\n  endpoints: ['http://e:2379']\n  username: root\n",
+            "config.yaml:11: error: coordination.username: set both username and password, or neither",
+        ),
+    ] {
+        let cfg = s.write("config.yaml", &config_with(bad));
+        let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o).replace(&format!("{}/", s.path().display()), "");
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let bad = "coordination:\n  endpoints: ['ftp://x', 'not a url']\n  lease_ttl_seconds: 1\n  key_prefix: kh\n  instance_id: 'a/b'\n";
+    let cfg = s.write("config.yaml", &config_with(bad));
+    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o).replace(&format!("{}/", s.path().display()), "");
+    for want in [
+        "config.yaml:10: error: coordination.endpoints[0]: `ftp://x` is not an http(s) URL",
+        "coordination.endpoints[1]: `not a url` is not a URL",
+        "config.yaml:11: error: coordination.lease_ttl_seconds: must be between 2 and 300, got 1",
+        "config.yaml:12: error: coordination.key_prefix: must start and end with `/`",
+        "config.yaml:13: error: coordination.instance_id: must be a non-empty name without `/`",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let good = "coordination:\n  endpoints: ['http://127.0.0.1:2379']\n";
+    let cfg = s.write("config.yaml", &config_with(good));
+    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_lost_its_lock_runs_no_further_disruptive_step() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..1).map(|_| Scratch::new()).collect();
+    // `prepare` (2 s), then the disruptive `restart`; the lock vanishes in between.
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: prepare
+        exec: ["/bin/sleep", "2"]
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'"]
+"#,
+        marker.display()
+    );
+    let srv = instances(&dirs, &etcd, "", &rules);
+    let srv = &srv[0];
+    let (st, v) = srv
+        .post(&webhook("am", vec![alert("firing", down("kafka-1"))]))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    srv.wait_until(15, "the execution to run", |l| {
+        l.iter().any(|e| e["status"] == "running")
+    })
+    .await;
+    // Another party takes the lock away (as after a partition and the lease's expiry).
+    let prefix = "/kh-test/test/locks/";
+    let end = {
+        let mut b = prefix.as_bytes().to_vec();
+        if let Some(last) = b.last_mut() {
+            *last += 1;
+        }
+        b
+    };
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v3/kv/deleterange", etcd.url))
+        .json(&json!({"key": b64.encode(prefix), "range_end": b64.encode(end)}))
+        .send()
+        .await
+        .expect("deleterange");
+    let deleted: Value = resp.json().await.expect("json");
+    assert!(deleted["deleted"].as_str().is_some(), "{deleted}");
+    let list = srv
+        .wait_until(15, "the execution to end", |l| {
+            l.iter().any(|e| e["status"] == "interrupted")
+        })
+        .await;
+    let reason = list[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("fenced before step `restart`"),
+        "{reason}"
+    );
+    assert!(marker_lines(&marker).is_empty(), "the disruptive step ran");
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        kinds.contains(&"lock_acquired") && kinds.contains(&"fenced"),
+        "{detail}"
+    );
+    let m = metrics(srv).await;
+    assert_eq!(
+        metric(&m, "kafka_healing_coordination_fenced_total"),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instances_own_done_record_leaves_its_own_policy_in_charge() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..1).map(|_| Scratch::new()).collect();
+    // No cooldown: the instance's own policy lets the work run again at once; the `done`
+    // record it left in etcd (one lease TTL at least) must not stop it.
+    let srv = instances(
+        &dirs,
+        &etcd,
+        "recovery: { cooldown_seconds: 0 }\n",
+        &rules(&marker, 0),
+    );
+    let srv = &srv[0];
+    let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    for n in 1..=2 {
+        let (st, v) = srv.post(&body).await;
+        assert_eq!(st, 200, "{v}");
+        srv.wait_until(15, "the run to end", |l| {
+            l.len() == n && l.iter().all(|e| e["status"] == "succeeded")
+        })
+        .await;
+    }
+    assert_eq!(marker_lines(&marker).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_limit_holds_across_instances() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..2).map(|_| Scratch::new()).collect();
+    // Each restart writes `start`, settles 2 s, writes `end` (max_concurrent_per_cluster 1).
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_TARGET $(date +%s%N) start\" >> '{m}'"]
+      - name: settle
+        exec: ["/bin/sleep", "2"]
+      - name: end
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_TARGET $(date +%s%N) end\" >> '{m}'"]
+"#,
+        m = marker.display()
+    );
+    let srv = instances(&dirs, &etcd, "", &rules);
+    // Different brokers, different instances: locally each is alone, the slot is shared.
+    let a = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    let b = webhook("am", vec![alert("firing", down("kafka-2"))]);
+    let ((sa, va), (sb, vb)) = tokio::join!(srv[0].post(&a), srv[1].post(&b));
+    assert_eq!((sa, sb), (200, 200), "{va} {vb}");
+    for x in &srv {
+        x.wait_until(30, "the restart to succeed", |l| {
+            l.len() == 1 && l[0]["status"] == "succeeded"
+        })
+        .await;
+    }
+    let text = std::fs::read_to_string(&marker).unwrap_or_default();
+    let mut lines: Vec<(u128, String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                w.get(1)?.parse().ok()?,
+                w.first()?.to_string(),
+                w.get(2)?.to_string(),
+            ))
+        })
+        .collect();
+    lines.sort();
+    let order: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|(_, t, w)| (t.as_str(), w.as_str()))
+        .collect();
+    assert_eq!(order.len(), 4, "{text}");
+    assert_eq!(
+        order[0].0, order[1].0,
+        "one restart ends before the other starts: {text}"
+    );
+    assert_eq!(
+        (order[0].1, order[1].1, order[2].1, order[3].1),
+        ("start", "end", "start", "end"),
+        "{text}"
+    );
+    // The second one's journal says what it waited for.
+    let second = if order[2].0 == "kafka-1" {
+        &srv[0]
+    } else {
+        &srv[1]
+    };
+    let list = second.executions().await;
+    let (_, detail) = second
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert!(
+        detail
+            .to_string()
+            .contains("cluster slot 0 held by instance"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_over_tls_with_authentication() {
+    let s = Scratch::new();
+    let pki = crate::mailbox::pki(s.path());
+    let etcd = Etcd::start_tls(s.path(), Some(&pki)).await;
+    // Turn authentication on: a root user, then auth/enable.
+    let pem = std::fs::read(&pki.ca).expect("read CA");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA"))
+        .build()
+        .expect("client");
+    for (path, body) in [
+        (
+            "/v3/auth/user/add",
+            json!({"name": "root", "password": "s3cr3t"}),
+        ),
+        (
+            "/v3/auth/user/grant",
+            json!({"user": "root", "role": "root"}),
+        ),
+        ("/v3/auth/enable", json!({})),
+    ] {
+        let r = http
+            .post(format!("{}{path}", etcd.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("etcd admin request");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..2).map(|_| Scratch::new()).collect();
+    let mut srv = Vec::new();
+    // ha-0 has the right password (from the environment), ha-1 a wrong one.
+    for (i, password) in ["s3cr3t", "wrong"].iter().enumerate() {
+        let cfg = config(&format!(
+            "monitoring: {{ interval_seconds: 3600, timeout_seconds: 1, methods: [socket] }}\ncoordination:\n  endpoints: [{}]\n  lease_ttl_seconds: {TTL}\n  instance_id: ha-{i}\n  username: root\n  password: ${{ETCD_PASSWORD}}\n  ca_file: {}\n",
+            etcd.url,
+            pki.ca.display()
+        ));
+        srv.push(Server::start_env_in(
+            &dirs[i],
+            &cfg,
+            &rules(&marker, 0),
+            &[("ETCD_PASSWORD", password)],
+        ));
+    }
+    let up = "kafka_healing_coordination_up";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&metrics(&srv[0]).await, up) != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no lease over TLS; log:\n{}",
+            srv[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    post_all(&srv, &webhook("am", vec![alert("firing", down("kafka-1"))])).await;
+    srv[0]
+        .wait_until(15, "the run to succeed", |l| {
+            l.len() == 1 && l[0]["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(marker_lines(&marker).len(), 1);
+    assert_eq!(marker_lines(&marker)[0].0, "ha-0");
+    // The instance etcd refuses never gets a lease: it runs nothing.
+    assert_eq!(metric(&metrics(&srv[1]).await, up), Some(0.0));
+    assert_eq!(statuses(&srv[1].executions().await), ["queued"]);
+    assert!(
+        srv[1].log().contains("authentication failed"),
+        "{}",
+        srv[1].log()
+    );
+}
