@@ -15,7 +15,8 @@ use crate::serve::harness::*;
 
 use super::poll;
 
-/// Accepts connections on 127.0.0.1 and holds them open, silent, until dropped.
+/// Accepts connections on 127.0.0.1 and holds them open until dropped, saying nothing but
+/// `greeting` (when given) and never answering what the client sends.
 struct Staller {
     port: u16,
     accepted: Arc<AtomicUsize>,
@@ -24,7 +25,7 @@ struct Staller {
 }
 
 impl Staller {
-    fn start() -> Staller {
+    fn start(greeting: Option<&'static str>) -> Staller {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -35,7 +36,10 @@ impl Staller {
             let mut held: Vec<TcpStream> = Vec::new();
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((conn, _)) => {
+                    Ok((mut conn, _)) => {
+                        if let Some(g) = greeting {
+                            let _ = std::io::Write::write_all(&mut conn, g.as_bytes());
+                        }
                         held.push(conn);
                         a.fetch_add(1, Ordering::Relaxed);
                     }
@@ -76,8 +80,17 @@ runbooks:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_smtp_server_times_out_and_the_outbox_delivers_once_a_real_one_answers() {
+    stall_then_deliver(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_smtp_server_that_greets_then_stalls_times_out_too() {
+    stall_then_deliver(Some("220 stall.example.com ESMTP\r\n")).await;
+}
+
+async fn stall_then_deliver(greeting: Option<&'static str>) {
     let s = Scratch::new();
-    let staller = Staller::start();
+    let staller = Staller::start(greeting);
     let port = staller.port;
     let cfg = config(&format!(
         "notifications:\n  rate_limit_seconds: 0\n  retry_initial_seconds: 1\n  smtp:\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    from_email: kafka-healing@example.com\n    to_emails: [oncall@example.com]\n    timeout_seconds: 1\n"
