@@ -179,33 +179,36 @@ impl Stack {
         }
     }
 
-    /// `source` and `status` of a journaled alert (read-only, beside the running server).
-    fn alert(&self, id: i64) -> (String, String, i64) {
-        let db = self.dir.join("state/journal.db");
-        let c =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .expect("open journal");
-        c.query_row(
-            "SELECT source, status, received_ms FROM alerts WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    /// The journal, read-only, beside the running server.
+    fn journal(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.dir.join("state/journal.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
-        .expect("alert row")
+        .expect("open journal")
+    }
+
+    /// `source`, `status` and `received_ms` of a journaled alert.
+    fn alert(&self, id: i64) -> (String, String, i64) {
+        self.journal()
+            .query_row(
+                "SELECT source, status, received_ms FROM alerts WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("alert row")
     }
 
     /// Webhook alerts with this alertname and status, journaled after `since_ms`.
     fn webhook_alerts(&self, alertname: &str, status: &str, since_ms: i64) -> usize {
-        let db = self.dir.join("state/journal.db");
-        let c =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .expect("open journal");
-        c.query_row(
-            "SELECT count(*) FROM alerts WHERE source = 'webhook' AND status = ?1 \
+        self.journal()
+            .query_row(
+                "SELECT count(*) FROM alerts WHERE source = 'webhook' AND status = ?1 \
              AND received_ms >= ?2 AND json_extract(labels, '$.alertname') = ?3",
-            rusqlite::params![status, since_ms, alertname],
-            |r| r.get::<_, i64>(0),
-        )
-        .expect("count alerts") as usize
+                rusqlite::params![status, since_ms, alertname],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("count alerts") as usize
     }
 
     /// Subjects and recipients of the mails the SMTP server received.
@@ -248,31 +251,59 @@ impl Stack {
         }
     }
 
-    /// Under-replicated partitions summed over the brokers' own JMX metrics; None while
-    /// any broker does not answer as RUNNING (state 3).
+    /// Each broker's (state, under-replicated partitions) from its own JMX exporter; None
+    /// for a broker that does not answer.
+    async fn broker_metrics(&self) -> Vec<Option<(f64, f64)>> {
+        let mut out = Vec::new();
+        for n in self.info["kafka"].as_array().expect("kafka") {
+            let url = n["metrics_url"].as_str().expect("metrics_url");
+            let body = async {
+                self.client
+                    .get(url)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await?
+                    .text()
+                    .await
+            };
+            out.push(body.await.ok().and_then(|body| {
+                let value = |name: &str| {
+                    body.lines()
+                        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                };
+                Some((
+                    value("kafka_server_kafkaserver_brokerstate ")?,
+                    value("kafka_server_replicamanager_underreplicatedpartitions ")?,
+                ))
+            }));
+        }
+        out
+    }
+
+    /// Under-replicated partitions summed over the brokers; None while any broker does
+    /// not answer as RUNNING (state 3).
     async fn urp(&self) -> Option<f64> {
         let mut sum = 0.0;
-        for n in self.info["kafka"].as_array()? {
-            let body = self
-                .client
-                .get(n["metrics_url"].as_str()?)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            let value = |name: &str| {
-                body.lines()
-                    .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            };
-            if value("kafka_server_kafkaserver_brokerstate ") != Some(3.0) {
-                return None;
+        for m in self.broker_metrics().await {
+            match m {
+                Some((3.0, urp)) => sum += urp,
+                _ => return None,
             }
-            sum += value("kafka_server_replicamanager_underreplicatedpartitions ")?;
         }
         Some(sum)
+    }
+
+    /// Under-replicated partitions summed over the brokers that answer (for watching an
+    /// outage, when one broker is down).
+    async fn partial_urp(&self) -> Option<f64> {
+        let answering: Vec<f64> = self
+            .broker_metrics()
+            .await
+            .into_iter()
+            .flatten()
+            .map(|(_, urp)| urp)
+            .collect();
+        (!answering.is_empty()).then(|| answering.iter().sum())
     }
 
     /// Waits until every broker runs with no under-replicated partition; returns when.
@@ -403,35 +434,6 @@ async fn heal_one(stack: &Stack, broker: &'static str, source: &str, path: &str)
         secs(ex["finished_ms"].as_i64().unwrap_or(0) - killed_ms),
         secs(in_sync_ms - killed_ms),
     );
-}
-
-impl Stack {
-    /// Under-replicated partitions summed over the brokers that answer (for watching an
-    /// outage, when one broker is down).
-    async fn partial_urp(&self) -> Option<f64> {
-        let mut sum = None;
-        for n in self.info["kafka"].as_array()? {
-            let Ok(r) = self
-                .client
-                .get(n["metrics_url"].as_str()?)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-            else {
-                continue;
-            };
-            let Ok(body) = r.text().await else { continue };
-            if let Some(v) = body.lines().find_map(|l| {
-                l.strip_prefix("kafka_server_replicamanager_underreplicatedpartitions ")?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            }) {
-                sum = Some(sum.unwrap_or(0.0) + v);
-            }
-        }
-        sum
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
