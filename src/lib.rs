@@ -12,6 +12,8 @@ pub mod coord;
 pub mod diag;
 pub mod engine;
 pub mod expo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;

@@ -81,12 +81,22 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Loaded
         path: path.to_path_buf(),
         source,
     })?;
+    load_text(&text, path, env)
+}
+
+/// Loads a configuration from `text` as if read from `path` (relative paths and `*_file`
+/// secrets resolve against `path`'s directory; diagnostics name `path`).
+pub fn load_text(
+    text: &str,
+    path: &Path,
+    env: HashMap<String, String>,
+) -> Result<Loaded, LoadError> {
     let base_dir = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut diags = Diagnostics::default();
-    let doc = match Document::parse(&text) {
+    let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
             diags.error(path, Some(e.line), format!("YAML: {}", e.message));
@@ -98,7 +108,7 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Loaded
         return Err(LoadError::Invalid(diags));
     }
 
-    let layered = match layer(&text, &env) {
+    let layered = match layer(text, &env) {
         Ok(t) => t,
         Err(e) => {
             diags.error(path, None, e.to_string());

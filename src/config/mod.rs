@@ -12,6 +12,6 @@ mod validate;
 
 pub use expand::{ExpandError, expand_env};
 pub use kubernetes::KubernetesConfig;
-pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_with_env};
+pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_text, load_with_env};
 pub use model::*;
 pub use validate::valid_email;

@@ -332,14 +332,29 @@ impl Engine {
 
     fn restore(&mut self) {
         let window = limits(&self.setup, None).window_ms;
-        let filter = ExecutionFilter {
-            since_ms: Some(now_ms() - window),
-            limit: Some(1000),
-            ..Default::default()
-        };
-        match self.journal.list_executions(&filter) {
+        // Per status: skips (one per alert in a storm) must not push the runs out of the
+        // newest 1000, or a restart would forget cooldowns and attempts.
+        let mut recent: Result<Vec<_>, crate::journal::JournalError> = Ok(Vec::new());
+        for status in [
+            ExecStatus::Succeeded,
+            ExecStatus::Failed,
+            ExecStatus::Escalated,
+            ExecStatus::Interrupted,
+        ] {
+            let filter = ExecutionFilter {
+                status: Some(status),
+                since_ms: Some(now_ms() - window),
+                limit: Some(1000),
+                ..Default::default()
+            };
+            recent = recent.and_then(|mut all: Vec<_>| {
+                all.extend(self.journal.list_executions(&filter)?);
+                Ok(all)
+            });
+        }
+        match recent {
             Ok(mut list) => {
-                list.reverse();
+                list.sort_by_key(|e| (e.created_ms, e.id));
                 for e in list {
                     let ok = match e.status {
                         ExecStatus::Succeeded => true,

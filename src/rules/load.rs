@@ -120,21 +120,32 @@ fn take<T: DeserializeOwned>(
 
 /// Loads and checks a list of rule files.
 pub fn load_rule_files(files: &[PathBuf]) -> (RuleSet, Diagnostics) {
+    load_rule_texts(
+        files
+            .iter()
+            .map(|f| (f.clone(), std::fs::read_to_string(f)))
+            .collect(),
+    )
+}
+
+/// Loads and checks rule files already read: each is its path (for diagnostics) and its
+/// text, or the error reading it.
+pub fn load_rule_texts(files: Vec<(PathBuf, std::io::Result<String>)>) -> (RuleSet, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut sources = Vec::new();
     let mut specs: Vec<(usize, String, RuleSpec)> = Vec::new();
     let mut runbooks: BTreeMap<String, (usize, Runbook)> = BTreeMap::new();
     let mut invalid_runbooks: BTreeSet<String> = BTreeSet::new();
 
-    for file in files {
-        let text = match std::fs::read_to_string(file) {
+    for (file, text) in &files {
+        let text = match text {
             Ok(t) => t,
             Err(e) => {
                 diags.error(file, None, format!("cannot read rule file: {e}"));
                 continue;
             }
         };
-        let doc = match Document::parse(&text) {
+        let doc = match Document::parse(text) {
             Ok(d) => d,
             Err(e) => {
                 diags.error(file, Some(e.line), format!("YAML: {}", e.message));

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
-pub use load::{load_rule_files, load_rules, load_rules_of_file};
+pub use load::{load_rule_files, load_rule_texts, load_rules, load_rules_of_file};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Runbook, Step, StepKind};
 

@@ -11,7 +11,8 @@ use kafka_healing::journal::{StepRecord, StepStatus};
 use kafka_healing::rules::model::OnFailure;
 use kafka_healing::runbook::RenderedStep;
 use kafka_healing::runbook::exec::{
-    DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST, ExecOptions, child_env, run_step,
+    DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST, ExecOptions, STEP_COOKIE_VAR, child_env,
+    run_step,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -180,13 +181,25 @@ async fn environment_is_the_allowlist_plus_extras() {
     // `env -0` is run directly: no shell adds PWD, SHLVL or `_`.
     let (rec, _) = run(&step("exec", &["env", "-0"]), &o, &CancellationToken::new()).await;
     assert_eq!(rec.status, StepStatus::Succeeded, "{rec:?}");
-    let seen: BTreeSet<(String, String)> = rec
+    let mut seen: BTreeSet<(String, String)> = rec
         .stdout
         .split('\0')
         .filter(|l| !l.is_empty())
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // Plus the try's cookie (`SERVICE_PID-N`), by which a stopped step's daemons are found.
+    let cookie: Vec<_> = seen
+        .iter()
+        .filter(|(k, _)| k == STEP_COOKIE_VAR)
+        .cloned()
+        .collect();
+    assert_eq!(cookie.len(), 1, "{seen:?}");
+    assert!(
+        cookie[0].1.starts_with(&format!("{}-", std::process::id())),
+        "{cookie:?}"
+    );
+    seen.remove(&cookie[0]);
     let want: BTreeSet<(String, String)> = env.iter().cloned().collect();
     assert_eq!(seen, want);
     assert!(seen.contains(&("KAFKA_HEALING_RULE".into(), "broker-down".into())));

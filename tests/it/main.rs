@@ -8,6 +8,8 @@ mod deploy;
 mod dry_run;
 mod executor;
 mod expo;
+mod faults;
+mod fuzz;
 mod ha;
 mod hostile;
 mod journal;

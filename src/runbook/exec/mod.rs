@@ -1,8 +1,9 @@
 //! The executor: runs one rendered step — a child process, an HTTP request, a readiness
 //! wait or a Kubernetes API action — with its timeout and retries, and reports how it ended as a [`StepRecord`].
 //!
-//! Child processes get exactly [`ExecOptions::env`] as their environment, no stdin, and their
-//! own process group, so a timeout or a cancellation reaches every process they started.
+//! Child processes get exactly [`ExecOptions::env`] plus a per-try [`STEP_COOKIE_VAR`] as
+//! their environment, no stdin, and their own process group, so a timeout or a cancellation
+//! reaches every process they started, even one that left the group (`setsid`).
 //! Nothing here ever goes through a shell.
 
 mod env;
@@ -21,6 +22,7 @@ use crate::journal::{StepRecord, StepStatus};
 
 pub use env::{DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST, child_env, filter_env};
 pub use kube::{KubeConn, RESTARTED_AT, not_ready_reason, resolve_kubeconfig};
+pub use process::STEP_COOKIE_VAR;
 
 /// The longest time limit honoured; larger ones are cut to this (about ten years).
 const MAX_TIMEOUT_SECS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;

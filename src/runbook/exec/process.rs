@@ -1,8 +1,16 @@
 //! Running a program: its own process group, capped output, timeout and cancellation that
 //! stop the whole group (SIGTERM, a grace period, then SIGKILL).
+//!
+//! A descendant that calls `setsid` (a daemon: double fork, new session) leaves the group,
+//! so stopping the group cannot reach it. Every child therefore also gets a per-try cookie,
+//! [`STEP_COOKIE_VAR`], in its environment, which its descendants inherit; when a try is
+//! stopped (timeout, cancellation), every process that still carries the cookie gets
+//! SIGKILL (no grace: the step's time is over). A process that drops the variable from its
+//! environment before `exec` escapes this too.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -20,6 +28,23 @@ use crate::journal::StepStatus;
 const GROUP_POLL: Duration = Duration::from_millis(50);
 /// How long to wait for the killed leader to be reaped before giving up on its status.
 const REAP_LIMIT: Duration = Duration::from_secs(5);
+/// Most sweeps for processes carrying a stopped try's cookie (each catches what the
+/// previous one's victims forked meanwhile).
+const SWEEP_ROUNDS: usize = 20;
+
+/// The environment variable holding a try's cookie (`SERVICE_PID-N`, unique per try), by
+/// which processes that left the try's process group are still found when it is stopped.
+pub const STEP_COOKIE_VAR: &str = "KAFKA_HEALING_STEP_ID";
+
+/// A new cookie for one try.
+fn new_cookie() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 /// Why the wait for the child ended.
 enum End {
@@ -60,10 +85,12 @@ pub(super) async fn run_process(
             message: "the program name is empty".to_string(),
         });
     }
+    let cookie = new_cookie();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
         .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(STEP_COOKIE_VAR, &cookie)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -105,6 +132,7 @@ pub(super) async fn run_process(
         _ = cancel.cancelled() => End::Cancelled,
     };
 
+    let stopped = !matches!(end, End::Exited(_));
     let mut outcome = match end {
         End::Exited(st) => {
             guard.armed = false;
@@ -147,6 +175,13 @@ pub(super) async fn run_process(
         }
     };
     guard.armed = false;
+    if stopped {
+        // Stopped by us: what left the group (a daemon) goes too.
+        let escaped = kill_cookie_holders(cookie).await;
+        if escaped > 0 {
+            tracing::warn!(program = %program, escaped, "killed processes that had left the step's process group");
+        }
+    }
 
     // Output: to its end, unless something the child started keeps the pipes open.
     let readers = async { (join(out_task).await, join(err_task).await) };
@@ -230,6 +265,68 @@ async fn terminate(
             .and_then(Result::ok);
     }
     (status, Signal::SIGKILL)
+}
+
+/// SIGKILLs every live process whose environment holds `STEP_COOKIE_VAR=cookie`, sweeping
+/// until none is left (or [`SWEEP_ROUNDS`] sweeps); returns how many were killed.
+async fn kill_cookie_holders(cookie: String) -> usize {
+    tokio::task::spawn_blocking(move || {
+        let needle = format!("{STEP_COOKIE_VAR}={cookie}");
+        let own = std::process::id();
+        let mut killed = std::collections::BTreeSet::new();
+        for _ in 0..SWEEP_ROUNDS {
+            let found = cookie_holders(&needle, own);
+            if found.is_empty() {
+                break;
+            }
+            for pid in found {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                killed.insert(pid);
+            }
+            std::thread::sleep(GROUP_POLL / 5);
+        }
+        killed.len()
+    })
+    .await
+    .unwrap_or(0)
+}
+
+/// Live (not zombie) processes other than `own` whose environment holds `needle` as one
+/// whole entry. Processes whose environment cannot be read are skipped.
+fn cookie_holders(needle: &str, own: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if u32::try_from(pid).is_ok_and(|p| p == own) {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|e| e == needle.as_bytes()) {
+            continue;
+        }
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next().map(|x| matches!(x, "Z" | "X")))
+            })
+            .unwrap_or(true);
+        if !zombie {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// Whether no live process is left in the group. Zombies (killed, waiting for whoever

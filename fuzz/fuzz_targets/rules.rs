@@ -1,0 +1,9 @@
+//! Fuzz target `rules`: see [`kafka_healing::fuzzing::rule_file`] for what it drives and asserts.
+//!
+//! `cargo +nightly fuzz run rules /tmp/rules-corpus fuzz/corpus/rules -- -jobs=1` (new inputs go to
+//! the first folder, so the committed corpus stays small; see fuzz/README.md).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| kafka_healing::fuzzing::rule_file(data));

@@ -1,0 +1,9 @@
+//! Fuzz target `template`: see [`kafka_healing::fuzzing::template`] for what it drives and asserts.
+//!
+//! `cargo +nightly fuzz run template /tmp/template-corpus fuzz/corpus/template -- -jobs=1` (new inputs go to
+//! the first folder, so the committed corpus stays small; see fuzz/README.md).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| kafka_healing::fuzzing::template(data));
