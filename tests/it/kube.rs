@@ -922,3 +922,69 @@ runbooks:
         "/apis/apps/v1/namespaces/kafka/statefulsets/kafka/scale"
     );
 }
+
+/// Every value of the shared injection corpus (`tests/data/hostile-values.txt`) as the pod
+/// name and as the namespace of a `kube` step: rendered only when Kubernetes' own name
+/// pattern (apimachinery's DNS-1123 regexes, an independent oracle) accepts it, and then
+/// byte for byte; refused with the name check otherwise.
+#[test]
+fn hostile_corpus_values_never_become_an_api_path() {
+    use kafka_healing::rules::model::{KubeStep, Step, StepKind};
+    use kafka_healing::runbook::{Templates, render_steps};
+    let subdomain =
+        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+            .expect("regex");
+    let label = regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("regex");
+    let tpl = "{{alert.labels.v}}";
+    let mut t = Templates::default();
+    t.add(tpl).expect("template");
+    let step = |namespace: &str, name: &str| Step {
+        name: "evict".into(),
+        kind: StepKind::Kube(KubeStep {
+            action: "evict_pod".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            replicas: None,
+            timeout: None,
+            grace_period_seconds: None,
+        }),
+        timeout: None,
+        retries: 0,
+        on_failure: OnFailure::Abort,
+    };
+    let values = crate::faults::injection::corpus("/tmp/kube-canary-");
+    assert!(values.len() > 200, "{}", values.len());
+    let (mut accepted, mut refused) = (0, 0);
+    for v in &values {
+        let ctx = json!({"alert": {"labels": {"v": v}}});
+        let as_name = render_steps(&[step("kafka", tpl)], &t, &ctx);
+        let as_namespace = render_steps(&[step(tpl, "kafka-0")], &t, &ctx);
+        if subdomain.is_match(v) && v.len() <= 253 {
+            let r = as_name.unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            assert_eq!(r[0].argv[2], format!("name={v}"));
+            accepted += 1;
+        } else {
+            let e = as_name.expect_err(v);
+            let why = if v.contains('\0') {
+                "rendered value contains a NUL byte"
+            } else {
+                "is not a DNS-1123 name"
+            };
+            assert!(e.message.contains(why), "{v:?}: {e}");
+            refused += 1;
+        }
+        if label.is_match(v) && v.len() <= 63 {
+            let r = as_namespace.unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            assert_eq!(r[0].argv[1], format!("namespace={v}"));
+        } else {
+            let e = as_namespace.expect_err(v);
+            let why = if v.contains('\0') {
+                "rendered value contains a NUL byte"
+            } else {
+                "is not a DNS-1123 label"
+            };
+            assert!(e.message.contains(why), "{v:?}: {e}");
+        }
+    }
+    assert!(refused > 200, "{refused} refused, {accepted} accepted");
+}

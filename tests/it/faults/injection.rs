@@ -57,7 +57,7 @@ fn decode(line: &str, canary: &str) -> String {
 }
 
 /// The corpus, decoded.
-fn corpus(canary: &str) -> Vec<String> {
+pub(crate) fn corpus(canary: &str) -> Vec<String> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/hostile-values.txt"

@@ -5,7 +5,7 @@
 mod crash;
 mod daemon;
 mod disk_full;
-mod injection;
+pub(crate) mod injection;
 mod smtp_stall;
 mod storm;
 
