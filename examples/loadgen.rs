@@ -656,6 +656,32 @@ async fn scrape(c: &reqwest::Client, base: &str) -> (f64, f64, BTreeMap<String, 
     (sum, count, rejected)
 }
 
+/// kafka-healing's executions: (finished, queued or running), from its `/metrics`.
+async fn exec_counts(c: &reqwest::Client, base: &str) -> (f64, f64) {
+    let text = match c
+        .get(format!("{base}/metrics"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let (mut done, mut inflight) = (0.0, 0.0);
+    for l in text.lines() {
+        let Some((k, v)) = l.rsplit_once(' ') else {
+            continue;
+        };
+        let v: f64 = v.parse().unwrap_or(0.0);
+        if k.starts_with("kafka_healing_executions_total") {
+            done += v;
+        } else if k.starts_with("kafka_healing_executions_in_flight") {
+            inflight += v;
+        }
+    }
+    (done, inflight)
+}
+
 // ---------------------------------------------------------------- /proc
 
 /// Per thread name of `pid` (threads named alike are summed): (CPU seconds, seconds spent
@@ -1273,6 +1299,7 @@ async fn phases(
             acked_so_far.store(0, Ordering::Relaxed);
             let before = journal_alerts(&jpath)?;
             let m0 = scrape(&c, &base).await;
+            let e0 = exec_counts(&c, &base).await;
             let pc0 = proc_cpu_s(pid);
             let cpu0 = thread_cpu(pid);
             let mt0 = machine_ticks();
@@ -1292,6 +1319,9 @@ async fn phases(
             let mt1 = machine_ticks();
             let me1 = process_cpu(std::process::id() as i32);
             let m1 = scrape(&c, &base).await;
+            let e1 = exec_counts(&c, &base).await;
+            // am-executor runs the command before it answers: one per 2xx request.
+            let executed = if kh { e1.0 - e0.0 } else { o.ok as f64 };
             let after = journal_alerts(&jpath)?;
             let journaled = after - before;
             let expected = per_req * o.ok;
@@ -1303,6 +1333,8 @@ async fn phases(
             "connections": conns,
             "seconds": (wall * 1000.0).round() / 1000.0,
             "server_cpu": cpu_json(pc0, pc1, o.ok + o.non_2xx_total() + o.errors),
+            "executions_finished_per_s": (executed / wall).round(),
+            "executions_in_flight_at_end": if kh { e1.1 } else { 0.0 },
             "uptime_load": load_avg(),
             "requests": o.ok + o.non_2xx_total() + o.errors,
             "outcomes": o.json(),
@@ -1416,6 +1448,23 @@ async fn phases(
             "journal_created_to_started_ms": Dist::of(created_to_started).json(),
         });
         total.merge(o);
+    }
+
+    // Let the work the requests triggered finish (bounded), to count it.
+    if kh {
+        let t = Instant::now();
+        // Alerts not yet planned are not "in flight": also wait while the count moves.
+        let mut e = exec_counts(&c, &base).await;
+        while t.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let prev = e;
+            e = exec_counts(&c, &base).await;
+            if e.1 == 0.0 && e.0 == prev.0 {
+                break;
+            }
+        }
+        report["executions_after_drain"] = json!({"finished": e.0, "in_flight": e.1,
+            "waited_s": (t.elapsed().as_secs_f64() * 10.0).round() / 10.0});
     }
 
     // Zero loss over the whole run: every 2xx alert is in the journal.
