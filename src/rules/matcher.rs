@@ -153,9 +153,38 @@ fn go_compatible(re: &str) -> String {
     out
 }
 
+/// Most regexes [`anchored_regex`] keeps compiled per thread; past that the cache starts over.
+const REGEX_CACHE_MAX: usize = 4096;
+
+thread_local! {
+    /// Compiled regexes by source. Rule files repeat the same matchers (`severity=~"critical|page"`,
+    /// `cluster=~"prod-.*"`) across many rules, and compiling one costs ~100 µs here (the
+    /// `regex` crate builds a full DFA for small patterns, since `tracing-subscriber` enables
+    /// that feature), which dominated `check` on large rule sets. `Regex` clones share the
+    /// compiled program.
+    static REGEX_CACHE: std::cell::RefCell<std::collections::HashMap<String, Regex>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// Compiles `re` anchored at both ends, as Alertmanager and Prometheus do, with Go's ASCII
-/// meaning of `\d`, `\w`, `\s` and `\b`.
+/// meaning of `\d`, `\w`, `\s` and `\b`. The same source gives the same regex, compiled once
+/// per thread (errors are not cached).
 pub fn anchored_regex(re: &str) -> Result<Regex, MatcherError> {
+    if let Some(hit) = REGEX_CACHE.with(|c| c.borrow().get(re).cloned()) {
+        return Ok(hit);
+    }
+    let compiled = compile_anchored(re)?;
+    REGEX_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= REGEX_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(re.to_string(), compiled.clone());
+    });
+    Ok(compiled)
+}
+
+fn compile_anchored(re: &str) -> Result<Regex, MatcherError> {
     Regex::new(&format!("^(?:{})$", go_compatible(re))).map_err(|e| MatcherError::Regex {
         regex: re.to_string(),
         reason: e
@@ -278,6 +307,19 @@ mod tests {
 
     fn m(s: &str) -> Matcher {
         Matcher::parse(s).unwrap()
+    }
+
+    #[test]
+    fn cached_regexes_behave_like_fresh_ones() {
+        let a = anchored_regex("critical|page").unwrap();
+        let b = anchored_regex("critical|page").unwrap();
+        assert_eq!(a.as_str(), b.as_str());
+        assert!(b.is_match("page") && !b.is_match("pager"));
+        // Errors are not cached: the same bad source fails every time.
+        assert!(anchored_regex("(unclosed").is_err());
+        assert!(anchored_regex("(unclosed").is_err());
+        // Different sources stay apart.
+        assert!(!anchored_regex("critical").unwrap().is_match("page"));
     }
 
     #[test]
