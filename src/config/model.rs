@@ -163,6 +163,11 @@ pub struct RecoveryConfig {
     pub cooldown_seconds: u64,
     /// Disruptive executions allowed at once in the cluster (default 1).
     pub max_concurrent_per_cluster: u32,
+    /// Non-disruptive (diagnostics, notify-only) executions running at once; more wait queued.
+    pub max_concurrent_diagnostics: u32,
+    /// Executions waiting at most; beyond it new work is skipped (journaled, with its reason)
+    /// instead of growing memory without bound in an alert storm.
+    pub max_queued: u32,
     /// Record what would run without running it.
     pub dry_run: bool,
     /// Window in which `max_attempts` are counted.
@@ -185,6 +190,8 @@ impl Default for RecoveryConfig {
             backoff_multiplier: 2.0,
             cooldown_seconds: 300,
             max_concurrent_per_cluster: 1,
+            max_concurrent_diagnostics: 8,
+            max_queued: 1000,
             dry_run: false,
             attempt_window_seconds: 3600,
             circuit_reset_seconds: 1800,

@@ -196,6 +196,19 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             "must be at least 1".into(),
         );
     }
+    for (key, v, lo, hi) in [
+        (
+            "recovery.max_concurrent_diagnostics",
+            r.max_concurrent_diagnostics,
+            1,
+            1000,
+        ),
+        ("recovery.max_queued", r.max_queued, 10, 1_000_000),
+    ] {
+        if !(lo..=hi).contains(&v) {
+            err(key, format!("must be between {lo} and {hi}, got {v}"));
+        }
+    }
 
     if let Some(smtp) = &config.notifications.smtp {
         if smtp.host.trim().is_empty() {

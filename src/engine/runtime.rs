@@ -755,6 +755,16 @@ impl Engine {
         let now = now_ms();
         // In HA mode the lock comes first: the work is queued and asks for it at once.
         let start_now = self.coord.is_none() && self.accepting && self.blocked(&q, now).is_none();
+        let max_queued = self.setup.loaded.config.recovery.max_queued as usize;
+        if !start_now && self.queue.len() >= max_queued {
+            let why = format!(
+                "queue full: {} executions already waiting (max_queued = {max_queued}); \
+                 this alert is journaled but nothing runs for it",
+                self.queue.len()
+            );
+            self.skip(Some(alert_id), &q.plan, "queue-full", why).await;
+            return;
+        }
         let status = if start_now {
             ExecStatus::Running
         } else {
@@ -884,7 +894,19 @@ impl Engine {
             return Some(format!("backoff until {}", fmt_ms(q.not_before_ms)));
         }
         if !q.plan.disruptive {
-            return None;
+            // Diagnostics have their own bound: a storm of distinct alerts must not start
+            // thousands of processes at once.
+            let max = self
+                .setup
+                .loaded
+                .config
+                .recovery
+                .max_concurrent_diagnostics
+                .max(1) as usize;
+            let n = self.running.values().filter(|r| !r.plan.disruptive).count();
+            return (n >= max).then(|| {
+                format!("waiting for a diagnostics slot (max_concurrent_diagnostics = {max})")
+            });
         }
         let running: Vec<&Running> = self
             .running

@@ -106,6 +106,14 @@ fn config_ranges_and_business_rules() {
             "recovery.max_concurrent_per_cluster: must be at least 1",
         ),
         (
+            "recovery:\n  max_concurrent_diagnostics: 0\n",
+            "recovery.max_concurrent_diagnostics: must be between 1 and 1000, got 0",
+        ),
+        (
+            "recovery:\n  max_queued: 5\n",
+            "recovery.max_queued: must be between 10 and 1000000, got 5",
+        ),
+        (
             "recovery:\n  max_attempts: lots\n",
             "config.yaml:10: error: recovery.max_attempts: invalid type",
         ),

@@ -353,3 +353,78 @@ async fn guard_keeps_healthy_brokers_untouched_while_one_is_down() {
     .await;
     assert_eq!(recorded(s.path(), "high-cpu-kafka-3").len(), 1);
 }
+
+/// A storm of distinct diagnostics alerts: at most `max_concurrent_diagnostics` run at
+/// once, at most `max_queued` wait, and the rest are skipped with the reason in the journal
+/// (nothing is lost: every alert is journaled, every decision recorded).
+#[tokio::test(flavor = "multi_thread")]
+async fn diagnostics_are_bounded_in_concurrency_and_queue() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "1");
+    let rules = format!(
+        r#"rules:
+  - name: describe-topic
+    matchers: ['alertname="TopicLag"']
+    runbook: describe
+    params:
+      topic: {{ value: "{{{{alert.labels.topic}}}}", pattern: "[a-z0-9]+" }}
+runbooks:
+  describe:
+    disruptive: false
+    steps:
+      - name: describe
+        exec: ["{}", "topic-{{{{params.topic}}}}"]
+"#,
+        rec.display()
+    );
+    let srv = Server::start(
+        &s,
+        &config("recovery: { max_concurrent_diagnostics: 2, max_queued: 10 }\n"),
+        &rules,
+    );
+    let alerts: Vec<Value> = (0..20)
+        .map(|i| {
+            alert(
+                "firing",
+                json!({"alertname": "TopicLag", "topic": format!("t{i}")}),
+            )
+        })
+        .collect();
+    assert_eq!(srv.post(&webhook("am", alerts)).await.0, 200);
+    let list = srv
+        .wait_until(60, "12 runs and 8 skips", |l| {
+            l.iter().filter(|e| e["status"] == "succeeded").count() == 12
+                && l.iter().filter(|e| e["status"] == "skipped").count() == 8
+        })
+        .await;
+    let skipped: Vec<&Value> = list.iter().filter(|e| e["status"] == "skipped").collect();
+    for e in &skipped {
+        assert!(
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r
+                    .starts_with("queue full: 10 executions already waiting (max_queued = 10)")),
+            "{e}"
+        );
+    }
+    // Never more than two at once, from the recorder's start and end times.
+    let mut spans: Vec<(u128, u128)> = (0..20)
+        .flat_map(|i| recorded(s.path(), &format!("topic-t{i}")))
+        .map(|(start, end, _, _)| (start, end))
+        .collect();
+    assert_eq!(spans.len(), 12);
+    spans.sort_unstable();
+    for (i, (start, _)) in spans.iter().enumerate() {
+        let overlapping = spans[..i].iter().filter(|(_, end)| end > start).count();
+        assert!(overlapping < 2, "three diagnostics at once: {spans:?}");
+    }
+    let mut saw_wait = false;
+    for e in list.iter().filter(|e| e["status"] == "succeeded") {
+        let (_, d) = srv.get(&format!("/api/v1/executions/{}", e["id"])).await;
+        saw_wait |= events_of(&d).iter().any(|(k, m)| {
+            k == "waiting" && m == "waiting for a diagnostics slot (max_concurrent_diagnostics = 2)"
+        });
+    }
+    assert!(saw_wait, "a queued diagnostic records its wait");
+}
