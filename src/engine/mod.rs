@@ -9,6 +9,7 @@ pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod runtime;
+pub mod seen;
 pub mod target;
 
 pub use plan::{Decision, Plan, PlanSet, WorkKey, plan_alert, plan_payload, render_context};

@@ -22,6 +22,7 @@ use super::execute::{Execution, Fence, Outcome, execute};
 use super::plan::{Decision, Plan, WorkKey, plan_alert};
 use super::policy::{Admission, Attempt, Limits, Policy};
 use super::report::{Report, escalation_mail, outcome_mail};
+use super::seen::Seen;
 use crate::config::{LoadError, Loaded};
 use crate::coord::{Acquire, CoordError, Coordinator, WorkLock, WorkRequest};
 use crate::ingest::{Alert, AlertStatus};
@@ -217,6 +218,10 @@ struct Running {
     attempt: u32,
 }
 
+/// Skip decisions remembered (so repeats are not journaled again); beyond it the oldest
+/// work keys' are forgotten. About 200 bytes each.
+const SKIPS_REMEMBERED: usize = 20_000;
+
 /// The decision loop's state.
 pub struct Engine {
     journal: Journal,
@@ -231,7 +236,7 @@ pub struct Engine {
     /// Firing alerts: fingerprint → brokers they say are down (rules with `broker_down`).
     firing: HashMap<String, Vec<String>>,
     /// Skip decisions already journaled, so a repeated alert does not flood the journal.
-    skips_seen: HashSet<(WorkKey, String, &'static str)>,
+    skips_seen: Seen,
     accepting: bool,
     tx: mpsc::UnboundedSender<Msg>,
     tracker: TaskTracker,
@@ -310,7 +315,7 @@ impl Engine {
             inflight: HashMap::new(),
             duplicates: HashMap::new(),
             firing: HashMap::new(),
-            skips_seen: HashSet::new(),
+            skips_seen: Seen::new(SKIPS_REMEMBERED),
             accepting: true,
             tx: tx.clone(),
             tracker: tracker.clone(),
@@ -543,8 +548,7 @@ impl Engine {
 
     /// Journals a skip once per (work, alert, kind) so repeats do not flood the journal.
     async fn skip(&mut self, alert_id: Option<i64>, p: &Plan, kind: &'static str, reason: String) {
-        let seen = (p.work_key(), p.fingerprint.clone(), kind);
-        if !self.skips_seen.insert(seen) {
+        if !self.skips_seen.insert(&p.work_key(), &p.fingerprint, kind) {
             // Repeats of a decision already journaled: a storm must not flood the log either.
             debug!(rule = %p.rule, fingerprint = %p.fingerprint, %reason, "skip (repeat)");
             return;
@@ -611,8 +615,7 @@ impl Engine {
         if p.dry_run {
             let reason = p.reason.clone();
             info!(rule = %p.rule, target = p.target.as_deref().unwrap_or("-"), "dry_run: would run {} step(s)", p.steps.len());
-            let seen = (key.clone(), p.fingerprint.clone(), "dry_run");
-            if self.skips_seen.insert(seen) {
+            if self.skips_seen.insert(&key, &p.fingerprint, "dry_run") {
                 let id = self
                     .create(Some(alert_id), &p, ExecStatus::DryRun, reason.clone(), 0)
                     .await;
@@ -778,7 +781,7 @@ impl Engine {
         };
         q.id = id;
         info!(execution = id, rule = %key.rule, target = key.target.as_deref().unwrap_or("-"), %reason, "{}", status.as_str());
-        self.skips_seen.retain(|(k, _, _)| *k != key);
+        self.skips_seen.forget(&key);
         self.inflight.insert(key, id);
         if start_now {
             self.launch(q, now, true);
@@ -880,8 +883,7 @@ impl Engine {
             self.event(None, Some(&key), "circuit_closed", "closed by reset".into())
                 .await;
         }
-        self.skips_seen
-            .retain(|(k, _, _)| k.target.as_deref() != Some(target));
+        self.skips_seen.forget_target(target);
         self.metrics
             .circuits_open
             .set(self.policy.open_circuits().len() as i64);
