@@ -9,20 +9,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kafka_healing::expo::{parse, parse_into};
 
-const JMX: &str = include_str!("../tests/data/expo/jmx_kafka.prom");
-
-/// The first lines of the fixture, up to about 2 KB.
-fn small() -> String {
-    let mut out = String::new();
-    for line in JMX.lines() {
-        if out.len() + line.len() > 2048 {
-            break;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
+#[path = "support/bodies.rs"]
+mod bodies;
+use bodies::{JMX, small};
 
 /// How `prometheus-parse` is fed: an iterator of owned lines.
 fn prometheus_parse(body: &str) -> usize {

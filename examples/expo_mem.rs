@@ -12,20 +12,9 @@
 
 use kafka_healing::expo::parse;
 
-const JMX: &str = include_str!("../tests/data/expo/jmx_kafka.prom");
-
-/// The first lines of the fixture, up to about 2 KB (as in `benches/expo.rs`).
-fn small() -> String {
-    let mut out = String::new();
-    for line in JMX.lines() {
-        if out.len() + line.len() > 2048 {
-            break;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
+#[path = "../benches/support/bodies.rs"]
+mod bodies;
+use bodies::{JMX, small};
 
 /// The fixture 100 times, copy K with its metric names prefixed `cK_`: a valid ~20 MB body.
 fn big_distinct() -> String {

@@ -114,7 +114,10 @@ mod tests {
         // A fourth decision pushes out key a's two.
         assert!(s.insert(&key("c"), "f3", "cooldown"));
         assert_eq!(s.len(), 2);
-        assert!(s.insert(&key("a"), "f1", "cooldown"), "forgotten, so new again");
+        assert!(
+            s.insert(&key("a"), "f1", "cooldown"),
+            "forgotten, so new again"
+        );
         assert!(!s.insert(&key("b"), "f2", "cooldown"));
         s.forget_target("b");
         assert!(s.insert(&key("b"), "f2", "cooldown"));
