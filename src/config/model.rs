@@ -325,6 +325,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// Serve HTTPS with this certificate and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// Alerts journaled but not yet decided, at most; beyond it the webhook answers 503
+    /// before journaling (Alertmanager retries), so a storm cannot fill memory.
+    pub max_pending_alerts: usize,
 }
 
 /// A PEM certificate chain and private key.
@@ -344,6 +347,7 @@ impl Default for ServerConfig {
             auth: None,
             body_limit_bytes: 1024 * 1024,
             tls: None,
+            max_pending_alerts: 20_000,
         }
     }
 }

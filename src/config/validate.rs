@@ -287,6 +287,15 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             ),
         );
     }
+    if !(100..=10_000_000).contains(&s.max_pending_alerts) {
+        err(
+            "server.max_pending_alerts",
+            format!(
+                "must be between 100 and 10000000, got {}",
+                s.max_pending_alerts
+            ),
+        );
+    }
     if s.body_limit_bytes < 1024 {
         err(
             "server.body_limit_bytes",

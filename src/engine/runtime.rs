@@ -9,6 +9,7 @@
 //! and written to the journal (as an execution or an event).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -124,12 +125,25 @@ pub struct EngineHandle {
     pub cancel: CancellationToken,
     /// Woken whenever a message is put in the outbox.
     pub mail_wake: Arc<Notify>,
+    /// Alerts handed to the loop and not yet decided.
+    pending: Arc<AtomicUsize>,
 }
 
 impl EngineHandle {
     /// Hands journaled alerts (with their journal ids) to the loop. Never blocks.
     pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
-        self.tx.send(Msg::Alerts(alerts)).is_ok()
+        let n = alerts.len();
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        let sent = self.tx.send(Msg::Alerts(alerts)).is_ok();
+        if !sent {
+            self.pending.fetch_sub(n, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Alerts handed to the loop and not yet decided (the webhook's back-pressure).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Closes every open circuit of `target`; returns the rules that had one open.
@@ -246,6 +260,8 @@ pub struct Engine {
     coord: Option<Arc<Coordinator>>,
     /// When "coordination unavailable" was last escalated (rate limit).
     coord_escalated_ms: Option<i64>,
+    /// Shared with the handle: alerts submitted and not yet decided.
+    pending: Arc<AtomicUsize>,
 }
 
 fn limits(setup: &Setup, rule: Option<&Rule>) -> Limits {
@@ -299,6 +315,7 @@ impl Engine {
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let mail_wake = Arc::new(Notify::new());
+        let pending = Arc::new(AtomicUsize::new(0));
         let r = &setup.loaded.config.recovery;
         let mut exec_opts = ExecOptions::new(Vec::new());
         exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
@@ -323,6 +340,7 @@ impl Engine {
             mail_wake: mail_wake.clone(),
             coord,
             coord_escalated_ms: None,
+            pending: pending.clone(),
         };
         engine.restore();
         tokio::spawn(engine.run(rx));
@@ -332,6 +350,7 @@ impl Engine {
             tracker,
             cancel,
             mail_wake,
+            pending,
         }
     }
 
@@ -430,6 +449,7 @@ impl Engine {
                 Msg::Alerts(alerts) => {
                     for (id, alert) in alerts {
                         self.on_alert(id, alert).await;
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
                 Msg::Finished { id, outcome } => self.on_finished(id, outcome).await,

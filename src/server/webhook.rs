@@ -71,6 +71,20 @@ pub async fn receive(
             "shutting down: retry later",
         );
     }
+    // Back-pressure before journaling: a refused request is not journaled, and
+    // Alertmanager sends it again; nothing acknowledged is ever dropped.
+    let limit = setup.loaded.config.server.max_pending_alerts;
+    let pending = st.engine.pending();
+    if pending >= limit {
+        st.metrics.rejected("backlog");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "decision backlog: {pending} alerts are waiting for a decision \
+                 (server.max_pending_alerts = {limit}); retry later"
+            ),
+        );
+    }
     let payload = match parse_webhook(&body) {
         Ok(p) => p,
         Err(e) => {

@@ -110,6 +110,10 @@ fn config_ranges_and_business_rules() {
             "recovery.max_concurrent_diagnostics: must be between 1 and 1000, got 0",
         ),
         (
+            "server:\n  max_pending_alerts: 5\n",
+            "server.max_pending_alerts: must be between 100 and 10000000, got 5",
+        ),
+        (
             "recovery:\n  max_queued: 5\n",
             "recovery.max_queued: must be between 10 and 1000000, got 5",
         ),

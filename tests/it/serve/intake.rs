@@ -210,3 +210,101 @@ async fn tls_serves_the_webhook_over_https() {
         .await;
     assert!(plain.map(|r| r.status().as_u16() != 200).unwrap_or(true));
 }
+
+/// Back-pressure: when more alerts wait for a decision than `server.max_pending_alerts`, the
+/// webhook answers 503 *before* journaling (Alertmanager retries it), and every alert of an
+/// answered-200 request is in the journal. The storm is of distinct alerts whose decisions
+/// each cost a journal commit, so the intake outruns the decision loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn decision_backlog_answers_503_before_journaling() {
+    let s = Scratch::new();
+    let rules = r#"rules:
+  - name: per-topic
+    matchers: ['alertname="TopicLag"']
+    runbook: describe
+    params:
+      topic: { value: "{{alert.labels.topic}}", pattern: "[a-z0-9]+" }
+runbooks:
+  describe:
+    disruptive: false
+    steps:
+      - { name: d, exec: ["true"] }
+"#;
+    let cfg = config("recovery: { max_concurrent_diagnostics: 1, max_queued: 10 }\n")
+        .replace("  auth: {", "  max_pending_alerts: 100\n  auth: {");
+    assert!(cfg.contains("max_pending_alerts: 100"), "{cfg}");
+    let srv = Server::start(&s, &cfg, rules);
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for r in 0..64 {
+        let body = webhook(
+            "am",
+            (0..200)
+                .map(|i| {
+                    alert(
+                        "firing",
+                        json!({"alertname": "TopicLag", "topic": format!("r{r}x{i}")}),
+                    )
+                })
+                .collect(),
+        );
+        let (client, url) = (client.clone(), format!("{}/api/v1/alerts", srv.url));
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            (status, v)
+        }));
+    }
+    let (mut ok, mut refused) = (0u64, Vec::new());
+    for t in tasks {
+        let (status, v) = t.await.expect("task");
+        match status {
+            200 => ok += 200,
+            503 => refused.push(v["error"].as_str().unwrap_or_default().to_string()),
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "64 × 200 distinct alerts never outran the decision loop"
+    );
+    for e in &refused {
+        assert!(
+            e.starts_with("decision backlog: ")
+                && e.ends_with("(server.max_pending_alerts = 100); retry later"),
+            "{e}"
+        );
+    }
+    // Exactly the acknowledged alerts are journaled: the refused ones were not written.
+    assert_eq!(alert_rows(&srv).await, ok);
+    // Once the loop has caught up, the webhook takes alerts again.
+    let body = webhook(
+        "am",
+        vec![alert(
+            "firing",
+            json!({"alertname": "TopicLag", "topic": "late"}),
+        )],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (st, v) = srv.post(&body).await;
+        if st == 200 {
+            break;
+        }
+        assert_eq!(st, 503, "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog never drained: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(alert_rows(&srv).await, ok + 1);
+}
