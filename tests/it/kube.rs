@@ -703,6 +703,97 @@ runbooks:
     assert_eq!(api.unauthorized(), 0);
 }
 
+/// `in_cluster: true` reads the service account the way a pod has it: the API server from
+/// `KUBERNETES_SERVICE_HOST`/`_PORT`, the token and CA from
+/// `/var/run/secrets/kubernetes.io/serviceaccount/`. The server runs in its own mount
+/// namespace (`unshare --mount`, root only) with a tmpfs over `/run` holding those files, so
+/// the host's `/run` is not touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_in_cluster_uses_the_service_account() {
+    assert!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc/self"))
+            == 0,
+        "this test mounts a tmpfs in a private mount namespace: it needs root (CI runs as root)"
+    );
+    let api = FakeApi::start_tls().await;
+    let port = api.url.rsplit(':').next().expect("port").to_string();
+    let s = Scratch::new();
+    let sa = s.path().join("sa");
+    std::fs::create_dir_all(&sa).expect("mkdir");
+    std::fs::write(sa.join("token"), API_TOKEN).expect("token");
+    std::fs::write(sa.join("ca.crt"), api.ca_pem.as_deref().expect("TLS CA")).expect("ca");
+    std::fs::write(sa.join("namespace"), "kafka-healing").expect("namespace");
+    let wrap = s.write(
+        "wrap.sh",
+        "#!/bin/sh\nset -e\nmount -t tmpfs tmpfs /run\nmkdir -p /run/secrets/kubernetes.io/serviceaccount\ncp \"$SA\"/* /run/secrets/kubernetes.io/serviceaccount/\nexec \"$@\"\n",
+    );
+    let rules = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: scale
+runbooks:
+  scale:
+    steps:
+      - name: scale
+        kube: { action: scale, namespace: kafka, name: kafka, replicas: 3 }
+"#;
+    s.write("config.yaml", &config("kubernetes: { in_cluster: true }\n"));
+    s.write("rules.yaml", rules);
+    let sa_dir = sa.to_str().expect("utf-8").to_string();
+    let srv = Server::start_wrapped(
+        s.path(),
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            wrap.to_str().expect("utf-8"),
+        ],
+        &[
+            ("SA", sa_dir.as_str()),
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", port.as_str()),
+        ],
+    );
+    srv.post(&webhook("r", vec![alert("firing", down("kafka-2"))]))
+        .await;
+    let list = srv
+        .wait_until(20, "the scale execution to end", |l| {
+            l.iter()
+                .any(|e| e["status"] == "succeeded" || e["status"] == "failed")
+        })
+        .await;
+    let (_, detail) = srv
+        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .await;
+    assert_eq!(list[0]["status"], "succeeded", "{detail}\n{}", srv.log());
+    assert_eq!(
+        api.seen(),
+        vec![Seen {
+            query: Some("".into()),
+            ..seen(
+                "PATCH",
+                "/apis/apps/v1/namespaces/kafka/statefulsets/kafka/scale",
+                Some("application/merge-patch+json"),
+                json!({"spec": {"replicas": 3}})
+            )
+        }]
+    );
+    assert_eq!(
+        api.unauthorized(),
+        0,
+        "the service account's token was sent"
+    );
+    // The host's /run did not get the files.
+    assert_ne!(
+        std::fs::read_to_string("/run/secrets/kubernetes.io/serviceaccount/token")
+            .ok()
+            .as_deref(),
+        Some(API_TOKEN)
+    );
+}
+
 #[test]
 fn dry_run_shows_the_kube_action() {
     let s = Scratch::new();

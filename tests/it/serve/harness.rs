@@ -89,7 +89,21 @@ impl Server {
 
     /// Starts the server with extra environment variables.
     pub fn start_env(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-healing"));
+        Server::start_wrapped(dir, &[], env)
+    }
+
+    /// Starts the server through `wrapper` (a program and its arguments, which must end by
+    /// exec'ing the server's argv it is given last, so the child is the server).
+    pub fn start_wrapped(dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> Server {
+        let bin = env!("CARGO_BIN_EXE_kafka-healing");
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(["--log", "info", "serve", "-c"])
             .arg(dir.join("config.yaml"))
             .current_dir(dir)
