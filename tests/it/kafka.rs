@@ -72,6 +72,23 @@ pub(crate) fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Output, S
     }
 }
 
+/// `supervisorctl -c CONF ARGS…`, run to completion within `limit`.
+pub(crate) fn supervisorctl(conf: &Path, args: &[&str], limit: Duration) -> Result<Output, String> {
+    let mut c = Command::new("/usr/bin/supervisorctl");
+    c.arg("-c").arg(conf).args(args);
+    run_bounded(c, limit)
+}
+
+/// The pid supervisord reports for `program` (None when it is not running).
+pub(crate) fn supervised_pid(conf: &Path, program: &str, limit: Duration) -> Option<i32> {
+    let o = supervisorctl(conf, &["pid", program], limit).ok()?;
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
 /// The last `n` lines of a file, for failure messages.
 pub(crate) fn tail(p: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(p).unwrap_or_default();

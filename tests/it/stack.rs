@@ -24,12 +24,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::common::Scratch;
-use crate::kafka::{run_bounded, tail};
+use crate::kafka::{run_bounded, supervised_pid, supervisorctl, tail};
 use crate::mailbox::{headers, parse_eml};
 
 const TOKEN: &str = "stack-demo-token-0123456789";
 /// Bound on one scenario's wait (kill to healed) on a busy 2-core machine.
 const LIMIT: Duration = Duration::from_secs(240);
+/// Bound on one supervisorctl call (a `start` waits the program's `startsecs`).
+const CTL_LIMIT: Duration = Duration::from_secs(120);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -101,20 +103,11 @@ impl Stack {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        let mut c = Command::new("supervisorctl");
-        c.arg("-c")
-            .arg(self.dir.join("supervisord.conf"))
-            .args(args);
-        run_bounded(c, Duration::from_secs(120)).expect("supervisorctl")
+        supervisorctl(&self.dir.join("supervisord.conf"), args, CTL_LIMIT).expect("supervisorctl")
     }
 
     fn pid(&self, program: &str) -> Option<i32> {
-        let o = self.ctl(&["pid", program]);
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse::<i32>()
-            .ok()
-            .filter(|p| *p > 0)
+        supervised_pid(&self.dir.join("supervisord.conf"), program, CTL_LIMIT)
     }
 
     /// SIGKILLs a broker's JVM (supervisord keeps it down: autorestart=false).

@@ -19,13 +19,15 @@ use serde_json::{Value, json};
 
 use super::harness::*;
 use crate::common::Scratch;
-use crate::kafka::{BrokerSetup, exporter_running, run_bounded, tail};
+use crate::kafka::{BrokerSetup, exporter_running, supervised_pid, supervisorctl, tail};
 use crate::mailbox::{SmtpServer, headers, parse_eml};
 
 const SUPERVISORD: &str = "/usr/bin/supervisord";
 const SUPERVISORCTL: &str = "/usr/bin/supervisorctl";
 /// Bound on a broker start (about 3.5 s on an idle machine; other tests run beside).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on one supervisorctl call.
+const CTL_LIMIT: Duration = Duration::from_secs(30);
 /// Bound from the kill to everything recovered.
 const HEAL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -80,19 +82,12 @@ impl Supervised {
 
     /// `supervisorctl -c CONF ARGS…`, bounded.
     fn ctl(&self, args: &[&str]) -> Result<Output, String> {
-        let mut c = Command::new(SUPERVISORCTL);
-        c.arg("-c").arg(&self.conf).args(args);
-        run_bounded(c, Duration::from_secs(30))
+        supervisorctl(&self.conf, args, CTL_LIMIT)
     }
 
     /// The broker JVM's pid as supervisord reports it (None when not running).
     fn pid(&self) -> Option<i32> {
-        let o = self.ctl(&["pid", "kafka-1"]).ok()?;
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .parse::<i32>()
-            .ok()
-            .filter(|p| *p > 0)
+        supervised_pid(&self.conf, "kafka-1", CTL_LIMIT)
     }
 
     fn logs(&self) -> String {
