@@ -19,10 +19,7 @@ pub(super) struct Args<'a> {
 
 fn fmt_ms(ms: Option<i64>) -> String {
     match ms {
-        Some(ms) => {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-            humantime::format_rfc3339_seconds(t).to_string()
-        }
+        Some(ms) => crate::clock::rfc3339_ms(ms),
         None => "-".into(),
     }
 }

@@ -1,6 +1,7 @@
 //! What the engine tells people: the outcome message of each execution and escalations,
 //! built from what happened and what the policy decided next.
 
+use crate::clock::rfc3339_ms;
 use crate::engine::plan::Plan;
 use crate::engine::runtime::{Setup, now_ms};
 use crate::ingest::Alert;
@@ -55,11 +56,6 @@ fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<Pair> {
         .collect()
 }
 
-fn fmt_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 /// The message context of a report.
 pub fn context(setup: &Setup, r: &Report<'_>, outcome: &str, headline: String) -> MessageContext {
     let rule = setup.rules.rules.iter().find(|x| x.name == r.plan.rule);
@@ -79,7 +75,7 @@ pub fn context(setup: &Setup, r: &Report<'_>, outcome: &str, headline: String) -
         execution: r.execution_id.map(|id| ExecutionView {
             id,
             attempt: r.attempt,
-            started: r.ran.map(|(s, _)| fmt_ms(s)).unwrap_or_default(),
+            started: r.ran.map(|(s, _)| rfc3339_ms(s)).unwrap_or_default(),
             duration: r.ran.map(|(s, e)| human_ms(e - s)).unwrap_or_default(),
         }),
         silence_url: silence_url(&r.alert.external_url, &labels),

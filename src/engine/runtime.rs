@@ -24,6 +24,7 @@ use super::plan::{Decision, Plan, WorkKey, plan_alert};
 use super::policy::{Admission, Attempt, Limits, Policy};
 use super::report::{Report, escalation_mail, outcome_mail};
 use super::seen::Seen;
+use crate::clock::rfc3339_ms;
 use crate::config::{LoadError, Loaded};
 use crate::coord::{Acquire, CoordError, Coordinator, WorkLock, WorkRequest};
 use crate::ingest::{Alert, AlertStatus};
@@ -277,11 +278,6 @@ fn limits(setup: &Setup, rule: Option<&Rule>) -> Limits {
         window_ms: s(r.attempt_window_seconds),
         circuit_reset_ms: s(r.circuit_reset_seconds),
     }
-}
-
-fn fmt_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The Kubernetes connection `kube` steps use, when the config has a `kubernetes:` section.
@@ -701,7 +697,7 @@ impl Engine {
                     "{}; attempt {attempt}/{} waits for its backoff until {}",
                     p.reason,
                     l.max_attempts,
-                    fmt_ms(until_ms)
+                    rfc3339_ms(until_ms)
                 );
                 self.enqueue(alert_id, alert, p, attempt, until_ms, guard, reason)
                     .await;
@@ -709,7 +705,7 @@ impl Engine {
             Admission::Cooldown { until_ms } => {
                 let reason = format!(
                     "cooldown: {key} ran recently; next run allowed after {}",
-                    fmt_ms(until_ms)
+                    rfc3339_ms(until_ms)
                 );
                 self.skip(Some(alert_id), &p, "cooldown", reason).await;
             }
@@ -717,7 +713,7 @@ impl Engine {
                 let target = key.target.as_deref().unwrap_or("-");
                 let why = format!(
                     "circuit open since {} ({reason}); close it with POST /api/v1/targets/{target}/reset",
-                    fmt_ms(since_ms)
+                    rfc3339_ms(since_ms)
                 );
                 self.skip(Some(alert_id), &p, "circuit", why).await;
             }
@@ -913,7 +909,7 @@ impl Engine {
     /// Why queued work `q` cannot start now, or `None` when it can.
     fn blocked(&self, q: &Queued, now: i64) -> Option<String> {
         if q.not_before_ms > now {
-            return Some(format!("backoff until {}", fmt_ms(q.not_before_ms)));
+            return Some(format!("backoff until {}", rfc3339_ms(q.not_before_ms)));
         }
         if !q.plan.disruptive {
             // Diagnostics have their own bound: a storm of distinct alerts must not start
@@ -1326,12 +1322,12 @@ impl Engine {
             (Next::Retry { attempt, until_ms }, _) => format!(
                 "The alert is still firing: attempt {attempt}/{} runs after {} unless the alert resolves first.",
                 l.max_attempts,
-                fmt_ms(*until_ms)
+                rfc3339_ms(*until_ms)
             ),
             (Next::Nothing, ExecStatus::Succeeded) => format!(
                 "Nothing: {} will not run again on {target} before {} (cooldown). If the alert keeps firing after that, it runs again (attempt {}/{} in the window).",
                 r.key.rule,
-                fmt_ms(now + l.cooldown_ms),
+                rfc3339_ms(now + l.cooldown_ms),
                 attempts + 1,
                 l.max_attempts
             ),
@@ -1388,7 +1384,7 @@ impl Engine {
                     "retry {attempt}/{} of {} after execution {id} failed; not before {}",
                     l.max_attempts,
                     r.key,
-                    fmt_ms(until_ms)
+                    rfc3339_ms(until_ms)
                 );
                 self.event(Some(id), Some(&r.key), "retry_scheduled", reason.clone())
                     .await;

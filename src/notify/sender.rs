@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::message::one_line;
 use super::smtp::{Mailer, OutgoingMail};
+use crate::clock::rfc3339_ms;
 use crate::engine::EngineHandle;
 use crate::engine::runtime::now_ms;
 use crate::journal::{Journal, Mail, NewMail};
@@ -36,11 +37,6 @@ fn escape_html(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn fmt_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// One message out of several held back for the same key: the newest in full, the others
@@ -73,7 +69,7 @@ pub fn fold(group: &[Mail]) -> OutgoingMail {
     }
     let lines: Vec<String> = earlier
         .iter()
-        .map(|m| format!("{}  {}", fmt_ms(m.mail.created_ms), m.mail.subject))
+        .map(|m| format!("{}  {}", rfc3339_ms(m.mail.created_ms), m.mail.subject))
         .collect();
     let summary_text = format!(
         "Also since the last email ({} held back by the rate limit):\n{}\n",
@@ -284,7 +280,7 @@ impl Sender {
                 "A message could not be delivered through {}:{} since {} ({} attempts).\n\nLast error: {err}\n\nIts subject: {}\nIts recipients: {}\n\nIt stays queued and will be retried.\n",
                 smtp.host,
                 smtp.port,
-                fmt_ms(m.mail.created_ms),
+                rfc3339_ms(m.mail.created_ms),
                 m.attempts,
                 m.mail.subject,
                 m.mail.recipients.join(", ")

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Condition, Rule};
+use crate::clock::rfc3339_ms;
 use crate::ingest::{Alert, AlertStatus, fingerprint};
 
 /// How often a still-firing alert is raised again (as Alertmanager repeats
@@ -25,11 +26,6 @@ struct Active {
 #[derive(Debug, Default)]
 pub struct ConditionStates {
     active: HashMap<(String, String), Active>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The labels of the alert raised for one result series.
@@ -55,9 +51,9 @@ fn make_alert(c: &Condition, a: &Active, status: AlertStatus, now: i64) -> Alert
         fingerprint: fingerprint(&a.labels),
         labels: a.labels.clone(),
         annotations,
-        starts_at: rfc3339(a.since_ms),
+        starts_at: rfc3339_ms(a.since_ms),
         ends_at: match status {
-            AlertStatus::Resolved => rfc3339(now),
+            AlertStatus::Resolved => rfc3339_ms(now),
             AlertStatus::Firing => "0001-01-01T00:00:00Z".into(),
         },
         generator_url: String::new(),
