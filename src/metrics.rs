@@ -69,6 +69,8 @@ pub struct Metrics {
     pub step_duration: Family<KindLabel, Histogram>,
     /// Executions queued or running.
     pub in_flight: Gauge,
+    /// Alerts journaled and handed to the engine, not yet decided.
+    pub decision_backlog: Gauge,
     /// Time to commit a webhook's alerts to the journal.
     pub journal_write: Histogram,
     /// Open circuits.
@@ -121,6 +123,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.01, 4.0, 10))
         });
         let in_flight = Gauge::default();
+        let decision_backlog = Gauge::default();
         let journal_write = Histogram::new(exponential_buckets(0.0002, 2.0, 14));
         let circuits_open = Gauge::default();
         let reloads = Family::<StatusLabel, Counter>::default();
@@ -208,6 +211,11 @@ impl Metrics {
             step_duration.clone(),
         );
         registry.register(
+            "decision_backlog",
+            "Alerts journaled and handed to the engine, not yet decided",
+            decision_backlog.clone(),
+        );
+        registry.register(
             "executions_in_flight",
             "Executions queued or running",
             in_flight.clone(),
@@ -264,6 +272,7 @@ impl Metrics {
             duplicates,
             step_duration,
             in_flight,
+            decision_backlog,
             journal_write,
             circuits_open,
             reloads,

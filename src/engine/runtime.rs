@@ -128,6 +128,8 @@ pub struct EngineHandle {
     pub mail_wake: Arc<Notify>,
     /// Alerts handed to the loop and not yet decided.
     pending: Arc<AtomicUsize>,
+    /// The same count, as the `decision_backlog` metric.
+    backlog: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl EngineHandle {
@@ -135,9 +137,11 @@ impl EngineHandle {
     pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
         let n = alerts.len();
         self.pending.fetch_add(n, Ordering::Relaxed);
+        self.backlog.inc_by(n as i64);
         let sent = self.tx.send(Msg::Alerts(alerts)).is_ok();
         if !sent {
             self.pending.fetch_sub(n, Ordering::Relaxed);
+            self.backlog.dec_by(n as i64);
         }
         sent
     }
@@ -312,6 +316,7 @@ impl Engine {
         let cancel = CancellationToken::new();
         let mail_wake = Arc::new(Notify::new());
         let pending = Arc::new(AtomicUsize::new(0));
+        let metrics_backlog = metrics.decision_backlog.clone();
         let r = &setup.loaded.config.recovery;
         let mut exec_opts = ExecOptions::new(Vec::new());
         exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
@@ -347,6 +352,7 @@ impl Engine {
             cancel,
             mail_wake,
             pending,
+            backlog: metrics_backlog,
         }
     }
 
@@ -446,6 +452,7 @@ impl Engine {
                     for (id, alert) in alerts {
                         self.on_alert(id, alert).await;
                         self.pending.fetch_sub(1, Ordering::Relaxed);
+                        self.metrics.decision_backlog.dec();
                     }
                 }
                 Msg::Finished { id, outcome } => self.on_finished(id, outcome).await,
