@@ -1,10 +1,10 @@
 //! `kafka-healing eval`: evaluates a PromQL condition against an exposition text file, to
 //! author `condition.expr` without a running cluster.
 
+use crate::clock::now_ms;
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -77,12 +77,6 @@ fn read(path: &Path) -> std::io::Result<String> {
     } else {
         std::fs::read_to_string(path)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A value as Prometheus prints it: `NaN`, `+Inf`, `-Inf`, else the shortest decimal.

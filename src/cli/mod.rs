@@ -6,7 +6,6 @@ mod eval;
 mod history;
 mod notify;
 mod output;
-pub use output::display_arg;
 mod reset;
 mod scrape;
 mod serve;

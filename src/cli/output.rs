@@ -4,20 +4,7 @@ use std::fmt::Write;
 
 use crate::engine::{Decision, PlanSet};
 use crate::ingest::WebhookPayload;
-
-/// Quotes an argv element for display only (nothing is ever run through a shell).
-pub fn display_arg(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
-        a.to_string()
-    } else if a.chars().any(char::is_control) {
-        format!("\"{}\"", a.escape_debug())
-    } else {
-        format!("'{}'", a.replace('\'', r"'\''"))
-    }
-}
+use crate::runbook::display_arg;
 
 /// Renders the plan for a payload as readable text.
 pub fn print_plans(payload: &WebhookPayload, set: &PlanSet) -> String {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde_json::json;
 
-use crate::engine::runtime::now_ms;
+use crate::clock::now_ms;
 use crate::ingest::store::SeriesStore;
 use crate::ingest::watch::{Observation, evaluate, observe};
 

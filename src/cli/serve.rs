@@ -89,7 +89,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
                         .find(|(id, _)| Some(*id) == e.alert_id || e.alert_id.is_none())
                 })
                 .map(|(_, a)| a);
-            interrupted_mail(&setup, e, alert.as_ref())
+            interrupted_mail(&setup, e, alert.as_ref(), crate::clock::now_ms())
         })
         .collect();
     if let Err(e) = journal.enqueue_mails(mails).await {
@@ -128,7 +128,8 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let watch_cancel = CancellationToken::new();
     let watcher = Watcher::new(
         journal.clone(),
-        engine.clone(),
+        engine.setup.clone(),
+        engine.alerts.clone(),
         metrics.clone(),
         Duration::from_secs(15 * 60),
     )
@@ -136,7 +137,13 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let watch_task = tokio::spawn(watcher.run(watch_cancel.clone()));
     let mail_cancel = CancellationToken::new();
     let sender = tokio::spawn(
-        Sender::new(journal.clone(), engine.clone(), metrics.clone()).run(mail_cancel.clone()),
+        Sender::new(
+            journal.clone(),
+            engine.setup.clone(),
+            engine.mail_wake.clone(),
+            metrics.clone(),
+        )
+        .run(mail_cancel.clone()),
     );
     let state = Arc::new(AppState {
         journal,

@@ -1,19 +1,22 @@
 //! Running one execution: its steps in order, each recorded in the journal as it ends.
 //!
-//! The execution is marked `running` in the journal *before* its first step starts, so a
-//! crash mid-step is found on restart and reported as `interrupted`, never re-run blindly.
+//! The execution is recorded `running` in the journal (by the runner, in the round that
+//! decided it) *before* its first step starts, so a crash mid-step is found on restart
+//! and reported as `interrupted`, never re-run blindly.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::decide::Outcome;
 use super::plan::Plan;
-use super::runtime::now_ms;
+use super::why::EndCause;
+use crate::alert::Alert;
+use crate::clock::now_ms;
 use crate::config::Broker;
 use crate::coord::{Coordinator, WorkLock};
-use crate::ingest::Alert;
-use crate::journal::{Event, ExecStatus, Journal, StepRecord, StepStatus};
+use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics};
 use crate::rules::model::OnFailure;
 use crate::runbook::exec::{ExecOptions, child_env, run_step};
@@ -26,15 +29,13 @@ pub struct Execution {
     /// The plan (rendered steps).
     pub plan: Plan,
     /// The alert behind it.
-    pub alert: Alert,
+    pub alert: Arc<Alert>,
     /// Attempt number for its work key.
     pub attempt: u32,
     /// Cluster name.
     pub cluster: String,
     /// The target broker, when there is one.
     pub broker: Option<Broker>,
-    /// Already recorded as `running` (created so); otherwise marked before the first step.
-    pub marked_running: bool,
     /// HA mode: the lock this execution holds, confirmed before every disruptive step.
     pub fence: Option<Fence>,
 }
@@ -115,20 +116,6 @@ fn describe(name: &str, r: &StepRecord) -> String {
     s
 }
 
-/// How an execution ended. The decision loop records it (with its messages, in one
-/// transaction) after deciding what happens next.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// Final status.
-    pub status: ExecStatus,
-    /// Why.
-    pub reason: String,
-    /// The steps as recorded.
-    pub steps: Vec<StepRecord>,
-    /// When it started and ended.
-    pub ran: (i64, i64),
-}
-
 /// Runs `job`'s steps, recording each as it ends; returns the outcome, not yet recorded.
 pub async fn execute(
     job: Execution,
@@ -139,25 +126,8 @@ pub async fn execute(
 ) -> Outcome {
     opts.env = child_env(&step_env(&job));
     let started = now_ms();
-    let marked = match job.marked_running {
-        true => Ok(()),
-        false => {
-            journal
-                .set_status(job.id, ExecStatus::Running, None, started)
-                .await
-        }
-    };
-    if let Err(e) = marked {
-        // Without a durable "running" mark a crash could hide the run: do not start.
-        warn!(execution = job.id, error = %e, "cannot mark the execution running: not started");
-        return Outcome {
-            status: ExecStatus::Failed,
-            reason: format!("not started: the journal could not record it ({e})"),
-            steps: Vec::new(),
-            ran: (started, now_ms()),
-        };
-    }
     let steps = &job.plan.steps;
+    let mut cause = EndCause::Completed;
     let mut status = ExecStatus::Succeeded;
     let mut reason = format!("all {} step(s) succeeded", steps.len());
     let mut ignored = Vec::new();
@@ -165,6 +135,7 @@ pub async fn execute(
     for (i, step) in steps.iter().enumerate() {
         if cancel.is_cancelled() {
             status = ExecStatus::Interrupted;
+            cause = EndCause::ShutDown;
             reason = format!("the service shut down before step `{}`", step.name);
             break;
         }
@@ -175,6 +146,7 @@ pub async fn execute(
             // The lock may be someone else's now: this instance must not touch the cluster.
             metrics.coordination_fenced.inc();
             status = ExecStatus::Interrupted;
+            cause = EndCause::Fenced;
             reason = format!(
                 "fenced before step `{}`: {why}; nothing more runs here, a peer that takes the lock may run the remediation",
                 step.name
@@ -185,7 +157,7 @@ pub async fn execute(
                 execution_id: Some(job.id),
                 rule: Some(job.plan.rule.clone()),
                 target: job.plan.target.clone(),
-                kind: "fenced".into(),
+                kind: EventKind::Fenced.as_str().into(),
                 message: reason.clone(),
             };
             if let Err(e) = journal.add_event(event).await {
@@ -213,6 +185,7 @@ pub async fn execute(
         }
         if cancel.is_cancelled() {
             status = ExecStatus::Interrupted;
+            cause = EndCause::ShutDown;
             reason = format!("{what}: the service shut down while it ran");
             break;
         }
@@ -243,6 +216,7 @@ pub async fn execute(
     Outcome {
         status,
         reason,
+        cause,
         steps: records,
         ran: (started, now_ms()),
     }

@@ -278,3 +278,8 @@ pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> 
     }
     PlanSet { plans, unmatched }
 }
+
+/// The JSON stored as an execution's `plan`: rendered steps and params.
+pub fn plan_json(p: &Plan) -> Value {
+    json!({ "steps": p.steps, "params": p.params })
+}

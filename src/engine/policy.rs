@@ -145,6 +145,15 @@ impl Policy {
             });
     }
 
+    /// Forgets the running attempt of `key` (it never started after all).
+    pub fn unstart(&mut self, key: &WorkKey) {
+        if let Some(h) = self.work.get_mut(key)
+            && let Some(i) = h.attempts.iter().rposition(|a| a.finished.is_none())
+        {
+            h.attempts.remove(i);
+        }
+    }
+
     /// Records how the running work for `key` ended. Returns how many attempts were made in
     /// the window so far.
     pub fn finished(&mut self, key: &WorkKey, now: i64, ok: bool, l: &Limits) -> u32 {
@@ -224,6 +233,11 @@ impl Policy {
             .retain(|(_, t), _| t.as_deref() != Some(target));
         self.work.retain(|k, _| k.target.as_deref() != Some(target));
         closed
+    }
+
+    /// How many circuits are open.
+    pub fn open_count(&self) -> usize {
+        self.circuits.len()
     }
 
     /// Open circuits as (rule, target, circuit).

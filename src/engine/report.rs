@@ -1,21 +1,24 @@
 //! What the engine tells people: the outcome message of each execution and escalations,
 //! built from what happened and what the policy decided next.
 
+use std::sync::Arc;
+
+use super::plan::Plan;
+use super::setup::Setup;
+use crate::alert::Alert;
 use crate::clock::rfc3339_ms;
-use crate::engine::plan::Plan;
-use crate::engine::runtime::{Setup, now_ms};
-use crate::ingest::Alert;
 use crate::journal::{ExecStatus, NewMail, StepRecord};
 use crate::notify::message::{
     AlertView, ExecutionView, MessageContext, Pair, RuleView, human_ms, silence_url, step_view,
 };
 
 /// The facts of one finished (or refused) piece of work.
-pub struct Report<'a> {
+#[derive(Debug, Clone)]
+pub struct Report {
     /// The plan.
-    pub plan: &'a Plan,
+    pub plan: Plan,
     /// The alert.
-    pub alert: &'a Alert,
+    pub alert: Arc<Alert>,
     /// Execution id, when there is one.
     pub execution_id: Option<i64>,
     /// Attempt number.
@@ -23,9 +26,9 @@ pub struct Report<'a> {
     /// Final status.
     pub status: ExecStatus,
     /// Why.
-    pub reason: &'a str,
+    pub reason: String,
     /// Steps as recorded.
-    pub steps: &'a [StepRecord],
+    pub steps: Vec<StepRecord>,
     /// Policy decisions along the way.
     pub decisions: Vec<String>,
     /// What happens next.
@@ -57,8 +60,8 @@ fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<Pair> {
 }
 
 /// The message context of a report.
-pub fn context(setup: &Setup, r: &Report<'_>, outcome: &str, headline: String) -> MessageContext {
-    let rule = setup.rules.rules.iter().find(|x| x.name == r.plan.rule);
+pub fn context(setup: &Setup, r: &Report, outcome: &str, headline: String) -> MessageContext {
+    let rule = setup.rules.rule(&r.plan.rule);
     let labels = pairs(&r.alert.labels);
     MessageContext {
         outcome: outcome.to_string(),
@@ -71,7 +74,7 @@ pub fn context(setup: &Setup, r: &Report<'_>, outcome: &str, headline: String) -
         runbook: r.plan.runbook.clone(),
         target: r.plan.target.clone(),
         status: r.status.as_str().to_string(),
-        reason: r.reason.to_string(),
+        reason: r.reason.clone(),
         execution: r.execution_id.map(|id| ExecutionView {
             id,
             attempt: r.attempt,
@@ -104,13 +107,14 @@ fn mail(
     kind: &str,
     key: String,
     to: Vec<String>,
-    r: &Report<'_>,
+    r: &Report,
     ctx: &MessageContext,
+    now: i64,
 ) -> Option<NewMail> {
     let composer = setup.composer.as_ref()?;
     match composer.render(ctx) {
         Ok(m) => Some(NewMail {
-            created_ms: now_ms(),
+            created_ms: now,
             kind: kind.to_string(),
             key,
             execution_id: r.execution_id,
@@ -127,10 +131,10 @@ fn mail(
 }
 
 /// The outcome message of a report, to on-call and the rule's extra recipients.
-pub fn outcome_mail(setup: &Setup, r: &Report<'_>) -> Option<NewMail> {
+pub fn outcome_mail(setup: &Setup, r: &Report, now: i64) -> Option<NewMail> {
     let smtp = setup.loaded.config.notifications.smtp.as_ref()?;
     let mut to = smtp.to_emails.clone();
-    if let Some(rule) = setup.rules.rules.iter().find(|x| x.name == r.plan.rule) {
+    if let Some(rule) = setup.rules.rule(&r.plan.rule) {
         for extra in &rule.notify {
             if !to.contains(extra) {
                 to.push(extra.clone());
@@ -168,11 +172,11 @@ pub fn outcome_mail(setup: &Setup, r: &Report<'_>) -> Option<NewMail> {
         outcome_word(r.status)
     };
     let ctx = context(setup, r, word, headline);
-    mail(setup, "outcome", mail_key(r.plan), to, r, &ctx)
+    mail(setup, "outcome", mail_key(&r.plan), to, r, &ctx, now)
 }
 
 /// An escalation message about a report: to the escalation list (or on-call).
-pub fn escalation_mail(setup: &Setup, r: &Report<'_>, why: &str) -> Option<NewMail> {
+pub fn escalation_mail(setup: &Setup, r: &Report, why: &str, now: i64) -> Option<NewMail> {
     let n = &setup.loaded.config.notifications;
     let smtp = n.smtp.as_ref()?;
     let to = n
@@ -190,10 +194,11 @@ pub fn escalation_mail(setup: &Setup, r: &Report<'_>, why: &str) -> Option<NewMa
     mail(
         setup,
         "escalation",
-        format!("escalation/{}", mail_key(r.plan)),
+        format!("escalation/{}", mail_key(&r.plan)),
         to,
         r,
         &ctx,
+        now,
     )
 }
 
@@ -202,38 +207,41 @@ pub fn interrupted_mail(
     setup: &Setup,
     e: &crate::journal::Execution,
     alert: Option<&crate::journal::NewAlert>,
+    now: i64,
 ) -> Option<NewMail> {
     let plan = Plan {
         rule: e.rule.clone(),
         runbook: e.runbook.clone(),
         target: e.target.clone(),
         fingerprint: e.fingerprint.clone(),
-        status: crate::ingest::AlertStatus::Firing,
-        decision: crate::engine::Decision::Run,
+        status: crate::alert::AlertStatus::Firing,
+        decision: super::plan::Decision::Run,
         reason: e.reason.clone(),
         steps: Vec::new(),
         disruptive: e.disruptive,
         dry_run: e.dry_run,
         params: serde_json::from_value(e.plan["params"].clone()).unwrap_or_default(),
     };
-    let alert = Alert {
-        status: crate::ingest::AlertStatus::Firing,
-        labels: alert.map(|a| a.labels.clone()).unwrap_or_default(),
-        annotations: alert.map(|a| a.annotations.clone()).unwrap_or_default(),
-        starts_at: alert.map(|a| a.starts_at.clone()).unwrap_or_default(),
-        ends_at: alert.map(|a| a.ends_at.clone()).unwrap_or_default(),
-        generator_url: alert.map(|a| a.generator_url.clone()).unwrap_or_default(),
-        fingerprint: e.fingerprint.clone(),
-        external_url: alert.map(|a| a.external_url.clone()).unwrap_or_default(),
-    };
+    let mut alert = alert.map(|a| a.alert()).unwrap_or(Alert {
+        status: crate::alert::AlertStatus::Firing,
+        labels: Default::default(),
+        annotations: Default::default(),
+        starts_at: String::new(),
+        ends_at: String::new(),
+        generator_url: String::new(),
+        fingerprint: String::new(),
+        external_url: String::new(),
+    });
+    alert.status = crate::alert::AlertStatus::Firing;
+    alert.fingerprint.clone_from(&e.fingerprint);
     let report = Report {
-        plan: &plan,
-        alert: &alert,
+        plan,
+        alert: Arc::new(alert),
         execution_id: Some(e.id),
         attempt: e.attempt,
         status: ExecStatus::Interrupted,
-        reason: &e.reason,
-        steps: &[],
+        reason: e.reason.clone(),
+        steps: Vec::new(),
         decisions: Vec::new(),
         next: "Nothing automatic: an interrupted execution is never re-run blindly. Check the \
                target: the runbook may have stopped half-way."
@@ -244,5 +252,6 @@ pub fn interrupted_mail(
         setup,
         &report,
         "an execution was interrupted (the service stopped while it ran)",
+        now,
     )
 }

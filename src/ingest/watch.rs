@@ -14,10 +14,10 @@ use tracing::{debug, info, warn};
 use super::probe::{self, ProbeResult};
 use super::scrape::{ScrapeResult, metrics_url, scrape};
 use super::store::{Labels, SeriesStore};
+use crate::clock::now_ms;
 use crate::config::MonitoringMethod;
 use crate::coord::Coordinator;
-use crate::engine::runtime::now_ms;
-use crate::engine::{EngineHandle, Setup};
+use crate::engine::{AlertSink, Setup, SetupCell};
 use crate::ingest::Alert;
 use crate::journal::{Journal, NewAlert};
 use crate::metrics::{Metrics, ShardLabel, TargetLabels};
@@ -176,7 +176,8 @@ pub fn evaluate(
 pub struct Watcher {
     journal: Journal,
     metrics: Arc<Metrics>,
-    engine: EngineHandle,
+    setup: SetupCell,
+    alerts: AlertSink,
     /// The samples (shared with whoever wants to look).
     pub store: Arc<Mutex<SeriesStore>>,
     states: ConditionStates,
@@ -188,17 +189,20 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// A watcher keeping `retention` of samples.
+    /// A watcher reading the current `setup`, handing the alerts its conditions raise to
+    /// `alerts`, keeping `retention` of samples.
     pub fn new(
         journal: Journal,
-        engine: EngineHandle,
+        setup: SetupCell,
+        alerts: AlertSink,
         metrics: Arc<Metrics>,
         retention: Duration,
     ) -> Watcher {
         Watcher {
             journal,
             metrics,
-            engine,
+            setup,
+            alerts,
             store: Arc::new(Mutex::new(SeriesStore::new(
                 retention.as_millis() as i64,
                 200_000,
@@ -289,7 +293,7 @@ impl Watcher {
             }
         }
         loop {
-            let setup = self.engine.current();
+            let setup = self.setup.current();
             let interval = setup.loaded.config.monitoring.interval_seconds.max(1) * 1000;
             // Up to 10% jitter so many instances do not scrape in lockstep.
             let jitter = (now_ms().rem_euclid(997) as u64 * interval) / 9970;
@@ -303,7 +307,7 @@ impl Watcher {
 
     /// One round: observe, evaluate, raise alerts.
     pub async fn round(&mut self) {
-        let setup = self.engine.current();
+        let setup = self.setup.current();
         let mine = self.assign(&setup);
         let obs = observe_some(&setup, &self.client, &self.store, |t| mine.contains(t)).await;
         for o in &obs {
@@ -348,7 +352,7 @@ impl Watcher {
         self.states.retain_rules(&names);
         let mut raised: Vec<Alert> = std::mem::take(&mut self.unsent);
         for (name, result) in evaluate(&setup, &self.store, now) {
-            let Some(rule) = setup.rules.rules.iter().find(|r| r.name == name) else {
+            let Some(rule) = setup.rules.rule(&name) else {
                 continue;
             };
             match result {
@@ -369,7 +373,7 @@ impl Watcher {
                     Metrics::count(&self.metrics.alerts_received, a.status.as_str());
                     info!(alertname = %a.labels.get("alertname").map(String::as_str).unwrap_or(""), status = a.status.as_str(), fingerprint = %a.fingerprint, "condition alert");
                 }
-                self.engine.submit(ids.into_iter().zip(raised).collect());
+                self.alerts.submit(ids.into_iter().zip(raised).collect());
             }
             Err(e) => {
                 warn!(error = %e, "cannot journal condition alerts; they are raised again next round");

@@ -4,61 +4,9 @@
 //! `routeLabels` in newer releases) are tolerated. Decisions are taken per alert: the group's
 //! top-level `status` stays `firing` while an alert inside it is `resolved`.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-/// Labels or annotations.
-pub type LabelSet = BTreeMap<String, String>;
-
-/// An alert's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertStatus {
-    /// The condition holds.
-    Firing,
-    /// The condition stopped holding.
-    Resolved,
-}
-
-impl AlertStatus {
-    /// `firing` or `resolved`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertStatus::Firing => "firing",
-            AlertStatus::Resolved => "resolved",
-        }
-    }
-}
-
-/// One alert.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Alert {
-    /// Firing or resolved.
-    pub status: AlertStatus,
-    /// Identifying labels (untrusted input).
-    #[serde(default)]
-    pub labels: LabelSet,
-    /// Annotations (untrusted input).
-    #[serde(default)]
-    pub annotations: LabelSet,
-    /// RFC 3339 start time.
-    #[serde(default)]
-    pub starts_at: String,
-    /// RFC 3339 end time (`0001-01-01T00:00:00Z` while firing).
-    #[serde(default)]
-    pub ends_at: String,
-    /// Link to the expression in Prometheus.
-    #[serde(default, rename = "generatorURL")]
-    pub generator_url: String,
-    /// Alertmanager's fingerprint of the labels; computed when absent.
-    #[serde(default)]
-    pub fingerprint: String,
-    /// The sending Alertmanager's external URL (from the payload), for silence links.
-    #[serde(skip)]
-    pub external_url: String,
-}
+pub use crate::alert::{Alert, AlertStatus, LabelSet, fingerprint};
 
 /// The webhook body.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -136,26 +84,4 @@ fn strip_position(s: &str) -> String {
         Some(i) => s[..i].to_string(),
         None => s.to_string(),
     }
-}
-
-/// Alertmanager's alert fingerprint: FNV-1a 64 over the sorted label names and values,
-/// each followed by the 0xff separator byte, printed as 16 hex digits
-/// (`prometheus/common/model.LabelSet.Fingerprint`).
-pub fn fingerprint(labels: &LabelSet) -> String {
-    const OFFSET: u64 = 14695981039346656037;
-    const PRIME: u64 = 1099511628211;
-    let mut h = OFFSET;
-    let mut add = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(PRIME);
-        }
-    };
-    for (k, v) in labels {
-        add(k.as_bytes());
-        add(&[0xff]);
-        add(v.as_bytes());
-        add(&[0xff]);
-    }
-    format!("{h:016x}")
 }

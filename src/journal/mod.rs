@@ -39,11 +39,11 @@ mod schema;
 mod write;
 mod writer;
 
+use crate::clock::now_ms;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -117,7 +117,6 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-/// Now, in Unix milliseconds.
 /// Takes the exclusive lock beside the journal: one writing process per journal. The
 /// lock is released by the OS when the process ends, even by SIGKILL.
 fn lock(path: &Path) -> Result<std::fs::File, JournalError> {
@@ -155,13 +154,6 @@ fn lock(path: &Path) -> Result<std::fs::File, JournalError> {
     f.rewind().map_err(io)?;
     write!(f, "{}", std::process::id()).map_err(io)?;
     Ok(f)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Journal {
@@ -361,6 +353,15 @@ impl Journal {
         .await
     }
 
+    /// Commits one round of the engine's writes in one transaction (all or none), in
+    /// order; returns the ids of the messages it put in the outbox.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<i64>, JournalError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(move |c| write::apply(c, &ops)).await
+    }
+
     /// Puts messages in the outbox.
     pub async fn enqueue_mails(&self, mails: Vec<NewMail>) -> Result<Vec<i64>, JournalError> {
         if mails.is_empty() {
@@ -477,6 +478,23 @@ impl Journal {
     /// Every open circuit, by rule then target. Blocking (see the module docs).
     pub fn open_circuits(&self) -> Result<Vec<Circuit>, JournalError> {
         self.read(read::open_circuits)
+    }
+
+    /// Alerts not decided yet (journaled, then the service stopped before the engine
+    /// decided them) with ids above `after_id`, oldest first, at most `limit`. Blocking
+    /// (see the module docs).
+    pub fn undecided_alerts(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, NewAlert)>, JournalError> {
+        self.read(|c| read::undecided_alerts(c, after_id, limit))
+    }
+
+    /// The highest execution id given so far (0 for none); the engine gives the next
+    /// ones itself. Blocking (see the module docs).
+    pub fn last_execution_id(&self) -> Result<i64, JournalError> {
+        self.read(read::last_execution_id)
     }
 
     /// Number of journaled alerts. Blocking (see the module docs).

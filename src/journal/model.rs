@@ -67,6 +67,60 @@ impl ExecStatus {
     }
 }
 
+/// What an [`Event`] records. Stored as its [`as_str`](Self::as_str) text, so the
+/// journal can also hold kinds a later version adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A queued execution cannot start yet (backoff, a slot, the guard, a lock).
+    Waiting,
+    /// HA mode: this instance took the work's lock in etcd.
+    LockAcquired,
+    /// Work was not started for a reason found after it was queued (HA: done by a peer).
+    Skip,
+    /// A failed attempt will be tried again after its backoff.
+    RetryScheduled,
+    /// Copies of an alert were collapsed into an execution in flight.
+    Duplicates,
+    /// A queued execution was cancelled (the alert resolved, or shutdown, or restart).
+    Cancelled,
+    /// A circuit opened: no more runs of the rule on the target until reset.
+    CircuitOpened,
+    /// A circuit closed (reset, or a new occurrence after a long healthy time).
+    CircuitClosed,
+    /// A human is needed.
+    Escalation,
+    /// HA mode: a disruptive step was refused because the lock is no longer ours.
+    Fenced,
+    /// An execution was running when the service stopped.
+    Interrupted,
+}
+
+impl EventKind {
+    /// The kind as stored and shown (`waiting`, `circuit_opened`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Waiting => "waiting",
+            EventKind::LockAcquired => "lock_acquired",
+            EventKind::Skip => "skip",
+            EventKind::RetryScheduled => "retry_scheduled",
+            EventKind::Duplicates => "duplicates",
+            EventKind::Cancelled => "cancelled",
+            EventKind::CircuitOpened => "circuit_opened",
+            EventKind::CircuitClosed => "circuit_closed",
+            EventKind::Escalation => "escalation",
+            EventKind::Fenced => "fenced",
+            EventKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One alert as received, to be journaled before the webhook is acknowledged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewAlert {
@@ -100,7 +154,7 @@ impl NewAlert {
     /// The journal row of `alert`, received at `received_ms` from `source` (`webhook` with
     /// its receiver, group key and external URL; `self` for condition alerts).
     pub fn of(
-        alert: &crate::ingest::Alert,
+        alert: &crate::alert::Alert,
         received_ms: i64,
         source: &str,
         receiver: &str,
@@ -121,11 +175,33 @@ impl NewAlert {
             generator_url: alert.generator_url.clone(),
         }
     }
+
+    /// The alert this row journals (an unknown status reads as firing: it is only ever
+    /// written from [`AlertStatus::as_str`](crate::alert::AlertStatus::as_str)).
+    pub fn alert(&self) -> crate::alert::Alert {
+        use crate::alert::{Alert, AlertStatus};
+        Alert {
+            status: match self.status.as_str() {
+                "resolved" => AlertStatus::Resolved,
+                _ => AlertStatus::Firing,
+            },
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            starts_at: self.starts_at.clone(),
+            ends_at: self.ends_at.clone(),
+            generator_url: self.generator_url.clone(),
+            fingerprint: self.fingerprint.clone(),
+            external_url: self.external_url.clone(),
+        }
+    }
 }
 
 /// An execution to create.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewExecution {
+    /// The id to give it (the engine assigns ids itself), or `None` for the next free one.
+    #[serde(default)]
+    pub id: Option<i64>,
     /// The journaled alert that caused it.
     pub alert_id: Option<i64>,
     /// Rule name.
@@ -247,8 +323,7 @@ pub struct Event {
     pub rule: Option<String>,
     /// Target concerned.
     pub target: Option<String>,
-    /// Short kind: `duplicate`, `queued`, `guard`, `circuit_opened`, `circuit_closed`,
-    /// `escalation`, `cancelled`, `interrupted`, `retry_scheduled`, …
+    /// Short kind: an [`EventKind`]'s text (`waiting`, `circuit_opened`, `escalation`, …).
     pub kind: String,
     /// Words.
     pub message: String,
@@ -265,6 +340,42 @@ pub struct Circuit {
     pub opened_ms: i64,
     /// Why.
     pub reason: String,
+}
+
+/// One write of a [`Journal::write`](super::Journal::write) batch: everything the engine
+/// decided in one round, committed together before any of it takes effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Creates an execution.
+    Create(NewExecution),
+    /// Changes an execution's status (as [`Journal::set_status`](super::Journal::set_status);
+    /// an unknown or already finished execution is left alone and logged, not an error,
+    /// so one stale request cannot undo a whole round).
+    Status {
+        /// The execution.
+        id: i64,
+        /// New status.
+        status: ExecStatus,
+        /// New reason, when it changes.
+        reason: Option<String>,
+        /// When.
+        at_ms: i64,
+    },
+    /// Records an event.
+    Event(Event),
+    /// Opens (or re-opens) a circuit.
+    OpenCircuit(Circuit),
+    /// Closes a circuit.
+    CloseCircuit {
+        /// Rule.
+        rule: String,
+        /// Target, `-` for none.
+        target: String,
+    },
+    /// Puts a message in the outbox.
+    Mail(NewMail),
+    /// Marks a journaled alert decided: a restart does not decide it again.
+    Decided(i64),
 }
 
 /// Filter for listing executions; `None` means any.

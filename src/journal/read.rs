@@ -259,3 +259,31 @@ pub(crate) fn alerts_by_fingerprint(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// Alerts the engine has not decided yet with ids above `after_id`, oldest first, at most
+/// `limit`.
+pub(crate) fn undecided_alerts(
+    conn: &Connection,
+    after_id: i64,
+    limit: u32,
+) -> Result<Vec<(i64, NewAlert)>, JournalError> {
+    let sql = format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE decided = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![after_id, limit], alert_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The highest execution id ever given, also of rows since deleted (0 for none).
+pub(crate) fn last_execution_id(conn: &Connection) -> Result<i64, JournalError> {
+    let id = conn.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0), \
+         coalesce((SELECT max(id) FROM executions), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(id)
+}

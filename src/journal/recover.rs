@@ -4,7 +4,7 @@
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::error::JournalError;
-use super::model::{Event, ExecStatus, Execution};
+use super::model::{Event, EventKind, ExecStatus, Execution};
 use super::read::{EXECUTION_COLUMNS, execution_from_row};
 use super::write::insert_event;
 
@@ -49,7 +49,7 @@ pub(crate) fn recover(conn: &mut Connection, now_ms: i64) -> Result<Vec<Executio
                 execution_id: Some(e.id),
                 rule: Some(e.rule.clone()),
                 target: e.target.clone(),
-                kind: "interrupted".to_owned(),
+                kind: EventKind::Interrupted.as_str().to_owned(),
                 message: format!(
                     "execution {} of runbook {} was running when the service stopped; \
                      it is not re-run automatically",
@@ -76,7 +76,7 @@ pub(crate) fn recover(conn: &mut Connection, now_ms: i64) -> Result<Vec<Executio
                 execution_id: Some(e.id),
                 rule: Some(e.rule.clone()),
                 target: e.target.clone(),
-                kind: "cancelled".to_owned(),
+                kind: EventKind::Cancelled.as_str().to_owned(),
                 message: format!(
                     "execution {} of runbook {} was queued when the service stopped: \
                      {CANCELLED_REASON}",

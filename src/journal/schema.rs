@@ -9,7 +9,7 @@ use super::error::JournalError;
 use super::model::StepStatus;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a lock held by another connection.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -163,6 +163,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
         });
     }
     tx.execute_batch(SCHEMA)?;
+    if found < 2 {
+        // Version 2: whether the engine has decided each alert, so a restart decides what
+        // a crash left undecided. Alerts of an older journal count as decided.
+        tx.execute_batch(
+            "ALTER TABLE alerts ADD COLUMN decided INTEGER NOT NULL DEFAULT 1 \
+                 CHECK (decided IN (0, 1)); \
+             CREATE INDEX IF NOT EXISTS alerts_undecided ON alerts (id) WHERE decided = 0;",
+        )?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())

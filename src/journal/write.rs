@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::error::JournalError;
-use super::model::{Circuit, Event, ExecStatus, NewAlert, NewExecution, StepRecord};
+use super::model::{Circuit, Event, ExecStatus, NewAlert, NewExecution, StepRecord, WriteOp};
 use super::schema::step_status_str;
 
 /// Inserts alerts, returning their ids in order.
@@ -14,8 +14,8 @@ pub(crate) fn insert_alerts(
 ) -> Result<Vec<i64>, JournalError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO alerts (received_ms, source, receiver, group_key, external_url, \
-         fingerprint, status, labels, annotations, starts_at, ends_at, generator_url) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+         fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, decided) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0) RETURNING id",
     )?;
     let mut ids = Vec::with_capacity(alerts.len());
     for a in alerts {
@@ -52,8 +52,9 @@ pub(crate) fn insert_execution(conn: &Connection, e: &NewExecution) -> Result<i6
     let id = conn
         .prepare_cached(
             "INSERT INTO executions (alert_id, rule, runbook, target, fingerprint, status, \
-             reason, dry_run, disruptive, attempt, plan, created_ms, started_ms, finished_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+             reason, dry_run, disruptive, attempt, plan, created_ms, started_ms, finished_ms, id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+             RETURNING id",
         )?
         .query_row(
             params![
@@ -71,10 +72,49 @@ pub(crate) fn insert_execution(conn: &Connection, e: &NewExecution) -> Result<i6
                 e.created_ms,
                 started,
                 finished,
+                e.id,
             ],
             |r| r.get(0),
         )?;
     Ok(id)
+}
+
+/// Runs one round of the engine's writes (see [`WriteOp`]), in order; returns the ids of
+/// the messages put in the outbox.
+pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> Result<Vec<i64>, JournalError> {
+    let mut mails = Vec::new();
+    for op in ops {
+        match op {
+            WriteOp::Create(e) => {
+                insert_execution(conn, e)?;
+            }
+            WriteOp::Status {
+                id,
+                status,
+                reason,
+                at_ms,
+            } => match set_status(conn, *id, *status, reason.as_deref(), *at_ms) {
+                Ok(()) => {}
+                Err(
+                    e @ (JournalError::NoSuchExecution(_) | JournalError::AlreadyFinished { .. }),
+                ) => {
+                    tracing::warn!(execution = id, error = %e, "status change not recorded");
+                }
+                Err(e) => return Err(e),
+            },
+            WriteOp::Event(e) => insert_event(conn, e)?,
+            WriteOp::OpenCircuit(c) => upsert_circuit(conn, c)?,
+            WriteOp::CloseCircuit { rule, target } => {
+                delete_circuit(conn, rule, target)?;
+            }
+            WriteOp::Mail(m) => mails.extend(super::outbox::insert(conn, std::slice::from_ref(m))?),
+            WriteOp::Decided(id) => {
+                conn.prepare_cached("UPDATE alerts SET decided = 1 WHERE id = ?1")?
+                    .execute(params![id])?;
+            }
+        }
+    }
+    Ok(mails)
 }
 
 /// Changes an execution's status (see [`Journal::set_status`](super::Journal::set_status)).

@@ -274,7 +274,11 @@ pub fn human_ms(ms: i64) -> String {
 
 /// A step record as shown in a message.
 pub fn step_view(r: &StepRecord) -> StepView {
-    let argv: Vec<String> = r.argv.iter().map(|a| crate::cli::display_arg(a)).collect();
+    let argv: Vec<String> = r
+        .argv
+        .iter()
+        .map(|a| crate::runbook::display_arg(a))
+        .collect();
     StepView {
         number: r.index + 1,
         name: r.name.clone(),

@@ -14,9 +14,9 @@ use tracing::{info, warn};
 
 use super::message::one_line;
 use super::smtp::{Mailer, OutgoingMail};
+use crate::clock::now_ms;
 use crate::clock::rfc3339_ms;
-use crate::engine::EngineHandle;
-use crate::engine::runtime::now_ms;
+use crate::engine::SetupCell;
 use crate::journal::{Journal, Mail, NewMail};
 use crate::metrics::Metrics;
 
@@ -26,7 +26,7 @@ const MAX_BACKOFF_MS: i64 = 15 * 60 * 1000;
 /// Delivers the outbox until `cancel`.
 pub struct Sender {
     journal: Journal,
-    engine: EngineHandle,
+    setup: SetupCell,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     mailer: Option<(String, Mailer)>,
@@ -114,12 +114,16 @@ pub fn fold(group: &[Mail]) -> OutgoingMail {
 }
 
 impl Sender {
-    /// A sender for the engine's current setup.
-    pub fn new(journal: Journal, engine: EngineHandle, metrics: Arc<Metrics>) -> Sender {
-        let wake = engine.mail_wake.clone();
+    /// A sender for the current `setup`, woken by `wake` whenever a message is queued.
+    pub fn new(
+        journal: Journal,
+        setup: SetupCell,
+        wake: Arc<tokio::sync::Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Sender {
         Sender {
             journal,
-            engine,
+            setup,
             metrics,
             wake,
             mailer: None,
@@ -139,7 +143,7 @@ impl Sender {
     }
 
     fn mailer(&mut self) -> Option<&Mailer> {
-        let setup = self.engine.current();
+        let setup = self.setup.current();
         let smtp = setup.loaded.config.notifications.smtp.as_ref()?;
         // Rebuilt when the configuration changed (reload). Debug hides the password, so
         // it is folded in as a hash.
@@ -179,7 +183,7 @@ impl Sender {
 
     /// Delivers what is due, once.
     pub async fn tick(&mut self) {
-        let setup = self.engine.current();
+        let setup = self.setup.current();
         let n = setup.loaded.config.notifications.clone();
         let now = now_ms();
         if self.mailer().is_some() {
@@ -288,7 +292,7 @@ impl Sender {
             let html = format!("<pre>{}</pre>", escape_html(&text));
             let mail = NewMail {
                 created_ms: now,
-                kind: "escalation".into(),
+                kind: crate::journal::EventKind::Escalation.as_str().into(),
                 key: format!("escalation/undeliverable/{}", m.id),
                 execution_id: m.mail.execution_id,
                 recipients: esc.to_emails.clone(),

@@ -294,6 +294,7 @@ pub fn load_rule_texts(files: Vec<(PathBuf, std::io::Result<String>)>) -> (RuleS
         }
     }
     set.runbooks = runbooks.into_iter().map(|(k, (_, rb))| (k, rb)).collect();
+    set.index();
     (set, diags)
 }
 

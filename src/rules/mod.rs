@@ -101,4 +101,26 @@ pub struct RuleSet {
     pub templates: Templates,
     /// Where `kube` steps are: file, line and YAML path (for "no `kubernetes:` config").
     pub kube_steps: Vec<(std::path::PathBuf, Option<usize>, String)>,
+    /// Rule positions by name (built by [`RuleSet::index`]; names are unique once loaded).
+    by_name: std::collections::HashMap<String, usize>,
+}
+
+impl RuleSet {
+    /// Rebuilds the name index (after `rules` changed).
+    pub fn index(&mut self) {
+        self.by_name = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+    }
+
+    /// The rule named `name`: through the index, or a scan when `rules` changed since.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        match self.by_name.get(name).and_then(|&i| self.rules.get(i)) {
+            Some(r) if r.name == name => Some(r),
+            _ => self.rules.iter().find(|r| r.name == name),
+        }
+    }
 }

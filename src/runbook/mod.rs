@@ -4,5 +4,5 @@ pub mod exec;
 pub mod render;
 pub mod template;
 
-pub use render::{RenderedStep, StepError, render_steps};
+pub use render::{RenderedStep, StepError, display_arg, render_steps};
 pub use template::{Scope, TemplateError, Templates};

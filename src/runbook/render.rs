@@ -354,6 +354,20 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
     }
 }
 
+/// Quotes an argv element for display only (nothing is ever run through a shell).
+pub fn display_arg(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        a.to_string()
+    } else if a.chars().any(char::is_control) {
+        format!("\"{}\"", a.escape_debug())
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::auth::{authorized, challenge};
 use super::{AppState, error};
-use crate::engine::runtime::now_ms;
+use crate::clock::now_ms;
 use crate::ingest::{WebhookPayload, parse_webhook};
 use crate::journal::NewAlert;
 use crate::metrics::Metrics;

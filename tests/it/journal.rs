@@ -60,6 +60,7 @@ fn execution(
     created_ms: i64,
 ) -> NewExecution {
     NewExecution {
+        id: None,
         alert_id: None,
         rule: rule.into(),
         runbook: format!("{rule}-runbook"),

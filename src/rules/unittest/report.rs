@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::run::{Mismatch, ProducedPlan, TestFailure, TestReport, differences};
 use super::spec::{ExpectedDecision, ExpectedPlan, fmt_ms};
-use crate::cli::display_arg;
 use crate::engine::Decision;
+use crate::runbook::display_arg;
 
 /// A produced plan as text: a headline (after `first`), then the reason, each step's argv
 /// and the source, each line after `indent`.

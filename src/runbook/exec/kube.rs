@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -311,7 +311,8 @@ async fn delete(conn: &KubeConn, client: kube::Client, a: &Action<'_>) -> Result
 async fn restart(client: kube::Client, a: &Action<'_>) -> Result<String, Failure> {
     let what = format!("rollout restart statefulset {}/{}", a.namespace, a.name);
     let sts: Api<StatefulSet> = Api::namespaced(client, a.namespace);
-    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let now = humantime::format_rfc3339_seconds(crate::clock::system_time(crate::clock::now_ms()))
+        .to_string();
     let patch = serde_json::json!({
         "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: now } } } }
     });

@@ -13,7 +13,9 @@ mod output;
 mod process;
 mod wait;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::clock::now_ms;
 
 use tokio_util::sync::CancellationToken;
 
@@ -250,14 +252,6 @@ fn step_timeout(seconds: Option<f64>, default: Duration) -> Duration {
         Some(s) if s <= 0.0 => Duration::ZERO,
         Some(s) => Duration::try_from_secs_f64(s.min(MAX_TIMEOUT_SECS)).unwrap_or(default),
     }
-}
-
-/// Now, in Unix milliseconds.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `e` and its sources, joined by `: ` (reqwest's own message hides the cause).

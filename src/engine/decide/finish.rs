@@ -1,0 +1,252 @@
+//! An execution ended: record it with its message, then retry, open the circuit, or rest.
+//! Also the circuit itself: opening (with the escalation) and closing by reset.
+
+use super::{Core, Queued};
+use crate::clock::rfc3339_ms;
+use crate::engine::effect::{Effect, MailKind};
+use crate::engine::plan::WorkKey;
+use crate::engine::report::Report;
+use crate::engine::why::EndCause;
+use crate::journal::{Circuit, EventKind, ExecStatus, StepRecord};
+
+/// How an execution ended, as the executor reports it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Final status.
+    pub status: ExecStatus,
+    /// Why, in words.
+    pub reason: String,
+    /// Why, as a type.
+    pub cause: EndCause,
+    /// The steps as recorded.
+    pub steps: Vec<StepRecord>,
+    /// When it started and ended.
+    pub ran: (i64, i64),
+}
+
+/// What happens after an execution ended.
+enum Next {
+    Nothing,
+    Retry { attempt: u32, until_ms: i64 },
+    Circuit(String),
+}
+
+impl Core {
+    /// Running execution `id` ended with `outcome`.
+    pub fn finished(&mut self, now: i64, id: i64, outcome: Outcome) -> Vec<Effect> {
+        let Some(r) = self.running.remove(&id) else {
+            return self.take();
+        };
+        let status = outcome.status;
+        self.inflight.remove(&r.key);
+        self.ended(&r.key.rule, status);
+        let mut decisions = r.notes;
+        if let Some(n) = self.duplicates.remove(&id) {
+            let msg = format!("{n} duplicate alert(s) collapsed into this execution");
+            decisions.push(msg.clone());
+            self.event(now, Some(id), &r.key, EventKind::Duplicates, msg);
+        }
+        let setup = self.setup.clone();
+        let rule = setup.rules.rule(&r.key.rule);
+        let l = setup.limits(rule);
+        let attempts = self
+            .policy
+            .finished(&r.key, now, status == ExecStatus::Succeeded, &l);
+        let firing = self.firing.contains_key(&r.alert.fingerprint);
+        let target = r.key.target.as_deref().unwrap_or("-");
+        // What happens next, decided before the outcome is recorded so the message says it.
+        let go_on = firing && self.accepting;
+        let next = match status {
+            ExecStatus::Escalated => Next::Circuit(format!("execution {id} escalated")),
+            ExecStatus::Failed if go_on && attempts >= l.max_attempts => Next::Circuit(format!(
+                "attempt {attempts}/{} failed: no attempts left in the window",
+                l.max_attempts
+            )),
+            ExecStatus::Failed if go_on => {
+                let attempt = attempts.saturating_add(1);
+                Next::Retry {
+                    attempt,
+                    until_ms: now.saturating_add(l.backoff_ms(attempt)),
+                }
+            }
+            _ => Next::Nothing,
+        };
+        let next_text = match (&next, status, outcome.cause) {
+            (Next::Circuit(why), _, _) => format!(
+                "No more runs of {} on {target}: its circuit is open ({why}) and this was escalated. \
+                 After fixing it, close the circuit: kafka-healing reset -c CONFIG {target} \
+                 (or POST /api/v1/targets/{target}/reset).",
+                r.key.rule
+            ),
+            (Next::Retry { attempt, until_ms }, _, _) => format!(
+                "The alert is still firing: attempt {attempt}/{} runs after {} unless the alert resolves first.",
+                l.max_attempts,
+                rfc3339_ms(*until_ms)
+            ),
+            (Next::Nothing, ExecStatus::Succeeded, _) => format!(
+                "Nothing: {} will not run again on {target} before {} (cooldown). If the alert keeps firing after that, it runs again (attempt {}/{} in the window).",
+                r.key.rule,
+                rfc3339_ms(now.saturating_add(l.cooldown_ms)),
+                attempts.saturating_add(1),
+                l.max_attempts
+            ),
+            (Next::Nothing, ExecStatus::Interrupted, EndCause::Fenced) => {
+                "Nothing here: this instance lost its lock, so the instance that holds it now may run the remediation. Check the target.".into()
+            }
+            (Next::Nothing, ExecStatus::Interrupted, _) => {
+                "Nothing automatic: an interrupted execution is never re-run blindly. Check the target.".into()
+            }
+            (Next::Nothing, _, _) => "Nothing: the alert is no longer firing.".into(),
+        };
+        let report = Report {
+            plan: r.plan,
+            alert: r.alert,
+            execution_id: Some(id),
+            attempt: r.attempt,
+            status,
+            reason: outcome.reason.clone(),
+            steps: outcome.steps,
+            decisions,
+            next: next_text,
+            ran: Some(outcome.ran),
+        };
+        self.out.push(Effect::Status {
+            id,
+            status,
+            reason: Some(outcome.reason),
+            at_ms: now,
+        });
+        self.out.push(Effect::Mail {
+            kind: MailKind::Outcome,
+            report: Box::new(report.clone()),
+            at_ms: now,
+        });
+        if status == ExecStatus::Interrupted {
+            // Stopped half-way: a human must look, as after a crash.
+            let why = match outcome.cause {
+                EndCause::Fenced => {
+                    "an execution was stopped half-way: this instance lost its lock (fenced)"
+                }
+                _ => "an execution was interrupted (the service stopped while it ran)",
+            };
+            self.out.push(Effect::Mail {
+                kind: MailKind::Escalation(why.into()),
+                report: Box::new(report.clone()),
+                at_ms: now,
+            });
+        }
+        match next {
+            Next::Circuit(why) => self.open_circuit(now, &r.key, Some(report), why),
+            Next::Retry { attempt, until_ms } => {
+                let reason = format!(
+                    "retry {attempt}/{} of {} after execution {id} failed; not before {}",
+                    l.max_attempts,
+                    r.key,
+                    rfc3339_ms(until_ms)
+                );
+                self.event(
+                    now,
+                    Some(id),
+                    &r.key,
+                    EventKind::RetryScheduled,
+                    reason.clone(),
+                );
+                let guard = rule.is_none_or(|r| r.guard);
+                let new_id = self.next_id();
+                self.create(
+                    now,
+                    new_id,
+                    None,
+                    &report.plan,
+                    ExecStatus::Queued,
+                    reason,
+                    attempt,
+                );
+                self.inflight.insert(r.key.clone(), new_id);
+                let q = Queued {
+                    id: new_id,
+                    key: r.key,
+                    plan: report.plan,
+                    alert: report.alert,
+                    not_before_ms: until_ms,
+                    guard,
+                    attempt,
+                    waiting: None,
+                    lock: None,
+                    acquiring: false,
+                    retry_at_ms: 0,
+                    notes: Vec::new(),
+                };
+                self.queue_up(now, q);
+            }
+            Next::Nothing => {}
+        }
+        self.take()
+    }
+
+    /// Opens the circuit of `key`, records it and escalates (an event, and a message
+    /// reporting `report` when there is one).
+    pub(super) fn open_circuit(
+        &mut self,
+        now: i64,
+        key: &WorkKey,
+        report: Option<Report>,
+        reason: String,
+    ) {
+        let execution_id = report.as_ref().and_then(|r| r.execution_id);
+        self.policy.open(key, now, reason.clone());
+        self.out.push(Effect::OpenCircuit(Circuit {
+            rule: key.rule.clone(),
+            target: key.target.clone().unwrap_or_else(|| "-".into()),
+            opened_ms: now,
+            reason: reason.clone(),
+        }));
+        self.event(
+            now,
+            execution_id,
+            key,
+            EventKind::CircuitOpened,
+            reason.clone(),
+        );
+        self.event(
+            now,
+            execution_id,
+            key,
+            EventKind::Escalation,
+            format!("{key}: {reason}; a human is needed"),
+        );
+        if let Some(report) = report {
+            self.out.push(Effect::Mail {
+                kind: MailKind::Escalation(format!("circuit opened: {reason}")),
+                report: Box::new(report),
+                at_ms: now,
+            });
+        }
+    }
+
+    /// Closes every open circuit of `target` and forgets its attempts; returns the rules
+    /// whose circuit was open, and the effects.
+    pub fn reset(&mut self, now: i64, target: &str) -> (Vec<String>, Vec<Effect>) {
+        let closed = self.policy.reset_target(target);
+        for rule in &closed {
+            self.out.push(Effect::CloseCircuit {
+                rule: rule.clone(),
+                target: target.to_string(),
+            });
+            let key = WorkKey {
+                rule: rule.clone(),
+                target: Some(target.to_string()),
+                params: Default::default(),
+            };
+            self.event(
+                now,
+                None,
+                &key,
+                EventKind::CircuitClosed,
+                "closed by reset".into(),
+            );
+        }
+        self.seen.forget_target(target);
+        (closed, self.take())
+    }
+}

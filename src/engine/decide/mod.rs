@@ -1,0 +1,308 @@
+//! The decision core: a state machine that owns the policy state and turns inputs (an alert,
+//! an execution's end, a lock answer, a tick, a reset, a drain) into [`Effect`]s.
+//!
+//! It is pure: every method takes `now` as an argument and returns the effects to carry
+//! out, in order; nothing here awaits, writes, spawns or reads a clock. The runner
+//! ([`super::runner`]) commits the journal effects of a whole round of inputs in one
+//! transaction before it launches anything, so every decision is durable before its effect.
+//!
+//! Every policy decision lives here: one execution per [`WorkKey`] in flight (copies
+//! collapse), dry_run, cooldown, attempts with backoff and the circuit breaker, the
+//! diagnostics bounds (slots and queue), at most `max_concurrent_per_cluster` disruptive
+//! executions, the guard that leaves a healthy broker alone while another is down,
+//! resolved alerts cancelling queued work, and in HA mode the lock protocol.
+//!
+//! Call [`Core::tick`] after each round of inputs: it starts the queued work that may start
+//! now, in arrival order (inputs themselves start new work at once only when nothing of
+//! its class waits before it).
+
+mod admit;
+mod finish;
+#[cfg(test)]
+mod props;
+mod pump;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+pub use finish::Outcome;
+
+use super::effect::{Effect, EngineEvent};
+use super::plan::{Plan, WorkKey};
+use super::policy::{Attempt, OpenCircuit, Policy};
+use super::seen::Seen;
+use super::setup::Setup;
+use super::why::Wait;
+use crate::alert::Alert;
+use crate::coord::WorkLock;
+use crate::journal::EventKind;
+
+/// Skip decisions remembered (so repeats are not journaled again); beyond it the oldest
+/// work keys' are forgotten. About 200 bytes each.
+const SKIPS_REMEMBERED: usize = 20_000;
+
+/// HA mode as the core sees it.
+#[derive(Debug, Clone)]
+pub struct Ha {
+    /// This instance's id (for the journal's words).
+    pub instance: String,
+    /// How long to wait before asking etcd again for a lock that was refused, ms.
+    pub retry_ms: i64,
+}
+
+/// What etcd answered to a lock request, as the core needs it.
+#[derive(Debug, Clone)]
+pub enum LockAnswer {
+    /// The lock is this instance's.
+    Acquired(WorkLock),
+    /// Another instance holds it (who, in words).
+    Held(String),
+    /// An instance did the work recently (who and how, in words).
+    Done(String),
+    /// etcd could not be asked.
+    Unavailable {
+        /// What failed.
+        error: String,
+        /// Whether etcd has been unreachable for at least a lease TTL (an outage to
+        /// escalate, not a blip).
+        outage: bool,
+    },
+}
+
+/// Work waiting to start.
+#[derive(Debug, Clone)]
+struct Queued {
+    id: i64,
+    key: WorkKey,
+    plan: Plan,
+    alert: Arc<Alert>,
+    not_before_ms: i64,
+    guard: bool,
+    attempt: u32,
+    /// The last reason it waits for, journaled once each.
+    waiting: Option<Wait>,
+    /// HA mode: the lock, once taken.
+    lock: Option<WorkLock>,
+    /// HA mode: a lock request is under way.
+    acquiring: bool,
+    /// HA mode: when to ask for the lock again.
+    retry_at_ms: i64,
+    /// What was decided about it on the way (for its outcome message).
+    notes: Vec<String>,
+}
+
+/// Work running.
+#[derive(Debug, Clone)]
+struct Running {
+    key: WorkKey,
+    plan: Plan,
+    alert: Arc<Alert>,
+    attempt: u32,
+    notes: Vec<String>,
+}
+
+/// The decision core. See the module documentation.
+#[derive(Debug)]
+pub struct Core {
+    setup: Arc<Setup>,
+    ha: Option<Ha>,
+    policy: Policy,
+    /// Queued work, in arrival order.
+    queue: Vec<Queued>,
+    /// Queued executions per alert fingerprint (a resolve scans the queue only if some).
+    queued_by_fp: HashMap<String, usize>,
+    running: HashMap<i64, Running>,
+    inflight: HashMap<WorkKey, i64>,
+    duplicates: HashMap<i64, u64>,
+    /// Firing alerts: fingerprint → brokers they say are down (rules with `broker_down`).
+    firing: HashMap<String, Vec<String>>,
+    /// Brokers some firing alert says are down, with how many alerts say so.
+    down: BTreeMap<String, usize>,
+    /// Skip decisions already journaled, so a repeated alert does not flood the journal.
+    seen: Seen,
+    accepting: bool,
+    /// The last execution id given.
+    last_id: i64,
+    /// When "coordination unavailable" was last escalated (rate limit).
+    coord_escalated_ms: Option<i64>,
+    out: Vec<Effect>,
+}
+
+impl Core {
+    /// A core deciding with `setup`, giving execution ids after `last_id` (the journal's
+    /// highest), in HA mode when `ha` is given.
+    pub fn new(setup: Arc<Setup>, last_id: i64, ha: Option<Ha>) -> Core {
+        Core {
+            setup,
+            ha,
+            policy: Policy::default(),
+            queue: Vec::new(),
+            queued_by_fp: HashMap::new(),
+            running: HashMap::new(),
+            inflight: HashMap::new(),
+            duplicates: HashMap::new(),
+            firing: HashMap::new(),
+            down: BTreeMap::new(),
+            seen: Seen::new(SKIPS_REMEMBERED),
+            accepting: true,
+            last_id,
+            coord_escalated_ms: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// Restores a finished attempt of `key` from the journal (at start-up).
+    pub fn restore_attempt(&mut self, key: &WorkKey, attempt: Attempt) {
+        self.policy.restore(key, attempt);
+    }
+
+    /// Restores an open circuit from the journal (at start-up).
+    pub fn restore_circuit(
+        &mut self,
+        rule: String,
+        target: Option<String>,
+        opened_ms: i64,
+        reason: String,
+    ) {
+        self.policy.open_circuit(rule, target, opened_ms, reason);
+    }
+
+    /// Uses a reloaded setup from now on (work in flight keeps its plan).
+    pub fn reload(&mut self, setup: Arc<Setup>) {
+        self.setup = setup;
+    }
+
+    /// The setup decisions are taken with.
+    pub fn setup(&self) -> &Arc<Setup> {
+        &self.setup
+    }
+
+    /// Executions queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len() + self.running.len()
+    }
+
+    /// Executions queued.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Executions running.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Open circuits as (rule, target, circuit).
+    pub fn open_circuits(&self) -> Vec<(String, Option<String>, OpenCircuit)> {
+        self.policy.open_circuits()
+    }
+
+    /// The last execution id given.
+    pub fn last_id(&self) -> i64 {
+        self.last_id
+    }
+
+    /// When the core next needs a [`tick`](Self::tick) without any input (a backoff ends,
+    /// or in HA mode a lock is to be asked for again), if ever.
+    pub fn next_wake(&self, now: i64) -> Option<i64> {
+        let ha = self.ha.is_some();
+        self.queue
+            .iter()
+            .flat_map(|q| {
+                let retry = (ha && q.lock.is_none() && !q.acquiring).then_some(q.retry_at_ms);
+                std::iter::once(q.not_before_ms).chain(retry)
+            })
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    /// An execution the runner launched could not be recorded (the round's commit failed):
+    /// it never ran, so it is forgotten as if it had not been decided.
+    pub fn abandon(&mut self, id: i64) {
+        if let Some(r) = self.running.remove(&id) {
+            self.inflight.remove(&r.key);
+            self.policy.unstart(&r.key);
+        }
+        self.duplicates.remove(&id);
+    }
+
+    fn next_id(&mut self) -> i64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    fn take(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Records an event about `key` (and execution `id`).
+    fn event(&mut self, now: i64, id: Option<i64>, key: &WorkKey, kind: EventKind, msg: String) {
+        self.out.push(event(now, id, key, kind, msg));
+    }
+
+    fn ended(&mut self, rule: &str, status: crate::journal::ExecStatus) {
+        self.out.push(Effect::Ended {
+            rule: rule.to_string(),
+            status,
+        });
+    }
+
+    /// Alert `fingerprint` fires, saying `down` brokers are down (replacing what it said).
+    fn set_firing(&mut self, fingerprint: &str, down: Vec<String>) {
+        for b in &down {
+            *self.down.entry(b.clone()).or_default() += 1;
+        }
+        if let Some(old) = self.firing.insert(fingerprint.to_string(), down) {
+            self.undown(&old);
+        }
+    }
+
+    /// Alert `fingerprint` no longer fires.
+    fn unset_firing(&mut self, fingerprint: &str) {
+        if let Some(old) = self.firing.remove(fingerprint) {
+            self.undown(&old);
+        }
+    }
+
+    fn undown(&mut self, brokers: &[String]) {
+        for b in brokers {
+            if let Some(n) = self.down.get_mut(b) {
+                *n -= 1;
+                if *n == 0 {
+                    self.down.remove(b);
+                }
+            }
+        }
+    }
+
+    fn unqueue_fp(&mut self, fp: &str) {
+        if let Some(n) = self.queued_by_fp.get_mut(fp) {
+            *n -= 1;
+            if *n == 0 {
+                self.queued_by_fp.remove(fp);
+            }
+        }
+    }
+
+    fn push_queued(&mut self, q: Queued) {
+        *self
+            .queued_by_fp
+            .entry(q.alert.fingerprint.clone())
+            .or_default() += 1;
+        self.queue.push(q);
+    }
+}
+
+/// An event about `key` (and execution `id`).
+fn event(now: i64, id: Option<i64>, key: &WorkKey, kind: EventKind, message: String) -> Effect {
+    Effect::Event(EngineEvent {
+        at_ms: now,
+        execution_id: id,
+        rule: Some(key.rule.clone()),
+        target: key.target.clone(),
+        kind,
+        message,
+    })
+}

@@ -1,0 +1,203 @@
+//! How the rest of the service talks to the engine: the messages its runner takes, the
+//! handle the server and `serve` hold, and the narrow [`AlertSink`] the webhook and the
+//! self-watch hand alerts through.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use super::decide::{LockAnswer, Outcome};
+use super::setup::{Setup, SetupCell};
+use crate::alert::Alert;
+
+/// Messages to the runner.
+pub(super) enum Msg {
+    /// Journaled alerts, with their journal ids.
+    Alerts(Vec<(i64, Alert)>),
+    /// A running execution ended.
+    Finished { id: i64, outcome: Outcome },
+    /// Answered once everything sent before it is recorded.
+    Flush { reply: oneshot::Sender<()> },
+    /// Close the circuits of a target.
+    Reset {
+        target: String,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    /// Use a reloaded setup.
+    Reload(Arc<Setup>),
+    /// Stop starting work; cancel queued work.
+    Drain { reply: oneshot::Sender<()> },
+    /// HA mode: the answer to a lock request for queued execution `id`.
+    Lock { id: i64, answer: LockAnswer },
+}
+
+/// Alerts handed to the engine and not decided yet: the webhook's back-pressure, and the
+/// `decision_backlog` metric.
+#[derive(Debug, Clone)]
+pub(super) struct Backlog {
+    count: Arc<AtomicUsize>,
+    gauge: Gauge,
+}
+
+impl Backlog {
+    pub(super) fn new(gauge: Gauge) -> Backlog {
+        Backlog {
+            count: Arc::new(AtomicUsize::new(0)),
+            gauge,
+        }
+    }
+
+    pub(super) fn add(&self, n: usize) {
+        self.count.fetch_add(n, Ordering::Relaxed);
+        self.gauge.inc_by(n as i64);
+    }
+
+    pub(super) fn done(&self, n: usize) {
+        self.count.fetch_sub(n, Ordering::Relaxed);
+        self.gauge.dec_by(n as i64);
+    }
+
+    fn get(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// Where journaled alerts go to be decided. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AlertSink {
+    tx: mpsc::UnboundedSender<Msg>,
+    backlog: Backlog,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Msg::Alerts(_) => "Alerts",
+            Msg::Finished { .. } => "Finished",
+            Msg::Flush { .. } => "Flush",
+            Msg::Reset { .. } => "Reset",
+            Msg::Reload(_) => "Reload",
+            Msg::Drain { .. } => "Drain",
+            Msg::Lock { .. } => "Lock",
+        })
+    }
+}
+
+impl AlertSink {
+    pub(super) fn new(tx: mpsc::UnboundedSender<Msg>, backlog: Backlog) -> AlertSink {
+        AlertSink { tx, backlog }
+    }
+
+    /// Hands journaled alerts (with their journal ids) to the engine. Never blocks; false
+    /// when the engine is gone (the alerts stay undecided in the journal and are decided
+    /// at the next start).
+    pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
+        let n = alerts.len();
+        self.backlog.add(n);
+        let sent = self.tx.send(Msg::Alerts(alerts)).is_ok();
+        if !sent {
+            self.backlog.done(n);
+        }
+        sent
+    }
+
+    /// Alerts handed over and not decided yet.
+    pub fn pending(&self) -> usize {
+        self.backlog.get()
+    }
+}
+
+/// A handle to the running engine (cheap to clone).
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(super) tx: mpsc::UnboundedSender<Msg>,
+    /// The current setup (read by the server for auth and readiness).
+    pub setup: SetupCell,
+    /// Tracks running executions (shutdown waits on it).
+    pub tracker: TaskTracker,
+    /// Cancelled when running steps must be stopped (end of the shutdown grace).
+    pub cancel: CancellationToken,
+    /// Woken whenever a message is put in the outbox.
+    pub mail_wake: Arc<Notify>,
+    /// Where alerts go.
+    pub alerts: AlertSink,
+}
+
+impl EngineHandle {
+    /// Hands journaled alerts (with their journal ids) to the engine. Never blocks.
+    pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
+        self.alerts.submit(alerts)
+    }
+
+    /// Alerts handed to the engine and not yet decided (the webhook's back-pressure).
+    pub fn pending(&self) -> usize {
+        self.alerts.pending()
+    }
+
+    /// Closes every open circuit of `target`; returns the rules that had one open.
+    pub async fn reset(&self, target: &str) -> Vec<String> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Reset {
+            target: target.to_string(),
+            reply,
+        };
+        if self.tx.send(msg).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Replaces the setup (after a successful reload).
+    pub fn reload(&self, setup: Arc<Setup>) {
+        self.setup.replace(setup.clone());
+        let _ = self.tx.send(Msg::Reload(setup));
+    }
+
+    /// The current setup.
+    pub fn current(&self) -> Arc<Setup> {
+        self.setup.current()
+    }
+
+    /// Stops starting new work and cancels queued work; running executions go on.
+    pub async fn drain(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Drain { reply }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Waits until everything handed to the engine before this call is decided and
+    /// recorded.
+    pub async fn flush(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush { reply }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Shuts down: drain, let running executions finish for up to `grace`, then stop
+    /// their processes (they are recorded as interrupted) and wait for the records.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.drain().await;
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                grace_seconds = grace.as_secs(),
+                "shutdown grace over: interrupting running executions"
+            );
+            self.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.tracker.wait()).await;
+        }
+        // Executions report their end to the runner; wait until it has recorded them all.
+        self.flush().await;
+    }
+}

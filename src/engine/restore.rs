@@ -1,0 +1,66 @@
+//! What the core must know after a restart, read back from the journal: recent attempts
+//! (cooldowns, backoff, attempt counts) and open circuits. Blocking reads, at start-up.
+
+use tracing::warn;
+
+use super::decide::Core;
+use super::plan::WorkKey;
+use super::policy::Attempt;
+use crate::journal::{ExecStatus, ExecutionFilter, Journal};
+
+/// Feeds `core` the attempts of the attempt window before `now` and the open circuits.
+pub fn restore(core: &mut Core, journal: &Journal, now: i64) {
+    let window = core.setup().limits(None).window_ms;
+    // Per status: skips (one per alert in a storm) must not push the runs out of the
+    // newest 1000, or a restart would forget cooldowns and attempts.
+    let mut recent = Vec::new();
+    for status in [
+        ExecStatus::Succeeded,
+        ExecStatus::Failed,
+        ExecStatus::Escalated,
+        ExecStatus::Interrupted,
+    ] {
+        let filter = ExecutionFilter {
+            status: Some(status),
+            since_ms: Some(now.saturating_sub(window)),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        match journal.list_executions(&filter) {
+            Ok(list) => recent.extend(list),
+            Err(e) => {
+                warn!(error = %e, "cannot read recent executions: attempt history starts empty");
+                recent.clear();
+                break;
+            }
+        }
+    }
+    recent.sort_by_key(|e| (e.created_ms, e.id));
+    for e in recent {
+        let ok = e.status == ExecStatus::Succeeded;
+        let params = serde_json::from_value(e.plan["params"].clone()).unwrap_or_default();
+        let key = WorkKey {
+            rule: e.rule,
+            target: e.target,
+            params,
+        };
+        let started = e.started_ms.unwrap_or(e.created_ms);
+        let finished = e.finished_ms.unwrap_or(started);
+        core.restore_attempt(
+            &key,
+            Attempt {
+                started_ms: started,
+                finished: Some((finished, ok)),
+            },
+        );
+    }
+    match journal.open_circuits() {
+        Ok(list) => {
+            for c in list {
+                let target = (c.target != "-").then_some(c.target);
+                core.restore_circuit(c.rule, target, c.opened_ms, c.reason);
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read open circuits"),
+    }
+}

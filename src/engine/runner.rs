@@ -1,0 +1,438 @@
+//! The engine's runner: the thin async shell around the decision [`Core`].
+//!
+//! One task takes every message waiting (up to a bound), runs them through the core in
+//! order, commits **all journal effects of the round in one transaction**, and only then
+//! carries out the rest: launches, lock requests, mail wake-ups. A round's decisions are
+//! therefore durable before anything they decided happens; a crash between the commit and
+//! a launch leaves the execution `running` in the journal, reported `interrupted` at the
+//! next start and never re-run blindly. Alerts journaled but not decided when the process
+//! died are decided at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::decide::{Core, Ha, LockAnswer};
+use super::effect::{Effect, Launch, MailKind};
+use super::execute::{Execution, Fence, execute};
+use super::handle::{AlertSink, Backlog, EngineHandle, Msg};
+use super::report::{escalation_mail, outcome_mail};
+use super::setup::{Setup, SetupCell};
+use crate::clock::now_ms;
+use crate::config::Loaded;
+use crate::coord::{Acquire, Coordinator};
+use crate::journal::{EventKind, ExecStatus, Journal, WriteOp};
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::runbook::exec::ExecOptions;
+
+/// Most alerts decided in one round (one journal transaction).
+const ROUND_ALERTS: usize = 4096;
+/// Most other messages taken in one round.
+const ROUND_MESSAGES: usize = 1024;
+/// Undecided alerts read back per query at start-up.
+const UNDECIDED_CHUNK: u32 = 5000;
+
+/// Starts the engine.
+pub struct Engine;
+
+impl Engine {
+    /// Starts the engine. Policy state (attempts in the window, open circuits) is rebuilt
+    /// from the journal, so a restart neither forgets a circuit nor re-runs work, and
+    /// alerts the journal holds undecided are decided first.
+    pub fn start(journal: Journal, setup: Arc<Setup>, metrics: Arc<Metrics>) -> EngineHandle {
+        Engine::start_with(journal, setup, metrics, None)
+    }
+
+    /// Like [`start`](Self::start); with `coord` (HA mode) every execution first takes its
+    /// lock in etcd, and runs only under it.
+    pub fn start_with(
+        journal: Journal,
+        setup: Arc<Setup>,
+        metrics: Arc<Metrics>,
+        coord: Option<Arc<Coordinator>>,
+    ) -> EngineHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Backlog::new(metrics.decision_backlog.clone());
+        let last_id = journal.last_execution_id().unwrap_or_else(|e| {
+            // Ids then collide with existing rows and those rounds fail loudly; better than
+            // not starting at all (the journal is probably unreadable anyway).
+            error!(error = %e, "cannot read the last execution id");
+            0
+        });
+        let ha = coord.as_ref().map(|c| Ha {
+            instance: c.instance_id().to_string(),
+            retry_ms: i64::try_from(c.retry_period().as_millis()).unwrap_or(1000),
+        });
+        let mut core = Core::new(setup.clone(), last_id, ha);
+        super::restore::restore(&mut core, &journal, now_ms());
+        metrics.circuits_open.set(core.open_circuits().len() as i64);
+        let sink = AlertSink::new(tx.clone(), backlog.clone());
+        resubmit_undecided(&journal, &sink);
+        let r = &setup.loaded.config.recovery;
+        let mut exec_opts = ExecOptions::new(Vec::new());
+        exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
+        exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
+        exec_opts.kube = kube_conn(&setup.loaded);
+        let handle = EngineHandle {
+            tx: tx.clone(),
+            setup: SetupCell::new(setup),
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            mail_wake: Arc::new(Notify::new()),
+            alerts: sink,
+        };
+        let runner = Runner {
+            core,
+            journal,
+            metrics,
+            exec_opts,
+            coord,
+            tx,
+            tracker: handle.tracker.clone(),
+            cancel: handle.cancel.clone(),
+            mail_wake: handle.mail_wake.clone(),
+            backlog,
+        };
+        tokio::spawn(runner.run(rx));
+        handle
+    }
+}
+
+/// Hands the alerts a crash left undecided to the engine, oldest first.
+fn resubmit_undecided(journal: &Journal, sink: &AlertSink) {
+    let mut after = 0;
+    let mut total = 0usize;
+    loop {
+        let chunk = match journal.undecided_alerts(after, UNDECIDED_CHUNK) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "cannot read undecided alerts: they are decided at the next start");
+                break;
+            }
+        };
+        let Some((last, _)) = chunk.last() else { break };
+        after = *last;
+        total += chunk.len();
+        sink.submit(chunk.into_iter().map(|(id, a)| (id, a.alert())).collect());
+    }
+    if total > 0 {
+        warn!(
+            alerts = total,
+            "alerts journaled before the last stop were not decided then: deciding them now"
+        );
+    }
+}
+
+/// The Kubernetes connection `kube` steps use, when the config has a `kubernetes:` section.
+fn kube_conn(loaded: &Loaded) -> Option<Arc<crate::runbook::exec::KubeConn>> {
+    let k = loaded.config.kubernetes.clone()?;
+    let k = crate::runbook::exec::resolve_kubeconfig(k, &loaded.base_dir);
+    Some(Arc::new(crate::runbook::exec::KubeConn::new(k)))
+}
+
+/// A reply owed once the round is committed.
+enum Reply {
+    Done(oneshot::Sender<()>),
+    Closed(oneshot::Sender<Vec<String>>, Vec<String>),
+}
+
+struct Runner {
+    core: Core,
+    journal: Journal,
+    metrics: Arc<Metrics>,
+    exec_opts: ExecOptions,
+    coord: Option<Arc<Coordinator>>,
+    tx: mpsc::UnboundedSender<Msg>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    mail_wake: Arc<Notify>,
+    backlog: Backlog,
+}
+
+impl Runner {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            let now = now_ms();
+            let first = match self.core.next_wake(now) {
+                Some(at) => {
+                    let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+                    tokio::select! {
+                        m = rx.recv() => match m { Some(m) => Some(m), None => break },
+                        _ = tokio::time::sleep(wait) => None,
+                    }
+                }
+                None => match rx.recv().await {
+                    Some(m) => Some(m),
+                    None => break,
+                },
+            };
+            let mut round: Vec<Msg> = first.into_iter().collect();
+            let (mut alerts, mut others) = (0, 0);
+            while alerts < ROUND_ALERTS && others < ROUND_MESSAGES {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        match &m {
+                            Msg::Alerts(a) => alerts += a.len(),
+                            _ => others += 1,
+                        }
+                        round.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.round(round).await;
+        }
+    }
+
+    /// Decides one round of messages, commits it, then carries it out.
+    async fn round(&mut self, round: Vec<Msg>) {
+        let now = now_ms();
+        let mut fx = Vec::new();
+        let mut replies = Vec::new();
+        let mut decided = 0;
+        for msg in round {
+            match msg {
+                Msg::Alerts(list) => {
+                    decided += list.len();
+                    for (id, alert) in list {
+                        fx.extend(self.core.alert(now, id, alert));
+                    }
+                }
+                Msg::Finished { id, outcome } => fx.extend(self.core.finished(now, id, outcome)),
+                Msg::Lock { id, answer } => fx.extend(self.core.lock_answer(now, id, answer)),
+                Msg::Flush { reply } => replies.push(Reply::Done(reply)),
+                Msg::Reset { target, reply } => {
+                    let (closed, e) = self.core.reset(now, &target);
+                    for rule in &closed {
+                        info!(%rule, %target, "circuit closed by reset");
+                    }
+                    fx.extend(e);
+                    replies.push(Reply::Closed(reply, closed));
+                }
+                Msg::Reload(setup) => self.reload(setup),
+                Msg::Drain { reply } => {
+                    fx.extend(self.core.drain(now));
+                    replies.push(Reply::Done(reply));
+                }
+            }
+        }
+        fx.extend(self.core.tick(now));
+        self.carry_out(fx).await;
+        self.backlog.done(decided);
+        for r in replies {
+            match r {
+                Reply::Done(tx) => {
+                    let _ = tx.send(());
+                }
+                Reply::Closed(tx, closed) => {
+                    let _ = tx.send(closed);
+                }
+            }
+        }
+        self.metrics.in_flight.set(self.core.in_flight() as i64);
+        self.metrics
+            .circuits_open
+            .set(self.core.open_circuits().len() as i64);
+    }
+
+    fn reload(&mut self, setup: Arc<Setup>) {
+        info!("engine uses the reloaded configuration and rules");
+        let r = &setup.loaded.config.recovery;
+        self.exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
+        self.exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
+        let kube = kube_conn(&setup.loaded);
+        // Keep the connection (and what it replaced) unless its config changed.
+        if kube.as_ref().map(|k| k.config()) != self.exec_opts.kube.as_ref().map(|k| k.config()) {
+            self.exec_opts.kube = kube;
+        }
+        self.core.reload(setup);
+    }
+
+    /// Commits the journal effects in one transaction, then carries out the others (only
+    /// what does not need the commit when it failed).
+    async fn carry_out(&mut self, fx: Vec<Effect>) {
+        let setup = self.core.setup().clone();
+        let mut ops = Vec::with_capacity(fx.len());
+        let mut after = Vec::new();
+        let mut mails = 0;
+        for e in fx {
+            match e {
+                Effect::Mail {
+                    kind,
+                    report,
+                    at_ms,
+                } => {
+                    let m = match &kind {
+                        MailKind::Outcome => outcome_mail(&setup, &report, at_ms),
+                        MailKind::Escalation(why) => escalation_mail(&setup, &report, why, at_ms),
+                    };
+                    if let Some(m) = m {
+                        mails += 1;
+                        ops.push(WriteOp::Mail(m));
+                    }
+                }
+                other => {
+                    log(&other);
+                    match other.into_write() {
+                        Ok(op) => ops.push(op),
+                        Err(other) => after.push(other),
+                    }
+                }
+            }
+        }
+        let committed = match self.journal.write(ops).await {
+            Ok(_) => true,
+            Err(e) => {
+                error!(error = %e, "the journal could not record this round of decisions: nothing of it runs; its alerts are decided again at the next start");
+                false
+            }
+        };
+        if committed && mails > 0 {
+            self.mail_wake.notify_one();
+        }
+        for e in after {
+            match e {
+                Effect::Launch(l) if committed => self.launch(*l),
+                Effect::Launch(l) => {
+                    error!(execution = l.id, rule = %l.plan.rule, "not started: its decision is not in the journal");
+                    if let Some(lock) = l.lock {
+                        self.release(lock);
+                    }
+                    self.core.abandon(l.id);
+                }
+                Effect::RequestLock { id, request } if committed => self.request_lock(id, request),
+                Effect::RequestLock { id, .. } => {
+                    // Ask again later, once the journal takes the decisions.
+                    let answer = LockAnswer::Unavailable {
+                        error: "the journal could not record the decision".into(),
+                        outage: false,
+                    };
+                    let _ = self.tx.send(Msg::Lock { id, answer });
+                }
+                Effect::ReleaseLock(lock) => self.release(lock),
+                Effect::Duplicate => {
+                    self.metrics.duplicates.inc();
+                }
+                Effect::Ended { rule, status } if committed => {
+                    self.metrics
+                        .executions
+                        .get_or_create(&OutcomeLabels {
+                            rule,
+                            outcome: status.as_str().to_string(),
+                        })
+                        .inc();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn launch(&mut self, l: Launch) {
+        let setup = self.core.setup().clone();
+        let fence = match (&self.coord, l.lock) {
+            (Some(coord), Some(lock)) => Some(Fence {
+                coord: coord.clone(),
+                lock,
+            }),
+            _ => None,
+        };
+        let id = l.id;
+        info!(execution = id, rule = %l.plan.rule, target = l.plan.target.as_deref().unwrap_or("-"), "starting");
+        let job = Execution {
+            id,
+            plan: l.plan,
+            alert: l.alert,
+            attempt: l.attempt,
+            cluster: setup.loaded.config.cluster.name.clone(),
+            broker: l.broker,
+            fence: fence.clone(),
+        };
+        let hold = l.hold;
+        let (journal, metrics, opts, cancel, tx) = (
+            self.journal.clone(),
+            self.metrics.clone(),
+            self.exec_opts.clone(),
+            self.cancel.clone(),
+            self.tx.clone(),
+        );
+        self.tracker.spawn(async move {
+            let outcome = execute(job, &journal, &metrics, opts, &cancel).await;
+            if let Some(f) = fence {
+                let done = match outcome.status {
+                    ExecStatus::Succeeded => Some(("succeeded", hold.succeeded)),
+                    ExecStatus::Failed => Some(("failed", hold.failed)),
+                    ExecStatus::Escalated => Some(("escalated", hold.escalated)),
+                    // Interrupted (fenced, shut down): a peer may take the work over.
+                    _ => None,
+                };
+                f.coord.release(f.lock, done).await;
+            }
+            let _ = tx.send(Msg::Finished { id, outcome });
+        });
+    }
+
+    /// HA mode: asks etcd for a lock in the background; the answer comes back as a message.
+    fn request_lock(&self, id: i64, request: crate::coord::WorkRequest) {
+        let Some(coord) = self.coord.clone() else {
+            return;
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let answer = match coord.acquire(&request).await {
+                Ok(Acquire::Acquired(lock)) => LockAnswer::Acquired(lock),
+                Ok(Acquire::Held(who)) => LockAnswer::Held(who),
+                Ok(Acquire::Done(by)) => LockAnswer::Done(by),
+                Err(e) => LockAnswer::Unavailable {
+                    error: e.to_string(),
+                    // A blip shorter than the lease TTL (or the first contact) is no outage.
+                    outage: coord.down_for().is_some_and(|d| d >= coord.ttl()),
+                },
+            };
+            let _ = tx.send(Msg::Lock { id, answer });
+        });
+    }
+
+    /// Gives a lock back (best effort, in the background).
+    fn release(&self, lock: crate::coord::WorkLock) {
+        if let Some(coord) = self.coord.clone() {
+            tokio::spawn(async move { coord.release(lock, None).await });
+        }
+    }
+}
+
+/// Says in the log what the journal is about to record.
+fn log(e: &Effect) {
+    match e {
+        Effect::Create(e) => {
+            let target = e.target.as_deref().unwrap_or("-");
+            info!(execution = e.id, rule = %e.rule, target, status = e.status.as_str(), reason = %e.reason, "decided");
+        }
+        Effect::Status {
+            id, status, reason, ..
+        } if status.is_terminal() => {
+            info!(
+                execution = id,
+                status = status.as_str(),
+                reason = reason.as_deref().unwrap_or(""),
+                "ended"
+            );
+        }
+        Effect::Event(e) => {
+            let target = e.target.as_deref().unwrap_or("-");
+            let rule = e.rule.as_deref().unwrap_or("-");
+            match e.kind {
+                EventKind::Escalation | EventKind::CircuitOpened => {
+                    warn!(execution = e.execution_id, rule, target, kind = %e.kind, message = %e.message, "event")
+                }
+                _ => {
+                    info!(execution = e.execution_id, rule, target, kind = %e.kind, message = %e.message, "event")
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,111 @@
+//! The setup the engine decides with: configuration, rules and message templates, loaded
+//! together and replaced whole on reload, so a decision never sees half of each.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tracing::warn;
+
+use super::policy::Limits;
+use crate::config::{LoadError, Loaded};
+use crate::notify::message::Composer;
+use crate::rules::{Rule, RuleSet};
+
+/// A consistent snapshot of configuration, rules and message templates; replaced whole
+/// on reload.
+#[derive(Debug)]
+pub struct Setup {
+    /// The configuration.
+    pub loaded: Loaded,
+    /// The rules.
+    pub rules: RuleSet,
+    /// Message templates, when email is configured.
+    pub composer: Option<Composer>,
+}
+
+impl Setup {
+    /// Loads the config and its rule files; any error makes the whole setup invalid (a
+    /// reload then keeps the previous one). Warnings are logged.
+    pub fn load(path: &Path) -> Result<Setup, LoadError> {
+        let loaded = crate::config::load(path)?;
+        let (rules, mut diags) = crate::rules::load_rules(&loaded);
+        if diags.has_errors() {
+            diags.sort();
+            return Err(LoadError::Invalid(diags));
+        }
+        for w in loaded.warnings.items.iter().chain(&diags.items) {
+            warn!("{w}");
+        }
+        let n = &loaded.config.notifications;
+        let composer = match n.smtp {
+            Some(_) => match Composer::new(&n.templates, &loaded.base_dir) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    diags.error(&loaded.path, None, format!("notifications.templates: {e}"));
+                    return Err(LoadError::Invalid(diags));
+                }
+            },
+            None => None,
+        };
+        Ok(Setup {
+            loaded,
+            rules,
+            composer,
+        })
+    }
+
+    /// The policy limits of `rule` (its overrides over `recovery:`), or of `recovery:`
+    /// alone. Seconds become milliseconds, saturating.
+    pub fn limits(&self, rule: Option<&Rule>) -> Limits {
+        let r = &self.loaded.config.recovery;
+        let ms = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
+        Limits {
+            cooldown_ms: ms(rule
+                .and_then(|r| r.cooldown_seconds)
+                .unwrap_or(r.cooldown_seconds)),
+            max_attempts: rule.and_then(|r| r.max_attempts).unwrap_or(r.max_attempts),
+            initial_delay_ms: ms(r.initial_delay_seconds),
+            backoff_multiplier: r.backoff_multiplier,
+            window_ms: ms(r.attempt_window_seconds),
+            circuit_reset_ms: ms(r.circuit_reset_seconds),
+        }
+    }
+
+    /// The broker a target node_id names, when it is a configured one.
+    pub fn broker(&self, node_id: &str) -> Option<&crate::config::Broker> {
+        self.loaded
+            .config
+            .cluster
+            .kafka_brokers
+            .iter()
+            .find(|b| b.node_id == node_id)
+    }
+}
+
+/// The current setup, shared by the parts that read it (webhook auth, the self-watch,
+/// the mail sender) and swapped whole on reload.
+#[derive(Debug, Clone)]
+pub struct SetupCell(Arc<RwLock<Arc<Setup>>>);
+
+impl SetupCell {
+    /// A cell holding `setup`.
+    pub fn new(setup: Arc<Setup>) -> SetupCell {
+        SetupCell(Arc::new(RwLock::new(setup)))
+    }
+
+    /// The current setup.
+    pub fn current(&self) -> Arc<Setup> {
+        match self.0.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the setup.
+    pub fn replace(&self, setup: Arc<Setup>) {
+        match self.0.write() {
+            Ok(mut s) => *s = setup,
+            Err(poisoned) => *poisoned.into_inner() = setup,
+        }
+    }
+}
