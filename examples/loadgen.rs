@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kafka_healing::journal::{ExecutionFilter, Journal};
 use serde_json::{Value, json};
@@ -260,10 +260,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
 }
 
 fn unix_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    kafka_healing::clock::now_ns()
 }
 
 /// `loadgen stamp DIR ID`: writes the Unix time in ns to DIR/ID.

@@ -16,6 +16,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the Unix epoch (0 if the clock is before it), for measurements
+/// compared with other processes' clocks (`date +%s%N`).
+#[allow(clippy::disallowed_methods)] // The wall clock, to the nanosecond.
+pub fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// `ms` as a [`SystemTime`] (negative values give the epoch).
 pub fn system_time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)

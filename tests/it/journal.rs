@@ -567,10 +567,7 @@ async fn reopen_after_crash_interrupts_running_and_cancels_queued() {
     // must recover the same way.
     drop(j);
     for p in [&path, &crashed] {
-        let before = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as i64;
+        let before = kafka_healing::clock::now_ms();
         let (j, interrupted) = Journal::open(p).expect("reopen");
         assert_eq!(interrupted.len(), 1, "{interrupted:?}");
         let e = &interrupted[0];

@@ -148,6 +148,15 @@ async fn kill_9_during_storm_and_step_loses_no_alert_and_runs_nothing_twice() {
         )
         .expect("query");
     assert_eq!(interrupted, 1, "the killed step is recorded as interrupted");
+    let undecided: i64 = db
+        .query_row("SELECT COUNT(*) FROM alerts WHERE decided = 0", [], |r| {
+            r.get(0)
+        })
+        .expect("query");
+    assert_eq!(
+        undecided, 0,
+        "alerts journaled before the kill and not decided then are decided after the restart"
+    );
     assert_runs_match_record(s.path());
     assert_eq!(integrity(s.path()), "ok");
 

@@ -264,17 +264,22 @@ pub fn integrity(dir: &Path) -> String {
         .expect("integrity_check")
 }
 
-/// Posts the `StormEnd` alert (until acknowledged) and waits until its execution has run:
-/// then every alert acknowledged before it has been decided.
+/// Posts a `StormEnd` alert (until acknowledged) and waits until the engine has decided
+/// it: then every alert acknowledged before it has been decided too (alerts are decided in
+/// the order they are handed over). Each call's sentinel has its own label set, so its
+/// decision is journaled even when the rule is in its cooldown (a skip is journaled once
+/// per alert).
 pub async fn post_sentinel_and_wait(srv: &crate::serve::harness::Server) {
     use crate::serve::harness::{alert, webhook};
-    let body = webhook(
-        "am",
-        vec![alert(
-            "firing",
-            serde_json::json!({"alertname": "StormEnd"}),
-        )],
-    );
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SENTINEL: AtomicU64 = AtomicU64::new(0);
+    let labels = serde_json::json!({
+        "alertname": "StormEnd",
+        "sentinel": SENTINEL.fetch_add(1, Ordering::Relaxed).to_string(),
+    });
+    let fp =
+        kafka_healing::alert::fingerprint(&serde_json::from_value(labels.clone()).expect("labels"));
+    let body = webhook("am", vec![alert("firing", labels)]);
     let mut ok = false;
     for _ in 0..100 {
         if srv.post(&body).await.0 == 200 {
@@ -284,9 +289,12 @@ pub async fn post_sentinel_and_wait(srv: &crate::serve::harness::Server) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "the sentinel alert was not acknowledged");
-    srv.wait_until(120, "the sentinel's execution", |l| {
-        l.iter()
-            .any(|e| e["rule"] == "storm-end" && e["status"] == "succeeded")
+    srv.wait_until(120, "the sentinel's decision", |l| {
+        l.iter().any(|e| {
+            e["rule"] == "storm-end"
+                && e["fingerprint"] == fp.as_str()
+                && (e["status"] == "succeeded" || e["status"] == "skipped")
+        })
     })
     .await;
 }

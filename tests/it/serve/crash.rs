@@ -236,3 +236,62 @@ async fn reload_by_signal_and_api_keeps_the_old_setup_when_invalid() {
         "{text}"
     );
 }
+
+/// An alert journaled (the webhook answered 200) whose decision the process did not live
+/// to make is decided at the next start: here the journal is written as the webhook
+/// writes it, and no process ever decided the alerts.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_journaled_but_undecided_are_decided_at_start() {
+    use kafka_healing::journal::{Journal, NewAlert};
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("config.yaml", &config(""));
+    s.write("rules.yaml", &rules(rec.to_str().unwrap()));
+    {
+        let (j, _) = Journal::open(&s.path().join("state/journal.db")).expect("journal");
+        let mut firing: kafka_healing::alert::Alert =
+            serde_json::from_value(alert("firing", down("kafka-2"))).expect("alert");
+        firing.fingerprint = kafka_healing::alert::fingerprint(&firing.labels);
+        let unmatched: kafka_healing::alert::Alert =
+            serde_json::from_value(alert("firing", json!({"alertname": "Other"}))).expect("alert");
+        let rows = [&firing, &unmatched]
+            .iter()
+            .map(|a| NewAlert::of(a, 1, "webhook", "r", "{}"))
+            .collect();
+        j.record_alerts(rows).await.expect("record");
+        assert_eq!(j.undecided_alerts(0, 10).expect("read").len(), 2);
+    }
+    let srv = Server::start_in(s.path());
+    let list = srv
+        .wait_until(20, "the journaled alert's execution", |l| {
+            l.iter()
+                .any(|e| e["target"] == "kafka-2" && e["status"] == "succeeded")
+        })
+        .await;
+    assert_eq!(
+        list.len(),
+        1,
+        "one execution, for the matching alert: {list:?}"
+    );
+    assert_eq!(recorded(s.path(), "run-kafka-2").len(), 1);
+    assert!(
+        srv.log()
+            .contains("were not decided then: deciding them now alerts=2"),
+        "{}",
+        srv.log()
+    );
+    let db = rusqlite::Connection::open(s.path().join("state/journal.db")).expect("db");
+    let undecided: i64 = db
+        .query_row("SELECT COUNT(*) FROM alerts WHERE decided = 0", [], |r| {
+            r.get(0)
+        })
+        .expect("query");
+    assert_eq!(undecided, 0, "both alerts are recorded as decided");
+    // A second start decides nothing again: the run is not repeated.
+    drop(srv);
+    let srv = Server::start_in(s.path());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!srv.log().contains("deciding them now"), "{}", srv.log());
+    assert_eq!(srv.executions().await.len(), 1);
+    assert_eq!(recorded(s.path(), "run-kafka-2").len(), 1);
+}
