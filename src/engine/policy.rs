@@ -82,6 +82,21 @@ struct History {
     attempts: Vec<Attempt>,
 }
 
+impl History {
+    /// Forgets attempts that started before the window, except the last one (its end
+    /// still decides cooldown and backoff after a long run); returns how many started
+    /// within the window.
+    fn prune(&mut self, now: i64, window_ms: i64) -> u32 {
+        let cutoff = now.saturating_sub(window_ms);
+        let last = self.attempts.pop();
+        self.attempts.retain(|a| a.started_ms >= cutoff);
+        let in_window =
+            self.attempts.len() + usize::from(last.is_some_and(|a| a.started_ms >= cutoff));
+        self.attempts.extend(last);
+        u32::try_from(in_window).unwrap_or(u32::MAX)
+    }
+}
+
 /// Per-work-key history. Circuits are per (rule, target): once a rule has given up on a
 /// broker it leaves that broker alone whatever the params.
 #[derive(Debug, Clone, Default)]
@@ -113,21 +128,21 @@ impl Policy {
             };
         }
         let h = self.work.entry(key.clone()).or_default();
-        h.attempts.retain(|a| a.started_ms >= now - l.window_ms);
-        let n = h.attempts.len() as u32;
-        let Some(last) = h.attempts.last() else {
+        let n = h.prune(now, l.window_ms);
+        let Some(last) = h.attempts.last().copied() else {
             return Admission::Allow { attempt: 1 };
         };
+        let backoff_until = |at: i64| at.saturating_add(l.backoff_ms(n.saturating_add(1)));
         match last.finished {
             // Running: the caller's in-flight dedup normally catches this first.
             None => Admission::Cooldown { until_ms: now },
-            Some((at, true)) if now < at + l.cooldown_ms => Admission::Cooldown {
-                until_ms: at + l.cooldown_ms,
+            Some((at, true)) if now < at.saturating_add(l.cooldown_ms) => Admission::Cooldown {
+                until_ms: at.saturating_add(l.cooldown_ms),
             },
             _ if n >= l.max_attempts => Admission::Exhausted { attempts: n },
-            Some((at, false)) if now < at + l.backoff_ms(n + 1) => Admission::Backoff {
+            Some((at, false)) if now < backoff_until(at) => Admission::Backoff {
                 attempt: n + 1,
-                until_ms: at + l.backoff_ms(n + 1),
+                until_ms: backoff_until(at),
             },
             Some(_) => Admission::Allow { attempt: n + 1 },
         }
@@ -165,8 +180,7 @@ impl Policy {
                 finished: Some((now, ok)),
             }),
         }
-        h.attempts.retain(|a| a.started_ms >= now - l.window_ms);
-        h.attempts.len() as u32
+        h.prune(now, l.window_ms)
     }
 
     /// Restores an attempt from the journal (after a restart).
@@ -209,7 +223,7 @@ impl Policy {
         match (healthy, c.healthy_since_ms) {
             (true, None) => c.healthy_since_ms = Some(now),
             (true, Some(_)) => {}
-            (false, Some(h)) if now - h >= l.circuit_reset_ms => {
+            (false, Some(h)) if now.saturating_sub(h) >= l.circuit_reset_ms => {
                 self.circuits.remove(&k);
                 self.work.retain(|w, _| circuit_key(w) != k);
                 return true;
@@ -348,6 +362,18 @@ mod tests {
         );
         // Outside the window, attempts are forgotten.
         assert_eq!(p.admit(&k, 4900 * S, &l), Admission::Allow { attempt: 1 });
+    }
+
+    #[test]
+    fn a_run_longer_than_the_window_keeps_its_cooldown() {
+        let (mut p, l, k) = (Policy::default(), limits(), key("kafka-1"));
+        p.started(&k, 0);
+        p.finished(&k, 3601 * S, true, &l);
+        assert_eq!(
+            p.admit(&k, 3602 * S, &l),
+            Admission::Cooldown { until_ms: 3901 * S }
+        );
+        assert_eq!(p.admit(&k, 3901 * S, &l), Admission::Allow { attempt: 1 });
     }
 
     #[test]

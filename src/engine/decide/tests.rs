@@ -1,1 +1,603 @@
+//! The decision core, driven by hand: each policy rule, and the exact words of each reason
+//! the README documents.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::{Core, Ha, LockAnswer, Outcome};
+use crate::alert::{Alert, AlertStatus, fingerprint};
+use crate::engine::effect::{Effect, MailKind};
+use crate::engine::setup::Setup;
+use crate::engine::why::EndCause;
+use crate::journal::{EventKind, ExecStatus};
+
+pub(super) const S: i64 = 1000;
+/// A start time: 2026-12-01T00:00:00Z.
+pub(super) const T0: i64 = 1_796_083_200_000;
+
+/// The rules every core test decides with.
+const RULES: &str = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+    broker_down: true
+  - name: high-cpu
+    matchers: ['alertname="HighCpu"']
+    runbook: restart
+  - name: lag
+    matchers: ['alertname="TopicLag"']
+    runbook: describe
+    params:
+      topic: { value: "{{alert.labels.topic}}", pattern: "[a-z0-9]+" }
+  - name: rehearse
+    matchers: ['alertname="Rehearse"']
+    runbook: restart
+    dry_run: true
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/true", "{{target.node_id}}"]
+  describe:
+    disruptive: false
+    steps:
+      - name: describe
+        exec: ["/bin/true", "{{params.topic}}"]
+"#;
+
+/// A setup of three brokers with `recovery` (YAML flow mapping body) and [`RULES`],
+/// loaded once per `recovery`.
+pub(super) fn setup_with(recovery: &str) -> Arc<Setup> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Setup>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .entry(recovery.to_string())
+        .or_insert_with(|| load_setup(recovery))
+        .clone()
+}
+
+fn load_setup(recovery: &str) -> Arc<Setup> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "cluster:\n  name: test\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: k1.example.com, port: 9092, jmx_port: 9404 }}\n    - {{ node_id: kafka-2, host: k2.example.com, port: 9092, jmx_port: 9404 }}\n    - {{ node_id: kafka-3, host: k3.example.com, port: 9092, jmx_port: 9404 }}\nrules: [rules.yaml]\nstate: {{ path: journal.db }}\nrecovery: {{ {recovery} }}\n"
+    );
+    std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+    std::fs::write(dir.path().join("rules.yaml"), RULES).expect("rules");
+    match Setup::load(&dir.path().join("config.yaml")) {
+        Ok(s) => Arc::new(s),
+        Err(e) => panic!("test setup does not load: {e}"),
+    }
+}
+
+/// The default test setup: 3 attempts, 10 s first backoff ×2, 300 s cooldown, one
+/// disruptive slot, two diagnostics slots, at most 10 queued.
+pub(super) fn setup() -> Arc<Setup> {
+    setup_with(
+        "max_attempts: 3, initial_delay_seconds: 10, backoff_multiplier: 2, \
+         cooldown_seconds: 300, attempt_window_seconds: 3600, \
+         circuit_reset_seconds: 1800, max_concurrent_per_cluster: 1, \
+         max_concurrent_diagnostics: 2, max_queued: 10",
+    )
+}
+
+/// An alert named `name` with `labels`.
+pub(super) fn alert(status: AlertStatus, name: &str, labels: &[(&str, &str)]) -> Alert {
+    let mut l: crate::alert::LabelSet = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.insert("alertname".into(), name.into());
+    Alert {
+        status,
+        fingerprint: fingerprint(&l),
+        labels: l,
+        annotations: Default::default(),
+        starts_at: String::new(),
+        ends_at: String::new(),
+        generator_url: String::new(),
+        external_url: String::new(),
+    }
+}
+
+fn down(node: &str) -> Alert {
+    alert(AlertStatus::Firing, "KafkaBrokerDown", &[("node_id", node)])
+}
+
+fn up(node: &str) -> Alert {
+    alert(
+        AlertStatus::Resolved,
+        "KafkaBrokerDown",
+        &[("node_id", node)],
+    )
+}
+
+/// An outcome of `status` that ran from `start` to `end`.
+pub(super) fn outcome(status: ExecStatus, cause: EndCause, start: i64, end: i64) -> Outcome {
+    Outcome {
+        status,
+        reason: format!("it {}", status.as_str()),
+        cause,
+        steps: Vec::new(),
+        ran: (start, end),
+    }
+}
+
+fn ok(t: i64) -> Outcome {
+    outcome(ExecStatus::Succeeded, EndCause::Completed, t, t)
+}
+
+fn failed(t: i64) -> Outcome {
+    outcome(ExecStatus::Failed, EndCause::Completed, t, t)
+}
+
+/// The executions created: (id, status, reason).
+fn created(fx: &[Effect]) -> Vec<(i64, ExecStatus, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Create(c) => Some((c.id.unwrap_or(0), c.status, c.reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids launched.
+fn launched(fx: &[Effect]) -> Vec<i64> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Launch(l) => Some(l.id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Events of `kind`: (execution, message).
+fn events(fx: &[Effect], kind: EventKind) -> Vec<(Option<i64>, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Event(ev) if ev.kind == kind => Some((ev.execution_id, ev.message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Status changes: (id, status, reason).
+fn statuses(fx: &[Effect]) -> Vec<(i64, ExecStatus, Option<String>)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Status {
+                id, status, reason, ..
+            } => Some((*id, *status, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mails(fx: &[Effect]) -> Vec<MailKind> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Mail { kind, .. } => Some(kind.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One round as the runner does it: the input, then a tick.
+fn round(core: &mut Core, now: i64, input: impl FnOnce(&mut Core) -> Vec<Effect>) -> Vec<Effect> {
+    let mut fx = input(core);
+    fx.extend(core.tick(now));
+    fx
+}
+
+#[test]
+fn a_new_alert_runs_at_once_and_its_copies_collapse() {
+    let mut c = Core::new(setup(), 41, None);
+    let fx = c.alert(T0, 7, down("kafka-1"));
+    assert!(matches!(fx[0], Effect::Decided(7)));
+    assert_eq!(
+        created(&fx),
+        vec![(
+            42,
+            ExecStatus::Running,
+            "matched; target kafka-1 (attempt 1/3)".into()
+        )]
+    );
+    assert_eq!(launched(&fx), vec![42], "ids follow the journal's last one");
+    let fx = c.alert(T0 + S, 8, down("kafka-1"));
+    assert!(created(&fx).is_empty());
+    assert!(fx.iter().any(|e| matches!(e, Effect::Duplicate)));
+    let fx = c.finished(T0 + 2 * S, 42, ok(T0));
+    assert_eq!(
+        events(&fx, EventKind::Duplicates),
+        vec![(
+            Some(42),
+            "1 duplicate alert(s) collapsed into this execution".into()
+        )]
+    );
+    assert_eq!(
+        statuses(&fx),
+        vec![(42, ExecStatus::Succeeded, Some("it succeeded".into()))]
+    );
+    assert_eq!(mails(&fx), vec![MailKind::Outcome]);
+    assert_eq!(c.in_flight(), 0);
+}
+
+#[test]
+fn cooldown_then_backoff_then_exhaustion_open_the_circuit() {
+    let mut c = Core::new(setup(), 0, None);
+    c.alert(T0, 1, down("kafka-1"));
+    c.finished(T0 + S, 1, ok(T0));
+    // Cooldown: skipped with the documented words, once per alert.
+    let fx = c.alert(T0 + 2 * S, 2, down("kafka-1"));
+    assert_eq!(
+        created(&fx),
+        vec![(
+            2,
+            ExecStatus::Skipped,
+            "cooldown: broker-down on kafka-1 ran recently; next run allowed after 2026-12-01T00:05:01Z".into()
+        )]
+    );
+    assert!(created(&c.alert(T0 + 3 * S, 3, down("kafka-1"))).is_empty());
+    // After the cooldown: attempt 2 fails, a retry is queued for its backoff.
+    let t = T0 + 400 * S;
+    let fx = c.alert(t, 4, down("kafka-1"));
+    assert_eq!(launched(&fx), vec![3]);
+    let fx = round(&mut c, t + S, |c| c.finished(t + S, 3, failed(t)));
+    assert_eq!(
+        events(&fx, EventKind::RetryScheduled),
+        vec![(
+            Some(3),
+            "retry 3/3 of broker-down on kafka-1 after execution 3 failed; not before 2026-12-01T00:07:01Z".into()
+        )]
+    );
+    assert_eq!(created(&fx)[0].1, ExecStatus::Queued);
+    assert_eq!(
+        events(&fx, EventKind::Waiting),
+        vec![(Some(4), "backoff until 2026-12-01T00:07:01Z".into())]
+    );
+    assert_eq!(c.next_wake(t + S), Some(t + 21 * S));
+    assert!(
+        launched(&c.tick(t + 20 * S)).is_empty(),
+        "still backing off"
+    );
+    assert_eq!(launched(&c.tick(t + 21 * S)), vec![4]);
+    // The last attempt fails while the alert fires: the circuit opens and escalates.
+    let fx = c.finished(t + 22 * S, 4, failed(t + 21 * S));
+    assert!(fx.iter().any(|e| matches!(e, Effect::OpenCircuit(_))));
+    assert_eq!(
+        events(&fx, EventKind::CircuitOpened),
+        vec![(
+            Some(4),
+            "attempt 3/3 failed: no attempts left in the window".into()
+        )]
+    );
+    assert!(mails(&fx).contains(&MailKind::Escalation(
+        "circuit opened: attempt 3/3 failed: no attempts left in the window".into()
+    )));
+    let fx = c.alert(t + 30 * S, 5, down("kafka-1"));
+    assert_eq!(
+        created(&fx)[0].2,
+        "circuit open since 2026-12-01T00:07:02Z (attempt 3/3 failed: no attempts left in the window); close it with POST /api/v1/targets/kafka-1/reset"
+    );
+    // Reset closes it; the next alert runs again.
+    let (closed, fx) = c.reset(t + 40 * S, "kafka-1");
+    assert_eq!(closed, vec!["broker-down".to_string()]);
+    assert!(fx.iter().any(|e| matches!(e, Effect::CloseCircuit { .. })));
+    assert_eq!(
+        events(&fx, EventKind::CircuitClosed),
+        vec![(None, "closed by reset".into())]
+    );
+    assert_eq!(launched(&c.alert(t + 41 * S, 6, down("kafka-1"))), vec![6]);
+}
+
+#[test]
+fn successes_that_do_not_stick_exhaust_the_attempts() {
+    let mut c = Core::new(setup(), 0, None);
+    let mut id = 0;
+    for i in 0..3 {
+        let t = T0 + i * 400 * S;
+        let fx = c.alert(t, i, down("kafka-2"));
+        id = launched(&fx)[0];
+        c.finished(t + S, id, ok(t));
+    }
+    let fx = c.alert(T0 + 1300 * S, 9, down("kafka-2"));
+    assert_eq!(
+        created(&fx)[0].2,
+        "attempts exhausted: 3 attempts within the window did not clear the alert; circuit opened, escalated"
+    );
+    assert_eq!(created(&fx)[0].0, id + 1);
+    assert_eq!(
+        mails(&fx),
+        vec![MailKind::Escalation(
+            "circuit opened: 3 attempts within the window did not clear the alert".into()
+        )]
+    );
+}
+
+#[test]
+fn one_disruptive_slot_and_the_guard() {
+    let mut c = Core::new(setup(), 0, None);
+    let fx = round(&mut c, T0, |c| c.alert(T0, 1, down("kafka-1")));
+    assert_eq!(launched(&fx), vec![1]);
+    // kafka-2 down too: it waits for the slot (the words name who holds it).
+    let fx = round(&mut c, T0, |c| c.alert(T0, 2, down("kafka-2")));
+    assert_eq!(created(&fx)[0].1, ExecStatus::Queued);
+    assert_eq!(
+        events(&fx, EventKind::Waiting),
+        vec![(
+            Some(2),
+            "waiting for a cluster slot: broker-down on kafka-1 running (max_concurrent_per_cluster = 1)".into()
+        )]
+    );
+    // A healthy broker's disruptive work waits while another is down, once kafka-1 ends.
+    let fx = round(&mut c, T0, |c| {
+        c.alert(
+            T0,
+            3,
+            alert(AlertStatus::Firing, "HighCpu", &[("node_id", "kafka-3")]),
+        )
+    });
+    assert_eq!(created(&fx)[0].1, ExecStatus::Queued);
+    let fx = round(&mut c, T0 + S, |c| c.finished(T0 + S, 1, ok(T0)));
+    assert_eq!(launched(&fx), vec![2], "kafka-2 (down) goes first");
+    assert_eq!(
+        events(&fx, EventKind::Waiting),
+        vec![(
+            Some(3),
+            "waiting for a cluster slot: broker-down on kafka-2 running (max_concurrent_per_cluster = 1)".into()
+        )]
+    );
+    let fx = round(&mut c, T0 + 2 * S, |c| c.finished(T0 + 2 * S, 2, ok(T0)));
+    assert!(launched(&fx).is_empty());
+    assert_eq!(
+        events(&fx, EventKind::Waiting),
+        vec![(
+            Some(3),
+            "guard: broker kafka-1, kafka-2 is down; a healthy broker is not touched meanwhile"
+                .into()
+        )]
+    );
+    // Both resolve: the healthy broker's work may start.
+    c.alert(T0 + 3 * S, 4, up("kafka-1"));
+    let fx = round(&mut c, T0 + 3 * S, |c| {
+        c.alert(T0 + 3 * S, 5, up("kafka-2"))
+    });
+    assert_eq!(launched(&fx), vec![3]);
+}
+
+#[test]
+fn a_resolved_alert_cancels_its_queued_work() {
+    let mut c = Core::new(setup(), 0, None);
+    round(&mut c, T0, |c| c.alert(T0, 1, down("kafka-1")));
+    round(&mut c, T0, |c| c.alert(T0, 2, down("kafka-2")));
+    let fx = c.alert(T0 + S, 3, up("kafka-2"));
+    assert_eq!(
+        statuses(&fx),
+        vec![(
+            2,
+            ExecStatus::Cancelled,
+            Some("the alert resolved before it started".into())
+        )]
+    );
+    assert_eq!(c.queued(), 0);
+    // It does not start once the slot frees.
+    assert!(
+        launched(&round(&mut c, T0 + 2 * S, |c| c.finished(
+            T0 + 2 * S,
+            1,
+            ok(T0)
+        )))
+        .is_empty()
+    );
+}
+
+#[test]
+fn diagnostics_have_slots_a_queue_bound_and_keep_their_order() {
+    let mut c = Core::new(setup(), 0, None);
+    let lag = |t: &str| alert(AlertStatus::Firing, "TopicLag", &[("topic", t)]);
+    let mut all = Vec::new();
+    for i in 0..15 {
+        all.extend(round(&mut c, T0, |c| c.alert(T0, i, lag(&format!("t{i}")))));
+    }
+    assert_eq!(launched(&all), vec![1, 2]);
+    let skipped: Vec<_> = created(&all)
+        .into_iter()
+        .filter(|e| e.1 == ExecStatus::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 3);
+    assert_eq!(
+        skipped[0].2,
+        "queue full: 10 executions already waiting (max_queued = 10); this alert is journaled but nothing runs for it"
+    );
+    assert_eq!(
+        events(&all, EventKind::Waiting)[0],
+        (
+            Some(3),
+            "waiting for a diagnostics slot (max_concurrent_diagnostics = 2)".into()
+        )
+    );
+    // A slot frees: the oldest queued starts, not a newcomer.
+    let mut fx = c.finished(T0 + S, 1, ok(T0));
+    fx.extend(c.alert(T0 + S, 20, lag("new")));
+    fx.extend(c.tick(T0 + S));
+    assert_eq!(launched(&fx), vec![3]);
+}
+
+#[test]
+fn dry_run_records_and_mails_once_per_alert() {
+    let mut c = Core::new(setup(), 0, None);
+    let a = alert(AlertStatus::Firing, "Rehearse", &[("node_id", "kafka-1")]);
+    let fx = c.alert(T0, 1, a.clone());
+    assert_eq!(
+        created(&fx),
+        vec![(
+            1,
+            ExecStatus::DryRun,
+            "matched; target kafka-1; dry_run: steps are recorded, not executed".into()
+        )]
+    );
+    assert!(launched(&fx).is_empty());
+    assert_eq!(mails(&fx), vec![MailKind::Outcome]);
+    let fx = c.alert(T0 + S, 2, a);
+    assert!(created(&fx).is_empty() && mails(&fx).is_empty());
+}
+
+#[test]
+fn drain_cancels_the_queue_and_starts_nothing_more() {
+    let mut c = Core::new(setup(), 0, None);
+    round(&mut c, T0, |c| c.alert(T0, 1, down("kafka-1")));
+    round(&mut c, T0, |c| c.alert(T0, 2, down("kafka-2")));
+    let fx = c.drain(T0 + S);
+    assert_eq!(
+        statuses(&fx),
+        vec![(
+            2,
+            ExecStatus::Cancelled,
+            Some("the service shut down before it started".into())
+        )]
+    );
+    // The running one ends while draining: no retry, nothing starts.
+    let fx = round(&mut c, T0 + 2 * S, |c| {
+        c.finished(T0 + 2 * S, 1, failed(T0))
+    });
+    assert!(launched(&fx).is_empty() && created(&fx).is_empty());
+    let fx = round(&mut c, T0 + 3 * S, |c| {
+        c.alert(T0 + 3 * S, 3, down("kafka-3"))
+    });
+    assert!(launched(&fx).is_empty());
+}
+
+#[test]
+fn an_interrupted_run_is_escalated_and_never_retried() {
+    let mut c = Core::new(setup(), 0, None);
+    c.alert(T0, 1, down("kafka-1"));
+    let fx = c.finished(
+        T0 + S,
+        1,
+        outcome(ExecStatus::Interrupted, EndCause::Fenced, T0, T0 + S),
+    );
+    assert_eq!(
+        mails(&fx),
+        vec![
+            MailKind::Outcome,
+            MailKind::Escalation(
+                "an execution was stopped half-way: this instance lost its lock (fenced)".into()
+            )
+        ]
+    );
+    assert!(created(&fx).is_empty(), "no retry");
+    let Some(Effect::Mail { report, .. }) = fx.iter().find(|e| matches!(e, Effect::Mail { .. }))
+    else {
+        panic!("no mail")
+    };
+    assert!(
+        report
+            .next
+            .starts_with("Nothing here: this instance lost its lock")
+    );
+}
+
+#[test]
+fn an_abandoned_launch_is_forgotten() {
+    let mut c = Core::new(setup(), 0, None);
+    c.alert(T0, 1, down("kafka-1"));
+    c.abandon(1);
+    assert_eq!(c.in_flight(), 0);
+    // Not counted as an attempt, not in flight: the next copy runs at once.
+    let fx = c.alert(T0 + S, 2, down("kafka-1"));
+    assert_eq!(created(&fx)[0].2, "matched; target kafka-1 (attempt 1/3)");
+    assert_eq!(launched(&fx), vec![2]);
+}
+
+#[test]
+fn ha_work_runs_only_under_its_lock() {
+    let ha = Ha {
+        instance: "i-1".into(),
+        retry_ms: 500,
+    };
+    let mut c = Core::new(setup(), 0, Some(ha));
+    let fx = round(&mut c, T0, |c| c.alert(T0, 1, down("kafka-1")));
+    assert_eq!(created(&fx)[0].1, ExecStatus::Queued);
+    assert!(launched(&fx).is_empty());
+    assert!(matches!(fx.last(), Some(Effect::RequestLock { id: 1, .. })));
+    // Held elsewhere: it waits and asks again after the retry period.
+    let fx = c.lock_answer(T0 + S, 1, LockAnswer::Held("instance i-2".into()));
+    assert_eq!(
+        events(&fx, EventKind::Waiting),
+        vec![(Some(1), "HA: the lock is held by instance i-2; this instance runs it only if that one dies (lease expiry) before finishing".into())]
+    );
+    assert_eq!(c.next_wake(T0 + S), Some(T0 + S + 500));
+    assert!(
+        c.tick(T0 + S + 499)
+            .iter()
+            .all(|e| !matches!(e, Effect::RequestLock { .. }))
+    );
+    let fx = c.tick(T0 + S + 500);
+    assert!(matches!(fx.last(), Some(Effect::RequestLock { id: 1, .. })));
+    // etcd down for a lease TTL: waits, and escalates once per rate-limit period.
+    let unavailable = || LockAnswer::Unavailable {
+        error: "no lease".into(),
+        outage: true,
+    };
+    let fx = c.lock_answer(T0 + 2 * S, 1, unavailable());
+    assert_eq!(
+        mails(&fx),
+        vec![MailKind::Escalation(
+            "coordination (etcd) unavailable: no remediation runs".into()
+        )]
+    );
+    c.tick(T0 + 3 * S);
+    let fx = c.lock_answer(T0 + 4 * S, 1, unavailable());
+    assert!(mails(&fx).is_empty(), "not again within the rate limit");
+    // Done by a peer: skipped.
+    c.tick(T0 + 5 * S);
+    let fx = c.lock_answer(T0 + 6 * S, 1, LockAnswer::Done("i-2 (succeeded)".into()));
+    assert_eq!(
+        statuses(&fx),
+        vec![(
+            1,
+            ExecStatus::Skipped,
+            Some(
+                "HA: already done by i-2 (succeeded); peers leave it alone for its cooldown".into()
+            )
+        )]
+    );
+    assert_eq!(c.in_flight(), 0);
+}
+
+#[test]
+fn typed_reasons_read_as_documented() {
+    use crate::engine::why::{Cancel, Skip, Wait};
+    let w = |w: Wait| w.to_string();
+    assert_eq!(
+        w(Wait::Backoff { until_ms: T0 }),
+        "backoff until 2026-12-01T00:00:00Z"
+    );
+    assert_eq!(
+        w(Wait::GuardDown {
+            brokers: vec!["kafka-1".into()]
+        }),
+        "guard: broker kafka-1 is down; a healthy broker is not touched meanwhile"
+    );
+    assert_eq!(
+        w(Wait::CoordinationUnavailable { error: "x".into() }),
+        "HA: coordination unavailable, nothing runs without the lock: x"
+    );
+    assert_eq!(Skip::Plan("p".into()).to_string(), "p");
+    assert_eq!(
+        Cancel::ShutDown.to_string(),
+        "the service shut down before it started"
+    );
+}
+
+#[test]
+fn the_guard_waits_for_a_remediation_elsewhere_even_with_slots_free() {
+    let mut c = Core::new(setup_with("max_concurrent_per_cluster: 2"), 0, None);
+    round(&mut c, T0, |c| c.alert(T0, 1, down("kafka-1")));
+    let cpu = alert(AlertStatus::Firing, "HighCpu", &[("node_id", "kafka-3")]);
+    let fx = round(&mut c, T0, |c| c.alert(T0, 2, cpu));
+    assert_eq!(
+        events(&fx, EventKind::Waiting),
+        vec![(Some(2), "guard: broker kafka-1 is being remediated".into())]
+    );
+}
