@@ -16,14 +16,19 @@ use super::decide::{LockAnswer, Outcome};
 use super::setup::{Setup, SetupCell};
 use crate::alert::Alert;
 
-/// Messages to the runner.
-pub(super) enum Msg {
+/// What comes in to be decided, in order.
+pub(super) enum Intake {
     /// Journaled alerts, with their journal ids.
     Alerts(Vec<(i64, Alert)>),
+    /// Answered once everything handed over before it is decided and recorded.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Control messages to the runner. They go before the alerts waiting (an execution's end
+/// must not wait behind a storm's backlog to free its slot).
+pub(super) enum Msg {
     /// A running execution ended.
     Finished { id: i64, outcome: Outcome },
-    /// Answered once everything sent before it is recorded.
-    Flush { reply: oneshot::Sender<()> },
     /// Close the circuits of a target.
     Reset {
         target: String,
@@ -69,28 +74,22 @@ impl Backlog {
 }
 
 /// Where journaled alerts go to be decided. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AlertSink {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::UnboundedSender<Intake>,
     backlog: Backlog,
 }
 
-impl std::fmt::Debug for Msg {
+impl std::fmt::Debug for AlertSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Msg::Alerts(_) => "Alerts",
-            Msg::Finished { .. } => "Finished",
-            Msg::Flush { .. } => "Flush",
-            Msg::Reset { .. } => "Reset",
-            Msg::Reload(_) => "Reload",
-            Msg::Drain { .. } => "Drain",
-            Msg::Lock { .. } => "Lock",
-        })
+        f.debug_struct("AlertSink")
+            .field("pending", &self.pending())
+            .finish()
     }
 }
 
 impl AlertSink {
-    pub(super) fn new(tx: mpsc::UnboundedSender<Msg>, backlog: Backlog) -> AlertSink {
+    pub(super) fn new(tx: mpsc::UnboundedSender<Intake>, backlog: Backlog) -> AlertSink {
         AlertSink { tx, backlog }
     }
 
@@ -100,7 +99,7 @@ impl AlertSink {
     pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
         let n = alerts.len();
         self.backlog.add(n);
-        let sent = self.tx.send(Msg::Alerts(alerts)).is_ok();
+        let sent = self.tx.send(Intake::Alerts(alerts)).is_ok();
         if !sent {
             self.backlog.done(n);
         }
@@ -110,6 +109,14 @@ impl AlertSink {
     /// Alerts handed over and not decided yet.
     pub fn pending(&self) -> usize {
         self.backlog.get()
+    }
+
+    /// Waits until everything handed over before this call is decided and recorded.
+    pub async fn flush(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Intake::Flush(reply)).is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -173,12 +180,9 @@ impl EngineHandle {
     }
 
     /// Waits until everything handed to the engine before this call is decided and
-    /// recorded.
+    /// recorded (executions that ended before it too).
     pub async fn flush(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush { reply }).is_ok() {
-            let _ = rx.await;
-        }
+        self.alerts.flush().await;
     }
 
     /// Shuts down: drain, let running executions finish for up to `grace`, then stop

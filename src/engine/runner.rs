@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use super::decide::{Core, Ha, LockAnswer};
 use super::effect::{Effect, Launch, MailKind};
 use super::execute::{Execution, Fence, execute};
-use super::handle::{AlertSink, Backlog, EngineHandle, Msg};
+use super::handle::{AlertSink, Backlog, EngineHandle, Intake, Msg};
 use super::report::{escalation_mail, outcome_mail};
 use super::setup::{Setup, SetupCell};
 use crate::clock::now_ms;
@@ -56,6 +56,7 @@ impl Engine {
         coord: Option<Arc<Coordinator>>,
     ) -> EngineHandle {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (intake_tx, intake_rx) = mpsc::unbounded_channel();
         let backlog = Backlog::new(metrics.decision_backlog.clone());
         let last_id = journal.last_execution_id().unwrap_or_else(|e| {
             // Ids then collide with existing rows and those rounds fail loudly; better than
@@ -70,7 +71,7 @@ impl Engine {
         let mut core = Core::new(setup.clone(), last_id, ha);
         super::restore::restore(&mut core, &journal, now_ms());
         metrics.circuits_open.set(core.open_circuits().len() as i64);
-        let sink = AlertSink::new(tx.clone(), backlog.clone());
+        let sink = AlertSink::new(intake_tx, backlog.clone());
         resubmit_undecided(&journal, &sink);
         let r = &setup.loaded.config.recovery;
         let mut exec_opts = ExecOptions::new(Vec::new());
@@ -97,7 +98,7 @@ impl Engine {
             mail_wake: handle.mail_wake.clone(),
             backlog,
         };
-        tokio::spawn(runner.run(rx));
+        tokio::spawn(runner.run(rx, intake_rx));
         handle
     }
 }
@@ -134,6 +135,32 @@ fn kube_conn(loaded: &Loaded) -> Option<Arc<crate::runbook::exec::KubeConn>> {
     Some(Arc::new(crate::runbook::exec::KubeConn::new(k)))
 }
 
+/// The messages of one round.
+#[derive(Default)]
+struct Round {
+    ctl: Vec<Msg>,
+    intake: Vec<Intake>,
+    /// Alerts in `intake`.
+    alerts: usize,
+}
+
+impl Round {
+    fn push_intake(&mut self, m: Intake) {
+        if let Intake::Alerts(a) = &m {
+            self.alerts += a.len();
+        }
+        self.intake.push(m);
+    }
+}
+
+/// Sleeps for `d`, or forever when there is nothing to wake for.
+async fn sleep_or_forever(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A reply owed once the round is committed.
 enum Reply {
     Done(oneshot::Sender<()>),
@@ -154,33 +181,41 @@ struct Runner {
 }
 
 impl Runner {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    async fn run(
+        mut self,
+        mut ctl: mpsc::UnboundedReceiver<Msg>,
+        mut intake: mpsc::UnboundedReceiver<Intake>,
+    ) {
+        let mut intake_open = true;
         loop {
             let now = now_ms();
-            let first = match self.core.next_wake(now) {
-                Some(at) => {
-                    let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
-                    tokio::select! {
-                        m = rx.recv() => match m { Some(m) => Some(m), None => break },
-                        _ = tokio::time::sleep(wait) => None,
-                    }
-                }
-                None => match rx.recv().await {
-                    Some(m) => Some(m),
+            let wait = self
+                .core
+                .next_wake(now)
+                .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+            let mut round = Round::default();
+            tokio::select! {
+                m = ctl.recv() => match m {
+                    Some(m) => round.ctl.push(m),
                     None => break,
                 },
-            };
-            let mut round: Vec<Msg> = first.into_iter().collect();
-            let (mut alerts, mut others) = (0, 0);
-            while alerts < ROUND_ALERTS && others < ROUND_MESSAGES {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        match &m {
-                            Msg::Alerts(a) => alerts += a.len(),
-                            _ => others += 1,
-                        }
-                        round.push(m);
-                    }
+                m = intake.recv(), if intake_open => match m {
+                    Some(m) => round.push_intake(m),
+                    None => intake_open = false,
+                },
+                _ = sleep_or_forever(wait) => {}
+            }
+            // Control first, all of it (bounded): ends of runs free their slots before the
+            // alerts waiting behind them are decided.
+            while round.ctl.len() < ROUND_MESSAGES {
+                match ctl.try_recv() {
+                    Ok(m) => round.ctl.push(m),
+                    Err(_) => break,
+                }
+            }
+            while round.alerts < ROUND_ALERTS {
+                match intake.try_recv() {
+                    Ok(m) => round.push_intake(m),
                     Err(_) => break,
                 }
             }
@@ -189,22 +224,14 @@ impl Runner {
     }
 
     /// Decides one round of messages, commits it, then carries it out.
-    async fn round(&mut self, round: Vec<Msg>) {
+    async fn round(&mut self, round: Round) {
         let now = now_ms();
         let mut fx = Vec::new();
         let mut replies = Vec::new();
-        let mut decided = 0;
-        for msg in round {
+        for msg in round.ctl {
             match msg {
-                Msg::Alerts(list) => {
-                    decided += list.len();
-                    for (id, alert) in list {
-                        fx.extend(self.core.alert(now, id, alert));
-                    }
-                }
                 Msg::Finished { id, outcome } => fx.extend(self.core.finished(now, id, outcome)),
                 Msg::Lock { id, answer } => fx.extend(self.core.lock_answer(now, id, answer)),
-                Msg::Flush { reply } => replies.push(Reply::Done(reply)),
                 Msg::Reset { target, reply } => {
                     let (closed, e) = self.core.reset(now, &target);
                     for rule in &closed {
@@ -218,6 +245,18 @@ impl Runner {
                     fx.extend(self.core.drain(now));
                     replies.push(Reply::Done(reply));
                 }
+            }
+        }
+        let mut decided = 0;
+        for m in round.intake {
+            match m {
+                Intake::Alerts(list) => {
+                    decided += list.len();
+                    for (id, alert) in list {
+                        fx.extend(self.core.alert(now, id, alert));
+                    }
+                }
+                Intake::Flush(reply) => replies.push(Reply::Done(reply)),
             }
         }
         fx.extend(self.core.tick(now));

@@ -274,9 +274,23 @@ impl Core {
             retry_at_ms: 0,
             notes: Vec::new(),
         };
+        if !self.accepting {
+            // Shutting down: nothing new starts or waits.
+            let id = self.next_id();
+            let why = Cancel::ShutDown.to_string();
+            self.create(
+                now,
+                id,
+                Some(alert_id),
+                &q.plan,
+                ExecStatus::Cancelled,
+                why,
+                attempt,
+            );
+            return;
+        }
         // In HA mode the lock comes first: the work is queued and asks for it at once.
         let start_now = self.ha.is_none()
-            && self.accepting
             && !self.class_waits(q.plan.disruptive)
             && self.blocked(&q, now, &self.slots()).is_none();
         let max_queued = self.setup.loaded.config.recovery.max_queued as usize;

@@ -465,6 +465,16 @@ fn drain_cancels_the_queue_and_starts_nothing_more() {
         c.alert(T0 + 3 * S, 3, down("kafka-3"))
     });
     assert!(launched(&fx).is_empty());
+    assert_eq!(
+        created(&fx),
+        vec![(
+            3,
+            ExecStatus::Cancelled,
+            "the service shut down before it started".into()
+        )],
+        "work decided while draining neither runs nor waits"
+    );
+    assert_eq!(c.in_flight(), 0);
 }
 
 #[test]
