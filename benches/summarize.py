@@ -111,6 +111,20 @@ def pair_ratio(a_runs, b_runs, fn):
     return ratio_cell(a, b, fr) if a else "-"
 
 
+def runs_per_s(r):
+    """`/bin/true` runs finished per s in phase a (older results: executions of any outcome)."""
+    t = r["throughput"][0]
+    return t.get("runs_finished_per_s", t["executions_finished_per_s"])
+
+
+def runs_whole(r):
+    """`/bin/true` runs finished over the whole run (kafka-healing: after the drain)."""
+    if "executions_after_drain" in r:
+        e = r["executions_after_drain"]
+        return e.get("runs_finished", e["finished"])
+    return r["totals"]["outcomes"]["ok_2xx"] if r.get("target") == "am-executor" else 0
+
+
 storm = load_runs("webhook-decide-kafka-healing-*.json")
 byp = {p: {t: load_runs(f"webhook-{p}-{t}-*.json") for t in ("kafka-healing", "am-executor", "noop")}
        for p in ("fixture", "unique")}
@@ -135,7 +149,7 @@ if decided or any(byp[p][t] for p in byp for t in byp[p]):
               f"| {spread(vals(decided, lambda d: d['post_s']), f2)} / {spread(vals(decided, lambda d: d['decided_s']), f2)} | | | |")
         print(f"| phase d: peak RSS, VmHWM (MiB) | {spread(vals(decided, lambda d: d['server_peak_rss_kb'] / 1024), f1)} | | | |")
     u = byp["unique"]
-    fin = lambda r: r["throughput"][0]["executions_finished_per_s"]
+    fin = runs_per_s
     if u["kafka-healing"] or u["am-executor"]:
         print(f"| distinct alerts (`unique`, 64 clients): `/bin/true` runs finished per s during the phase "
               f"| {spread(vals(u['kafka-healing'], fin), f0)} | {spread(vals(u['am-executor'], fin), f0)} | (runs nothing) "
@@ -192,7 +206,8 @@ for payload in ("fixture", "unique"):
     tp = lambda r: r["throughput"][0]
     row("sustained alerts/s (64 clients, closed loop)", lambda r: tp(r)["alerts_per_s_journaled"], f0)
     row("requests/s answered 2xx", lambda r: tp(r)["requests_per_s_2xx"], f0)
-    row("/bin/true runs finished per s during that phase", lambda r: tp(r)["executions_finished_per_s"], f0)
+    row("/bin/true runs finished per s during that phase", runs_per_s, f0)
+    row("executions finished per s during that phase (runs + `skipped` decisions)", lambda r: tp(r)["executions_finished_per_s"], f0)
     row("closed-loop latency p50 (ms)", lambda r: tp(r)["closed_loop_latency"]["p50_ms"], f2)
     row("closed-loop latency p99 (ms)", lambda r: tp(r)["closed_loop_latency"]["p99_ms"], f2)
     rates = [x["rate_target"] for x in kh[0].get("ack_latency", [])]
@@ -212,10 +227,11 @@ for payload in ("fixture", "unique"):
     row("whole run: CPU own + children per request (µs)",
         lambda r: (r["server_cpu_whole_run"]["own_s"] + r["server_cpu_whole_run"]["children_s"]) / reqs(r) * 1e6, f0)
     row("whole run: requests", reqs, f0)
-    fin = lambda r: r["executions_after_drain"]["finished"] if "executions_after_drain" in r else (
-        r["totals"]["outcomes"]["ok_2xx"] if r.get("target") == "am-executor" else 0)
+    fin = runs_whole
+    allx = lambda r: r["executions_after_drain"]["finished"] if "executions_after_drain" in r else runs_whole(r)
     pend = lambda r: r["executions_after_drain"]["in_flight"] if "executions_after_drain" in r else 0
     row("whole run: /bin/true runs finished (kafka-healing: after up to 60 s of drain)", fin, f0)
+    row("whole run: executions finished, runs + `skipped` decisions", allx, f0)
     row("whole run: executions still queued or running at the end", pend, f0)
     row("peak RSS, VmHWM (MiB)", lambda r: r["server_peak_rss_kb"] / 1024, f1)
     bad = lambda rs: "/".join(str(sum(r["totals"]["outcomes"]["non_2xx"].values()) + r["totals"]["outcomes"]["transport_errors"]) for r in rs) or "-"

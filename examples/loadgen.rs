@@ -753,8 +753,11 @@ async fn scrape(c: &reqwest::Client, base: &str) -> (f64, f64, BTreeMap<String, 
     (sum, count, rejected)
 }
 
-/// kafka-healing's executions: (finished, queued or running), from its `/metrics`.
-async fn exec_counts(c: &reqwest::Client, base: &str) -> (f64, f64) {
+/// kafka-healing's executions: (finished with any outcome, queued or running, finished after
+/// running their steps), from its `/metrics`. The first counts decisions journaled as
+/// `skipped` (e.g. queue full) too; the last does not (nor `cancelled`): those are the
+/// `/bin/true` runs.
+async fn exec_counts(c: &reqwest::Client, base: &str) -> (f64, f64, f64) {
     let text = match c
         .get(format!("{base}/metrics"))
         .header("Authorization", format!("Bearer {TOKEN}"))
@@ -776,7 +779,12 @@ async fn exec_counts(c: &reqwest::Client, base: &str) -> (f64, f64) {
             inflight += v;
         }
     }
-    (done, inflight)
+    let not_run: f64 = executions_by_outcome(&text)
+        .iter()
+        .filter(|(o, _)| *o == "skipped" || *o == "cancelled")
+        .map(|(_, n)| n)
+        .sum();
+    (done, inflight, done - not_run)
 }
 
 // ---------------------------------------------------------------- /proc
@@ -1786,13 +1794,14 @@ async fn phases(
             let m1 = scrape(&c, &base).await;
             let e1 = exec_counts(&c, &base).await;
             // am-executor runs the command before it answers: one per 2xx request; the no-op
-            // server runs nothing.
-            let executed = if kh {
-                e1.0 - e0.0
+            // server runs nothing. kafka-healing: executions finished with any outcome
+            // (including decisions journaled `skipped`), and those that ran their step.
+            let (executed, ran) = if kh {
+                (e1.0 - e0.0, e1.2 - e0.2)
             } else if args.is_peer() {
-                o.ok as f64
+                (o.ok as f64, o.ok as f64)
             } else {
-                0.0
+                (0.0, 0.0)
             };
             let after = journal_alerts(&jpath)?;
             let journaled = after - before;
@@ -1806,6 +1815,7 @@ async fn phases(
             "seconds": (wall * 1000.0).round() / 1000.0,
             "server_cpu": cpu_json(pc0, pc1, o.ok + o.non_2xx_total() + o.errors),
             "executions_finished_per_s": (executed / wall).round(),
+            "runs_finished_per_s": (ran / wall).round(),
             "executions_in_flight_at_end": if kh { e1.1 } else { 0.0 },
             "uptime_load": load_avg(),
             "requests": o.ok + o.non_2xx_total() + o.errors,
@@ -1936,6 +1946,7 @@ async fn phases(
             }
         }
         report["executions_after_drain"] = json!({"finished": e.0, "in_flight": e.1,
+            "runs_finished": e.2,
             "waited_s": (t.elapsed().as_secs_f64() * 10.0).round() / 10.0});
     }
 
