@@ -60,32 +60,154 @@ except OSError:
     pass
 
 # ---------------------------------------------------------------- webhook
+def load_runs(pattern):
+    return [json.load(open(f)) for f in sorted(glob.glob(os.path.join(out, pattern)))]
+
+
+def machine_loads():
+    """(load at start, load at end) from machine.txt, as written by benches/run."""
+    start = end = "-"
+    try:
+        for line in open(os.path.join(out, "machine.txt")):
+            if line.startswith("load at start:"):
+                start = line.split(":", 1)[1].strip()
+            elif line.startswith("load at end:"):
+                end = line.split(":", 1)[1].split(";")[0].strip()
+    except OSError:
+        pass
+    return start, end
+
+
+def ack_p99(r, rate):
+    for x in r.get("ack_latency", []):
+        if x["rate_target"] == rate:
+            return x["latency_from_schedule"]["p99_ms"]
+    return None
+
+
+def vals(rs, fn):
+    v = []
+    for r in rs:
+        try:
+            x = fn(r)
+        except (KeyError, IndexError, TypeError):
+            x = None
+        if x is not None:
+            v.append(x)
+    return v
+
+
+def pair_ratio(a_runs, b_runs, fn):
+    """Per-repetition ratio fn(a)/fn(b) (the same repetition index), median and range."""
+    a, b = [], []
+    for x, y in zip(a_runs, b_runs):
+        try:
+            fx, fy = fn(x), fn(y)
+        except (KeyError, IndexError, TypeError):
+            continue
+        if fx is not None and fy:
+            a.append(fx)
+            b.append(fy)
+    return ratio_cell(a, b, fr) if a else "-"
+
+
+def runs_per_s(r):
+    """`/bin/true` runs finished per s in phase a (older results: executions of any outcome)."""
+    t = r["throughput"][0]
+    return t.get("runs_finished_per_s", t["executions_finished_per_s"])
+
+
+def runs_whole(r):
+    """`/bin/true` runs finished over the whole run (kafka-healing: after the drain)."""
+    if "executions_after_drain" in r:
+        e = r["executions_after_drain"]
+        return e.get("runs_finished", e["finished"])
+    return r["totals"]["outcomes"]["ok_2xx"] if r.get("target") == "am-executor" else 0
+
+
+storm = load_runs("webhook-decide-kafka-healing-*.json")
+byp = {p: {t: load_runs(f"webhook-{p}-{t}-*.json") for t in ("kafka-healing", "am-executor", "noop")}
+       for p in ("fixture", "unique")}
+decided = [r["decision_storm"] for r in storm if "decision_storm" in r]
+
+if decided or any(byp[p][t] for p in byp for t in byp[p]):
+    ls, le = machine_loads()
+    print("## Headline (this run)\n")
+    print("| measure | kafka-healing | am-executor | no-op axum server | ratio |")
+    print("|---|---|---|---|---|")
+    if decided:
+        dps = [d["decisions_per_s"] for d in decided if d.get("decisions_per_s") is not None]
+        tos = sum(1 for d in decided if d.get("timed_out"))
+        n = decided[0]["alerts"]
+        cell = spread(dps, f0) if dps else "-"
+        if tos:
+            lb = [d["decisions_per_s_lower_bound"] for d in decided if d.get("timed_out")]
+            cell += f" ({tos} of {len(decided)} TIMED OUT after {decided[0]['timeout_s']:.0f} s; ≥ {spread(lb, f0)}/s)"
+        print(f"| decisions/s, storm of {n:,} distinct alerts (phase d: alerts / time from first request to backlog 0) "
+              f"| {cell} | n/a (no decision step) | n/a | |")
+        print(f"| phase d: posting / all decided (s from the first request) "
+              f"| {spread(vals(decided, lambda d: d['post_s']), f2)} / {spread(vals(decided, lambda d: d['decided_s']), f2)} | | | |")
+        print(f"| phase d: peak RSS, VmHWM (MiB) | {spread(vals(decided, lambda d: d['server_peak_rss_kb'] / 1024), f1)} | | | |")
+    u = byp["unique"]
+    fin = runs_per_s
+    if u["kafka-healing"] or u["am-executor"]:
+        print(f"| distinct alerts (`unique`, 64 clients): `/bin/true` runs finished per s during the phase "
+              f"| {spread(vals(u['kafka-healing'], fin), f0)} | {spread(vals(u['am-executor'], fin), f0)} | (runs nothing) "
+              f"| ours / am-executor {pair_ratio(u['kafka-healing'], u['am-executor'], fin)} |")
+        hwm = lambda r: r["server_peak_rss_kb"] / 1024
+        print(f"| distinct alerts (`unique`): peak RSS, VmHWM (MiB) "
+              f"| {spread(vals(u['kafka-healing'], hwm), f1)} | {spread(vals(u['am-executor'], hwm), f1)} | {spread(vals(u['noop'], hwm), f1)} "
+              f"| ours / am-executor {pair_ratio(u['kafka-healing'], u['am-executor'], hwm)} |")
+    for p in ("unique", "fixture"):
+        g = byp[p]
+        p99 = lambda r: ack_p99(r, 1000)
+        if not any(vals(g[t], p99) for t in g):
+            continue
+        print(f"| ACK p99 at 1,000 req/s, payload `{p}` (ms, from the scheduled send) "
+              f"| {spread(vals(g['kafka-healing'], p99), f2)} | {spread(vals(g['am-executor'], p99), f2)} | {spread(vals(g['noop'], p99), f2)} "
+              f"| ours / no-op {pair_ratio(g['kafka-healing'], g['noop'], p99)} (target ≤ 2×); ours / am-executor {pair_ratio(g['kafka-healing'], g['am-executor'], p99)} |")
+    print(f"| whole-machine load average (1, 5, 15 min) at the start / at the end of the run | {ls} / {le} | | | |")
+    print()
+    print("Phase d ran on its own fresh server before the ACK-latency phases, so the ACK rows are not "
+          "measured while phase d's storm is being decided; with `unique` the ACK phase itself posts one "
+          "distinct alert per request, each needing a decision.\n")
+
+if decided:
+    print("## Phase d: decision storm (kafka-healing)\n")
+    print("| rep | alerts / requests | posted (s) | all decided (s) | after last 200 (s) | decisions/s | 503 retries "
+          "| backlog max | executions by outcome | in flight | peak RSS (MiB) | acked = journaled | load before → after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, d in enumerate(decided, 1):
+        opt = lambda k, fmt: "-" if d.get(k) is None else fmt(d[k])
+        dec = opt("decided_s", f2) if not d.get("timed_out") else f"TIMEOUT ({d['timeout_s']:.0f} s, backlog {d['backlog_at_end']:,.0f})"
+        outc = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(d.get("executions_by_outcome", {}).items())) or "-"
+        print(f"| {i} | {d['alerts_acknowledged']:,} / {d['requests']} | {opt('post_s', f2)} | {dec} | {opt('decided_after_last_ack_s', f2)} "
+              f"| {opt('decisions_per_s', f0)} | {d['retries_503']} | {d['backlog_max_seen']:,.0f} | {outc} | {opt('executions_in_flight', f0)} "
+              f"| {d['server_peak_rss_kb'] / 1024:.1f} | {d['alerts_acknowledged']:,} = {d['alerts_journaled']:,}: {d['zero_loss']} "
+              f"| {d['uptime_load_before']:.2f} → {d['uptime_load']:.2f} |")
+    print()
+
 for payload in ("fixture", "unique"):
-    runs = {}
-    for t in ("kafka-healing", "am-executor"):
-        files = sorted(glob.glob(os.path.join(out, f"webhook-{payload}-{t}-*.json")))
-        runs[t] = [json.load(open(f)) for f in files]
-    kh, am = runs["kafka-healing"], runs["am-executor"]
+    kh, am, nz = byp[payload]["kafka-healing"], byp[payload]["am-executor"], byp[payload]["noop"]
     if not kh or not am:
         continue
     n = min(len(kh), len(am))
     kh, am = kh[:n], am[:n]
     per = "2 alerts (the Alertmanager fixture)" if payload == "fixture" else "1 alert with a unique label"
     print(f"## Webhook, payload `{payload}`: {per} per request; {n} repetition(s)\n")
-    print("| measure | kafka-healing | am-executor | ratio kafka-healing / am-executor |")
-    print("|---|---|---|---|")
-
-    def col(rs, fn):
-        return [fn(r) for r in rs]
+    print("| measure | kafka-healing | am-executor | no-op axum server | ratio kafka-healing / am-executor | ratio kafka-healing / no-op |")
+    print("|---|---|---|---|---|---|")
 
     def row(name, fn, fmt, better=""):
-        a, b = col(kh, fn), col(am, fn)
-        print(f"| {name} | {spread(a, fmt)} | {spread(b, fmt)} | {ratio_cell(a, b, fr)}{better} |")
+        a, b, z = vals(kh, fn), vals(am, fn), vals(nz, fn)
+        print(f"| {name} | {spread(a, fmt)} | {spread(b, fmt)} | {spread(z, fmt)} "
+              f"| {pair_ratio(kh, am, fn)}{better} | {pair_ratio(kh, nz, fn)} |")
 
     tp = lambda r: r["throughput"][0]
     row("sustained alerts/s (64 clients, closed loop)", lambda r: tp(r)["alerts_per_s_journaled"], f0)
     row("requests/s answered 2xx", lambda r: tp(r)["requests_per_s_2xx"], f0)
-    row("/bin/true runs finished per s during that phase", lambda r: tp(r)["executions_finished_per_s"], f0)
+    row("/bin/true runs finished per s during that phase", runs_per_s, f0)
+    row("executions finished per s during that phase (runs + `skipped` decisions)", lambda r: tp(r)["executions_finished_per_s"], f0)
     row("closed-loop latency p50 (ms)", lambda r: tp(r)["closed_loop_latency"]["p50_ms"], f2)
     row("closed-loop latency p99 (ms)", lambda r: tp(r)["closed_loop_latency"]["p99_ms"], f2)
     rates = [x["rate_target"] for x in kh[0].get("ack_latency", [])]
@@ -93,8 +215,8 @@ for payload in ("fixture", "unique"):
         al = lambda r, k: r["ack_latency"][i]["latency_from_schedule"][k]
         for k, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
             row(f"ACK {name} at {rate:,} req/s (ms)", lambda r, k=k: al(r, k), f2)
-        kept = lambda rs: "/".join("yes" if r["ack_latency"][i]["kept_up"] else "NO" for r in rs)
-        print(f"| kept up at {rate:,} req/s (per repetition) | {kept(kh)} | {kept(am)} | |")
+        kept = lambda rs: "/".join("yes" if r["ack_latency"][i]["kept_up"] else "NO" for r in rs if len(r.get("ack_latency", [])) > i) or "-"
+        print(f"| kept up at {rate:,} req/s (per repetition) | {kept(kh)} | {kept(am)} | {kept(nz)} | | |")
         row(f"requests skipped at {rate:,} req/s (backlog > 2,000 outstanding)",
             lambda r: r["ack_latency"][i]["skipped_backlog"], f0)
         row(f"server CPU at {rate:,} req/s, own (µs/request)",
@@ -105,17 +227,20 @@ for payload in ("fixture", "unique"):
     row("whole run: CPU own + children per request (µs)",
         lambda r: (r["server_cpu_whole_run"]["own_s"] + r["server_cpu_whole_run"]["children_s"]) / reqs(r) * 1e6, f0)
     row("whole run: requests", reqs, f0)
-    fin = lambda r: r["executions_after_drain"]["finished"] if "executions_after_drain" in r else r["totals"]["outcomes"]["ok_2xx"]
+    fin = runs_whole
+    allx = lambda r: r["executions_after_drain"]["finished"] if "executions_after_drain" in r else runs_whole(r)
     pend = lambda r: r["executions_after_drain"]["in_flight"] if "executions_after_drain" in r else 0
     row("whole run: /bin/true runs finished (kafka-healing: after up to 60 s of drain)", fin, f0)
+    row("whole run: executions finished, runs + `skipped` decisions", allx, f0)
     row("whole run: executions still queued or running at the end", pend, f0)
     row("peak RSS, VmHWM (MiB)", lambda r: r["server_peak_rss_kb"] / 1024, f1)
-    bad = lambda rs: "/".join(str(sum(r["totals"]["outcomes"]["non_2xx"].values()) + r["totals"]["outcomes"]["transport_errors"]) for r in rs)
-    print(f"| non-2xx + transport errors (per repetition) | {bad(kh)} | {bad(am)} | |")
+    bad = lambda rs: "/".join(str(sum(r["totals"]["outcomes"]["non_2xx"].values()) + r["totals"]["outcomes"]["transport_errors"]) for r in rs) or "-"
+    print(f"| non-2xx + transport errors (per repetition) | {bad(kh)} | {bad(am)} | {bad(nz)} | | |")
     zl = "/".join(str(r.get("zero_loss")) for r in kh)
-    print(f"| kafka-healing: every 2xx alert in the journal | {zl} | (no journal) | |")
-    loads = [x["uptime_load"] for r in kh + am for x in r.get("ack_latency", [])]
-    print(f"\n1-min load average during these runs: {min(loads):.2f}–{max(loads):.2f}\n")
+    print(f"| kafka-healing: every 2xx alert in the journal | {zl} | (no journal) | (no journal) | | |")
+    loads = [x["uptime_load"] for r in kh + am + nz for x in r.get("ack_latency", [])]
+    if loads:
+        print(f"\n1-min load average during these runs: {min(loads):.2f}–{max(loads):.2f}\n")
 
 # ---------------------------------------------------------------- criterion
 def criterion(prefix):

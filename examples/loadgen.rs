@@ -24,6 +24,17 @@
 //!   The runbook's single `exec` step is this program again (`loadgen stamp DIR ID`), which
 //!   writes the Unix time in ns to DIR/ID; that minus the time the request was sent is the
 //!   end-to-end figure. The cost of spawning the same helper directly is measured apart.
+//! - **d. decision storm** (kafka-healing only): `--storm-alerts` (20,000) distinct alerts,
+//!   each with a unique `bench_id` label that is a param of the non-disruptive `bench-true`
+//!   rule, posted as requests of `--storm-batch` (500) alerts over `--storm-connections` (4)
+//!   connections as fast as the server answers. A 503 (the server's `max_pending_alerts`
+//!   back-pressure) is retried after 50 ms and counted. From the first request, `/metrics` is
+//!   read every 20 ms; the storm is decided when, after the last request got its 200,
+//!   `kafka_healing_decision_backlog` reads 0. Reported: the posting time, the time from the
+//!   first request to "all decided", decisions/s (alerts / that time), the peak RSS (VmHWM)
+//!   and the executions by outcome. Bounded by `--storm-timeout` (120 s): a timeout is
+//!   reported as such, with the backlog left. It runs first (before the warm-up), so with
+//!   `--only d` alone the server is fresh.
 //!
 //! `loadgen stamp DIR ID` is that helper.
 //!
@@ -36,6 +47,12 @@
 //! alert is its own work key: no dedup, cooldown or attempt counting), like am-executor.
 //! Each row also reports the server's CPU time from /proc/PID/stat (utime+stime, and that of
 //! its reaped children, the `/bin/true` processes) and its peak RSS (VmHWM).
+//!
+//! **No-op ceiling** (`--target noop [--noop-bin PATH]`): phases a and b against
+//! `examples/noop_server.rs`, an axum server (served like `kafka-healing serve`) that answers
+//! `POST /api/v1/alerts` with 200 as soon as it has read the body. It runs as its own process,
+//! started and measured exactly like the others, so its ACK latency is the floor on this
+//! machine in the same run. By default it is looked for next to this binary.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -67,9 +84,11 @@ const USAGE: &str =
                [--rates R1,R2,..] [--rate-seconds S] [--max-inflight N]
                [--probe-rate R] [--probe-seconds S] [--spawn-samples N]
                [--workers N] [--server-log LEVEL] [--out FILE] [--pid-file FILE]
-               [--keep] [--only a,b,c]
-               [--target kafka-healing|am-executor] [--peer-bin PATH]
-               [--payload fixture|unique]
+               [--keep] [--only a,b,c,d]
+               [--target kafka-healing|am-executor|noop] [--peer-bin PATH]
+               [--noop-bin PATH] [--payload fixture|unique]
+               [--storm-alerts N] [--storm-batch N] [--storm-connections N]
+               [--storm-timeout S]
        loadgen stamp DIR ID";
 
 #[derive(Debug, Clone)]
@@ -90,17 +109,37 @@ struct Args {
     pid_file: Option<PathBuf>,
     keep: bool,
     only: String,
-    /// `kafka-healing` (the default) or `am-executor`.
+    /// `kafka-healing` (the default), `am-executor` or `noop`.
     target: String,
     /// The prometheus-am-executor binary (with `--target am-executor`).
     peer_bin: Option<PathBuf>,
+    /// The no-op ceiling server (with `--target noop`; default: `noop_server` next to this
+    /// binary).
+    noop_bin: Option<PathBuf>,
     /// `fixture` (the default) or `unique`.
     payload: String,
+    /// Phase d: distinct alerts in the storm.
+    storm_alerts: u64,
+    /// Phase d: alerts per request.
+    storm_batch: u64,
+    /// Phase d: concurrent connections posting the storm.
+    storm_connections: usize,
+    /// Phase d: longest wait, in seconds from the first request, for every alert to be decided.
+    storm_timeout: f64,
 }
 
 impl Args {
     fn is_peer(&self) -> bool {
         self.target == "am-executor"
+    }
+
+    fn is_noop(&self) -> bool {
+        self.target == "noop"
+    }
+
+    /// kafka-healing itself (journal, engine, metrics).
+    fn is_kh(&self) -> bool {
+        self.target == "kafka-healing"
     }
 
     fn unique(&self) -> bool {
@@ -148,7 +187,12 @@ impl Default for Args {
             only: "a,b,c".into(),
             target: "kafka-healing".into(),
             peer_bin: None,
+            noop_bin: None,
             payload: "fixture".into(),
+            storm_alerts: 20_000,
+            storm_batch: 500,
+            storm_connections: 4,
+            storm_timeout: 120.0,
         }
     }
 }
@@ -202,7 +246,12 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--only" => a.only = v.to_string(),
             "--target" => a.target = v.to_string(),
             "--peer-bin" => a.peer_bin = Some(PathBuf::from(v)),
+            "--noop-bin" => a.noop_bin = Some(PathBuf::from(v)),
             "--payload" => a.payload = v.to_string(),
+            "--storm-alerts" => a.storm_alerts = num(flag, v)?,
+            "--storm-batch" => a.storm_batch = num(flag, v)?,
+            "--storm-connections" => a.storm_connections = num(flag, v)?,
+            "--storm-timeout" => a.storm_timeout = num(flag, v)?,
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -241,8 +290,8 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     check(a.spawn_samples <= 10_000, "--spawn-samples: at most 10000")?;
     check((1..=64).contains(&a.workers), "--workers: 1..=64")?;
     check(
-        a.target == "kafka-healing" || a.target == "am-executor",
-        "--target: kafka-healing or am-executor",
+        a.target == "kafka-healing" || a.target == "am-executor" || a.target == "noop",
+        "--target: kafka-healing, am-executor or noop",
     )?;
     check(
         !a.is_peer() || a.peer_bin.is_some(),
@@ -252,8 +301,26 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         a.payload == "fixture" || a.payload == "unique",
         "--payload: fixture or unique",
     )?;
-    if a.is_peer() {
-        // Phase c needs kafka-healing's runbooks and journal.
+    check(
+        (1..=200_000).contains(&a.storm_alerts),
+        "--storm-alerts: 1..=200000",
+    )?;
+    // 1,000 alerts of ~450 bytes stay under the server's 1 MiB body limit.
+    check(
+        (1..=1000).contains(&a.storm_batch),
+        "--storm-batch: 1..=1000",
+    )?;
+    check(
+        (1..=64).contains(&a.storm_connections),
+        "--storm-connections: 1..=64",
+    )?;
+    check(
+        a.storm_timeout > 0.0 && a.storm_timeout <= 600.0,
+        "--storm-timeout: (0, 600]",
+    )?;
+    if !a.is_kh() {
+        // Phase c needs kafka-healing's runbooks and journal (phase d is noted as not
+        // applicable in the report).
         a.only = a.only.replace('c', "");
     }
     Ok(a)
@@ -396,9 +463,39 @@ impl Server {
                     .map_err(std::io::Error::from)
             });
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        Server::await_listening(child, dir)
+    }
+
+    /// Starts the no-op ceiling (`examples/noop_server.rs`) on 127.0.0.1:0 in `dir`.
+    fn start_noop(bin: &Path, dir: &Path) -> Result<Server, String> {
+        let log_file = std::fs::File::create(dir.join("server.log"))
+            .map_err(|e| format!("cannot create {}/server.log: {e}", dir.display()))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("127.0.0.1:0")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        // SAFETY: as in `start`: only prctl(2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        Server::await_listening(child, dir)
+    }
+
+    /// Waits (up to 20 s) for the `listening on http://127.0.0.1:PORT` line that
+    /// `kafka-healing serve` and the no-op server print first on stdout; stops `child` if it
+    /// does not come.
+    fn await_listening(mut child: Child, dir: &Path) -> Result<Server, String> {
         let stdout = child.stdout.take().ok_or("no stdout pipe")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -653,8 +750,11 @@ async fn scrape(c: &reqwest::Client, base: &str) -> (f64, f64, BTreeMap<String, 
     (sum, count, rejected)
 }
 
-/// kafka-healing's executions: (finished, queued or running), from its `/metrics`.
-async fn exec_counts(c: &reqwest::Client, base: &str) -> (f64, f64) {
+/// kafka-healing's executions: (finished with any outcome, queued or running, finished after
+/// running their steps), from its `/metrics`. The first counts decisions journaled as
+/// `skipped` (e.g. queue full) too; the last does not (nor `cancelled`): those are the
+/// `/bin/true` runs.
+async fn exec_counts(c: &reqwest::Client, base: &str) -> (f64, f64, f64) {
     let text = match c
         .get(format!("{base}/metrics"))
         .header("Authorization", format!("Bearer {TOKEN}"))
@@ -676,7 +776,12 @@ async fn exec_counts(c: &reqwest::Client, base: &str) -> (f64, f64) {
             inflight += v;
         }
     }
-    (done, inflight)
+    let not_run: f64 = executions_by_outcome(&text)
+        .iter()
+        .filter(|(o, _)| *o == "skipped" || *o == "cancelled")
+        .map(|(_, n)| n)
+        .sum();
+    (done, inflight, done - not_run)
 }
 
 // ---------------------------------------------------------------- /proc
@@ -989,6 +1094,332 @@ fn alert_body(id: u64, alertname: &str) -> String {
     .to_string()
 }
 
+/// `count` alerts named `KafkaBenchTrue` with `bench_id` = `first`, `first + 1`, ... in one
+/// Alertmanager body (phase d).
+fn storm_body(first: u64, count: u64) -> String {
+    let alerts: Vec<Value> = (first..first + count)
+        .map(|id| {
+            let node = id % 3 + 1;
+            json!({
+                "status": "firing",
+                "labels": {"alertname": "KafkaBenchTrue", "bench_id": id.to_string(),
+                           "cluster": "prod-east", "instance": format!("kafka-{node}.example.com:9404"),
+                           "job": "kafka", "severity": "warning"},
+                "annotations": {"summary": format!("benchmark storm {id}")},
+                "startsAt": "2026-11-27T23:33:11Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example.com:9090/graph?g0.expr=bench",
+            })
+        })
+        .collect();
+    json!({
+        "receiver": "kafka-healing",
+        "status": "firing",
+        "alerts": alerts,
+        "groupLabels": {"alertname": "KafkaBenchTrue"},
+        "commonLabels": {"alertname": "KafkaBenchTrue", "cluster": "prod-east"},
+        "commonAnnotations": {},
+        "externalURL": "http://vm:9393",
+        "version": "4",
+        "groupKey": "{}:{alertname=\"KafkaBenchTrue\"}",
+        "truncatedAlerts": 0
+    })
+    .to_string()
+}
+
+/// The server's `/metrics` text (an error when it cannot be read).
+async fn metrics_text(c: &reqwest::Client, base: &str) -> Result<String, String> {
+    let r = c
+        .get(format!("{base}/metrics"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .map_err(|e| format!("GET /metrics: {e}"))?;
+    if !r.status().is_success() {
+        return Err(format!("GET /metrics: {}", r.status()));
+    }
+    r.text()
+        .await
+        .map_err(|e| format!("GET /metrics body: {e}"))
+}
+
+/// The sum of the samples of `name` (with or without labels), or None when it is absent.
+fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for l in text.lines() {
+        let Some((k, v)) = l.rsplit_once(' ') else {
+            continue;
+        };
+        let matches = k == name
+            || k.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{'));
+        if matches && let Ok(v) = v.parse::<f64>() {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// `kafka_healing_executions_total` by `outcome` label (summed over rules).
+fn executions_by_outcome(text: &str) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("kafka_healing_executions_total{") else {
+            continue;
+        };
+        let Some((labels, v)) = rest.rsplit_once(' ') else {
+            continue;
+        };
+        let outcome = labels
+            .split_once("outcome=\"")
+            .and_then(|(_, t)| t.split_once('"'))
+            .map(|(o, _)| o.to_string())
+            .unwrap_or_else(|| "?".into());
+        *m.entry(outcome).or_default() += v.parse::<f64>().unwrap_or(0.0);
+    }
+    m
+}
+
+const BACKLOG: &str = "kafka_healing_decision_backlog";
+
+/// Phase d: posts the storm, then waits (bounded) until the decision backlog reads 0.
+/// Returns the report, the alerts acknowledged, the request outcomes, and the alerts of
+/// requests that got no answer.
+async fn decision_storm(
+    args: &Args,
+    base: &str,
+    url: &str,
+    jpath: &Path,
+    pid: i32,
+) -> Result<(Value, u64, Outcomes, u64), String> {
+    let (total, batch) = (args.storm_alerts, args.storm_batch);
+    let requests = total.div_ceil(batch);
+    // Bodies are built before the clock starts.
+    let first_id = NEXT_ID.fetch_add(total, Ordering::Relaxed);
+    let bodies: Arc<Vec<(u64, String)>> = Arc::new(
+        (0..requests)
+            .map(|i| {
+                let lo = i * batch;
+                let n = batch.min(total - lo);
+                (n, storm_body(first_id + lo, n))
+            })
+            .collect(),
+    );
+    let body_bytes = bodies.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
+    eprintln!(
+        "d: decision storm: {total} distinct alerts in {requests} requests of {batch} ({} KB each), {} connections",
+        body_bytes / 1024,
+        args.storm_connections
+    );
+    // A request of 500 alerts is one journal commit, but may wait behind the engine's own
+    // writes: a longer timeout than the other phases.
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(args.storm_connections + 1)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let text0 = metrics_text(&c, base).await?;
+    let Some(backlog0) = metric_sum(&text0, BACKLOG) else {
+        return Err(format!(
+            "phase d needs the {BACKLOG} gauge, which this server's /metrics does not have"
+        ));
+    };
+    let journaled0 = journal_alerts(jpath)?;
+    let (rss0, _) = rss_kb(pid);
+    let pc0 = proc_cpu_s(pid);
+    let cpu0 = thread_cpu(pid);
+    let m0 = machine_ticks();
+    let load0 = load_avg();
+
+    let timeout = Duration::from_secs_f64(args.storm_timeout);
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let posted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // The poller: from the first request until the backlog reads 0 after the last 200.
+    let poller = {
+        let (c, base, posted) = (c.clone(), base.to_string(), posted.clone());
+        tokio::spawn(async move {
+            let (mut max, mut polls, mut failed, mut last) = (backlog0, 0u64, 0u64, backlog0);
+            let mut trace = Vec::new();
+            let mut next_trace = start;
+            loop {
+                let after_posts = posted.load(Ordering::SeqCst);
+                let v = match metrics_text(&c, &base).await {
+                    Ok(t) => metric_sum(&t, BACKLOG),
+                    Err(_) => None,
+                };
+                let now = Instant::now();
+                polls += 1;
+                match v {
+                    Some(v) => {
+                        max = max.max(v);
+                        last = v;
+                        if now >= next_trace {
+                            trace.push(json!([now.duration_since(start).as_millis() as u64, v]));
+                            next_trace = now + Duration::from_millis(250);
+                        }
+                        if after_posts && v == 0.0 {
+                            return (
+                                Some(now.duration_since(start)),
+                                max,
+                                last,
+                                polls,
+                                failed,
+                                trace,
+                            );
+                        }
+                    }
+                    None => failed += 1,
+                }
+                if now >= deadline {
+                    return (None, max, last, polls, failed, trace);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    // The posters: each takes the next request; a 503 is retried after 50 ms (bounded by the
+    // deadline); anything else is final.
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.storm_connections {
+        let (c, url, bodies, next) = (c.clone(), url.to_string(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut o, mut acked, mut unsure, mut retries, mut gave_up) =
+                (Outcomes::default(), 0u64, 0u64, 0u64, 0u64);
+            let mut last_ack: Option<Instant> = None;
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((n, body)) = bodies.get(i) else {
+                    break;
+                };
+                loop {
+                    if Instant::now() >= deadline {
+                        gave_up += 1;
+                        break;
+                    }
+                    let t = Instant::now();
+                    let r = post(&c, &url, body.clone()).await;
+                    if r == Ok(503) {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    o.add(&r);
+                    match r {
+                        Ok(200..=299) => {
+                            acked += n;
+                            last_ack = Some(Instant::now());
+                        }
+                        Err(_) => unsure += n,
+                        Ok(_) => {}
+                    }
+                    break;
+                }
+            }
+            (o, acked, unsure, retries, gave_up, last_ack, lat)
+        }));
+    }
+    let (mut o, mut acked, mut unsure, mut retries, mut gave_up) =
+        (Outcomes::default(), 0u64, 0u64, 0u64, 0u64);
+    let mut last_ack: Option<Instant> = None;
+    let mut lat = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok((o1, a1, u1, r1, g1, l1, lat1)) => {
+                o.merge(o1);
+                acked += a1;
+                unsure += u1;
+                retries += r1;
+                gave_up += g1;
+                last_ack = last_ack.max(l1);
+                lat.extend(lat1);
+            }
+            Err(e) => {
+                o.errors += 1;
+                o.first_error.get_or_insert(format!("storm task: {e}"));
+            }
+        }
+    }
+    let post_s = last_ack.map(|t| t.duration_since(start).as_secs_f64());
+    posted.store(true, Ordering::SeqCst);
+    let (decided, backlog_max, backlog_last, polls, failed_polls, trace) = poller
+        .await
+        .map_err(|e| format!("phase d: the backlog poller failed: {e}"))?;
+    let wall = start.elapsed().as_secs_f64();
+    let pc1 = proc_cpu_s(pid);
+    let cpu1 = thread_cpu(pid);
+    let m1 = machine_ticks();
+    let (rss1, hwm1) = rss_kb(pid);
+    let text1 = metrics_text(&c, base).await.unwrap_or_default();
+    let journaled = journal_alerts(jpath)? - journaled0;
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let decided_s = decided.map(|d| d.as_secs_f64());
+    // Decided by the end: everything acknowledged, less what was still waiting.
+    let decided_alerts = (acked as f64 - backlog_last).max(0.0);
+    let d = json!({
+        "alerts": total,
+        "requests": requests,
+        "alerts_per_request": batch,
+        "request_bytes_max": body_bytes,
+        "connections": args.storm_connections,
+        "timeout_s": args.storm_timeout,
+        "backlog_at_start": backlog0,
+        "outcomes": o.json(),
+        "retries_503": retries,
+        "requests_given_up_at_timeout": gave_up,
+        "alerts_acknowledged": acked,
+        "alerts_journaled": journaled,
+        "zero_loss": journaled >= acked && journaled <= acked + unsure,
+        "post_s": post_s.map(r3),
+        "request_latency": Dist::of(lat).json(),
+        "decided_s": decided_s.map(r3),
+        "decided_after_last_ack_s": match (decided_s, post_s) {
+            (Some(d), Some(p)) => json!(r3(d - p)),
+            _ => Value::Null,
+        },
+        "timed_out": decided.is_none(),
+        "decisions_per_s": decided_s.filter(|d| *d > 0.0).map(|d| (acked as f64 / d).round()),
+        "decided_alerts_at_end": decided_alerts,
+        "decisions_per_s_lower_bound": (decided_alerts / wall.max(1e-9)).round(),
+        "backlog_max_seen": backlog_max,
+        "backlog_at_end": backlog_last,
+        "backlog_polls": polls,
+        "backlog_polls_failed": failed_polls,
+        "backlog_trace_ms": trace,
+        "executions_by_outcome": executions_by_outcome(&text1),
+        "executions_in_flight": metric_sum(&text1, "kafka_healing_executions_in_flight"),
+        "webhook_rejected_all_reasons": metric_sum(&text1, "kafka_healing_webhook_rejected_total"),
+        "server_rss_kb_before": rss0,
+        "server_rss_kb_at_end": rss1,
+        "server_peak_rss_kb": hwm1,
+        // Per alert here (`us_per_request_*` = µs per alert).
+        "server_cpu": cpu_json(pc0, pc1, acked),
+        "server_threads_cpu": diff_cpu(&cpu0, &cpu1, wall),
+        "machine_busy_pct_all_cores": busy_pct(m0, m1),
+        "uptime_load_before": load0,
+        "uptime_load": load_avg(),
+    });
+    match decided_s {
+        Some(t) => eprintln!(
+            "d: {acked} alerts posted in {:.2} s ({retries} retries after 503), all decided {t:.2} s after the first request: {:.0} decisions/s",
+            post_s.unwrap_or(f64::NAN),
+            acked as f64 / t.max(1e-9)
+        ),
+        None => eprintln!(
+            "d: TIMEOUT: {backlog_last} alerts still waiting for a decision {:.0} s after the first request",
+            args.storm_timeout
+        ),
+    }
+    Ok((d, acked, o, unsure))
+}
+
 /// Time from just before spawning the helper (as the server spawns steps) to its stamp.
 async fn spawn_cost(helper: &Path, dir: &Path, n: usize) -> Result<Dist, String> {
     let mut v = Vec::with_capacity(n);
@@ -1079,6 +1510,20 @@ fn run(args: &Args) -> Result<bool, String> {
                 std::fs::canonicalize(peer).map_err(|e| format!("{}: {e}", peer.display()))?;
             Server::start_peer(&peer, &dir)?
         }
+        _ if args.is_noop() => {
+            let noop = match &args.noop_bin {
+                Some(p) => p.clone(),
+                None => helper.with_file_name("noop_server"),
+            };
+            let noop = std::fs::canonicalize(&noop).map_err(|e| {
+                format!(
+                    "{}: {e} (build it: cargo build --release --locked --example noop_server, \
+                     or pass --noop-bin)",
+                    noop.display()
+                )
+            })?;
+            Server::start_noop(&noop, &dir)?
+        }
         _ => Server::start(&bin, &dir, &args.server_log)?,
     };
     if let Some(p) = &args.pid_file {
@@ -1118,7 +1563,7 @@ fn run(args: &Args) -> Result<bool, String> {
     report["target"] = json!(args.target);
     report["payload"] = json!(args.payload);
     report["server_log"] = scan_log(&dir.join("server.log"));
-    let ok = args.is_peer() || report["zero_loss"].as_bool().unwrap_or(false);
+    let ok = !args.is_kh() || report["zero_loss"].as_bool().unwrap_or(false);
 
     print_tables(&report);
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
@@ -1188,10 +1633,15 @@ async fn phases(
     let url = format!("{base}/api/v1/alerts");
     let jpath = server.journal_path();
     let pid = server.pid();
-    let kh = !args.is_peer();
+    let kh = args.is_kh();
     let per_req = args.alerts_per_request();
-    let url = if kh { url } else { format!("{base}/") };
-    // am-executor keeps no journal: its "journal count" is what it acknowledged.
+    let url = if args.is_peer() {
+        format!("{base}/")
+    } else {
+        url
+    };
+    // am-executor and the no-op server keep no journal: their "journal count" is what they
+    // acknowledged.
     let acked_so_far = AtomicU64::new(0);
     let journal_alerts = |p: &Path| {
         if kh {
@@ -1224,18 +1674,41 @@ async fn phases(
     });
     let mut total = Outcomes::default();
     let mut alerts_ok = 0u64;
+    // Alerts of requests that got no answer (they may or may not be journaled).
+    let mut alerts_unsure = 0u64;
+
+    // d. Decision storm, first, on a fresh server.
+    if args.only.contains('d') {
+        if kh {
+            let (d, ok, o, unsure) = decision_storm(args, &base, &url, &jpath, pid).await?;
+            report["decision_storm"] = d;
+            alerts_ok += ok;
+            alerts_unsure += unsure;
+            total.merge(o);
+        } else {
+            let why = if args.is_peer() {
+                "am-executor runs its command before it answers: no decision step, no backlog"
+            } else {
+                "the no-op server answers without deciding anything"
+            };
+            eprintln!("d: not applicable to {}: {why}", args.target);
+            report["decision_storm"] = json!({"not_applicable": why});
+        }
+    }
 
     // Warm-up: connections, page cache, the journal's first pages.
-    let warm = open_loop(&c, &url, 200, 1.0, args.max_inflight, |_| args.body()).await;
-    for s in &warm.shots {
-        total.add(&s.result);
+    if args.only.contains(['a', 'b', 'c']) {
+        let warm = open_loop(&c, &url, 200, 1.0, args.max_inflight, |_| args.body()).await;
+        for s in &warm.shots {
+            total.add(&s.result);
+        }
+        alerts_ok += per_req
+            * warm
+                .shots
+                .iter()
+                .filter(|s| matches!(s.result, Ok(200..=299)))
+                .count() as u64;
     }
-    alerts_ok += per_req
-        * warm
-            .shots
-            .iter()
-            .filter(|s| matches!(s.result, Ok(200..=299)))
-            .count() as u64;
 
     // b. ACK latency at fixed rates (open loop).
     if args.only.contains('b') {
@@ -1317,8 +1790,16 @@ async fn phases(
             let me1 = process_cpu(std::process::id() as i32);
             let m1 = scrape(&c, &base).await;
             let e1 = exec_counts(&c, &base).await;
-            // am-executor runs the command before it answers: one per 2xx request.
-            let executed = if kh { e1.0 - e0.0 } else { o.ok as f64 };
+            // am-executor runs the command before it answers: one per 2xx request; the no-op
+            // server runs nothing. kafka-healing: executions finished with any outcome
+            // (including decisions journaled `skipped`), and those that ran their step.
+            let (executed, ran) = if kh {
+                (e1.0 - e0.0, e1.2 - e0.2)
+            } else if args.is_peer() {
+                (o.ok as f64, o.ok as f64)
+            } else {
+                (0.0, 0.0)
+            };
             let after = journal_alerts(&jpath)?;
             let journaled = after - before;
             let expected = per_req * o.ok;
@@ -1331,6 +1812,7 @@ async fn phases(
             "seconds": (wall * 1000.0).round() / 1000.0,
             "server_cpu": cpu_json(pc0, pc1, o.ok + o.non_2xx_total() + o.errors),
             "executions_finished_per_s": (executed / wall).round(),
+            "runs_finished_per_s": (ran / wall).round(),
             "executions_in_flight_at_end": if kh { e1.1 } else { 0.0 },
             "uptime_load": load_avg(),
             "requests": o.ok + o.non_2xx_total() + o.errors,
@@ -1461,13 +1943,14 @@ async fn phases(
             }
         }
         report["executions_after_drain"] = json!({"finished": e.0, "in_flight": e.1,
+            "runs_finished": e.2,
             "waited_s": (t.elapsed().as_secs_f64() * 10.0).round() / 10.0});
     }
 
     // Zero loss over the whole run: every 2xx alert is in the journal.
     acked_so_far.store(alerts_ok, Ordering::Relaxed);
     let in_journal = journal_alerts(&jpath)?;
-    let unsure = total.errors * per_req.max(FIXTURE_ALERTS);
+    let unsure = total.errors * per_req.max(FIXTURE_ALERTS) + alerts_unsure;
     let zero_loss = in_journal >= alerts_ok && in_journal <= alerts_ok + unsure;
     report["totals"] = json!({
         "outcomes": total.json(),
@@ -1476,8 +1959,10 @@ async fn phases(
     });
     let runs_lossless = report["throughput"]
         .as_array()
-        .is_none_or(|runs| runs.iter().all(|r| r["zero_loss"] == json!(true)));
-    // am-executor keeps no journal: nothing to check beyond its status codes.
+        .is_none_or(|runs| runs.iter().all(|r| r["zero_loss"] == json!(true)))
+        && report["decision_storm"]["zero_loss"] != json!(false);
+    // am-executor and the no-op server keep no journal: nothing to check beyond their status
+    // codes.
     report["zero_loss"] = if kh {
         json!(zero_loss && runs_lossless)
     } else {
@@ -1509,6 +1994,46 @@ fn print_tables(r: &Value) {
         f(&r["fsync_4k"]["p50_ms"]),
         f(&r["fsync_4k"]["p99_ms"])
     );
+    let d = &r["decision_storm"];
+    if let Some(why) = d["not_applicable"].as_str() {
+        println!("\nd. Decision storm: not applicable ({why})");
+    } else if !d.is_null() {
+        println!(
+            "\nd. Decision storm: {} distinct alerts, {} requests of {}, {} connections",
+            d["alerts"], d["requests"], d["alerts_per_request"], d["connections"]
+        );
+        println!(
+            "  posted (first request -> last 200): {} s; 503 retries {}; outcomes {}",
+            f(&d["post_s"]),
+            d["retries_503"],
+            d["outcomes"]
+        );
+        if d["timed_out"] == json!(true) {
+            println!(
+                "  TIMEOUT after {} s: backlog still {} (at least {} decisions/s)",
+                d["timeout_s"], d["backlog_at_end"], d["decisions_per_s_lower_bound"]
+            );
+        } else {
+            println!(
+                "  all decided {} s after the first request ({} s after the last 200): {} decisions/s",
+                f(&d["decided_s"]),
+                f(&d["decided_after_last_ack_s"]),
+                d["decisions_per_s"]
+            );
+        }
+        println!(
+            "  backlog max seen {}; executions by outcome {}; in flight {}",
+            d["backlog_max_seen"], d["executions_by_outcome"], d["executions_in_flight"]
+        );
+        println!(
+            "  server peak RSS {} kB (before {} kB); acknowledged {} = journaled {}: {}",
+            d["server_peak_rss_kb"],
+            d["server_rss_kb_before"],
+            d["alerts_acknowledged"],
+            d["alerts_journaled"],
+            d["zero_loss"]
+        );
+    }
     if let Some(rows) = r["ack_latency"].as_array() {
         println!("\nb. ACK latency, open loop (ms, from the scheduled send time)");
         println!(
