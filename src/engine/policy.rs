@@ -127,7 +127,10 @@ impl Policy {
                 reason: c.reason.clone(),
             };
         }
-        let h = self.work.entry(key.clone()).or_default();
+        // No entry for work never started: a storm of distinct alerts must not grow it.
+        let Some(h) = self.work.get_mut(key) else {
+            return Admission::Allow { attempt: 1 };
+        };
         let n = h.prune(now, l.window_ms);
         let Some(last) = h.attempts.last().copied() else {
             return Admission::Allow { attempt: 1 };

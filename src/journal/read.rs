@@ -268,7 +268,9 @@ pub(crate) fn undecided_alerts(
     limit: u32,
 ) -> Result<Vec<(i64, NewAlert)>, JournalError> {
     let sql = format!(
-        "SELECT {ALERT_COLUMNS} FROM alerts WHERE decided = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE id IN \
+         (SELECT alert_id FROM undecided WHERE alert_id > ?1 ORDER BY alert_id LIMIT ?2) \
+         ORDER BY id"
     );
     let rows = conn
         .prepare_cached(&sql)?

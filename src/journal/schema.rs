@@ -112,6 +112,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (key, sent_ms);
 
+-- Version 2: alerts journaled and not decided by the engine yet, so a restart decides
+-- what a crash left undecided (an older journal's alerts count as decided). Kept apart
+-- from `alerts` so that marking thousands decided touches a few small pages.
+CREATE TABLE IF NOT EXISTS undecided (
+    alert_id INTEGER PRIMARY KEY
+);
+
 CREATE TABLE IF NOT EXISTS circuits (
     rule      TEXT    NOT NULL,
     target    TEXT    NOT NULL,
@@ -133,6 +140,11 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, JournalError> {
         return Err(JournalError::NoWal(mode));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Each request runs under a SAVEPOINT, whose undo pages go to a statement journal: in
+    // memory, not a temp file written page by page.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Multi-row statements of several sizes (see write.rs) are prepared once each.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "foreign_keys", true)?;
     let fk: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
     if !fk {
@@ -163,15 +175,6 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
         });
     }
     tx.execute_batch(SCHEMA)?;
-    if found < 2 {
-        // Version 2: whether the engine has decided each alert, so a restart decides what
-        // a crash left undecided. Alerts of an older journal count as decided.
-        tx.execute_batch(
-            "ALTER TABLE alerts ADD COLUMN decided INTEGER NOT NULL DEFAULT 1 \
-                 CHECK (decided IN (0, 1)); \
-             CREATE INDEX IF NOT EXISTS alerts_undecided ON alerts (id) WHERE decided = 0;",
-        )?;
-    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())

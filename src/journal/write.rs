@@ -1,93 +1,184 @@
 //! The write statements. Each function is one request's work; the writer runs it inside
 //! the batch transaction, under its own SAVEPOINT.
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::error::JournalError;
 use super::model::{Circuit, Event, ExecStatus, NewAlert, NewExecution, StepRecord, WriteOp};
 use super::schema::step_status_str;
 
-/// Inserts alerts, returning their ids in order.
+/// Rows per multi-row INSERT: inside a transaction every statement that can fail keeps a
+/// statement journal of the pages it touches first, so one statement per row costs a
+/// journal copy of the same few pages per row; one per chunk amortizes it.
+const CHUNK: usize = 64;
+
+/// Runs `INSERT INTO {head} VALUES (..), (..)` over `rows` (each `width` values) in chunks
+/// of [`CHUNK`] rows, with `tail` appended (a `RETURNING` clause); calls `each` on every
+/// returned row.
+fn insert_rows(
+    conn: &Connection,
+    head: &str,
+    width: usize,
+    tail: &str,
+    rows: &[Vec<Value>],
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
+) -> Result<(), JournalError> {
+    for chunk in rows.chunks(CHUNK) {
+        let one = format!("({})", vec!["?"; width].join(", "));
+        let sql = format!(
+            "INSERT INTO {head} VALUES {} {tail}",
+            vec![one; chunk.len()].join(", ")
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut out = stmt.query(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        while let Some(r) = out.next()? {
+            each(r)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts alerts (each also recorded undecided), returning their ids in order.
 pub(crate) fn insert_alerts(
     conn: &Connection,
     alerts: &[NewAlert],
 ) -> Result<Vec<i64>, JournalError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO alerts (received_ms, source, receiver, group_key, external_url, \
-         fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, decided) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0) RETURNING id",
-    )?;
-    let mut ids = Vec::with_capacity(alerts.len());
+    let mut rows = Vec::with_capacity(alerts.len());
     for a in alerts {
-        let labels = serde_json::to_string(&a.labels)?;
-        let annotations = serde_json::to_string(&a.annotations)?;
-        let id: i64 = stmt.query_row(
-            params![
-                a.received_ms,
-                a.source,
-                a.receiver,
-                a.group_key,
-                a.external_url,
-                a.fingerprint,
-                a.status,
-                labels,
-                annotations,
-                a.starts_at,
-                a.ends_at,
-                a.generator_url,
-            ],
-            |r| r.get(0),
-        )?;
-        ids.push(id);
+        rows.push(vec![
+            Value::Integer(a.received_ms),
+            Value::Text(a.source.clone()),
+            Value::Text(a.receiver.clone()),
+            Value::Text(a.group_key.clone()),
+            Value::Text(a.external_url.clone()),
+            Value::Text(a.fingerprint.clone()),
+            Value::Text(a.status.clone()),
+            Value::Text(serde_json::to_string(&a.labels)?),
+            Value::Text(serde_json::to_string(&a.annotations)?),
+            Value::Text(a.starts_at.clone()),
+            Value::Text(a.ends_at.clone()),
+            Value::Text(a.generator_url.clone()),
+        ]);
     }
+    let mut ids = Vec::with_capacity(alerts.len());
+    insert_rows(
+        conn,
+        "alerts (received_ms, source, receiver, group_key, external_url, fingerprint, status, \
+         labels, annotations, starts_at, ends_at, generator_url)",
+        12,
+        "RETURNING id",
+        &rows,
+        |r| {
+            ids.push(r.get(0)?);
+            Ok(())
+        },
+    )?;
+    // RETURNING gives no order guarantee: ids of one statement are ascending.
+    ids.sort_unstable();
+    let undecided: Vec<Vec<Value>> = ids.iter().map(|id| vec![Value::Integer(*id)]).collect();
+    insert_rows(conn, "undecided (alert_id)", 1, "", &undecided, |_| Ok(()))?;
     Ok(ids)
+}
+
+/// The values of an execution row, in [`EXECUTION_INSERT`]'s column order.
+fn execution_row(e: &NewExecution) -> Result<Vec<Value>, JournalError> {
+    let opt_i = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+    let opt_s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
+    let started = (e.status == ExecStatus::Running).then_some(e.created_ms);
+    let finished = e.status.is_terminal().then_some(e.created_ms);
+    Ok(vec![
+        opt_i(e.alert_id),
+        Value::Text(e.rule.clone()),
+        Value::Text(e.runbook.clone()),
+        opt_s(&e.target),
+        Value::Text(e.fingerprint.clone()),
+        Value::Text(e.status.as_str().to_owned()),
+        Value::Text(e.reason.clone()),
+        Value::Integer(i64::from(e.dry_run)),
+        Value::Integer(i64::from(e.disruptive)),
+        Value::Integer(i64::from(e.attempt)),
+        Value::Text(serde_json::to_string(&e.plan)?),
+        Value::Integer(e.created_ms),
+        opt_i(started),
+        opt_i(finished),
+        opt_i(e.id),
+    ])
+}
+
+/// The executions table and the columns [`execution_row`] fills.
+const EXECUTION_INSERT: &str = "executions (alert_id, rule, runbook, target, fingerprint, \
+     status, reason, dry_run, disruptive, attempt, plan, created_ms, started_ms, finished_ms, id)";
+
+/// Inserts events in multi-row statements.
+fn insert_events(conn: &Connection, events: &[&Event]) -> Result<(), JournalError> {
+    let rows: Vec<Vec<Value>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                Value::Integer(e.at_ms),
+                e.execution_id.map_or(Value::Null, Value::Integer),
+                e.rule.clone().map_or(Value::Null, Value::Text),
+                e.target.clone().map_or(Value::Null, Value::Text),
+                Value::Text(e.kind.clone()),
+                Value::Text(e.message.clone()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "events (at_ms, execution_id, rule, target, kind, message)",
+        6,
+        "",
+        &rows,
+        |_| Ok(()),
+    )
 }
 
 /// Inserts an execution, returning its id. A terminal initial status sets `finished_ms`
 /// to `created_ms`; `running` sets `started_ms` to it.
 pub(crate) fn insert_execution(conn: &Connection, e: &NewExecution) -> Result<i64, JournalError> {
-    let plan = serde_json::to_string(&e.plan)?;
-    let started = (e.status == ExecStatus::Running).then_some(e.created_ms);
-    let finished = e.status.is_terminal().then_some(e.created_ms);
-    let id = conn
-        .prepare_cached(
-            "INSERT INTO executions (alert_id, rule, runbook, target, fingerprint, status, \
-             reason, dry_run, disruptive, attempt, plan, created_ms, started_ms, finished_ms, id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                e.alert_id,
-                e.rule,
-                e.runbook,
-                e.target,
-                e.fingerprint,
-                e.status.as_str(),
-                e.reason,
-                e.dry_run,
-                e.disruptive,
-                e.attempt,
-                plan,
-                e.created_ms,
-                started,
-                finished,
-                e.id,
-            ],
-            |r| r.get(0),
-        )?;
+    let mut id = 0;
+    insert_rows(
+        conn,
+        EXECUTION_INSERT,
+        15,
+        "RETURNING id",
+        &[execution_row(e)?],
+        |r| {
+            id = r.get(0)?;
+            Ok(())
+        },
+    )?;
     Ok(id)
 }
 
-/// Runs one round of the engine's writes (see [`WriteOp`]), in order; returns the ids of
-/// the messages put in the outbox.
+/// Runs one round of the engine's writes (see [`WriteOp`]); returns the ids of the
+/// messages put in the outbox.
+///
+/// Executions are created first (in order: nothing in a round refers to an execution
+/// before its creation, and everything after may), then the other writes in order, with
+/// runs of events in multi-row statements, then the alerts are marked decided.
 pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> Result<Vec<i64>, JournalError> {
+    let creates: Vec<Vec<Value>> = ops
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Create(e) => Some(execution_row(e)),
+            _ => None,
+        })
+        .collect::<Result<_, _>>()?;
+    insert_rows(conn, EXECUTION_INSERT, 15, "", &creates, |_| Ok(()))?;
     let mut mails = Vec::new();
+    let mut events: Vec<&Event> = Vec::new();
+    let mut decided: Vec<i64> = Vec::new();
     for op in ops {
+        if !matches!(op, WriteOp::Event(_)) && !events.is_empty() {
+            insert_events(conn, &events)?;
+            events.clear();
+        }
         match op {
-            WriteOp::Create(e) => {
-                insert_execution(conn, e)?;
-            }
+            WriteOp::Create(_) => {}
+            WriteOp::Event(e) => events.push(e),
             WriteOp::Status {
                 id,
                 status,
@@ -102,17 +193,22 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> Result<Vec<i64>, Jour
                 }
                 Err(e) => return Err(e),
             },
-            WriteOp::Event(e) => insert_event(conn, e)?,
             WriteOp::OpenCircuit(c) => upsert_circuit(conn, c)?,
             WriteOp::CloseCircuit { rule, target } => {
                 delete_circuit(conn, rule, target)?;
             }
             WriteOp::Mail(m) => mails.extend(super::outbox::insert(conn, std::slice::from_ref(m))?),
-            WriteOp::Decided(id) => {
-                conn.prepare_cached("UPDATE alerts SET decided = 1 WHERE id = ?1")?
-                    .execute(params![id])?;
-            }
+            WriteOp::Decided(id) => decided.push(*id),
         }
+    }
+    insert_events(conn, &events)?;
+    for chunk in decided.chunks(CHUNK * 8) {
+        let sql = format!(
+            "DELETE FROM undecided WHERE alert_id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        conn.prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(chunk))?;
     }
     Ok(mails)
 }

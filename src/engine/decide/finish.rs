@@ -52,7 +52,7 @@ impl Core {
         let attempts = self
             .policy
             .finished(&r.key, now, status == ExecStatus::Succeeded, &l);
-        let firing = self.firing.contains_key(&r.alert.fingerprint);
+        let firing = !r.resolved;
         let target = r.key.target.as_deref().unwrap_or("-");
         // What happens next, decided before the outcome is recorded so the message says it.
         let go_on = firing && self.accepting;

@@ -101,6 +101,8 @@ struct Running {
     alert: Arc<Alert>,
     attempt: u32,
     notes: Vec<String>,
+    /// Its alert resolved while it ran (a failure is then not retried).
+    resolved: bool,
 }
 
 /// The decision core. See the module documentation.
@@ -116,7 +118,8 @@ pub struct Core {
     running: HashMap<i64, Running>,
     inflight: HashMap<WorkKey, i64>,
     duplicates: HashMap<i64, u64>,
-    /// Firing alerts: fingerprint → brokers they say are down (rules with `broker_down`).
+    /// Firing alerts that say brokers are down (rules with `broker_down`): fingerprint →
+    /// those brokers. Only these: a storm of other alerts must not grow it.
     firing: HashMap<String, Vec<String>>,
     /// Brokers some firing alert says are down, with how many alerts say so.
     down: BTreeMap<String, usize>,
@@ -251,18 +254,34 @@ impl Core {
 
     /// Alert `fingerprint` fires, saying `down` brokers are down (replacing what it said).
     fn set_firing(&mut self, fingerprint: &str, down: Vec<String>) {
+        self.mark_running(fingerprint, false);
         for b in &down {
             *self.down.entry(b.clone()).or_default() += 1;
         }
-        if let Some(old) = self.firing.insert(fingerprint.to_string(), down) {
+        let old = if down.is_empty() {
+            self.firing.remove(fingerprint)
+        } else {
+            self.firing.insert(fingerprint.to_string(), down)
+        };
+        if let Some(old) = old {
             self.undown(&old);
         }
     }
 
     /// Alert `fingerprint` no longer fires.
     fn unset_firing(&mut self, fingerprint: &str) {
+        self.mark_running(fingerprint, true);
         if let Some(old) = self.firing.remove(fingerprint) {
             self.undown(&old);
+        }
+    }
+
+    /// Notes on the running work of alert `fingerprint` whether it resolved.
+    fn mark_running(&mut self, fingerprint: &str, resolved: bool) {
+        for r in self.running.values_mut() {
+            if r.alert.fingerprint == fingerprint {
+                r.resolved = resolved;
+            }
         }
     }
 

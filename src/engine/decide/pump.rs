@@ -211,6 +211,7 @@ impl Core {
                 alert: q.alert,
                 attempt: q.attempt,
                 notes: q.notes,
+                resolved: false,
             },
         );
     }

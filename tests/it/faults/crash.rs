@@ -149,9 +149,7 @@ async fn kill_9_during_storm_and_step_loses_no_alert_and_runs_nothing_twice() {
         .expect("query");
     assert_eq!(interrupted, 1, "the killed step is recorded as interrupted");
     let undecided: i64 = db
-        .query_row("SELECT COUNT(*) FROM alerts WHERE decided = 0", [], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT COUNT(*) FROM undecided", [], |r| r.get(0))
         .expect("query");
     assert_eq!(
         undecided, 0,

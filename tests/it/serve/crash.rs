@@ -282,9 +282,7 @@ async fn alerts_journaled_but_undecided_are_decided_at_start() {
     );
     let db = rusqlite::Connection::open(s.path().join("state/journal.db")).expect("db");
     let undecided: i64 = db
-        .query_row("SELECT COUNT(*) FROM alerts WHERE decided = 0", [], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT COUNT(*) FROM undecided", [], |r| r.get(0))
         .expect("query");
     assert_eq!(undecided, 0, "both alerts are recorded as decided");
     // A second start decides nothing again: the run is not repeated.
