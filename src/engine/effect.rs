@@ -8,7 +8,7 @@ use super::report::Report;
 use crate::alert::Alert;
 use crate::config::Broker;
 use crate::coord::{WorkLock, WorkRequest};
-use crate::journal::{Circuit, Event, EventKind, ExecStatus, NewExecution, WriteOp};
+use crate::journal::{Circuit, Event, EventKind, ExecStatus, NewExecution, StepRecord, WriteOp};
 
 /// One thing the core decided must happen. Journal effects of a round are committed in one
 /// transaction before any other effect of the round is carried out.
@@ -29,6 +29,13 @@ pub enum Effect {
     },
     /// Journal: an event.
     Event(EngineEvent),
+    /// Journal: a step of an execution ended.
+    Step {
+        /// The execution.
+        id: i64,
+        /// What the step did.
+        record: Box<StepRecord>,
+    },
     /// Journal: a circuit opens.
     OpenCircuit(Circuit),
     /// Journal: a circuit closes.
@@ -159,6 +166,10 @@ impl Effect {
                 at_ms,
             },
             Effect::Event(e) => WriteOp::Event(e.into_journal()),
+            Effect::Step { id, record } => WriteOp::Step {
+                execution_id: id,
+                record: *record,
+            },
             Effect::OpenCircuit(c) => WriteOp::OpenCircuit(c),
             Effect::CloseCircuit { rule, target } => WriteOp::CloseCircuit { rule, target },
             Effect::Decided(id) => WriteOp::Decided(id),

@@ -132,7 +132,16 @@ pub async fn execute(
     let mut reason = format!("all {} step(s) succeeded", steps.len());
     let mut ignored = Vec::new();
     let mut records = Vec::new();
+    let mut recorded = 0;
     for (i, step) in steps.iter().enumerate() {
+        // The record of the step before is journaled now that another one starts; the
+        // last one is journaled with the execution's end, in the runner's round.
+        for prev in records[recorded..].iter().cloned() {
+            if let Err(e) = journal.record_step(job.id, prev).await {
+                warn!(execution = job.id, error = %e, "cannot journal a step");
+            }
+        }
+        recorded = records.len();
         if cancel.is_cancelled() {
             status = ExecStatus::Interrupted;
             cause = EndCause::ShutDown;
@@ -176,9 +185,6 @@ pub async fn execute(
         info!(execution = job.id, step = %step.name, status = ?rec.status, exit_code = ?rec.exit_code, duration_ms = rec.duration_ms, "step ended");
         let ok = rec.status == StepStatus::Succeeded;
         let what = describe(&step.name, &rec);
-        if let Err(e) = journal.record_step(job.id, rec.clone()).await {
-            warn!(execution = job.id, error = %e, "cannot journal a step");
-        }
         records.push(rec);
         if ok {
             continue;
@@ -217,6 +223,7 @@ pub async fn execute(
         status,
         reason,
         cause,
+        unrecorded: records.len() - recorded,
         steps: records,
         ran: (started, now_ms()),
     }

@@ -363,6 +363,13 @@ pub enum WriteOp {
     },
     /// Records an event.
     Event(Event),
+    /// Records a finished step.
+    Step {
+        /// Its execution.
+        execution_id: i64,
+        /// The step.
+        record: StepRecord,
+    },
     /// Opens (or re-opens) a circuit.
     OpenCircuit(Circuit),
     /// Closes a circuit.

@@ -193,6 +193,26 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> Result<Vec<i64>, Jour
                 }
                 Err(e) => return Err(e),
             },
+            WriteOp::Step {
+                execution_id,
+                record,
+            } => {
+                // Already there (written by a retry of this round): not worth the round.
+                let n: i64 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM steps WHERE execution_id = ?1 AND idx = ?2",
+                    )?
+                    .query_row(params![execution_id, record.index], |r| r.get(0))?;
+                if n == 0 {
+                    insert_step(conn, *execution_id, record)?;
+                } else {
+                    tracing::warn!(
+                        execution = execution_id,
+                        step = record.index,
+                        "step already recorded"
+                    );
+                }
+            }
             WriteOp::OpenCircuit(c) => upsert_circuit(conn, c)?,
             WriteOp::CloseCircuit { rule, target } => {
                 delete_circuit(conn, rule, target)?;

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use promql_parser::parser::AggregateExpr;
 use promql_parser::parser::token::{T_AVG, T_COUNT, T_MAX, T_MIN, T_SUM};
 
-use super::eval::Evaluator;
 use super::labels::grouping;
 use super::{PromqlError, Value};
 use crate::ingest::store::Labels;
@@ -18,7 +17,8 @@ struct Group {
     count: usize,
 }
 
-pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Value, PromqlError> {
+/// Aggregates `input`, the evaluated operand of `a`.
+pub(super) fn eval(a: &AggregateExpr, input: Vec<(Labels, f64)>) -> Result<Value, PromqlError> {
     let op = a.op.id();
     if !matches!(op, T_SUM | T_MIN | T_MAX | T_AVG | T_COUNT) {
         return Err(PromqlError::Unsupported(format!(
@@ -26,7 +26,6 @@ pub(super) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr) -> Result<Value, Promq
             a.op
         )));
     }
-    let input = ev.eval_vector(&a.expr)?;
     let mut groups: BTreeMap<Labels, Group> = BTreeMap::new();
     for (labels, v) in input {
         let key = grouping(&labels, a.modifier.as_ref());

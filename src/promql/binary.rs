@@ -8,19 +8,17 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier};
 
-use super::eval::Evaluator;
 use super::labels::{drop_name, signature};
 use super::{PromqlError, Value};
 use crate::ingest::store::Labels;
 
 type Vector = Vec<(Labels, f64)>;
 
-pub(super) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr) -> Result<Value, PromqlError> {
+/// Applies `b` to its evaluated operands.
+pub(super) fn eval(b: &BinaryExpr, lhs: Value, rhs: Value) -> Result<Value, PromqlError> {
     let op = b.op.id();
     let return_bool = b.return_bool();
     let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
-    let lhs = ev.eval(&b.lhs)?;
-    let rhs = ev.eval(&b.rhs)?;
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => {
             let (v, keep) = apply(op, l, r)?;

@@ -3,12 +3,10 @@
 use promql_parser::label::Matcher;
 use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 
+use super::functions::{RangeSeries, range_ms};
 use super::labels::{NAME, drop_name};
 use super::{PromqlError, Value, aggregate, binary, functions};
 use crate::ingest::store::{LOOKBACK_DELTA_MS, Labels, SeriesStore, is_stale_marker};
-
-/// One series' float samples in a range, stale markers removed.
-pub(super) type RangeSeries<'a> = (&'a Labels, Vec<(i64, f64)>);
 
 /// Evaluates expressions at `at_ms` over `store`.
 pub(super) struct Evaluator<'a> {
@@ -33,9 +31,25 @@ impl<'a> Evaluator<'a> {
                 }
             }),
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant(vs))),
-            Expr::Binary(b) => binary::eval(self, b),
-            Expr::Aggregate(a) => aggregate::eval(self, a),
-            Expr::Call(c) => functions::eval(self, c),
+            Expr::Binary(b) => binary::eval(b, self.eval(&b.lhs)?, self.eval(&b.rhs)?),
+            Expr::Aggregate(a) => aggregate::eval(a, self.eval_vector(&a.expr)?),
+            Expr::Call(c) => {
+                let name = c.func.name;
+                let arg = c
+                    .args
+                    .args
+                    .first()
+                    .ok_or_else(|| PromqlError::Eval(format!("`{name}` needs an argument")))?;
+                if functions::is_instant(name) {
+                    return Ok(functions::instant(name, arg, self.eval_vector(arg)?));
+                }
+                let Expr::MatrixSelector(ms) = &**arg else {
+                    return Err(PromqlError::Unsupported(format!(
+                        "unsupported: `{name}` of `{arg}` (only a range selector like `metric[5m]`)"
+                    )));
+                };
+                functions::range(name, ms, self.at_ms, self.range(ms))
+            }
             other => Err(PromqlError::Unsupported(format!(
                 "unsupported expression `{other}`"
             ))),
@@ -83,11 +97,6 @@ impl<'a> Evaluator<'a> {
             })
             .collect()
     }
-}
-
-/// A range selector's duration in milliseconds.
-pub(super) fn range_ms(ms: &MatrixSelector) -> i64 {
-    i64::try_from(ms.range.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Whether the selector's name and matchers all accept `labels`.

@@ -1,9 +1,8 @@
 //! Functions: `rate`, `increase`, `delta`, the `*_over_time` family, `abs`, `absent`.
 
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::{Expr, MatrixSelector};
 
-use super::eval::{Evaluator, range_ms};
 use super::labels::{NAME, drop_name};
 use super::{PromqlError, Value};
 use crate::ingest::store::Labels;
@@ -11,38 +10,43 @@ use crate::ingest::store::Labels;
 /// A range function over one series' samples in its window.
 type RangeFn = fn(&[(i64, f64)], &Window) -> Option<f64>;
 
-pub(super) fn eval(ev: &Evaluator<'_>, c: &Call) -> Result<Value, PromqlError> {
-    let name = c.func.name;
-    let arg = c
-        .args
-        .args
-        .first()
-        .ok_or_else(|| PromqlError::Eval(format!("`{name}` needs an argument")))?;
+/// One series' float samples in a range, stale markers removed.
+pub(super) type RangeSeries<'a> = (&'a Labels, Vec<(i64, f64)>);
+
+/// A range selector's duration in milliseconds.
+pub(super) fn range_ms(ms: &MatrixSelector) -> i64 {
+    i64::try_from(ms.range.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether `name` is a function of an instant vector (the others take a range selector).
+pub(super) fn is_instant(name: &str) -> bool {
+    matches!(name, "abs" | "absent")
+}
+
+/// An instant-vector function: `name` applied to `input`, the evaluated `arg`.
+pub(super) fn instant(name: &str, arg: &Expr, input: Vec<(Labels, f64)>) -> Value {
     match name {
-        "abs" => Ok(Value::Vector(
-            ev.eval_vector(arg)?
+        "absent" => Value::Vector(if input.is_empty() {
+            vec![(absent_labels(arg), 1.0)]
+        } else {
+            Vec::new()
+        }),
+        _ => Value::Vector(
+            input
                 .into_iter()
                 .map(|(l, v)| (drop_name(l), v.abs()))
                 .collect(),
-        )),
-        "absent" => {
-            let v = ev.eval_vector(arg)?;
-            Ok(Value::Vector(if v.is_empty() {
-                vec![(absent_labels(arg), 1.0)]
-            } else {
-                Vec::new()
-            }))
-        }
-        _ => range_function(ev, name, arg),
+        ),
     }
 }
 
-fn range_function(ev: &Evaluator<'_>, name: &str, arg: &Expr) -> Result<Value, PromqlError> {
-    let Expr::MatrixSelector(ms) = arg else {
-        return Err(PromqlError::Unsupported(format!(
-            "unsupported: `{name}` of `{arg}` (only a range selector like `metric[5m]`)"
-        )));
-    };
+/// A range function: `name` over `series`, the samples `ms` selects at `at_ms`.
+pub(super) fn range(
+    name: &str,
+    ms: &MatrixSelector,
+    at_ms: i64,
+    series: Vec<RangeSeries<'_>>,
+) -> Result<Value, PromqlError> {
     let f: RangeFn = match name {
         "rate" => |s, w| extrapolated_rate(s, w, true, true),
         "increase" => |s, w| extrapolated_rate(s, w, true, false),
@@ -70,14 +74,13 @@ fn range_function(ev: &Evaluator<'_>, name: &str, arg: &Expr) -> Result<Value, P
     };
     let range = range_ms(ms);
     let window = Window {
-        start_ms: ev.at_ms.saturating_sub(range),
-        end_ms: ev.at_ms,
+        start_ms: at_ms.saturating_sub(range),
+        end_ms: at_ms,
         range_s: range as f64 / 1000.0,
     };
     // last_over_time acts like a selector and keeps the name; the others change meaning.
     let keep_name = name == "last_over_time";
-    let out = ev
-        .range(ms)
+    let out = series
         .into_iter()
         .filter_map(|(labels, samples)| {
             let v = f(&samples, &window)?;

@@ -20,6 +20,9 @@ pub struct Outcome {
     pub cause: EndCause,
     /// The steps as recorded.
     pub steps: Vec<StepRecord>,
+    /// How many of the last `steps` are not in the journal yet (they are written with the
+    /// execution's end, in one transaction).
+    pub unrecorded: usize,
     /// When it started and ended.
     pub ran: (i64, i64),
 }
@@ -110,6 +113,13 @@ impl Core {
             next: next_text,
             ran: Some(outcome.ran),
         };
+        let first = report.steps.len().saturating_sub(outcome.unrecorded);
+        for record in &report.steps[first..] {
+            self.out.push(Effect::Step {
+                id,
+                record: Box::new(record.clone()),
+            });
+        }
         self.out.push(Effect::Status {
             id,
             status,

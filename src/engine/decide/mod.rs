@@ -130,6 +130,10 @@ pub struct Core {
     last_id: i64,
     /// When "coordination unavailable" was last escalated (rate limit).
     coord_escalated_ms: Option<i64>,
+    /// The next time queued work waits for, as the last tick found it.
+    wake_at: Option<i64>,
+    /// Whether `wake_at` still holds (no queued work changed since the last tick).
+    wake_known: bool,
     out: Vec<Effect>,
 }
 
@@ -152,6 +156,8 @@ impl Core {
             accepting: true,
             last_id,
             coord_escalated_ms: None,
+            wake_at: None,
+            wake_known: true,
             out: Vec::new(),
         }
     }
@@ -210,6 +216,9 @@ impl Core {
     /// When the core next needs a [`tick`](Self::tick) without any input (a backoff ends,
     /// or in HA mode a lock is to be asked for again), if ever.
     pub fn next_wake(&self, now: i64) -> Option<i64> {
+        if self.wake_known {
+            return self.wake_at.filter(|t| *t > now);
+        }
         let ha = self.ha.is_some();
         self.queue
             .iter()
@@ -306,6 +315,7 @@ impl Core {
     }
 
     fn push_queued(&mut self, q: Queued) {
+        self.wake_known = false;
         *self
             .queued_by_fp
             .entry(q.alert.fingerprint.clone())

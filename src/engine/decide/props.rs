@@ -295,6 +295,7 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
                 reason: "done".into(),
                 cause: EndCause::Completed,
                 steps: Vec::new(),
+                unrecorded: 0,
                 ran: (now, now),
             },
         ));

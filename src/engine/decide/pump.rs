@@ -107,73 +107,83 @@ impl Core {
     /// Starts every queued execution that may start now, in arrival order; journals once
     /// each new reason why one waits. Call it after each round of inputs.
     pub fn tick(&mut self, now: i64) -> Vec<Effect> {
+        self.wake_at = None;
+        self.wake_known = true;
         if !self.accepting {
             return self.take();
         }
         let mut slots = self.slots();
-        let queue = std::mem::take(&mut self.queue);
-        let mut keep = Vec::with_capacity(queue.len());
-        for mut q in queue {
-            match self.blocked(&q, now, &slots) {
+        let ha = self.ha.is_some();
+        let cluster_slots = self.setup.loaded.config.recovery.max_concurrent_per_cluster;
+        let mut start = Vec::new();
+        // In place: a queue of a thousand waiting is scanned, not moved, each round.
+        for i in 0..self.queue.len() {
+            let why = self.blocked(&self.queue[i], now, &slots);
+            let q = &mut self.queue[i];
+            match why {
                 Some(why) => {
                     // A lock is not kept while waiting locally (a guard, backoff): a peer
                     // may need the cluster slot it holds.
                     if let Some(lock) = q.lock.take() {
                         self.out.push(Effect::ReleaseLock(lock));
                         if !q.acquiring {
-                            release_slot(&mut slots, &q);
+                            release_slot(&mut slots, q);
                         }
                     }
-                    self.note_waiting(now, &mut q, why);
-                    keep.push(q);
+                    note_waiting(&mut self.out, now, q, why);
                 }
-                None if self.ha.is_some() && q.lock.is_none() => {
-                    if !q.acquiring {
-                        self.request_lock(now, &mut q);
-                        if q.acquiring {
-                            take_slot(&mut slots, &q);
-                        }
+                None if ha && q.lock.is_none() => {
+                    if !q.acquiring && q.retry_at_ms <= now {
+                        self.out.push(lock_request(q, cluster_slots));
+                        take_slot(&mut slots, q);
                     }
-                    keep.push(q);
                 }
                 None => {
                     if !(q.acquiring || q.lock.is_some()) {
-                        take_slot(&mut slots, &q);
+                        take_slot(&mut slots, q);
                     }
                     if q.plan.disruptive {
                         slots.remediating.push(q.key.target.clone());
                     }
-                    self.unqueue_fp(&q.alert.fingerprint);
-                    self.out.push(Effect::Status {
-                        id: q.id,
-                        status: ExecStatus::Running,
-                        reason: None,
-                        at_ms: now,
-                    });
-                    self.launch(q, now);
+                    start.push(q.id);
+                }
+            }
+            let q = &self.queue[i];
+            let retry = (ha && q.lock.is_none() && !q.acquiring).then_some(q.retry_at_ms);
+            for t in std::iter::once(q.not_before_ms).chain(retry) {
+                if t > now && self.wake_at.is_none_or(|w| t < w) {
+                    self.wake_at = Some(t);
                 }
             }
         }
-        // Inputs during the pump (none today) would have queued behind the old queue.
-        keep.append(&mut self.queue);
-        self.queue = keep;
+        if !start.is_empty() {
+            let mut next = start.iter().peekable();
+            let started: Vec<Queued> = self
+                .queue
+                .extract_if(.., |q| {
+                    let hit = next.peek() == Some(&&q.id);
+                    if hit {
+                        next.next();
+                    }
+                    hit
+                })
+                .collect();
+            for q in started {
+                self.unqueue_fp(&q.alert.fingerprint);
+                self.out.push(Effect::Status {
+                    id: q.id,
+                    status: ExecStatus::Running,
+                    reason: None,
+                    at_ms: now,
+                });
+                self.launch(q, now);
+            }
+        }
         self.take()
     }
 
     fn note_waiting(&mut self, now: i64, q: &mut Queued, why: Wait) {
-        if q.waiting.as_ref() == Some(&why) {
-            return;
-        }
-        let text = why.to_string();
-        self.out.push(super::event(
-            now,
-            Some(q.id),
-            &q.key,
-            EventKind::Waiting,
-            text.clone(),
-        ));
-        q.notes.push(text);
-        q.waiting = Some(why);
+        note_waiting(&mut self.out, now, q, why);
     }
 
     /// Starts `q` (already recorded `running`).
@@ -216,23 +226,6 @@ impl Core {
         );
     }
 
-    /// HA mode: asks etcd for `q`'s lock, unless it is too early to ask again.
-    fn request_lock(&mut self, now: i64, q: &mut Queued) {
-        if q.acquiring || q.retry_at_ms > now {
-            return;
-        }
-        q.acquiring = true;
-        let request = crate::coord::WorkRequest {
-            work: q.key.to_string(),
-            identity: q.key.to_string(),
-            target: q.key.target.clone(),
-            disruptive: q.plan.disruptive,
-            slots: self.setup.loaded.config.recovery.max_concurrent_per_cluster,
-            execution: q.id,
-        };
-        self.out.push(Effect::RequestLock { id: q.id, request });
-    }
-
     /// HA mode: what etcd answered to the lock request of queued execution `id`.
     pub fn lock_answer(&mut self, now: i64, id: i64, answer: LockAnswer) -> Vec<Effect> {
         let Some(i) = self.queue.iter().position(|q| q.id == id) else {
@@ -243,6 +236,7 @@ impl Core {
             return self.take();
         };
         let retry = self.ha.as_ref().map_or(1000, |h| h.retry_ms);
+        self.wake_known = false;
         let mut q = self.queue.remove(i);
         q.acquiring = false;
         match answer {
@@ -366,4 +360,35 @@ fn release_slot(slots: &mut Slots, q: &Queued) {
     } else {
         slots.diagnostics = slots.diagnostics.saturating_sub(1);
     }
+}
+
+/// Journals why `q` waits, once per reason.
+fn note_waiting(out: &mut Vec<Effect>, now: i64, q: &mut Queued, why: Wait) {
+    if q.waiting.as_ref() == Some(&why) {
+        return;
+    }
+    let text = why.to_string();
+    out.push(super::event(
+        now,
+        Some(q.id),
+        &q.key,
+        EventKind::Waiting,
+        text.clone(),
+    ));
+    q.notes.push(text);
+    q.waiting = Some(why);
+}
+
+/// HA mode: asks etcd for `q`'s lock (the answer comes back as a lock answer).
+fn lock_request(q: &mut Queued, cluster_slots: u32) -> Effect {
+    q.acquiring = true;
+    let request = crate::coord::WorkRequest {
+        work: q.key.to_string(),
+        identity: q.key.to_string(),
+        target: q.key.target.clone(),
+        disruptive: q.plan.disruptive,
+        slots: cluster_slots,
+        execution: q.id,
+    };
+    Effect::RequestLock { id: q.id, request }
 }

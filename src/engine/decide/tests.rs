@@ -119,6 +119,7 @@ pub(super) fn outcome(status: ExecStatus, cause: EndCause, start: i64, end: i64)
         reason: format!("it {}", status.as_str()),
         cause,
         steps: Vec::new(),
+        unrecorded: 0,
         ran: (start, end),
     }
 }
@@ -609,5 +610,47 @@ fn the_guard_waits_for_a_remediation_elsewhere_even_with_slots_free() {
     assert_eq!(
         events(&fx, EventKind::Waiting),
         vec![(Some(2), "guard: broker kafka-1 is being remediated".into())]
+    );
+}
+
+#[test]
+fn the_last_step_is_journaled_with_the_end_in_one_round() {
+    use crate::journal::{StepRecord, StepStatus};
+    let mut c = Core::new(setup(), 0, None);
+    c.alert(T0, 1, down("kafka-1"));
+    let step = |index: u32| StepRecord {
+        index,
+        name: format!("s{index}"),
+        kind: "exec".into(),
+        argv: vec!["/bin/true".into()],
+        status: StepStatus::Succeeded,
+        exit_code: Some(0),
+        signal: None,
+        attempts: 1,
+        started_ms: T0,
+        duration_ms: 1,
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        error: None,
+    };
+    let mut o = ok(T0);
+    o.steps = vec![step(0), step(1)];
+    o.unrecorded = 1;
+    let fx = c.finished(T0 + S, 1, o);
+    let order: Vec<&str> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Step { id: 1, record } if record.index == 1 => Some("step 1"),
+            Effect::Step { .. } => Some("another step"),
+            Effect::Status { id: 1, .. } => Some("status"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec!["step 1", "status"],
+        "only the unrecorded step, before the end"
     );
 }
