@@ -328,6 +328,10 @@ pub struct ServerConfig {
     /// Alerts journaled but not yet decided, at most; beyond it the webhook answers 503
     /// before journaling (Alertmanager retries), so a storm cannot fill memory.
     pub max_pending_alerts: usize,
+    /// While the diagnostics queue is full (`recovery.max_queued`), a request whose alerts
+    /// only need diagnostics waits this long for room, then gets 503 (Alertmanager retries)
+    /// instead of being journaled and skipped. Milliseconds; 0 answers 503 at once.
+    pub admission_wait_ms: u64,
 }
 
 /// A PEM certificate chain and private key.
@@ -348,6 +352,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             tls: None,
             max_pending_alerts: 20_000,
+            admission_wait_ms: 2_000,
         }
     }
 }

@@ -296,6 +296,15 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             ),
         );
     }
+    if s.admission_wait_ms > 30_000 {
+        err(
+            "server.admission_wait_ms",
+            format!(
+                "must be at most 30000 (Alertmanager's own timeout must not end the wait), got {}",
+                s.admission_wait_ms
+            ),
+        );
+    }
     if s.body_limit_bytes < 1024 {
         err(
             "server.body_limit_bytes",

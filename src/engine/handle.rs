@@ -68,8 +68,104 @@ impl Backlog {
         self.gauge.dec_by(n as i64);
     }
 
-    fn get(&self) -> usize {
+    pub(super) fn get(&self) -> usize {
         self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// Room in the diagnostics queue, published by the runner after each round, so the webhook
+/// can hold back requests that would only be queued to be skipped. Requests claim room as
+/// they are let in; each round publishes it anew.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// Places left in the diagnostics queue (`recovery.max_queued` minus those waiting,
+    /// minus what requests let in since claimed).
+    room: AtomicUsize,
+    /// Whether the runner has published yet (until then, no holding back).
+    known: std::sync::atomic::AtomicBool,
+    /// Places claimed by requests not yet handed over (being journaled).
+    in_transit: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl Admission {
+    /// Publishes how many diagnostics wait and how many may (`recovery.max_queued`);
+    /// `undecided` alerts handed over but not decided yet may still take places.
+    pub(super) fn publish(&self, queued: usize, undecided: usize, limit: usize) {
+        let room = limit
+            .saturating_sub(queued)
+            .saturating_sub(undecided)
+            .saturating_sub(self.in_transit.load(Ordering::Relaxed));
+        self.room.store(room, Ordering::Relaxed);
+        self.known.store(true, Ordering::Relaxed);
+        if room > 0 {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Whether the diagnostics queue is full.
+    pub fn full(&self) -> bool {
+        self.known.load(Ordering::Relaxed) && self.room.load(Ordering::Relaxed) == 0
+    }
+
+    /// Claims room for `n` alerts: true when there is any (up to `n` places are taken).
+    fn try_claim(&self, n: usize) -> bool {
+        let ok = self
+            .room
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                (r > 0).then(|| r.saturating_sub(n.max(1)))
+            })
+            .is_ok()
+            || !self.known.load(Ordering::Relaxed);
+        if ok {
+            self.in_transit.fetch_add(n, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// `n` alerts whose room was claimed are handed over (or were not journaled after all).
+    fn landed(&self, n: usize) {
+        let _ = self
+            .in_transit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_sub(n))
+            });
+    }
+
+    /// Waits up to `wait` for room for `n` diagnostics alerts and claims it; `None` when
+    /// the queue stayed full. Hold the claim until the alerts are handed over.
+    pub async fn claim(self: &Arc<Self>, n: usize, wait: Duration) -> Option<Claim> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.freed.notified();
+            if self.try_claim(n) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                if self.try_claim(n) {
+                    break;
+                }
+                return None;
+            }
+        }
+        Some(Claim {
+            admission: self.clone(),
+            n,
+        })
+    }
+}
+
+/// Room claimed in the diagnostics queue, counted until dropped (once the alerts are
+/// handed over, or the request ended without them).
+#[derive(Debug)]
+pub struct Claim {
+    admission: Arc<Admission>,
+    n: usize,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.admission.landed(self.n);
     }
 }
 
@@ -134,6 +230,8 @@ pub struct EngineHandle {
     pub mail_wake: Arc<Notify>,
     /// Where alerts go.
     pub alerts: AlertSink,
+    /// How full the diagnostics queue is (the webhook's admission).
+    pub admission: Arc<Admission>,
 }
 
 impl EngineHandle {

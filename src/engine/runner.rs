@@ -87,6 +87,7 @@ impl Engine {
             cancel: CancellationToken::new(),
             mail_wake: Arc::new(Notify::new()),
             alerts: sink,
+            admission: Arc::new(super::handle::Admission::default()),
         };
         let runner = Runner {
             core,
@@ -99,6 +100,7 @@ impl Engine {
             cancel: handle.cancel.clone(),
             mail_wake: handle.mail_wake.clone(),
             backlog,
+            admission: handle.admission.clone(),
         };
         tokio::spawn(runner.run(rx, intake_rx));
         handle
@@ -180,6 +182,7 @@ struct Runner {
     cancel: CancellationToken,
     mail_wake: Arc<Notify>,
     backlog: Backlog,
+    admission: Arc<super::handle::Admission>,
 }
 
 impl Runner {
@@ -275,6 +278,12 @@ impl Runner {
             }
         }
         self.metrics.in_flight.set(self.core.in_flight() as i64);
+        let max_queued = self.core.setup().loaded.config.recovery.max_queued as usize;
+        self.admission.publish(
+            self.core.queued_diagnostics(),
+            self.backlog.get(),
+            max_queued,
+        );
         self.metrics
             .circuits_open
             .set(self.core.open_circuits().len() as i64);

@@ -71,6 +71,26 @@ impl Setup {
         }
     }
 
+    /// Whether `alert` would only ever take a diagnostics queue slot: it fires, some rule
+    /// with a non-disruptive, not dry-run runbook matches it, and no rule with a disruptive
+    /// runbook does. Such alerts are the ones the webhook may hold back while the
+    /// diagnostics queue is full; any other alert is always taken at once.
+    pub fn only_diagnostics(&self, alert: &crate::alert::Alert) -> bool {
+        if alert.status != crate::alert::AlertStatus::Firing {
+            return false;
+        }
+        let dry_run = self.loaded.config.recovery.dry_run;
+        let mut diagnostics = false;
+        for rule in self.rules.rules.iter().filter(|r| r.matches(&alert.labels)) {
+            match self.rules.runbooks.get(&rule.runbook) {
+                Some(rb) if rb.disruptive => return false,
+                Some(_) if !rule.dry_run.unwrap_or(dry_run) => diagnostics = true,
+                _ => {}
+            }
+        }
+        diagnostics
+    }
+
     /// The broker a target node_id names, when it is a configured one.
     pub fn broker(&self, node_id: &str) -> Option<&crate::config::Broker> {
         self.loaded

@@ -93,6 +93,40 @@ pub async fn receive(
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
+    // A request of diagnostics alerts only, while their queue is full: waiting (then 503,
+    // Alertmanager retries) rather than journaling them to be skipped; it also leaves the
+    // CPU to the runs that free the queue. Anything else (a disruptive rule's alert, a
+    // resolved alert) is taken at once.
+    let diagnostics = payload
+        .alerts
+        .iter()
+        .filter(|a| setup.only_diagnostics(a))
+        .count();
+    let others_need_nothing = || {
+        payload.alerts.iter().all(|a| {
+            setup.only_diagnostics(a) || setup.rules.rules.iter().all(|r| !r.matches(&a.labels))
+        })
+    };
+    let mut _claim = None;
+    if diagnostics > 0 && others_need_nothing() {
+        let wait = setup.loaded.config.server.admission_wait_ms;
+        _claim = st
+            .engine
+            .admission
+            .claim(diagnostics, std::time::Duration::from_millis(wait))
+            .await;
+        if _claim.is_none() {
+            st.metrics.rejected("queue_full");
+            let max = setup.loaded.config.recovery.max_queued;
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "diagnostics queue full: {max} executions wait (recovery.max_queued = {max}) \
+                     and none started within {wait} ms (server.admission_wait_ms); retry later"
+                ),
+            );
+        }
+    }
     let rows = journal_rows(&payload, now_ms());
     let n = rows.len();
     let t0 = Instant::now();

@@ -198,6 +198,11 @@ impl Core {
         self.queue.len()
     }
 
+    /// Non-disruptive executions queued (diagnostics, notify-only).
+    pub fn queued_diagnostics(&self) -> usize {
+        self.queue.iter().filter(|q| !q.plan.disruptive).count()
+    }
+
     /// Executions running.
     pub fn running(&self) -> usize {
         self.running.len()
