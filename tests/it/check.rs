@@ -114,6 +114,10 @@ fn config_ranges_and_business_rules() {
             "server.max_pending_alerts: must be between 100 and 10000000, got 5",
         ),
         (
+            "server:\n  admission_wait_ms: 30001\n",
+            "server.admission_wait_ms: must be at most 30000 (Alertmanager's own timeout must not end the wait), got 30001",
+        ),
+        (
             "recovery:\n  max_queued: 5\n",
             "recovery.max_queued: must be between 10 and 1000000, got 5",
         ),

@@ -230,7 +230,8 @@ runbooks:
     steps:
       - { name: d, exec: ["true"] }
 "#;
-    let cfg = config("recovery: { max_concurrent_diagnostics: 1, max_queued: 10 }\n")
+    // A queue that never fills: the diagnostics admission (its own test) stays out of it.
+    let cfg = config("recovery: { max_concurrent_diagnostics: 1, max_queued: 1000000 }\n")
         .replace("  auth: {", "  max_pending_alerts: 100\n  auth: {");
     assert!(cfg.contains("max_pending_alerts: 100"), "{cfg}");
     let srv = Server::start(&s, &cfg, rules);
@@ -307,4 +308,109 @@ runbooks:
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(alert_rows(&srv).await, ok + 1);
+}
+
+/// Admission: while the diagnostics queue is full, a request of diagnostics alerts waits
+/// `server.admission_wait_ms`, then gets 503 and is not journaled (Alertmanager retries it
+/// later, rather than it being journaled and skipped); an alert of a disruptive rule and a
+/// resolved alert are taken at once; room freed by a cancellation lets diagnostics in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_diagnostics_queue_holds_back_diagnostics_only() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "30");
+    let rules = format!(
+        r#"rules:
+  - name: per-topic
+    matchers: ['alertname="TopicLag"']
+    runbook: describe
+    params:
+      topic: {{ value: "{{{{alert.labels.topic}}}}", pattern: "[a-z0-9]+" }}
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  describe:
+    disruptive: false
+    steps:
+      - {{ name: d, exec: ["{rec}", "topic-{{{{params.topic}}}}"] }}
+  restart:
+    steps:
+      - {{ name: r, exec: ["{rec}", "restart-{{{{target.node_id}}}}"] }}
+"#,
+        rec = rec.display()
+    );
+    let cfg = config("recovery: { max_concurrent_diagnostics: 1, max_queued: 10 }\n")
+        .replace("  auth: {", "  admission_wait_ms: 1500\n  auth: {");
+    let srv = Server::start(&s, &cfg, &rules);
+    let topic = |t: &str, status: &str| {
+        webhook(
+            "am",
+            vec![alert(status, json!({"alertname": "TopicLag", "topic": t}))],
+        )
+    };
+    // One runs (for 30 s), ten wait: the queue is full.
+    let first = webhook(
+        "am",
+        (0..11)
+            .map(|i| {
+                alert(
+                    "firing",
+                    json!({"alertname": "TopicLag", "topic": format!("t{i}")}),
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(srv.post(&first).await.0, 200);
+    srv.wait_until(20, "one running and ten queued", |l| {
+        l.iter().filter(|e| e["status"] == "running").count() == 1
+            && l.iter().filter(|e| e["status"] == "queued").count() == 10
+    })
+    .await;
+    let rows = alert_rows(&srv).await;
+    // Another diagnostics alert: held for the wait, then refused, not journaled.
+    let t0 = std::time::Instant::now();
+    let (st, v) = srv.post(&topic("more", "firing")).await;
+    let held = t0.elapsed();
+    assert_eq!(st, 503, "{v}");
+    assert!(
+        held >= std::time::Duration::from_millis(1400),
+        "answered after {held:?}, not after the admission wait"
+    );
+    assert_eq!(
+        v["error"],
+        "diagnostics queue full: 10 executions wait (recovery.max_queued = 10) and none \
+         started within 1500 ms (server.admission_wait_ms); retry later"
+    );
+    assert_eq!(
+        alert_rows(&srv).await,
+        rows,
+        "the refused alert is not journaled"
+    );
+    // A broker-down alert is taken at once, whatever the diagnostics queue.
+    let t0 = std::time::Instant::now();
+    let (st, v) = srv
+        .post(&webhook("am", vec![alert("firing", down("kafka-2"))]))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(t0.elapsed() < std::time::Duration::from_millis(1000));
+    srv.wait_until(20, "the broker-down run", |l| {
+        l.iter()
+            .any(|e| e["rule"] == "broker-down" && e["status"] == "running")
+    })
+    .await;
+    // A resolved alert is taken at once too, and cancels its queued work: room again.
+    let t0 = std::time::Instant::now();
+    assert_eq!(srv.post(&topic("t5", "resolved")).await.0, 200);
+    assert!(t0.elapsed() < std::time::Duration::from_millis(1000));
+    srv.wait_until(20, "t5 cancelled", |l| {
+        l.iter().any(|e| e["status"] == "cancelled")
+    })
+    .await;
+    let (st, v) = srv.post(&topic("more", "firing")).await;
+    assert_eq!(st, 200, "room freed by the cancellation: {v}");
+    srv.wait_until(20, "the new diagnostics queued", |l| {
+        l.iter().filter(|e| e["status"] == "queued").count() == 10
+    })
+    .await;
 }
