@@ -237,11 +237,7 @@ impl Core {
                 .into(),
             ran: None,
         };
-        self.out.push(Effect::Mail {
-            kind: MailKind::Outcome,
-            report: Box::new(report),
-            at_ms: now,
-        });
+        self.mail(now, MailKind::Outcome, || report);
     }
 
     /// Creates the execution of admitted work: running at once when nothing of its class

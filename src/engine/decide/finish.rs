@@ -126,11 +126,7 @@ impl Core {
             reason: Some(outcome.reason),
             at_ms: now,
         });
-        self.out.push(Effect::Mail {
-            kind: MailKind::Outcome,
-            report: Box::new(report.clone()),
-            at_ms: now,
-        });
+        self.mail(now, MailKind::Outcome, || report.clone());
         if status == ExecStatus::Interrupted {
             // Stopped half-way: a human must look, as after a crash.
             let why = match outcome.cause {
@@ -139,11 +135,7 @@ impl Core {
                 }
                 _ => "an execution was interrupted (the service stopped while it ran)",
             };
-            self.out.push(Effect::Mail {
-                kind: MailKind::Escalation(why.into()),
-                report: Box::new(report.clone()),
-                at_ms: now,
-            });
+            self.mail(now, MailKind::Escalation(why.into()), || report.clone());
         }
         match next {
             Next::Circuit(why) => self.open_circuit(now, &r.key, Some(report), why),
@@ -226,11 +218,11 @@ impl Core {
             format!("{key}: {reason}; a human is needed"),
         );
         if let Some(report) = report {
-            self.out.push(Effect::Mail {
-                kind: MailKind::Escalation(format!("circuit opened: {reason}")),
-                report: Box::new(report),
-                at_ms: now,
-            });
+            self.mail(
+                now,
+                MailKind::Escalation(format!("circuit opened: {reason}")),
+                || report,
+            );
         }
     }
 

@@ -29,9 +29,10 @@ use std::sync::Arc;
 
 pub use finish::Outcome;
 
-use super::effect::{Effect, EngineEvent};
+use super::effect::{Effect, EngineEvent, MailKind};
 use super::plan::{Plan, WorkKey};
 use super::policy::{Attempt, OpenCircuit, Policy};
+use super::report::Report;
 use super::seen::Seen;
 use super::setup::Setup;
 use super::why::Wait;
@@ -257,6 +258,18 @@ impl Core {
     /// Records an event about `key` (and execution `id`).
     fn event(&mut self, now: i64, id: Option<i64>, key: &WorkKey, kind: EventKind, msg: String) {
         self.out.push(event(now, id, key, kind, msg));
+    }
+
+    /// Queues a message about `report`, when email is configured (no report is kept for
+    /// nothing: a storm's runs each end with one).
+    fn mail(&mut self, now: i64, kind: MailKind, report: impl FnOnce() -> Report) {
+        if self.setup.composer.is_some() {
+            self.out.push(Effect::Mail {
+                kind,
+                report: Box::new(report()),
+                at_ms: now,
+            });
+        }
     }
 
     fn ended(&mut self, rule: &str, status: crate::journal::ExecStatus) {

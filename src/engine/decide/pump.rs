@@ -328,13 +328,8 @@ impl Core {
                 .into(),
             ran: None,
         };
-        self.out.push(Effect::Mail {
-            kind: MailKind::Escalation(
-                "coordination (etcd) unavailable: no remediation runs".into(),
-            ),
-            report: Box::new(report),
-            at_ms: now,
-        });
+        let why = "coordination (etcd) unavailable: no remediation runs";
+        self.mail(now, MailKind::Escalation(why.into()), || report);
     }
 }
 

@@ -60,7 +60,7 @@ pub(super) fn setup_with(recovery: &str) -> Arc<Setup> {
 fn load_setup(recovery: &str) -> Arc<Setup> {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
-        "cluster:\n  name: test\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: k1.example.com, port: 9092, jmx_port: 9404 }}\n    - {{ node_id: kafka-2, host: k2.example.com, port: 9092, jmx_port: 9404 }}\n    - {{ node_id: kafka-3, host: k3.example.com, port: 9092, jmx_port: 9404 }}\nrules: [rules.yaml]\nstate: {{ path: journal.db }}\nrecovery: {{ {recovery} }}\n"
+        "cluster:\n  name: test\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: k1.example.com, port: 9092, jmx_port: 9404 }}\n    - {{ node_id: kafka-2, host: k2.example.com, port: 9092, jmx_port: 9404 }}\n    - {{ node_id: kafka-3, host: k3.example.com, port: 9092, jmx_port: 9404 }}\nrules: [rules.yaml]\nstate: {{ path: journal.db }}\nrecovery: {{ {recovery} }}\nnotifications:\n  smtp: {{ host: 127.0.0.1, port: 25, tls: none, from_email: kh@example.com, to_emails: [oncall@example.com] }}\n"
     );
     std::fs::write(dir.path().join("config.yaml"), config).expect("config");
     std::fs::write(dir.path().join("rules.yaml"), RULES).expect("rules");
