@@ -642,7 +642,8 @@ server:
   auth: {{ bearer_token: {TOKEN} }}
 rules: [rules.yaml]
 state: {{ path: state/journal.db }}
-recovery: {{ cooldown_seconds: 0, max_attempts: 10 }}
+recovery: {{ cooldown_seconds: 0, max_attempts: 10, max_concurrent_diagnostics: 64 }}
+# 64 runs at once at most: the bound am-executor has with 64 clients (the default is 8).
 # No self-scrape or socket probe of the (fictitious) brokers: all traffic stays on loopback.
 monitoring: {{ methods: [] }}
 "

@@ -74,18 +74,31 @@ impl Backlog {
 }
 
 /// Room in the diagnostics queue, published by the runner after each round, so the webhook
-/// can hold back requests that would only be queued to be skipped. Requests claim room as
-/// they are let in; each round publishes it anew.
-#[derive(Debug, Default)]
+/// can hold back requests that would only be queued to be skipped. The room is a semaphore:
+/// waiting requests are let in one by one, in order, as places free up (no herd of wakeups
+/// for one place).
+#[derive(Debug)]
 pub struct Admission {
-    /// Places left in the diagnostics queue (`recovery.max_queued` minus those waiting,
-    /// minus what requests let in since claimed).
-    room: AtomicUsize,
+    /// Places left (`recovery.max_queued` minus those waiting, minus alerts let in and not
+    /// decided yet).
+    room: tokio::sync::Semaphore,
     /// Whether the runner has published yet (until then, no holding back).
     known: std::sync::atomic::AtomicBool,
     /// Places claimed by requests not yet handed over (being journaled).
     in_transit: AtomicUsize,
-    freed: tokio::sync::Notify,
+    /// The queue's size, the most one request claims.
+    limit: AtomicUsize,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission {
+            room: tokio::sync::Semaphore::new(0),
+            known: Default::default(),
+            in_transit: AtomicUsize::new(0),
+            limit: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 impl Admission {
@@ -95,32 +108,41 @@ impl Admission {
         let room = limit
             .saturating_sub(queued)
             .saturating_sub(undecided)
-            .saturating_sub(self.in_transit.load(Ordering::Relaxed));
-        self.room.store(room, Ordering::Relaxed);
-        self.known.store(true, Ordering::Relaxed);
-        if room > 0 {
-            self.freed.notify_waiters();
+            .saturating_sub(self.in_transit.load(Ordering::Relaxed))
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        self.limit.store(limit.max(1), Ordering::Relaxed);
+        let now = self.room.available_permits();
+        if room > now {
+            self.room.add_permits(room - now);
+        } else {
+            self.room.forget_permits(now - room);
         }
+        self.known.store(true, Ordering::Relaxed);
     }
 
     /// Whether the diagnostics queue is full.
     pub fn full(&self) -> bool {
-        self.known.load(Ordering::Relaxed) && self.room.load(Ordering::Relaxed) == 0
+        self.known.load(Ordering::Relaxed) && self.room.available_permits() == 0
     }
 
-    /// Claims room for `n` alerts: true when there is any (up to `n` places are taken).
-    fn try_claim(&self, n: usize) -> bool {
-        let ok = self
-            .room
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-                (r > 0).then(|| r.saturating_sub(n.max(1)))
-            })
-            .is_ok()
-            || !self.known.load(Ordering::Relaxed);
-        if ok {
-            self.in_transit.fetch_add(n, Ordering::Relaxed);
+    /// Waits up to `wait` for room for `n` diagnostics alerts (at most the queue's size)
+    /// and claims it; `None` when the queue stayed full. Hold the claim until the alerts
+    /// are handed over.
+    pub async fn claim(self: &Arc<Self>, n: usize, wait: Duration) -> Option<Claim> {
+        let n = n.clamp(1, self.limit.load(Ordering::Relaxed));
+        if self.known.load(Ordering::Relaxed) {
+            let want = u32::try_from(n).unwrap_or(u32::MAX);
+            let permit = tokio::time::timeout(wait, self.room.acquire_many(want))
+                .await
+                .ok()?
+                .ok()?;
+            permit.forget();
         }
-        ok
+        self.in_transit.fetch_add(n, Ordering::Relaxed);
+        Some(Claim {
+            admission: self.clone(),
+            n,
+        })
     }
 
     /// `n` alerts whose room was claimed are handed over (or were not journaled after all).
@@ -130,28 +152,6 @@ impl Admission {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
                 Some(t.saturating_sub(n))
             });
-    }
-
-    /// Waits up to `wait` for room for `n` diagnostics alerts and claims it; `None` when
-    /// the queue stayed full. Hold the claim until the alerts are handed over.
-    pub async fn claim(self: &Arc<Self>, n: usize, wait: Duration) -> Option<Claim> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let freed = self.freed.notified();
-            if self.try_claim(n) {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                if self.try_claim(n) {
-                    break;
-                }
-                return None;
-            }
-        }
-        Some(Claim {
-            admission: self.clone(),
-            n,
-        })
     }
 }
 

@@ -30,7 +30,8 @@ pub(super) async fn read_capped<R: AsyncRead + Unpin>(
     stop: CancellationToken,
 ) -> Captured {
     let mut out = Captured::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small: two per run, zeroed each time; a pipe read returns what is there anyway.
+    let mut buf = vec![0u8; 8 * 1024];
     loop {
         let n = tokio::select! {
             biased;
