@@ -88,7 +88,7 @@ const USAGE: &str =
                [--target kafka-healing|am-executor|noop] [--peer-bin PATH]
                [--noop-bin PATH] [--payload fixture|unique]
                [--storm-alerts N] [--storm-batch N] [--storm-connections N]
-               [--storm-timeout S]
+               [--storm-timeout S] [--storm-no-admission]
        loadgen stamp DIR ID";
 
 #[derive(Debug, Clone)]
@@ -126,6 +126,10 @@ struct Args {
     storm_connections: usize,
     /// Phase d: longest wait, in seconds from the first request, for every alert to be decided.
     storm_timeout: f64,
+    /// Phase d: the server takes every request (`server.admission_wait_ms: 0`) instead of
+    /// holding back diagnostics while their queue is full, so the decisions are what is
+    /// measured (beyond the queue, alerts are decided `skipped: queue full`).
+    storm_no_admission: bool,
 }
 
 impl Args {
@@ -193,6 +197,7 @@ impl Default for Args {
             storm_batch: 500,
             storm_connections: 4,
             storm_timeout: 120.0,
+            storm_no_admission: false,
         }
     }
 }
@@ -207,6 +212,10 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     while let Some(flag) = it.next() {
         if flag == "--keep" {
             a.keep = true;
+            continue;
+        }
+        if flag == "--storm-no-admission" {
+            a.storm_no_admission = true;
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -622,7 +631,12 @@ impl Drop for Server {
     }
 }
 
-fn write_scratch(dir: &Path, helper: &Path) -> Result<(), String> {
+fn write_scratch(dir: &Path, helper: &Path, no_admission: bool) -> Result<(), String> {
+    let admission = if no_admission {
+        "  admission_wait_ms: 0\n"
+    } else {
+        ""
+    };
     let w = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text).map_err(|e| format!("cannot write {name}: {e}"))
     };
@@ -640,6 +654,7 @@ fn write_scratch(dir: &Path, helper: &Path) -> Result<(), String> {
 server:
   listen: 127.0.0.1:0
   auth: {{ bearer_token: {TOKEN} }}
+{admission}
 rules: [rules.yaml]
 state: {{ path: state/journal.db }}
 recovery: {{ cooldown_seconds: 0, max_attempts: 10, max_concurrent_diagnostics: 64 }}
@@ -1501,7 +1516,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .tempdir()
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let dir = scratch.path().to_path_buf();
-    write_scratch(&dir, &helper)?;
+    write_scratch(&dir, &helper, args.storm_no_admission)?;
     eprintln!("scratch directory: {}", dir.display());
 
     let fsync = fsync_probe(&dir, 200)?;

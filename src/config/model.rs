@@ -330,7 +330,8 @@ pub struct ServerConfig {
     pub max_pending_alerts: usize,
     /// While the diagnostics queue is full (`recovery.max_queued`), a request whose alerts
     /// only need diagnostics waits this long for room, then gets 503 (Alertmanager retries)
-    /// instead of being journaled and skipped. Milliseconds; 0 answers 503 at once.
+    /// instead of being journaled and skipped. Milliseconds; 0 turns this off (every
+    /// request is taken, and what finds the queue full is journaled `skipped`).
     pub admission_wait_ms: u64,
 }
 

@@ -108,8 +108,8 @@ pub async fn receive(
         })
     };
     let mut _claim = None;
-    if diagnostics > 0 && others_need_nothing() {
-        let wait = setup.loaded.config.server.admission_wait_ms;
+    let wait = setup.loaded.config.server.admission_wait_ms;
+    if wait > 0 && diagnostics > 0 && others_need_nothing() {
         _claim = st
             .engine
             .admission

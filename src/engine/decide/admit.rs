@@ -256,20 +256,9 @@ impl Core {
         reason: String,
     ) {
         let key = plan.work_key();
-        let mut q = Queued {
-            id: 0,
-            key: key.clone(),
-            plan,
-            alert: alert.clone(),
-            not_before_ms,
-            guard,
-            attempt,
-            waiting: None,
-            lock: None,
-            acquiring: false,
-            retry_at_ms: 0,
-            notes: Vec::new(),
-        };
+        let mut q = Queued::new(0, key.clone(), plan, alert.clone(), attempt);
+        q.not_before_ms = not_before_ms;
+        q.guard = guard;
         if !self.accepting {
             // Shutting down: nothing new starts or waits.
             let id = self.next_id();

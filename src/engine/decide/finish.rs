@@ -165,20 +165,9 @@ impl Core {
                     attempt,
                 );
                 self.inflight.insert(r.key.clone(), new_id);
-                let q = Queued {
-                    id: new_id,
-                    key: r.key,
-                    plan: report.plan,
-                    alert: report.alert,
-                    not_before_ms: until_ms,
-                    guard,
-                    attempt,
-                    waiting: None,
-                    lock: None,
-                    acquiring: false,
-                    retry_at_ms: 0,
-                    notes: Vec::new(),
-                };
+                let mut q = Queued::new(new_id, r.key, report.plan, report.alert, attempt);
+                q.not_before_ms = until_ms;
+                q.guard = guard;
                 self.queue_up(now, q);
             }
             Next::Nothing => {}

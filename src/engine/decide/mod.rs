@@ -94,6 +94,26 @@ struct Queued {
     notes: Vec<String>,
 }
 
+impl Queued {
+    /// Work `id` that may start at once (guarded), not waiting for anything yet.
+    fn new(id: i64, key: WorkKey, plan: Plan, alert: Arc<Alert>, attempt: u32) -> Queued {
+        Queued {
+            id,
+            key,
+            plan,
+            alert,
+            not_before_ms: 0,
+            guard: true,
+            attempt,
+            waiting: None,
+            lock: None,
+            acquiring: false,
+            retry_at_ms: 0,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Work running.
 #[derive(Debug, Clone)]
 struct Running {
