@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 use super::auth::{authorized, challenge};
 use super::{AppState, error};
 use crate::clock::now_ms;
+use crate::engine::handle::{MAX_HELD, Refusal};
 use crate::ingest::{WebhookPayload, parse_webhook};
 use crate::journal::NewAlert;
 use crate::metrics::Metrics;
@@ -107,24 +108,35 @@ pub async fn receive(
             setup.only_diagnostics(a) || setup.rules.rules.iter().all(|r| !r.matches(&a.labels))
         })
     };
-    let mut _claim = None;
     let wait = setup.loaded.config.server.admission_wait_ms;
+    let mut _claim = None;
     if wait > 0 && diagnostics > 0 && others_need_nothing() {
-        _claim = st
+        match st
             .engine
             .admission
             .claim(diagnostics, std::time::Duration::from_millis(wait))
-            .await;
-        if _claim.is_none() {
-            st.metrics.rejected("queue_full");
-            let max = setup.loaded.config.recovery.max_queued;
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "diagnostics queue full: {max} executions wait (recovery.max_queued = {max}) \
-                     and none started within {wait} ms (server.admission_wait_ms); retry later"
-                ),
-            );
+            .await
+        {
+            Ok(claim) => _claim = Some(claim),
+            Err(refusal) => {
+                st.metrics.rejected("queue_full");
+                let max = setup.loaded.config.recovery.max_queued;
+                let why = match refusal {
+                    Refusal::StayedFull => {
+                        format!("none started within {wait} ms (server.admission_wait_ms)")
+                    }
+                    Refusal::TooManyHeld => {
+                        format!("{MAX_HELD} requests are held back already")
+                    }
+                };
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "diagnostics queue full: {max} executions wait (recovery.max_queued = {max}) \
+                         and {why}; retry later"
+                    ),
+                );
+            }
         }
     }
     let rows = journal_rows(&payload, now_ms());

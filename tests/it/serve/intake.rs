@@ -387,6 +387,45 @@ runbooks:
         rows,
         "the refused alert is not journaled"
     );
+    // A flood while full: at most 256 requests are held, the others refused at once.
+    let client = reqwest::Client::new();
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            let (client, url) = (client.clone(), format!("{}/api/v1/alerts", srv.url));
+            let body = topic(&format!("f{i}"), "firing");
+            tokio::spawn(async move {
+                let resp = client
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("request");
+                let status = resp.status().as_u16();
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                (status, v["error"].as_str().unwrap_or_default().to_string())
+            })
+        })
+        .collect();
+    let mut at_once = 0;
+    for t in flood {
+        let (status, e) = t.await.expect("task");
+        assert_eq!(status, 503, "{e}");
+        if e.ends_with("and 256 requests are held back already; retry later") {
+            at_once += 1;
+        } else {
+            assert!(e.contains("none started within 1500 ms"), "{e}");
+        }
+    }
+    assert!(
+        at_once >= 44,
+        "only {at_once} of 300 refused beyond the 256 held"
+    );
+    assert_eq!(
+        alert_rows(&srv).await,
+        rows,
+        "nothing of the flood is journaled"
+    );
     // A broker-down alert is taken at once, whatever the diagnostics queue.
     let t0 = std::time::Instant::now();
     let (st, v) = srv
