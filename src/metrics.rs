@@ -65,6 +65,8 @@ pub struct Metrics {
     pub executions: Family<OutcomeLabels, Counter>,
     /// Alerts collapsed into an execution already in flight.
     pub duplicates: Counter,
+    /// Webhook alerts whose `fingerprint` was not their labels' own (replaced by it).
+    pub forged_fingerprints: Counter,
     /// Step durations, by kind.
     pub step_duration: Family<KindLabel, Histogram>,
     /// Executions queued or running.
@@ -119,6 +121,7 @@ impl Metrics {
         let webhook_rejected = Family::<ReasonLabel, Counter>::default();
         let executions = Family::<OutcomeLabels, Counter>::default();
         let duplicates = Counter::default();
+        let forged_fingerprints = Counter::default();
         let step_duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.01, 4.0, 10))
         });
@@ -206,6 +209,11 @@ impl Metrics {
             duplicates.clone(),
         );
         registry.register(
+            "forged_fingerprints",
+            "Webhook alerts whose fingerprint was not their labels' own (replaced by it)",
+            forged_fingerprints.clone(),
+        );
+        registry.register(
             "step_duration_seconds",
             "Step durations, by kind",
             step_duration.clone(),
@@ -270,6 +278,7 @@ impl Metrics {
             webhook_rejected,
             executions,
             duplicates,
+            forged_fingerprints,
             step_duration,
             in_flight,
             decision_backlog,

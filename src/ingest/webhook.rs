@@ -40,6 +40,10 @@ pub struct WebhookPayload {
     pub external_url: String,
     /// The alerts.
     pub alerts: Vec<Alert>,
+    /// Fingerprints sent that were not the labels' own (replaced by them), as sent: the
+    /// identity of an alert comes from its labels, never from the payload.
+    #[serde(skip)]
+    pub forged_fingerprints: Vec<String>,
 }
 
 /// Why a body is not a usable webhook payload.
@@ -60,7 +64,8 @@ pub enum WebhookError {
     Version(String),
 }
 
-/// Parses and checks a webhook body; fills in missing fingerprints.
+/// Parses and checks a webhook body. Every alert's fingerprint is computed from its labels;
+/// a different one in the payload is kept aside in `forged_fingerprints`.
 pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, WebhookError> {
     let mut p: WebhookPayload = serde_json::from_slice(body).map_err(|e| WebhookError::Json {
         line: e.line(),
@@ -71,9 +76,12 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, WebhookError> {
         return Err(WebhookError::Version(p.version));
     }
     for a in &mut p.alerts {
-        if a.fingerprint.is_empty() {
-            a.fingerprint = fingerprint(&a.labels);
+        let own = fingerprint(&a.labels);
+        if !a.fingerprint.is_empty() && a.fingerprint != own {
+            p.forged_fingerprints
+                .push(std::mem::take(&mut a.fingerprint));
         }
+        a.fingerprint = own;
         a.external_url.clone_from(&p.external_url);
     }
     Ok(p)
@@ -83,5 +91,37 @@ fn strip_position(s: &str) -> String {
     match s.rfind(" at line ") {
         Some(i) => s[..i].to_string(),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(fingerprint: Option<&str>) -> String {
+        let fp = fingerprint.map_or(String::new(), |f| format!(r#","fingerprint":{f:?}"#));
+        format!(
+            r#"{{"version":"4","alerts":[{{"status":"firing","labels":{{"alertname":"A","node_id":"kafka-1"}}{fp}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn identity_comes_from_the_labels() {
+        let own = fingerprint(
+            &[("alertname", "A"), ("node_id", "kafka-1")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        for (sent, forged) in [
+            (None, vec![]),
+            (Some(own.as_str()), vec![]),
+            (Some("0000000000000000"), vec!["0000000000000000".to_string()]),
+            (Some("x\ny"), vec!["x\ny".to_string()]),
+        ] {
+            let p = parse_webhook(body(sent).as_bytes()).expect("parses");
+            assert_eq!(p.alerts[0].fingerprint, own, "sent {sent:?}");
+            assert_eq!(p.forged_fingerprints, forged, "sent {sent:?}");
+        }
     }
 }

@@ -139,6 +139,18 @@ pub async fn receive(
             }
         }
     }
+    if !payload.forged_fingerprints.is_empty() {
+        st.metrics
+            .forged_fingerprints
+            .inc_by(payload.forged_fingerprints.len() as u64);
+        // Debug-formatted, so escaped: the values are the sender's, and may hold newlines.
+        let sent: Vec<&String> = payload.forged_fingerprints.iter().take(5).collect();
+        warn!(
+            count = payload.forged_fingerprints.len(),
+            fingerprints = ?sent,
+            "alerts sent with a fingerprint that is not their labels' own: replaced by it"
+        );
+    }
     let rows = journal_rows(&payload, now_ms());
     let n = rows.len();
     let t0 = Instant::now();

@@ -623,5 +623,6 @@ fn inline_alerts(ctx: &mut Ctx, at: &str, list: &[Map<String, Value>]) -> Option
         common_annotations: Default::default(),
         external_url: String::new(),
         alerts,
+        forged_fingerprints: Vec::new(),
     })
 }

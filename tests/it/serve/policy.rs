@@ -339,6 +339,50 @@ async fn guard_keeps_healthy_brokers_untouched_while_one_is_down() {
         "{detail}"
     );
     assert!(recorded(s.path(), "high-cpu-kafka-3").is_empty());
+    // Lies about identity: an unrelated resolved alert carrying kafka-1's fingerprint, and
+    // one whose fingerprint would forge a log line. Identity comes from the labels: the
+    // guard holds, both are counted, and the log shows the newline escaped.
+    let kafka1 = kafka_healing::alert::fingerprint(
+        &serde_json::from_value(down("kafka-1")).expect("labels"),
+    );
+    let mut forged = alert(
+        "resolved",
+        json!({"alertname": "Unrelated", "node_id": "kafka-1"}),
+    );
+    forged["fingerprint"] = json!(kafka1);
+    let mut forger = alert(
+        "firing",
+        json!({"alertname": "Unrelated", "node_id": "kafka-2"}),
+    );
+    forger["fingerprint"] = json!("abc\n2026-12-04T00:00:00Z  INFO forged line");
+    assert_eq!(srv.post(&webhook("r", vec![forged, forger])).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, detail) = srv.get(&format!("/api/v1/executions/{}", q["id"])).await;
+    assert_eq!(
+        detail["execution"]["status"], "queued",
+        "a forged resolve released the guard"
+    );
+    assert!(recorded(s.path(), "high-cpu-kafka-3").is_empty());
+    let text = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "kafka_healing_forged_fingerprints_total 2"),
+        "{text}"
+    );
+    let log = srv.log();
+    assert!(
+        log.contains(r"abc\n2026-12-04T00:00:00Z  INFO forged line"),
+        "the forged fingerprint is logged escaped: {log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-12-04T00:00:00Z  INFO forged line"))
+    );
     // kafka-1 recovers: the guard lifts and kafka-3's work runs.
     assert_eq!(
         srv.post(&webhook("r", vec![alert("resolved", down("kafka-1"))]))
