@@ -53,7 +53,10 @@ pub struct Plan {
 }
 
 /// What makes two plans the same work: rule, target and rendered params. Replicas and
-/// repeats of an alert share it; a per-topic rule has one per topic.
+/// repeats of an alert share it; a per-topic rule has one per topic. A disruptive runbook's
+/// work is its rule and target alone: params that come from an alert (an annotation, a
+/// label) must not make a new work key, with its own cooldown, attempts and circuit, for
+/// each text a sender makes up.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkKey {
     /// Rule name.
@@ -85,7 +88,11 @@ impl Plan {
         WorkKey {
             rule: self.rule.clone(),
             target: self.target.clone(),
-            params: self.params.clone(),
+            params: if self.disruptive {
+                BTreeMap::new()
+            } else {
+                self.params.clone()
+            },
         }
     }
 }
@@ -248,8 +255,13 @@ pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> 
     for p in plans.iter_mut().filter(|p| p.decision == Decision::Run) {
         if let Some(fp) = first.get(&p.work_key()) {
             p.decision = Decision::Skip;
+            let same = if p.disruptive {
+                "(a disruptive runbook runs once per target, whatever its params)"
+            } else {
+                "with the same params"
+            };
             p.reason = format!(
-                "duplicate: alert {fp} already runs rule `{}` on the same target with the same params",
+                "duplicate: alert {fp} already runs rule `{}` on the same target {same}",
                 p.rule
             );
             p.steps.clear();

@@ -38,7 +38,11 @@ pub fn restore(core: &mut Core, journal: &Journal, now: i64) {
     recent.sort_by_key(|e| (e.created_ms, e.id));
     for e in recent {
         let ok = e.status == ExecStatus::Succeeded;
-        let params = serde_json::from_value(e.plan["params"].clone()).unwrap_or_default();
+        // As Plan::work_key: a disruptive runbook's work is (rule, target).
+        let params = match e.disruptive {
+            true => Default::default(),
+            false => serde_json::from_value(e.plan["params"].clone()).unwrap_or_default(),
+        };
         let key = WorkKey {
             rule: e.rule,
             target: e.target,

@@ -116,7 +116,10 @@ mod tests {
         for (sent, forged) in [
             (None, vec![]),
             (Some(own.as_str()), vec![]),
-            (Some("0000000000000000"), vec!["0000000000000000".to_string()]),
+            (
+                Some("0000000000000000"),
+                vec!["0000000000000000".to_string()],
+            ),
             (Some("x\ny"), vec!["x\ny".to_string()]),
         ] {
             let p = parse_webhook(body(sent).as_bytes()).expect("parses");

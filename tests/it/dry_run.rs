@@ -189,7 +189,7 @@ fn unmatched_duplicates_and_missing_target() {
     assert_eq!(
         plans[1]["reason"],
         format!(
-            "duplicate: alert {fp0} already runs rule `broker-down` on the same target with the same params"
+            "duplicate: alert {fp0} already runs rule `broker-down` on the same target (a disruptive runbook runs once per target, whatever its params)"
         )
     );
     assert_eq!(plans[2]["decision"], "skip");

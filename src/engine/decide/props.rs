@@ -25,7 +25,8 @@ const MAX_DIAGNOSTICS: usize = 2;
 #[derive(Debug, Clone)]
 enum Op {
     /// An alert: `rule` 0 broker-down (says its broker is down), 1 high-cpu (disruptive,
-    /// guarded), 2 lag (diagnostics, per topic).
+    /// guarded), 2 lag (diagnostics, per topic), 3 restart-because (disruptive, with a param
+    /// from an annotation that varies with `topic`).
     Alert {
         rule: u8,
         node: u8,
@@ -42,7 +43,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = (Op, u16)> {
     let op = prop_oneof![
-        5 => (0u8..3, 1u8..4, 0u8..3, prop::bool::weighted(0.7))
+        5 => (0u8..4, 1u8..4, 0u8..3, prop::bool::weighted(0.7))
             .prop_map(|(rule, node, topic, firing)| Op::Alert { rule, node, topic, firing }),
         3 => (0usize..8, 0u8..4).prop_map(|(pick, result)| Op::Finish { pick, result }),
         2 => Just(Op::Tick),
@@ -79,12 +80,19 @@ struct Model {
     firing: HashMap<String, bool>,
 }
 
+/// A work key as the model counts it: a disruptive runbook's work is (rule, target).
 fn key_of(
     rule: &str,
     target: Option<&str>,
+    disruptive: bool,
     params: &std::collections::BTreeMap<String, String>,
 ) -> String {
-    format!("{rule}/{}/{params:?}", target.unwrap_or("-"))
+    let params = if disruptive {
+        "{}".to_string()
+    } else {
+        format!("{params:?}")
+    };
+    format!("{rule}/{}/{params}", target.unwrap_or("-"))
 }
 
 impl Model {
@@ -140,7 +148,12 @@ impl Model {
                     let run = Run {
                         disruptive: l.plan.disruptive,
                         target: l.plan.target.clone(),
-                        key: key_of(&l.plan.rule, l.plan.target.as_deref(), &l.plan.params),
+                        key: key_of(
+                            &l.plan.rule,
+                            l.plan.target.as_deref(),
+                            l.plan.disruptive,
+                            &l.plan.params,
+                        ),
                     };
                     self.check_launch(now, max_cluster, &run)?;
                     self.starts.entry(run.key.clone()).or_default().push(now);
@@ -228,7 +241,13 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
                 let a = match rule {
                     0 => alert(status, "KafkaBrokerDown", &[("node_id", &node)]),
                     1 => alert(status, "HighCpu", &[("node_id", &node)]),
-                    _ => alert(status, "TopicLag", &[("topic", &topic)]),
+                    2 => alert(status, "TopicLag", &[("topic", &topic)]),
+                    _ => {
+                        let mut a = alert(status, "Restart", &[("node_id", &node)]);
+                        a.annotations
+                            .insert("why".into(), format!("because {topic}"));
+                        a
+                    }
                 };
                 m.firing.insert(a.fingerprint.clone(), *firing);
                 if *rule == 0 {

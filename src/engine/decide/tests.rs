@@ -33,11 +33,20 @@ const RULES: &str = r#"rules:
     matchers: ['alertname="Rehearse"']
     runbook: restart
     dry_run: true
+  - name: restart-because
+    matchers: ['alertname="Restart"']
+    runbook: restart-because
+    params:
+      why: { value: "{{alert.annotations.why}}", pattern: "[a-z0-9 ]+" }
 runbooks:
   restart:
     steps:
       - name: restart
         exec: ["/bin/true", "{{target.node_id}}"]
+  restart-because:
+    steps:
+      - name: restart
+        exec: ["/bin/true", "{{target.node_id}}", "{{params.why}}"]
   describe:
     disruptive: false
     steps:
@@ -653,4 +662,48 @@ fn the_last_step_is_journaled_with_the_end_in_one_round() {
         vec!["step 1", "status"],
         "only the unrecorded step, before the end"
     );
+}
+
+#[test]
+fn params_from_an_alert_do_not_make_new_disruptive_work() {
+    // A disruptive rule whose param comes from an annotation: each new text must not be
+    // a new work key with its own attempts and cooldown.
+    let mut c = Core::new(
+        setup_with("max_attempts: 1, cooldown_seconds: 3600, max_concurrent_per_cluster: 1"),
+        0,
+        None,
+    );
+    let restart = |why: &str| {
+        let mut a = alert(AlertStatus::Firing, "Restart", &[("node_id", "kafka-1")]);
+        a.annotations.insert("why".into(), why.into());
+        a
+    };
+    let fx = round(&mut c, T0, |c| c.alert(T0, 1, restart("one")));
+    assert_eq!(launched(&fx), vec![1]);
+    for (i, why) in ["two", "three", "four", "five", "six"].iter().enumerate() {
+        let fx = round(&mut c, T0, |c| c.alert(T0, i as i64 + 2, restart(why)));
+        assert!(
+            created(&fx).is_empty(),
+            "{why}: collapsed into the run in flight"
+        );
+        assert!(fx.iter().any(|e| matches!(e, Effect::Duplicate)));
+    }
+    round(&mut c, T0 + S, |c| c.finished(T0 + S, 1, ok(T0)));
+    let fx = round(&mut c, T0 + 2 * S, |c| {
+        c.alert(T0 + 2 * S, 9, restart("seven"))
+    });
+    assert!(launched(&fx).is_empty());
+    assert!(
+        created(&fx)[0]
+            .2
+            .starts_with("cooldown: restart-because on kafka-1 ran recently"),
+        "{:?}",
+        created(&fx)
+    );
+    // A different target is other work.
+    let mut other = restart("one");
+    other.labels.insert("node_id".into(), "kafka-2".into());
+    other.fingerprint = fingerprint(&other.labels);
+    let fx = round(&mut c, T0 + 3 * S, |c| c.alert(T0 + 3 * S, 10, other));
+    assert_eq!(launched(&fx).len(), 1);
 }
