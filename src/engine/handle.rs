@@ -71,6 +71,37 @@ impl Backlog {
     pub(super) fn get(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }
+
+    /// Adds `n` unless that makes more than `limit` (one request alone always fits an
+    /// empty backlog, or a large one could never be taken).
+    fn try_add(&self, n: usize, limit: usize) -> bool {
+        let ok = self
+            .count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c == 0 || c.saturating_add(n) <= limit).then(|| c.saturating_add(n))
+            })
+            .is_ok();
+        if ok {
+            self.gauge.inc_by(n as i64);
+        }
+        ok
+    }
+}
+
+/// Places in the decision backlog, reserved before journaling; given back when dropped
+/// unless the alerts were handed over.
+#[derive(Debug)]
+pub struct Reservation {
+    backlog: Backlog,
+    n: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.backlog.done(self.n);
+        }
+    }
 }
 
 /// Room in the diagnostics queue, published by the runner after each round, so the webhook
@@ -249,6 +280,25 @@ impl AlertSink {
         self.backlog.get()
     }
 
+    /// Reserves `n` places in the decision backlog, atomically, if that stays within
+    /// `limit` (`server.max_pending_alerts`): one budget for all requests at once.
+    pub fn reserve(&self, n: usize, limit: usize) -> Option<Reservation> {
+        self.backlog.try_add(n, limit).then(|| Reservation {
+            backlog: self.backlog.clone(),
+            n,
+        })
+    }
+
+    /// Hands over journaled alerts whose places `reservation` holds. Never blocks.
+    pub fn submit_reserved(&self, mut reservation: Reservation, alerts: Vec<(i64, Alert)>) -> bool {
+        let sent = self.tx.send(Intake::Alerts(alerts)).is_ok();
+        if sent {
+            // Counted until decided now; the runner gives the places back.
+            reservation.n = 0;
+        }
+        sent
+    }
+
     /// Waits until everything handed over before this call is decided and recorded.
     pub async fn flush(&self) {
         let (reply, rx) = oneshot::channel();
@@ -343,5 +393,53 @@ impl EngineHandle {
         }
         // Executions report their end to the runner; wait until it has recorded them all.
         self.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink() -> (AlertSink, mpsc::UnboundedReceiver<Intake>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (AlertSink::new(tx, Backlog::new(Gauge::default())), rx)
+    }
+
+    #[test]
+    fn the_backlog_is_one_budget_for_concurrent_requests() {
+        // 8 requests of 400 alerts at once against a budget of 1,000: two fit, whatever the
+        // order (the limit is checked and the places taken in one step).
+        let (sink, _rx) = sink();
+        let taken: Vec<Option<Reservation>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| sink.reserve(400, 1000)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(taken.iter().filter(|r| r.is_some()).count(), 2);
+        assert_eq!(sink.pending(), 800);
+        drop(taken);
+        assert_eq!(
+            sink.pending(),
+            0,
+            "reservations not handed over are given back"
+        );
+    }
+
+    #[test]
+    fn an_empty_backlog_takes_any_request_and_handed_over_places_stay_counted() {
+        let (sink, mut rx) = sink();
+        let r = sink.reserve(5000, 1000).expect("an empty backlog takes it");
+        assert!(sink.reserve(1, 1000).is_none(), "full");
+        assert!(sink.submit_reserved(r, Vec::new()));
+        assert_eq!(
+            sink.pending(),
+            5000,
+            "counted until the runner decides them"
+        );
+        assert!(matches!(rx.try_recv(), Ok(Intake::Alerts(_))));
     }
 }

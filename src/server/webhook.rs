@@ -151,6 +151,18 @@ pub async fn receive(
             "alerts sent with a fingerprint that is not their labels' own: replaced by it"
         );
     }
+    // One budget for all requests: the places are reserved before journaling.
+    let Some(reservation) = st.engine.alerts.reserve(payload.alerts.len(), limit) else {
+        st.metrics.rejected("backlog");
+        let pending = st.engine.pending();
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "decision backlog: {pending} alerts are waiting for a decision \
+                 (server.max_pending_alerts = {limit}); retry later"
+            ),
+        );
+    };
     let rows = journal_rows(&payload, now_ms());
     let n = rows.len();
     let t0 = Instant::now();
@@ -170,7 +182,8 @@ pub async fn receive(
         Metrics::count(&st.metrics.alerts_received, a.status.as_str());
     }
     st.engine
-        .submit(ids.into_iter().zip(payload.alerts).collect());
+        .alerts
+        .submit_reserved(reservation, ids.into_iter().zip(payload.alerts).collect());
     (
         StatusCode::OK,
         Json(json!({ "status": "success", "alerts": n })),
