@@ -35,8 +35,46 @@ pub fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(system_time(ms)).to_string()
 }
 
+/// An RFC 3339 time (`2026-11-27T23:33:11Z`, fractions and `±hh:mm` offsets too) in
+/// milliseconds since the epoch; `None` when it is not one, or before the epoch (as
+/// Alertmanager's "no time", `0001-01-01T00:00:00Z`).
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    // humantime takes `Z` only: an offset is read here and applied after.
+    let (base, offset_s) = match s
+        .len()
+        .checked_sub(6)
+        .and_then(|i| s.get(i..).map(|t| (i, t)))
+    {
+        Some((i, t))
+            if (t.starts_with('+') || t.starts_with('-')) && t.as_bytes().get(3) == Some(&b':') =>
+        {
+            let h: i64 = t.get(1..3)?.parse().ok()?;
+            let m: i64 = t.get(4..6)?.parse().ok()?;
+            let sign = if t.starts_with('-') { -1 } else { 1 };
+            (format!("{}Z", s.get(..i)?), sign * (h * 3600 + m * 60))
+        }
+        _ => (s.to_string(), 0),
+    };
+    let t = humantime::parse_rfc3339_weak(&base).ok()?;
+    let ms = i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    Some(ms.saturating_sub(offset_s.saturating_mul(1000)))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_alertmanager_times() {
+        use super::parse_rfc3339_ms as p;
+        assert_eq!(p("2026-11-28T02:23:33Z"), Some(1_795_832_613_000));
+        assert_eq!(p("2026-11-28T02:23:33.99Z"), Some(1_795_832_613_990));
+        assert_eq!(p("2026-11-28T03:23:33+01:00"), Some(1_795_832_613_000));
+        assert_eq!(p("2026-11-28T01:23:33.5-01:00"), Some(1_795_832_613_500));
+        assert_eq!(p("0001-01-01T00:00:00Z"), None, "Alertmanager's no time");
+        assert_eq!(p(""), None);
+        assert_eq!(p("yesterday"), None);
+    }
+
     #[test]
     fn formats_to_the_second() {
         assert_eq!(super::rfc3339_ms(1_795_832_613_990), "2026-11-28T02:23:33Z");

@@ -119,6 +119,24 @@ pub enum Skip {
         /// Who and how, in words.
         by: String,
     },
+    /// The alert is stale: it ended already, or a resolve of it came first.
+    Stale(Staleness),
+}
+
+/// Why a firing alert is stale (it never runs and never marks a broker down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// Its `endsAt` was already past when it arrived (a late or replayed copy).
+    Ended {
+        /// Its `endsAt`.
+        ends_ms: i64,
+    },
+    /// A resolve of the same alert (same labels) arrived first, and this copy started no
+    /// later than the resolved one: an out-of-order copy of an occurrence that is over.
+    ResolvedBefore {
+        /// The resolved copy's `startsAt`.
+        resolved_starts_ms: i64,
+    },
 }
 
 impl Skip {
@@ -132,6 +150,7 @@ impl Skip {
             Skip::Exhausted { .. } => "exhausted",
             Skip::QueueFull { .. } => "queue-full",
             Skip::DoneByPeer { .. } => "done-by-peer",
+            Skip::Stale(_) => "stale",
         }
     }
 }
@@ -172,6 +191,16 @@ impl fmt::Display for Skip {
             Skip::DoneByPeer { by } => write!(
                 f,
                 "HA: already done by {by}; peers leave it alone for its cooldown"
+            ),
+            Skip::Stale(Staleness::Ended { ends_ms }) => write!(
+                f,
+                "stale: the alert's endsAt {} was already past when it arrived; nothing runs for a late or replayed alert",
+                rfc3339_ms(*ends_ms)
+            ),
+            Skip::Stale(Staleness::ResolvedBefore { resolved_starts_ms }) => write!(
+                f,
+                "stale: a resolve of this alert (startsAt {}) arrived before this firing copy, which started no later; nothing runs for an out-of-order alert",
+                rfc3339_ms(*resolved_starts_ms)
             ),
         }
     }

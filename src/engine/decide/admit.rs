@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use super::{Core, Queued};
 use crate::alert::{Alert, AlertStatus};
+use crate::clock::parse_rfc3339_ms;
 use crate::engine::effect::{Effect, MailKind};
 use crate::engine::plan::{Decision, Plan, WorkKey, plan_alert, plan_json};
 use crate::engine::policy::Admission;
 use crate::engine::report::Report;
-use crate::engine::why::{Cancel, Skip, exhausted_reason};
+use crate::engine::why::{Cancel, Skip, Staleness, exhausted_reason};
 use crate::journal::{EventKind, ExecStatus, NewExecution, StepRecord, StepStatus};
 
 impl Core {
@@ -19,7 +20,12 @@ impl Core {
         self.out.push(Effect::Decided(alert_id));
         let setup = self.setup.clone();
         let plans = plan_alert(&setup.loaded.config, &setup.rules, &alert);
+        let starts_ms = parse_rfc3339_ms(&alert.starts_at);
+        let ends_ms = parse_rfc3339_ms(&alert.ends_at);
         if alert.status == AlertStatus::Resolved {
+            if let Some(s) = starts_ms {
+                self.resolves.insert(&alert.fingerprint, s);
+            }
             self.unset_firing(&alert.fingerprint);
             for p in &plans {
                 let l = setup.limits(setup.rules.rule(&p.rule));
@@ -32,12 +38,20 @@ impl Core {
         if plans.is_empty() {
             return self.take();
         }
+        if let Some(stale) = self.staleness(now, &alert.fingerprint, starts_ms, ends_ms) {
+            // Journaled as a skip; it neither runs nor marks a broker down, nor counts as
+            // a new occurrence for a circuit.
+            for p in &plans {
+                self.skip(now, Some(alert_id), p, Skip::Stale(stale));
+            }
+            return self.take();
+        }
         let down: Vec<String> = plans
             .iter()
             .filter(|p| setup.rules.rule(&p.rule).is_some_and(|r| r.broker_down))
             .filter_map(|p| p.target.clone())
             .collect();
-        self.set_firing(&alert.fingerprint, down);
+        self.set_firing(&alert.fingerprint, down, ends_ms);
         let alert = Arc::new(alert);
         for p in plans {
             let l = setup.limits(setup.rules.rule(&p.rule));
@@ -67,6 +81,27 @@ impl Core {
             }
         }
         self.take()
+    }
+
+    /// Whether a firing alert is stale: its end already past, or a resolve of it first.
+    fn staleness(
+        &self,
+        now: i64,
+        fingerprint: &str,
+        starts_ms: Option<i64>,
+        ends_ms: Option<i64>,
+    ) -> Option<Staleness> {
+        if let Some(e) = ends_ms
+            && e <= now
+        {
+            return Some(Staleness::Ended { ends_ms: e });
+        }
+        match (self.resolves.get(fingerprint), starts_ms) {
+            (Some(r), Some(s)) if s <= r => Some(Staleness::ResolvedBefore {
+                resolved_starts_ms: r,
+            }),
+            _ => None,
+        }
     }
 
     /// Journals a skip once per (work, alert, cause) so repeats do not flood the journal.

@@ -114,6 +114,46 @@ impl Queued {
     }
 }
 
+/// A firing alert that says brokers are down.
+#[derive(Debug, Clone)]
+struct Firing {
+    down: Vec<String>,
+    /// Its `endsAt`, when it has one: the mark expires then unless the alert repeats.
+    until_ms: Option<i64>,
+}
+
+/// Resolves remembered per fingerprint (their `startsAt`), at most [`RESOLVES_REMEMBERED`].
+#[derive(Debug, Default)]
+struct Resolves {
+    starts: HashMap<String, i64>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Resolves remembered; beyond it the oldest are forgotten (about 60 bytes each).
+const RESOLVES_REMEMBERED: usize = 20_000;
+
+impl Resolves {
+    fn insert(&mut self, fingerprint: &str, starts_ms: i64) {
+        if self
+            .starts
+            .insert(fingerprint.to_string(), starts_ms)
+            .is_none()
+        {
+            self.order.push_back(fingerprint.to_string());
+        }
+        while self.starts.len() > RESOLVES_REMEMBERED {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.starts.remove(&old);
+        }
+    }
+
+    fn get(&self, fingerprint: &str) -> Option<i64> {
+        self.starts.get(fingerprint).copied()
+    }
+}
+
 /// Work running.
 #[derive(Debug, Clone)]
 struct Running {
@@ -141,7 +181,10 @@ pub struct Core {
     duplicates: HashMap<i64, u64>,
     /// Firing alerts that say brokers are down (rules with `broker_down`): fingerprint →
     /// those brokers. Only these: a storm of other alerts must not grow it.
-    firing: HashMap<String, Vec<String>>,
+    firing: HashMap<String, Firing>,
+    /// The `startsAt` of the last resolve per alert fingerprint (an out-of-order firing copy
+    /// of an occurrence that is over is stale), the oldest forgotten beyond a bound.
+    resolves: Resolves,
     /// Brokers some firing alert says are down, with how many alerts say so.
     down: BTreeMap<String, usize>,
     /// Skip decisions already journaled, so a repeated alert does not flood the journal.
@@ -172,6 +215,7 @@ impl Core {
             inflight: HashMap::new(),
             duplicates: HashMap::new(),
             firing: HashMap::new(),
+            resolves: Resolves::default(),
             down: BTreeMap::new(),
             seen: Seen::new(SKIPS_REMEMBERED),
             accepting: true,
@@ -242,6 +286,15 @@ impl Core {
     /// When the core next needs a [`tick`](Self::tick) without any input (a backoff ends,
     /// or in HA mode a lock is to be asked for again), if ever.
     pub fn next_wake(&self, now: i64) -> Option<i64> {
+        let expiry = self.next_expiry().map(|t| t.max(now.saturating_add(1)));
+        let queued = self.next_queued_wake(now);
+        match (queued, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn next_queued_wake(&self, now: i64) -> Option<i64> {
         if self.wake_known {
             return self.wake_at.filter(|t| *t > now);
         }
@@ -299,8 +352,10 @@ impl Core {
         });
     }
 
-    /// Alert `fingerprint` fires, saying `down` brokers are down (replacing what it said).
-    fn set_firing(&mut self, fingerprint: &str, down: Vec<String>) {
+    /// Alert `fingerprint` fires, saying `down` brokers are down (replacing what it said),
+    /// until `until_ms` when it has an end (its `endsAt`): a lost resolve cannot hold the
+    /// guard forever.
+    fn set_firing(&mut self, fingerprint: &str, down: Vec<String>, until_ms: Option<i64>) {
         self.mark_running(fingerprint, false);
         for b in &down {
             *self.down.entry(b.clone()).or_default() += 1;
@@ -308,10 +363,11 @@ impl Core {
         let old = if down.is_empty() {
             self.firing.remove(fingerprint)
         } else {
-            self.firing.insert(fingerprint.to_string(), down)
+            let entry = Firing { down, until_ms };
+            self.firing.insert(fingerprint.to_string(), entry)
         };
         if let Some(old) = old {
-            self.undown(&old);
+            self.undown(&old.down);
         }
     }
 
@@ -319,8 +375,28 @@ impl Core {
     fn unset_firing(&mut self, fingerprint: &str) {
         self.mark_running(fingerprint, true);
         if let Some(old) = self.firing.remove(fingerprint) {
-            self.undown(&old);
+            self.undown(&old.down);
         }
+    }
+
+    /// Forgets the down marks of alerts whose `endsAt` passed without a repeat.
+    fn expire_firing(&mut self, now: i64) {
+        let ended: Vec<String> = self
+            .firing
+            .iter()
+            .filter(|(_, f)| f.until_ms.is_some_and(|t| t <= now))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        for fp in ended {
+            if let Some(old) = self.firing.remove(&fp) {
+                self.undown(&old.down);
+            }
+        }
+    }
+
+    /// The next time a down mark expires.
+    fn next_expiry(&self) -> Option<i64> {
+        self.firing.values().filter_map(|f| f.until_ms).min()
     }
 
     /// Notes on the running work of alert `fingerprint` whether it resolved.

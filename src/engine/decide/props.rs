@@ -32,6 +32,8 @@ enum Op {
         node: u8,
         topic: u8,
         firing: bool,
+        /// A late copy: its `endsAt` is long past.
+        stale: bool,
     },
     /// The `pick`-th running execution ends with `result`.
     Finish { pick: usize, result: u8 },
@@ -43,8 +45,14 @@ enum Op {
 
 fn op() -> impl Strategy<Value = (Op, u16)> {
     let op = prop_oneof![
-        5 => (0u8..4, 1u8..4, 0u8..3, prop::bool::weighted(0.7))
-            .prop_map(|(rule, node, topic, firing)| Op::Alert { rule, node, topic, firing }),
+        5 => (0u8..4, 1u8..4, 0u8..3, prop::bool::weighted(0.7), prop::bool::weighted(0.1))
+            .prop_map(|(rule, node, topic, firing, stale)| Op::Alert {
+                rule,
+                node,
+                topic,
+                firing,
+                stale
+            }),
         3 => (0usize..8, 0u8..4).prop_map(|(pick, result)| Op::Finish { pick, result }),
         2 => Just(Op::Tick),
         1 => (1u8..4).prop_map(|node| Op::Reset { node }),
@@ -230,6 +238,7 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
                 node,
                 topic,
                 firing,
+                stale,
             } => {
                 let status = if *firing {
                     AlertStatus::Firing
@@ -249,14 +258,29 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
                         a
                     }
                 };
-                m.firing.insert(a.fingerprint.clone(), *firing);
-                if *rule == 0 {
-                    match status {
-                        AlertStatus::Firing => m.down.insert(a.fingerprint.clone(), node),
-                        AlertStatus::Resolved => m.down.remove(&a.fingerprint),
-                    };
+                let mut a = a;
+                if *stale && *firing {
+                    // Late: it neither fires for the model nor may it start anything.
+                    a.ends_at = "2020-01-01T00:05:00Z".into();
+                    let fx = core.alert(now, i as i64 + 1, a);
+                    if let Some(e) = fx.iter().find(|e| match e {
+                        Effect::Launch(_) => true,
+                        Effect::Create(c) => !c.status.is_terminal(),
+                        _ => false,
+                    }) {
+                        return Err(format!("step {i}: a stale alert started work: {e:?}"));
+                    }
+                    fx
+                } else {
+                    m.firing.insert(a.fingerprint.clone(), *firing);
+                    if *rule == 0 {
+                        match status {
+                            AlertStatus::Firing => m.down.insert(a.fingerprint.clone(), node),
+                            AlertStatus::Resolved => m.down.remove(&a.fingerprint),
+                        };
+                    }
+                    core.alert(now, i as i64 + 1, a)
                 }
-                core.alert(now, i as i64 + 1, a)
             }
             Op::Finish { pick, result } => {
                 let mut ids: Vec<i64> = m.running.keys().copied().collect();

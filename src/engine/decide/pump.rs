@@ -107,6 +107,7 @@ impl Core {
     /// Starts every queued execution that may start now, in arrival order; journals once
     /// each new reason why one waits. Call it after each round of inputs.
     pub fn tick(&mut self, now: i64) -> Vec<Effect> {
+        self.expire_firing(now);
         self.wake_at = None;
         self.wake_known = true;
         if !self.accepting {

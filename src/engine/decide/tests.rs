@@ -707,3 +707,81 @@ fn params_from_an_alert_do_not_make_new_disruptive_work() {
     let fx = round(&mut c, T0 + 3 * S, |c| c.alert(T0 + 3 * S, 10, other));
     assert_eq!(launched(&fx).len(), 1);
 }
+
+fn at(a: &mut Alert, starts: &str, ends: &str) {
+    a.starts_at = starts.into();
+    a.ends_at = ends.into();
+}
+
+#[test]
+fn a_firing_alert_that_already_ended_is_stale_and_marks_nothing_down() {
+    let mut c = Core::new(setup(), 0, None);
+    let mut old = down("kafka-3");
+    at(&mut old, "2020-01-01T00:00:00Z", "2020-01-01T00:05:00Z");
+    let fx = round(&mut c, T0, |c| c.alert(T0, 1, old.clone()));
+    assert!(launched(&fx).is_empty());
+    assert_eq!(
+        created(&fx),
+        vec![(
+            1,
+            ExecStatus::Skipped,
+            "stale: the alert's endsAt 2020-01-01T00:05:00Z was already past when it arrived; nothing runs for a late or replayed alert".into()
+        )]
+    );
+    assert!(
+        created(&c.alert(T0 + S, 2, old)).is_empty(),
+        "journaled once"
+    );
+    // kafka-3 is not marked down: a healthy broker's work is not held by the guard.
+    let cpu = alert(AlertStatus::Firing, "HighCpu", &[("node_id", "kafka-1")]);
+    let fx = round(&mut c, T0 + 2 * S, |c| c.alert(T0 + 2 * S, 3, cpu));
+    assert_eq!(launched(&fx).len(), 1);
+}
+
+#[test]
+fn a_firing_copy_after_its_resolve_is_stale_and_a_new_occurrence_is_not() {
+    let mut c = Core::new(setup(), 0, None);
+    let (mut firing, mut resolved) = (down("kafka-2"), up("kafka-2"));
+    at(
+        &mut resolved,
+        "2026-12-01T00:00:00Z",
+        "2026-12-01T00:00:00Z",
+    );
+    c.alert(T0, 1, resolved);
+    at(&mut firing, "2026-12-01T00:00:00Z", "0001-01-01T00:00:00Z");
+    let fx = round(&mut c, T0 + 500, |c| c.alert(T0 + 500, 2, firing.clone()));
+    assert!(launched(&fx).is_empty());
+    assert!(created(&fx)[0].2.starts_with(
+        "stale: a resolve of this alert (startsAt 2026-12-01T00:00:00Z) arrived before this firing copy"
+    ));
+    // The next occurrence starts later: it runs.
+    at(&mut firing, "2026-12-01T00:10:00Z", "0001-01-01T00:00:00Z");
+    let fx = round(&mut c, T0 + 600 * S, |c| c.alert(T0 + 600 * S, 3, firing));
+    assert_eq!(launched(&fx).len(), 1);
+}
+
+#[test]
+fn a_down_mark_expires_at_its_alerts_end_when_no_resolve_comes() {
+    let mut c = Core::new(setup(), 0, None);
+    let mut d = down("kafka-1");
+    at(&mut d, "2026-12-01T00:00:00Z", "2026-12-01T00:01:00Z");
+    assert_eq!(launched(&round(&mut c, T0, |c| c.alert(T0, 1, d))), vec![1]);
+    round(&mut c, T0 + S, |c| c.finished(T0 + S, 1, ok(T0)));
+    let cpu = alert(AlertStatus::Firing, "HighCpu", &[("node_id", "kafka-3")]);
+    let fx = round(&mut c, T0 + 2 * S, |c| c.alert(T0 + 2 * S, 2, cpu));
+    assert!(
+        launched(&fx).is_empty(),
+        "held by the guard while kafka-1 is down"
+    );
+    assert_eq!(
+        c.next_wake(T0 + 2 * S),
+        Some(T0 + 60 * S),
+        "wakes when the mark ends"
+    );
+    assert!(launched(&c.tick(T0 + 59 * S)).is_empty());
+    assert_eq!(
+        launched(&c.tick(T0 + 60 * S)),
+        vec![2],
+        "the lost resolve holds nothing"
+    );
+}

@@ -472,3 +472,44 @@ runbooks:
     }
     assert!(saw_wait, "a queued diagnostic records its wait");
 }
+
+/// Late and out-of-order alerts (issue 14, finding 1): a firing alert whose `endsAt` is past,
+/// and a firing copy that arrives after its resolve, are journaled `skipped: stale` and run
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_and_out_of_order_alerts_run_nothing() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    let mut old = alert("firing", down("kafka-3"));
+    old["startsAt"] = json!("2020-01-01T00:00:00Z");
+    old["endsAt"] = json!("2020-01-01T00:05:00Z");
+    assert_eq!(srv.post(&webhook("r", vec![old])).await.0, 200);
+    let mut resolved = alert("resolved", down("kafka-2"));
+    resolved["startsAt"] = json!("2026-12-01T00:00:00Z");
+    resolved["endsAt"] = json!("2026-12-01T00:01:00Z");
+    assert_eq!(srv.post(&webhook("r", vec![resolved])).await.0, 200);
+    let mut replay = alert("firing", down("kafka-2"));
+    replay["startsAt"] = json!("2026-12-01T00:00:00Z");
+    assert_eq!(srv.post(&webhook("r", vec![replay])).await.0, 200);
+    let list = srv
+        .wait_until(10, "two stale skips", |l| {
+            l.iter()
+                .filter(|e| {
+                    e["status"] == "skipped"
+                        && e["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("stale: "))
+                })
+                .count()
+                == 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        list.iter().all(|e| e["status"] == "skipped"),
+        "nothing but the skips: {list:?}"
+    );
+    assert!(recorded(s.path(), "broker-down-kafka-3").is_empty());
+    assert!(recorded(s.path(), "broker-down-kafka-2").is_empty());
+}
