@@ -146,24 +146,14 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             format!("must be between 1 and 10, got {}", r.max_attempts),
         );
     }
-    if r.initial_delay_seconds < 1 {
-        err(
-            "recovery.initial_delay_seconds",
-            "must be at least 1".into(),
-        );
-    }
+
     if !(1.0..=10.0).contains(&r.backoff_multiplier) {
         err(
             "recovery.backoff_multiplier",
             format!("must be between 1.0 and 10.0, got {}", r.backoff_multiplier),
         );
     }
-    if r.attempt_window_seconds < 1 {
-        err(
-            "recovery.attempt_window_seconds",
-            "must be at least 1".into(),
-        );
-    }
+
     if !(1..=86_400).contains(&r.step_timeout_seconds) {
         err(
             "recovery.step_timeout_seconds",
@@ -190,11 +180,37 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             err(key, format!("must be at most {max}, got {v}"));
         }
     }
-    if r.max_concurrent_per_cluster < 1 {
-        err(
+    // Every duration and count has a maximum: the policy's arithmetic saturates, but a
+    // value near u64::MAX is a typo, not a policy.
+    for (key, v, lo, hi) in [
+        (
+            "recovery.initial_delay_seconds",
+            r.initial_delay_seconds,
+            1,
+            86_400,
+        ),
+        (
+            "recovery.attempt_window_seconds",
+            r.attempt_window_seconds,
+            1,
+            30 * 86_400,
+        ),
+        (
+            "recovery.cooldown_seconds",
+            r.cooldown_seconds,
+            0,
+            7 * 86_400,
+        ),
+        (
             "recovery.max_concurrent_per_cluster",
-            "must be at least 1".into(),
-        );
+            u64::from(r.max_concurrent_per_cluster),
+            1,
+            100,
+        ),
+    ] {
+        if !(lo..=hi).contains(&v) {
+            err(key, format!("must be between {lo} and {hi}, got {v}"));
+        }
     }
     for (key, v, lo, hi) in [
         (

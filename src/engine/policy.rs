@@ -368,6 +368,40 @@ mod tests {
     }
 
     #[test]
+    fn limits_at_their_extremes_neither_wrap_nor_turn_off() {
+        // What u64::MAX seconds saturate to, and `check`'s maxima (7 days, 30 days).
+        for (cooldown_ms, window_ms) in [(i64::MAX, i64::MAX), (604_800 * S, 2_592_000 * S)] {
+            let l = Limits {
+                cooldown_ms,
+                max_attempts: 1,
+                initial_delay_ms: i64::MAX,
+                backoff_multiplier: 10.0,
+                window_ms,
+                circuit_reset_ms: i64::MAX,
+            };
+            let (mut p, k) = (Policy::default(), key("kafka-1"));
+            p.started(&k, 0);
+            p.finished(&k, S, true, &l);
+            assert_eq!(
+                p.admit(&k, 2 * S, &l),
+                Admission::Cooldown {
+                    until_ms: S.saturating_add(cooldown_ms)
+                },
+                "a cooldown, not a circuit"
+            );
+            let (mut p, k) = (Policy::default(), key("kafka-2"));
+            p.started(&k, 0);
+            p.finished(&k, S, false, &l);
+            assert_eq!(
+                p.admit(&k, 2 * S, &l),
+                Admission::Exhausted { attempts: 1 },
+                "max_attempts still counts"
+            );
+            assert!(l.backoff_ms(10) > 0);
+        }
+    }
+
+    #[test]
     fn a_run_longer_than_the_window_keeps_its_cooldown() {
         let (mut p, l, k) = (Policy::default(), limits(), key("kafka-1"));
         p.started(&k, 0);

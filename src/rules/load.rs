@@ -421,6 +421,14 @@ fn compile_rule(
             format!("must be between 1 and 10, got {n}"),
         );
     }
+    if let Some(c) = spec.cooldown_seconds
+        && c > 7 * 86_400
+    {
+        err(
+            join_key(at, "cooldown_seconds"),
+            format!("must be at most 604800 (7 days), got {c}"),
+        );
+    }
     for (j, to) in spec.notify.iter().enumerate() {
         if !crate::config::valid_email(to) {
             err(

@@ -103,7 +103,31 @@ fn config_ranges_and_business_rules() {
         ),
         (
             "recovery:\n  max_concurrent_per_cluster: 0\n",
-            "recovery.max_concurrent_per_cluster: must be at least 1",
+            "recovery.max_concurrent_per_cluster: must be between 1 and 100, got 0",
+        ),
+        (
+            "recovery:\n  attempt_window_seconds: 18446744073709551615\n",
+            "recovery.attempt_window_seconds: must be between 1 and 2592000, got 18446744073709551615",
+        ),
+        (
+            "recovery:\n  attempt_window_seconds: 2592001\n",
+            "recovery.attempt_window_seconds: must be between 1 and 2592000, got 2592001",
+        ),
+        (
+            "recovery:\n  cooldown_seconds: 18446744073709551615\n",
+            "recovery.cooldown_seconds: must be between 0 and 604800, got 18446744073709551615",
+        ),
+        (
+            "recovery:\n  cooldown_seconds: 604801\n",
+            "recovery.cooldown_seconds: must be between 0 and 604800, got 604801",
+        ),
+        (
+            "recovery:\n  initial_delay_seconds: 86401\n",
+            "recovery.initial_delay_seconds: must be between 1 and 86400, got 86401",
+        ),
+        (
+            "recovery:\n  max_concurrent_per_cluster: 101\n",
+            "recovery.max_concurrent_per_cluster: must be between 1 and 100, got 101",
         ),
         (
             "recovery:\n  max_concurrent_diagnostics: 0\n",
@@ -298,6 +322,10 @@ fn rule_file_problems_name_file_and_line() {
         (
             "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n    max_attempts: 11\n",
             "rules[0].max_attempts: must be between 1 and 10, got 11",
+        ),
+        (
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: restart\n    cooldown_seconds: 604801\n",
+            "rules[0].cooldown_seconds: must be at most 604800 (7 days), got 604801",
         ),
         (
             "rules:\n  - name: r\n    match: ['a=\"b\"']\n    runbook: restart\n",
