@@ -532,6 +532,19 @@ pub(crate) fn step_templates(kind: &StepKind) -> Vec<&str> {
     }
 }
 
+/// What a step kind does when it surely changes a service (a systemctl action other than
+/// `is-active`/`status`, any Ansible playbook, a kube action other than `wait_pod_ready`).
+fn changes_a_service(kind: &StepKind) -> Option<String> {
+    match kind {
+        StepKind::Systemctl(s) if !matches!(s.action.as_str(), "is-active" | "status") => {
+            Some(format!("systemctl {}", s.action))
+        }
+        StepKind::Ansible(_) => Some("ansible-playbook".into()),
+        StepKind::Kube(k) if k.action != "wait_pod_ready" => Some(format!("kube {}", k.action)),
+        _ => None,
+    }
+}
+
 fn check_runbook(
     rb: &Runbook,
     at: &str,
@@ -589,6 +602,21 @@ fn check_runbook(
                 kube_steps.push((src.path.clone(), src.doc.line_of(&sp), sp.clone()));
             }
             _ => {}
+        }
+        // A step that changes a service makes its runbook disruptive, whatever it says:
+        // `disruptive: false` would run it without the cluster slot and the guard. (`exec`
+        // may be either; the runbook's word is taken for it.)
+        if !rb.disruptive
+            && let Some(what) = changes_a_service(&step.kind)
+        {
+            err(
+                sp.clone(),
+                format!(
+                    "step `{}` ({what}) changes a service, so this runbook is disruptive: \
+                     remove `disruptive: false`",
+                    step.name
+                ),
+            );
         }
         for t in step_templates(&step.kind) {
             match templates.add(t) {

@@ -364,6 +364,14 @@ fn runbook_problems() {
             "rules/a.yaml:9: error: runbooks.rb.steps[0]: step `s` has several kinds (exec, systemctl); give exactly one",
         ),
         (
+            "runbooks:\n  rb:\n    disruptive: false\n    steps:\n      - name: bounce\n        systemctl: { action: restart, unit: '{{params.unit}}' }\n",
+            "rules/a.yaml:10: error: runbooks.rb.steps[0]: step `bounce` (systemctl restart) changes a service, so this runbook is disruptive: remove `disruptive: false`",
+        ),
+        (
+            "runbooks:\n  rb:\n    disruptive: false\n    steps:\n      - name: play\n        ansible: { playbook: p.yml }\n",
+            "step `play` (ansible-playbook) changes a service, so this runbook is disruptive",
+        ),
+        (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        shell: 'rm -rf /'\n",
             "unknown key `shell` in step `s`",
         ),

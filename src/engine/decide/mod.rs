@@ -296,7 +296,9 @@ impl Core {
 
     fn next_queued_wake(&self, now: i64) -> Option<i64> {
         if self.wake_known {
-            return self.wake_at.filter(|t| *t > now);
+            // A time that was still ahead at the last tick, even if it has passed since:
+            // dropping it would leave due work asleep until some other input comes.
+            return self.wake_at;
         }
         let ha = self.ha.is_some();
         self.queue

@@ -785,3 +785,21 @@ fn a_down_mark_expires_at_its_alerts_end_when_no_resolve_comes() {
         "the lost resolve holds nothing"
     );
 }
+
+#[test]
+fn a_wake_time_that_passed_since_the_tick_still_wakes() {
+    // Found by the HA test under load: the backoff end was ahead at the tick, the runner
+    // asked a moment later, and a filter on "still ahead" left the retry asleep forever.
+    let mut c = Core::new(setup(), 0, None);
+    c.alert(T0, 1, down("kafka-1"));
+    round(&mut c, T0 + S, |c| c.finished(T0 + S, 1, failed(T0)));
+    let due = T0 + 11 * S;
+    assert_eq!(c.next_wake(T0 + S), Some(due));
+    assert_eq!(
+        c.next_wake(due + 5),
+        Some(due),
+        "passed since the tick: wake at once"
+    );
+    assert_eq!(launched(&c.tick(due + 5)).len(), 1);
+    assert_eq!(c.next_wake(due + 6), None, "nothing left to wake for");
+}

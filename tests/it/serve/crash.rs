@@ -38,8 +38,11 @@ async fn sigkill_mid_step_then_restart_reports_interrupted_and_does_not_rerun() 
         assert_eq!(st, 200);
         acked += 1;
     }
-    srv.wait_until(10, "a running execution", |l| {
-        l.iter().any(|e| e["status"] == "running")
+    // All three decided (one running, two queued): an alert still undecided at the kill
+    // would be decided after the restart, which is another test's subject.
+    srv.wait_until(10, "one running and two queued executions", |l| {
+        l.iter().filter(|e| e["status"] == "running").count() == 1
+            && l.iter().filter(|e| e["status"] == "queued").count() == 2
     })
     .await;
     // Wait until the step process has really started.
