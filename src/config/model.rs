@@ -168,6 +168,10 @@ pub struct RecoveryConfig {
     /// Executions waiting at most; beyond it new work is skipped (journaled, with its reason)
     /// instead of growing memory without bound in an alert storm.
     pub max_queued: u32,
+    /// Disruptive and `broker_down` executions waiting at most: their own budget, which
+    /// diagnostics never take (`max_queued` counts the others). While it is full the
+    /// webhook answers 503 to a request that would add to it, before journaling it.
+    pub max_queued_remediation: u32,
     /// Record what would run without running it.
     pub dry_run: bool,
     /// Window in which `max_attempts` are counted.
@@ -192,6 +196,7 @@ impl Default for RecoveryConfig {
             max_concurrent_per_cluster: 1,
             max_concurrent_diagnostics: 8,
             max_queued: 1000,
+            max_queued_remediation: 100,
             dry_run: false,
             attempt_window_seconds: 3600,
             circuit_reset_seconds: 1800,

@@ -220,6 +220,12 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             1000,
         ),
         ("recovery.max_queued", r.max_queued, 10, 1_000_000),
+        (
+            "recovery.max_queued_remediation",
+            r.max_queued_remediation,
+            1,
+            100_000,
+        ),
     ] {
         if !(lo..=hi).contains(&v) {
             err(key, format!("must be between {lo} and {hi}, got {v}"));

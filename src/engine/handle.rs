@@ -12,14 +12,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use super::admission::{Admission, Places, RemediationRoom};
 use super::decide::{LockAnswer, Outcome};
 use super::setup::{Setup, SetupCell};
 use crate::alert::Alert;
 
 /// What comes in to be decided, in order.
 pub(super) enum Intake {
-    /// Journaled alerts, with their journal ids.
-    Alerts(Vec<(i64, Alert)>),
+    /// Journaled alerts, with their journal ids, and the remediation places reserved for
+    /// them (given back once they are decided).
+    Alerts(Vec<(i64, Alert)>, usize),
     /// Answered once everything handed over before it is decided and recorded.
     Flush(oneshot::Sender<()>),
 }
@@ -104,144 +106,6 @@ impl Drop for Reservation {
     }
 }
 
-/// Room in the diagnostics queue, published by the runner after each round, so the webhook
-/// can hold back requests that would only be queued to be skipped. The room is a semaphore:
-/// waiting requests are let in one by one, in order, as places free up (no herd of wakeups
-/// for one place).
-#[derive(Debug)]
-pub struct Admission {
-    /// Places left (`recovery.max_queued` minus those waiting, minus alerts let in and not
-    /// decided yet).
-    room: tokio::sync::Semaphore,
-    /// Whether the runner has published yet (until then, no holding back).
-    known: std::sync::atomic::AtomicBool,
-    /// Places claimed by requests not yet handed over (being journaled).
-    in_transit: AtomicUsize,
-    /// The queue's size, the most one request claims.
-    limit: AtomicUsize,
-    /// Requests waiting for room now.
-    held: AtomicUsize,
-}
-
-/// Most requests held back at once: each holds a connection, its body and its task (tens of
-/// KiB), so beyond this a flood is answered 503 at once instead of held (measured: 2,000
-/// held requests took peak RSS from 28 to 109 MiB).
-pub const MAX_HELD: usize = 256;
-
-impl Default for Admission {
-    fn default() -> Self {
-        Admission {
-            room: tokio::sync::Semaphore::new(0),
-            known: Default::default(),
-            in_transit: AtomicUsize::new(0),
-            limit: AtomicUsize::new(usize::MAX),
-            held: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Admission {
-    /// Publishes how many diagnostics wait and how many may (`recovery.max_queued`);
-    /// `undecided` alerts handed over but not decided yet may still take places.
-    pub(super) fn publish(&self, queued: usize, undecided: usize, limit: usize) {
-        let room = limit
-            .saturating_sub(queued)
-            .saturating_sub(undecided)
-            .saturating_sub(self.in_transit.load(Ordering::Relaxed))
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
-        self.limit.store(limit.max(1), Ordering::Relaxed);
-        let now = self.room.available_permits();
-        if room > now {
-            self.room.add_permits(room - now);
-        } else {
-            self.room.forget_permits(now - room);
-        }
-        self.known.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether the diagnostics queue is full.
-    pub fn full(&self) -> bool {
-        self.known.load(Ordering::Relaxed) && self.room.available_permits() == 0
-    }
-
-    /// Waits up to `wait` for room for `n` diagnostics alerts (at most the queue's size)
-    /// and claims it. Hold the claim until the alerts are handed over.
-    pub async fn claim(self: &Arc<Self>, n: usize, wait: Duration) -> Result<Claim, Refusal> {
-        let n = n.clamp(1, self.limit.load(Ordering::Relaxed));
-        if self.known.load(Ordering::Relaxed) {
-            let want = u32::try_from(n).unwrap_or(u32::MAX);
-            match self.room.try_acquire_many(want) {
-                Ok(permit) => permit.forget(),
-                Err(_) => {
-                    // Counted while held, also when the client goes away mid-wait.
-                    let _held = Held::enter(&self.held).ok_or(Refusal::TooManyHeld)?;
-                    match tokio::time::timeout(wait, self.room.acquire_many(want)).await {
-                        Ok(Ok(permit)) => permit.forget(),
-                        _ => return Err(Refusal::StayedFull),
-                    }
-                }
-            }
-        }
-        self.in_transit.fetch_add(n, Ordering::Relaxed);
-        Ok(Claim {
-            admission: self.clone(),
-            n,
-        })
-    }
-
-    /// `n` alerts whose room was claimed are handed over (or were not journaled after all).
-    fn landed(&self, n: usize) {
-        let _ = self
-            .in_transit
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some(t.saturating_sub(n))
-            });
-    }
-}
-
-/// Why a request of diagnostics alerts is not let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The queue stayed full for the whole wait.
-    StayedFull,
-    /// [`MAX_HELD`] requests are held already.
-    TooManyHeld,
-}
-
-/// One request held back, counted in `held` until dropped.
-struct Held<'a>(&'a AtomicUsize);
-
-impl<'a> Held<'a> {
-    /// Counts one more held request, unless [`MAX_HELD`] are held already.
-    fn enter(held: &'a AtomicUsize) -> Option<Held<'a>> {
-        held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < MAX_HELD).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| Held(held))
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Room claimed in the diagnostics queue, counted until dropped (once the alerts are
-/// handed over, or the request ended without them).
-#[derive(Debug)]
-pub struct Claim {
-    admission: Arc<Admission>,
-    n: usize,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.admission.landed(self.n);
-    }
-}
-
 /// Where journaled alerts go to be decided. Cheap to clone.
 #[derive(Clone)]
 pub struct AlertSink {
@@ -268,7 +132,7 @@ impl AlertSink {
     pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
         let n = alerts.len();
         self.backlog.add(n);
-        let sent = self.tx.send(Intake::Alerts(alerts)).is_ok();
+        let sent = self.tx.send(Intake::Alerts(alerts, 0)).is_ok();
         if !sent {
             self.backlog.done(n);
         }
@@ -289,9 +153,18 @@ impl AlertSink {
         })
     }
 
-    /// Hands over journaled alerts whose places `reservation` holds. Never blocks.
-    pub fn submit_reserved(&self, mut reservation: Reservation, alerts: Vec<(i64, Alert)>) -> bool {
-        let sent = self.tx.send(Intake::Alerts(alerts)).is_ok();
+    /// Hands over journaled alerts whose places `reservation` (the backlog) and `places`
+    /// (the remediation budget) hold. Never blocks.
+    pub fn submit_reserved(
+        &self,
+        mut reservation: Reservation,
+        places: Places,
+        alerts: Vec<(i64, Alert)>,
+    ) -> bool {
+        let sent = self
+            .tx
+            .send(Intake::Alerts(alerts, places.hand_over()))
+            .is_ok();
         if sent {
             // Counted until decided now; the runner gives the places back.
             reservation.n = 0;
@@ -324,6 +197,8 @@ pub struct EngineHandle {
     pub alerts: AlertSink,
     /// How full the diagnostics queue is (the webhook's admission).
     pub admission: Arc<Admission>,
+    /// How full the remediation budget is (reserved by the webhook before journaling).
+    pub remediation: Arc<RemediationRoom>,
 }
 
 impl EngineHandle {
@@ -434,12 +309,18 @@ mod tests {
         let (sink, mut rx) = sink();
         let r = sink.reserve(5000, 1000).expect("an empty backlog takes it");
         assert!(sink.reserve(1, 1000).is_none(), "full");
-        assert!(sink.submit_reserved(r, Vec::new()));
+        let room = Arc::new(RemediationRoom::default());
+        let places = room.reserve(2).expect("room");
+        assert!(sink.submit_reserved(r, places, Vec::new()));
         assert_eq!(
             sink.pending(),
             5000,
             "counted until the runner decides them"
         );
-        assert!(matches!(rx.try_recv(), Ok(Intake::Alerts(_))));
+        assert!(matches!(rx.try_recv(), Ok(Intake::Alerts(_, 2))));
+        assert!(
+            room.reserve(usize::MAX).is_err(),
+            "handed over: still reserved"
+        );
     }
 }

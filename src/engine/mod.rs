@@ -6,11 +6,13 @@
 //!   returning [`effect`]s), with [`policy`] (cooldown, attempts, circuits), [`seen`] (skip
 //!   dedup) and [`why`] (every reason as a type);
 //! - [`runner`]: the async shell that commits each round's decisions, then carries them
-//!   out; [`handle`] is how the rest of the service talks to it;
+//!   out; [`handle`] is how the rest of the service talks to it, and [`admission`] the
+//!   room the webhook checks before it journals;
 //! - [`execute`]: runs one execution's steps; [`report`]: the messages about it;
 //! - [`setup`]: configuration and rules, swapped whole on reload; [`restore`]: the policy
 //!   state read back at start-up; [`target`]: which broker an alert is about.
 
+pub mod admission;
 pub mod decide;
 pub mod effect;
 pub mod execute;

@@ -87,7 +87,8 @@ impl Engine {
             cancel: CancellationToken::new(),
             mail_wake: Arc::new(Notify::new()),
             alerts: sink,
-            admission: Arc::new(super::handle::Admission::default()),
+            admission: Arc::default(),
+            remediation: Arc::default(),
         };
         let runner = Runner {
             core,
@@ -101,6 +102,7 @@ impl Engine {
             mail_wake: handle.mail_wake.clone(),
             backlog,
             admission: handle.admission.clone(),
+            remediation: handle.remediation.clone(),
         };
         tokio::spawn(runner.run(rx, intake_rx));
         handle
@@ -150,7 +152,7 @@ struct Round {
 
 impl Round {
     fn push_intake(&mut self, m: Intake) {
-        if let Intake::Alerts(a) = &m {
+        if let Intake::Alerts(a, _) = &m {
             self.alerts += a.len();
         }
         self.intake.push(m);
@@ -182,7 +184,8 @@ struct Runner {
     cancel: CancellationToken,
     mail_wake: Arc<Notify>,
     backlog: Backlog,
-    admission: Arc<super::handle::Admission>,
+    admission: Arc<super::admission::Admission>,
+    remediation: Arc<super::admission::RemediationRoom>,
 }
 
 impl Runner {
@@ -253,10 +256,12 @@ impl Runner {
             }
         }
         let mut decided = 0;
+        let mut places = 0;
         for m in round.intake {
             match m {
-                Intake::Alerts(list) => {
+                Intake::Alerts(list, reserved) => {
                     decided += list.len();
+                    places += reserved;
                     for (id, alert) in list {
                         fx.extend(self.core.alert(now, id, alert));
                     }
@@ -284,6 +289,13 @@ impl Runner {
             self.backlog.get(),
             max_queued,
         );
+        // Published before the places are given back: in between, they count twice
+        // (a request may be refused that would have fit), never zero times.
+        let r = &self.core.setup().loaded.config.recovery;
+        let max = r.max_queued_remediation as usize;
+        self.remediation
+            .publish(self.core.queued_remediation(), max);
+        self.remediation.decided(places);
         self.metrics
             .circuits_open
             .set(self.core.open_circuits().len() as i64);

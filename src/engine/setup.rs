@@ -73,7 +73,7 @@ impl Setup {
 
     /// Whether `alert` would only ever take a diagnostics queue slot: it fires, some rule
     /// with a non-disruptive, not dry-run runbook matches it, and no rule with a disruptive
-    /// runbook does. Such alerts are the ones the webhook may hold back while the
+    /// runbook or `broker_down` does. Such alerts are the ones the webhook may hold back while the
     /// diagnostics queue is full; any other alert is always taken at once.
     pub fn only_diagnostics(&self, alert: &crate::alert::Alert) -> bool {
         if alert.status != crate::alert::AlertStatus::Firing {
@@ -83,12 +83,35 @@ impl Setup {
         let mut diagnostics = false;
         for rule in self.rules.rules.iter().filter(|r| r.matches(&alert.labels)) {
             match self.rules.runbooks.get(&rule.runbook) {
-                Some(rb) if rb.disruptive => return false,
+                Some(rb) if rb.disruptive || rule.broker_down => return false,
                 Some(_) if !rule.dry_run.unwrap_or(dry_run) => diagnostics = true,
                 _ => {}
             }
         }
         diagnostics
+    }
+
+    /// How many places in the remediation budget `alert` could take: the rules it fires
+    /// whose work is remediation (a disruptive runbook, or a `broker_down` rule), not
+    /// dry-run. The webhook reserves them before journaling it.
+    pub fn remediation_places(&self, alert: &crate::alert::Alert) -> usize {
+        if alert.status != crate::alert::AlertStatus::Firing {
+            return 0;
+        }
+        let dry_run = self.loaded.config.recovery.dry_run;
+        self.rules
+            .rules
+            .iter()
+            .filter(|r| !r.dry_run.unwrap_or(dry_run) && r.matches(&alert.labels))
+            .filter(|r| {
+                r.broker_down
+                    || self
+                        .rules
+                        .runbooks
+                        .get(&r.runbook)
+                        .is_some_and(|rb| rb.disruptive)
+            })
+            .count()
     }
 
     /// The broker a target node_id names, when it is a configured one.

@@ -107,11 +107,13 @@ pub enum Skip {
         /// Attempts made in the window.
         attempts: u32,
     },
-    /// The queue is full.
+    /// The queue of the work's budget is full.
     QueueFull {
-        /// Executions waiting.
+        /// Which budget.
+        budget: Budget,
+        /// Executions of that budget waiting.
         queued: usize,
-        /// `max_queued`.
+        /// Its maximum.
         max: usize,
     },
     /// HA mode: a peer did the work recently.
@@ -121,6 +123,34 @@ pub enum Skip {
     },
     /// The alert is stale: it ended already, or a resolve of it came first.
     Stale(Staleness),
+}
+
+/// The two queue budgets: remediation never waits behind (or is skipped for) diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Non-disruptive work of rules that are not `broker_down` (`recovery.max_queued`).
+    Diagnostics,
+    /// Disruptive work, and any work of a `broker_down` rule
+    /// (`recovery.max_queued_remediation`).
+    Remediation,
+}
+
+impl Budget {
+    /// The config key that sizes it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Budget::Diagnostics => "max_queued",
+            Budget::Remediation => "max_queued_remediation",
+        }
+    }
+
+    /// In words.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Budget::Diagnostics => "diagnostics",
+            Budget::Remediation => "remediation",
+        }
+    }
 }
 
 /// Why a firing alert is stale (it never runs and never marks a broker down).
@@ -183,10 +213,16 @@ impl fmt::Display for Skip {
                 "attempts exhausted: {}; circuit opened, escalated",
                 exhausted_reason(*attempts)
             ),
-            Skip::QueueFull { queued, max } => write!(
+            Skip::QueueFull {
+                budget,
+                queued,
+                max,
+            } => write!(
                 f,
-                "queue full: {queued} executions already waiting (max_queued = {max}); \
-                 this alert is journaled but nothing runs for it"
+                "queue full: {queued} {} executions already waiting ({} = {max}); \
+                 this alert is journaled but nothing runs for it",
+                budget.noun(),
+                budget.key()
             ),
             Skip::DoneByPeer { by } => write!(
                 f,

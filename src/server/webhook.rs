@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use super::auth::{authorized, challenge};
 use super::{AppState, error};
 use crate::clock::now_ms;
-use crate::engine::handle::{MAX_HELD, Refusal};
+use crate::engine::admission::{MAX_HELD, Refusal};
 use crate::ingest::{WebhookPayload, parse_webhook};
 use crate::journal::NewAlert;
 use crate::metrics::Metrics;
@@ -163,6 +163,29 @@ pub async fn receive(
             ),
         );
     };
+    // Remediation has its own budget, which diagnostics never take; when even that is full
+    // the request is refused before journaling (Alertmanager retries), never taken and
+    // then skipped.
+    let wanted: usize = payload
+        .alerts
+        .iter()
+        .map(|a| setup.remediation_places(a))
+        .sum();
+    let places = match st.engine.remediation.reserve(wanted) {
+        Ok(p) => p,
+        Err(full) => {
+            st.metrics.rejected("remediation_full");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "remediation queue full: {} waiting and {} reserved of \
+                     recovery.max_queued_remediation = {}; this request needs {wanted}; \
+                     retry later",
+                    full.queued, full.reserved, full.limit
+                ),
+            );
+        }
+    };
     let rows = journal_rows(&payload, now_ms());
     let n = rows.len();
     let t0 = Instant::now();
@@ -181,9 +204,11 @@ pub async fn receive(
     for a in &payload.alerts {
         Metrics::count(&st.metrics.alerts_received, a.status.as_str());
     }
-    st.engine
-        .alerts
-        .submit_reserved(reservation, ids.into_iter().zip(payload.alerts).collect());
+    st.engine.alerts.submit_reserved(
+        reservation,
+        places,
+        ids.into_iter().zip(payload.alerts).collect(),
+    );
     (
         StatusCode::OK,
         Json(json!({ "status": "success", "alerts": n })),

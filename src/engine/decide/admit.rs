@@ -9,7 +9,7 @@ use crate::engine::effect::{Effect, MailKind};
 use crate::engine::plan::{Decision, Plan, WorkKey, plan_alert, plan_json};
 use crate::engine::policy::Admission;
 use crate::engine::report::Report;
-use crate::engine::why::{Cancel, Skip, Staleness, exhausted_reason};
+use crate::engine::why::{Budget, Cancel, Skip, Staleness, exhausted_reason};
 use crate::journal::{EventKind, ExecStatus, NewExecution, StepRecord, StepStatus};
 
 impl Core {
@@ -313,11 +313,20 @@ impl Core {
         let start_now = self.ha.is_none()
             && !self.class_waits(q.plan.disruptive)
             && self.blocked(&q, now, &self.slots()).is_none();
-        let max_queued = self.setup.loaded.config.recovery.max_queued as usize;
-        if !start_now && self.queue.len() >= max_queued {
+        // Each budget counts its own: a storm of diagnostics never takes remediation's room.
+        let recovery = &self.setup.loaded.config.recovery;
+        let (budget, queued, max) = if self.is_remediation(&q.plan) {
+            let max = recovery.max_queued_remediation as usize;
+            (Budget::Remediation, self.queued_remediation, max)
+        } else {
+            let max = recovery.max_queued as usize;
+            (Budget::Diagnostics, self.queued_diagnostics(), max)
+        };
+        if !start_now && queued >= max {
             let why = Skip::QueueFull {
-                queued: self.queue.len(),
-                max: max_queued,
+                budget,
+                queued,
+                max,
             };
             self.skip(now, Some(alert_id), &q.plan, why);
             return;
@@ -366,6 +375,7 @@ impl Core {
             .partition(|q| q.alert.fingerprint == fingerprint);
         self.queue = keep;
         self.queued_by_fp.remove(fingerprint);
+        self.queued_remediation -= gone.iter().filter(|q| q.remediation).count();
         for mut q in gone {
             self.cancel(now, &mut q, why);
         }
@@ -401,6 +411,7 @@ impl Core {
         self.accepting = false;
         let queue = std::mem::take(&mut self.queue);
         self.queued_by_fp.clear();
+        self.queued_remediation = 0;
         for mut q in queue {
             self.cancel(now, &mut q, Cancel::ShutDown);
         }

@@ -81,6 +81,8 @@ struct Queued {
     alert: Arc<Alert>,
     not_before_ms: i64,
     guard: bool,
+    /// Counted in the remediation budget (disruptive, or a `broker_down` rule's).
+    remediation: bool,
     attempt: u32,
     /// The last reason it waits for, journaled once each.
     waiting: Option<Wait>,
@@ -104,6 +106,7 @@ impl Queued {
             alert,
             not_before_ms: 0,
             guard: true,
+            remediation: false,
             attempt,
             waiting: None,
             lock: None,
@@ -176,6 +179,8 @@ pub struct Core {
     queue: Vec<Queued>,
     /// Queued executions per alert fingerprint (a resolve scans the queue only if some).
     queued_by_fp: HashMap<String, usize>,
+    /// Queued executions counted in the remediation budget.
+    queued_remediation: usize,
     running: HashMap<i64, Running>,
     inflight: HashMap<WorkKey, i64>,
     duplicates: HashMap<i64, u64>,
@@ -211,6 +216,7 @@ impl Core {
             policy: Policy::default(),
             queue: Vec::new(),
             queued_by_fp: HashMap::new(),
+            queued_remediation: 0,
             running: HashMap::new(),
             inflight: HashMap::new(),
             duplicates: HashMap::new(),
@@ -263,9 +269,14 @@ impl Core {
         self.queue.len()
     }
 
-    /// Non-disruptive executions queued (diagnostics, notify-only).
+    /// Executions queued in the diagnostics budget (`recovery.max_queued`).
     pub fn queued_diagnostics(&self) -> usize {
-        self.queue.iter().filter(|q| !q.plan.disruptive).count()
+        self.queue.len() - self.queued_remediation
+    }
+
+    /// Executions queued in the remediation budget (`recovery.max_queued_remediation`).
+    pub fn queued_remediation(&self) -> usize {
+        self.queued_remediation
     }
 
     /// Executions running.
@@ -421,6 +432,12 @@ impl Core {
         }
     }
 
+    /// `q` left the queue (started, or done by a peer).
+    fn unqueued(&mut self, q: &Queued) {
+        self.queued_remediation -= usize::from(q.remediation);
+        self.unqueue_fp(&q.alert.fingerprint);
+    }
+
     fn unqueue_fp(&mut self, fp: &str) {
         if let Some(n) = self.queued_by_fp.get_mut(fp) {
             *n -= 1;
@@ -430,8 +447,21 @@ impl Core {
         }
     }
 
-    fn push_queued(&mut self, q: Queued) {
+    /// Whether `plan` counts in the remediation budget: disruptive, or a `broker_down`
+    /// rule's (a notify-only page that a broker is down is not a diagnostic to shed).
+    fn is_remediation(&self, plan: &Plan) -> bool {
+        plan.disruptive
+            || self
+                .setup
+                .rules
+                .rule(&plan.rule)
+                .is_some_and(|r| r.broker_down)
+    }
+
+    fn push_queued(&mut self, mut q: Queued) {
         self.wake_known = false;
+        q.remediation = self.is_remediation(&q.plan);
+        self.queued_remediation += usize::from(q.remediation);
         *self
             .queued_by_fp
             .entry(q.alert.fingerprint.clone())

@@ -224,7 +224,7 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
         "max_attempts: {MAX_ATTEMPTS}, initial_delay_seconds: 10, backoff_multiplier: 2, \
          cooldown_seconds: 300, attempt_window_seconds: 3600, circuit_reset_seconds: 604800, \
          max_concurrent_per_cluster: {max_cluster}, max_concurrent_diagnostics: {MAX_DIAGNOSTICS}, \
-         max_queued: 10"
+         max_queued: 10, max_queued_remediation: 3"
     ));
     let mut core = Core::new(setup, 0, None);
     let mut m = Model::default();
@@ -315,6 +315,23 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
         fx.extend(core.tick(now));
         m.apply(now, max_cluster, &fx)
             .map_err(|e| format!("step {i} ({op:?}): {e}"))?;
+        // Each budget counts exactly its own queued work, and remediation is never refused
+        // for the diagnostics budget.
+        let remediation = core.queue.iter().filter(|q| q.remediation).count();
+        if remediation != core.queued_remediation() {
+            return Err(format!(
+                "step {i}: {} counted in the remediation budget, {remediation} queued",
+                core.queued_remediation()
+            ));
+        }
+        if let Some(c) = fx.iter().find_map(|e| match e {
+            Effect::Create(c) if c.rule != "lag" && c.reason.contains("(max_queued =") => Some(c),
+            _ => None,
+        }) {
+            return Err(format!(
+                "step {i}: remediation skipped for diagnostics: {c:?}"
+            ));
+        }
         // A resolved alert leaves none of its queued work behind.
         if let Some((id, fp)) = m.queued_for_resolved() {
             return Err(format!(

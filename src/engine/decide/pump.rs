@@ -170,7 +170,7 @@ impl Core {
                 })
                 .collect();
             for q in started {
-                self.unqueue_fp(&q.alert.fingerprint);
+                self.unqueued(&q);
                 self.out.push(Effect::Status {
                     id: q.id,
                     status: ExecStatus::Running,
@@ -263,7 +263,7 @@ impl Core {
                 self.note_waiting(now, &mut q, Wait::LockHeld { holder });
             }
             LockAnswer::Done(by) => {
-                self.unqueue_fp(&q.alert.fingerprint);
+                self.unqueued(&q);
                 self.inflight.remove(&q.key);
                 self.duplicates.remove(&id);
                 let why = Skip::DoneByPeer { by }.to_string();

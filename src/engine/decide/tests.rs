@@ -417,7 +417,7 @@ fn diagnostics_have_slots_a_queue_bound_and_keep_their_order() {
     assert_eq!(skipped.len(), 3);
     assert_eq!(
         skipped[0].2,
-        "queue full: 10 executions already waiting (max_queued = 10); this alert is journaled but nothing runs for it"
+        "queue full: 10 diagnostics executions already waiting (max_queued = 10); this alert is journaled but nothing runs for it"
     );
     assert_eq!(
         events(&all, EventKind::Waiting)[0],
@@ -802,4 +802,61 @@ fn a_wake_time_that_passed_since_the_tick_still_wakes() {
     );
     assert_eq!(launched(&c.tick(due + 5)).len(), 1);
     assert_eq!(c.next_wake(due + 6), None, "nothing left to wake for");
+}
+
+/// Finding 5: diagnostics never take remediation's room. With the diagnostics queue full
+/// (10 of 10), a broker-down alert that must wait is queued in its own budget, not skipped;
+/// only a full remediation budget skips it (the webhook refuses such a request first).
+#[test]
+fn a_full_diagnostics_queue_never_skips_remediation() {
+    let mut c = Core::new(
+        setup_with(
+            "max_concurrent_per_cluster: 1, max_concurrent_diagnostics: 2, max_queued: 10, \
+             max_queued_remediation: 2",
+        ),
+        0,
+        None,
+    );
+    let lag = |t: &str| alert(AlertStatus::Firing, "TopicLag", &[("topic", t)]);
+    let mut all = Vec::new();
+    for i in 0..12 {
+        all.extend(round(&mut c, T0, |c| c.alert(T0, i, lag(&format!("t{i}")))));
+    }
+    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (10, 0));
+    // kafka-1 restarts (the cluster slot), kafka-2 and kafka-3 wait for it.
+    let fx = round(&mut c, T0, |c| c.alert(T0, 20, down("kafka-1")));
+    assert_eq!(launched(&fx), vec![13]);
+    let fx = round(&mut c, T0, |c| c.alert(T0, 21, down("kafka-2")));
+    assert_eq!(
+        created(&fx),
+        vec![(
+            14,
+            ExecStatus::Queued,
+            "matched; target kafka-2 (attempt 1/3)".into()
+        )]
+    );
+    let fx = round(&mut c, T0, |c| c.alert(T0, 22, down("kafka-3")));
+    assert_eq!(created(&fx)[0].1, ExecStatus::Queued);
+    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (10, 2));
+    // A third waiting remediation finds its own budget full.
+    let cpu = alert(AlertStatus::Firing, "HighCpu", &[("node_id", "kafka-2")]);
+    let fx = round(&mut c, T0, |c| c.alert(T0, 23, cpu));
+    assert_eq!(
+        created(&fx),
+        vec![(
+            16,
+            ExecStatus::Skipped,
+            "queue full: 2 remediation executions already waiting (max_queued_remediation = 2); \
+             this alert is journaled but nothing runs for it"
+                .into()
+        )]
+    );
+    // Diagnostics leaving does not change remediation's count, and back.
+    let fx = round(&mut c, T0, |c| c.alert(T0, 24, up("kafka-3")));
+    assert_eq!(created(&fx), vec![]);
+    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (10, 1));
+    round(&mut c, T0 + S, |c| c.finished(T0 + S, 13, ok(T0)));
+    assert_eq!(c.queued_remediation(), 0, "kafka-2 started");
+    round(&mut c, T0 + S, |c| c.drain(T0 + S));
+    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (0, 0));
 }

@@ -453,3 +453,126 @@ runbooks:
     })
     .await;
 }
+
+/// Finding 5 (issue 14): remediation has its own queue budget. With the diagnostics queue
+/// full, a broker-down alert that must wait is queued, not skipped; when the remediation
+/// budget itself is full, a request that would add to it gets 503 before journaling
+/// (Alertmanager retries it), never 200 and then a silent skip; one that needs no place (a
+/// resolve, diagnostics) is still taken, and room freed lets the refused alert in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_remediation_budget_answers_503_and_diagnostics_never_take_it() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "30");
+    let rules = format!(
+        r#"rules:
+  - name: per-topic
+    matchers: ['alertname="TopicLag"']
+    runbook: describe
+    params:
+      topic: {{ value: "{{{{alert.labels.topic}}}}", pattern: "[a-z0-9]+" }}
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+    broker_down: true
+runbooks:
+  describe:
+    disruptive: false
+    steps:
+      - {{ name: d, exec: ["{rec}", "topic-{{{{params.topic}}}}"] }}
+  restart:
+    steps:
+      - {{ name: r, exec: ["{rec}", "restart-{{{{target.node_id}}}}"] }}
+"#,
+        rec = rec.display()
+    );
+    let cfg = config(
+        "recovery: { max_concurrent_diagnostics: 1, max_queued: 10, max_queued_remediation: 1 }\n",
+    )
+    .replace("  auth: {", "  admission_wait_ms: 0\n  auth: {");
+    let srv = Server::start(&s, &cfg, &rules);
+    // Diagnostics fill their queue: one runs, ten wait, the twelfth is skipped.
+    let lags = webhook(
+        "am",
+        (0..12)
+            .map(|i| {
+                alert(
+                    "firing",
+                    json!({"alertname": "TopicLag", "topic": format!("t{i}")}),
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(srv.post(&lags).await.0, 200);
+    srv.wait_until(20, "ten diagnostics queued", |l| {
+        l.iter().filter(|e| e["status"] == "queued").count() == 10
+    })
+    .await;
+    // kafka-1 restarts; kafka-2 must wait for the cluster slot: queued, in its own budget.
+    let srv = &srv;
+    let post_down = |node: &'static str, status: &'static str| {
+        let body = webhook("am", vec![alert(status, down(node))]);
+        async move { srv.post(&body).await }
+    };
+    assert_eq!(post_down("kafka-1", "firing").await.0, 200);
+    // (A request's places stay reserved until its alerts are decided, a few ms.)
+    srv.wait_until(20, "kafka-1 running", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-1" && e["status"] == "running")
+    })
+    .await;
+    assert_eq!(post_down("kafka-2", "firing").await.0, 200);
+    srv.wait_until(20, "kafka-2 queued behind kafka-1", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-1" && e["status"] == "running")
+            && l.iter()
+                .any(|e| e["target"] == "kafka-2" && e["status"] == "queued")
+    })
+    .await;
+    let list = srv.executions().await;
+    assert!(
+        !list
+            .iter()
+            .any(|e| e["rule"] == "broker-down" && e["status"] == "skipped"),
+        "no broker-down work was skipped: {list:?}"
+    );
+    // The remediation budget is full (1 of 1): kafka-3 is refused before journaling.
+    let rows = alert_rows(&srv).await;
+    let (st, v) = post_down("kafka-3", "firing").await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(
+        v["error"],
+        "remediation queue full: 1 waiting and 0 reserved of \
+         recovery.max_queued_remediation = 1; this request needs 1; retry later"
+    );
+    assert_eq!(
+        alert_rows(&srv).await,
+        rows,
+        "the refused alert is not journaled"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(r#"kafka_healing_webhook_rejected_total{reason="remediation_full"} 1"#),
+        "{metrics}"
+    );
+    // A request that needs no remediation place is taken: a resolve (it frees kafka-2's).
+    assert_eq!(post_down("kafka-2", "resolved").await.0, 200);
+    srv.wait_until(20, "kafka-2 cancelled", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-2" && e["status"] == "cancelled")
+    })
+    .await;
+    // Room again: Alertmanager's retry of kafka-3 is taken and queued.
+    let (st, v) = post_down("kafka-3", "firing").await;
+    assert_eq!(st, 200, "{v}");
+    srv.wait_until(20, "kafka-3 queued", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-3" && e["status"] == "queued")
+    })
+    .await;
+}
