@@ -537,7 +537,7 @@ runbooks:
         "no broker-down work was skipped: {list:?}"
     );
     // The remediation budget is full (1 of 1): kafka-3 is refused before journaling.
-    let rows = alert_rows(&srv).await;
+    let rows = alert_rows(srv).await;
     let (st, v) = post_down("kafka-3", "firing").await;
     assert_eq!(st, 503, "{v}");
     assert_eq!(
@@ -546,7 +546,7 @@ runbooks:
          recovery.max_queued_remediation = 1; this request needs 1; retry later"
     );
     assert_eq!(
-        alert_rows(&srv).await,
+        alert_rows(srv).await,
         rows,
         "the refused alert is not journaled"
     );
