@@ -82,14 +82,21 @@ pub enum Command {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Close a target's open circuits (after a human fixed it) through the running
-    /// service's API, so its rules may run again.
+    /// Close open circuits (after a human fixed the cause) through the running service's
+    /// API, so the rules may run again: a broker's (every rule), a rule's (every target,
+    /// `--rule`), or one rule's on one broker (both). Attempts are forgotten with them.
+    #[command(arg_required_else_help = true)]
     Reset {
         /// Config file (YAML): the service's address and credentials come from it.
         #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
         config: PathBuf,
-        /// The broker's node_id.
-        target: String,
+        /// The broker's node_id; with `--rule`, `-` names the circuit of a runbook without
+        /// a target.
+        #[arg(required_unless_present = "rule")]
+        target: Option<String>,
+        /// Close this rule's circuits (on every target, or on TARGET).
+        #[arg(long, value_name = "RULE")]
+        rule: Option<String>,
         /// Service base URL, when it is not the config's server.listen.
         #[arg(long)]
         url: Option<String>,
@@ -180,9 +187,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Reset {
             config,
             target,
+            rule,
             url,
             insecure,
-        } => reset::run(&config, &target, url.as_deref(), insecure),
+        } => reset::run(
+            &config,
+            reset::What {
+                target: target.as_deref(),
+                rule: rule.as_deref(),
+            },
+            url.as_deref(),
+            insecure,
+        ),
         Command::History {
             config,
             json,

@@ -1,4 +1,5 @@
-//! `kafka-healing reset`: closes a target's open circuits through the running service's API.
+//! `kafka-healing reset`: closes open circuits (a target's, a rule's, or one rule's on one
+//! target) through the running service's API.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -29,7 +30,51 @@ fn base_url(cfg: &Config) -> Result<String, String> {
     Ok(format!("{scheme}://{host}:{}", addr.port()))
 }
 
-pub(super) fn run(config_path: &Path, target: &str, url: Option<&str>, insecure: bool) -> ExitCode {
+/// What to reset.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct What<'a> {
+    /// A broker's node_id (`-`: a rule-level circuit, with `rule`).
+    pub target: Option<&'a str>,
+    /// A rule's name.
+    pub rule: Option<&'a str>,
+}
+
+impl What<'_> {
+    /// The route's URL under `base`, its parts percent-encoded (a name may hold `/`).
+    fn url(&self, base: &str) -> Result<reqwest::Url, String> {
+        let mut u = reqwest::Url::parse(base).map_err(|e| format!("{base}: {e}"))?;
+        let (kind, name) = match (self.rule, self.target) {
+            (Some(r), _) => ("rules", r),
+            (None, Some(t)) => ("targets", t),
+            (None, None) => return Err("name a TARGET, a --rule, or both".into()),
+        };
+        u.path_segments_mut()
+            .map_err(|()| format!("{base}: not a base URL"))?
+            .pop_if_empty()
+            .extend(["api", "v1", kind, name, "reset"]);
+        if let (Some(_), Some(t)) = (self.rule, self.target) {
+            u.query_pairs_mut().append_pair("target", t);
+        }
+        Ok(u)
+    }
+
+    /// In words, for the output.
+    fn label(&self) -> String {
+        match (self.rule, self.target) {
+            (Some(r), Some(t)) => format!("{r} on {t}"),
+            (Some(r), None) => r.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+pub(super) fn run(
+    config_path: &Path,
+    what: What<'_>,
+    url: Option<&str>,
+    insecure: bool,
+) -> ExitCode {
     let loaded = match super::load_config(config_path) {
         Ok(l) => l,
         Err(code) => return code,
@@ -55,7 +100,13 @@ pub(super) fn run(config_path: &Path, target: &str, url: Option<&str>, insecure:
             return ExitCode::FAILURE;
         }
     };
-    let endpoint = format!("{base}/api/v1/targets/{target}/reset");
+    let endpoint = match what.url(&base) {
+        Ok(u) => u.to_string(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let result = rt.block_on(async {
         let client = reqwest::Client::builder()
             .danger_accept_invalid_certs(insecure)
@@ -80,10 +131,11 @@ pub(super) fn run(config_path: &Path, target: &str, url: Option<&str>, insecure:
                 .as_array()
                 .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
                 .unwrap_or_default();
-            if closed.is_empty() {
-                println!("{target}: no open circuit");
-            } else {
-                println!("{target}: closed the circuit of {}", closed.join(", "));
+            let label = what.label();
+            match (closed.is_empty(), what.rule.is_some()) {
+                (true, _) => println!("{label}: no open circuit"),
+                (false, false) => println!("{label}: closed the circuit of {}", closed.join(", ")),
+                (false, true) => println!("{label}: closed the circuit on {}", closed.join(", ")),
             }
             ExitCode::SUCCESS
         }

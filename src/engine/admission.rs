@@ -4,7 +4,7 @@
 //! - [`Admission`]: diagnostics. A request of diagnostics alerts only waits for room (up to
 //!   `server.admission_wait_ms`), then gets 503.
 //! - [`RemediationRoom`]: disruptive and `broker_down` work. A request that would add to a
-//!   full budget gets 503 at once; its places are reserved atomically until decided.
+//!   full budget gets 503 at once; work accepted is never skipped for a full queue.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -148,17 +148,17 @@ impl Drop for Claim {
     }
 }
 
-/// Room in the remediation budget (`recovery.max_queued_remediation`): the runner
-/// publishes how many wait after each round; the webhook reserves the places a request's
-/// alerts could take before journaling it, and the runner gives them back once decided.
-/// Reserved places are counted as taken until then, so two requests cannot both take the
-/// last place.
+/// How full the remediation budget is (`recovery.max_queued_remediation`), as the runner
+/// last published it. While it is full, the webhook refuses a request that would add
+/// remediation work (503, before journaling); work it accepted is never skipped for a full
+/// queue. So the budget can be overrun only by what was accepted and not decided yet
+/// (bounded by `server.max_pending_alerts`), and by the self-watch's own alerts (bounded by
+/// brokers × conditions): a soft bound, traded for never answering 200 and then skipping,
+/// and for never refusing a replica's copy of work that is already in flight.
 #[derive(Debug)]
 pub struct RemediationRoom {
     /// Remediation executions queued, as the runner last published.
     queued: AtomicUsize,
-    /// Places reserved by requests whose alerts are not decided yet.
-    reserved: AtomicUsize,
     /// The budget (unbounded until the runner publishes).
     limit: AtomicUsize,
 }
@@ -167,7 +167,6 @@ impl Default for RemediationRoom {
     fn default() -> Self {
         RemediationRoom {
             queued: AtomicUsize::new(0),
-            reserved: AtomicUsize::new(0),
             limit: AtomicUsize::new(usize::MAX),
         }
     }
@@ -180,78 +179,24 @@ impl RemediationRoom {
         self.limit.store(limit, Ordering::Relaxed);
     }
 
-    /// `n` reserved places were decided (their work queued, ran, or collapsed).
-    pub(super) fn decided(&self, n: usize) {
-        let _ = self
-            .reserved
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-                Some(r.saturating_sub(n))
-            });
-    }
-
-    /// Reserves `n` places if they fit (a budget with nothing waiting or reserved takes any
-    /// one request, or a request larger than the budget could never be taken); `None`
-    /// when full, with how many wait and are reserved.
-    pub fn reserve(self: &Arc<Self>, n: usize) -> Result<Places, Full> {
-        if n == 0 {
-            return Ok(Places {
-                room: self.clone(),
-                n: 0,
-            });
-        }
+    /// Whether a request that would add `n` remediation plans may be taken.
+    pub fn check(&self, n: usize) -> Result<(), Full> {
         let queued = self.queued.load(Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
-        match self
-            .reserved
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-                let used = queued.saturating_add(r);
-                (used == 0 || used.saturating_add(n) <= limit).then(|| r.saturating_add(n))
-            }) {
-            Ok(_) => Ok(Places {
-                room: self.clone(),
-                n,
-            }),
-            Err(reserved) => Err(Full {
-                queued,
-                reserved,
-                limit,
-            }),
+        if n > 0 && queued >= limit {
+            return Err(Full { queued, limit });
         }
+        Ok(())
     }
 }
 
-/// Why a request's remediation work does not fit.
+/// Why a request's remediation work is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full {
     /// Remediation executions queued.
     pub queued: usize,
-    /// Places reserved by requests not decided yet.
-    pub reserved: usize,
     /// `recovery.max_queued_remediation`.
     pub limit: usize,
-}
-
-/// Places reserved in the remediation budget, given back when dropped unless handed over
-/// with the alerts (the runner gives them back once it has decided them).
-#[derive(Debug)]
-pub struct Places {
-    room: Arc<RemediationRoom>,
-    n: usize,
-}
-
-impl Places {
-    /// Hands the places over to the runner: how many it gives back once decided.
-    pub(super) fn hand_over(mut self) -> usize {
-        std::mem::take(&mut self.n)
-    }
-}
-
-impl Drop for Places {
-    fn drop(&mut self) {
-        if self.n > 0 {
-            self.room.decided(self.n);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -259,50 +204,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remediation_places_are_one_budget_reserved_until_decided() {
-        let room = Arc::new(RemediationRoom::default());
-        room.publish(3, 5);
-        // 8 requests of 1 place each at once: the 2 places left go to two of them.
-        let taken: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| room.reserve(1))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("thread"))
-                .collect()
-        });
-        assert_eq!(taken.iter().filter(|r| r.is_ok()).count(), 2);
-        let full = taken.iter().find_map(|r| r.as_ref().err()).copied();
+    fn remediation_is_refused_only_while_the_budget_is_full() {
+        let room = RemediationRoom::default();
+        assert_eq!(room.check(5), Ok(()), "nothing published yet: taken");
+        room.publish(2, 3);
+        assert_eq!(room.check(1), Ok(()));
+        room.publish(3, 3);
         assert_eq!(
-            full,
-            Some(Full {
+            room.check(1),
+            Err(Full {
                 queued: 3,
-                reserved: 2,
-                limit: 5
+                limit: 3
             })
         );
-        // Handed over: still counted until the runner says they were decided.
-        let mut places: Vec<Places> = taken.into_iter().filter_map(Result::ok).collect();
-        let n = places.pop().map(Places::hand_over).unwrap_or_default();
-        assert_eq!(n, 1);
-        assert!(room.reserve(1).is_err(), "handed-over places still count");
-        room.decided(n);
-        drop(places);
-        // Dropped without handing over: given back at once.
-        assert!(room.reserve(2).is_ok());
-        assert!(
-            room.reserve(0).is_ok(),
-            "a request without remediation always fits"
+        assert_eq!(
+            room.check(0),
+            Ok(()),
+            "a request without remediation is taken"
         );
-    }
-
-    #[test]
-    fn an_empty_remediation_budget_takes_a_request_larger_than_itself() {
-        let room = Arc::new(RemediationRoom::default());
-        room.publish(0, 2);
-        let big = room.reserve(7).expect("empty: taken");
-        assert_eq!(room.reserve(1).err().map(|f| f.reserved), Some(7));
-        drop(big);
-        room.publish(2, 2);
-        assert!(room.reserve(1).is_err(), "2 queued of 2");
     }
 }

@@ -38,6 +38,16 @@ pub enum Effect {
     },
     /// Journal: a circuit opens.
     OpenCircuit(Circuit),
+    /// Journal: since when an open circuit's problem has been resolved (`None`: it fired
+    /// again).
+    CircuitHealth {
+        /// Rule.
+        rule: String,
+        /// Target, `-` for none.
+        target: String,
+        /// Resolved since.
+        healthy_since_ms: Option<i64>,
+    },
     /// Journal: a circuit closes.
     CloseCircuit {
         /// Rule.
@@ -172,6 +182,15 @@ impl Effect {
             },
             Effect::OpenCircuit(c) => WriteOp::OpenCircuit(c),
             Effect::CloseCircuit { rule, target } => WriteOp::CloseCircuit { rule, target },
+            Effect::CircuitHealth {
+                rule,
+                target,
+                healthy_since_ms,
+            } => WriteOp::CircuitHealth {
+                rule,
+                target,
+                healthy_since_ms,
+            },
             Effect::Decided(id) => WriteOp::Decided(id),
             other => return Err(other),
         })

@@ -19,7 +19,7 @@ use crate::coord::{Coordinator, WorkLock};
 use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics};
 use crate::rules::model::OnFailure;
-use crate::runbook::exec::{ExecOptions, child_env, run_step};
+use crate::runbook::exec::{ExecOptions, child_env, run_step_judged};
 
 /// What one execution needs to run.
 #[derive(Debug, Clone)]
@@ -175,7 +175,8 @@ pub async fn execute(
             break;
         }
         info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
-        let rec = run_step(step, i as u32, &opts, cancel).await;
+        let run = run_step_judged(step, i as u32, &opts, cancel).await;
+        let rec = run.record;
         metrics
             .step_duration
             .get_or_create(&KindLabel {
@@ -193,6 +194,14 @@ pub async fn execute(
             status = ExecStatus::Interrupted;
             cause = EndCause::ShutDown;
             reason = format!("{what}: the service shut down while it ran");
+            break;
+        }
+        if run.unfixable && step.on_failure != OnFailure::Continue {
+            // Whatever on_failure says: running it again cannot help, and counting it
+            // would let one oversized label open the circuit.
+            status = ExecStatus::Failed;
+            cause = EndCause::Unfixable;
+            reason = format!("{what}; the step cannot run as rendered, so no attempt is counted");
             break;
         }
         match step.on_failure {

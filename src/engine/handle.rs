@@ -12,16 +12,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use super::admission::{Admission, Places, RemediationRoom};
+use super::admission::{Admission, RemediationRoom};
 use super::decide::{LockAnswer, Outcome};
+use super::policy::Scope;
 use super::setup::{Setup, SetupCell};
 use crate::alert::Alert;
 
 /// What comes in to be decided, in order.
 pub(super) enum Intake {
-    /// Journaled alerts, with their journal ids, and the remediation places reserved for
-    /// them (given back once they are decided).
-    Alerts(Vec<(i64, Alert)>, usize),
+    /// Journaled alerts, with their journal ids.
+    Alerts(Vec<(i64, Alert)>),
     /// Answered once everything handed over before it is decided and recorded.
     Flush(oneshot::Sender<()>),
 }
@@ -31,10 +31,10 @@ pub(super) enum Intake {
 pub(super) enum Msg {
     /// A running execution ended.
     Finished { id: i64, outcome: Outcome },
-    /// Close the circuits of a target.
+    /// Close the circuits in a scope.
     Reset {
-        target: String,
-        reply: oneshot::Sender<Vec<String>>,
+        scope: Scope,
+        reply: oneshot::Sender<Vec<(String, Option<String>)>>,
     },
     /// Use a reloaded setup.
     Reload(Arc<Setup>),
@@ -132,7 +132,7 @@ impl AlertSink {
     pub fn submit(&self, alerts: Vec<(i64, Alert)>) -> bool {
         let n = alerts.len();
         self.backlog.add(n);
-        let sent = self.tx.send(Intake::Alerts(alerts, 0)).is_ok();
+        let sent = self.tx.send(Intake::Alerts(alerts)).is_ok();
         if !sent {
             self.backlog.done(n);
         }
@@ -153,18 +153,9 @@ impl AlertSink {
         })
     }
 
-    /// Hands over journaled alerts whose places `reservation` (the backlog) and `places`
-    /// (the remediation budget) hold. Never blocks.
-    pub fn submit_reserved(
-        &self,
-        mut reservation: Reservation,
-        places: Places,
-        alerts: Vec<(i64, Alert)>,
-    ) -> bool {
-        let sent = self
-            .tx
-            .send(Intake::Alerts(alerts, places.hand_over()))
-            .is_ok();
+    /// Hands over journaled alerts whose places `reservation` holds. Never blocks.
+    pub fn submit_reserved(&self, mut reservation: Reservation, alerts: Vec<(i64, Alert)>) -> bool {
+        let sent = self.tx.send(Intake::Alerts(alerts)).is_ok();
         if sent {
             // Counted until decided now; the runner gives the places back.
             reservation.n = 0;
@@ -214,12 +205,15 @@ impl EngineHandle {
 
     /// Closes every open circuit of `target`; returns the rules that had one open.
     pub async fn reset(&self, target: &str) -> Vec<String> {
+        let closed = self.reset_scope(Scope::target(target)).await;
+        closed.into_iter().map(|(rule, _)| rule).collect()
+    }
+
+    /// Closes every open circuit in `scope` and forgets its attempts; returns the circuits
+    /// that were open, as (rule, target).
+    pub async fn reset_scope(&self, scope: Scope) -> Vec<(String, Option<String>)> {
         let (reply, rx) = oneshot::channel();
-        let msg = Msg::Reset {
-            target: target.to_string(),
-            reply,
-        };
-        if self.tx.send(msg).is_err() {
+        if self.tx.send(Msg::Reset { scope, reply }).is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -309,18 +303,12 @@ mod tests {
         let (sink, mut rx) = sink();
         let r = sink.reserve(5000, 1000).expect("an empty backlog takes it");
         assert!(sink.reserve(1, 1000).is_none(), "full");
-        let room = Arc::new(RemediationRoom::default());
-        let places = room.reserve(2).expect("room");
-        assert!(sink.submit_reserved(r, places, Vec::new()));
+        assert!(sink.submit_reserved(r, Vec::new()));
         assert_eq!(
             sink.pending(),
             5000,
             "counted until the runner decides them"
         );
-        assert!(matches!(rx.try_recv(), Ok(Intake::Alerts(_, 2))));
-        assert!(
-            room.reserve(usize::MAX).is_err(),
-            "handed over: still reserved"
-        );
+        assert!(matches!(rx.try_recv(), Ok(Intake::Alerts(_))));
     }
 }

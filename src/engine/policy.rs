@@ -43,6 +43,17 @@ pub struct OpenCircuit {
     pub healthy_since_ms: Option<i64>,
 }
 
+/// What a [`Policy::health`] report changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Nothing (no open circuit, or no change).
+    Unchanged,
+    /// The circuit's problem has been resolved since then (`None`: it fired again).
+    Since(Option<i64>),
+    /// The circuit closed: its problem had stayed resolved long enough.
+    Closed,
+}
+
 /// What the policy says about starting new work now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
@@ -94,6 +105,33 @@ impl History {
             self.attempts.len() + usize::from(last.is_some_and(|a| a.started_ms >= cutoff));
         self.attempts.extend(last);
         u32::try_from(in_window).unwrap_or(u32::MAX)
+    }
+}
+
+/// What a reset closes: the circuits (and forgets the attempts) of a rule, of a target,
+/// or of one (rule, target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Only this rule's, when given.
+    pub rule: Option<String>,
+    /// Only this target's, when given: `Some(None)` is the rule-level circuit of a
+    /// runbook without a target (`-`).
+    pub target: Option<Option<String>>,
+}
+
+impl Scope {
+    /// Every rule's work on broker `target`.
+    pub fn target(target: &str) -> Scope {
+        Scope {
+            rule: None,
+            target: Some(Some(target.to_string())),
+        }
+    }
+
+    /// Whether work of `rule` on `target` is in the scope.
+    pub fn covers(&self, rule: &str, target: Option<&str>) -> bool {
+        self.rule.as_deref().is_none_or(|r| r == rule)
+            && self.target.as_ref().is_none_or(|t| t.as_deref() == target)
     }
 }
 
@@ -196,10 +234,11 @@ impl Policy {
         self.open_circuit(key.rule.clone(), key.target.clone(), now, reason);
     }
 
-    /// Opens a circuit by (rule, target) (also used when restoring from the journal).
+    /// Opens a circuit by (rule, target).
     pub fn open_circuit(&mut self, rule: String, target: Option<String>, now: i64, reason: String) {
-        self.circuits.insert(
-            (rule, target),
+        self.restore_circuit(
+            rule,
+            target,
             OpenCircuit {
                 opened_ms: now,
                 reason,
@@ -208,9 +247,15 @@ impl Policy {
         );
     }
 
+    /// Restores an open circuit from the journal.
+    pub fn restore_circuit(&mut self, rule: String, target: Option<String>, c: OpenCircuit) {
+        self.circuits.insert((rule, target), c);
+    }
+
     /// The problem behind (rule, target) resolved at `now` (`healthy`), or fired again.
-    /// A circuit whose problem stayed resolved for `l.circuit_reset_ms` closes when it
-    /// fires again (a new occurrence, not the one that opened it); returns true then.
+    /// A circuit closes once its problem has stayed resolved for `l.circuit_reset_ms`
+    /// (see [`due`](Self::due)); one that fires sooner (flapping) starts that clock again at
+    /// its next resolve. Says what changed.
     pub fn health(
         &mut self,
         rule: &str,
@@ -218,37 +263,82 @@ impl Policy {
         now: i64,
         healthy: bool,
         l: &Limits,
-    ) -> bool {
+    ) -> Health {
         let k = (rule.to_string(), target.map(String::from));
         let Some(c) = self.circuits.get_mut(&k) else {
-            return false;
+            return Health::Unchanged;
         };
         match (healthy, c.healthy_since_ms) {
-            (true, None) => c.healthy_since_ms = Some(now),
-            (true, Some(_)) => {}
-            (false, Some(h)) if now.saturating_sub(h) >= l.circuit_reset_ms => {
-                self.circuits.remove(&k);
-                self.work.retain(|w, _| circuit_key(w) != k);
-                return true;
+            (true, None) => {
+                c.healthy_since_ms = Some(now);
+                Health::Since(Some(now))
             }
-            (false, _) => c.healthy_since_ms = None,
+            (true, Some(_)) => Health::Unchanged,
+            // Its time came and no tick closed it yet: this is a new occurrence.
+            (false, Some(h)) if now.saturating_sub(h) >= l.circuit_reset_ms => {
+                self.close(&k);
+                Health::Closed
+            }
+            (false, Some(_)) => {
+                c.healthy_since_ms = None;
+                Health::Since(None)
+            }
+            (false, None) => Health::Unchanged,
         }
-        false
     }
 
-    /// Closes every circuit of `target` (all rules) and forgets their attempts.
-    /// Returns the rules whose circuit was open.
-    pub fn reset_target(&mut self, target: &str) -> Vec<String> {
-        let mut closed: Vec<String> = self
+    /// The circuits whose problem has stayed resolved for their `circuit_reset_ms`
+    /// (`reset_ms` of a rule) by `now`, closed now, as (rule, target).
+    pub fn close_due(
+        &mut self,
+        now: i64,
+        reset_ms: impl Fn(&str) -> i64,
+    ) -> Vec<(String, Option<String>)> {
+        let mut due: Vec<(String, Option<String>)> = self
+            .circuits
+            .iter()
+            .filter(|((rule, _), c)| {
+                c.healthy_since_ms
+                    .is_some_and(|h| h.saturating_add(reset_ms(rule)) <= now)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.sort();
+        for k in &due {
+            self.close(k);
+        }
+        due
+    }
+
+    /// When the next circuit closes by itself, if its problem stays resolved.
+    pub fn next_due(&self, reset_ms: impl Fn(&str) -> i64) -> Option<i64> {
+        self.circuits
+            .iter()
+            .filter_map(|((rule, _), c)| {
+                c.healthy_since_ms.map(|h| h.saturating_add(reset_ms(rule)))
+            })
+            .min()
+    }
+
+    fn close(&mut self, k: &(String, Option<String>)) {
+        self.circuits.remove(k);
+        self.work.retain(|w, _| circuit_key(w) != *k);
+    }
+
+    /// Closes every circuit in `scope` and forgets the attempts of its work. Returns the
+    /// circuits that were open, as (rule, target), sorted.
+    pub fn reset(&mut self, scope: &Scope) -> Vec<(String, Option<String>)> {
+        let mut closed: Vec<(String, Option<String>)> = self
             .circuits
             .keys()
-            .filter(|(_, t)| t.as_deref() == Some(target))
-            .map(|(r, _)| r.clone())
+            .filter(|(r, t)| scope.covers(r, t.as_deref()))
+            .cloned()
             .collect();
         closed.sort();
         self.circuits
-            .retain(|(_, t), _| t.as_deref() != Some(target));
-        self.work.retain(|k, _| k.target.as_deref() != Some(target));
+            .retain(|(r, t), _| !scope.covers(r, t.as_deref()));
+        self.work
+            .retain(|k, _| !scope.covers(&k.rule, k.target.as_deref()));
         closed
     }
 
@@ -436,28 +526,85 @@ mod tests {
         let h = |p: &mut Policy, t: i64, healthy: bool| {
             p.health("broker-down", Some("kafka-1"), t, healthy, &l)
         };
-        assert!(!h(&mut p, 10 * S, true));
-        assert!(
-            !h(&mut p, 1000 * S, false),
-            "fired again before circuit_reset: stays open"
+        let reset = |_: &str| l.circuit_reset_ms;
+        assert_eq!(h(&mut p, 10 * S, true), Health::Since(Some(10 * S)));
+        assert_eq!(p.next_due(reset), Some(1810 * S));
+        assert_eq!(
+            h(&mut p, 1000 * S, false),
+            Health::Since(None),
+            "fired again before circuit_reset: stays open, the clock stops"
         );
+        assert_eq!(p.next_due(reset), None);
+        assert!(p.close_due(1900 * S, reset).is_empty());
         assert!(matches!(
             p.admit(&k, 1000 * S, &l),
             Admission::CircuitOpen { .. }
         ));
-        assert!(!h(&mut p, 1100 * S, true));
-        assert!(
-            !h(&mut p, 2000 * S, true),
+        assert_eq!(h(&mut p, 1100 * S, true), Health::Since(Some(1100 * S)));
+        assert_eq!(
+            h(&mut p, 2000 * S, true),
+            Health::Unchanged,
             "still resolved: the clock keeps its start"
         );
-        assert!(
-            h(&mut p, 2900 * S, false),
-            "resolved for 1800 s, then a new occurrence: closes"
+        assert!(p.close_due(2899 * S, reset).is_empty(), "one second early");
+        assert_eq!(
+            p.close_due(2900 * S, reset),
+            vec![("broker-down".to_string(), Some("kafka-1".to_string()))],
+            "resolved for 1800 s: closes by itself, no new alert needed"
         );
         assert_eq!(p.admit(&k, 2900 * S, &l), Admission::Allow { attempt: 1 });
+        // A firing alert that comes after the time, before any tick, closes it too.
+        p.open(&k, 2950 * S, "again".into());
+        assert_eq!(h(&mut p, 2960 * S, true), Health::Since(Some(2960 * S)));
+        assert_eq!(h(&mut p, 4760 * S, false), Health::Closed);
+        assert_eq!(p.open_count(), 0);
         p.open(&k, 3000 * S, "again".into());
-        assert_eq!(p.reset_target("kafka-1"), vec!["broker-down".to_string()]);
+        let k1 = Scope::target("kafka-1");
+        assert_eq!(
+            p.reset(&k1),
+            vec![("broker-down".to_string(), Some("kafka-1".to_string()))]
+        );
         assert_eq!(p.admit(&k, 3001 * S, &l), Admission::Allow { attempt: 1 });
-        assert!(p.reset_target("kafka-1").is_empty());
+        assert!(p.reset(&k1).is_empty());
+    }
+
+    #[test]
+    fn a_reset_closes_exactly_its_scope() {
+        let (mut p, l) = (Policy::default(), limits());
+        let key = |rule: &str, t: Option<&str>| WorkKey {
+            rule: rule.into(),
+            target: t.map(String::from),
+            params: Default::default(),
+        };
+        for (rule, t) in [
+            ("broker-down", Some("kafka-1")),
+            ("broker-down", Some("kafka-2")),
+            ("report", None),
+            ("high-cpu", Some("kafka-1")),
+        ] {
+            p.open(&key(rule, t), 0, "x".into());
+        }
+        let rule_level = Scope {
+            rule: Some("report".into()),
+            target: Some(None),
+        };
+        assert!(!Scope::target("kafka-1").covers("report", None));
+        assert_eq!(p.reset(&rule_level), vec![("report".to_string(), None)]);
+        assert_eq!(
+            p.admit(&key("report", None), S, &l),
+            Admission::Allow { attempt: 1 }
+        );
+        let whole_rule = Scope {
+            rule: Some("broker-down".into()),
+            target: None,
+        };
+        assert_eq!(
+            p.reset(&whole_rule),
+            vec![
+                ("broker-down".to_string(), Some("kafka-1".to_string())),
+                ("broker-down".to_string(), Some("kafka-2".to_string()))
+            ]
+        );
+        assert_eq!(p.open_count(), 1, "high-cpu on kafka-1 stays open");
     }
 }

@@ -8,6 +8,9 @@ use super::plan::WorkKey;
 use super::policy::Attempt;
 use crate::journal::{ExecStatus, ExecutionFilter, Journal};
 
+/// How many of the newest journaled alerts are searched for resolves at start-up.
+const RESOLVES_SCANNED: i64 = 200_000;
+
 /// Feeds `core` the attempts of the attempt window before `now` and the open circuits.
 pub fn restore(core: &mut Core, journal: &Journal, now: i64) {
     let window = core.setup().limits(None).window_ms;
@@ -58,11 +61,28 @@ pub fn restore(core: &mut Core, journal: &Journal, now: i64) {
             },
         );
     }
+    // The resolves the core remembers, so a replayed firing copy of an occurrence that is
+    // over stays stale across a restart too.
+    match journal.recent_resolves(RESOLVES_SCANNED, super::decide::RESOLVES_REMEMBERED as i64) {
+        Ok(list) => {
+            for (fingerprint, starts_at) in list {
+                if let Some(s) = crate::clock::parse_rfc3339_ms(&starts_at) {
+                    core.restore_resolve(&fingerprint, s);
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read recent resolved alerts"),
+    }
     match journal.open_circuits() {
         Ok(list) => {
             for c in list {
                 let target = (c.target != "-").then_some(c.target);
-                core.restore_circuit(c.rule, target, c.opened_ms, c.reason);
+                let circuit = crate::engine::policy::OpenCircuit {
+                    opened_ms: c.opened_ms,
+                    reason: c.reason,
+                    healthy_since_ms: c.healthy_since_ms,
+                };
+                core.restore_circuit(c.rule, target, circuit);
             }
         }
         Err(e) => warn!(error = %e, "cannot read open circuits"),

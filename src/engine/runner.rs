@@ -152,7 +152,7 @@ struct Round {
 
 impl Round {
     fn push_intake(&mut self, m: Intake) {
-        if let Intake::Alerts(a, _) = &m {
+        if let Intake::Alerts(a) = &m {
             self.alerts += a.len();
         }
         self.intake.push(m);
@@ -170,7 +170,10 @@ async fn sleep_or_forever(d: Option<Duration>) {
 /// A reply owed once the round is committed.
 enum Reply {
     Done(oneshot::Sender<()>),
-    Closed(oneshot::Sender<Vec<String>>, Vec<String>),
+    Closed(
+        oneshot::Sender<Vec<(String, Option<String>)>>,
+        Vec<(String, Option<String>)>,
+    ),
 }
 
 struct Runner {
@@ -240,9 +243,10 @@ impl Runner {
             match msg {
                 Msg::Finished { id, outcome } => fx.extend(self.core.finished(now, id, outcome)),
                 Msg::Lock { id, answer } => fx.extend(self.core.lock_answer(now, id, answer)),
-                Msg::Reset { target, reply } => {
-                    let (closed, e) = self.core.reset(now, &target);
-                    for rule in &closed {
+                Msg::Reset { scope, reply } => {
+                    let (closed, e) = self.core.reset(now, &scope);
+                    for (rule, target) in &closed {
+                        let target = target.as_deref().unwrap_or("-");
                         info!(%rule, %target, "circuit closed by reset");
                     }
                     fx.extend(e);
@@ -256,12 +260,10 @@ impl Runner {
             }
         }
         let mut decided = 0;
-        let mut places = 0;
         for m in round.intake {
             match m {
-                Intake::Alerts(list, reserved) => {
+                Intake::Alerts(list) => {
                     decided += list.len();
-                    places += reserved;
                     for (id, alert) in list {
                         fx.extend(self.core.alert(now, id, alert));
                     }
@@ -289,13 +291,10 @@ impl Runner {
             self.backlog.get(),
             max_queued,
         );
-        // Published before the places are given back: in between, they count twice
-        // (a request may be refused that would have fit), never zero times.
         let r = &self.core.setup().loaded.config.recovery;
         let max = r.max_queued_remediation as usize;
         self.remediation
             .publish(self.core.queued_remediation(), max);
-        self.remediation.decided(places);
         self.metrics
             .circuits_open
             .set(self.core.open_circuits().len() as i64);

@@ -67,12 +67,12 @@ impl Seen {
         }
     }
 
-    /// Forgets every decision about work on `target`.
-    pub fn forget_target(&mut self, target: &str) {
+    /// Forgets every decision about work in `scope`.
+    pub fn forget_scope(&mut self, scope: &crate::engine::policy::Scope) {
         let keys: Vec<WorkKey> = self
             .by_key
             .keys()
-            .filter(|k| k.target.as_deref() == Some(target))
+            .filter(|k| scope.covers(&k.rule, k.target.as_deref()))
             .cloned()
             .collect();
         for k in keys {
@@ -119,7 +119,7 @@ mod tests {
             "forgotten, so new again"
         );
         assert!(!s.insert(&key("b"), "f2", "cooldown"));
-        s.forget_target("b");
+        s.forget_scope(&crate::engine::policy::Scope::target("b"));
         assert!(s.insert(&key("b"), "f2", "cooldown"));
         s.forget(&key("c"));
         assert!(s.insert(&key("c"), "f3", "cooldown"));

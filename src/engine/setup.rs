@@ -91,10 +91,10 @@ impl Setup {
         diagnostics
     }
 
-    /// How many places in the remediation budget `alert` could take: the rules it fires
-    /// whose work is remediation (a disruptive runbook, or a `broker_down` rule), not
-    /// dry-run. The webhook reserves them before journaling it.
-    pub fn remediation_places(&self, alert: &crate::alert::Alert) -> usize {
+    /// How many remediation plans `alert` could make: the rules it fires whose work is
+    /// remediation (a disruptive runbook, or a `broker_down` rule), not dry-run. The webhook
+    /// refuses a request with any while the remediation budget is full.
+    pub fn remediation_plans(&self, alert: &crate::alert::Alert) -> usize {
         if alert.status != crate::alert::AlertStatus::Firing {
             return 0;
         }

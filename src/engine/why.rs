@@ -99,21 +99,21 @@ pub enum Skip {
         since_ms: i64,
         /// Why it opened.
         reason: String,
-        /// The target (`-` for none).
-        target: String,
+        /// The rule.
+        rule: String,
+        /// The target, if the runbook has one.
+        target: Option<String>,
     },
     /// Attempts ran out in the window: the circuit opens now.
     Exhausted {
         /// Attempts made in the window.
         attempts: u32,
     },
-    /// The queue of the work's budget is full.
+    /// The diagnostics queue is full.
     QueueFull {
-        /// Which budget.
-        budget: Budget,
-        /// Executions of that budget waiting.
+        /// Diagnostics waiting.
         queued: usize,
-        /// Its maximum.
+        /// `max_queued`.
         max: usize,
     },
     /// HA mode: a peer did the work recently.
@@ -123,34 +123,6 @@ pub enum Skip {
     },
     /// The alert is stale: it ended already, or a resolve of it came first.
     Stale(Staleness),
-}
-
-/// The two queue budgets: remediation never waits behind (or is skipped for) diagnostics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Budget {
-    /// Non-disruptive work of rules that are not `broker_down` (`recovery.max_queued`).
-    Diagnostics,
-    /// Disruptive work, and any work of a `broker_down` rule
-    /// (`recovery.max_queued_remediation`).
-    Remediation,
-}
-
-impl Budget {
-    /// The config key that sizes it.
-    pub fn key(self) -> &'static str {
-        match self {
-            Budget::Diagnostics => "max_queued",
-            Budget::Remediation => "max_queued_remediation",
-        }
-    }
-
-    /// In words.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Budget::Diagnostics => "diagnostics",
-            Budget::Remediation => "remediation",
-        }
-    }
 }
 
 /// Why a firing alert is stale (it never runs and never marks a broker down).
@@ -185,6 +157,24 @@ impl Skip {
     }
 }
 
+/// The API route that closes the circuit of `rule` on `target` (a rule-level circuit when
+/// the runbook has no target).
+pub fn reset_route(rule: &str, target: Option<&str>) -> String {
+    match target {
+        Some(t) => format!("/api/v1/targets/{t}/reset"),
+        None => format!("/api/v1/rules/{rule}/reset"),
+    }
+}
+
+/// How to close the circuit of `rule` on `target`, on the command line and over the API.
+pub fn reset_hint(rule: &str, target: Option<&str>) -> String {
+    let cli = match target {
+        Some(t) => format!("kafka-healing reset -c CONFIG {t}"),
+        None => format!("kafka-healing reset -c CONFIG --rule {rule}"),
+    };
+    format!("{cli} (or POST {})", reset_route(rule, target))
+}
+
 /// The reason an [`Skip::Exhausted`] circuit opens with.
 pub fn exhausted_reason(attempts: u32) -> String {
     format!("{attempts} attempts within the window did not clear the alert")
@@ -202,27 +192,23 @@ impl fmt::Display for Skip {
             Skip::CircuitOpen {
                 since_ms,
                 reason,
+                rule,
                 target,
             } => write!(
                 f,
-                "circuit open since {} ({reason}); close it with POST /api/v1/targets/{target}/reset",
-                rfc3339_ms(*since_ms)
+                "circuit open since {} ({reason}); close it with POST {}",
+                rfc3339_ms(*since_ms),
+                reset_route(rule, target.as_deref())
             ),
             Skip::Exhausted { attempts } => write!(
                 f,
                 "attempts exhausted: {}; circuit opened, escalated",
                 exhausted_reason(*attempts)
             ),
-            Skip::QueueFull {
-                budget,
-                queued,
-                max,
-            } => write!(
+            Skip::QueueFull { queued, max } => write!(
                 f,
-                "queue full: {queued} {} executions already waiting ({} = {max}); \
-                 this alert is journaled but nothing runs for it",
-                budget.noun(),
-                budget.key()
+                "queue full: {queued} diagnostics executions already waiting (max_queued = {max}); \
+                 this alert is journaled but nothing runs for it"
             ),
             Skip::DoneByPeer { by } => write!(
                 f,
@@ -269,4 +255,7 @@ pub enum EndCause {
     Fenced,
     /// The service shut down while it ran.
     ShutDown,
+    /// A step failed in a way no later run can fix (its argv cannot run as rendered): the
+    /// run is recorded, but counts as no attempt and opens no circuit.
+    Unfixable,
 }

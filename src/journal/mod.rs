@@ -497,6 +497,16 @@ impl Journal {
         self.read(read::last_execution_id)
     }
 
+    /// The newest resolved alerts among the last `scan` journaled (at most `limit`), oldest
+    /// first, as (fingerprint, startsAt text). Blocking (see the module docs).
+    pub fn recent_resolves(
+        &self,
+        scan: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        self.read(move |c| read::recent_resolves(c, scan, limit))
+    }
+
     /// Number of journaled alerts. Blocking (see the module docs).
     pub fn alert_count(&self) -> Result<u64, JournalError> {
         self.read(read::alert_count)

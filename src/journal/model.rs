@@ -340,6 +340,9 @@ pub struct Circuit {
     pub opened_ms: i64,
     /// Why.
     pub reason: String,
+    /// Since when its problem has been resolved, if it is (it closes by itself
+    /// `circuit_reset_seconds` later).
+    pub healthy_since_ms: Option<i64>,
 }
 
 /// One write of a [`Journal::write`](super::Journal::write) batch: everything the engine
@@ -372,6 +375,16 @@ pub enum WriteOp {
     },
     /// Opens (or re-opens) a circuit.
     OpenCircuit(Circuit),
+    /// Records since when an open circuit's problem has been resolved (`None`: it fired
+    /// again).
+    CircuitHealth {
+        /// Rule.
+        rule: String,
+        /// Target, `-` for none.
+        target: String,
+        /// Resolved since.
+        healthy_since_ms: Option<i64>,
+    },
     /// Closes a circuit.
     CloseCircuit {
         /// Rule.

@@ -225,7 +225,8 @@ pub(crate) fn recent_executions(
 pub(crate) fn open_circuits(conn: &Connection) -> Result<Vec<Circuit>, JournalError> {
     let rows = conn
         .prepare_cached(
-            "SELECT rule, target, opened_ms, reason FROM circuits ORDER BY rule, target",
+            "SELECT rule, target, opened_ms, reason, healthy_since_ms FROM circuits \
+             ORDER BY rule, target",
         )?
         .query_map([], |r| {
             Ok(Circuit {
@@ -233,9 +234,30 @@ pub(crate) fn open_circuits(conn: &Connection) -> Result<Vec<Circuit>, JournalEr
                 target: r.get(1)?,
                 opened_ms: r.get(2)?,
                 reason: r.get(3)?,
+                healthy_since_ms: r.get(4)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The newest resolved alerts among the last `scan` journaled, at most `limit`, oldest first,
+/// as (fingerprint, startsAt text). Bounded by `scan` so a journal of millions of firing
+/// alerts is not read whole at start-up.
+pub(crate) fn recent_resolves(
+    conn: &Connection,
+    scan: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, JournalError> {
+    let mut rows = conn
+        .prepare_cached(
+            "SELECT fingerprint, starts_at FROM alerts \
+             WHERE id > (SELECT coalesce(max(id), 0) FROM alerts) - ?1 AND status = 'resolved' \
+             ORDER BY id DESC LIMIT ?2",
+        )?
+        .query_map(params![scan, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+    rows.reverse();
     Ok(rows)
 }
 

@@ -9,7 +9,7 @@ use super::error::JournalError;
 use super::model::StepStatus;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock held by another connection.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,6 +124,10 @@ CREATE TABLE IF NOT EXISTS circuits (
     target    TEXT    NOT NULL,
     opened_ms INTEGER NOT NULL,
     reason    TEXT    NOT NULL,
+    -- Version 3: since when the circuit's problem has been resolved (it closes by itself
+    -- circuit_reset_seconds later, also across a restart). Added to older journals by
+    -- migrate().
+    healthy_since_ms INTEGER,
     PRIMARY KEY (rule, target)
 ) WITHOUT ROWID;
 "#;
@@ -175,6 +179,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
         });
     }
     tx.execute_batch(SCHEMA)?;
+    // A journal from before version 3 has `circuits` without the column.
+    let has_health: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('circuits') WHERE name = 'healthy_since_ms'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_health {
+        tx.execute_batch("ALTER TABLE circuits ADD COLUMN healthy_since_ms INTEGER")?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())

@@ -214,6 +214,16 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> Result<Vec<i64>, Jour
                 }
             }
             WriteOp::OpenCircuit(c) => upsert_circuit(conn, c)?,
+            WriteOp::CircuitHealth {
+                rule,
+                target,
+                healthy_since_ms,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE circuits SET healthy_since_ms = ?3 WHERE rule = ?1 AND target = ?2",
+                )?
+                .execute(params![rule, target, healthy_since_ms])?;
+            }
             WriteOp::CloseCircuit { rule, target } => {
                 delete_circuit(conn, rule, target)?;
             }
@@ -329,11 +339,18 @@ pub(crate) fn insert_event(conn: &Connection, e: &Event) -> Result<(), JournalEr
 /// Opens (or re-opens, replacing time and reason) a circuit.
 pub(crate) fn upsert_circuit(conn: &Connection, c: &Circuit) -> Result<(), JournalError> {
     conn.prepare_cached(
-        "INSERT INTO circuits (rule, target, opened_ms, reason) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (rule, target) DO UPDATE SET \
-         opened_ms = excluded.opened_ms, reason = excluded.reason",
+        "INSERT INTO circuits (rule, target, opened_ms, reason, healthy_since_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (rule, target) DO UPDATE SET opened_ms = excluded.opened_ms, \
+         reason = excluded.reason, healthy_since_ms = excluded.healthy_since_ms",
     )?
-    .execute(params![c.rule, c.target, c.opened_ms, c.reason])?;
+    .execute(params![
+        c.rule,
+        c.target,
+        c.opened_ms,
+        c.reason,
+        c.healthy_since_ms
+    ])?;
     Ok(())
 }
 

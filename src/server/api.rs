@@ -15,6 +15,7 @@ use super::auth::{authorized, challenge};
 use super::{AppState, error};
 use crate::config::LoadError;
 use crate::engine::Setup;
+use crate::engine::policy::Scope;
 use crate::journal::{ExecStatus, ExecutionFilter};
 use crate::metrics::Metrics;
 
@@ -127,14 +128,77 @@ pub async fn reset(
         .iter()
         .any(|b| b.node_id == target);
     if !known {
+        let hint = if target == "-" {
+            ": a runbook without a target has a rule-level circuit; close it with \
+             POST /api/v1/rules/RULE/reset"
+        } else {
+            ""
+        };
         return error(
             StatusCode::NOT_FOUND,
-            format!("`{target}` is not a configured broker"),
+            format!("`{target}` is not a configured broker{hint}"),
         );
     }
     let closed = st.engine.reset(&target).await;
     info!(target = %target, closed = ?closed, "reset requested over the API");
     Json(json!({ "status": "success", "target": target, "closed": closed })).into_response()
+}
+
+/// Query string of `POST /api/v1/rules/{rule}/reset`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleResetQuery {
+    /// Only this target's circuit (`-`: the rule-level circuit of a runbook without one).
+    target: Option<String>,
+}
+
+/// `POST /api/v1/rules/{rule}/reset[?target=T]`: closes the rule's open circuits (on every
+/// target, or on one; `-` is the circuit of a runbook without a target) and forgets their
+/// attempts.
+pub async fn reset_rule(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(rule): Path<String>,
+    query: Result<Query<RuleResetQuery>, QueryRejection>,
+) -> Response {
+    if let Some(r) = check_auth(&st, &headers) {
+        return r;
+    }
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let setup = st.engine.current();
+    if setup.rules.rule(&rule).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no rule named {rule:?} is loaded"),
+        );
+    }
+    let target = match q.target.as_deref() {
+        None => None,
+        Some("-") => Some(None),
+        Some(t) if setup.broker(t).is_some() => Some(Some(t.to_string())),
+        Some(t) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("{t:?} is not a configured broker (`-` names a rule without a target)"),
+            );
+        }
+    };
+    let scope = Scope {
+        rule: Some(rule.clone()),
+        target,
+    };
+    let closed: Vec<String> = st
+        .engine
+        .reset_scope(scope)
+        .await
+        .into_iter()
+        .map(|(_, t)| t.unwrap_or_else(|| "-".into()))
+        .collect();
+    info!(rule = ?rule, closed = ?closed, "rule reset requested over the API");
+    Json(json!({ "status": "success", "rule": rule, "closed": closed })).into_response()
 }
 
 /// Reloads config and rules; an invalid new setup keeps the old one.

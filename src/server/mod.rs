@@ -65,6 +65,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/v1/executions", get(api::list))
         .route("/api/v1/executions/{id}", get(api::show))
         .route("/api/v1/targets/{target}/reset", post(api::reset))
+        .route("/api/v1/rules/{rule}/reset", post(api::reset_rule))
         .route("/-/reload", post(api::reload))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(api::ready))

@@ -169,23 +169,19 @@ pub async fn receive(
     let wanted: usize = payload
         .alerts
         .iter()
-        .map(|a| setup.remediation_places(a))
+        .map(|a| setup.remediation_plans(a))
         .sum();
-    let places = match st.engine.remediation.reserve(wanted) {
-        Ok(p) => p,
-        Err(full) => {
-            st.metrics.rejected("remediation_full");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "remediation queue full: {} waiting and {} reserved of \
-                     recovery.max_queued_remediation = {}; this request needs {wanted}; \
-                     retry later",
-                    full.queued, full.reserved, full.limit
-                ),
-            );
-        }
-    };
+    if let Err(full) = st.engine.remediation.check(wanted) {
+        st.metrics.rejected("remediation_full");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "remediation queue full: {} executions wait \
+                 (recovery.max_queued_remediation = {}); retry later",
+                full.queued, full.limit
+            ),
+        );
+    }
     let rows = journal_rows(&payload, now_ms());
     let n = rows.len();
     let t0 = Instant::now();
@@ -204,11 +200,9 @@ pub async fn receive(
     for a in &payload.alerts {
         Metrics::count(&st.metrics.alerts_received, a.status.as_str());
     }
-    st.engine.alerts.submit_reserved(
-        reservation,
-        places,
-        ids.into_iter().zip(payload.alerts).collect(),
-    );
+    st.engine
+        .alerts
+        .submit_reserved(reservation, ids.into_iter().zip(payload.alerts).collect());
     (
         StatusCode::OK,
         Json(json!({ "status": "success", "alerts": n })),

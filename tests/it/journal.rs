@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kafka_healing::journal::{
     CANCELLED_REASON, Circuit, Event, ExecStatus, ExecutionFilter, INTERRUPTED_REASON, Journal,
-    JournalError, NewAlert, NewExecution, StepRecord, StepStatus,
+    JournalError, NewAlert, NewExecution, StepRecord, StepStatus, WriteOp,
 };
 use serde_json::json;
 
@@ -238,12 +238,14 @@ async fn round_trips_every_type() {
         target: "kafka-1".into(),
         opened_ms: 10,
         reason: "3 failures".into(),
+        healthy_since_ms: None,
     };
     let c2 = Circuit {
         rule: "disk".into(),
         target: "-".into(),
         opened_ms: 11,
         reason: "escalated".into(),
+        healthy_since_ms: None,
     };
     j.open_circuit(c2.clone()).await.expect("open");
     j.open_circuit(c1.clone()).await.expect("open");
@@ -258,6 +260,19 @@ async fn round_trips_every_type() {
     };
     j.open_circuit(c1b.clone()).await.expect("upsert");
     assert_eq!(j.open_circuits().expect("read"), vec![c1b, c2.clone()]);
+    // Since when its problem is resolved: recorded, and cleared when it fires again.
+    let health = |since: Option<i64>| WriteOp::CircuitHealth {
+        rule: "disk".into(),
+        target: "-".into(),
+        healthy_since_ms: since,
+    };
+    j.write(vec![health(Some(15))]).await.expect("health");
+    assert_eq!(
+        j.open_circuits().expect("read")[1].healthy_since_ms,
+        Some(15)
+    );
+    j.write(vec![health(None)]).await.expect("health");
+    assert_eq!(j.open_circuits().expect("read")[1], c2);
     assert!(
         j.close_circuit("broker-down", "kafka-1")
             .await
@@ -912,4 +927,40 @@ fn a_second_writer_is_refused_while_the_first_holds_the_journal() {
         Journal::open(&path).is_ok(),
         "free again once the first is gone"
     );
+}
+
+/// A journal of schema version 2 (circuits without `healthy_since_ms`) opens: the column is
+/// added, its open circuits are kept, and the version is 3.
+#[tokio::test]
+async fn a_version_2_journal_gets_the_circuit_health_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).expect("create");
+        c.execute_batch(
+            "CREATE TABLE circuits (rule TEXT NOT NULL, target TEXT NOT NULL, \
+             opened_ms INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (rule, target)) \
+             WITHOUT ROWID; \
+             INSERT INTO circuits VALUES ('broker-down', 'kafka-1', 5, 'old'); \
+             PRAGMA user_version = 2;",
+        )
+        .expect("old schema");
+    }
+    let (j, _) = Journal::open(&path).expect("open and migrate");
+    assert_eq!(
+        j.open_circuits().expect("read"),
+        vec![Circuit {
+            rule: "broker-down".into(),
+            target: "kafka-1".into(),
+            opened_ms: 5,
+            reason: "old".into(),
+            healthy_since_ms: None,
+        }]
+    );
+    drop(j);
+    let c = rusqlite::Connection::open(&path).expect("reopen");
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, 3);
 }

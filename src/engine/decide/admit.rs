@@ -7,9 +7,9 @@ use crate::alert::{Alert, AlertStatus};
 use crate::clock::parse_rfc3339_ms;
 use crate::engine::effect::{Effect, MailKind};
 use crate::engine::plan::{Decision, Plan, WorkKey, plan_alert, plan_json};
-use crate::engine::policy::Admission;
+use crate::engine::policy::{Admission, Health};
 use crate::engine::report::Report;
-use crate::engine::why::{Budget, Cancel, Skip, Staleness, exhausted_reason};
+use crate::engine::why::{Cancel, Skip, Staleness, exhausted_reason, reset_hint};
 use crate::journal::{EventKind, ExecStatus, NewExecution, StepRecord, StepStatus};
 
 impl Core {
@@ -29,8 +29,10 @@ impl Core {
             self.unset_firing(&alert.fingerprint);
             for p in &plans {
                 let l = setup.limits(setup.rules.rule(&p.rule));
-                self.policy
+                let h = self
+                    .policy
                     .health(&p.rule, p.target.as_deref(), now, true, &l);
+                self.circuit_health(now, p, h);
             }
             self.cancel_queued(now, &alert.fingerprint, Cancel::Resolved);
             return self.take();
@@ -55,23 +57,10 @@ impl Core {
         let alert = Arc::new(alert);
         for p in plans {
             let l = setup.limits(setup.rules.rule(&p.rule));
-            if self
+            let h = self
                 .policy
-                .health(&p.rule, p.target.as_deref(), now, false, &l)
-            {
-                let target = p.target.clone().unwrap_or_else(|| "-".into());
-                self.out.push(Effect::CloseCircuit {
-                    rule: p.rule.clone(),
-                    target,
-                });
-                self.event(
-                    now,
-                    None,
-                    &p.work_key(),
-                    EventKind::CircuitClosed,
-                    "the problem had stayed resolved for circuit_reset_seconds; this is a new occurrence".into(),
-                );
-            }
+                .health(&p.rule, p.target.as_deref(), now, false, &l);
+            self.circuit_health(now, &p, h);
             match p.decision {
                 Decision::Skip => {
                     let why = Skip::Plan(p.reason.clone());
@@ -81,6 +70,48 @@ impl Core {
             }
         }
         self.take()
+    }
+
+    /// Journals what a health report changed about `p`'s circuit.
+    fn circuit_health(&mut self, now: i64, p: &Plan, h: Health) {
+        let target = p.target.clone().unwrap_or_else(|| "-".into());
+        match h {
+            Health::Unchanged => {}
+            Health::Since(healthy_since_ms) => self.out.push(Effect::CircuitHealth {
+                rule: p.rule.clone(),
+                target,
+                healthy_since_ms,
+            }),
+            Health::Closed => self.closed_by_itself(now, p.rule.clone(), p.target.clone()),
+        }
+    }
+
+    /// Records that the circuit of `rule` on `target` closed by itself.
+    pub(super) fn closed_by_itself(&mut self, now: i64, rule: String, target: Option<String>) {
+        let secs = self
+            .setup
+            .limits(self.setup.rules.rule(&rule))
+            .circuit_reset_ms
+            / 1000;
+        let key = WorkKey {
+            rule,
+            target,
+            params: Default::default(),
+        };
+        self.out.push(Effect::CloseCircuit {
+            rule: key.rule.clone(),
+            target: key.target.clone().unwrap_or_else(|| "-".into()),
+        });
+        self.event(
+            now,
+            None,
+            &key,
+            EventKind::CircuitClosed,
+            format!(
+                "closed by itself: the problem stayed resolved for circuit_reset_seconds ({secs} s); \
+                 the next alert gets fresh attempts"
+            ),
+        );
     }
 
     /// Whether a firing alert is stale: its end already past, or a resolve of it first.
@@ -192,7 +223,8 @@ impl Core {
                 let why = Skip::CircuitOpen {
                     since_ms,
                     reason,
-                    target: key.target.clone().unwrap_or_else(|| "-".into()),
+                    rule: key.rule.clone(),
+                    target: key.target.clone(),
                 };
                 self.skip(now, Some(alert_id), &p, why);
             }
@@ -208,10 +240,10 @@ impl Core {
                     steps: Vec::new(),
                     decisions: Vec::new(),
                     next: format!(
-                        "No more runs of {} on {}: after fixing it, close the circuit with \
-                         kafka-healing reset (or POST /api/v1/targets/TARGET/reset).",
+                        "No more runs of {} on {}: after fixing it, close the circuit: {}.",
                         key.rule,
-                        key.target.as_deref().unwrap_or("-")
+                        key.target.as_deref().unwrap_or("-"),
+                        reset_hint(&key.rule, key.target.as_deref())
                     ),
                     ran: None,
                 };
@@ -313,21 +345,13 @@ impl Core {
         let start_now = self.ha.is_none()
             && !self.class_waits(q.plan.disruptive)
             && self.blocked(&q, now, &self.slots()).is_none();
-        // Each budget counts its own: a storm of diagnostics never takes remediation's room.
-        let recovery = &self.setup.loaded.config.recovery;
-        let (budget, queued, max) = if self.is_remediation(&q.plan) {
-            let max = recovery.max_queued_remediation as usize;
-            (Budget::Remediation, self.queued_remediation, max)
-        } else {
-            let max = recovery.max_queued as usize;
-            (Budget::Diagnostics, self.queued_diagnostics(), max)
-        };
-        if !start_now && queued >= max {
-            let why = Skip::QueueFull {
-                budget,
-                queued,
-                max,
-            };
+        // Only diagnostics are ever skipped for a full queue, and only their own queue
+        // counts: remediation the webhook took is never dropped (its budget is enforced
+        // before journaling, see `engine::admission`).
+        let queued = self.queued_diagnostics();
+        let max = self.setup.loaded.config.recovery.max_queued as usize;
+        if !start_now && !self.is_remediation(&q.plan) && queued >= max {
+            let why = Skip::QueueFull { queued, max };
             self.skip(now, Some(alert_id), &q.plan, why);
             return;
         }

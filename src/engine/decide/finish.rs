@@ -5,8 +5,9 @@ use super::{Core, Queued};
 use crate::clock::rfc3339_ms;
 use crate::engine::effect::{Effect, MailKind};
 use crate::engine::plan::WorkKey;
+use crate::engine::policy::Scope;
 use crate::engine::report::Report;
-use crate::engine::why::EndCause;
+use crate::engine::why::{EndCause, reset_hint};
 use crate::journal::{Circuit, EventKind, ExecStatus, StepRecord};
 
 /// How an execution ended, as the executor reports it.
@@ -52,14 +53,22 @@ impl Core {
         let setup = self.setup.clone();
         let rule = setup.rules.rule(&r.key.rule);
         let l = setup.limits(rule);
-        let attempts = self
-            .policy
-            .finished(&r.key, now, status == ExecStatus::Succeeded, &l);
+        let unfixable = outcome.cause == EndCause::Unfixable;
+        let attempts = if unfixable {
+            // Recorded, but no attempt: running it again cannot help, so it must neither
+            // use up attempts nor open the circuit (one oversized label did both).
+            self.policy.unstart(&r.key);
+            0
+        } else {
+            self.policy
+                .finished(&r.key, now, status == ExecStatus::Succeeded, &l)
+        };
         let firing = !r.resolved;
         let target = r.key.target.as_deref().unwrap_or("-");
         // What happens next, decided before the outcome is recorded so the message says it.
         let go_on = firing && self.accepting;
         let next = match status {
+            _ if unfixable => Next::Nothing,
             ExecStatus::Escalated => Next::Circuit(format!("execution {id} escalated")),
             ExecStatus::Failed if go_on && attempts >= l.max_attempts => Next::Circuit(format!(
                 "attempt {attempts}/{} failed: no attempts left in the window",
@@ -77,9 +86,9 @@ impl Core {
         let next_text = match (&next, status, outcome.cause) {
             (Next::Circuit(why), _, _) => format!(
                 "No more runs of {} on {target}: its circuit is open ({why}) and this was escalated. \
-                 After fixing it, close the circuit: kafka-healing reset -c CONFIG {target} \
-                 (or POST /api/v1/targets/{target}/reset).",
-                r.key.rule
+                 After fixing it, close the circuit: {}.",
+                r.key.rule,
+                reset_hint(&r.key.rule, r.key.target.as_deref())
             ),
             (Next::Retry { attempt, until_ms }, _, _) => format!(
                 "The alert is still firing: attempt {attempt}/{} runs after {} unless the alert resolves first.",
@@ -92,6 +101,12 @@ impl Core {
                 rfc3339_ms(now.saturating_add(l.cooldown_ms)),
                 attempts.saturating_add(1),
                 l.max_attempts
+            ),
+            (Next::Nothing, _, EndCause::Unfixable) => format!(
+                "Nothing automatic: a step cannot run as rendered, so running it again cannot help. \
+                 No attempt was counted and no circuit opened. Fix runbook `{}` (or the values it \
+                 takes from the alert); the next alert runs it.",
+                r.plan.runbook
             ),
             (Next::Nothing, ExecStatus::Interrupted, EndCause::Fenced) => {
                 "Nothing here: this instance lost its lock, so the instance that holds it now may run the remediation. Check the target.".into()
@@ -127,6 +142,11 @@ impl Core {
             at_ms: now,
         });
         self.mail(now, MailKind::Outcome, || report.clone());
+        if unfixable {
+            let why = "a step cannot run as rendered: no attempt counted, no circuit opened; \
+                       a human must fix the runbook";
+            self.mail(now, MailKind::Escalation(why.into()), || report.clone());
+        }
         if status == ExecStatus::Interrupted {
             // Stopped half-way: a human must look, as after a crash.
             let why = match outcome.cause {
@@ -191,6 +211,7 @@ impl Core {
             target: key.target.clone().unwrap_or_else(|| "-".into()),
             opened_ms: now,
             reason: reason.clone(),
+            healthy_since_ms: None,
         }));
         self.event(
             now,
@@ -215,18 +236,22 @@ impl Core {
         }
     }
 
-    /// Closes every open circuit of `target` and forgets its attempts; returns the rules
-    /// whose circuit was open, and the effects.
-    pub fn reset(&mut self, now: i64, target: &str) -> (Vec<String>, Vec<Effect>) {
-        let closed = self.policy.reset_target(target);
-        for rule in &closed {
+    /// Closes every open circuit in `scope` and forgets its attempts; returns the circuits
+    /// that were open, as (rule, target), and the effects.
+    pub fn reset(
+        &mut self,
+        now: i64,
+        scope: &Scope,
+    ) -> (Vec<(String, Option<String>)>, Vec<Effect>) {
+        let closed = self.policy.reset(scope);
+        for (rule, target) in &closed {
             self.out.push(Effect::CloseCircuit {
                 rule: rule.clone(),
-                target: target.to_string(),
+                target: target.clone().unwrap_or_else(|| "-".into()),
             });
             let key = WorkKey {
                 rule: rule.clone(),
-                target: Some(target.to_string()),
+                target: target.clone(),
                 params: Default::default(),
             };
             self.event(
@@ -237,7 +262,7 @@ impl Core {
                 "closed by reset".into(),
             );
         }
-        self.seen.forget_target(target);
+        self.seen.forget_scope(scope);
         (closed, self.take())
     }
 }

@@ -81,7 +81,7 @@ struct Queued {
     alert: Arc<Alert>,
     not_before_ms: i64,
     guard: bool,
-    /// Counted in the remediation budget (disruptive, or a `broker_down` rule's).
+    /// Remediation (disruptive, or a `broker_down` rule's): never skipped for a full queue.
     remediation: bool,
     attempt: u32,
     /// The last reason it waits for, journaled once each.
@@ -133,7 +133,7 @@ struct Resolves {
 }
 
 /// Resolves remembered; beyond it the oldest are forgotten (about 60 bytes each).
-const RESOLVES_REMEMBERED: usize = 20_000;
+pub const RESOLVES_REMEMBERED: usize = 20_000;
 
 impl Resolves {
     fn insert(&mut self, fingerprint: &str, starts_ms: i64) {
@@ -179,7 +179,7 @@ pub struct Core {
     queue: Vec<Queued>,
     /// Queued executions per alert fingerprint (a resolve scans the queue only if some).
     queued_by_fp: HashMap<String, usize>,
-    /// Queued executions counted in the remediation budget.
+    /// Queued remediation executions (disruptive, or a `broker_down` rule's).
     queued_remediation: usize,
     running: HashMap<i64, Running>,
     inflight: HashMap<WorkKey, i64>,
@@ -238,15 +238,19 @@ impl Core {
         self.policy.restore(key, attempt);
     }
 
-    /// Restores an open circuit from the journal (at start-up).
-    pub fn restore_circuit(
-        &mut self,
-        rule: String,
-        target: Option<String>,
-        opened_ms: i64,
-        reason: String,
-    ) {
-        self.policy.open_circuit(rule, target, opened_ms, reason);
+    /// Restores a resolve from the journal (at start-up, oldest first): a firing copy of
+    /// that occurrence arriving later is stale.
+    pub fn restore_resolve(&mut self, fingerprint: &str, starts_ms: i64) {
+        let newer = self.resolves.get(fingerprint).is_none_or(|s| s < starts_ms);
+        if newer {
+            self.resolves.insert(fingerprint, starts_ms);
+        }
+    }
+
+    /// Restores an open circuit from the journal (at start-up), with since when its
+    /// problem has been resolved (the clock of its closing by itself goes on).
+    pub fn restore_circuit(&mut self, rule: String, target: Option<String>, circuit: OpenCircuit) {
+        self.policy.restore_circuit(rule, target, circuit);
     }
 
     /// Uses a reloaded setup from now on (work in flight keeps its plan).
@@ -269,12 +273,12 @@ impl Core {
         self.queue.len()
     }
 
-    /// Executions queued in the diagnostics budget (`recovery.max_queued`).
+    /// Diagnostics queued (bounded by `recovery.max_queued`).
     pub fn queued_diagnostics(&self) -> usize {
         self.queue.len() - self.queued_remediation
     }
 
-    /// Executions queued in the remediation budget (`recovery.max_queued_remediation`).
+    /// Remediation queued (`recovery.max_queued_remediation` is enforced by the webhook).
     pub fn queued_remediation(&self) -> usize {
         self.queued_remediation
     }
@@ -297,7 +301,14 @@ impl Core {
     /// When the core next needs a [`tick`](Self::tick) without any input (a backoff ends,
     /// or in HA mode a lock is to be asked for again), if ever.
     pub fn next_wake(&self, now: i64) -> Option<i64> {
-        let expiry = self.next_expiry().map(|t| t.max(now.saturating_add(1)));
+        let setup = &self.setup;
+        let reset_ms = |rule: &str| setup.limits(setup.rules.rule(rule)).circuit_reset_ms;
+        let circuit = self.policy.next_due(reset_ms);
+        let expiry = match (self.next_expiry(), circuit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|t| t.max(now.saturating_add(1)));
         let queued = self.next_queued_wake(now);
         match (queued, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -447,8 +458,8 @@ impl Core {
         }
     }
 
-    /// Whether `plan` counts in the remediation budget: disruptive, or a `broker_down`
-    /// rule's (a notify-only page that a broker is down is not a diagnostic to shed).
+    /// Whether `plan` is remediation: disruptive, or a `broker_down` rule's (a notify-only
+    /// page that a broker is down is not a diagnostic to shed).
     fn is_remediation(&self, plan: &Plan) -> bool {
         plan.disruptive
             || self

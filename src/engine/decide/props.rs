@@ -305,7 +305,7 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
             Op::Tick => Vec::new(),
             Op::Reset { node } => {
                 let target = format!("kafka-{node}");
-                let (_, fx) = core.reset(now, &target);
+                let (_, fx) = core.reset(now, &crate::engine::policy::Scope::target(&target));
                 let mine = |k: &String| k.contains(&format!("/{target}/"));
                 m.starts.retain(|k, _| !mine(k));
                 m.success.retain(|k, _| !mine(k));
@@ -315,8 +315,8 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
         fx.extend(core.tick(now));
         m.apply(now, max_cluster, &fx)
             .map_err(|e| format!("step {i} ({op:?}): {e}"))?;
-        // Each budget counts exactly its own queued work, and remediation is never refused
-        // for the diagnostics budget.
+        // The remediation count is exact, and remediation is never skipped for a full
+        // queue.
         let remediation = core.queue.iter().filter(|q| q.remediation).count();
         if remediation != core.queued_remediation() {
             return Err(format!(
@@ -325,7 +325,7 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
             ));
         }
         if let Some(c) = fx.iter().find_map(|e| match e {
-            Effect::Create(c) if c.rule != "lag" && c.reason.contains("(max_queued =") => Some(c),
+            Effect::Create(c) if c.rule != "lag" && c.reason.starts_with("queue full") => Some(c),
             _ => None,
         }) {
             return Err(format!(

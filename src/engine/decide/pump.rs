@@ -108,6 +108,11 @@ impl Core {
     /// each new reason why one waits. Call it after each round of inputs.
     pub fn tick(&mut self, now: i64) -> Vec<Effect> {
         self.expire_firing(now);
+        let setup = self.setup.clone();
+        let reset_ms = |rule: &str| setup.limits(setup.rules.rule(rule)).circuit_reset_ms;
+        for (rule, target) in self.policy.close_due(now, reset_ms) {
+            self.closed_by_itself(now, rule, target);
+        }
         self.wake_at = None;
         self.wake_known = true;
         if !self.accepting {

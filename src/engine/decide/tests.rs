@@ -290,8 +290,11 @@ fn cooldown_then_backoff_then_exhaustion_open_the_circuit() {
         "circuit open since 2026-12-01T00:07:02Z (attempt 3/3 failed: no attempts left in the window); close it with POST /api/v1/targets/kafka-1/reset"
     );
     // Reset closes it; the next alert runs again.
-    let (closed, fx) = c.reset(t + 40 * S, "kafka-1");
-    assert_eq!(closed, vec!["broker-down".to_string()]);
+    let (closed, fx) = c.reset(t + 40 * S, &crate::engine::policy::Scope::target("kafka-1"));
+    assert_eq!(
+        closed,
+        vec![("broker-down".to_string(), Some("kafka-1".to_string()))]
+    );
     assert!(fx.iter().any(|e| matches!(e, Effect::CloseCircuit { .. })));
     assert_eq!(
         events(&fx, EventKind::CircuitClosed),
@@ -838,25 +841,122 @@ fn a_full_diagnostics_queue_never_skips_remediation() {
     let fx = round(&mut c, T0, |c| c.alert(T0, 22, down("kafka-3")));
     assert_eq!(created(&fx)[0].1, ExecStatus::Queued);
     assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (10, 2));
-    // A third waiting remediation finds its own budget full.
+    // Remediation taken is never skipped for a full queue, even beyond its budget (which
+    // the webhook enforces before journaling); a diagnostic is.
     let cpu = alert(AlertStatus::Firing, "HighCpu", &[("node_id", "kafka-2")]);
     let fx = round(&mut c, T0, |c| c.alert(T0, 23, cpu));
+    assert_eq!(created(&fx)[0].1, ExecStatus::Queued);
+    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (10, 3));
+    let fx = round(&mut c, T0, |c| c.alert(T0, 24, lag("t99")));
+    assert_eq!(created(&fx)[0].1, ExecStatus::Skipped);
+    let fx = round(&mut c, T0, |c| c.alert(T0, 25, up("kafka-3")));
+    assert_eq!(created(&fx), vec![]);
+    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (10, 2));
+    round(&mut c, T0 + S, |c| c.finished(T0 + S, 13, ok(T0)));
+    assert_eq!(c.queued_remediation(), 1, "kafka-2 started");
+    round(&mut c, T0 + S, |c| c.drain(T0 + S));
+    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (0, 0));
+}
+
+/// Finding 7: a failure no run can fix is recorded, escalated by mail, and counts as no
+/// attempt: however often it comes, no retry, no backoff, no circuit.
+#[test]
+fn unfixable_failures_count_as_no_attempt() {
+    let mut c = Core::new(setup(), 0, None);
+    for n in 0..5 {
+        let t = T0 + n * 100 * S;
+        let fx = round(&mut c, t, |c| c.alert(t, n, down("kafka-1")));
+        let id = launched(&fx)[0];
+        assert_eq!(created(&fx)[0].2, "matched; target kafka-1 (attempt 1/3)");
+        let end = outcome(ExecStatus::Failed, EndCause::Unfixable, t, t + S);
+        let fx = round(&mut c, t + S, |c| c.finished(t + S, id, end));
+        assert!(
+            !fx.iter().any(|e| matches!(
+                e,
+                Effect::OpenCircuit(_) | Effect::Create(_) | Effect::Launch(_)
+            )),
+            "no circuit, no retry: {fx:?}"
+        );
+        let escalations = fx
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::Mail {
+                        kind: MailKind::Escalation(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(escalations, 1);
+    }
+    assert!(c.open_circuits().is_empty());
+}
+
+/// Finding 9: a circuit closes by itself once its problem has stayed resolved for
+/// `circuit_reset_seconds`, at that moment (a tick), without waiting for a new alert; an
+/// alert that fires again sooner stops the clock, and its next resolve starts it again.
+/// Each change of the clock is journaled, so a restart keeps it.
+#[test]
+fn a_circuit_closes_by_itself_after_staying_resolved() {
+    let mut c = Core::new(setup(), 0, None);
+    let t = T0;
+    let fx = c.alert(t, 1, down("kafka-1"));
+    let id = launched(&fx)[0];
+    let fx = c.finished(
+        t + S,
+        id,
+        outcome(ExecStatus::Escalated, EndCause::Completed, t, t + S),
+    );
+    assert!(fx.iter().any(|e| matches!(e, Effect::OpenCircuit(_))));
+    assert_eq!(c.open_circuits().len(), 1);
+    let health = |fx: &[Effect]| -> Vec<Option<i64>> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::CircuitHealth {
+                    healthy_since_ms, ..
+                } => Some(*healthy_since_ms),
+                _ => None,
+            })
+            .collect()
+    };
+    // Resolved at t+10 s; fires again at t+100 s (flapping): the clock stops.
+    let fx = round(&mut c, t + 10 * S, |c| {
+        c.alert(t + 10 * S, 2, up("kafka-1"))
+    });
+    assert_eq!(health(&fx), vec![Some(t + 10 * S)]);
+    assert_eq!(c.next_wake(t + 10 * S), Some(t + 1810 * S));
+    let fx = round(&mut c, t + 100 * S, |c| {
+        c.alert(t + 100 * S, 3, down("kafka-1"))
+    });
+    assert_eq!(health(&fx), vec![None]);
+    assert!(
+        created(&fx)[0].2.starts_with("circuit open since"),
+        "{fx:?}"
+    );
+    assert_eq!(c.next_wake(t + 100 * S), None);
+    // Resolved again at t+200 s: it closes at t+2000 s, by itself.
+    let fx = round(&mut c, t + 200 * S, |c| {
+        c.alert(t + 200 * S, 4, up("kafka-1"))
+    });
+    assert_eq!(health(&fx), vec![Some(t + 200 * S)]);
+    assert_eq!(c.next_wake(t + 300 * S), Some(t + 2000 * S));
+    assert!(c.tick(t + 1999 * S).is_empty());
+    let fx = c.tick(t + 2000 * S);
+    assert!(fx.iter().any(|e| matches!(e, Effect::CloseCircuit { .. })));
     assert_eq!(
-        created(&fx),
+        events(&fx, EventKind::CircuitClosed),
         vec![(
-            16,
-            ExecStatus::Skipped,
-            "queue full: 2 remediation executions already waiting (max_queued_remediation = 2); \
-             this alert is journaled but nothing runs for it"
+            None,
+            "closed by itself: the problem stayed resolved for circuit_reset_seconds (1800 s); \
+             the next alert gets fresh attempts"
                 .into()
         )]
     );
-    // Diagnostics leaving does not change remediation's count, and back.
-    let fx = round(&mut c, T0, |c| c.alert(T0, 24, up("kafka-3")));
-    assert_eq!(created(&fx), vec![]);
-    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (10, 1));
-    round(&mut c, T0 + S, |c| c.finished(T0 + S, 13, ok(T0)));
-    assert_eq!(c.queued_remediation(), 0, "kafka-2 started");
-    round(&mut c, T0 + S, |c| c.drain(T0 + S));
-    assert_eq!((c.queued_diagnostics(), c.queued_remediation()), (0, 0));
+    assert!(c.open_circuits().is_empty());
+    let fx = round(&mut c, t + 2100 * S, |c| {
+        c.alert(t + 2100 * S, 5, down("kafka-1"))
+    });
+    assert_eq!(created(&fx)[0].2, "matched; target kafka-1 (attempt 1/3)");
 }

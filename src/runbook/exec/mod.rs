@@ -119,6 +119,34 @@ pub enum ExecError {
     Cancelled,
 }
 
+impl ExecError {
+    /// Whether the step cannot run as it is rendered, so that no run of the same plan can
+    /// succeed: an empty or malformed argv, an unknown kind, or arguments the OS refuses
+    /// (E2BIG: one label over 128 KiB is enough). Such a failure is recorded but counts as
+    /// no attempt, and opens no circuit: running it again changes nothing.
+    pub fn unfixable(&self) -> bool {
+        match self {
+            ExecError::EmptyArgv | ExecError::InvalidStep { .. } | ExecError::UnknownKind(_) => {
+                true
+            }
+            ExecError::Spawn { source, .. } => {
+                source.raw_os_error() == Some(nix::errno::Errno::E2BIG as i32)
+            }
+            ExecError::Wait { .. } | ExecError::Cancelled => false,
+        }
+    }
+}
+
+/// A step's record, and whether its failure is one no run can fix.
+#[derive(Debug, Clone)]
+pub struct StepRun {
+    /// The record.
+    pub record: StepRecord,
+    /// It failed in a way no later run of the same plan can fix
+    /// ([`ExecError::unfixable`]).
+    pub unfixable: bool,
+}
+
 /// How one try ended (the part of a [`StepRecord`] a try decides).
 #[derive(Debug, Clone)]
 struct Outcome {
@@ -132,6 +160,9 @@ struct Outcome {
     error: Option<String>,
     /// Another try cannot help (invalid step, cancellation).
     final_: bool,
+    /// No later run can help either: the step cannot run as rendered (see
+    /// [`ExecError::unfixable`]).
+    unfixable: bool,
 }
 
 impl Outcome {
@@ -146,6 +177,7 @@ impl Outcome {
             stderr_truncated: false,
             error: None,
             final_: false,
+            unfixable: false,
         }
     }
 
@@ -160,6 +192,7 @@ impl Outcome {
     fn fatal(error: ExecError) -> Outcome {
         Outcome {
             final_: true,
+            unfixable: error.unfixable(),
             ..Outcome::failed(error)
         }
     }
@@ -178,6 +211,16 @@ pub async fn run_step(
     opts: &ExecOptions,
     cancel: &CancellationToken,
 ) -> StepRecord {
+    run_step_judged(step, index, opts, cancel).await.record
+}
+
+/// [`run_step`], also saying whether a failure is one no later run can fix.
+pub async fn run_step_judged(
+    step: &RenderedStep,
+    index: u32,
+    opts: &ExecOptions,
+    cancel: &CancellationToken,
+) -> StepRun {
     let started_ms = now_ms();
     let t0 = Instant::now();
     let mut attempts: u32 = 0;
@@ -210,7 +253,8 @@ pub async fn run_step(
     tracing::info!(
         step = %step.name, index, attempts, status = ?last.status, duration_ms, "step finished"
     );
-    StepRecord {
+    let unfixable = last.unfixable && last.status != StepStatus::Succeeded;
+    let record = StepRecord {
         index,
         name: step.name.clone(),
         kind: step.kind.to_string(),
@@ -226,7 +270,8 @@ pub async fn run_step(
         stdout_truncated: last.stdout_truncated,
         stderr_truncated: last.stderr_truncated,
         error: last.error,
-    }
+    };
+    StepRun { record, unfixable }
 }
 
 /// One try of `step`.

@@ -99,10 +99,15 @@ pub(super) async fn run_process(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(source) => {
-            return Outcome::failed(ExecError::Spawn {
+            let e = ExecError::Spawn {
                 program: program.clone(),
                 source,
-            });
+            };
+            return if e.unfixable() {
+                Outcome::fatal(e)
+            } else {
+                Outcome::failed(e)
+            };
         }
     };
     // process_group(0): the child leads a group whose id is its pid.

@@ -515,7 +515,7 @@ runbooks:
         async move { srv.post(&body).await }
     };
     assert_eq!(post_down("kafka-1", "firing").await.0, 200);
-    // (A request's places stay reserved until its alerts are decided, a few ms.)
+    // (The webhook sees the budget as the engine last published it.)
     srv.wait_until(20, "kafka-1 running", |l| {
         l.iter()
             .any(|e| e["target"] == "kafka-1" && e["status"] == "running")
@@ -542,8 +542,8 @@ runbooks:
     assert_eq!(st, 503, "{v}");
     assert_eq!(
         v["error"],
-        "remediation queue full: 1 waiting and 0 reserved of \
-         recovery.max_queued_remediation = 1; this request needs 1; retry later"
+        "remediation queue full: 1 executions wait (recovery.max_queued_remediation = 1); \
+         retry later"
     );
     assert_eq!(
         alert_rows(srv).await,

@@ -445,10 +445,9 @@ runbooks:
     let skipped: Vec<&Value> = list.iter().filter(|e| e["status"] == "skipped").collect();
     for e in &skipped {
         assert!(
-            e["reason"]
-                .as_str()
-                .is_some_and(|r| r
-                    .starts_with("queue full: 10 executions already waiting (max_queued = 10)")),
+            e["reason"].as_str().is_some_and(|r| r.starts_with(
+                "queue full: 10 diagnostics executions already waiting (max_queued = 10)"
+            )),
             "{e}"
         );
     }
@@ -512,4 +511,239 @@ async fn stale_and_out_of_order_alerts_run_nothing() {
     );
     assert!(recorded(s.path(), "broker-down-kafka-3").is_empty());
     assert!(recorded(s.path(), "broker-down-kafka-2").is_empty());
+}
+
+/// Issue 14, finding 7: a runbook without a target has a rule-level circuit, and every skip
+/// names a route that closes it (`POST /api/v1/rules/{rule}/reset`, or `reset --rule` on the
+/// command line); `/api/v1/targets/-/reset` says where to go instead. A step that cannot run
+/// as rendered (a label over 128 KiB: E2BIG) is recorded failed but counts as no attempt,
+/// is not retried and opens no circuit, however often it comes.
+#[tokio::test(flavor = "multi_thread")]
+async fn rule_level_circuits_close_by_route_and_unfixable_failures_count_nothing() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("exit", "1");
+    let rules = format!(
+        r#"rules:
+  - name: report
+    matchers: ['alertname="Report"']
+    runbook: report
+  - name: big
+    matchers: ['alertname="Big"']
+    runbook: echo
+runbooks:
+  report:
+    steps:
+      - {{ name: report, exec: ["{rec}", "report"] }}
+  echo:
+    disruptive: false
+    steps:
+      - {{ name: echo, exec: ["{rec}", "big", "{{{{alert.labels.blob}}}}"] }}
+"#,
+        rec = rec.display()
+    );
+    let cfg = config("recovery: { max_attempts: 2, initial_delay_seconds: 1 }\n");
+    let srv = Server::start(&s, &cfg, &rules);
+    let report = webhook("r", vec![alert("firing", json!({"alertname": "Report"}))]);
+    assert_eq!(srv.post(&report).await.0, 200);
+    srv.wait_until(30, "two failed attempts", |l| {
+        l.iter().filter(|e| e["status"] == "failed").count() == 2
+    })
+    .await;
+    assert_eq!(srv.post(&report).await.0, 200);
+    let list = srv
+        .wait_until(10, "a skip", |l| l.iter().any(|e| e["status"] == "skipped"))
+        .await;
+    let skip = list.iter().find(|e| e["status"] == "skipped").unwrap();
+    let reason = skip["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.ends_with("; close it with POST /api/v1/rules/report/reset"),
+        "{reason}"
+    );
+    // The target route does not know `-`, and says where to go.
+    let (st, v) = srv.post_path("/api/v1/targets/-/reset").await;
+    assert_eq!(st, 404);
+    assert_eq!(
+        v["error"],
+        "`-` is not a configured broker: a runbook without a target has a rule-level \
+         circuit; close it with POST /api/v1/rules/RULE/reset"
+    );
+    // Bad input to the rule route.
+    let (st, v) = srv.post_path("/api/v1/rules/nope/reset").await;
+    assert_eq!(
+        (st, v["error"].clone()),
+        (404, json!("no rule named \"nope\" is loaded"))
+    );
+    let (st, _) = srv
+        .post_path("/api/v1/rules/report/reset?target=kafka-9")
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = srv.post_path("/api/v1/rules/report/reset?colour=red").await;
+    assert_eq!(st, 400);
+    // Another target's reset leaves it open; the CLI's `--rule` closes it.
+    let (st, v) = srv
+        .post_path("/api/v1/rules/report/reset?target=kafka-1")
+        .await;
+    assert_eq!((st, v["closed"].clone()), (200, json!([])));
+    let cfg_path = s.path().join("config.yaml");
+    let cfg_path = cfg_path.to_str().unwrap();
+    let o = crate::common::run(&[
+        "reset", "-c", cfg_path, "--rule", "report", "--url", &srv.url,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", crate::common::stderr(&o));
+    assert_eq!(
+        crate::common::stdout(&o),
+        "report: closed the circuit on -\n"
+    );
+    let (st, v) = srv.post_path("/api/v1/rules/report/reset?target=-").await;
+    assert_eq!(
+        (st, v["closed"].clone()),
+        (200, json!([])),
+        "already closed"
+    );
+    s.write("exit", "0");
+    assert_eq!(srv.post(&report).await.0, 200);
+    srv.wait_until(20, "a success after the reset", |l| {
+        l.iter()
+            .any(|e| e["rule"] == "report" && e["status"] == "succeeded")
+    })
+    .await;
+
+    // One label of 140 KiB: the OS refuses the argv (E2BIG). Delivered four times with
+    // max_attempts 2: four failed runs, no retry, no circuit.
+    let blob = "x".repeat(140 * 1024);
+    let big = webhook(
+        "r",
+        vec![alert("firing", json!({"alertname": "Big", "blob": blob}))],
+    );
+    for n in 1..=4 {
+        assert_eq!(srv.post(&big).await.0, 200);
+        srv.wait_until(20, "the oversized run failed", |l| {
+            l.iter()
+                .filter(|e| e["rule"] == "big" && e["status"] == "failed")
+                .count()
+                == n
+        })
+        .await;
+    }
+    let list = srv.executions().await;
+    let big_runs: Vec<&Value> = list.iter().filter(|e| e["rule"] == "big").collect();
+    assert_eq!(big_runs.len(), 4, "no skip, no retry: {big_runs:?}");
+    for e in &big_runs {
+        assert_eq!(e["attempt"], 1, "none counted as an attempt: {e}");
+        let reason = e["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("Argument list too long")
+                && reason.ends_with("the step cannot run as rendered, so no attempt is counted"),
+            "{reason}"
+        );
+    }
+    let metrics = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains("kafka_healing_circuits_open 0"),
+        "{metrics}"
+    );
+    assert!(recorded(s.path(), "big").is_empty(), "never started");
+}
+
+/// Issue 14, finding 9: an open circuit closes by itself once its problem has stayed
+/// resolved for `circuit_reset_seconds`, without a new alert, and the clock survives a
+/// `kill -9` and restart (it is journaled); the next alert then gets fresh attempts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_circuit_closes_by_itself_after_staying_resolved_across_a_restart() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("exit", "1");
+    let cfg = config("recovery: { max_attempts: 1, circuit_reset_seconds: 3 }\n");
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap()));
+    let firing = webhook("r", vec![alert("firing", down("kafka-1"))]);
+    assert_eq!(srv.post(&firing).await.0, 200);
+    srv.wait_until(30, "the failed attempt", |l| {
+        l.iter().any(|e| e["status"] == "failed")
+    })
+    .await;
+    let circuits_open = |srv: &Server| {
+        let url = format!("{}/metrics", srv.url);
+        async move {
+            let m = reqwest::get(url)
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("body");
+            m.lines()
+                .find_map(|l| l.strip_prefix("kafka_healing_circuits_open "))
+                .map(str::to_string)
+        }
+    };
+    assert_eq!(circuits_open(&srv).await.as_deref(), Some("1"));
+    // Resolved, then the service is killed before the 3 s are over.
+    let resolved = webhook("r", vec![alert("resolved", down("kafka-1"))]);
+    assert_eq!(srv.post(&resolved).await.0, 200);
+    srv.wait_until(10, "the resolve decided", |_| true).await;
+    let mut srv = srv;
+    srv.child.kill().expect("kill");
+    let _ = srv.child.wait();
+    drop(srv);
+    let srv = Server::start_in(s.path());
+    assert_eq!(
+        circuits_open(&srv).await.as_deref(),
+        Some("1"),
+        "still open"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while circuits_open(&srv).await.as_deref() != Some("0") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the circuit did not close by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Closed with its event, no alert needed. A replay of the old occurrence is still
+    // stale after the restart (the resolves are read back from the journal) …
+    s.write("exit", "0");
+    assert_eq!(srv.post(&firing).await.0, 200);
+    srv.wait_until(20, "the replay skipped as stale", |l| {
+        l.iter().any(|e| {
+            e["status"] == "skipped" && e["reason"].as_str().unwrap_or("").starts_with("stale: ")
+        })
+    })
+    .await;
+    // … and a new occurrence gets attempt 1 again.
+    let mut again = alert("firing", down("kafka-1"));
+    again["startsAt"] = json!("2026-11-28T00:00:00Z");
+    assert_eq!(srv.post(&webhook("r", vec![again])).await.0, 200);
+    let list = srv
+        .wait_until(20, "a fresh run", |l| {
+            l.iter().any(|e| e["status"] == "succeeded")
+        })
+        .await;
+    let run = list.iter().find(|e| e["status"] == "succeeded").unwrap();
+    assert_eq!(run["attempt"], 1, "{run}");
+    let db = rusqlite::Connection::open_with_flags(
+        s.path().join("state/journal.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("journal");
+    let closed: Vec<(Option<i64>, String)> = db
+        .prepare("SELECT execution_id, message FROM events WHERE kind = 'circuit_closed'")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(
+        closed,
+        vec![(
+            None,
+            "closed by itself: the problem stayed resolved for circuit_reset_seconds (3 s); \
+             the next alert gets fresh attempts"
+                .to_string()
+        )]
+    );
 }
