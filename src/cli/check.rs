@@ -33,12 +33,13 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
                 d.error(&loaded.path, None, format!("notifications.templates: {e}"));
             }
             let summary = format!(
-                "{}: {}, {}, {} in cluster {}",
+                "{}: {}, {}, {} in cluster {}\n{}",
                 path.display(),
                 plural(set.rules.len(), "rule"),
                 plural(set.runbooks.len(), "runbook"),
                 plural(loaded.config.cluster.kafka_brokers.len(), "broker"),
-                loaded.config.cluster.name
+                loaded.config.cluster.name,
+                policy_summary(&loaded.config, &set)
             );
             (d, Some(summary))
         }
@@ -60,6 +61,49 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
         (None, _) => {}
     }
     ExitCode::SUCCESS
+}
+
+/// The limits the engine will decide with, each with its maximum, and the rules that
+/// override them: what an SRE wants to see before a storm, not after.
+fn policy_summary(cfg: &crate::config::Config, set: &rules::RuleSet) -> String {
+    let r = &cfg.recovery;
+    let s = &cfg.server;
+    let mut out = format!(
+        "  attempts: {} per {} s window (max 10 per 2592000 s); backoff {} s ×{} (max 86400 s ×10); \
+         cooldown {} s (max 604800); circuits close {} s after their problem resolved (max 604800)\n  \
+         at once: {} disruptive (max 100), {} diagnostics (max 1000); waiting: {} diagnostics \
+         (max_queued, max 1000000), {} remediation (max_queued_remediation, max 100000); \
+         undecided alerts: {} (max_pending_alerts, max 10000000)",
+        r.max_attempts,
+        r.attempt_window_seconds,
+        r.initial_delay_seconds,
+        r.backoff_multiplier,
+        r.cooldown_seconds,
+        r.circuit_reset_seconds,
+        r.max_concurrent_per_cluster,
+        r.max_concurrent_diagnostics,
+        r.max_queued,
+        r.max_queued_remediation,
+        s.max_pending_alerts,
+    );
+    let overrides: Vec<String> = set
+        .rules
+        .iter()
+        .filter_map(|rule| {
+            let mut o = Vec::new();
+            if let Some(n) = rule.max_attempts {
+                o.push(format!("max_attempts {n}"));
+            }
+            if let Some(c) = rule.cooldown_seconds {
+                o.push(format!("cooldown {c} s"));
+            }
+            (!o.is_empty()).then(|| format!("{} ({})", rule.name, o.join(", ")))
+        })
+        .collect();
+    if !overrides.is_empty() {
+        out.push_str(&format!("\n  rule overrides: {}", overrides.join("; ")));
+    }
+    out
 }
 
 fn report(diags: &Diagnostics, json: bool) {

@@ -276,7 +276,33 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
         }
     }
 
+    let n = &config.notifications;
+    for (key, v, lo, hi) in [
+        (
+            "notifications.rate_limit_seconds",
+            n.rate_limit_seconds,
+            0,
+            86_400,
+        ),
+        (
+            "notifications.retry_initial_seconds",
+            n.retry_initial_seconds,
+            1,
+            3600,
+        ),
+    ] {
+        if !(lo..=hi).contains(&v) {
+            err(key, format!("must be between {lo} and {hi}, got {v}"));
+        }
+    }
     if let Some(esc) = &config.notifications.escalation {
+        let u = esc.undeliverable_after_seconds;
+        if !(1..=30 * 86_400).contains(&u) {
+            err(
+                "notifications.escalation.undeliverable_after_seconds",
+                format!("must be between 1 and 2592000 (30 days), got {u}"),
+            );
+        }
         if esc.to_emails.is_empty() {
             err(
                 "notifications.escalation.to_emails",
@@ -324,6 +350,15 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             format!(
                 "must be at most 30000 (Alertmanager's own timeout must not end the wait), got {}",
                 s.admission_wait_ms
+            ),
+        );
+    }
+    if s.body_limit_bytes > 64 << 20 {
+        err(
+            "server.body_limit_bytes",
+            format!(
+                "must be at most 67108864 (64 MiB), got {}",
+                s.body_limit_bytes
             ),
         );
     }

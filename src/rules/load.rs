@@ -327,7 +327,10 @@ fn compile_rule(
     }
     let condition = spec.condition.as_ref().map(|c| Condition {
         expr: c.expr.clone(),
-        for_ms: c.for_.map(|d| d.as_millis() as i64).unwrap_or(0),
+        for_ms: c
+            .for_
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0),
         alertname: c.alertname.clone().unwrap_or_else(|| spec.name.clone()),
         labels: c.labels.clone(),
         annotations: c.annotations.clone(),

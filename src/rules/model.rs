@@ -352,6 +352,14 @@ impl KubeStep {
                  (the step's own `timeout` bounds any step)"
             )),
         }
+        if let Some(n) = self.replicas.filter(|n| *n > 1000) {
+            out.push(format!("`replicas` must be at most 1000, got {n}"));
+        }
+        if let Some(g) = self.grace_period_seconds.filter(|g| *g > 3600) {
+            out.push(format!(
+                "`grace_period_seconds` must be at most 3600, got {g}"
+            ));
+        }
         if self.grace_period_seconds.is_some() && a != "delete_pod" {
             out.push(format!(
                 "`grace_period_seconds` only applies to `delete_pod`, not `{a}`"
@@ -361,9 +369,13 @@ impl KubeStep {
     }
 }
 
-/// Parses `30`, `"30s"`, `"5m"`, `"1h30m"` or `"500ms"`.
+/// The longest duration a rule file may give (a condition's `for`, a step's `timeout`):
+/// longer is a typo, not a policy, and would overflow the engine's millisecond arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);
+
+/// Parses `30`, `"30s"`, `"5m"`, `"1h30m"` or `"500ms"`, at most [`MAX_DURATION`].
 pub fn parse_duration(v: &Value) -> Result<Duration, String> {
-    match v {
+    let d = match v {
         Value::Number(n) => n
             .as_u64()
             .map(Duration::from_secs)
@@ -371,8 +383,18 @@ pub fn parse_duration(v: &Value) -> Result<Duration, String> {
         Value::String(s) => humantime::parse_duration(s)
             .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 1h ({e})")),
         other => Err(format!("expected a duration like 30s, got {other}")),
+    }?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "must be at most 7d (604800 s), got {}",
+            humantime::format_duration(d)
+        ));
     }
+    Ok(d)
 }
+
+/// The most `retries` a step may have.
+pub const MAX_RETRIES: u32 = 10;
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&Value::deserialize(d)?).map_err(serde::de::Error::custom)
@@ -398,6 +420,11 @@ impl Step {
             .map(|v| field::<u32>("retries", v))
             .transpose()?
             .unwrap_or(0);
+        if retries > MAX_RETRIES {
+            return Err(format!(
+                "`retries` must be at most {MAX_RETRIES}, got {retries}"
+            ));
+        }
         let on_failure = m
             .remove("on_failure")
             .map(|v| field::<OnFailure>("on_failure", v))

@@ -11,6 +11,26 @@ fn shipped_examples_pass() {
         "{}",
         stdout(&o)
     );
+    // The limits it will decide with, each with its maximum, and the rules' overrides.
+    assert!(
+        stdout(&o).contains(
+            "\n  attempts: 3 per 3600 s window (max 10 per 2592000 s); backoff 10 s ×2 \
+             (max 86400 s ×10); cooldown 300 s (max 604800); circuits close 1800 s after \
+             their problem resolved (max 604800)\n"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("100 remediation (max_queued_remediation, max 100000)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).ends_with("\n  rule overrides: broker-down (cooldown 600 s)\n"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -140,6 +160,22 @@ fn config_ranges_and_business_rules() {
         (
             "server:\n  admission_wait_ms: 30001\n",
             "server.admission_wait_ms: must be at most 30000 (Alertmanager's own timeout must not end the wait), got 30001",
+        ),
+        (
+            "notifications:\n  rate_limit_seconds: 18446744073709551615\n",
+            "notifications.rate_limit_seconds: must be between 0 and 86400, got 18446744073709551615",
+        ),
+        (
+            "notifications:\n  retry_initial_seconds: 3601\n",
+            "notifications.retry_initial_seconds: must be between 1 and 3600, got 3601",
+        ),
+        (
+            "server:\n  body_limit_bytes: 67108865\n",
+            "server.body_limit_bytes: must be at most 67108864 (64 MiB), got 67108865",
+        ),
+        (
+            "recovery:\n  max_queued_remediation: 0\n",
+            "recovery.max_queued_remediation: must be between 1 and 100000, got 0",
         ),
         (
             "recovery:\n  max_queued: 5\n",
@@ -328,6 +364,14 @@ fn rule_file_problems_name_file_and_line() {
             "rules[0].cooldown_seconds: must be at most 604800 (7 days), got 604801",
         ),
         (
+            "rules:\n  - name: r\n    runbook: restart\n    condition: { expr: 'up == 0', for: 8d, alertname: X }\n",
+            "must be at most 7d (604800 s), got 8days",
+        ),
+        (
+            "rules:\n  - name: r\n    runbook: restart\n    condition: { expr: 'up == 0', for: 99999999999999999999d, alertname: X }\n",
+            "rules[0].condition.for:",
+        ),
+        (
             "rules:\n  - name: r\n    match: ['a=\"b\"']\n    runbook: restart\n",
             "rules/a.yaml:3: error: rules[0].match: unknown field `match`, expected one of `name`",
         ),
@@ -354,6 +398,18 @@ fn runbook_problems() {
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: ['{{params.unti}}']\n",
             "rules/a.yaml:4: error: rules[0].runbook: runbook `rb` step `s`: `params.unti` is not a param of this rule (it declares: unit)",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        retries: 11\n        exec: [a]\n",
+            "`retries` must be at most 10, got 11",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        timeout: 604801\n        exec: [a]\n",
+            "rules/a.yaml:9: error: runbooks.rb.steps[0]: `timeout`: must be at most 7d (604800 s), got 7days 1s",
+        ),
+        (
+            "runbooks:\n  rb:\n    steps:\n      - name: s\n        kube: { action: scale, namespace: k, name: s, replicas: 1001 }\n",
+            "`replicas` must be at most 1000, got 1001",
         ),
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: ['{{target.hostname}}']\n",
