@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::Coordinator;
 use super::etcd::{self, EtcdError, Kv};
+use super::history::{Shared, SharedAttempt};
 use super::shard::fnv1a;
 
 /// Why the coordination service could not decide.
@@ -43,6 +44,8 @@ pub struct WorkRequest {
     pub work: String,
     /// Stable identity of the work: rule, target and params joined.
     pub identity: String,
+    /// The rule (its circuit is shared per (rule, target)).
+    pub rule: String,
     /// The target broker.
     pub target: Option<String>,
     /// Whether the runbook is disruptive (takes the target and a cluster slot too).
@@ -62,6 +65,10 @@ pub struct WorkLock {
     done_key: String,
     execution: i64,
     work: String,
+    work_id: String,
+    rule: String,
+    target: Option<String>,
+    shared: Box<Shared>,
 }
 
 /// The answer to a lock request.
@@ -93,6 +100,28 @@ impl WorkLock {
     pub fn revision(&self) -> i64 {
         self.revision
     }
+
+    /// The attempts and open circuit etcd held for this work when the lock was taken.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// A lock as if taken for `execution`, with `shared` read with it (core tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(execution: i64, shared: Shared) -> WorkLock {
+        WorkLock {
+            lease: 1,
+            keys: Vec::new(),
+            revision: 7,
+            done_key: String::new(),
+            execution,
+            work: String::new(),
+            work_id: String::new(),
+            rule: String::new(),
+            target: None,
+            shared: Box::new(shared),
+        }
+    }
 }
 
 impl Coordinator {
@@ -106,6 +135,11 @@ impl Coordinator {
         let id = self.work_id(&req.identity);
         let p = &self.prefix;
         let done_key = format!("{p}done/{id}");
+        // Read with the lock, in its transaction: the shared history it decides with.
+        let history = [
+            etcd::get(&self.attempts_key(&id)),
+            etcd::get(&self.circuit_key(&req.rule, req.target.as_deref())),
+        ];
         let mut base = vec![format!("{p}locks/work/{id}")];
         if req.disruptive
             && let Some(t) = &req.target
@@ -137,6 +171,7 @@ impl Coordinator {
             let mut compare: Vec<Value> = keys.iter().map(|k| etcd::absent(k)).collect();
             let mut success: Vec<Value> =
                 keys.iter().map(|k| etcd::put(k, &value, lease)).collect();
+            success.extend(history.iter().cloned());
             match own_done {
                 None => compare.push(etcd::absent(&done_key)),
                 Some(rev) => {
@@ -150,6 +185,7 @@ impl Coordinator {
                 .collect();
             let r = self.etcd.txn(compare, success, failure).await?;
             if r.succeeded {
+                let got = |i: usize| r.ranges.get(i).and_then(|kvs| kvs.first());
                 return Ok(Acquire::Acquired(WorkLock {
                     lease,
                     keys,
@@ -157,6 +193,10 @@ impl Coordinator {
                     done_key,
                     execution: req.execution,
                     work: req.work.clone(),
+                    work_id: id,
+                    rule: req.rule.clone(),
+                    target: req.target.clone(),
+                    shared: Box::new(Shared::from_ranges(got(0), got(1))),
                 }));
             }
             let mut found = r.ranges.iter().map(|kvs| kvs.first());
@@ -218,6 +258,32 @@ impl Coordinator {
             ))),
             Err(e) => Err(Fenced(format!("cannot confirm the lock: {e}"))),
         }
+    }
+
+    /// The work of `lock` ended: records its attempt for every instance (when it counts as
+    /// one: kept `window_secs`), then releases the lock as [`release`](Self::release) does.
+    pub async fn finish(
+        &self,
+        lock: WorkLock,
+        done: Option<(&str, u64)>,
+        attempt: Option<SharedAttempt>,
+        window_secs: u64,
+    ) {
+        if let Some(a) = attempt {
+            let r = self
+                .record_attempt(
+                    &lock.work_id,
+                    &lock.rule,
+                    lock.target.as_deref(),
+                    a,
+                    window_secs,
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, execution = lock.execution, "coordination: cannot share the attempt; a peer taking over may grant it again");
+            }
+        }
+        self.release(lock, done).await;
     }
 
     /// Releases `lock` if it is still held. With `done` = (status, seconds), also records

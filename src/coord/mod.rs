@@ -11,6 +11,7 @@
 //! Fail safe: without a valid lease nothing disruptive runs.
 
 pub mod etcd;
+pub mod history;
 pub mod lock;
 pub mod shard;
 
@@ -25,6 +26,7 @@ use self::etcd::{Access, Etcd, EtcdError};
 use crate::config::CoordinationConfig;
 use crate::metrics::Metrics;
 
+pub use history::{Shared, SharedAttempt, SharedCircuit};
 pub use lock::{Acquire, CoordError, Fenced, WorkLock, WorkRequest};
 
 /// The lease as this instance knows it.

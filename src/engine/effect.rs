@@ -161,6 +161,8 @@ pub struct Hold {
 impl Effect {
     /// The journal write this effect is, or the effect back when it is not one (mails
     /// are journal writes too, once the runner has rendered them).
+    // The "error" is the effect itself handed back, moved once per effect: no cost to box.
+    #[allow(clippy::result_large_err)]
     pub fn into_write(self) -> Result<WriteOp, Effect> {
         Ok(match self {
             Effect::Create(e) => WriteOp::Create(*e),

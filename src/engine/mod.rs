@@ -17,6 +17,7 @@ pub mod decide;
 pub mod effect;
 pub mod execute;
 pub mod handle;
+pub mod peers;
 pub mod plan;
 pub mod policy;
 pub mod report;

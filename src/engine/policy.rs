@@ -189,6 +189,32 @@ impl Policy {
         }
     }
 
+    /// Replaces what is known of `key`'s attempts (HA: with etcd's shared record, which
+    /// every instance appends to, so it is the truth; a peer's reset emptied it).
+    pub fn replace_history(&mut self, key: &WorkKey, mut attempts: Vec<Attempt>) {
+        attempts.sort_by_key(|a| a.started_ms);
+        if attempts.is_empty() {
+            self.work.remove(key);
+        } else {
+            self.work.insert(key.clone(), History { attempts });
+        }
+    }
+
+    /// The open circuit of (rule, target), if any.
+    pub fn circuit(&self, rule: &str, target: Option<&str>) -> Option<&OpenCircuit> {
+        self.circuits
+            .get(&(rule.to_string(), target.map(String::from)))
+    }
+
+    /// Closes the circuit of (rule, target) without a reset's bookkeeping beyond it
+    /// (HA: a peer closed it). The work's attempts are forgotten with it.
+    pub fn drop_circuit(&mut self, rule: &str, target: Option<&str>) -> bool {
+        let k = (rule.to_string(), target.map(String::from));
+        let had = self.circuits.contains_key(&k);
+        self.close(&k);
+        had
+    }
+
     /// Records that work for `key` started.
     pub fn started(&mut self, key: &WorkKey, now: i64) {
         self.work

@@ -22,9 +22,10 @@ use super::execute::{Execution, Fence, execute};
 use super::handle::{AlertSink, Backlog, EngineHandle, Intake, Msg};
 use super::report::{escalation_mail, outcome_mail};
 use super::setup::{Setup, SetupCell};
+use super::why::EndCause;
 use crate::clock::now_ms;
 use crate::config::Loaded;
-use crate::coord::{Acquire, Coordinator};
+use crate::coord::{Acquire, Coordinator, SharedAttempt};
 use crate::journal::{EventKind, ExecStatus, Journal, WriteOp};
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::runbook::exec::ExecOptions;
@@ -90,6 +91,7 @@ impl Engine {
             admission: Arc::default(),
             remediation: Arc::default(),
         };
+        let peers = coord.clone().map(super::peers::Peers::start);
         let runner = Runner {
             core,
             journal,
@@ -103,6 +105,7 @@ impl Engine {
             backlog,
             admission: handle.admission.clone(),
             remediation: handle.remediation.clone(),
+            peers,
         };
         tokio::spawn(runner.run(rx, intake_rx));
         handle
@@ -189,6 +192,8 @@ struct Runner {
     backlog: Backlog,
     admission: Arc<super::admission::Admission>,
     remediation: Arc<super::admission::RemediationRoom>,
+    /// HA mode: circuits and resets told to the peers through etcd.
+    peers: Option<super::peers::Peers>,
 }
 
 impl Runner {
@@ -244,6 +249,9 @@ impl Runner {
                 Msg::Finished { id, outcome } => fx.extend(self.core.finished(now, id, outcome)),
                 Msg::Lock { id, answer } => fx.extend(self.core.lock_answer(now, id, answer)),
                 Msg::Reset { scope, reply } => {
+                    if let Some(p) = &self.peers {
+                        p.reset(scope.clone());
+                    }
                     let (closed, e) = self.core.reset(now, &scope);
                     for (rule, target) in &closed {
                         let target = target.as_deref().unwrap_or("-");
@@ -319,6 +327,7 @@ impl Runner {
         let setup = self.core.setup().clone();
         let mut ops = Vec::with_capacity(fx.len());
         let mut after = Vec::new();
+        let mut shared = Vec::new();
         let mut mails = 0;
         for e in fx {
             match e {
@@ -338,6 +347,9 @@ impl Runner {
                 }
                 other => {
                     log(&other);
+                    if let (Some(_), Some(coord)) = (&self.peers, &self.coord) {
+                        shared.extend(super::peers::Peers::write_for(&other, coord.instance_id()));
+                    }
                     match other.into_write() {
                         Ok(op) => ops.push(op),
                         Err(other) => after.push(other),
@@ -354,6 +366,11 @@ impl Runner {
         };
         if committed && mails > 0 {
             self.mail_wake.notify_one();
+        }
+        if committed && let Some(peers) = &self.peers {
+            for w in shared {
+                peers.send(w);
+            }
         }
         for e in after {
             match e {
@@ -430,7 +447,13 @@ impl Runner {
                     // Interrupted (fenced, shut down): a peer may take the work over.
                     _ => None,
                 };
-                f.coord.release(f.lock, done).await;
+                // Counted as the core counts it: a step that cannot run is no attempt.
+                let attempt = (outcome.cause != EndCause::Unfixable).then(|| SharedAttempt {
+                    started_ms: outcome.ran.0,
+                    finished_ms: outcome.ran.1,
+                    ok: outcome.status == ExecStatus::Succeeded,
+                });
+                f.coord.finish(f.lock, done, attempt, hold.escalated).await;
             }
             let _ = tx.send(Msg::Finished { id, outcome });
         });

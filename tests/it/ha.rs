@@ -868,3 +868,119 @@ async fn etcd_over_tls_with_authentication() {
         srv[1].log()
     );
 }
+
+/// Issue 14, finding 10: attempts and open circuits are shared through etcd. The holder is
+/// killed after 2 of 3 failed attempts; the survivor, asked again by Alertmanager's repeats,
+/// makes exactly 1 more (attempt 3/3), then its circuit is open on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_grants_no_fresh_attempts() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let marker = s.path().join("marker");
+    let dirs: Vec<Scratch> = (0..2).map(|_| Scratch::new()).collect();
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'; exit 1"]
+"#,
+        marker.display()
+    );
+    let recovery =
+        "recovery: { max_attempts: 3, initial_delay_seconds: 3, backoff_multiplier: 1 }\n";
+    let mut srv = instances(&dirs, &etcd, recovery, &rules);
+    let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
+    post_all(&srv, &body).await;
+    // Two failed attempts by the holder (its journal has both: their etcd records are
+    // written before the journal hears of the end), then kill -9 before the third.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        let lines = marker_lines(&marker);
+        if lines.len() >= 2 {
+            let idx: usize = lines[0]
+                .0
+                .trim_start_matches("ha-")
+                .parse()
+                .expect("instance id");
+            let failed = srv[idx]
+                .executions()
+                .await
+                .iter()
+                .filter(|e| e["status"] == "failed")
+                .count();
+            if failed == 2 {
+                break idx;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no two failed attempts: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut dead = srv.remove(holder);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    let lines = marker_lines(&marker);
+    assert_eq!(lines.len(), 2, "killed before its third attempt: {lines:?}");
+    assert!(lines.iter().all(|(i, _)| *i == format!("ha-{holder}")));
+    // Alertmanager repeats the alert to the survivor until it acts (the holder's `done`
+    // record and lock keep it off for a few seconds).
+    let survivor = &srv[0];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let list = survivor.executions().await;
+        if list.iter().any(|e| e["status"] == "failed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never ran: {list:?}"
+        );
+        assert_eq!(survivor.post(&body).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Its run was attempt 3/3: the circuit opens, and further repeats run nothing.
+    for _ in 0..3 {
+        assert_eq!(survivor.post(&body).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let list = survivor.executions().await;
+    let lines = marker_lines(&marker);
+    let mine: Vec<_> = lines
+        .iter()
+        .filter(|(i, _)| *i != format!("ha-{holder}"))
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "the survivor made exactly one attempt: {lines:?} {list:?}"
+    );
+    assert_eq!(
+        metric(&metrics(survivor).await, "kafka_healing_circuits_open"),
+        Some(1.0)
+    );
+    let run = list
+        .iter()
+        .find(|e| e["status"] == "failed")
+        .expect("its run");
+    let (_, detail) = survivor
+        .get(&format!("/api/v1/executions/{}", run["id"]))
+        .await;
+    let acquired = detail["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == "lock_acquired")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    assert!(
+        acquired.ends_with("; attempt 3/3 counting every instance's"),
+        "{acquired}"
+    );
+}

@@ -199,6 +199,16 @@ impl Core {
         let guard = rule.is_none_or(|r| r.guard);
         let l = setup.limits(rule);
         match self.policy.admit(&key, now, &l) {
+            // HA: this instance's memory of a circuit or of used-up attempts may be stale (a
+            // peer reset it, or made the attempts); etcd's record, read with the lock,
+            // decides (`lock_answer`).
+            Admission::CircuitOpen { .. } | Admission::Exhausted { .. } if self.ha.is_some() => {
+                let reason = format!(
+                    "{}; HA: attempts and circuits are checked against etcd when the lock is taken",
+                    p.reason
+                );
+                self.enqueue(now, alert_id, alert, p, 0, now, guard, reason);
+            }
             Admission::Allow { attempt } => {
                 let reason = format!("{} (attempt {attempt}/{})", p.reason, l.max_attempts);
                 self.enqueue(now, alert_id, alert, p, attempt, now, guard, reason);
@@ -229,28 +239,34 @@ impl Core {
                 self.skip(now, Some(alert_id), &p, why);
             }
             Admission::Exhausted { attempts } => {
-                let reason = exhausted_reason(attempts);
-                let report = Report {
-                    plan: p.clone(),
-                    alert: alert.clone(),
-                    execution_id: None,
-                    attempt: attempts,
-                    status: ExecStatus::Skipped,
-                    reason: reason.clone(),
-                    steps: Vec::new(),
-                    decisions: Vec::new(),
-                    next: format!(
-                        "No more runs of {} on {}: after fixing it, close the circuit: {}.",
-                        key.rule,
-                        key.target.as_deref().unwrap_or("-"),
-                        reset_hint(&key.rule, key.target.as_deref())
-                    ),
-                    ran: None,
-                };
-                self.open_circuit(now, &key, Some(report), reason);
+                self.exhaust(now, &p, alert, attempts);
                 self.skip(now, Some(alert_id), &p, Skip::Exhausted { attempts });
             }
         }
+    }
+
+    /// Attempts of `p`'s work ran out: its circuit opens, escalated.
+    pub(super) fn exhaust(&mut self, now: i64, p: &Plan, alert: &Arc<Alert>, attempts: u32) {
+        let key = p.work_key();
+        let reason = exhausted_reason(attempts);
+        let report = Report {
+            plan: p.clone(),
+            alert: alert.clone(),
+            execution_id: None,
+            attempt: attempts,
+            status: ExecStatus::Skipped,
+            reason: reason.clone(),
+            steps: Vec::new(),
+            decisions: Vec::new(),
+            next: format!(
+                "No more runs of {} on {}: after fixing it, close the circuit: {}.",
+                key.rule,
+                key.target.as_deref().unwrap_or("-"),
+                reset_hint(&key.rule, key.target.as_deref())
+            ),
+            ran: None,
+        };
+        self.open_circuit(now, &key, Some(report), reason);
     }
 
     /// dry_run: recorded once per (work, alert) with a message showing what would have run.

@@ -21,6 +21,7 @@ mod finish;
 #[cfg(test)]
 mod props;
 mod pump;
+mod shared;
 #[cfg(test)]
 mod tests;
 

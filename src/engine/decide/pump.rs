@@ -1,6 +1,7 @@
 //! Starting queued work: what blocks it (backoff, slots, the guard), starting it in
 //! arrival order, and in HA mode the lock it must hold first.
 
+use super::shared::Adopted;
 use super::{Core, LockAnswer, Queued, Running};
 use crate::engine::effect::{Effect, Hold, Launch, MailKind};
 use crate::engine::report::Report;
@@ -247,11 +248,32 @@ impl Core {
         q.acquiring = false;
         match answer {
             LockAnswer::Acquired(lock) => {
+                match self.adopt_shared(now, &mut q, lock.shared()) {
+                    Adopted::Go => {}
+                    Adopted::Wait(until_ms) => {
+                        self.out.push(Effect::ReleaseLock(lock));
+                        q.not_before_ms = until_ms;
+                        self.note_waiting(now, &mut q, Wait::Backoff { until_ms });
+                        self.queue.insert(i, q);
+                        return self.take();
+                    }
+                    Adopted::Skip(why) => {
+                        self.out.push(Effect::ReleaseLock(lock));
+                        self.skip_queued(now, q, why);
+                        return self.take();
+                    }
+                }
                 let me = self.ha.as_ref().map(|h| h.instance.clone());
+                let max = self
+                    .setup
+                    .limits(self.setup.rules.rule(&q.key.rule))
+                    .max_attempts;
                 let msg = format!(
-                    "lock taken in etcd by instance {} at revision {}",
+                    "lock taken in etcd by instance {} at revision {}; attempt {}/{max} \
+                     counting every instance's",
                     me.unwrap_or_default(),
-                    lock.revision()
+                    lock.revision(),
+                    q.attempt
                 );
                 self.out.push(super::event(
                     now,
@@ -268,18 +290,7 @@ impl Core {
                 self.note_waiting(now, &mut q, Wait::LockHeld { holder });
             }
             LockAnswer::Done(by) => {
-                self.unqueued(&q);
-                self.inflight.remove(&q.key);
-                self.duplicates.remove(&id);
-                let why = Skip::DoneByPeer { by }.to_string();
-                self.event(now, Some(id), &q.key, EventKind::Skip, why.clone());
-                self.out.push(Effect::Status {
-                    id,
-                    status: ExecStatus::Skipped,
-                    reason: Some(why),
-                    at_ms: now,
-                });
-                self.ended(&q.key.rule, ExecStatus::Skipped);
+                self.skip_queued(now, q, Skip::DoneByPeer { by });
                 return self.take();
             }
             LockAnswer::Unavailable { error, outage } => {
@@ -293,6 +304,22 @@ impl Core {
         }
         self.queue.insert(i, q);
         self.take()
+    }
+
+    /// Queued work `q` (out of the queue already) is not run after all: recorded skipped.
+    fn skip_queued(&mut self, now: i64, q: Queued, why: Skip) {
+        self.unqueued(&q);
+        self.inflight.remove(&q.key);
+        self.duplicates.remove(&q.id);
+        let why = why.to_string();
+        self.event(now, Some(q.id), &q.key, EventKind::Skip, why.clone());
+        self.out.push(Effect::Status {
+            id: q.id,
+            status: ExecStatus::Skipped,
+            reason: Some(why),
+            at_ms: now,
+        });
+        self.ended(&q.key.rule, ExecStatus::Skipped);
     }
 
     /// Escalates "coordination unavailable" at most once per
@@ -386,6 +413,7 @@ fn lock_request(q: &mut Queued, cluster_slots: u32) -> Effect {
     let request = crate::coord::WorkRequest {
         work: q.key.to_string(),
         identity: q.key.to_string(),
+        rule: q.key.rule.clone(),
         target: q.key.target.clone(),
         disruptive: q.plan.disruptive,
         slots: cluster_slots,

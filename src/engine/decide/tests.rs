@@ -960,3 +960,82 @@ fn a_circuit_closes_by_itself_after_staying_resolved() {
     });
     assert_eq!(created(&fx)[0].2, "matched; target kafka-1 (attempt 1/3)");
 }
+
+/// Finding 10: in HA mode the attempts and circuits every instance shared through etcd,
+/// read with the lock, decide: a survivor continues the count of a dead holder (attempt
+/// 3/3, then the circuit), used-up attempts open the circuit without a run, and a circuit
+/// this instance remembers but etcd no longer holds (a peer's reset) is closed.
+#[test]
+fn ha_decides_with_the_attempts_and_circuits_every_instance_shared() {
+    use crate::coord::{Shared, SharedAttempt, WorkLock};
+    let ha = Some(Ha {
+        instance: "ha-2".into(),
+        retry_ms: 1000,
+    });
+    let failed_at = |start: i64| SharedAttempt {
+        started_ms: start,
+        finished_ms: start + S,
+        ok: false,
+    };
+    let shared = |n: i64| Shared {
+        attempts: (0..n).map(|i| failed_at(T0 - (100 - 30 * i) * S)).collect(),
+        circuit: None,
+    };
+    let lock_requests = |fx: &[Effect]| -> Vec<i64> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::RequestLock { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    };
+    // Two failed attempts by a dead peer: this one is attempt 3 of 3.
+    let mut c = Core::new(setup(), 0, ha.clone());
+    let fx = round(&mut c, T0, |c| c.alert(T0, 1, down("kafka-1")));
+    assert_eq!(lock_requests(&fx), vec![1]);
+    let lock = WorkLock::for_test(1, shared(2));
+    let fx = round(&mut c, T0, |c| {
+        c.lock_answer(T0, 1, LockAnswer::Acquired(lock))
+    });
+    assert_eq!(launched(&fx), vec![1]);
+    assert_eq!(
+        events(&fx, EventKind::LockAcquired)[0].1,
+        "lock taken in etcd by instance ha-2 at revision 7; attempt 3/3 counting every instance's"
+    );
+    let fx = c.finished(T0 + S, 1, failed(T0));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::OpenCircuit(_))),
+        "3/3 failed"
+    );
+
+    // Three failed attempts shared: no run, the circuit opens, the lock goes back.
+    let mut c = Core::new(setup(), 0, ha.clone());
+    round(&mut c, T0, |c| c.alert(T0, 1, down("kafka-1")));
+    let lock = WorkLock::for_test(1, shared(3));
+    let fx = round(&mut c, T0, |c| {
+        c.lock_answer(T0, 1, LockAnswer::Acquired(lock))
+    });
+    assert!(launched(&fx).is_empty());
+    assert!(fx.iter().any(|e| matches!(e, Effect::ReleaseLock(_))));
+    assert!(fx.iter().any(|e| matches!(e, Effect::OpenCircuit(_))));
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        Effect::Status { id: 1, status: ExecStatus::Skipped, reason: Some(r), .. }
+            if r.starts_with("attempts exhausted: 3 attempts")
+    )));
+    assert_eq!(c.open_circuits().len(), 1);
+
+    // The circuit is open here, but a peer reset it (etcd holds nothing): the alert is
+    // queued for the lock rather than skipped, and runs as attempt 1.
+    let fx = round(&mut c, T0 + 10 * S, |c| {
+        c.alert(T0 + 10 * S, 2, down("kafka-1"))
+    });
+    assert_eq!(lock_requests(&fx), vec![2]);
+    let lock = WorkLock::for_test(2, Shared::default());
+    let fx = round(&mut c, T0 + 10 * S, |c| {
+        c.lock_answer(T0 + 10 * S, 2, LockAnswer::Acquired(lock))
+    });
+    assert!(fx.iter().any(|e| matches!(e, Effect::CloseCircuit { .. })));
+    assert_eq!(launched(&fx), vec![2]);
+    assert!(c.open_circuits().is_empty());
+}
