@@ -196,9 +196,12 @@ pub async fn execute(
             reason = format!("{what}: the service shut down while it ran");
             break;
         }
-        if run.unfixable && step.on_failure != OnFailure::Continue {
-            // Whatever on_failure says: running it again cannot help, and counting it
-            // would let one oversized label open the circuit.
+        // This step's record is the only one: no step ran before it.
+        let first_to_run = records.len() == 1;
+        if run.unfixable && first_to_run && step.on_failure != OnFailure::Continue {
+            // Nothing ran, and running it again cannot help: counting it would let one
+            // oversized label open the circuit. Once an earlier step ran (it may have
+            // stopped a broker), it counts, or a label could repeat that step unbounded.
             status = ExecStatus::Failed;
             cause = EndCause::Unfixable;
             reason = format!("{what}; the step cannot run as rendered, so no attempt is counted");

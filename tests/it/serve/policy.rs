@@ -531,7 +531,14 @@ async fn rule_level_circuits_close_by_route_and_unfixable_failures_count_nothing
   - name: big
     matchers: ['alertname="Big"']
     runbook: echo
+  - name: big-late
+    matchers: ['alertname="BigLate"']
+    runbook: late
 runbooks:
+  late:
+    steps:
+      - {{ name: first, exec: ["{rec}", "late-first"] }}
+      - {{ name: echo, exec: ["{rec}", "big", "{{{{alert.labels.blob}}}}"] }}
   report:
     steps:
       - {{ name: report, exec: ["{rec}", "report"] }}
@@ -649,6 +656,41 @@ runbooks:
         "{metrics}"
     );
     assert!(recorded(s.path(), "big").is_empty(), "never started");
+    // Once an earlier step ran, it counts: a label must not repeat that step unbounded.
+    let late = webhook(
+        "r",
+        vec![alert(
+            "firing",
+            json!({"alertname": "BigLate", "blob": "x".repeat(140 * 1024)}),
+        )],
+    );
+    assert_eq!(srv.post(&late).await.0, 200);
+    srv.wait_until(30, "two attempts, then the circuit", |l| {
+        l.iter()
+            .filter(|e| e["rule"] == "big-late" && e["status"] == "failed")
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(srv.post(&late).await.0, 200);
+    let list = srv
+        .wait_until(10, "a circuit skip", |l| {
+            l.iter()
+                .any(|e| e["rule"] == "big-late" && e["status"] == "skipped")
+        })
+        .await;
+    let skip = list
+        .iter()
+        .find(|e| e["rule"] == "big-late" && e["status"] == "skipped")
+        .unwrap();
+    assert!(
+        skip["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("circuit open since "),
+        "{skip}"
+    );
+    assert_eq!(recorded(s.path(), "late-first").len(), 2);
 }
 
 /// Issue 14, finding 9: an open circuit closes by itself once its problem has stayed
