@@ -1,0 +1,157 @@
+//! Pauses in the journal (schema version 3): each pause asked for, with how it ended, so
+//! a restart restores the ones still in force and `history` can show them all.
+
+use rusqlite::{Connection, Row, params};
+use serde::{Deserialize, Serialize};
+
+use super::error::JournalError;
+
+/// A pause to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPause {
+    /// Its broker's node_id; `None` for the whole cluster.
+    pub target: Option<String>,
+    /// When it was set.
+    pub from_ms: i64,
+    /// When it ends by itself.
+    pub until_ms: i64,
+    /// The operator's reason.
+    pub reason: String,
+}
+
+/// How a pause ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseEnd {
+    /// Ended early by `resume` (or its route).
+    Resumed,
+    /// A new pause of the same scope took its place.
+    Replaced,
+    /// Its time was up.
+    Expired,
+}
+
+impl PauseEnd {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseEnd::Resumed => "resumed",
+            PauseEnd::Replaced => "replaced",
+            PauseEnd::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Option<PauseEnd> {
+        Some(match s {
+            "resumed" => PauseEnd::Resumed,
+            "replaced" => PauseEnd::Replaced,
+            "expired" => PauseEnd::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// A pause as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseRecord {
+    /// Row id (in the order pauses were set).
+    pub id: i64,
+    /// Its broker; `None` for the cluster.
+    pub target: Option<String>,
+    /// When it was set.
+    pub from_ms: i64,
+    /// When it ends (or ended) by itself.
+    pub until_ms: i64,
+    /// The operator's reason.
+    pub reason: String,
+    /// When it ended, once the service saw it end (an expiry while the service was down
+    /// leaves it unset: it is over once `until_ms` is past).
+    pub ended_ms: Option<i64>,
+    /// How it ended.
+    pub ended_by: Option<PauseEnd>,
+}
+
+const COLUMNS: &str = "id, target, from_ms, until_ms, reason, ended_ms, ended_by";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<PauseRecord> {
+    let how: Option<String> = r.get(6)?;
+    let ended_by = match how {
+        None => None,
+        Some(s) => Some(PauseEnd::parse(&s).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                6,
+                rusqlite::types::Type::Text,
+                format!("unknown pause end {s:?}").into(),
+            )
+        })?),
+    };
+    Ok(PauseRecord {
+        id: r.get(0)?,
+        target: r.get(1)?,
+        from_ms: r.get(2)?,
+        until_ms: r.get(3)?,
+        reason: r.get(4)?,
+        ended_ms: r.get(5)?,
+        ended_by,
+    })
+}
+
+/// Records `p`, ending the pause of the same scope that has not ended yet (`replaced`
+/// while in force, `expired` at its end when that is past).
+pub(crate) fn insert(conn: &Connection, p: &NewPause) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "UPDATE pauses SET ended_ms = min(until_ms, ?2), \
+         ended_by = CASE WHEN until_ms <= ?2 THEN 'expired' ELSE 'replaced' END \
+         WHERE target IS ?1 AND ended_ms IS NULL",
+    )?
+    .execute(params![p.target, p.from_ms])?;
+    conn.prepare_cached(
+        "INSERT INTO pauses (target, from_ms, until_ms, reason) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![p.target, p.from_ms, p.until_ms, p.reason])?;
+    Ok(())
+}
+
+/// Ends the pause of `target` (`None`: the cluster's) that has not ended yet.
+pub(crate) fn end(
+    conn: &Connection,
+    target: Option<&str>,
+    at_ms: i64,
+    how: PauseEnd,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "UPDATE pauses SET ended_ms = ?2, ended_by = ?3 WHERE target IS ?1 AND ended_ms IS NULL",
+    )?
+    .execute(params![target, at_ms, how.as_str()])?;
+    Ok(())
+}
+
+/// Pauses in force at `now`, oldest first.
+pub(crate) fn active(conn: &Connection, now: i64) -> Result<Vec<PauseRecord>, JournalError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM pauses WHERE ended_ms IS NULL AND until_ms > ?1 ORDER BY id"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![now], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The newest pauses, newest first, at most `limit`; only those of `target` (and the
+/// cluster's, which cover it too) when given.
+pub(crate) fn recent(
+    conn: &Connection,
+    limit: u32,
+    target: Option<&str>,
+) -> Result<Vec<PauseRecord>, JournalError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM pauses WHERE ?1 IS NULL OR target IS NULL OR target = ?1 \
+         ORDER BY id DESC LIMIT ?2"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![target, limit], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
