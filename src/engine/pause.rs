@@ -150,7 +150,7 @@ impl PauseRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PauseInputError {
     /// No duration.
-    #[error("`for` is empty: give a duration such as 30m, 2h or 1h30m")]
+    #[error("`for` is missing or empty: give a duration such as 30m, 2h or 1h30m")]
     EmptyDuration,
     /// Not a duration.
     #[error(
@@ -177,7 +177,9 @@ pub enum PauseInputError {
         text: String,
     },
     /// No reason.
-    #[error("`reason` is empty: say why (it is shown with every decision the pause causes)")]
+    #[error(
+        "`reason` is missing or empty: say why (it is shown with every decision the pause causes)"
+    )]
     EmptyReason,
     /// A reason over [`MAX_REASON_CHARS`].
     #[error("`reason` is {chars} characters long; at most {MAX_REASON_CHARS}")]
@@ -255,7 +257,7 @@ pub fn check_reason(text: &str) -> Result<String, PauseInputError> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PauseError {
     /// The target is not a configured broker.
-    #[error("`{0}` is not a configured broker")]
+    #[error("`{}` is not a configured broker", .0.escape_debug())]
     UnknownTarget(String),
     /// The journal could not record it: nothing changed.
     #[error("journal unavailable, nothing changed: {0}")]

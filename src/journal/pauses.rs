@@ -126,8 +126,22 @@ pub(crate) fn end(
     Ok(())
 }
 
+/// Whether the journal has the pauses table (a read-only look at a journal that a version
+/// before schema 3 wrote finds none: no pauses).
+fn has_table(conn: &Connection) -> Result<bool, JournalError> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'pauses'",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(n > 0)
+}
+
 /// Pauses in force at `now`, oldest first.
 pub(crate) fn active(conn: &Connection, now: i64) -> Result<Vec<PauseRecord>, JournalError> {
+    if !has_table(conn)? {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "SELECT {COLUMNS} FROM pauses WHERE ended_ms IS NULL AND until_ms > ?1 ORDER BY id"
     );
@@ -145,6 +159,9 @@ pub(crate) fn recent(
     limit: u32,
     target: Option<&str>,
 ) -> Result<Vec<PauseRecord>, JournalError> {
+    if !has_table(conn)? {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "SELECT {COLUMNS} FROM pauses WHERE ?1 IS NULL OR target IS NULL OR target = ?1 \
          ORDER BY id DESC LIMIT ?2"
