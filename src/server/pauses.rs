@@ -78,14 +78,20 @@ pub async fn create(
             );
         }
     };
-    let b: PauseBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed pause request: {e}"),
-            );
-        }
+    let malformed = |e: String| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed pause request: {e}"),
+        )
+    };
+    // An object, not any JSON serde would take for the struct (an array, for one).
+    let b: PauseBody = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) if v.is_object() => match serde_json::from_value(v) {
+            Ok(b) => b,
+            Err(e) => return malformed(e.to_string()),
+        },
+        Ok(_) => return malformed("the body must be a JSON object".into()),
+        Err(e) => return malformed(e.to_string()),
     };
     let scope = match scope_of(&b) {
         Ok(s) => s,

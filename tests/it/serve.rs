@@ -8,5 +8,7 @@ mod crash;
 mod email;
 mod intake;
 mod kafka_heal;
+mod pauses;
 mod policy;
 mod runbooks;
+mod silences;

@@ -1,0 +1,1 @@
+//! Alertmanager silences honoured by the self-watch.
