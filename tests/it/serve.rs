@@ -8,6 +8,7 @@ mod crash;
 mod email;
 mod intake;
 mod kafka_heal;
+mod kafka_pause;
 mod pauses;
 mod policy;
 mod runbooks;
