@@ -172,3 +172,129 @@ pub(crate) fn recent(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Journal, WriteOp};
+
+    fn pause(target: Option<&str>, from_ms: i64, until_ms: i64, reason: &str) -> WriteOp {
+        WriteOp::Pause(NewPause {
+            target: target.map(str::to_string),
+            from_ms,
+            until_ms,
+            reason: reason.into(),
+        })
+    }
+
+    fn states(j: &Journal) -> Vec<(Option<String>, i64, Option<i64>, Option<PauseEnd>)> {
+        j.recent_pauses(100, None)
+            .expect("recent")
+            .into_iter()
+            .map(|r| (r.target, r.from_ms, r.ended_ms, r.ended_by))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pauses_are_recorded_replaced_ended_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (j, _) = Journal::open(&dir.path().join("j.db")).expect("open");
+        j.write(vec![
+            pause(Some("kafka-2"), 1_000, 60_000, "upgrade"),
+            pause(None, 2_000, 10_000, "network"),
+        ])
+        .await
+        .expect("write");
+        assert_eq!(j.active_pauses(5_000).expect("active").len(), 2);
+        // At 10 s the cluster's is over (the service was down: no end recorded).
+        let active = j.active_pauses(10_000).expect("active");
+        assert_eq!(active.len(), 1);
+        assert_eq!(
+            (active[0].target.as_deref(), active[0].reason.as_str()),
+            (Some("kafka-2"), "upgrade")
+        );
+        // A new pause of kafka-2 replaces it; a new cluster pause marks the old one expired.
+        j.write(vec![
+            pause(Some("kafka-2"), 20_000, 90_000, "upgrade, longer"),
+            pause(None, 30_000, 40_000, "again"),
+        ])
+        .await
+        .expect("write");
+        assert_eq!(
+            states(&j),
+            vec![
+                (None, 30_000, None, None),
+                (Some("kafka-2".into()), 20_000, None, None),
+                (None, 2_000, Some(10_000), Some(PauseEnd::Expired)),
+                (
+                    Some("kafka-2".into()),
+                    1_000,
+                    Some(20_000),
+                    Some(PauseEnd::Replaced)
+                ),
+            ]
+        );
+        // Ended early; ending what is not in force changes nothing.
+        j.write(vec![
+            WriteOp::EndPause {
+                target: Some("kafka-2".into()),
+                at_ms: 25_000,
+                how: PauseEnd::Resumed,
+            },
+            WriteOp::EndPause {
+                target: Some("kafka-3".into()),
+                at_ms: 25_000,
+                how: PauseEnd::Resumed,
+            },
+        ])
+        .await
+        .expect("write");
+        assert_eq!(
+            states(&j)[1],
+            (
+                Some("kafka-2".into()),
+                20_000,
+                Some(25_000),
+                Some(PauseEnd::Resumed)
+            )
+        );
+        assert_eq!(j.active_pauses(35_000).expect("active").len(), 1);
+        // A broker's history includes the cluster's pauses, which cover it too.
+        let k3: Vec<Option<String>> = j
+            .recent_pauses(10, Some("kafka-3"))
+            .expect("recent")
+            .into_iter()
+            .map(|r| r.target)
+            .collect();
+        assert_eq!(k3, vec![None, None]);
+        // A pause must end after it starts.
+        assert!(
+            j.write(vec![pause(None, 5, 5, "zero")]).await.is_err(),
+            "CHECK (until_ms > from_ms)"
+        );
+    }
+
+    #[test]
+    fn a_version_2_journal_gets_the_table_and_reads_without_it_find_no_pauses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.db");
+        drop(Journal::open(&path).expect("open"));
+        // As version 2 left it.
+        {
+            let c = rusqlite::Connection::open(&path).expect("sqlite");
+            c.execute_batch("DROP TABLE pauses; PRAGMA user_version = 2;")
+                .expect("downgrade");
+        }
+        let ro = Journal::open_read_only(&path).expect("read-only");
+        assert_eq!(ro.recent_pauses(10, None).expect("no table: none"), vec![]);
+        assert_eq!(ro.active_pauses(0).expect("no table: none"), vec![]);
+        drop(ro);
+        let (j, _) = Journal::open(&path).expect("open migrates");
+        assert_eq!(j.active_pauses(0).expect("table"), vec![]);
+        let c = rusqlite::Connection::open(&path).expect("sqlite");
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, 3);
+    }
+}
