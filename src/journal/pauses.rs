@@ -187,7 +187,10 @@ mod tests {
         })
     }
 
-    fn states(j: &Journal) -> Vec<(Option<String>, i64, Option<i64>, Option<PauseEnd>)> {
+    /// (target, from, ended, how), newest first.
+    type State = (Option<String>, i64, Option<i64>, Option<PauseEnd>);
+
+    fn states(j: &Journal) -> Vec<State> {
         j.recent_pauses(100, None)
             .expect("recent")
             .into_iter()
