@@ -301,8 +301,8 @@ impl Core {
     }
 
     /// Why plan `p` of alert `alert_id` must not act now: a pause covers its target (the
-    /// alert is then held, to be decided again when the pause ends), or its alert is
-    /// silenced.
+    /// alert is then held, to be decided again when the pause ends, unless it is silenced
+    /// too: the silence's end is noticed at its next repeat), or its alert is silenced.
     pub(super) fn hands_off(
         &mut self,
         now: i64,
@@ -316,7 +316,9 @@ impl Core {
                 until_ms: pause.until_ms,
                 reason: pause.reason.clone(),
             };
-            self.pauses.held.hold(alert_id, alert, &p.rule);
+            if self.pauses.silence.is_none() {
+                self.pauses.held.hold(alert_id, alert, &p.rule);
+            }
             return Some(why);
         }
         self.pauses.silence.clone().map(Skip::Silenced)

@@ -426,6 +426,31 @@ fn a_silenced_self_watch_alert_is_skipped_and_still_marks_its_broker_down() {
 }
 
 #[test]
+fn an_alert_both_paused_and_silenced_names_the_pause_and_is_not_released_past_its_silence() {
+    let mut c = core();
+    pause(&mut c, T0, target("kafka-1"), "30m");
+    let silence = Silenced {
+        id: "s1".into(),
+        created_by: "alice".into(),
+        comment: "disk swap".into(),
+        ends_ms: Some(T0 + 120 * MIN),
+    };
+    let fx = c.silenced(T0 + S, 1, down("kafka-1"), silence);
+    assert_eq!(
+        skipped_causes(&fx),
+        vec!["paused"],
+        "the operator's pause is named"
+    );
+    // The pause ends; the silence may not have: nothing is decided again (the self-watch's
+    // next repeat checks the silence).
+    let fx = resume(&mut c, T0 + 2 * S, target("kafka-1"));
+    assert!(
+        created(&fx).is_empty() && launched(&fx).is_empty(),
+        "{fx:?}"
+    );
+}
+
+#[test]
 fn drain_cancels_work_a_pause_held_in_the_queue() {
     let mut c = core();
     c.alert(T0, 1, down("kafka-1"));
