@@ -68,7 +68,13 @@ async fn stop(srv: Server) {
 async fn bad_pause_requests_get_a_clear_4xx_and_change_nothing() {
     let s = Scratch::new();
     let rec = recorder(s.path());
-    let srv = Server::start(&s, &config(""), &rules(rec.to_str().unwrap()));
+    // A small body limit: the whole oversized body is sent before the 413 (a body of
+    // megabytes would meet a closed connection half-way).
+    let cfg = config("").replace(
+        "  auth: { bearer_token: s3cret }\n",
+        "  auth: { bearer_token: s3cret }\n  body_limit_bytes: 4096\n",
+    );
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap()));
     let ok = r#"{"target": "kafka-2", "for": "30m", "reason": "upgrade"}"#;
     let long_reason = "r".repeat(501);
     let cases: Vec<(String, u16, &str)> = vec![
@@ -195,10 +201,18 @@ async fn bad_pause_requests_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(st, 401);
     let huge = format!(
         r#"{{"target": "kafka-2", "for": "30m", "reason": "{}"}}"#,
-        "x".repeat(2 << 20)
+        "x".repeat(5000)
     );
     let (st, v) = post_pause(&srv, &huge).await;
-    assert_eq!(st, 413, "{v}");
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (
+            413,
+            Some(
+                "Failed to buffer the request body: length limit exceeded (server.body_limit_bytes = 4096)"
+            )
+        )
+    );
     let (st, _) = srv
         .send_body(reqwest::Method::PUT, "/api/v1/pauses", Some(ok), true)
         .await;
@@ -388,11 +402,12 @@ async fn a_paused_broker_is_left_alone_across_a_restart_and_healed_on_resume() {
     let up = webhook("am", vec![alert("resolved", down("kafka-2"))]);
     assert_eq!(srv.post(&up).await.0, 200);
 
-    // The cluster, for 2 seconds: work without a target is held too, and runs when the
-    // pause expires by itself.
+    // The cluster, for an hour: work without a target is held too. Then replaced by a
+    // pause of 2 seconds, which expires by itself and releases what the first one held
+    // (so no step of the test races a short pause).
     let (st, v) = post_pause(
         &srv,
-        r#"{"cluster": true, "for": "2s", "reason": "network maintenance"}"#,
+        r#"{"cluster": true, "for": "1h", "reason": "network maintenance"}"#,
     )
     .await;
     assert_eq!(st, 200, "{v}");
@@ -408,6 +423,16 @@ async fn a_paused_broker_is_left_alone_across_a_restart_and_healed_on_resume() {
         )],
     );
     assert_eq!(srv.post(&lag).await.0, 200);
+    srv.wait_until(15, "the lag alert skipped", |l| {
+        l.iter().any(|e| e["rule"] == "lag")
+    })
+    .await;
+    let (st, v) = post_pause(
+        &srv,
+        r#"{"cluster": true, "for": "2s", "reason": "almost done"}"#,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
     let list = srv
         .wait_until(
             30,
@@ -453,7 +478,11 @@ async fn a_paused_broker_is_left_alone_across_a_restart_and_healed_on_resume() {
         .collect();
     assert_eq!(
         states,
-        vec![(None, Some("expired")), (Some("kafka-2"), Some("resumed"))]
+        vec![
+            (None, Some("expired")),
+            (None, Some("replaced")),
+            (Some("kafka-2"), Some("resumed"))
+        ]
     );
     let conn = rusqlite::Connection::open_with_flags(
         dir.join("state/journal.db"),
@@ -473,8 +502,22 @@ async fn a_paused_broker_is_left_alone_across_a_restart_and_healed_on_resume() {
             ("paused".into(), Some("kafka-2".into())),
             ("resumed".into(), Some("kafka-2".into())),
             ("paused".into(), None),
+            ("paused".into(), None),
             ("resumed".into(), None),
         ]
+    );
+    let replaced: String = conn
+        .query_row(
+            "SELECT message FROM events WHERE kind = 'paused' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        replaced.starts_with("the cluster paused until ")
+            && replaced.contains(" (2s): \"almost done\"; nothing runs for it meanwhile; end it early with kafka-healing resume --cluster (or DELETE /api/v1/pauses/cluster); it replaces the pause until ")
+            && replaced.ends_with(" (\"network maintenance\")"),
+        "{replaced}"
     );
     let o = run(&["history", "-c", dir.join("config.yaml").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -485,21 +528,30 @@ async fn a_paused_broker_is_left_alone_across_a_restart_and_healed_on_resume() {
         .skip_while(|l| !l.ends_with("pauses"))
         .map(|l| l.split_once("  ").map_or(l, |(_, rest)| rest).trim_start())
         .collect();
-    assert_eq!(tail.len(), 5, "{out}");
+    assert_eq!(tail.len(), 7, "{out}");
     assert_eq!(tail[0], "event     target      pauses", "{out}");
     assert_eq!(tail[1], "resumed   cluster     expired", "{out}");
     assert!(
         tail[2].starts_with("paused    cluster     until ")
-            && tail[2].ends_with(" (2s): \"network maintenance\""),
+            && tail[2].ends_with(" (2s): \"almost done\""),
         "{out}"
     );
     assert_eq!(
-        tail[3], "resumed   kafka-2     ended early by resume",
+        tail[3], "resumed   cluster     replaced by a new pause",
         "{out}"
     );
     assert!(
-        tail[4].starts_with("paused    kafka-2     until ")
-            && tail[4].ends_with(" (30m): \"upgrade <3.9> \\\"rolling\\\"\""),
+        tail[4].starts_with("paused    cluster     until ")
+            && tail[4].ends_with(" (1h): \"network maintenance\""),
+        "{out}"
+    );
+    assert_eq!(
+        tail[5], "resumed   kafka-2     ended early by resume",
+        "{out}"
+    );
+    assert!(
+        tail[6].starts_with("paused    kafka-2     until ")
+            && tail[6].ends_with(" (30m): \"upgrade <3.9> \\\"rolling\\\"\""),
         "{out}"
     );
     let o = run(&[
@@ -515,7 +567,7 @@ async fn a_paused_broker_is_left_alone_across_a_restart_and_healed_on_resume() {
         .iter()
         .map(|p| p["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, vec!["expired", "resumed"]);
+    assert_eq!(states, vec!["expired", "replaced", "resumed"]);
     // The events carry the pause's words.
     let msgs: Vec<String> = conn
         .prepare("SELECT message FROM events WHERE kind = 'resumed' ORDER BY id")
