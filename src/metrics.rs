@@ -53,6 +53,22 @@ pub struct ShardLabel {
     pub target: String,
 }
 
+/// Label: why work was skipped ([`Skip::key`](crate::engine::why::Skip::key)).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// `paused`, `silenced`, `cooldown`, `circuit`, …
+    pub cause: String,
+}
+
+/// Labels of a pause.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PauseLabels {
+    /// `target` or `cluster`.
+    pub scope: String,
+    /// The broker (empty for the cluster's pause).
+    pub target: String,
+}
+
 /// Every metric the service keeps.
 pub struct Metrics {
     /// The registry they are all in.
@@ -105,6 +121,16 @@ pub struct Metrics {
     pub coordination_fenced: Counter,
     /// Self-watch targets and whether this instance watches them (1) or a peer does (0).
     pub watch_assigned: Family<ShardLabel, Gauge>,
+    /// Skipped executions journaled, by cause.
+    pub skips: Family<CauseLabel, Counter>,
+    /// Pauses in force.
+    pub pauses_active: Gauge,
+    /// When each pause in force ends (Unix seconds).
+    pub pause_end: Family<PauseLabels, Gauge>,
+    /// Active Alertmanager silences at the last fetch (self-watch).
+    pub silences_active: Gauge,
+    /// 1 when the last fetch of Alertmanager's silences worked, 0 when it failed.
+    pub alertmanager_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -143,6 +169,36 @@ impl Metrics {
         let coordination_members = Gauge::default();
         let coordination_fenced = Counter::default();
         let watch_assigned = Family::<ShardLabel, Gauge>::default();
+        let skips = Family::<CauseLabel, Counter>::default();
+        let pauses_active = Gauge::default();
+        let pause_end = Family::<PauseLabels, Gauge>::default();
+        let silences_active = Gauge::default();
+        let alertmanager_up = Gauge::default();
+        registry.register(
+            "skips",
+            "Skipped executions journaled, by cause",
+            skips.clone(),
+        );
+        registry.register(
+            "pauses_active",
+            "Pauses in force (kafka-healing pause)",
+            pauses_active.clone(),
+        );
+        registry.register(
+            "pause_end_timestamp_seconds",
+            "When each pause in force ends, Unix seconds",
+            pause_end.clone(),
+        );
+        registry.register(
+            "alertmanager_silences_active",
+            "Active Alertmanager silences at the self-watch's last fetch",
+            silences_active.clone(),
+        );
+        registry.register(
+            "alertmanager_up",
+            "1 when the self-watch's last fetch of Alertmanager's silences worked, else 0",
+            alertmanager_up.clone(),
+        );
         registry.register(
             "coordination_up",
             "1 while etcd answers and this instance holds its lease (HA mode)",
@@ -274,6 +330,11 @@ impl Metrics {
             coordination_members,
             coordination_fenced,
             watch_assigned,
+            skips,
+            pauses_active,
+            pause_end,
+            silences_active,
+            alertmanager_up,
             alerts_received,
             webhook_rejected,
             executions,
@@ -303,6 +364,28 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// Counts a skipped execution of `cause`.
+    pub fn skipped(&self, cause: &str) {
+        self.skips
+            .get_or_create(&CauseLabel {
+                cause: cause.to_string(),
+            })
+            .inc();
+    }
+
+    /// Shows the pauses in force.
+    pub fn set_pauses(&self, pauses: &[crate::engine::pause::Pause]) {
+        self.pauses_active.set(pauses.len() as i64);
+        self.pause_end.clear();
+        for p in pauses {
+            let l = PauseLabels {
+                scope: p.scope.kind().to_string(),
+                target: p.scope.target().unwrap_or_default().to_string(),
+            };
+            self.pause_end.get_or_create(&l).set(p.until_ms / 1000);
+        }
     }
 
     /// Counts a refused webhook request.

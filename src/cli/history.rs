@@ -51,7 +51,7 @@ pub(super) fn run(a: Args<'_>) -> ExitCode {
     let filter = ExecutionFilter {
         status,
         rule: a.rule,
-        target: a.target,
+        target: a.target.clone(),
         since_ms: None,
         limit: Some(a.limit),
     };
@@ -62,8 +62,22 @@ pub(super) fn run(a: Args<'_>) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    // Pauses (their `paused` and `resumed` events), newest first.
+    let now = crate::clock::now_ms();
+    let pauses = match journal.recent_pauses(a.limit.min(1000), a.target.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     if a.json {
-        match serde_json::to_string(&serde_json::json!({ "executions": list })) {
+        let pauses: Vec<_> = pauses
+            .iter()
+            .map(|p| super::pause::pause_json(p, now))
+            .collect();
+        let out = serde_json::json!({ "executions": list, "pauses": pauses });
+        match serde_json::to_string(&out) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -89,6 +103,14 @@ pub(super) fn run(a: Args<'_>) -> ExitCode {
     }
     if list.is_empty() {
         println!("(no executions)");
+    }
+    let lines = super::pause::pause_lines(&pauses, now, a.limit as usize);
+    if !lines.is_empty() {
+        println!();
+        println!("{:<20}  {:<8}  {:<10}  pauses", "at", "event", "target");
+        for (at, kind, who, words) in lines {
+            println!("{:<20}  {kind:<8}  {who:<10}  {words}", fmt_ms(Some(at)));
+        }
     }
     ExitCode::SUCCESS
 }

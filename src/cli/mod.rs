@@ -6,6 +6,7 @@ mod eval;
 mod history;
 mod notify;
 mod output;
+mod pause;
 mod reset;
 mod scrape;
 mod serve;
@@ -104,6 +105,13 @@ pub enum Command {
         #[arg(long)]
         insecure: bool,
     },
+    /// Pause remediation of a broker (or the whole cluster) for planned work, through the
+    /// running service's API: nothing new runs on it until the pause ends (by itself, or by
+    /// `resume`); what it held back is decided again then.
+    Pause(pause::PauseArgs),
+    /// End a pause early, through the running service's API; the alerts it held back that
+    /// still fire are decided again.
+    Resume(pause::ResumeArgs),
     /// Show which rules an Alertmanager webhook payload matches and the exact argv each step
     /// would run. Nothing is executed.
     #[command(name = "dry-run")]
@@ -199,6 +207,8 @@ pub fn run(cli: Cli) -> ExitCode {
             url.as_deref(),
             insecure,
         ),
+        Command::Pause(a) => pause::run_pause(a),
+        Command::Resume(a) => pause::run_resume(a),
         Command::History {
             config,
             json,

@@ -10,7 +10,7 @@ use crate::config::Config;
 
 /// The URL the local service answers on: the listen address, with a wildcard address
 /// replaced by loopback.
-fn base_url(cfg: &Config) -> Result<String, String> {
+pub(super) fn base_url(cfg: &Config) -> Result<String, String> {
     let addr: SocketAddr = cfg
         .server
         .listen

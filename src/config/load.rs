@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use config::{FileFormat, Value, ValueKind};
 use serde::de::DeserializeOwned;
 
+use super::alertmanager::AlertmanagerConfig;
 use super::expand::expand_env;
 use super::kubernetes::KubernetesConfig;
 use super::model::*;
@@ -282,6 +283,7 @@ fn sections(
     let environment = take!("environment", Environment);
     let coordination = take!("coordination", CoordinationConfig);
     let kubernetes = take!("kubernetes", KubernetesConfig);
+    let alertmanager = take!("alertmanager", AlertmanagerConfig);
 
     let mut unknown: Vec<_> = table.keys().cloned().collect();
     unknown.sort();
@@ -291,7 +293,8 @@ fn sections(
             doc,
             &key,
             "unknown top-level key; expected one of cluster, monitoring, recovery, \
-             notifications, server, rules, state, logging, environment, coordination, kubernetes",
+             notifications, server, rules, state, logging, environment, coordination, kubernetes, \
+             alertmanager",
         );
     }
     if cluster.is_none() {
@@ -316,6 +319,7 @@ fn sections(
             Some(c) => Some(c?),
         },
         kubernetes: kubernetes.map_or(Some(None), |k| k.map(Some))?,
+        alertmanager: alertmanager.map_or(Some(None), |a| a.map(Some))?,
     })
 }
 

@@ -4,12 +4,14 @@
 //! `${NAME}` references and `*_file` secrets) by [`load`], checked by [`validate`].
 //! Unknown keys are errors everywhere.
 
+mod alertmanager;
 mod expand;
 mod kubernetes;
 mod load;
 mod model;
 mod validate;
 
+pub use alertmanager::AlertmanagerConfig;
 pub use expand::{ExpandError, expand_env};
 pub use kubernetes::KubernetesConfig;
 pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_text, load_with_env};

@@ -61,6 +61,10 @@ pub struct Config {
     /// The Kubernetes API, for `kube` steps; none: a rule using them is an error.
     #[serde(default)]
     pub kubernetes: Option<super::kubernetes::KubernetesConfig>,
+    /// The Alertmanager whose silences the self-watch's alerts honour; none: they honour
+    /// none (pauses still apply).
+    #[serde(default)]
+    pub alertmanager: Option<super::alertmanager::AlertmanagerConfig>,
 }
 
 /// The cluster: its name, brokers and (optionally) ZooKeeper ensemble.

@@ -400,6 +400,9 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
     if let Some(k) = &config.kubernetes {
         super::kubernetes::validate(k, file, doc, diags);
     }
+    if let Some(a) = &config.alertmanager {
+        super::alertmanager::validate(a, file, doc, diags);
+    }
 
     if config.rules.is_empty() {
         diags.warning(

@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
+use super::pause::Pause;
 use super::plan::Plan;
 use super::report::Report;
 use crate::alert::Alert;
 use crate::config::Broker;
 use crate::coord::{WorkLock, WorkRequest};
-use crate::journal::{Circuit, Event, EventKind, ExecStatus, NewExecution, StepRecord, WriteOp};
+use crate::journal::{
+    Circuit, Event, EventKind, ExecStatus, NewExecution, NewPause, PauseEnd, StepRecord, WriteOp,
+};
 
 /// One thing the core decided must happen. Journal effects of a round are committed in one
 /// transaction before any other effect of the round is carried out.
@@ -85,6 +88,23 @@ pub enum Effect {
         rule: String,
         /// The status.
         status: ExecStatus,
+    },
+    /// Journal: a pause is set (replacing one of the same scope).
+    SetPause(Pause),
+    /// Journal: the pause of a scope ends.
+    EndPause {
+        /// Its broker, `None` for the cluster's.
+        target: Option<String>,
+        /// When.
+        at_ms: i64,
+        /// How.
+        how: PauseEnd,
+    },
+    /// A skip was journaled, for this cause ([`Skip::key`](super::why::Skip::key)) (a
+    /// metric).
+    Skipped {
+        /// The cause.
+        cause: &'static str,
     },
 }
 
@@ -194,6 +214,13 @@ impl Effect {
                 healthy_since_ms,
             },
             Effect::Decided(id) => WriteOp::Decided(id),
+            Effect::SetPause(p) => WriteOp::Pause(NewPause {
+                target: p.scope.target().map(str::to_string),
+                from_ms: p.from_ms,
+                until_ms: p.until_ms,
+                reason: p.reason,
+            }),
+            Effect::EndPause { target, at_ms, how } => WriteOp::EndPause { target, at_ms, how },
             other => return Err(other),
         })
     }

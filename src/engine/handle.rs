@@ -14,14 +14,19 @@ use tracing::warn;
 
 use super::admission::{Admission, RemediationRoom};
 use super::decide::{LockAnswer, Outcome};
+use super::pause::{Pause, PauseError, PauseRequest, PauseScope};
 use super::policy::Scope;
 use super::setup::{Setup, SetupCell};
+use super::why::Silenced;
 use crate::alert::Alert;
 
 /// What comes in to be decided, in order.
 pub(super) enum Intake {
     /// Journaled alerts, with their journal ids.
     Alerts(Vec<(i64, Alert)>),
+    /// Journaled self-watch alerts, each with the Alertmanager silence that matches it,
+    /// if one does.
+    Watched(Vec<(i64, Alert, Option<Silenced>)>),
     /// Answered once everything handed over before it is decided and recorded.
     Flush(oneshot::Sender<()>),
 }
@@ -42,6 +47,18 @@ pub(super) enum Msg {
     Drain { reply: oneshot::Sender<()> },
     /// HA mode: the answer to a lock request for queued execution `id`.
     Lock { id: i64, answer: LockAnswer },
+    /// Set a pause (journaled before it acts).
+    Pause {
+        request: PauseRequest,
+        reply: oneshot::Sender<Result<Pause, PauseError>>,
+    },
+    /// End a pause early (journaled before it acts); `None` when none was in force.
+    Resume {
+        scope: PauseScope,
+        reply: oneshot::Sender<Result<Option<Pause>, PauseError>>,
+    },
+    /// The pauses in force.
+    Pauses { reply: oneshot::Sender<Vec<Pause>> },
 }
 
 /// Alerts handed to the engine and not decided yet: the webhook's back-pressure, and the
@@ -139,6 +156,19 @@ impl AlertSink {
         sent
     }
 
+    /// Hands journaled self-watch alerts to the engine, each with the Alertmanager silence
+    /// that matches it (its work is then skipped, [`Skip::Silenced`](super::why::Skip)).
+    /// Never blocks; false when the engine is gone.
+    pub fn submit_watched(&self, alerts: Vec<(i64, Alert, Option<Silenced>)>) -> bool {
+        let n = alerts.len();
+        self.backlog.add(n);
+        let sent = self.tx.send(Intake::Watched(alerts)).is_ok();
+        if !sent {
+            self.backlog.done(n);
+        }
+        sent
+    }
+
     /// Alerts handed over and not decided yet.
     pub fn pending(&self) -> usize {
         self.backlog.get()
@@ -214,6 +244,34 @@ impl EngineHandle {
     pub async fn reset_scope(&self, scope: Scope) -> Vec<(String, Option<String>)> {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Msg::Reset { scope, reply }).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Sets a pause: journaled, then in force, before this returns.
+    pub async fn pause(&self, request: PauseRequest) -> Result<Pause, PauseError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Pause { request, reply })
+            .map_err(|_| PauseError::Stopped)?;
+        rx.await.map_err(|_| PauseError::Stopped)?
+    }
+
+    /// Ends the pause of `scope` early: journaled, then lifted, before this returns. The
+    /// pause that ended, or `None` when none was in force.
+    pub async fn resume(&self, scope: PauseScope) -> Result<Option<Pause>, PauseError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Resume { scope, reply })
+            .map_err(|_| PauseError::Stopped)?;
+        rx.await.map_err(|_| PauseError::Stopped)?
+    }
+
+    /// The pauses in force (empty when the engine is gone).
+    pub async fn pauses(&self) -> Vec<Pause> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Pauses { reply }).is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()

@@ -10,13 +10,16 @@
 //!   room the webhook checks before it journals;
 //! - [`execute`]: runs one execution's steps; [`report`]: the messages about it;
 //! - [`setup`]: configuration and rules, swapped whole on reload; [`restore`]: the policy
-//!   state read back at start-up; [`target`]: which broker an alert is about.
+//!   state read back at start-up; [`target`]: which broker an alert is about;
+//! - [`pause`]: an operator's "hands off" (its types and input checks; the core decides
+//!   what it does).
 
 pub mod admission;
 pub mod decide;
 pub mod effect;
 pub mod execute;
 pub mod handle;
+pub mod pause;
 pub mod peers;
 pub mod plan;
 pub mod policy;

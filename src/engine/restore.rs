@@ -1,9 +1,11 @@
 //! What the core must know after a restart, read back from the journal: recent attempts
-//! (cooldowns, backoff, attempt counts) and open circuits. Blocking reads, at start-up.
+//! (cooldowns, backoff, attempt counts), open circuits and the pauses in force. Blocking
+//! reads, at start-up.
 
-use tracing::warn;
+use tracing::{error, info, warn};
 
 use super::decide::Core;
+use super::pause::{Pause, PauseScope};
 use super::plan::WorkKey;
 use super::policy::Attempt;
 use crate::journal::{ExecStatus, ExecutionFilter, Journal};
@@ -86,5 +88,30 @@ pub fn restore(core: &mut Core, journal: &Journal, now: i64) {
             }
         }
         Err(e) => warn!(error = %e, "cannot read open circuits"),
+    }
+    restore_pauses(core, journal, now);
+}
+
+/// Feeds `core` the pauses in force at `now`.
+fn restore_pauses(core: &mut Core, journal: &Journal, now: i64) {
+    match journal.active_pauses(now) {
+        Ok(list) => {
+            for p in list {
+                let scope = match p.target {
+                    Some(t) => PauseScope::Target(t),
+                    None => PauseScope::Cluster,
+                };
+                info!(scope = %scope, until = %crate::clock::rfc3339_ms(p.until_ms), reason = ?p.reason, "pause restored from the journal");
+                core.restore_pause(Pause {
+                    scope,
+                    from_ms: p.from_ms,
+                    until_ms: p.until_ms,
+                    reason: p.reason,
+                });
+            }
+        }
+        // Refusing to start would stop all healing for a pause; starting without it is
+        // logged loudly.
+        Err(e) => error!(error = %e, "cannot read the pauses in force: starting without them"),
     }
 }

@@ -20,6 +20,7 @@ use super::decide::{Core, Ha, LockAnswer};
 use super::effect::{Effect, Launch, MailKind};
 use super::execute::{Execution, Fence, execute};
 use super::handle::{AlertSink, Backlog, EngineHandle, Intake, Msg};
+use super::pause::{Pause, PauseError};
 use super::report::{escalation_mail, outcome_mail};
 use super::setup::{Setup, SetupCell};
 use super::why::EndCause;
@@ -74,6 +75,7 @@ impl Engine {
         let mut core = Core::new(setup.clone(), last_id, ha);
         super::restore::restore(&mut core, &journal, now_ms());
         metrics.circuits_open.set(core.open_circuits().len() as i64);
+        metrics.set_pauses(&core.pauses(now_ms()));
         let sink = AlertSink::new(intake_tx, backlog.clone());
         resubmit_undecided(&journal, &sink);
         let r = &setup.loaded.config.recovery;
@@ -155,8 +157,10 @@ struct Round {
 
 impl Round {
     fn push_intake(&mut self, m: Intake) {
-        if let Intake::Alerts(a) = &m {
-            self.alerts += a.len();
+        match &m {
+            Intake::Alerts(a) => self.alerts += a.len(),
+            Intake::Watched(a) => self.alerts += a.len(),
+            Intake::Flush(_) => {}
         }
         self.intake.push(m);
     }
@@ -176,6 +180,14 @@ enum Reply {
     Closed(
         oneshot::Sender<Vec<(String, Option<String>)>>,
         Vec<(String, Option<String>)>,
+    ),
+    Paused(
+        oneshot::Sender<Result<Pause, PauseError>>,
+        Result<Pause, PauseError>,
+    ),
+    Resumed(
+        oneshot::Sender<Result<Option<Pause>, PauseError>>,
+        Result<Option<Pause>, PauseError>,
     ),
 }
 
@@ -260,6 +272,37 @@ impl Runner {
                     fx.extend(e);
                     replies.push(Reply::Closed(reply, closed));
                 }
+                Msg::Pause { request, reply } => {
+                    // Journaled first, in its own transaction: the answer says it is
+                    // recorded, and a journal that cannot take it changes nothing.
+                    let r = match self.core.plan_pause(now, request) {
+                        Ok((pause, writes)) => match self.commit_now(writes).await {
+                            Ok(()) => {
+                                fx.extend(self.core.pause(pause.clone()));
+                                Ok(pause)
+                            }
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    replies.push(Reply::Paused(reply, r));
+                }
+                Msg::Resume { scope, reply } => {
+                    let r = match self.core.plan_resume(now, &scope) {
+                        Some((pause, writes)) => match self.commit_now(writes).await {
+                            Ok(()) => {
+                                fx.extend(self.core.resume(now, &scope));
+                                Ok(Some(pause))
+                            }
+                            Err(e) => Err(e),
+                        },
+                        None => Ok(None),
+                    };
+                    replies.push(Reply::Resumed(reply, r));
+                }
+                Msg::Pauses { reply } => {
+                    let _ = reply.send(self.core.pauses(now));
+                }
                 Msg::Reload(setup) => self.reload(setup),
                 Msg::Drain { reply } => {
                     fx.extend(self.core.drain(now));
@@ -276,6 +319,15 @@ impl Runner {
                         fx.extend(self.core.alert(now, id, alert));
                     }
                 }
+                Intake::Watched(list) => {
+                    decided += list.len();
+                    for (id, alert, silence) in list {
+                        fx.extend(match silence {
+                            Some(s) => self.core.silenced(now, id, alert, s),
+                            None => self.core.alert(now, id, alert),
+                        });
+                    }
+                }
                 Intake::Flush(reply) => replies.push(Reply::Done(reply)),
             }
         }
@@ -289,6 +341,12 @@ impl Runner {
                 }
                 Reply::Closed(tx, closed) => {
                     let _ = tx.send(closed);
+                }
+                Reply::Paused(tx, r) => {
+                    let _ = tx.send(r);
+                }
+                Reply::Resumed(tx, r) => {
+                    let _ = tx.send(r);
                 }
             }
         }
@@ -306,6 +364,24 @@ impl Runner {
         self.metrics
             .circuits_open
             .set(self.core.open_circuits().len() as i64);
+        self.metrics.set_pauses(&self.core.pauses(now));
+    }
+
+    /// Commits journal effects in a transaction of their own, now (a pause or a resume,
+    /// which must be recorded before they act).
+    async fn commit_now(&mut self, writes: Vec<Effect>) -> Result<(), PauseError> {
+        let mut ops = Vec::with_capacity(writes.len());
+        for e in writes {
+            log(&e);
+            match e.into_write() {
+                Ok(op) => ops.push(op),
+                Err(other) => error!(effect = ?other, "not a journal write; dropped"),
+            }
+        }
+        self.journal.write(ops).await.map(|_| ()).map_err(|e| {
+            error!(error = %e, "the journal could not record a pause or a resume: nothing changed");
+            PauseError::Journal(e.to_string())
+        })
     }
 
     fn reload(&mut self, setup: Arc<Setup>) {
@@ -394,6 +470,9 @@ impl Runner {
                 Effect::ReleaseLock(lock) => self.release(lock),
                 Effect::Duplicate => {
                     self.metrics.duplicates.inc();
+                }
+                Effect::Skipped { cause } if committed => {
+                    self.metrics.skipped(cause);
                 }
                 Effect::Ended { rule, status } if committed => {
                     self.metrics

@@ -67,6 +67,19 @@ impl Seen {
         }
     }
 
+    /// Forgets one decision (key, fingerprint, kind).
+    pub fn forget_one(&mut self, key: &WorkKey, fingerprint: &str, kind: &'static str) {
+        let Some(set) = self.by_key.get_mut(key) else {
+            return;
+        };
+        if set.remove(&(fingerprint.to_string(), kind)) {
+            self.len -= 1;
+            if set.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+    }
+
     /// Forgets every decision about work in `scope`.
     pub fn forget_scope(&mut self, scope: &crate::engine::policy::Scope) {
         let keys: Vec<WorkKey> = self

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::clock::rfc3339_ms;
+use crate::engine::pause::PauseScope;
 
 /// Why queued work cannot start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,15 @@ pub enum Wait {
         /// What failed.
         error: String,
     },
+    /// An operator paused its target (or the cluster): it starts once the pause ends.
+    Paused {
+        /// What the pause covers.
+        scope: PauseScope,
+        /// When it ends by itself.
+        until_ms: i64,
+        /// The operator's reason.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Wait {
@@ -76,6 +86,19 @@ impl fmt::Display for Wait {
             Wait::CoordinationUnavailable { error } => write!(
                 f,
                 "HA: coordination unavailable, nothing runs without the lock: {error}"
+            ),
+            Wait::Paused {
+                scope,
+                until_ms,
+                reason,
+            } => write!(
+                f,
+                "paused: {} until {} ({reason:?}); this waits and starts after the pause \
+                 unless its alert resolves first; end the pause early with {} (or {})",
+                paused_words(scope),
+                rfc3339_ms(*until_ms),
+                scope.resume_command(),
+                scope.resume_route()
             ),
         }
     }
@@ -123,6 +146,37 @@ pub enum Skip {
     },
     /// The alert is stale: it ended already, or a resolve of it came first.
     Stale(Staleness),
+    /// An operator paused its target (or the cluster).
+    Paused {
+        /// What the pause covers.
+        scope: PauseScope,
+        /// When it ends by itself.
+        until_ms: i64,
+        /// The operator's reason.
+        reason: String,
+    },
+    /// The self-watch's alert is silenced in Alertmanager.
+    Silenced(Silenced),
+}
+
+/// An Alertmanager silence that matched a self-watch alert, as the skip names it. The
+/// texts come from Alertmanager (whoever created the silence): untrusted, cut to a bound
+/// and shown escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silenced {
+    /// The silence's id.
+    pub id: String,
+    /// Its `createdBy`.
+    pub created_by: String,
+    /// Its `comment`.
+    pub comment: String,
+    /// Its `endsAt`, when it parses.
+    pub ends_ms: Option<i64>,
+}
+
+/// "kafka-2 is paused" / "the cluster is paused".
+fn paused_words(scope: &PauseScope) -> String {
+    format!("{scope} is paused")
 }
 
 /// Why a firing alert is stale (it never runs and never marks a broker down).
@@ -153,6 +207,8 @@ impl Skip {
             Skip::QueueFull { .. } => "queue-full",
             Skip::DoneByPeer { .. } => "done-by-peer",
             Skip::Stale(_) => "stale",
+            Skip::Paused { .. } => "paused",
+            Skip::Silenced(_) => "silenced",
         }
     }
 }
@@ -224,6 +280,30 @@ impl fmt::Display for Skip {
                 "stale: a resolve of this alert (startsAt {}) arrived before this firing copy, which started no later; nothing runs for an out-of-order alert",
                 rfc3339_ms(*resolved_starts_ms)
             ),
+            Skip::Paused {
+                scope,
+                until_ms,
+                reason,
+            } => write!(
+                f,
+                "paused: {} until {} ({reason:?}); nothing runs for it meanwhile, and the \
+                 alert is decided again when the pause ends if it still fires; end the \
+                 pause early with {} (or {})",
+                paused_words(scope),
+                rfc3339_ms(*until_ms),
+                scope.resume_command(),
+                scope.resume_route()
+            ),
+            Skip::Silenced(s) => {
+                let until = s.ends_ms.map_or_else(|| "its end".to_string(), rfc3339_ms);
+                write!(
+                    f,
+                    "silenced: Alertmanager silence {} (created by {:?}: {:?}) matches this \
+                     self-watch alert until {until}; nothing runs for it meanwhile; expire \
+                     the silence to let it act (the alert is raised again within 5 minutes)",
+                    s.id, s.created_by, s.comment
+                )
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Ingest: how alerts arrive. Today the Alertmanager webhook; self-scrape and probes
-//! produce the same [`Alert`] shape later.
+//! Ingest: how alerts arrive: the Alertmanager webhook, and the self-watch (scrapes,
+//! probes, rule conditions), which honours Alertmanager's silences ([`silence`]).
 
 pub mod probe;
 pub mod scrape;
+pub mod silence;
 pub mod store;
 pub mod watch;
 pub mod webhook;

@@ -2,7 +2,9 @@
 //! JMX exporter and run the configured probes, keep the samples in the series store,
 //! evaluate every rule condition, and hand the alerts they raise to the engine — journaled
 //! first, like webhook alerts. kafka-healing thus heals even when Prometheus or
-//! Alertmanager is down.
+//! Alertmanager is down. With `alertmanager.url`, a firing alert that an active
+//! Alertmanager silence matches is handed over with it, and acts on nothing
+//! ([`super::silence`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,12 +15,14 @@ use tracing::{debug, info, warn};
 
 use super::probe::{self, ProbeResult};
 use super::scrape::{ScrapeResult, metrics_url, scrape};
+use super::silence;
 use super::store::{Labels, SeriesStore};
 use crate::clock::now_ms;
 use crate::config::MonitoringMethod;
 use crate::coord::Coordinator;
+use crate::engine::why::Silenced;
 use crate::engine::{AlertSink, Setup, SetupCell};
-use crate::ingest::Alert;
+use crate::ingest::{Alert, AlertStatus};
 use crate::journal::{Journal, NewAlert};
 use crate::metrics::{Metrics, ShardLabel, TargetLabels};
 use crate::rules::condition::ConditionStates;
@@ -186,6 +190,9 @@ pub struct Watcher {
     unsent: Vec<Alert>,
     /// HA mode: the coordinator whose member list splits the targets.
     coord: Option<Arc<Coordinator>>,
+    /// Whether the last read of Alertmanager's silences failed (its failure is logged
+    /// once per outage, at warn).
+    silences_failing: bool,
 }
 
 impl Watcher {
@@ -211,6 +218,7 @@ impl Watcher {
             client: reqwest::Client::new(),
             unsent: Vec::new(),
             coord: None,
+            silences_failing: false,
         }
     }
 
@@ -363,21 +371,71 @@ impl Watcher {
         if raised.is_empty() {
             return;
         }
+        let silences = self.silences(&setup, &raised).await;
         let rows: Vec<NewAlert> = raised
             .iter()
             .map(|a| NewAlert::of(a, now, "self", "kafka-healing", ""))
             .collect();
         match self.journal.record_alerts(rows).await {
             Ok(ids) => {
-                for a in &raised {
+                for (a, s) in raised.iter().zip(&silences) {
                     Metrics::count(&self.metrics.alerts_received, a.status.as_str());
-                    info!(alertname = %a.labels.get("alertname").map(String::as_str).unwrap_or(""), status = a.status.as_str(), fingerprint = %a.fingerprint, "condition alert");
+                    let silence = s.as_ref().map(|s| s.id.as_str()).unwrap_or("");
+                    info!(alertname = %a.labels.get("alertname").map(String::as_str).unwrap_or(""), status = a.status.as_str(), fingerprint = %a.fingerprint, silence, "condition alert");
                 }
-                self.alerts.submit(ids.into_iter().zip(raised).collect());
+                let list = ids
+                    .into_iter()
+                    .zip(raised)
+                    .zip(silences)
+                    .map(|((id, a), s)| (id, a, s))
+                    .collect();
+                self.alerts.submit_watched(list);
             }
             Err(e) => {
                 warn!(error = %e, "cannot journal condition alerts; they are raised again next round");
                 self.unsent = raised;
+            }
+        }
+    }
+
+    /// The Alertmanager silence matching each of `raised` (firing ones only), read from
+    /// `alertmanager.url` when it is configured and a firing alert is raised. When it
+    /// cannot be read, none (fail-open, logged once per outage at warn).
+    async fn silences(&mut self, setup: &Setup, raised: &[Alert]) -> Vec<Option<Silenced>> {
+        let none = vec![None; raised.len()];
+        let Some(am) = &setup.loaded.config.alertmanager else {
+            return none;
+        };
+        if !raised.iter().any(|a| a.status == AlertStatus::Firing) {
+            return none;
+        }
+        match silence::fetch(&self.client, am).await {
+            Ok(active) => {
+                if self.silences_failing {
+                    info!(url = %am.silences_url(), "Alertmanager's silences can be read again");
+                }
+                self.silences_failing = false;
+                self.metrics.alertmanager_up.set(1);
+                self.metrics.silences_active.set(active.len() as i64);
+                raised
+                    .iter()
+                    .map(|a| match a.status {
+                        AlertStatus::Firing => {
+                            silence::find(&active, &a.labels).map(|s| s.silenced.clone())
+                        }
+                        AlertStatus::Resolved => None,
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                self.metrics.alertmanager_up.set(0);
+                if self.silences_failing {
+                    debug!(error = %e, "cannot read Alertmanager's silences");
+                } else {
+                    warn!(error = %e, "cannot read Alertmanager's silences: the self-watch's alerts act as if none were silenced until it answers (pause a broker with kafka-healing pause)");
+                }
+                self.silences_failing = true;
+                none
             }
         }
     }

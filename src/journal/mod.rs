@@ -33,6 +33,7 @@
 mod error;
 pub mod model;
 mod outbox;
+mod pauses;
 mod read;
 mod recover;
 mod schema;
@@ -50,6 +51,7 @@ use tokio::sync::oneshot;
 
 pub use error::JournalError;
 pub use model::*;
+pub use pauses::{NewPause, PauseEnd, PauseRecord};
 pub use recover::{CANCELLED_REASON, INTERRUPTED_REASON};
 
 use writer::{FileId, Job, Pending, Queue, Shared};
@@ -505,6 +507,21 @@ impl Journal {
         limit: i64,
     ) -> Result<Vec<(String, String)>, JournalError> {
         self.read(move |c| read::recent_resolves(c, scan, limit))
+    }
+
+    /// Pauses in force at `now`, oldest first. Blocking (see the module docs).
+    pub fn active_pauses(&self, now: i64) -> Result<Vec<PauseRecord>, JournalError> {
+        self.read(|c| pauses::active(c, now))
+    }
+
+    /// The newest pauses (in force or ended), newest first, at most `limit`; with a
+    /// `target`, its pauses and the cluster's. Blocking (see the module docs).
+    pub fn recent_pauses(
+        &self,
+        limit: u32,
+        target: Option<&str>,
+    ) -> Result<Vec<PauseRecord>, JournalError> {
+        self.read(|c| pauses::recent(c, limit, target))
     }
 
     /// Number of journaled alerts. Blocking (see the module docs).

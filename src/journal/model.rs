@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::pauses::{NewPause, PauseEnd};
+
 /// An execution's state. Terminal states never change again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +96,10 @@ pub enum EventKind {
     Fenced,
     /// An execution was running when the service stopped.
     Interrupted,
+    /// An operator paused a broker or the cluster.
+    Paused,
+    /// A pause ended (resumed early, or expired).
+    Resumed,
 }
 
 impl EventKind {
@@ -111,6 +117,8 @@ impl EventKind {
             EventKind::Escalation => "escalation",
             EventKind::Fenced => "fenced",
             EventKind::Interrupted => "interrupted",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
         }
     }
 }
@@ -396,6 +404,17 @@ pub enum WriteOp {
     Mail(NewMail),
     /// Marks a journaled alert decided: a restart does not decide it again.
     Decided(i64),
+    /// Records a pause; a pause of the same scope still in force ends (`replaced`).
+    Pause(NewPause),
+    /// Ends the pause of a scope in force, if any.
+    EndPause {
+        /// Its broker, `None` for the cluster's.
+        target: Option<String>,
+        /// When it ended.
+        at_ms: i64,
+        /// How.
+        how: PauseEnd,
+    },
 }
 
 /// Filter for listing executions; `None` means any.

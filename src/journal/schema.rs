@@ -8,7 +8,8 @@ use rusqlite::{Connection, OpenFlags};
 use super::error::JournalError;
 use super::model::StepStatus;
 
-/// Schema version stored in `PRAGMA user_version`.
+/// Schema version stored in `PRAGMA user_version`. 3: the `pauses` table and the circuits'
+/// `healthy_since_ms` (an older journal gets both at the first start of this version).
 pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock held by another connection.
@@ -130,6 +131,20 @@ CREATE TABLE IF NOT EXISTS circuits (
     healthy_since_ms INTEGER,
     PRIMARY KEY (rule, target)
 ) WITHOUT ROWID;
+
+-- Version 3: pauses an operator set ("hands off kafka-2 for 30 minutes"), one row per
+-- pause, kept after it ends (how: resumed, replaced or expired). `target` is NULL for the
+-- whole cluster. In force: ended_ms IS NULL AND until_ms > now.
+CREATE TABLE IF NOT EXISTS pauses (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    target   TEXT,
+    from_ms  INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL CHECK (until_ms > from_ms),
+    reason   TEXT    NOT NULL,
+    ended_ms INTEGER,
+    ended_by TEXT CHECK (ended_by IN ('resumed', 'replaced', 'expired'))
+);
+CREATE INDEX IF NOT EXISTS pauses_open ON pauses (ended_ms, target);
 "#;
 
 /// Opens the read-write connection: WAL, `synchronous=FULL`, foreign keys, busy timeout.

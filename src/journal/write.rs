@@ -229,6 +229,10 @@ pub(crate) fn apply(conn: &Connection, ops: &[WriteOp]) -> Result<Vec<i64>, Jour
             }
             WriteOp::Mail(m) => mails.extend(super::outbox::insert(conn, std::slice::from_ref(m))?),
             WriteOp::Decided(id) => decided.push(*id),
+            WriteOp::Pause(p) => super::pauses::insert(conn, p)?,
+            WriteOp::EndPause { target, at_ms, how } => {
+                super::pauses::end(conn, target.as_deref(), *at_ms, *how)?;
+            }
         }
     }
     insert_events(conn, &events)?;

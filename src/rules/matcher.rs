@@ -199,6 +199,22 @@ fn compile_anchored(re: &str) -> Result<Regex, MatcherError> {
 }
 
 impl Matcher {
+    /// A matcher from its parts, as Alertmanager's API v2 gives a silence's (`name`,
+    /// `value`, `isRegex`, `isEqual`): the value is taken as it is (no quotes, no escapes);
+    /// a regex is anchored as in [`parse`](Self::parse).
+    pub fn from_parts(name: &str, op: MatchOp, value: &str) -> Result<Matcher, MatcherError> {
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(anchored_regex(value)?),
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value: value.to_string(),
+            regex,
+        })
+    }
+
     /// Parses one matcher string.
     pub fn parse(s: &str) -> Result<Matcher, MatcherError> {
         let t = s.trim_matches(is_go_space);

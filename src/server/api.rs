@@ -19,7 +19,7 @@ use crate::engine::policy::Scope;
 use crate::journal::{ExecStatus, ExecutionFilter};
 use crate::metrics::Metrics;
 
-fn check_auth(st: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn check_auth(st: &AppState, headers: &HeaderMap) -> Option<Response> {
     let setup = st.engine.current();
     let auth = setup.loaded.config.server.auth.as_ref();
     if authorized(auth, headers) {

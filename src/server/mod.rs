@@ -1,6 +1,7 @@
-//! The HTTP server: Alertmanager's webhook, the executions API, health and metrics.
+//! The HTTP server: Alertmanager's webhook, the executions API, pauses, health and metrics.
 
 mod api;
+mod pauses;
 
 pub use api::reload_setup;
 pub mod auth;
@@ -15,7 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 
 use crate::engine::EngineHandle;
@@ -66,6 +67,12 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/v1/executions/{id}", get(api::show))
         .route("/api/v1/targets/{target}/reset", post(api::reset))
         .route("/api/v1/rules/{rule}/reset", post(api::reset_rule))
+        .route("/api/v1/pauses", get(pauses::list).post(pauses::create))
+        .route("/api/v1/pauses/cluster", delete(pauses::resume_cluster))
+        .route(
+            "/api/v1/pauses/targets/{target}",
+            delete(pauses::resume_target),
+        )
         .route("/-/reload", post(api::reload))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(api::ready))

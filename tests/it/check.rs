@@ -236,6 +236,34 @@ fn config_ranges_and_business_rules() {
         ("logging:\n  level: loud\n", "unknown log level `loud`"),
         ("environment: moon\n", "unknown environment `moon`"),
         (
+            "alertmanager:\n  url: ftp://am.example.com\n",
+            "config.yaml:10: error: alertmanager.url: scheme `ftp` is not http or https",
+        ),
+        (
+            "alertmanager:\n  url: am.example.com:9093\n",
+            "config.yaml:10: error: alertmanager.url: scheme `am.example.com` is not http or https",
+        ),
+        (
+            "alertmanager:\n  url: 'http://am:9093/?x=1'\n",
+            "alertmanager.url: `http://am:9093/?x=1` has a query or fragment; give the base URL only",
+        ),
+        (
+            "alertmanager:\n  url: not a url\n",
+            "alertmanager.url: `not a url` is not a URL: relative URL without a base",
+        ),
+        (
+            "alertmanager:\n  url: http://am:9093\n  timeout_seconds: 0\n",
+            "config.yaml:11: error: alertmanager.timeout_seconds: must be between 1 and 60, got 0",
+        ),
+        (
+            "alertmanager:\n  timeout_seconds: 5\n",
+            "config.yaml:9: error: alertmanager: missing configuration field \"url\"",
+        ),
+        (
+            "alertmanager:\n  url: http://am:9093\n  silences: all\n",
+            "alertmanager.silences: unknown field `silences`",
+        ),
+        (
             "rules: [nothing/*.yaml]\n",
             "`nothing/*.yaml` matches no rule file",
         ),

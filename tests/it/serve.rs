@@ -8,5 +8,8 @@ mod crash;
 mod email;
 mod intake;
 mod kafka_heal;
+mod kafka_pause;
+mod pauses;
 mod policy;
 mod runbooks;
+mod silences;

@@ -150,6 +150,7 @@ impl Core {
             why.to_string(),
             0,
         );
+        self.out.push(Effect::Skipped { cause: why.key() });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -183,11 +184,16 @@ impl Core {
         }
     }
 
-    fn decide(&mut self, now: i64, alert_id: i64, alert: &Arc<Alert>, p: Plan) {
+    pub(super) fn decide(&mut self, now: i64, alert_id: i64, alert: &Arc<Alert>, p: Plan) {
         let key = p.work_key();
         if let Some(id) = self.inflight.get(&key) {
             *self.duplicates.entry(*id).or_default() += 1;
             self.out.push(Effect::Duplicate);
+            return;
+        }
+        // An operator's pause or an Alertmanager silence (pause.rs).
+        if let Some(why) = self.hands_off(now, alert_id, alert, &p) {
+            self.skip(now, Some(alert_id), &p, why);
             return;
         }
         if p.dry_run {

@@ -10,7 +10,8 @@
 //! collapse), dry_run, cooldown, attempts with backoff and the circuit breaker, the
 //! diagnostics bounds (slots and queue), at most `max_concurrent_per_cluster` disruptive
 //! executions, the guard that leaves a healthy broker alone while another is down,
-//! resolved alerts cancelling queued work, and in HA mode the lock protocol.
+//! resolved alerts cancelling queued work, operators' pauses and Alertmanager silences of
+//! self-watch alerts (`pause.rs`), and in HA mode the lock protocol.
 //!
 //! Call [`Core::tick`] after each round of inputs: it starts the queued work that may start
 //! now, in arrival order (inputs themselves start new work at once only when nothing of
@@ -18,6 +19,9 @@
 
 mod admit;
 mod finish;
+mod pause;
+#[cfg(test)]
+mod pause_tests;
 #[cfg(test)]
 mod props;
 mod pump;
@@ -204,6 +208,8 @@ pub struct Core {
     wake_at: Option<i64>,
     /// Whether `wake_at` still holds (no queued work changed since the last tick).
     wake_known: bool,
+    /// Operators' pauses, the alerts they hold back, and the silence being decided.
+    pauses: pause::PauseState,
     out: Vec<Effect>,
 }
 
@@ -230,6 +236,7 @@ impl Core {
             coord_escalated_ms: None,
             wake_at: None,
             wake_known: true,
+            pauses: Default::default(),
             out: Vec::new(),
         }
     }
@@ -300,7 +307,8 @@ impl Core {
     }
 
     /// When the core next needs a [`tick`](Self::tick) without any input (a backoff ends,
-    /// or in HA mode a lock is to be asked for again), if ever.
+    /// a down mark or a pause expires, or in HA mode a lock is to be asked for again), if
+    /// ever.
     pub fn next_wake(&self, now: i64) -> Option<i64> {
         let setup = &self.setup;
         let reset_ms = |rule: &str| setup.limits(setup.rules.rule(rule)).circuit_reset_ms;
@@ -311,10 +319,8 @@ impl Core {
         }
         .map(|t| t.max(now.saturating_add(1)));
         let queued = self.next_queued_wake(now);
-        match (queued, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let pause = self.next_pause_end();
+        [queued, expiry, pause].into_iter().flatten().min()
     }
 
     fn next_queued_wake(&self, now: i64) -> Option<i64> {
@@ -399,6 +405,7 @@ impl Core {
     /// Alert `fingerprint` no longer fires.
     fn unset_firing(&mut self, fingerprint: &str) {
         self.mark_running(fingerprint, true);
+        self.unhold(fingerprint);
         if let Some(old) = self.firing.remove(fingerprint) {
             self.undown(&old.down);
         }

@@ -1,7 +1,8 @@
 //! Invariants of the decision core under random inputs (proptest): random sequences of
 //! firing and resolved alerts (several rules, brokers and params), ends of runs
-//! (succeeded, failed, escalated, interrupted), time passing, and resets. After every step
-//! the effects are checked against an independent model of what must always hold.
+//! (succeeded, failed, escalated, interrupted), time passing, resets, and pauses set and
+//! ended (of a broker or the cluster). After every step the effects are checked against an
+//! independent model of what must always hold (nothing starts on paused work).
 //!
 //! `PROPTEST_CASES` raises the number of cases (default 2000 here; a few seconds).
 
@@ -41,6 +42,10 @@ enum Op {
     Tick,
     /// `reset NODE`.
     Reset { node: u8 },
+    /// `pause` of broker `node` (0: the cluster) for `secs` seconds.
+    Pause { node: u8, secs: u16 },
+    /// `resume` of broker `node` (0: the cluster).
+    Resume { node: u8 },
 }
 
 fn op() -> impl Strategy<Value = (Op, u16)> {
@@ -56,6 +61,8 @@ fn op() -> impl Strategy<Value = (Op, u16)> {
         3 => (0usize..8, 0u8..4).prop_map(|(pick, result)| Op::Finish { pick, result }),
         2 => Just(Op::Tick),
         1 => (1u8..4).prop_map(|node| Op::Reset { node }),
+        1 => (0u8..4, 1u16..900).prop_map(|(node, secs)| Op::Pause { node, secs }),
+        1 => (0u8..4).prop_map(|node| Op::Resume { node }),
     ];
     // Seconds before the input: mostly short, sometimes past a backoff or a cooldown.
     let dt = prop_oneof![6 => 0u16..20, 3 => 0u16..400, 1 => 0u16..4000];
@@ -86,6 +93,8 @@ struct Model {
     success: HashMap<String, i64>,
     /// Whether each alert's last word was "firing".
     firing: HashMap<String, bool>,
+    /// Pauses set: broker (`None`: the cluster) → end.
+    pauses: HashMap<Option<String>, i64>,
 }
 
 /// A work key as the model counts it: a disruptive runbook's work is (rule, target).
@@ -103,7 +112,23 @@ fn key_of(
     format!("{rule}/{}/{params}", target.unwrap_or("-"))
 }
 
+/// The scope of pause op `node`.
+fn pause_scope(node: u8) -> crate::engine::pause::PauseScope {
+    use crate::engine::pause::PauseScope;
+    match node {
+        0 => PauseScope::Cluster,
+        n => PauseScope::Target(format!("kafka-{n}")),
+    }
+}
+
 impl Model {
+    /// Whether a pause in force at `now` covers work on `target`.
+    fn paused(&self, now: i64, target: Option<&String>) -> bool {
+        self.pauses
+            .iter()
+            .any(|(scope, until)| *until > now && (scope.is_none() || scope.as_ref() == target))
+    }
+
     /// A queued execution whose alert's last word was "resolved", if any.
     fn queued_for_resolved(&self) -> Option<(i64, &String)> {
         self.status
@@ -122,6 +147,9 @@ impl Model {
                     let id = c.id.ok_or("an execution without an id")?;
                     if self.status.contains_key(&id) {
                         return Err(format!("id {id} given twice"));
+                    }
+                    if c.reason.starts_with("paused:") && !self.paused(now, c.target.as_ref()) {
+                        return Err(format!("execution {id} skipped for a pause not in force"));
                     }
                     self.status.insert(id, c.status);
                     self.fingerprint.insert(id, c.fingerprint.clone());
@@ -174,6 +202,9 @@ impl Model {
     }
 
     fn check_launch(&self, now: i64, max_cluster: usize, run: &Run) -> Result<(), String> {
+        if self.paused(now, run.target.as_ref()) {
+            return Err(format!("{} started while paused", run.key));
+        }
         let disruptive: Vec<&Run> = self.running.values().filter(|r| r.disruptive).collect();
         if run.disruptive {
             if disruptive.len() + 1 > max_cluster {
@@ -310,6 +341,30 @@ fn drive(ops: &[(Op, u16)], max_cluster: usize) -> Result<Vec<String>, String> {
                 m.starts.retain(|k, _| !mine(k));
                 m.success.retain(|k, _| !mine(k));
                 fx
+            }
+            Op::Pause { node, secs } => {
+                let duration = format!("{secs}s");
+                let req =
+                    crate::engine::pause::PauseRequest::new(pause_scope(*node), &duration, "p")
+                        .map_err(|e| format!("step {i}: {e}"))?;
+                let (p, mut fx) = core
+                    .plan_pause(now, req)
+                    .map_err(|e| format!("step {i}: {e}"))?;
+                m.pauses
+                    .insert(p.scope.target().map(str::to_string), p.until_ms);
+                fx.extend(core.pause(p));
+                fx
+            }
+            Op::Resume { node } => {
+                let scope = pause_scope(*node);
+                match core.plan_resume(now, &scope) {
+                    Some((_, mut fx)) => {
+                        m.pauses.remove(&scope.target().map(str::to_string));
+                        fx.extend(core.resume(now, &scope));
+                        fx
+                    }
+                    None => Vec::new(),
+                }
             }
         };
         fx.extend(core.tick(now));

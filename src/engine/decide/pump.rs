@@ -1,4 +1,4 @@
-//! Starting queued work: what blocks it (backoff, slots, the guard), starting it in
+//! Starting queued work: what blocks it (a pause, backoff, slots, the guard), starting it in
 //! arrival order, and in HA mode the lock it must hold first.
 
 use super::shared::Adopted;
@@ -58,6 +58,9 @@ impl Core {
 
     /// Why queued work `q` cannot start now, or `None` when it can.
     pub(super) fn blocked(&self, q: &Queued, now: i64, slots: &Slots) -> Option<Wait> {
+        if let Some(why) = self.paused_wait(now, q) {
+            return Some(why);
+        }
         if q.not_before_ms > now {
             return Some(Wait::Backoff {
                 until_ms: q.not_before_ms,
@@ -109,6 +112,7 @@ impl Core {
     /// each new reason why one waits. Call it after each round of inputs.
     pub fn tick(&mut self, now: i64) -> Vec<Effect> {
         self.expire_firing(now);
+        self.expire_pauses(now);
         let setup = self.setup.clone();
         let reset_ms = |rule: &str| setup.limits(setup.rules.rule(rule)).circuit_reset_ms;
         for (rule, target) in self.policy.close_due(now, reset_ms) {

@@ -11,7 +11,7 @@ use super::harness::*;
 use crate::common::Scratch;
 
 /// An exporter whose body the test controls; returns (port, body handle).
-async fn exporter(body: &str) -> (u16, Arc<Mutex<String>>) {
+pub(super) async fn exporter(body: &str) -> (u16, Arc<Mutex<String>>) {
     let state = Arc::new(Mutex::new(body.to_string()));
     let s = state.clone();
     let app = axum::Router::new().route(

@@ -182,6 +182,44 @@ impl Server {
         self.send(reqwest::Method::POST, path).await
     }
 
+    /// `method` on `path` with the token and a body (none when `None`); (status, JSON).
+    pub async fn send_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        auth: bool,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if auth {
+            req = req.header("Authorization", format!("Bearer {TOKEN}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The service's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     async fn send(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let resp = self
             .client

@@ -32,18 +32,19 @@ const CTL_LIMIT: Duration = Duration::from_secs(30);
 const HEAL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// supervisord with the broker as program `kafka-1`; everything is stopped when dropped.
-struct Supervised {
+pub(super) struct Supervised {
     supervisord: Option<Child>,
-    conf: PathBuf,
+    /// supervisorctl's config file.
+    pub(super) conf: PathBuf,
     dir: PathBuf,
     /// The broker's client listener.
-    port: u16,
+    pub(super) port: u16,
     /// The JMX exporter's `/metrics` URL.
-    metrics_url: String,
+    pub(super) metrics_url: String,
 }
 
 impl Supervised {
-    fn start(dir: &Path) -> Supervised {
+    pub(super) fn start(dir: &Path) -> Supervised {
         assert!(
             Path::new(SUPERVISORD).exists() && Path::new(SUPERVISORCTL).exists(),
             "supervisor is not installed ({SUPERVISORD}, {SUPERVISORCTL} missing): \
@@ -81,12 +82,12 @@ impl Supervised {
     }
 
     /// `supervisorctl -c CONF ARGS…`, bounded.
-    fn ctl(&self, args: &[&str]) -> Result<Output, String> {
+    pub(super) fn ctl(&self, args: &[&str]) -> Result<Output, String> {
         supervisorctl(&self.conf, args, CTL_LIMIT)
     }
 
     /// The broker JVM's pid as supervisord reports it (None when not running).
-    fn pid(&self) -> Option<i32> {
+    pub(super) fn pid(&self) -> Option<i32> {
         supervised_pid(&self.conf, "kafka-1", CTL_LIMIT)
     }
 
@@ -98,7 +99,7 @@ impl Supervised {
         )
     }
 
-    fn port_open(&self) -> bool {
+    pub(super) fn port_open(&self) -> bool {
         std::net::TcpStream::connect_timeout(
             &([127, 0, 0, 1], self.port).into(),
             Duration::from_secs(2),
@@ -107,7 +108,7 @@ impl Supervised {
     }
 
     /// Waits (bounded) until the broker port is open and the exporter reports state 3.
-    async fn wait_running(&mut self, limit: Duration, what: &str) -> Duration {
+    pub(super) async fn wait_running(&mut self, limit: Duration, what: &str) -> Duration {
         let client = reqwest::Client::new();
         let t0 = Instant::now();
         loop {
