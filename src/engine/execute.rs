@@ -19,7 +19,7 @@ use crate::coord::{Coordinator, WorkLock};
 use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics};
 use crate::rules::model::OnFailure;
-use crate::runbook::exec::{ExecOptions, child_env, run_step};
+use crate::runbook::exec::{ExecOptions, child_env, run_step, step_budget};
 
 /// What one execution needs to run.
 #[derive(Debug, Clone)]
@@ -148,34 +148,48 @@ pub async fn execute(
             reason = format!("the service shut down before step `{}`", step.name);
             break;
         }
+        // HA mode: a disruptive step starts only under the lock, and with its deadline
+        // recorded in etcd (a peer waits it out should this instance die mid-step).
+        let mut mark = None;
         if let Some(f) = &job.fence
             && step.is_disruptive()
-            && let Err(why) = f.coord.fence(&f.lock).await
         {
-            // The lock may be someone else's now: this instance must not touch the cluster.
-            metrics.coordination_fenced.inc();
-            status = ExecStatus::Interrupted;
-            cause = EndCause::Fenced;
-            reason = format!(
-                "fenced before step `{}`: {why}; nothing more runs here, a peer that takes the lock may run the remediation",
-                step.name
-            );
-            warn!(execution = job.id, step = %step.name, %why, "fenced: disruptive step not started");
-            let event = Event {
-                at_ms: now_ms(),
-                execution_id: Some(job.id),
-                rule: Some(job.plan.rule.clone()),
-                target: job.plan.target.clone(),
-                kind: EventKind::Fenced.as_str().into(),
-                message: reason.clone(),
-            };
-            if let Err(e) = journal.add_event(event).await {
-                warn!(error = %e, "cannot journal an event");
+            match f
+                .coord
+                .begin_step(&f.lock, &step.name, step_budget(step, &opts))
+                .await
+            {
+                Ok(m) => mark = Some(m),
+                Err(why) => {
+                    // The lock may be someone else's now: this instance must not touch the cluster.
+                    metrics.coordination_fenced.inc();
+                    status = ExecStatus::Interrupted;
+                    cause = EndCause::Fenced;
+                    reason = format!(
+                        "fenced before step `{}`: {why}; nothing more runs here, a peer that takes the lock may run the remediation",
+                        step.name
+                    );
+                    warn!(execution = job.id, step = %step.name, %why, "fenced: disruptive step not started");
+                    let event = Event {
+                        at_ms: now_ms(),
+                        execution_id: Some(job.id),
+                        rule: Some(job.plan.rule.clone()),
+                        target: job.plan.target.clone(),
+                        kind: EventKind::Fenced.as_str().into(),
+                        message: reason.clone(),
+                    };
+                    if let Err(e) = journal.add_event(event).await {
+                        warn!(error = %e, "cannot journal an event");
+                    }
+                    break;
+                }
             }
-            break;
         }
         info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
         let rec = run_step(step, i as u32, &opts, cancel).await;
+        if let (Some(f), Some(m)) = (&job.fence, mark) {
+            f.coord.end_step(m).await;
+        }
         metrics
             .step_duration
             .get_or_create(&KindLabel {

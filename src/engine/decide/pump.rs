@@ -262,6 +262,10 @@ impl Core {
                 q.retry_at_ms = now.saturating_add(retry);
                 self.note_waiting(now, &mut q, Wait::LockHeld { holder });
             }
+            LockAnswer::StepRunning(step) => {
+                q.retry_at_ms = now.saturating_add(retry);
+                self.note_waiting(now, &mut q, Wait::PeerStep { step });
+            }
             LockAnswer::Done(by) => {
                 self.unqueued(&q);
                 self.inflight.remove(&q.key);
