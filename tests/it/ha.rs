@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 
 use crate::common::Scratch;
 use crate::mailbox::free_port;
-use crate::serve::harness::{Server, TOKEN, alert, config, down, webhook};
+use crate::serve::harness::{
+    Server, TOKEN, alert, alive, config, cookie_holders, down, recorded, recorded_cookie,
+    recorded_pids, recorder, webhook,
+};
 
 const ETCD: &str = "/usr/bin/etcd";
 /// The lease TTL the tests use (seconds).
@@ -115,7 +118,9 @@ fn coordination(etcd: &Etcd, instance: &str) -> String {
 }
 
 /// Rules whose runbook appends `INSTANCE NANOS restart` to `marker`, then sleeps `settle`
-/// seconds (a second, disruptive step, during which a test may kill the holder).
+/// seconds (a second, disruptive step, during which a test may kill the holder). Each step
+/// has a time limit of its own ([`SETTLE_SLACK`] more than its work), which bounds how long
+/// a peer waits when the holder dies mid-step.
 fn rules(marker: &Path, settle: u32) -> String {
     format!(
         r#"rules:
@@ -127,12 +132,22 @@ runbooks:
     steps:
       - name: restart
         exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'"]
+        timeout: {SETTLE_SLACK}
       - name: settle
         exec: ["/bin/sleep", "{settle}"]
+        timeout: {}
 "#,
-        marker.display()
+        marker.display(),
+        settle + SETTLE_SLACK
     )
 }
+
+/// How much longer than its work a step of [`rules`] may take (seconds).
+const SETTLE_SLACK: u32 = 3;
+/// The kill grace of the tests that kill a holder mid-step (`recovery.kill_grace_seconds`).
+const GRACE: u64 = 1;
+/// The margin the executor adds to a step's time limit and kill grace for its deadline.
+const STOP_MARGIN: u64 = 1;
 
 /// Starts `n` instances `ha-0`… on `etcd`, each in its own directory with its own journal.
 fn instances(dirs: &[Scratch], etcd: &Etcd, extra: &str, rules: &str) -> Vec<Server> {
@@ -265,16 +280,56 @@ async fn the_same_alert_on_three_instances_runs_once() {
     assert_eq!(ran, 1);
 }
 
+/// Processes whose command line is `argv` and whose environment holds `var=value`.
+fn processes(argv: &[&str], var: &str, value: &str) -> Vec<i32> {
+    let cmdline: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let env = format!("{var}={value}");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == cmdline)
+                        && std::fs::read(format!("/proc/{pid}/environ"))
+                            .is_ok_and(|e| e.split(|b| *b == 0).any(|x| x == env.as_bytes()))
+                        && alive(*pid)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The (kind, message) of each event of execution `id` on `srv`.
+async fn events_of(srv: &Server, id: &Value) -> Vec<(String, String)> {
+    let (_, detail) = srv.get(&format!("/api/v1/executions/{id}")).await;
+    detail["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (f("kind"), f("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at_once() {
+async fn a_killed_holder_is_taken_over_after_its_step_and_nothing_runs_twice_at_once() {
     let s = Scratch::new();
     let etcd = Etcd::start(s.path()).await;
     let marker = s.path().join("marker");
     let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
-    let mut srv = instances(&dirs, &etcd, "", &rules(&marker, 3));
+    let settle = 3;
+    let extra = format!("recovery: {{ kill_grace_seconds: {GRACE} }}\n");
+    let mut srv = instances(&dirs, &etcd, &extra, &rules(&marker, settle));
     let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
     post_all(&srv, &body).await;
-    // The holder runs `restart`, then `settle`: kill -9 it meanwhile.
+    // The holder runs `restart`, then `settle`: kill -9 it once `settle` runs.
     let deadline = Instant::now() + Duration::from_secs(20);
     let first = loop {
         if let Some(l) = marker_lines(&marker).first() {
@@ -283,6 +338,12 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
         assert!(Instant::now() < deadline, "nobody ran the runbook");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let settle_arg = settle.to_string();
+    let settle_argv = ["/bin/sleep", settle_arg.as_str()];
+    while processes(&settle_argv, "KAFKA_HEALING_INSTANCE_ID", &first.0).is_empty() {
+        assert!(Instant::now() < deadline, "`settle` never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let idx: usize = first
         .0
         .trim_start_matches("ha-")
@@ -293,8 +354,9 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
     let _ = dead.child.wait();
     let killed_ns = now_ns();
     let killed = Instant::now();
-    // A peer takes over once the lease has expired: the runbook runs again from its start.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A peer takes over once the lease has expired and `settle` must have ended: the
+    // runbook runs again from its start.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let second = loop {
         if let Some(l) = marker_lines(&marker).get(1) {
             break l.clone();
@@ -308,13 +370,18 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let takeover = killed.elapsed();
-    println!("takeover after kill -9: {takeover:?} (lease TTL {TTL}s)");
+    // `settle`'s deadline: its time limit, the kill grace and the margin, counted from
+    // its start, which came after the first marker.
+    let budget = u64::from(settle + SETTLE_SLACK) + GRACE + STOP_MARGIN;
+    println!(
+        "takeover after kill -9 mid-step: {takeover:?} (lease TTL {TTL}s, step deadline {budget}s after its start)"
+    );
     assert_ne!(second.0, first.0);
     assert!(second.1 > killed_ns, "the successor started after the kill");
-    // Generous bound: TTL plus renewal, retry period and a loaded machine.
     assert!(
-        takeover < Duration::from_secs(TTL + 8),
-        "takeover took {takeover:?}"
+        second.1 >= first.1 + u128::from(budget) * 1_000_000_000,
+        "the successor started before the dead holder's step had to end: {} ns after the first run",
+        second.1 - first.1
     );
     // The successor finishes; the third instance then skips it as done.
     for x in &srv {
@@ -338,7 +405,8 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
     }
     st.sort();
     assert_eq!(st, ["skipped", "succeeded"]);
-    // The successor's journal tells the story: it waited on the holder, then took the lock.
+    // The successor's journal tells the story: it waited on the holder, then on its step,
+    // then took the lock.
     let succ: usize = second
         .0
         .trim_start_matches("ha-")
@@ -346,28 +414,190 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
         .expect("instance id");
     let succ = &srv[if succ > idx { succ - 1 } else { succ }];
     let list = succ.executions().await;
-    let (_, detail) = succ
-        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
-        .await;
-    let events: Vec<(String, String)> = detail["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-                    (f("kind"), f("message"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let events = events_of(succ, &list[0]["id"]).await;
     let held = events.iter().position(|(k, m)| {
         k == "waiting" && m.contains(&format!("HA: the lock is held by instance {}", first.0))
     });
+    let step = events.iter().position(|(k, m)| {
+        k == "waiting"
+            && m.contains(&format!(
+                "HA: the lock is free but step `settle` of instance {}",
+                first.0
+            ))
+    });
     let taken = events.iter().position(|(k, _)| k == "lock_acquired");
     assert!(
-        matches!((held, taken), (Some(h), Some(t)) if h < t),
+        matches!((held, step, taken), (Some(h), Some(s), Some(t)) if h < s && s < t),
         "{events:?}"
     );
+}
+
+/// Issue 14, finding 11: the holder is killed during a 15 s step. Its step's leader dies
+/// with it (parent-death signal); the survivor starts the same work only after every
+/// process of the old step is gone, and not before the step's recorded deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_takeover_never_overlaps_the_step_a_killed_holder_was_running() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let rec = recorder(s.path());
+    let out = s.path().join("run");
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    for d in &dirs {
+        d.write("sleep", "15");
+    }
+    let limit = 16;
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["{}", "{}"]
+        timeout: {limit}
+"#,
+        rec.display(),
+        out.display()
+    );
+    let extra = format!("recovery: {{ kill_grace_seconds: {GRACE} }}\n");
+    let mut srv = instances(&dirs, &etcd, &extra, &rules);
+    post_all(&srv, &webhook("am", vec![alert("firing", down("kafka-1"))])).await;
+    // The holder's step has started (its leader and the leader's `sleep 15`).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (leader, started_ns, cookie, holder) = loop {
+        let runs = recorded(s.path(), "run");
+        let pids = recorded_pids(s.path(), "run");
+        if let (Some(run), Some(&pid)) = (runs.first(), pids.first())
+            && let Some(cookie) = recorded_cookie(&run.3)
+            && cookie_holders(&cookie).len() >= 2
+        {
+            let holder = run
+                .3
+                .lines()
+                .find_map(|l| l.strip_prefix("KAFKA_HEALING_INSTANCE_ID="))
+                .expect("instance id in the step's environment")
+                .to_string();
+            break (pid, run.0, cookie, holder);
+        }
+        assert!(Instant::now() < deadline, "nobody ran the step");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let idx: usize = holder
+        .trim_start_matches("ha-")
+        .parse()
+        .expect("instance id");
+    // Mid-step, as in the issue (there 1.6 s in).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The successor's own run is short.
+    for (i, d) in dirs.iter().enumerate() {
+        if i != idx {
+            d.write("sleep", "1");
+        }
+    }
+    let mut dead = srv.remove(idx);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    let killed_ns = now_ns();
+    // Watch the old step's processes until the survivor's run appears: when its leader
+    // was first seen gone, and when none of its processes was left.
+    let mut leader_gone_ns = None;
+    let mut all_gone_ns = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let second = loop {
+        let now = now_ns();
+        if leader_gone_ns.is_none() && !alive(leader) {
+            leader_gone_ns = Some(now);
+        }
+        if all_gone_ns.is_none() && cookie_holders(&cookie).is_empty() {
+            all_gone_ns = Some(now);
+        }
+        if let Some(r) = recorded(s.path(), "run").get(1) {
+            break r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no takeover; logs:\n{}\n{}",
+            srv[0].log(),
+            srv[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for x in &srv {
+        x.wait_until(30, "the copy to end", |l| {
+            !l.is_empty()
+                && l.iter()
+                    .all(|e| e["status"] != "queued" && e["status"] != "running")
+        })
+        .await;
+    }
+    let runs = recorded(s.path(), "run");
+    assert_eq!(runs.len(), 2, "once before the kill, once after: {runs:?}");
+    let (first, second) = (&runs[0], &runs[1]);
+    assert_eq!(first.0, started_ns);
+    let secs = |ns: u128| ns as f64 / 1e9;
+    let budget = u128::from(limit + GRACE + STOP_MARGIN) * 1_000_000_000;
+    println!(
+        "kill -9 {:.2}s into the 15 s step; leader gone {:.2}s after the kill, every process of the step {:.2}s after; the survivor's step started {:.2}s after the kill ({:.2}s after the old step's start; its deadline: {}s)",
+        secs(killed_ns - first.0),
+        secs(leader_gone_ns.unwrap_or(0).saturating_sub(killed_ns)),
+        secs(all_gone_ns.unwrap_or(0).saturating_sub(killed_ns)),
+        secs(second.0 - killed_ns),
+        secs(second.0 - first.0),
+        budget / 1_000_000_000
+    );
+    // The old step was killed mid-run by the parent-death signal: its recorder never
+    // wrote an end, and its leader died before its own `sleep 15` could have ended.
+    assert_eq!(first.1, 0, "the killed holder's step recorded an end");
+    let leader_gone = leader_gone_ns.expect("the old step's leader died");
+    assert!(
+        leader_gone < first.0 + 15_000_000_000,
+        "the leader lived as long as its sleep"
+    );
+    // No overlap: every process of the old step was gone before the survivor's step
+    // started, which came after the old step's deadline; the survivor's run completed.
+    let all_gone = all_gone_ns.expect("the old step's processes ended");
+    assert!(
+        all_gone < second.0,
+        "the survivor started {:.2}s before the old step's last process ended",
+        secs(all_gone - second.0)
+    );
+    assert!(
+        second.0 >= first.0 + budget,
+        "the survivor started before the old step's deadline"
+    );
+    assert!(second.1 > second.0, "the survivor's step completed");
+    assert_ne!(
+        second
+            .3
+            .lines()
+            .find(|l| l.starts_with("KAFKA_HEALING_INSTANCE_ID=")),
+        Some(format!("KAFKA_HEALING_INSTANCE_ID={holder}").as_str())
+    );
+    // The survivor said whose step it waited for, and until when, before taking the lock.
+    let mut waited = false;
+    for x in &srv {
+        let list = x.executions().await;
+        if list[0]["status"] != "succeeded" {
+            continue;
+        }
+        let events = events_of(x, &list[0]["id"]).await;
+        let step = events.iter().position(|(k, m)| {
+            k == "waiting"
+                && m.contains(&format!(
+                    "HA: the lock is free but step `restart` of instance {holder}"
+                ))
+                && m.contains("which may run until ")
+        });
+        let taken = events.iter().position(|(k, _)| k == "lock_acquired");
+        assert!(
+            matches!((step, taken), (Some(s), Some(t)) if s < t),
+            "{events:?}"
+        );
+        waited = true;
+    }
+    assert!(waited, "no survivor ran the work");
 }
 
 #[tokio::test(flavor = "multi_thread")]
