@@ -149,13 +149,13 @@ async fn a_killed_servers_step_dies_with_it_and_the_next_start_sweeps_what_it_le
     drop(srv);
     let killed_at = std::time::Instant::now();
     // The leader dies with the server, before its `sleep 30` could have ended; the sleep
-    // (which left nothing but the leader's group) lives on.
+    // it started lives on, re-parented. (Blocking waits: the guard is held.)
     while alive(leader) {
         assert!(
             killed_at.elapsed() < Duration::from_secs(25),
             "the step's leader {leader} outlived its server"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        std::thread::sleep(Duration::from_millis(10));
     }
     let orphans = cookie_holders(&cookie);
     assert_eq!(orphans.len(), 1, "the leader's sleep lives on: {orphans:?}");
