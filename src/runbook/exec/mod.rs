@@ -331,12 +331,22 @@ mod tests {
         // Three tries and two pauses.
         step.retries = 2;
         assert_eq!(step_budget(&step, &opts), Duration::from_secs(3 * 27 + 2));
-        // The default time limit; saturating at the extremes.
+        // The default time limit.
         step.timeout_seconds = None;
         step.retries = 0;
         assert_eq!(step_budget(&step, &opts), Duration::from_secs(311));
+        // The extremes: no overflow (the try count saturates at u32::MAX).
         step.timeout_seconds = Some(f64::INFINITY);
         step.retries = u32::MAX;
-        assert_eq!(step_budget(&step, &opts), Duration::MAX);
+        let one = MAX_TIMEOUT_SECS as u64 + 10 + 1;
+        assert_eq!(
+            step_budget(&step, &opts),
+            Duration::from_secs(one * u64::from(u32::MAX) + u64::from(u32::MAX))
+        );
+        let huge = ExecOptions {
+            kill_grace: Duration::MAX,
+            ..opts
+        };
+        assert_eq!(step_budget(&step, &huge), Duration::MAX);
     }
 }
