@@ -184,8 +184,16 @@ fn spawner() -> Option<&'static mpsc::Sender<Job>> {
                             reply,
                         } = job;
                         // The child's pipes and its reaping belong to the caller's runtime.
-                        let _ctx = runtime.enter();
-                        let _ = reply.send(cmd.spawn());
+                        // A panic must not end this thread: its children would get their
+                        // parent-death signal.
+                        let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let _ctx = runtime.enter();
+                            cmd.spawn()
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(std::io::Error::other("the step spawner panicked while forking"))
+                        });
+                        let _ = reply.send(spawned);
                     }
                 });
             match started {
