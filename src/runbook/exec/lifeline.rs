@@ -13,8 +13,8 @@
 //!   that forked the child exits, even if the process lives on. Tokio forks a child on
 //!   whichever thread polls the spawn: a worker (they live as long as the runtime, unless
 //!   `block_in_place` hands the worker's role to another thread) or a blocking-pool thread
-//!   (it exits after 10 s idle). So every step is forked by one dedicated thread,
-//!   [`SPAWNER_THREAD`], that lives as long as the process: the signal fires only when the
+//!   (it exits after 10 s idle). So every step is forked by one of a few dedicated threads,
+//!   [`SPAWNER_THREAD`], that live as long as the process: the signal fires only when the
 //!   service itself dies.
 //! - **Orphan sweep.** The signal reaches the step's leader only; what the leader started
 //!   lives on (re-parented) when the service dies. Every step process carries
@@ -33,7 +33,7 @@ use tokio::process::{Child, Command};
 
 use super::process::STEP_COOKIE_VAR;
 
-/// The name of the thread that forks every step (see the module doc).
+/// The name of the threads that fork every step (see the module doc).
 pub const SPAWNER_THREAD: &str = "kh-step-spawner";
 
 /// Where `setpriv` is looked for when the service's `PATH` does not have it.
@@ -160,55 +160,84 @@ fn is_executable_file(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// A command to fork on the spawner thread, with the runtime it belongs to.
+/// A command to fork on a spawner thread, with the runtime it belongs to.
 struct Job {
     cmd: Command,
     runtime: tokio::runtime::Handle,
     reply: tokio::sync::oneshot::Sender<std::io::Result<Child>>,
 }
 
-/// The spawner thread's queue, started on first use. The sender lives in a static and is
-/// never dropped, so the thread waits for jobs until the process exits.
+/// The spawner threads' queue, started on first use: [`spawner_threads`] threads named
+/// [`SPAWNER_THREAD`] take jobs from it. The sender lives in a static and is never dropped,
+/// so the threads wait for jobs until the process exits. More than one, because `spawn`
+/// blocks its thread until the child has `exec`ed (`setpriv`, then the step): one thread
+/// would serialize every step's start.
 fn spawner() -> Option<&'static mpsc::Sender<Job>> {
     static QUEUE: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
     QUEUE
         .get_or_init(|| {
             let (tx, rx) = mpsc::channel::<Job>();
-            let started = std::thread::Builder::new()
-                .name(SPAWNER_THREAD.into())
-                .spawn(move || {
-                    for job in rx {
-                        let Job {
-                            mut cmd,
-                            runtime,
-                            reply,
-                        } = job;
-                        // The child's pipes and its reaping belong to the caller's runtime.
-                        // A panic must not end this thread: its children would get their
-                        // parent-death signal.
-                        let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            let _ctx = runtime.enter();
-                            cmd.spawn()
-                        }))
-                        .unwrap_or_else(|_| {
-                            Err(std::io::Error::other("the step spawner panicked while forking"))
-                        });
-                        let _ = reply.send(spawned);
-                    }
-                });
-            match started {
-                Ok(_) => Some(tx),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the step spawner thread: steps are forked by the runtime's threads");
-                    None
+            let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+            let mut started = 0;
+            for _ in 0..spawner_threads() {
+                let rx = rx.clone();
+                let thread = std::thread::Builder::new()
+                    .name(SPAWNER_THREAD.into())
+                    .spawn(move || serve_jobs(&rx));
+                match thread {
+                    Ok(_) => started += 1,
+                    Err(e) => tracing::warn!(error = %e, "cannot start a step spawner thread"),
                 }
             }
+            if started == 0 {
+                tracing::warn!("no step spawner thread: steps are forked by the runtime's threads");
+                return None;
+            }
+            Some(tx)
         })
         .as_ref()
 }
 
-/// Forks `cmd` on the spawner thread (see the module doc), or where it is called when that
-/// thread cannot be used.
+/// How many spawner threads: the machine's parallelism, 2–8.
+fn spawner_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
+
+/// A spawner thread's loop: forks each job's command until the process exits.
+fn serve_jobs(rx: &std::sync::Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let next = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(p) => p.into_inner().recv(),
+        };
+        let Ok(Job {
+            mut cmd,
+            runtime,
+            reply,
+        }) = next
+        else {
+            return; // the sender is gone: the process is exiting
+        };
+        // The child's pipes and its reaping belong to the caller's runtime. A panic must
+        // not end this thread: its children would get their parent-death signal.
+        let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ctx = runtime.enter();
+            cmd.spawn()
+        }))
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the step spawner panicked while forking",
+            ))
+        });
+        let _ = reply.send(spawned);
+    }
+}
+
+/// Forks `cmd` on a spawner thread (see the module doc), or where it is called when none
+/// can be used.
 pub(super) async fn spawn(mut cmd: Command) -> std::io::Result<Child> {
     let (Some(queue), Ok(runtime)) = (spawner(), tokio::runtime::Handle::try_current()) else {
         return cmd.spawn();
@@ -505,7 +534,7 @@ mod tests {
         })
         .join()
         .expect("thread");
-        // Through the spawner thread, from a thread that exits just the same: it runs on.
+        // Through a spawner thread, from a thread that exits just the same: it runs on.
         let h = rt.handle().clone();
         let c = cmd();
         let mut forked_by_spawner = std::thread::spawn(move || {
