@@ -103,15 +103,20 @@ pub(super) async fn run_process(
             .kill_on_drop(true);
         (cmd, wrapped)
     };
-    let (cmd, wrapped) = prepare(opts.setpriv.as_deref());
-    let spawned = match lifeline::spawn(cmd).await {
-        Err(e) if wrapped => {
-            // `setpriv` itself could not be started (removed since it was found): the
-            // step is not held back for it.
-            tracing::warn!(error = %e, "cannot start the step through setpriv; starting it directly");
-            lifeline::spawn(prepare(None).0).await
+    let (mut cmd, wrapped) = prepare(opts.setpriv.as_deref());
+    // Only a child with a parent-death signal must be forked by a spawner thread.
+    let spawned = if wrapped {
+        match lifeline::spawn(cmd).await {
+            Err(e) => {
+                // `setpriv` itself could not be started (removed since it was found): the
+                // step is not held back for it.
+                tracing::warn!(error = %e, "cannot start the step through setpriv; starting it directly");
+                prepare(None).0.spawn()
+            }
+            ok => ok,
         }
-        other => other,
+    } else {
+        cmd.spawn()
     };
     let mut child = match spawned {
         Ok(c) => c,

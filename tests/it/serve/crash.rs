@@ -191,6 +191,63 @@ async fn a_killed_servers_step_dies_with_it_and_the_next_start_sweeps_what_it_le
     let _ = live.wait();
 }
 
+/// A disruptive runbook's step gets the parent-death signal (through `setpriv`); a
+/// diagnostics runbook's step is started directly, without it (`setpriv --dump` as the
+/// step prints its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn remediation_steps_die_with_the_server_and_diagnostics_are_started_directly() {
+    let s = Scratch::new();
+    let dump = |out: &str| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"exec setpriv --dump > '{}'\"]",
+            s.path().join(out).display()
+        )
+    };
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+  - name: lag
+    matchers: ['alertname="TopicLag"']
+    runbook: describe
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: {}
+  describe:
+    disruptive: false
+    steps:
+      - name: describe
+        exec: {}
+"#,
+        dump("remediation"),
+        dump("diagnostics")
+    );
+    let srv = Server::start(&s, &config(""), &rules);
+    let alerts = vec![
+        alert("firing", down("kafka-1")),
+        alert("firing", json!({"alertname": "TopicLag", "topic": "t"})),
+    ];
+    assert_eq!(srv.post(&webhook("r", alerts)).await.0, 200);
+    srv.wait_until(20, "both runs", |l| {
+        l.len() == 2 && l.iter().all(|e| e["status"] == "succeeded")
+    })
+    .await;
+    let read = |out: &str| std::fs::read_to_string(s.path().join(out)).unwrap_or_default();
+    assert!(
+        read("remediation").contains("Parent death signal: KILL"),
+        "{}",
+        read("remediation")
+    );
+    assert!(
+        read("diagnostics").contains("Parent death signal: [none]"),
+        "{}",
+        read("diagnostics")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_closes_intake_and_lets_the_running_step_finish() {
     let s = Scratch::new();
