@@ -53,6 +53,16 @@ pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
 
 async fn serve(setup: Setup) -> anyhow::Result<()> {
     let cfg = &setup.loaded.config;
+    // Steps left running by a dead instance on this host (after a `kill -9`, their leader
+    // died with it but what it started may live on) are stopped before anything runs.
+    match tokio::task::spawn_blocking(crate::runbook::exec::lifeline::sweep_orphans).await {
+        Ok(killed) if !killed.is_empty() => warn!(
+            killed = killed.len(),
+            "start-up sweep: killed the processes of steps whose instance is dead"
+        ),
+        Ok(_) => info!("start-up sweep: no orphaned step process on this host"),
+        Err(e) => warn!(error = %e, "start-up sweep failed"),
+    }
     let journal_path = setup.loaded.resolve(&cfg.state.path);
     let (journal, interrupted) = Journal::open(&journal_path)
         .map_err(|e| anyhow::anyhow!("cannot open the journal {}: {e}", journal_path.display()))?;

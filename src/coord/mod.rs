@@ -6,7 +6,9 @@
 //! *fences* every disruptive step: one etcd transaction confirms that the lock keys still
 //! exist with the revision they were created at and the same lease. A dead instance's
 //! lease expires after the TTL; its locks and membership vanish with it, so a peer takes
-//! over the work and its share of the self-watch targets ([`shard`]).
+//! over the work and its share of the self-watch targets ([`shard`]). A step it was running
+//! is recorded with its deadline under a lease of its own ([`Coordinator::begin_step`]):
+//! the peer waits until that step must have ended.
 //!
 //! Fail safe: without a valid lease nothing disruptive runs.
 
@@ -27,7 +29,7 @@ use crate::config::CoordinationConfig;
 use crate::metrics::Metrics;
 
 pub use history::{Shared, SharedAttempt, SharedCircuit};
-pub use lock::{Acquire, CoordError, Fenced, WorkLock, WorkRequest};
+pub use lock::{Acquire, CoordError, Fenced, StepMark, WorkLock, WorkRequest};
 
 /// The lease as this instance knows it.
 #[derive(Debug, Clone, Copy, Default)]

@@ -549,6 +549,7 @@ impl Runner {
                 Ok(Acquire::Acquired(lock)) => LockAnswer::Acquired(lock),
                 Ok(Acquire::Held(who)) => LockAnswer::Held(who),
                 Ok(Acquire::Done(by)) => LockAnswer::Done(by),
+                Ok(Acquire::StepRunning(step)) => LockAnswer::StepRunning(step),
                 Err(e) => LockAnswer::Unavailable {
                     error: e.to_string(),
                     // A blip shorter than the lease TTL (or the first contact) is no outage.

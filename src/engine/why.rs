@@ -42,6 +42,12 @@ pub enum Wait {
         /// Who, in words.
         holder: String,
     },
+    /// HA mode: no instance holds the lock, but a step of the work that a dead (or cut
+    /// off) holder started may still run: nothing starts before it must have ended.
+    PeerStep {
+        /// Whose step and until when, in words.
+        step: String,
+    },
     /// HA mode: etcd cannot be asked, and nothing runs without the lock.
     CoordinationUnavailable {
         /// What failed.
@@ -82,6 +88,10 @@ impl fmt::Display for Wait {
             Wait::LockHeld { holder } => write!(
                 f,
                 "HA: the lock is held by {holder}; this instance runs it only if that one dies (lease expiry) before finishing"
+            ),
+            Wait::PeerStep { step } => write!(
+                f,
+                "HA: the lock is free but {step}; this instance takes the work only after that deadline, so the two never run at once"
             ),
             Wait::CoordinationUnavailable { error } => write!(
                 f,

@@ -140,6 +140,10 @@ async fn argv_reaches_the_program_byte_for_byte() {
         "--flag=x",
         "ünïcødé ✓",
         "-",
+        // What `setpriv` would take for options, were the argv not after its `--`.
+        "--",
+        "--pdeathsig",
+        "--reuid=0",
     ];
     let mut rest = vec![path_str(&out)];
     rest.extend(hostile.iter().map(|s| s.to_string()));
@@ -147,21 +151,80 @@ async fn argv_reaches_the_program_byte_for_byte() {
         prefix,
         &rest.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
-    let (rec, _) = run(&s, &opts(), &CancellationToken::new()).await;
-    assert_eq!(rec.status, StepStatus::Succeeded, "{rec:?}");
-    assert_eq!(rec.exit_code, Some(0));
-    assert_eq!(rec.signal, None);
-    assert_eq!(rec.attempts, 1);
-    assert_eq!(rec.index, 7);
-    assert_eq!(rec.argv, s.argv);
-    let bytes = std::fs::read(&out).expect("argv dump");
-    let mut expected = Vec::new();
-    for a in hostile {
-        expected.extend_from_slice(a.as_bytes());
-        expected.push(0);
+    // Through `setpriv` (this host has it) and directly: the same bytes.
+    let through = opts();
+    assert!(
+        through.setpriv.is_some(),
+        "util-linux setpriv is needed here"
+    );
+    let direct = ExecOptions {
+        setpriv: None,
+        ..opts()
+    };
+    for o in [through, direct] {
+        let _ = std::fs::remove_file(&out);
+        let (rec, _) = run(&s, &o, &CancellationToken::new()).await;
+        assert_eq!(rec.status, StepStatus::Succeeded, "{rec:?}");
+        assert_eq!(rec.exit_code, Some(0));
+        assert_eq!(rec.signal, None);
+        assert_eq!(rec.attempts, 1);
+        assert_eq!(rec.index, 7);
+        assert_eq!(rec.argv, s.argv);
+        let bytes = std::fs::read(&out).expect("argv dump");
+        let mut expected = Vec::new();
+        for a in hostile {
+            expected.extend_from_slice(a.as_bytes());
+            expected.push(0);
+        }
+        assert_eq!(bytes, expected, "setpriv: {:?}", o.setpriv);
+        assert!(!dir.path().join("pwned").exists());
     }
-    assert_eq!(bytes, expected);
-    assert!(!dir.path().join("pwned").exists());
+}
+
+/// The step's own view of its parent-death signal, as `setpriv --dump` prints it (the
+/// signal survives `exec`). The step first sleeps, and the thread that polled its start
+/// has exited by then: the signal must not fire while the service lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_has_a_parent_death_signal_that_only_the_service_s_death_fires() {
+    let Some(setpriv) = opts().setpriv else {
+        panic!("util-linux setpriv with --pdeathsig is needed here");
+    };
+    let dump = format!("sleep 1; exec {} --dump", setpriv.display());
+    for (o, want) in [
+        (opts(), "Parent death signal: KILL"),
+        (
+            ExecOptions {
+                setpriv: None,
+                ..opts()
+            },
+            "Parent death signal: [none]",
+        ),
+    ] {
+        let s = step("exec", &["/bin/sh", "-c", &dump]);
+        let cancel = CancellationToken::new();
+        // Polled first on a thread of its own, which exits once the step has started (as
+        // an idle blocking-pool thread would), then finished here.
+        let mut fut = Box::pin(async move { run_step(&s, 0, &o, &cancel).await });
+        let handle = tokio::runtime::Handle::current();
+        let (mut fut, early) = std::thread::spawn(move || {
+            let early = handle.block_on(async {
+                tokio::select! {
+                    rec = &mut fut => Some(rec),
+                    _ = tokio::time::sleep(Duration::from_millis(300)) => None,
+                }
+            });
+            (fut, early)
+        })
+        .join()
+        .expect("thread");
+        assert!(early.is_none(), "the step ended before its thread did");
+        let rec = tokio::time::timeout(BOUND, &mut fut)
+            .await
+            .expect("bounded");
+        assert_eq!(rec.status, StepStatus::Succeeded, "{rec:?}");
+        assert_eq!(rec.signal, None);
+        assert!(rec.stdout.contains(want), "{}", rec.stdout);
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 
 use crate::common::Scratch;
 use crate::mailbox::free_port;
-use crate::serve::harness::{Server, TOKEN, alert, config, down, webhook};
+use crate::serve::harness::{
+    Server, TOKEN, alert, alive, config, cookie_holders, down, recorded, recorded_cookie,
+    recorded_pids, recorder, webhook,
+};
 
 const ETCD: &str = "/usr/bin/etcd";
 /// The lease TTL the tests use (seconds).
@@ -115,7 +118,9 @@ fn coordination(etcd: &Etcd, instance: &str) -> String {
 }
 
 /// Rules whose runbook appends `INSTANCE NANOS restart` to `marker`, then sleeps `settle`
-/// seconds (a second, disruptive step, during which a test may kill the holder).
+/// seconds (a second, disruptive step, during which a test may kill the holder). Each step
+/// has a time limit of its own ([`SETTLE_SLACK`] more than its work), which bounds how long
+/// a peer waits when the holder dies mid-step.
 fn rules(marker: &Path, settle: u32) -> String {
     format!(
         r#"rules:
@@ -127,12 +132,22 @@ runbooks:
     steps:
       - name: restart
         exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'"]
+        timeout: {SETTLE_SLACK}
       - name: settle
         exec: ["/bin/sleep", "{settle}"]
+        timeout: {}
 "#,
-        marker.display()
+        marker.display(),
+        settle + SETTLE_SLACK
     )
 }
+
+/// How much longer than its work a step of [`rules`] may take (seconds).
+const SETTLE_SLACK: u32 = 3;
+/// The kill grace of the tests that kill a holder mid-step (`recovery.kill_grace_seconds`).
+const GRACE: u64 = 1;
+/// The margin the executor adds to a step's time limit and kill grace for its deadline.
+const STOP_MARGIN: u64 = 1;
 
 /// Starts `n` instances `ha-0`… on `etcd`, each in its own directory with its own journal.
 fn instances(dirs: &[Scratch], etcd: &Etcd, extra: &str, rules: &str) -> Vec<Server> {
@@ -265,19 +280,86 @@ async fn the_same_alert_on_three_instances_runs_once() {
     assert_eq!(ran, 1);
 }
 
+/// The (kind, message) of each event of execution `id` on `srv`.
+async fn events_of(srv: &Server, id: &Value) -> Vec<(String, String)> {
+    let (_, detail) = srv.get(&format!("/api/v1/executions/{id}")).await;
+    detail["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (f("kind"), f("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The keys under `prefix` in `etcd` (their names).
+async fn etcd_keys(etcd: &Etcd, prefix: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/v3/kv/range", etcd.url))
+        .json(&json!({"key": b64.encode(prefix), "range_end": b64.encode(end), "keys_only": true}))
+        .send()
+        .await
+        .expect("range")
+        .json()
+        .await
+        .expect("json");
+    v["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .filter_map(|kv| b64.decode(kv["key"].as_str()?).ok())
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The holder dies while no recorded step of the work runs (its disruptive step is over, a
+/// read-only `wait_for` runs): a peer takes over as soon as the holder's lease is gone.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at_once() {
+async fn a_killed_holder_is_taken_over_after_its_lease_when_no_step_of_it_may_run() {
     let s = Scratch::new();
     let etcd = Etcd::start(s.path()).await;
     let marker = s.path().join("marker");
     let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
-    let mut srv = instances(&dirs, &etcd, "", &rules(&marker, 3));
+    // `restart` (disruptive, recorded), then `watch`: a `wait_for` on a port nothing
+    // listens on yet (read-only: not recorded).
+    let port = free_port();
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/sh", "-c", "echo \"$KAFKA_HEALING_INSTANCE_ID $(date +%s%N) restart\" >> '{}'"]
+        timeout: 3s
+      - name: watch
+        wait_for: {{ tcp: "127.0.0.1:{port}", timeout: 30s }}
+"#,
+        marker.display()
+    );
+    let mut srv = instances(&dirs, &etcd, "", &rules);
     let body = webhook("am", vec![alert("firing", down("kafka-1"))]);
     post_all(&srv, &body).await;
-    // The holder runs `restart`, then `settle`: kill -9 it meanwhile.
+    // Kill -9 the holder once `restart` ran and its step record is deleted.
     let deadline = Instant::now() + Duration::from_secs(20);
     let first = loop {
-        if let Some(l) = marker_lines(&marker).first() {
+        if let Some(l) = marker_lines(&marker).first()
+            && etcd_keys(&etcd, "/kh-test/test/steps/").await.is_empty()
+        {
             break l.clone();
         }
         assert!(Instant::now() < deadline, "nobody ran the runbook");
@@ -293,7 +375,8 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
     let _ = dead.child.wait();
     let killed_ns = now_ns();
     let killed = Instant::now();
-    // A peer takes over once the lease has expired: the runbook runs again from its start.
+    // The successor's `watch` finds the port open.
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
     let deadline = Instant::now() + Duration::from_secs(30);
     let second = loop {
         if let Some(l) = marker_lines(&marker).get(1) {
@@ -308,7 +391,7 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let takeover = killed.elapsed();
-    println!("takeover after kill -9: {takeover:?} (lease TTL {TTL}s)");
+    println!("takeover after kill -9 with no step recorded: {takeover:?} (lease TTL {TTL}s)");
     assert_ne!(second.0, first.0);
     assert!(second.1 > killed_ns, "the successor started after the kill");
     // Generous bound: TTL plus renewal, retry period and a loaded machine.
@@ -338,7 +421,8 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
     }
     st.sort();
     assert_eq!(st, ["skipped", "succeeded"]);
-    // The successor's journal tells the story: it waited on the holder, then took the lock.
+    // The successor's journal tells the story: it waited on the holder, then took the lock;
+    // no step of the holder held it back.
     let succ: usize = second
         .0
         .trim_start_matches("ha-")
@@ -346,20 +430,7 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
         .expect("instance id");
     let succ = &srv[if succ > idx { succ - 1 } else { succ }];
     let list = succ.executions().await;
-    let (_, detail) = succ
-        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
-        .await;
-    let events: Vec<(String, String)> = detail["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-                    (f("kind"), f("message"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let events = events_of(succ, &list[0]["id"]).await;
     let held = events.iter().position(|(k, m)| {
         k == "waiting" && m.contains(&format!("HA: the lock is held by instance {}", first.0))
     });
@@ -368,6 +439,180 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_nothing_runs_twice_at
         matches!((held, taken), (Some(h), Some(t)) if h < t),
         "{events:?}"
     );
+    assert!(
+        !events
+            .iter()
+            .any(|(_, m)| m.contains("the lock is free but")),
+        "{events:?}"
+    );
+}
+
+/// Issue 14, finding 11: the holder is killed during a 15 s step. Its step's leader dies
+/// with it (parent-death signal); the survivor starts the same work only after every
+/// process of the old step is gone, and not before the step's recorded deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_takeover_never_overlaps_the_step_a_killed_holder_was_running() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let rec = recorder(s.path());
+    let out = s.path().join("run");
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    for d in &dirs {
+        d.write("sleep", "15");
+    }
+    let limit = 16;
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["{}", "{}"]
+        timeout: {limit}
+"#,
+        rec.display(),
+        out.display()
+    );
+    let extra = format!("recovery: {{ kill_grace_seconds: {GRACE} }}\n");
+    let mut srv = instances(&dirs, &etcd, &extra, &rules);
+    post_all(&srv, &webhook("am", vec![alert("firing", down("kafka-1"))])).await;
+    // The holder's step has started (its leader and the leader's `sleep 15`).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (leader, started_ns, cookie, holder) = loop {
+        let runs = recorded(s.path(), "run");
+        let pids = recorded_pids(s.path(), "run");
+        if let (Some(run), Some(&pid)) = (runs.first(), pids.first())
+            && let Some(cookie) = recorded_cookie(&run.3)
+            && cookie_holders(&cookie).len() >= 2
+        {
+            let holder = run
+                .3
+                .lines()
+                .find_map(|l| l.strip_prefix("KAFKA_HEALING_INSTANCE_ID="))
+                .expect("instance id in the step's environment")
+                .to_string();
+            break (pid, run.0, cookie, holder);
+        }
+        assert!(Instant::now() < deadline, "nobody ran the step");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let idx: usize = holder
+        .trim_start_matches("ha-")
+        .parse()
+        .expect("instance id");
+    // Mid-step, as in the issue (there 1.6 s in).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The successor's own run is short.
+    for (i, d) in dirs.iter().enumerate() {
+        if i != idx {
+            d.write("sleep", "1");
+        }
+    }
+    let mut dead = srv.remove(idx);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    let killed_ns = now_ns();
+    // Watch the old step's processes until the survivor's run appears: when its leader
+    // was first seen gone, and when none of its processes was left.
+    let mut leader_gone_ns = None;
+    let mut all_gone_ns = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = now_ns();
+        if leader_gone_ns.is_none() && !alive(leader) {
+            leader_gone_ns = Some(now);
+        }
+        if all_gone_ns.is_none() && cookie_holders(&cookie).is_empty() {
+            all_gone_ns = Some(now);
+        }
+        if recorded(s.path(), "run").len() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no takeover; logs:\n{}\n{}",
+            srv[0].log(),
+            srv[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for x in &srv {
+        x.wait_until(30, "the copy to end", |l| {
+            !l.is_empty()
+                && l.iter()
+                    .all(|e| e["status"] != "queued" && e["status"] != "running")
+        })
+        .await;
+    }
+    let runs = recorded(s.path(), "run");
+    assert_eq!(runs.len(), 2, "once before the kill, once after: {runs:?}");
+    let (first, second) = (&runs[0], &runs[1]);
+    assert_eq!(first.0, started_ns);
+    let secs = |ns: u128| ns as f64 / 1e9;
+    let budget = u128::from(limit + GRACE + STOP_MARGIN) * 1_000_000_000;
+    println!(
+        "kill -9 {:.2}s into the 15 s step; leader gone {:.2}s after the kill, every process of the step {:.2}s after; the survivor's step started {:.2}s after the kill ({:.2}s after the old step's start; its deadline: {}s)",
+        secs(killed_ns - first.0),
+        secs(leader_gone_ns.unwrap_or(0).saturating_sub(killed_ns)),
+        secs(all_gone_ns.unwrap_or(0).saturating_sub(killed_ns)),
+        secs(second.0 - killed_ns),
+        secs(second.0 - first.0),
+        budget / 1_000_000_000
+    );
+    // The old step was killed mid-run by the parent-death signal: its recorder never
+    // wrote an end, and its leader died before its own `sleep 15` could have ended.
+    assert_eq!(first.1, 0, "the killed holder's step recorded an end");
+    let leader_gone = leader_gone_ns.expect("the old step's leader died");
+    assert!(
+        leader_gone < first.0 + 15_000_000_000,
+        "the leader lived as long as its sleep"
+    );
+    // No overlap: every process of the old step was gone before the survivor's step
+    // started, which came after the old step's deadline; the survivor's run completed.
+    let all_gone = all_gone_ns.expect("the old step's processes ended");
+    assert!(
+        all_gone < second.0,
+        "the survivor started {:.2}s before the old step's last process ended",
+        secs(all_gone - second.0)
+    );
+    assert!(
+        second.0 >= first.0 + budget,
+        "the survivor started before the old step's deadline"
+    );
+    assert!(second.1 > second.0, "the survivor's step completed");
+    assert_ne!(
+        second
+            .3
+            .lines()
+            .find(|l| l.starts_with("KAFKA_HEALING_INSTANCE_ID=")),
+        Some(format!("KAFKA_HEALING_INSTANCE_ID={holder}").as_str())
+    );
+    // The survivor said whose step it waited for, and until when, before taking the lock.
+    let mut waited = false;
+    for x in &srv {
+        let list = x.executions().await;
+        if list[0]["status"] != "succeeded" {
+            continue;
+        }
+        let events = events_of(x, &list[0]["id"]).await;
+        let step = events.iter().position(|(k, m)| {
+            k == "waiting"
+                && m.contains(&format!(
+                    "HA: the lock is free but step `restart` of instance {holder}"
+                ))
+                && m.contains("which may run until ")
+        });
+        let taken = events.iter().position(|(k, _)| k == "lock_acquired");
+        assert!(
+            matches!((step, taken), (Some(s), Some(t)) if s < t),
+            "{events:?}"
+        );
+        waited = true;
+    }
+    assert!(waited, "no survivor ran the work");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,6 +67,10 @@ pub enum LockAnswer {
     Held(String),
     /// An instance did the work recently (who and how, in words).
     Done(String),
+    /// No instance holds the lock, but a step of the work that an instance started may
+    /// still run (its holder died or lost its lease mid-step): whose step and until when,
+    /// in words. Asked again like [`Held`](Self::Held).
+    StepRunning(String),
     /// etcd could not be asked.
     Unavailable {
         /// What failed.

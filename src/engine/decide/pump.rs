@@ -293,6 +293,10 @@ impl Core {
                 q.retry_at_ms = now.saturating_add(retry);
                 self.note_waiting(now, &mut q, Wait::LockHeld { holder });
             }
+            LockAnswer::StepRunning(step) => {
+                q.retry_at_ms = now.saturating_add(retry);
+                self.note_waiting(now, &mut q, Wait::PeerStep { step });
+            }
             LockAnswer::Done(by) => {
                 self.skip_queued(now, q, Skip::DoneByPeer { by });
                 return self.take();

@@ -557,6 +557,27 @@ fn ha_work_runs_only_under_its_lock() {
     );
     let fx = c.tick(T0 + S + 500);
     assert!(matches!(fx.last(), Some(Effect::RequestLock { id: 1, .. })));
+    // The holder died mid-step: the lock is free but its step may still run. It waits,
+    // says whose step and until when, and asks again after the retry period.
+    let step = "step `restart` of instance i-2 (its execution 4: broker-down on kafka-1), which may run until 2026-12-01T00:00:30Z";
+    let fx = c.lock_answer(T0 + S + 600, 1, LockAnswer::StepRunning(step.into()));
+    assert_eq!(
+        events(&fx, EventKind::Waiting),
+        vec![(
+            Some(1),
+            format!(
+                "HA: the lock is free but {step}; this instance takes the work only after that deadline, so the two never run at once"
+            )
+        )]
+    );
+    assert!(launched(&fx).is_empty());
+    assert_eq!(c.next_wake(T0 + S + 600), Some(T0 + S + 1100));
+    let fx = c.tick(T0 + S + 1100);
+    assert!(matches!(fx.last(), Some(Effect::RequestLock { id: 1, .. })));
+    // The same answer again is not journaled again.
+    let fx = c.lock_answer(T0 + S + 1200, 1, LockAnswer::StepRunning(step.into()));
+    assert!(events(&fx, EventKind::Waiting).is_empty());
+    c.tick(T0 + S + 1700);
     // etcd down for a lease TTL: waits, and escalates once per rate-limit period.
     let unavailable = || LockAnswer::Unavailable {
         error: "no lease".into(),

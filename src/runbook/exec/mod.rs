@@ -9,6 +9,7 @@
 mod env;
 mod http;
 mod kube;
+pub mod lifeline;
 mod output;
 mod process;
 mod wait;
@@ -28,6 +29,9 @@ pub use process::STEP_COOKIE_VAR;
 
 /// The longest time limit honoured; larger ones are cut to this (about ten years).
 const MAX_TIMEOUT_SECS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+/// Time allowed, after a try's kill grace, until its processes are surely gone (SIGKILL
+/// to the group, then to the processes that left it).
+const STOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// How steps run; one value serves every step of the service.
 #[derive(Debug, Clone)]
@@ -51,11 +55,17 @@ pub struct ExecOptions {
     pub drain_timeout: Duration,
     /// The Kubernetes API connection for `kube` steps; none without a `kubernetes:` config.
     pub kube: Option<std::sync::Arc<KubeConn>>,
+    /// `setpriv` (util-linux), through which a child process is started with a
+    /// parent-death signal (SIGKILL) so that it dies with the service; `None`: started
+    /// directly (see [`lifeline`]).
+    pub setpriv: Option<std::path::PathBuf>,
 }
 
 impl ExecOptions {
     /// Default options with `env` as the children's environment: 300 s timeout, 5 s kill
-    /// grace, 64 KiB per stream, 1 s between `wait_for` tries and between retries, 2 s drain.
+    /// grace, 64 KiB per stream, 1 s between `wait_for` tries and between retries, 2 s
+    /// drain, and `setpriv` when this host has one that works ([`lifeline::setpriv`],
+    /// looked for once per process).
     ///
     /// Builds a default `reqwest::Client`, which panics only if the TLS backend cannot be
     /// initialised (as `reqwest::Client::new` documents).
@@ -70,6 +80,7 @@ impl ExecOptions {
             retry_pause: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(2),
             kube: None,
+            setpriv: lifeline::setpriv(),
         }
     }
 }
@@ -288,6 +299,18 @@ async fn run_once(step: &RenderedStep, opts: &ExecOptions, cancel: &Cancellation
     }
 }
 
+/// The longest `step` can take with `opts`, by which every process it started has been
+/// stopped: for each try its time limit, the kill grace and a margin, plus the pauses
+/// between tries. In HA mode this is the deadline recorded in etcd before the step
+/// starts, which a peer waits out if this instance dies mid-step.
+pub fn step_budget(step: &RenderedStep, opts: &ExecOptions) -> Duration {
+    let one = step_timeout(step.timeout_seconds, opts.default_timeout)
+        .saturating_add(opts.kill_grace)
+        .saturating_add(STOP_MARGIN);
+    one.saturating_mul(step.retries.saturating_add(1))
+        .saturating_add(opts.retry_pause.saturating_mul(step.retries))
+}
+
 /// The step's time limit: its own (negative counts as zero, NaN as none, capped at about
 /// ten years) or `default`.
 fn step_timeout(seconds: Option<f64>, default: Duration) -> Duration {
@@ -329,5 +352,46 @@ mod tests {
             step_timeout(Some(f64::INFINITY), d),
             Duration::from_secs_f64(MAX_TIMEOUT_SECS)
         );
+    }
+
+    #[test]
+    fn a_steps_budget_covers_every_try_and_the_kill_grace() {
+        let opts = ExecOptions {
+            default_timeout: Duration::from_secs(300),
+            kill_grace: Duration::from_secs(10),
+            retry_pause: Duration::from_secs(1),
+            ..ExecOptions::new(Vec::new())
+        };
+        let mut step = RenderedStep {
+            name: "restart".into(),
+            kind: "exec",
+            argv: vec!["/bin/true".into()],
+            body: None,
+            timeout_seconds: Some(16.0),
+            retries: 0,
+            on_failure: crate::rules::model::OnFailure::Abort,
+        };
+        // 16 s + 10 s grace + 1 s margin.
+        assert_eq!(step_budget(&step, &opts), Duration::from_secs(27));
+        // Three tries and two pauses.
+        step.retries = 2;
+        assert_eq!(step_budget(&step, &opts), Duration::from_secs(3 * 27 + 2));
+        // The default time limit.
+        step.timeout_seconds = None;
+        step.retries = 0;
+        assert_eq!(step_budget(&step, &opts), Duration::from_secs(311));
+        // The extremes: no overflow (the try count saturates at u32::MAX).
+        step.timeout_seconds = Some(f64::INFINITY);
+        step.retries = u32::MAX;
+        let one = MAX_TIMEOUT_SECS as u64 + 10 + 1;
+        assert_eq!(
+            step_budget(&step, &opts),
+            Duration::from_secs(one * u64::from(u32::MAX) + u64::from(u32::MAX))
+        );
+        let huge = ExecOptions {
+            kill_grace: Duration::MAX,
+            ..opts
+        };
+        assert_eq!(step_budget(&step, &huge), Duration::MAX);
     }
 }

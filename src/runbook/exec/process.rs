@@ -1,6 +1,10 @@
 //! Running a program: its own process group, capped output, timeout and cancellation that
 //! stop the whole group (SIGTERM, a grace period, then SIGKILL).
 //!
+//! Where `setpriv` is available the child is started through it with a parent-death
+//! signal (SIGKILL), so it dies with the service, and it is forked by the one thread that
+//! lives as long as the process (see [`super::lifeline`]).
+//!
 //! A descendant that calls `setsid` (a daemon: double fork, new session) leaves the group,
 //! so stopping the group cannot reach it. Every child therefore also gets a per-try cookie,
 //! [`STEP_COOKIE_VAR`], in its environment, which its descendants inherit; when a try is
@@ -16,10 +20,11 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::lifeline;
 use super::output::{Captured, read_capped};
 use super::{ExecError, ExecOptions, Outcome};
 use crate::journal::StepStatus;
@@ -86,17 +91,34 @@ pub(super) async fn run_process(
         });
     }
     let cookie = new_cookie();
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env(STEP_COOKIE_VAR, &cookie)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let prepare = |setpriv: Option<&std::path::Path>| {
+        let (mut cmd, wrapped) = lifeline::command(program, args, &opts.env, setpriv);
+        cmd.env_clear()
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(STEP_COOKIE_VAR, &cookie)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        (cmd, wrapped)
+    };
+    let (mut cmd, wrapped) = prepare(opts.setpriv.as_deref());
+    // Only a child with a parent-death signal must be forked by a spawner thread.
+    let spawned = if wrapped {
+        match lifeline::spawn(cmd).await {
+            Err(e) => {
+                // `setpriv` itself could not be started (removed since it was found): the
+                // step is not held back for it.
+                tracing::warn!(error = %e, "cannot start the step through setpriv; starting it directly");
+                prepare(None).0.spawn()
+            }
+            ok => ok,
+        }
+    } else {
+        cmd.spawn()
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(source) => {
             let e = ExecError::Spawn {

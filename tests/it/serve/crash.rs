@@ -96,6 +96,158 @@ async fn sigkill_mid_step_then_restart_reports_interrupted_and_does_not_rerun() 
     );
 }
 
+/// After `kill -9` of `serve`, the step's leader dies with it (parent-death signal through
+/// `setpriv`) while what the leader started lives on; the next start sweeps that orphan by
+/// its cookie (and logs it), and leaves alone a process whose cookie names a live pid.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_servers_step_dies_with_it_and_the_next_start_sweeps_what_it_left() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    s.write("sleep", "30");
+    let mut srv = Server::start(&s, &config(""), &rules(rec.to_str().expect("utf-8")));
+    let (st, _) = srv
+        .post(&webhook("r", vec![alert("firing", down("kafka-1"))]))
+        .await;
+    assert_eq!(st, 200);
+    // The recorder (the step's leader) has started and, under it, its `sleep 30`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (leader, cookie) = loop {
+        let pids = recorded_pids(s.path(), "run-kafka-1");
+        let env = recorded(s.path(), "run-kafka-1")
+            .first()
+            .and_then(|r| recorded_cookie(&r.3));
+        if let (Some(&pid), Some(cookie)) = (pids.first(), env)
+            && cookie_holders(&cookie).len() >= 2
+        {
+            break (pid, cookie);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started; log:\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        cookie.starts_with(&format!("{}-", srv.child.id())),
+        "{cookie}"
+    );
+    // A process carrying the cookie of a live pid (this test's, which started first).
+    let mut live = std::process::Command::new("/bin/sleep")
+        .arg("60")
+        .env(
+            kafka_healing::runbook::exec::STEP_COOKIE_VAR,
+            format!("{}-1", std::process::id()),
+        )
+        .spawn()
+        .expect("spawn sleep");
+    // No other server of this binary starts (and sweeps) until the restart's sweep is done.
+    let starts = exclusive_starts();
+    srv.child.kill().expect("kill -9");
+    srv.child.wait().expect("reap");
+    let dir = srv.dir.clone();
+    drop(srv);
+    let killed_at = std::time::Instant::now();
+    // The leader dies with the server, before its `sleep 30` could have ended; the sleep
+    // it started lives on, re-parented. (Blocking waits: the guard is held.)
+    while alive(leader) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(25),
+            "the step's leader {leader} outlived its server"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let orphans = cookie_holders(&cookie);
+    assert_eq!(orphans.len(), 1, "the leader's sleep lives on: {orphans:?}");
+    let first = &recorded(&dir, "run-kafka-1")[0];
+    assert_eq!(first.1, 0, "the killed leader recorded no end");
+    // The next start sweeps it, says so, and spares the live pid's process.
+    s.write("sleep", "0");
+    let srv = Server::start_holding(&dir, &starts);
+    drop(starts);
+    assert!(cookie_holders(&cookie).is_empty(), "{}", srv.log());
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains("killed an orphaned step process left by a dead instance")
+                && l.contains(&format!("pid={}", orphans[0]))
+        })
+        .unwrap_or_else(|| panic!("no sweep line for {}:\n{log}", orphans[0]));
+    assert!(line.contains(&format!("cookie={cookie}")), "{line}");
+    assert!(line.contains("command=sleep 30"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "why=its service pid {} is not running",
+            cookie.split('-').next().unwrap_or_default()
+        )),
+        "{line}"
+    );
+    assert!(
+        live.try_wait().expect("try_wait").is_none(),
+        "the live pid's process was touched"
+    );
+    let _ = live.kill();
+    let _ = live.wait();
+}
+
+/// A disruptive runbook's step gets the parent-death signal (through `setpriv`); a
+/// diagnostics runbook's step is started directly, without it (`setpriv --dump` as the
+/// step prints its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn remediation_steps_die_with_the_server_and_diagnostics_are_started_directly() {
+    let s = Scratch::new();
+    let dump = |out: &str| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"exec setpriv --dump > '{}'\"]",
+            s.path().join(out).display()
+        )
+    };
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: restart
+  - name: lag
+    matchers: ['alertname="TopicLag"']
+    runbook: describe
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: {}
+  describe:
+    disruptive: false
+    steps:
+      - name: describe
+        exec: {}
+"#,
+        dump("remediation"),
+        dump("diagnostics")
+    );
+    let srv = Server::start(&s, &config(""), &rules);
+    let alerts = vec![
+        alert("firing", down("kafka-1")),
+        alert("firing", json!({"alertname": "TopicLag", "topic": "t"})),
+    ];
+    assert_eq!(srv.post(&webhook("r", alerts)).await.0, 200);
+    srv.wait_until(20, "both runs", |l| {
+        l.len() == 2 && l.iter().all(|e| e["status"] == "succeeded")
+    })
+    .await;
+    let read = |out: &str| std::fs::read_to_string(s.path().join(out)).unwrap_or_default();
+    assert!(
+        read("remediation").contains("Parent death signal: KILL"),
+        "{}",
+        read("remediation")
+    );
+    assert!(
+        read("diagnostics").contains("Parent death signal: [none]"),
+        "{}",
+        read("diagnostics")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_closes_intake_and_lets_the_running_step_finish() {
     let s = Scratch::new();

@@ -34,6 +34,17 @@ printf 'end=%s\n' "$(date +%s%N)" >> "$out.$$"
 exit "$(cat exit 2>/dev/null || echo 0)"
 "#;
 
+/// Every `serve` sweeps this host for orphaned step processes when it starts. A test that
+/// must know which start-up sweeps what takes this lock exclusively ([`exclusive_starts`]);
+/// every other start takes it shared until the server is up (its sweep is done by then).
+static STARTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Holds off every other server start of this test binary (and so its start-up sweep)
+/// while the guard lives; start servers meanwhile with [`Server::start_holding`].
+pub fn exclusive_starts() -> std::sync::RwLockWriteGuard<'static, ()> {
+    STARTS.write().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A running server.
 pub struct Server {
     /// The child process.
@@ -92,9 +103,20 @@ impl Server {
         Server::start_wrapped(dir, &[], env)
     }
 
+    /// Starts the server on the config already in `dir` while this test holds
+    /// [`exclusive_starts`].
+    pub fn start_holding(dir: &Path, _starts: &std::sync::RwLockWriteGuard<'static, ()>) -> Server {
+        Server::launch(dir, &[], &[])
+    }
+
     /// Starts the server through `wrapper` (a program and its arguments, which must end by
     /// exec'ing the server's argv it is given last, so the child is the server).
     pub fn start_wrapped(dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> Server {
+        let _shared = STARTS.read().unwrap_or_else(|p| p.into_inner());
+        Server::launch(dir, wrapper, env)
+    }
+
+    fn launch(dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> Server {
         let bin = env!("CARGO_BIN_EXE_kafka-healing");
         let mut cmd = match wrapper.split_first() {
             Some((prog, args)) => {
@@ -308,6 +330,59 @@ pub fn webhook(receiver: &str, alerts: Vec<Value>) -> String {
 /// Broker-down labels for `node`.
 pub fn down(node: &str) -> Value {
     json!({"alertname": "KafkaBrokerDown", "node_id": node, "severity": "critical"})
+}
+
+/// Live (not zombie) processes whose environment holds `KAFKA_HEALING_STEP_ID=cookie`.
+pub fn cookie_holders(cookie: &str) -> Vec<i32> {
+    let needle = format!("{}={cookie}", kafka_healing::runbook::exec::STEP_COOKIE_VAR);
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == needle.as_bytes()))
+                && alive(*pid)
+        })
+        .collect()
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie awaiting its reaper).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next())
+            .is_some_and(|state| !matches!(state, "Z" | "X"))
+    })
+}
+
+/// The pids of the recorder's calls under `dir` with prefix `name` (from its `name.PID`
+/// files), sorted.
+pub fn recorded_pids(dir: &Path, name: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_prefix(&format!("{name}."))?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort();
+    pids
+}
+
+/// The step cookie in the environment the recorder dumped for one call.
+pub fn recorded_cookie(env: &str) -> Option<String> {
+    let prefix = format!("{}=", kafka_healing::runbook::exec::STEP_COOKIE_VAR);
+    env.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
 }
 
 /// Reads the recorder's per-call files under `dir` with prefix `name`: for each call,
