@@ -198,3 +198,169 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
         base.join(p)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::{LoadError, load_text};
+
+    const HEAD: &str = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: 127.0.0.1, port: 9092 }\nmonitoring: { methods: [socket] }\nrules: []\n";
+
+    /// Loads HEAD + `security` from a config in `dir`; the diagnostics as text.
+    fn load(dir: &Path, security: &str, env: &[(&str, &str)]) -> Result<SecurityConfig, String> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match load_text(&format!("{HEAD}{security}"), &dir.join("c.yaml"), env) {
+            Ok(l) => Ok(l.config.security),
+            Err(LoadError::Invalid(d)) => Err(d.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn pem_files(dir: &Path) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["kafka.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("client.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("client.key"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
+    }
+
+    #[test]
+    fn the_seed_shape_and_the_full_section() {
+        let d = tempfile::tempdir().unwrap();
+        pem_files(d.path());
+        // Absent: plaintext, no SASL.
+        assert_eq!(load(d.path(), "", &[]).unwrap(), SecurityConfig::default());
+        let s = load(
+            d.path(),
+            "security:\n  ssl:\n    enabled: true\n    ca_file: ca.pem\n    cert_file: client.pem\n    key_file: client.key\n    server_name: kafka.test\n  sasl:\n    enabled: true\n    mechanism: scram-sha-512\n    username: healer\n    password_file: pw\n",
+            &[],
+        )
+        .unwrap();
+        assert!(s.ssl.enabled);
+        assert_eq!(s.ssl.server_name.as_deref(), Some("kafka.test"));
+        assert_eq!(s.sasl.mechanism, Some(SaslMechanism::ScramSha512));
+        assert_eq!(s.sasl.username.as_deref(), Some("healer"));
+        assert_eq!(s.sasl.password.as_ref().map(Secret::expose), Some("s3cret"));
+        // The password from the environment; PLAIN in Kafka's spelling.
+        let s = load(
+            d.path(),
+            "security:\n  ssl: { enabled: true, ca_file: ca.pem }\n  sasl: { enabled: true, mechanism: PLAIN, username: u, password: '${KPW}' }\n",
+            &[("KPW", "from-env")],
+        )
+        .unwrap();
+        assert_eq!(s.sasl.mechanism, Some(SaslMechanism::Plain));
+        assert_eq!(
+            s.sasl.password.as_ref().map(Secret::expose),
+            Some("from-env")
+        );
+        // The options the client is made from.
+        let o = crate::kafka::ClientOptions::from_config(
+            &s,
+            std::time::Duration::from_secs(3),
+            d.path(),
+        )
+        .unwrap();
+        assert!(o.tls.is_some());
+        assert_eq!(o.sasl.as_ref().map(|c| c.username.as_str()), Some("u"));
+    }
+
+    #[test]
+    fn errors_at_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        pem_files(d.path());
+        let c = d.path().join("c.yaml").display().to_string();
+        // Lines: HEAD has 6, so `security:` is line 7.
+        let e = load(d.path(), "security:\n  ssl:\n    enabled: true\n", &[]).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "{c}:8: error: security.ssl: ssl is enabled but `ca_file` is missing"
+            )),
+            "{e}"
+        );
+        let e = load(
+            d.path(),
+            "security:\n  sasl:\n    enabled: true\n    mechanism: GSSAPI\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(&format!("{c}:10: error: security.sasl.mechanism: unknown SASL mechanism `GSSAPI`, expected one of: PLAIN SCRAM-SHA-256 SCRAM-SHA-512")),
+            "{e}"
+        );
+        let e = load(
+            d.path(),
+            "security:\n  sasl:\n    enabled: true\n    mechanism: SCRAM-SHA-256\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "{c}:8: error: security.sasl: sasl is enabled but `username` is missing"
+            )),
+            "{e}"
+        );
+        assert!(e.contains("the password is missing or empty"), "{e}");
+        let e = load(
+            d.path(),
+            "security:\n  ssl:\n    enabled: true\n    ca_file: nope.pem\n    cert_file: client.pem\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(&format!("{c}:10: error: security.ssl.ca_file: cannot read")),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "{c}:11: error: security.ssl.cert_file: a client certificate needs `key_file`"
+            )),
+            "{e}"
+        );
+        let e = load(
+            d.path(),
+            "security:\n  ssl:\n    enabled: true\n    ca_file: client.key\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("security.ssl.ca_file:") && e.contains("no CERTIFICATE"),
+            "{e}"
+        );
+        // Unknown keys, including the seed's assessment keys, are errors.
+        let e = load(
+            d.path(),
+            "security:\n  ssl:\n    enabled: true\n    keystore: x.jks\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "{c}:10: error: security.ssl.keystore: unknown field `keystore`"
+            )),
+            "{e}"
+        );
+        let e = load(d.path(), "security:\n  rbac_required: true\n", &[]).unwrap_err();
+        assert!(e.contains("unknown field `rbac_required`"), "{e}");
+        let e = load(
+            d.path(),
+            "security:\n  sasl: { enabled: true, mechanism: PLAIN, username: u, password: p, password_file: pw }\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "security.sasl.password_file: set either the value or the `_file` variant, not both"
+            ),
+            "{e}"
+        );
+    }
+}

@@ -297,20 +297,29 @@ impl KafkaClient {
 
     /// [`KafkaClient::api_versions`] in up to 2 tries within `limit` (a stale connection
     /// or a lost packet is not a dead broker); the answer's latency on success.
-    pub async fn alive(&self, host: &str, port: u16, limit: Duration) -> Result<Duration, KafkaError> {
+    pub async fn alive(
+        &self,
+        host: &str,
+        port: u16,
+        limit: Duration,
+    ) -> Result<Duration, KafkaError> {
         let t0 = Instant::now();
         let first = self.api_versions_within(host, port, limit / 2).await;
         match first {
             Ok(_) => Ok(t0.elapsed()),
             Err(e) if e.proves_alive() => Err(e),
             Err(_) => {
-                let rest = limit.saturating_sub(t0.elapsed()).max(Duration::from_millis(1));
+                let rest = limit
+                    .saturating_sub(t0.elapsed())
+                    .max(Duration::from_millis(1));
                 self.api_versions_within(host, port, rest)
                     .await
                     .map(|_| t0.elapsed())
                     .map_err(|e| match e {
                         // The limit of the whole check, not the second try's share.
-                        KafkaError::Timeout { broker, request, .. } => KafkaError::Timeout {
+                        KafkaError::Timeout {
+                            broker, request, ..
+                        } => KafkaError::Timeout {
                             broker,
                             request,
                             after: limit,
@@ -416,10 +425,8 @@ async fn min_isr(
     for res in &r.results {
         let name = res.resource_name.to_string();
         if res.error_code != 0 {
-            out.errors.insert(
-                name,
-                error_text(res.error_code, res.error_message.as_ref()),
-            );
+            out.errors
+                .insert(name, error_text(res.error_code, res.error_message.as_ref()));
             continue;
         }
         let value = res
@@ -455,7 +462,12 @@ async fn quorum(c: &mut Conn) -> Result<Option<QuorumInfo>, KafkaError> {
     ]);
     let r = c.call(&req, v, NAME).await?;
     if r.error_code != 0 {
-        return Err(broker_error(c, NAME, r.error_code, r.error_message.as_ref()));
+        return Err(broker_error(
+            c,
+            NAME,
+            r.error_code,
+            r.error_message.as_ref(),
+        ));
     }
     let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) else {
         return Err(KafkaError::Protocol {
@@ -465,11 +477,16 @@ async fn quorum(c: &mut Conn) -> Result<Option<QuorumInfo>, KafkaError> {
         });
     };
     if p.error_code != 0 {
-        return Err(broker_error(c, NAME, p.error_code, p.error_message.as_ref()));
+        return Err(broker_error(
+            c,
+            NAME,
+            p.error_code,
+            p.error_message.as_ref(),
+        ));
     }
     let hw = p.high_watermark;
-    let replica = |s: &kafka_protocol::messages::describe_quorum_response::ReplicaState| {
-        QuorumReplica {
+    let replica =
+        |s: &kafka_protocol::messages::describe_quorum_response::ReplicaState| QuorumReplica {
             replica_id: s.replica_id.0,
             log_end_offset: s.log_end_offset,
             lag: if s.log_end_offset >= 0 && hw >= 0 {
@@ -479,8 +496,7 @@ async fn quorum(c: &mut Conn) -> Result<Option<QuorumInfo>, KafkaError> {
             },
             last_caught_up_ms: (s.last_caught_up_timestamp >= 0)
                 .then_some(s.last_caught_up_timestamp),
-        }
-    };
+        };
     Ok(Some(QuorumInfo {
         leader_id: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
         leader_epoch: p.leader_epoch,
@@ -577,7 +593,13 @@ mod tests {
         let (port2, task2) = peer(&[0x80, 0, 0, 0]).await;
         let r = c.api_versions("127.0.0.1", port2).await;
         assert!(
-            matches!(r, Err(KafkaError::ResponseTooLarge { size: 0x8000_0000, .. })),
+            matches!(
+                r,
+                Err(KafkaError::ResponseTooLarge {
+                    size: 0x8000_0000,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         task.abort();

@@ -227,8 +227,7 @@ pub fn partitions_below_min_isr_without(
     for t in &metadata.topics {
         let min = min_isr.of(&t.name);
         for p in &t.partitions {
-            let healthy =
-                |r: &&i32| alive.contains(r) && !p.offline.contains(r);
+            let healthy = |r: &&i32| alive.contains(r) && !p.offline.contains(r);
             let target_in_sync = p.isr.iter().filter(healthy).any(|r| *r == target);
             let in_sync: Vec<i32> = p
                 .isr
@@ -307,7 +306,14 @@ mod tests {
 
     fn risks(r: &[PartitionAtRisk]) -> Vec<(String, i32, Vec<i32>, bool)> {
         r.iter()
-            .map(|p| (p.topic.clone(), p.partition, p.in_sync.clone(), p.target_in_sync))
+            .map(|p| {
+                (
+                    p.topic.clone(),
+                    p.partition,
+                    p.in_sync.clone(),
+                    p.target_in_sync,
+                )
+            })
             .collect()
     }
 
@@ -379,7 +385,10 @@ mod tests {
         let all = ids(&[1, 2, 3]);
         assert_eq!(
             risks(&partitions_below_min_isr_without(1, &m, &mi, &all)),
-            vec![("a".into(), 0, vec![3], true), ("b".into(), 0, vec![2, 3], true)]
+            vec![
+                ("a".into(), 0, vec![3], true),
+                ("b".into(), 0, vec![2, 3], true)
+            ]
         );
         assert_eq!(
             risks(&partitions_below_min_isr_without(2, &m, &mi, &all)),

@@ -273,12 +273,18 @@ mod tests {
     #[test]
     fn version_negotiation() {
         let v = ApiVersions {
-            ranges: [(3, (0, 12)), (55, (0, 2)), (32, (1, 4))].into_iter().collect(),
+            ranges: [(3, (0, 12)), (55, (0, 2)), (32, (1, 4))]
+                .into_iter()
+                .collect(),
         };
         assert_eq!(v.negotiate(3, (1, 13)), Some(12), "the broker's max");
         assert_eq!(v.negotiate(3, (1, 9)), Some(9), "ours");
         assert_eq!(v.negotiate(32, (5, 7)), None, "ranges do not meet");
-        assert_eq!(v.negotiate(17, (1, 1)), None, "not listed (ZooKeeper mode: no 55)");
+        assert_eq!(
+            v.negotiate(17, (1, 1)),
+            None,
+            "not listed (ZooKeeper mode: no 55)"
+        );
         assert_eq!(v.negotiate(55, (0, 2)), Some(2));
     }
 }

@@ -32,7 +32,9 @@ pub enum ScramError {
     #[error("the server refused: {0}")]
     Server(String),
     /// The server's signature is wrong: it does not know the password's keys.
-    #[error("the server's signature does not match (not the real broker, or a different password database)")]
+    #[error(
+        "the server's signature does not match (not the real broker, or a different password database)"
+    )]
     BadServerSignature,
     /// A message was out of order.
     #[error("SCRAM message out of order")]
@@ -288,7 +290,9 @@ mod tests {
             "the server must add its own nonce"
         );
         assert_eq!(
-            c.client_final(&format!("r={NONCE}x,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4000000000")),
+            c.client_final(&format!(
+                "r={NONCE}x,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4000000000"
+            )),
             Err(ScramError::Iterations(4_000_000_000))
         );
         assert!(matches!(
