@@ -133,14 +133,6 @@ pub struct KafkaClient {
     dials: AtomicU64,
 }
 
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn")
-            .field("broker", &self.broker())
-            .finish_non_exhaustive()
-    }
-}
-
 impl KafkaClient {
     /// A client with no connection yet.
     pub fn new(opts: ClientOptions) -> KafkaClient {
@@ -441,8 +433,10 @@ async fn min_isr(
                 out.topics.insert(name, v);
             }
             (RESOURCE_TOPIC, None) => {
-                out.errors
-                    .insert(name, format!("no numeric {MIN_ISR} in the answer"));
+                out.errors.insert(
+                    format!("topic {name}"),
+                    format!("no numeric {MIN_ISR} in the answer"),
+                );
             }
             _ => {}
         }
@@ -640,5 +634,97 @@ mod tests {
             "{e:?}"
         );
         assert!(!e.proves_alive());
+    }
+
+    /// An old broker, scripted: it speaks ApiVersions up to v2 only (v4 gets Kafka's v0
+    /// UNSUPPORTED_VERSION answer), lists no DescribeQuorum (as in ZooKeeper mode), and
+    /// closes each connection after `per_conn` answers. Records the versions asked.
+    async fn old_broker(
+        per_conn: usize,
+    ) -> (u16, Arc<Mutex<Vec<i16>>>, tokio::task::JoinHandle<()>) {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        use kafka_protocol::messages::{ApiVersionsResponse, ResponseHeader};
+        use kafka_protocol::protocol::{Encodable, decode_request_header_from_buffer};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                for _ in 0..per_conn {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).await.is_err() {
+                        break;
+                    }
+                    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+                    s.read_exact(&mut frame).await.unwrap();
+                    let h =
+                        decode_request_header_from_buffer(&mut bytes::Bytes::from(frame)).unwrap();
+                    assert_eq!(h.request_api_key, 18, "only ApiVersions is expected");
+                    log.lock().unwrap().push(h.request_api_version);
+                    let keys = vec![
+                        ApiVersion::default()
+                            .with_api_key(18)
+                            .with_min_version(0)
+                            .with_max_version(2),
+                        ApiVersion::default()
+                            .with_api_key(3)
+                            .with_min_version(0)
+                            .with_max_version(9),
+                    ];
+                    let (body_version, resp) = if h.request_api_version > 2 {
+                        (
+                            0,
+                            ApiVersionsResponse::default()
+                                .with_error_code(35)
+                                .with_api_keys(keys[..1].to_vec()),
+                        )
+                    } else {
+                        (
+                            h.request_api_version,
+                            ApiVersionsResponse::default().with_api_keys(keys),
+                        )
+                    };
+                    let mut out = bytes::BytesMut::new();
+                    ResponseHeader::default()
+                        .with_correlation_id(h.correlation_id)
+                        .encode(&mut out, 0)
+                        .unwrap();
+                    resp.encode(&mut out, body_version).unwrap();
+                    s.write_all(&(out.len() as u32).to_be_bytes())
+                        .await
+                        .unwrap();
+                    s.write_all(&out).await.unwrap();
+                }
+            }
+        });
+        (port, seen, task)
+    }
+
+    #[tokio::test]
+    async fn an_old_broker_negotiates_down_and_a_closed_connection_is_redialed() {
+        let (port, seen, task) = old_broker(3).await;
+        let c = client(5_000);
+        let v = c.api_versions("127.0.0.1", port).await.unwrap();
+        assert_eq!(
+            v.ranges,
+            [(18, (0, 2)), (3, (0, 9))].into_iter().collect(),
+            "the v2 answer after the v0 UNSUPPORTED_VERSION one"
+        );
+        assert_eq!(*seen.lock().unwrap(), vec![4, 2]);
+        // No DescribeQuorum listed: None, and nothing sent.
+        assert_eq!(c.describe_quorum("127.0.0.1", port).await.unwrap(), None);
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        // The reused connection asks v2 directly (its third request), then the peer
+        // closes it.
+        c.api_versions("127.0.0.1", port).await.unwrap();
+        assert_eq!(c.dials(), 1);
+        assert_eq!(*seen.lock().unwrap(), vec![4, 2, 2]);
+        // The closed connection fails on I/O and is re-dialed within the same call.
+        let v2 = c.api_versions("127.0.0.1", port).await.unwrap();
+        assert_eq!(v2, v);
+        assert_eq!(c.dials(), 2);
+        assert_eq!(*seen.lock().unwrap(), vec![4, 2, 2, 4, 2]);
+        task.abort();
     }
 }

@@ -54,6 +54,14 @@ pub(crate) struct Conn {
     pub(crate) versions: ApiVersions,
 }
 
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("broker", &self.broker())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Conn {
     /// Dials `host:port`, does TLS when `tls` is set, exchanges ApiVersions and, when
     /// `sasl` is set, authenticates. Not bounded in time: the caller bounds it.
@@ -239,9 +247,15 @@ impl Conn {
     /// ApiVersions: the highest version this client speaks first; a broker that does not
     /// know it answers in version 0 with UNSUPPORTED_VERSION and its own range, and the
     /// request is repeated at the broker's highest version.
+    /// On a connection that already knows the broker's versions, the negotiated one is
+    /// asked directly.
     pub(crate) async fn api_versions(&mut self) -> Result<ApiVersions, KafkaError> {
         const NAME: &str = "ApiVersions";
-        let mut version = ApiVersionsRequest::VERSIONS.max;
+        let ours = ApiVersionsRequest::VERSIONS;
+        let mut version = self
+            .versions
+            .negotiate(ApiVersionsRequest::KEY, (ours.min, ours.max))
+            .unwrap_or(ours.max);
         for _ in 0..2 {
             let mut req = ApiVersionsRequest::default();
             if version >= 3 {
@@ -348,9 +362,16 @@ impl Conn {
                 let first = std::str::from_utf8(&first)
                     .map_err(|_| self.auth_error(mech, "server-first message is not UTF-8"))?
                     .to_string();
-                let fin = scram
-                    .client_final(&first)
-                    .map_err(|e| self.auth_error(mech, e))?;
+                // PBKDF2 (thousands of HMACs) runs on the blocking pool, not on a runtime
+                // thread.
+                let (scram_back, fin) = tokio::task::spawn_blocking(move || {
+                    let fin = scram.client_final(&first);
+                    (scram, fin)
+                })
+                .await
+                .map_err(|e| self.auth_error(mech, format!("SCRAM task failed: {e}")))?;
+                scram = scram_back;
+                let fin = fin.map_err(|e| self.auth_error(mech, e))?;
                 let last = self.sasl_step(mech, av, fin.into_bytes()).await?;
                 let last = std::str::from_utf8(&last)
                     .map_err(|_| self.auth_error(mech, "server-final message is not UTF-8"))?;

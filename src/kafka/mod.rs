@@ -222,7 +222,7 @@ pub struct MinIsr {
     pub broker_default: Option<u32>,
     /// Each topic's effective value (its override, else the broker default).
     pub topics: BTreeMap<String, u32>,
-    /// Resources (topics, the broker) whose value could not be read, with the reason
+    /// Resources (`topic NAME`, `broker ID`) whose value could not be read, with the reason
     /// (deleted meanwhile, not authorized): a precondition must not assume the default.
     pub errors: BTreeMap<String, String>,
 }
