@@ -727,4 +727,26 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), vec![4, 2, 2, 4, 2]);
         task.abort();
     }
+
+    #[tokio::test]
+    async fn a_huge_array_count_in_a_small_response_is_an_error() {
+        // ApiVersions v4 answer (correlation id 1): error 0, then a compact array that
+        // claims 2^32 - 2 entries in a 11-byte frame. Decoders that reserve the claimed
+        // count up front abort the process (an allocation failure is not a panic).
+        const FRAME: &[u8] = &[0, 0, 0, 11, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        let (port, task) = peer(FRAME).await;
+        let c = client(5_000);
+        let e = c.api_versions("127.0.0.1", port).await.unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                KafkaError::Protocol {
+                    request: "ApiVersions",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        task.abort();
+    }
 }

@@ -12,6 +12,10 @@
 //! defaults or DescribeQuorum, and its protocol layer is not public. This module adds only
 //! the framing, version negotiation, timeouts, connection reuse, TLS and SASL.
 //!
+//! The crate is vendored (`vendor/kafka-protocol/`, release 0.18.0) with one fix: its array
+//! decoders sized an allocation from the count a peer sent, so a 15-byte answer could abort
+//! the whole process; they are now bounded by the bytes received (see VENDORED.md there).
+//!
 //! Every request is bounded by [`ClientOptions::timeout`] (dial, TLS, SASL and the request
 //! itself), a response larger than [`ClientOptions::max_response_bytes`] is refused before
 //! it is read, and one connection per broker is kept and re-dialed after any error.
