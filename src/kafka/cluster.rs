@@ -250,6 +250,51 @@ pub fn partitions_below_min_isr_without(
     out
 }
 
+/// Whether KRaft's controller quorum keeps a majority without one voter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumCheck {
+    /// Number of voters.
+    pub voters: usize,
+    /// Voters needed for a majority.
+    pub needed: usize,
+    /// The voters other than the target that are caught up with the leader.
+    pub caught_up: Vec<i32>,
+    /// `caught_up` reaches `needed`.
+    pub ok: bool,
+}
+
+/// Whether the voters other than `target` that are caught up still form a majority (as
+/// Strimzi's quorum check: a follower is caught up when its last catch-up is within
+/// `max_behind_ms` of the leader's own, which avoids comparing clocks of two machines;
+/// without timestamps (DescribeQuorum v0), when its lag is 0). The leader is caught up.
+pub fn quorum_majority_without(target: i32, q: &QuorumInfo, max_behind_ms: i64) -> QuorumCheck {
+    let leader_ts = q
+        .voters
+        .iter()
+        .find(|v| Some(v.replica_id) == q.leader_id)
+        .and_then(|v| v.last_caught_up_ms);
+    let caught_up: Vec<i32> = q
+        .voters
+        .iter()
+        .filter(|v| v.replica_id != target)
+        .filter(|v| {
+            Some(v.replica_id) == q.leader_id
+                || match (leader_ts, v.last_caught_up_ms) {
+                    (Some(l), Some(t)) => l.saturating_sub(t) <= max_behind_ms,
+                    _ => v.lag == 0,
+                }
+        })
+        .map(|v| v.replica_id)
+        .collect();
+    let needed = q.voters.len() / 2 + 1;
+    QuorumCheck {
+        voters: q.voters.len(),
+        needed,
+        ok: caught_up.len() >= needed,
+        caught_up,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -414,5 +459,47 @@ mod tests {
         assert_eq!(kafka_id(&b("kafka-2", "k2"), Some(&m)), Some(2));
         assert_eq!(kafka_id(&b("kafka-9", "k9"), Some(&m)), None);
         assert_eq!(kafka_id(&b("kafka-2", "k2"), None), None);
+    }
+
+    fn voter(id: i32, lag: i64, ts: Option<i64>) -> crate::kafka::QuorumReplica {
+        crate::kafka::QuorumReplica {
+            replica_id: id,
+            log_end_offset: 100 - lag,
+            lag,
+            last_caught_up_ms: ts,
+        }
+    }
+
+    #[test]
+    fn quorum_majority() {
+        let q = QuorumInfo {
+            leader_id: Some(1),
+            leader_epoch: 3,
+            high_watermark: 100,
+            voters: vec![
+                voter(1, 0, Some(10_000)),
+                voter(2, 0, Some(9_900)),
+                voter(3, 40, Some(1_000)),
+            ],
+            observers: vec![],
+        };
+        // 3 is 9 s behind the leader: without 2, only the leader is caught up.
+        let c = quorum_majority_without(2, &q, 2_000);
+        assert_eq!(
+            (c.voters, c.needed, c.caught_up.clone(), c.ok),
+            (3, 2, vec![1], false)
+        );
+        // Without 3 (the lagging one), 1 and 2 remain.
+        let c = quorum_majority_without(3, &q, 2_000);
+        assert_eq!((c.caught_up.clone(), c.ok), (vec![1, 2], true));
+        // Without the leader: 2 alone is not a majority.
+        assert!(!quorum_majority_without(1, &q, 2_000).ok);
+        // No timestamps (v0): lag decides.
+        let mut q0 = q.clone();
+        for v in &mut q0.voters {
+            v.last_caught_up_ms = None;
+        }
+        assert_eq!(quorum_majority_without(3, &q0, 2_000).caught_up, vec![1, 2]);
+        assert_eq!(quorum_majority_without(2, &q0, 2_000).caught_up, vec![1]);
     }
 }

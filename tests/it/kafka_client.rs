@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_healing::config::Broker as ConfigBroker;
-use kafka_healing::kafka::cluster::{partitions_below_min_isr_without, summarize};
+use kafka_healing::kafka::cluster::{
+    partitions_below_min_isr_without, quorum_majority_without, summarize,
+};
 use kafka_healing::kafka::{BrokerInfo, ClientOptions, KafkaClient, KafkaError};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -373,6 +375,13 @@ async fn kafka_client_against_a_real_broker() {
     );
     assert!(q.high_watermark > 0, "{q:?}");
     assert!(q.leader_epoch >= 1, "{q:?}");
+    // A single voter: the quorum survives any other node, not its own restart.
+    assert!(quorum_majority_without(99, &q, 2_000).ok);
+    let c = quorum_majority_without(1, &q, 2_000);
+    assert_eq!(
+        (c.voters, c.needed, c.caught_up, c.ok),
+        (1, 1, vec![], false)
+    );
 
     // d. The summary, and the restart_safe computation on what it found.
     let brokers = [ConfigBroker {
