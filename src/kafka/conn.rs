@@ -400,3 +400,55 @@ impl Conn {
         Ok(resp.auth_bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{
+        DescribeConfigsResponse, DescribeQuorumResponse, MetadataResponse,
+        SaslAuthenticateResponse, SaslHandshakeResponse,
+    };
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Decodes `b` as every response this client reads, at every version.
+    fn decode_all(b: &[u8]) {
+        fn each<M: Decodable + Message>(b: &[u8]) {
+            for v in M::VERSIONS.min..=M::VERSIONS.max {
+                let _ = M::decode(&mut Bytes::copy_from_slice(b), v);
+            }
+        }
+        each::<ApiVersionsResponse>(b);
+        each::<MetadataResponse>(b);
+        each::<DescribeConfigsResponse>(b);
+        each::<DescribeQuorumResponse>(b);
+        each::<SaslHandshakeResponse>(b);
+        each::<SaslAuthenticateResponse>(b);
+        each::<ResponseHeader>(b);
+    }
+
+    // Hostile bodies (bytes biased to 0xff / 0x7f / 0, which make counts and lengths huge)
+    // give errors: no panic, and no allocation sized by a count (an allocation failure
+    // would abort the test process).
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn response_decoders_survive_hostile_bytes(
+            b in proptest::collection::vec(
+                prop_oneof![any::<u8>(), Just(0xffu8), Just(0x7fu8), Just(0u8)],
+                0..256,
+            )
+        ) {
+            decode_all(&b);
+        }
+    }
+
+    #[test]
+    fn error_texts() {
+        assert_eq!(
+            error_text(58, Some(&StrBytes::from_static_str("bad password"))),
+            "SaslAuthenticationFailed (58): bad password"
+        );
+        assert_eq!(error_text(35, None), "UnsupportedVersion (35)");
+    }
+}
