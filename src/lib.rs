@@ -18,6 +18,7 @@ pub mod expo;
 pub mod fuzzing;
 pub mod ingest;
 pub mod journal;
+pub mod kafka;
 pub mod metrics;
 pub mod notify;
 pub mod promql;

@@ -10,6 +10,7 @@ use super::alertmanager::AlertmanagerConfig;
 use super::expand::expand_env;
 use super::kubernetes::KubernetesConfig;
 use super::model::*;
+use super::security::SecurityConfig;
 use super::validate::validate;
 use crate::diag::Diagnostics;
 use crate::yaml::{Document, join_index, join_key};
@@ -284,6 +285,7 @@ fn sections(
     let coordination = take!("coordination", CoordinationConfig);
     let kubernetes = take!("kubernetes", KubernetesConfig);
     let alertmanager = take!("alertmanager", AlertmanagerConfig);
+    let security = take!("security", SecurityConfig);
 
     let mut unknown: Vec<_> = table.keys().cloned().collect();
     unknown.sort();
@@ -294,7 +296,7 @@ fn sections(
             &key,
             "unknown top-level key; expected one of cluster, monitoring, recovery, \
              notifications, server, rules, state, logging, environment, coordination, kubernetes, \
-             alertmanager",
+             alertmanager, security",
         );
     }
     if cluster.is_none() {
@@ -320,6 +322,7 @@ fn sections(
         },
         kubernetes: kubernetes.map_or(Some(None), |k| k.map(Some))?,
         alertmanager: alertmanager.map_or(Some(None), |a| a.map(Some))?,
+        security: security.unwrap_or(Some(Default::default()))?,
     })
 }
 
@@ -360,6 +363,12 @@ fn resolve_secrets(
             "notifications.smtp.password_file",
         );
     }
+    let sasl = &mut config.security.sasl;
+    read(
+        &mut sasl.password,
+        &sasl.password_file,
+        "security.sasl.password_file",
+    );
     if let Some(auth) = config.server.auth.as_mut() {
         read(
             &mut auth.bearer_token,

@@ -9,6 +9,7 @@ mod expand;
 mod kubernetes;
 mod load;
 mod model;
+mod security;
 mod validate;
 
 pub use alertmanager::AlertmanagerConfig;
@@ -16,4 +17,5 @@ pub use expand::{ExpandError, expand_env};
 pub use kubernetes::KubernetesConfig;
 pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_text, load_with_env};
 pub use model::*;
+pub use security::{SaslConfig, SaslMechanism, SecurityConfig, SslConfig};
 pub use validate::valid_email;

@@ -65,6 +65,9 @@ pub struct Config {
     /// none (pauses still apply).
     #[serde(default)]
     pub alertmanager: Option<super::alertmanager::AlertmanagerConfig>,
+    /// TLS and SASL for the Kafka protocol client; absent: plaintext without SASL.
+    #[serde(default)]
+    pub security: super::security::SecurityConfig,
 }
 
 /// The cluster: its name, brokers and (optionally) ZooKeeper ensemble.

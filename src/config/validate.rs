@@ -403,6 +403,7 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
     if let Some(a) = &config.alertmanager {
         super::alertmanager::validate(a, file, doc, diags);
     }
+    super::security::validate(&config.security, file, doc, diags);
 
     if config.rules.is_empty() {
         diags.warning(

@@ -27,7 +27,7 @@ fn repo() -> &'static Path {
 
 /// `target/kafka/libs/` and the JMX exporter agent jar in it; panics (the test fails) when
 /// the jars have not been fetched.
-fn libs() -> (PathBuf, PathBuf) {
+pub(crate) fn libs() -> (PathBuf, PathBuf) {
     let libs = repo().join("target/kafka/libs");
     let find = |prefix: &str| -> Option<PathBuf> {
         std::fs::read_dir(&libs)
@@ -111,6 +111,13 @@ impl BrokerSetup {
     /// Writes `server.properties` in `dir` (ephemeral ports on 127.0.0.1) and formats the
     /// storage with a fresh cluster id and this node as the only controller.
     pub(crate) fn prepare(dir: &Path) -> BrokerSetup {
+        Self::prepare_with(dir, "", &[])
+    }
+
+    /// [`BrokerSetup::prepare`] with `extra` lines appended to `server.properties` (later
+    /// keys override the template's; `@PORT@` and `@CONTROLLER_PORT@` are filled in) and
+    /// `format_args` added to the storage format (`--add-scram …`).
+    pub(crate) fn prepare_with(dir: &Path, extra: &str, format_args: &[String]) -> BrokerSetup {
         let (libs, agent) = libs();
         let cp = format!("{}/*", libs.display());
         let (port, controller_port, jmx_port) = (free_port(), free_port(), free_port());
@@ -119,7 +126,7 @@ impl BrokerSetup {
         let props = dir.join("server.properties");
         std::fs::write(
             &props,
-            template
+            format!("{template}\n{extra}\n")
                 .replace("@PORT@", &port.to_string())
                 .replace("@CONTROLLER_PORT@", &controller_port.to_string())
                 .replace("@LOG_DIR@", &dir.join("kafka-data").display().to_string()),
@@ -131,7 +138,8 @@ impl BrokerSetup {
             .args(["-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", &cp])
             .args(["kafka.tools.StorageTool", "format", "--standalone"])
             .args(["-t", "a2Fma2EtaGVhbGluZy10Zg", "-c"])
-            .arg(&props);
+            .arg(&props)
+            .args(format_args);
         match run_bounded(format, Duration::from_secs(60)) {
             Ok(o) if o.status.success() => {}
             Ok(o) => panic!(
@@ -186,13 +194,13 @@ pub(crate) async fn exporter_running(client: &reqwest::Client, metrics_url: &str
 }
 
 /// A running broker: its JVM is SIGKILLed when dropped (and when the test process dies).
-struct Broker {
+pub(crate) struct Broker {
     child: Option<Child>,
     /// The client (PLAINTEXT) listener.
-    port: u16,
+    pub(crate) port: u16,
     /// The JMX exporter's `/metrics` URL.
-    metrics_url: String,
-    log: PathBuf,
+    pub(crate) metrics_url: String,
+    pub(crate) log: PathBuf,
 }
 
 impl Drop for Broker {
@@ -204,7 +212,13 @@ impl Drop for Broker {
 impl Broker {
     /// Formats the storage and starts the broker in `dir`; returns once it is running.
     async fn start(dir: &Path) -> Broker {
-        let setup = BrokerSetup::prepare(dir);
+        Self::start_with(dir, "", &[]).await
+    }
+
+    /// [`Broker::start`] with extra properties and storage format arguments (see
+    /// [`BrokerSetup::prepare_with`]).
+    pub(crate) async fn start_with(dir: &Path, extra: &str, format_args: &[String]) -> Broker {
+        let setup = BrokerSetup::prepare_with(dir, extra, format_args);
         let log = dir.join("kafka.log");
         let log_file = || {
             std::fs::OpenOptions::new()
@@ -263,6 +277,11 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// The JVM's pid while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILLs the JVM and reaps it.

@@ -14,6 +14,7 @@ mod ha;
 mod hostile;
 mod journal;
 mod kafka;
+mod kafka_client;
 mod kube;
 mod mailbox;
 mod probes;
