@@ -3,7 +3,7 @@
 //! documents.
 
 use super::Core;
-use super::tests::{S, T0, alert, outcome, setup_with};
+use super::tests::{S, T0, alert, created, outcome, setup_with};
 use crate::alert::{Alert, AlertStatus};
 use crate::engine::effect::Effect;
 use crate::engine::pause::{Pause, PauseError, PauseRequest, PauseScope};
@@ -52,15 +52,6 @@ fn resume(c: &mut Core, now: i64, scope: PauseScope) -> Vec<Effect> {
     writes.extend(c.resume(now, &scope));
     writes.extend(c.tick(now));
     writes
-}
-
-fn created(fx: &[Effect]) -> Vec<(i64, ExecStatus, String)> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Create(c) => Some((c.id.unwrap_or(0), c.status, c.reason.clone())),
-            _ => None,
-        })
-        .collect()
 }
 
 fn launched(fx: &[Effect]) -> Vec<(i64, String)> {

@@ -142,7 +142,7 @@ fn failed(t: i64) -> Outcome {
 }
 
 /// The executions created: (id, status, reason).
-fn created(fx: &[Effect]) -> Vec<(i64, ExecStatus, String)> {
+pub(super) fn created(fx: &[Effect]) -> Vec<(i64, ExecStatus, String)> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Create(c) => Some((c.id.unwrap_or(0), c.status, c.reason.clone())),

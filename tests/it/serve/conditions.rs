@@ -65,12 +65,7 @@ runbooks:
         })
         .await;
     assert_eq!(list[0]["rule"], "under-replicated");
-    let m = reqwest::get(format!("{}/metrics", srv.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = srv.metrics().await;
     assert!(
         m.contains("kafka_healing_target_up{node_id=\"kafka-1\",method=\"jmx\"} 1"),
         "{m}"

@@ -338,12 +338,7 @@ async fn reload_by_signal_and_api_keeps_the_old_setup_when_invalid() {
         srv.log()
             .contains("reload rejected, keeping the running configuration")
     );
-    let m = reqwest::get(format!("{}/metrics", srv.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = srv.metrics().await;
     assert!(
         m.contains("kafka_healing_reloads_total{status=\"failure\"} 2"),
         "{m}"

@@ -170,12 +170,7 @@ async fn smtp_outage_queues_mail_and_a_restart_delivers_each_once() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let m = reqwest::get(format!("{}/metrics", srv.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = srv.metrics().await;
     assert!(m.contains("kafka_healing_outbox_depth 2"), "{m}");
     // Restart kafka-healing with the full outbox, then bring SMTP back.
     srv.signal(Signal::SIGTERM);

@@ -91,12 +91,7 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
     assert_eq!(st, 200);
     assert_eq!(alert_rows(&srv).await, 1);
     // Metrics count the refusals by reason.
-    let m = reqwest::get(format!("{}/metrics", srv.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = srv.metrics().await;
     assert!(
         m.contains("kafka_healing_webhook_rejected_total{reason=\"unauthorized\"} 3"),
         "{m}"
@@ -550,12 +545,7 @@ runbooks:
         rows,
         "the refused alert is not journaled"
     );
-    let metrics = reqwest::get(format!("{}/metrics", srv.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = srv.metrics().await;
     assert!(
         metrics.contains(r#"kafka_healing_webhook_rejected_total{reason="remediation_full"} 1"#),
         "{metrics}"

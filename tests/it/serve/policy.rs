@@ -363,12 +363,7 @@ async fn guard_keeps_healthy_brokers_untouched_while_one_is_down() {
         "a forged resolve released the guard"
     );
     assert!(recorded(s.path(), "high-cpu-kafka-3").is_empty());
-    let text = reqwest::get(format!("{}/metrics", srv.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = srv.metrics().await;
     assert!(
         text.lines()
             .any(|l| l == "kafka_healing_forged_fingerprints_total 2"),
@@ -645,12 +640,7 @@ runbooks:
             "{reason}"
         );
     }
-    let metrics = reqwest::get(format!("{}/metrics", srv.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = srv.metrics().await;
     assert!(
         metrics.contains("kafka_healing_circuits_open 0"),
         "{metrics}"
@@ -709,20 +699,6 @@ async fn a_circuit_closes_by_itself_after_staying_resolved_across_a_restart() {
         l.iter().any(|e| e["status"] == "failed")
     })
     .await;
-    let circuits_open = |srv: &Server| {
-        let url = format!("{}/metrics", srv.url);
-        async move {
-            let m = reqwest::get(url)
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("body");
-            m.lines()
-                .find_map(|l| l.strip_prefix("kafka_healing_circuits_open "))
-                .map(str::to_string)
-        }
-    };
     assert_eq!(circuits_open(&srv).await.as_deref(), Some("1"));
     // Resolved, then the service is killed before the 3 s are over.
     let resolved = webhook("r", vec![alert("resolved", down("kafka-1"))]);
@@ -788,4 +764,13 @@ async fn a_circuit_closes_by_itself_after_staying_resolved_across_a_restart() {
                 .to_string()
         )]
     );
+}
+
+/// The value of `kafka_healing_circuits_open`, as text.
+async fn circuits_open(srv: &Server) -> Option<String> {
+    srv.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("kafka_healing_circuits_open "))
+        .map(str::to_string)
 }
