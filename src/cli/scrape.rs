@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use serde_json::json;
 
 use crate::clock::now_ms;
+use crate::ingest::kafka_watch::KafkaWatch;
 use crate::ingest::store::SeriesStore;
 use crate::ingest::watch::{Observation, evaluate, observe};
 
@@ -38,10 +39,12 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
     };
     let store = Mutex::new(SeriesStore::new(15 * 60 * 1000, 200_000));
     let client = reqwest::Client::new();
-    let mut obs = rt.block_on(observe(&setup, &client, &store));
+    let kafka = KafkaWatch::new();
+    let mut obs = rt.block_on(observe(&setup, &client, &kafka, &store));
     obs.sort_by_key(|o| match o {
         Observation::Scrape(s) => (s.node_id.clone(), "jmx".to_string()),
         Observation::Probe(p) => (p.node_id.clone(), p.method.to_string()),
+        Observation::Cluster(c) => ("~cluster".to_string(), c.method.to_string()),
     });
     let results = evaluate(&setup, &store, now_ms());
     if json_out {
@@ -56,6 +59,12 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
                 Observation::Probe(p) => json!({
                     "node_id": p.node_id, "method": p.method, "up": p.success,
                     "duration_seconds": p.duration.as_secs_f64(), "detail": p.detail,
+                    "series": p.facts.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+                }),
+                Observation::Cluster(c) => json!({
+                    "node_id": "cluster", "method": c.method,
+                    "duration_seconds": c.duration.as_secs_f64(), "detail": c.detail,
+                    "series": c.samples.iter().map(|(l, v)| json!({"labels": l, "value": v})).collect::<Vec<_>>(),
                 }),
             })
             .collect();
@@ -92,14 +101,34 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
                     Some(e) => format!("{}: {e}", s.url),
                 }
             ),
-            Observation::Probe(p) => println!(
-                "  {:<10} {:<10} {:<4} {:>7.1} ms  {}",
-                p.node_id,
-                p.method,
-                if p.success { "up" } else { "DOWN" },
-                p.duration.as_secs_f64() * 1000.0,
-                p.detail
-            ),
+            Observation::Probe(p) => {
+                println!(
+                    "  {:<10} {:<10} {:<4} {:>7.1} ms  {}",
+                    p.node_id,
+                    p.method,
+                    if p.success { "up" } else { "DOWN" },
+                    p.duration.as_secs_f64() * 1000.0,
+                    p.detail
+                );
+                if p.method == crate::ingest::kafka_watch::names::METHOD {
+                    for (l, v) in p.series() {
+                        println!("    {}", series_text(&l, v));
+                    }
+                }
+            }
+            Observation::Cluster(c) => {
+                println!(
+                    "  {:<10} {:<10} {:<4} {:>7.1} ms  {}",
+                    "cluster",
+                    c.method,
+                    "",
+                    c.duration.as_secs_f64() * 1000.0,
+                    c.detail
+                );
+                for (l, v) in &c.samples {
+                    println!("    {}", series_text(l, *v));
+                }
+            }
         }
     }
     if obs.is_empty() {

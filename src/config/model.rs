@@ -132,6 +132,9 @@ pub enum MonitoringMethod {
     Zookeeper,
     /// HTTP status check of each metrics endpoint.
     Http,
+    /// Kafka's own protocol: ApiVersions to each broker, then Metadata,
+    /// `min.insync.replicas` and the KRaft quorum from one that answers.
+    Kafka,
 }
 
 /// Self-monitoring settings.
@@ -464,6 +467,7 @@ keyword_enum!(
         ("jmx", MonitoringMethod::Jmx),
         ("zookeeper", MonitoringMethod::Zookeeper),
         ("http", MonitoringMethod::Http),
+        ("kafka", MonitoringMethod::Kafka),
     ]
 );
 keyword_enum!(

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::kafka_watch::{self, ClusterObservation, KafkaWatch};
 use super::probe::{self, ProbeResult};
 use super::scrape::{ScrapeResult, metrics_url, scrape};
 use super::silence;
@@ -37,16 +38,20 @@ pub enum Observation {
     Scrape(ScrapeResult),
     /// A probe.
     Probe(ProbeResult),
+    /// Cluster-level series of a method (`kafka`: partitions, quorum).
+    Cluster(ClusterObservation),
 }
 
 /// Scrapes and probes every target of `setup` once (bounded concurrency) and stores the
-/// samples. Used by the watcher and by `kafka-healing scrape`.
+/// samples. Used by the watcher and by `kafka-healing scrape`; `kafka` holds the `kafka`
+/// method's client between rounds.
 pub async fn observe(
     setup: &Setup,
     client: &reqwest::Client,
+    kafka: &KafkaWatch,
     store: &Mutex<SeriesStore>,
 ) -> Vec<Observation> {
-    observe_some(setup, client, store, |_| true).await
+    observe_some(setup, client, kafka, store, |_| true).await
 }
 
 /// The shard name of broker `node_id` (HA mode splits targets by these names).
@@ -63,6 +68,7 @@ pub fn zookeeper_target(node_id: &str) -> String {
 pub async fn observe_some(
     setup: &Setup,
     client: &reqwest::Client,
+    kafka: &KafkaWatch,
     store: &Mutex<SeriesStore>,
     mine: impl Fn(&str) -> bool,
 ) -> Vec<Observation> {
@@ -101,7 +107,7 @@ pub async fn observe_some(
                         Observation::Probe(probe::http(&b.node_id, &c, &url, timeout).await)
                     });
                 }
-                MonitoringMethod::Zookeeper => {}
+                MonitoringMethod::Zookeeper | MonitoringMethod::Kafka => {}
             }
         }
     }
@@ -119,11 +125,33 @@ pub async fn observe_some(
             });
         }
     }
-    let mut out = Vec::new();
-    while let Some(r) = set.join_next().await {
-        if let Ok(o) = r {
-            out.push(o);
+    // The `kafka` method: one look at the cluster over the brokers watched here.
+    let kafka_brokers: Vec<_> = cfg
+        .cluster
+        .kafka_brokers
+        .iter()
+        .filter(|b| mine(&broker_target(&b.node_id)))
+        .cloned()
+        .collect();
+    let kafka_round = async {
+        if !m.methods.contains(&MonitoringMethod::Kafka) || kafka_brokers.is_empty() {
+            return None;
         }
+        Some(kafka.observe(&setup.loaded, &kafka_brokers, timeout).await)
+    };
+    let others = async {
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(o) = r {
+                out.push(o);
+            }
+        }
+        out
+    };
+    let (mut out, k) = tokio::join!(others, kafka_round);
+    if let Some(k) = k {
+        out.extend(k.brokers.into_iter().map(Observation::Probe));
+        out.push(Observation::Cluster(k.cluster));
     }
     let now = now_ms();
     let mut store = match store.lock() {
@@ -141,6 +169,9 @@ pub async fn observe_some(
                     now,
                     p.series(),
                 );
+            }
+            Observation::Cluster(c) => {
+                store.insert_batch(kafka_watch::names::CLUSTER_TARGET, now, c.samples.clone());
             }
         }
     }
@@ -193,6 +224,8 @@ pub struct Watcher {
     /// Whether the last read of Alertmanager's silences failed (its failure is logged
     /// once per outage, at warn).
     silences_failing: bool,
+    /// The `kafka` method's client, kept between rounds.
+    kafka: KafkaWatch,
 }
 
 impl Watcher {
@@ -219,6 +252,7 @@ impl Watcher {
             unsent: Vec::new(),
             coord: None,
             silences_failing: false,
+            kafka: KafkaWatch::new(),
         }
     }
 
@@ -263,7 +297,7 @@ impl Watcher {
                 continue;
             }
             let methods: &[&str] = match what {
-                "broker" => &["jmx", "socket", "http"],
+                "broker" => &["jmx", "socket", "http", "kafka"],
                 _ => &["zookeeper"],
             };
             for m in methods {
@@ -317,11 +351,15 @@ impl Watcher {
     pub async fn round(&mut self) {
         let setup = self.setup.current();
         let mine = self.assign(&setup);
-        let obs = observe_some(&setup, &self.client, &self.store, |t| mine.contains(t)).await;
+        let obs = observe_some(&setup, &self.client, &self.kafka, &self.store, |t| {
+            mine.contains(t)
+        })
+        .await;
         for o in &obs {
             let (node_id, method, up, d) = match o {
                 Observation::Scrape(s) => (&s.node_id, "jmx", s.up, s.duration),
                 Observation::Probe(p) => (&p.node_id, p.method, p.success, p.duration),
+                Observation::Cluster(_) => continue,
             };
             let l = TargetLabels {
                 node_id: node_id.clone(),

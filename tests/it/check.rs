@@ -111,7 +111,7 @@ fn config_ranges_and_business_rules() {
         ),
         (
             "monitoring:\n  methods: [socket, carrier-pigeon]\n",
-            "config.yaml:10: error: monitoring.methods[1]: unknown monitoring method `carrier-pigeon`, expected one of: socket jmx zookeeper http",
+            "config.yaml:10: error: monitoring.methods[1]: unknown monitoring method `carrier-pigeon`, expected one of: socket jmx zookeeper http kafka",
         ),
         (
             "recovery:\n  max_attempts: 0\n",

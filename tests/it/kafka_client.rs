@@ -101,7 +101,7 @@ fn client_from_config(s: &Scratch, name: &str, port: u16, security: &str) -> Kaf
 
 /// Waits until every thread of `pid` is stopped (`T` in `/proc/PID/task/*/stat`), or none
 /// is.
-async fn wait_stopped(pid: i32, stopped: bool) {
+pub(crate) async fn wait_stopped(pid: i32, stopped: bool) {
     let state = || -> Vec<char> {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return Vec::new();
