@@ -478,6 +478,41 @@ mod tests {
     }
 
     #[test]
+    fn client_kept_between_rounds_and_rebuilt_on_change() {
+        let load = |security: &str| {
+            let text = format!(
+                "cluster:\n  name: t\n  kafka_brokers:\n    - {{ node_id: 1, host: 127.0.0.1, port: 9092 }}\nmonitoring: {{ methods: [kafka] }}\n{security}"
+            );
+            crate::config::load_text(
+                &text,
+                std::path::Path::new("/nonexistent/config.yaml"),
+                Default::default(),
+            )
+            .expect("valid config")
+        };
+        let plain = load("");
+        let w = KafkaWatch::new();
+        let round = Duration::from_secs(15);
+        let a = w.client(&plain, round).unwrap();
+        let b = w.client(&plain, round).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same config: same client");
+        assert_eq!(a.options().timeout, Duration::from_secs(5));
+        assert!(a.options().sasl.is_none());
+        let c = w.client(&plain, Duration::from_secs(3)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c), "new time limit: new client");
+        assert_eq!(c.options().timeout, Duration::from_secs(1));
+        let sasl = load(
+            "security:\n  sasl: { enabled: true, mechanism: PLAIN, username: u, password: p }\n",
+        );
+        let d = w.client(&sasl, Duration::from_secs(3)).unwrap();
+        assert!(!Arc::ptr_eq(&c, &d), "new security section: new client");
+        let creds = d.options().sasl.as_ref().expect("SASL from security:");
+        assert_eq!(creds.username, "u");
+        let e = w.client(&sasl, Duration::from_secs(3)).unwrap();
+        assert!(Arc::ptr_eq(&d, &e));
+    }
+
+    #[test]
     fn request_share_of_the_round() {
         assert_eq!(
             request_timeout(Duration::from_secs(15)),
