@@ -149,6 +149,7 @@ pub async fn observe_some(
         out
     };
     let (mut out, k) = tokio::join!(others, kafka_round);
+    let kafka_ran = k.is_some();
     if let Some(k) = k {
         out.extend(k.brokers.into_iter().map(Observation::Probe));
         out.push(Observation::Cluster(k.cluster));
@@ -174,6 +175,10 @@ pub async fn observe_some(
                 store.insert_batch(kafka_watch::names::CLUSTER_TARGET, now, c.samples.clone());
             }
         }
+    }
+    if !kafka_ran {
+        // The method was removed, or none of the brokers is watched here any more.
+        store.forget_target(kafka_watch::names::CLUSTER_TARGET, now);
     }
     store.prune(now);
     out

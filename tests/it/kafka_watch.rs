@@ -129,6 +129,24 @@ async fn kafka_method_against_a_real_broker() {
     let cond = evaluate(&setup, &store, now_ms());
     assert_eq!(cond.len(), 1);
     assert_eq!(cond[0].1, Ok(Vec::new()), "the condition does not hold");
+    // `kafka-healing scrape` shows the series.
+    let path = cfg.to_str().expect("utf-8 path").to_string();
+    let out = tokio::task::spawn_blocking(move || crate::common::run(&["scrape", "-c", &path]))
+        .await
+        .expect("scrape ran");
+    let text = crate::common::stdout(&out);
+    for line in [
+        r#"    kafka_healing_probe_success{method="kafka", node_id="1"} 1"#,
+        r#"    kafka_healing_kafka_auth_ok{node_id="1"} 1"#,
+        r#"    kafka_healing_kafka_partitions{state="offline"} 0"#,
+        r#"    kafka_healing_kafka_quorum_voters{} 1"#,
+        "  broker-unanswering: no series (would not fire)",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "`{line}` missing from scrape's output:\n{text}"
+        );
+    }
 
     // b. SIGSTOP: the port accepts, nothing answers: 0, and the condition holds.
     let pid = broker.pid().expect("running") as i32;
