@@ -220,7 +220,8 @@ impl KafkaWatch {
     }
 
     /// One round over `brokers` (the configured brokers this instance watches) within
-    /// `round`. When the round does not finish in time, every broker counts as not
+    /// `round`. Registered brokers outside `brokers` (another instance's share, or not in
+    /// the config) are asked too, for the in-sync replica counts, but get no probe series. When the round does not finish in time, every broker counts as not
     /// answering. When no client can be built (unreadable TLS files), no broker gets a
     /// probe and the cluster observation says why.
     pub async fn observe(
