@@ -10,6 +10,7 @@ use super::alertmanager::AlertmanagerConfig;
 use super::expand::expand_env;
 use super::kubernetes::KubernetesConfig;
 use super::model::*;
+use super::secret::Secret;
 use super::security::SecurityConfig;
 use super::validate::validate;
 use crate::diag::Diagnostics;

@@ -9,6 +9,7 @@ mod expand;
 mod kubernetes;
 mod load;
 mod model;
+mod secret;
 mod security;
 mod validate;
 
@@ -17,5 +18,6 @@ pub use expand::{ExpandError, expand_env};
 pub use kubernetes::KubernetesConfig;
 pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_text, load_with_env};
 pub use model::*;
+pub use secret::Secret;
 pub use security::{SaslConfig, SaslMechanism, SecurityConfig, SslConfig};
 pub use validate::valid_email;

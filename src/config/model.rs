@@ -1,9 +1,9 @@
 //! The configuration's data model. Every field has a safe default unless it names something
 //! only the operator can know (cluster name, brokers, SMTP host).
 
-use std::fmt;
 use std::path::PathBuf;
 
+use super::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Deserializes a keyword enum case-insensitively; an unknown word lists the known ones.
@@ -527,30 +527,6 @@ pub enum Environment {
     Staging,
     /// Production: at least three brokers required.
     Production,
-}
-
-/// A secret string: never printed by `Debug`, serialized as `***`.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl Secret {
-    /// The secret's value.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
 }
 
 /// Accepts `kafka-1` or `1` (Kafka's numeric `node.id`) as a string.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::model::Secret;
+use super::secret::Secret;
 use crate::diag::Diagnostics;
 use crate::yaml::Document;
 

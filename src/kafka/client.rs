@@ -17,12 +17,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::conn::{Conn, error_text};
+pub use super::sasl::SaslCredentials;
 use super::tls::TlsSettings;
 use super::{
     ApiVersions, BrokerInfo, ClusterMetadata, KafkaError, MinIsr, PartitionInfo, QuorumInfo,
     QuorumReplica, TopicInfo,
 };
-use crate::config::{SaslMechanism, Secret, SecurityConfig};
+use crate::config::SecurityConfig;
 
 /// Kafka's DescribeConfigs resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -31,17 +32,6 @@ const RESOURCE_BROKER: i8 = 4;
 pub(crate) const MIN_ISR: &str = "min.insync.replicas";
 /// KRaft's metadata log, whose quorum DescribeQuorum describes.
 const METADATA_TOPIC: &str = "__cluster_metadata";
-
-/// SASL credentials, resolved (the password read from its file or environment variable).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SaslCredentials {
-    /// The mechanism.
-    pub mechanism: SaslMechanism,
-    /// User name.
-    pub username: String,
-    /// Password.
-    pub password: Secret,
-}
 
 /// How the client connects.
 #[derive(Debug, Clone)]

@@ -12,8 +12,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Req
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::client::SaslCredentials;
-use super::sasl::{ScramClient, ScramHash, new_nonce, plain_message};
+use super::sasl::{SaslCredentials, ScramClient, ScramHash, new_nonce, plain_message};
 use super::tls::TlsSettings;
 use super::{ApiVersions, KafkaError};
 use crate::config::SaslMechanism;

@@ -10,6 +10,19 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{KeyInit, Mac};
 use sha2::Digest;
 
+use crate::config::{SaslMechanism, Secret};
+
+/// SASL credentials, resolved (the password read from its file or environment variable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslCredentials {
+    /// The mechanism.
+    pub mechanism: SaslMechanism,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+}
+
 /// Kafka's largest SCRAM iteration count is 16384; a peer asking for far more would make
 /// the client burn CPU, so more than this is refused.
 pub const MAX_ITERATIONS: u32 = 65_536;

@@ -34,7 +34,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::process::STEP_COOKIE_VAR;
+/// The environment variable holding a try's cookie (`SERVICE_PID-N`, unique per try), by
+/// which processes that left the try's process group are still found when it is stopped,
+/// and orphans of a dead instance at start-up.
+pub const STEP_COOKIE_VAR: &str = "KAFKA_HEALING_STEP_ID";
 
 /// The name of the threads that fork every step (see the module doc).
 pub const SPAWNER_THREAD: &str = "kh-step-spawner";

@@ -37,9 +37,7 @@ const REAP_LIMIT: Duration = Duration::from_secs(5);
 /// previous one's victims forked meanwhile).
 const SWEEP_ROUNDS: usize = 20;
 
-/// The environment variable holding a try's cookie (`SERVICE_PID-N`, unique per try), by
-/// which processes that left the try's process group are still found when it is stopped.
-pub const STEP_COOKIE_VAR: &str = "KAFKA_HEALING_STEP_ID";
+pub use super::lifeline::STEP_COOKIE_VAR;
 
 /// A new cookie for one try.
 fn new_cookie() -> String {
