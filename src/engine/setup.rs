@@ -82,11 +82,10 @@ impl Setup {
         let dry_run = self.loaded.config.recovery.dry_run;
         let mut diagnostics = false;
         for rule in self.rules.rules.iter().filter(|r| r.matches(&alert.labels)) {
-            match self.rules.runbooks.get(&rule.runbook) {
-                Some(rb) if rb.disruptive || rule.broker_down => return false,
-                Some(_) if !rule.dry_run.unwrap_or(dry_run) => diagnostics = true,
-                _ => {}
+            if self.is_remediation(rule) {
+                return false;
             }
+            diagnostics |= !rule.dry_run.unwrap_or(dry_run);
         }
         diagnostics
     }
@@ -103,15 +102,19 @@ impl Setup {
             .rules
             .iter()
             .filter(|r| !r.dry_run.unwrap_or(dry_run) && r.matches(&alert.labels))
-            .filter(|r| {
-                r.broker_down
-                    || self
-                        .rules
-                        .runbooks
-                        .get(&r.runbook)
-                        .is_some_and(|rb| rb.disruptive)
-            })
+            .filter(|r| self.is_remediation(r))
             .count()
+    }
+
+    /// Whether `rule`'s work is remediation (its own queue budget, never shed as a
+    /// diagnostic): its runbook is disruptive, or the rule says a broker is down.
+    pub fn is_remediation(&self, rule: &Rule) -> bool {
+        rule.broker_down
+            || self
+                .rules
+                .runbooks
+                .get(&rule.runbook)
+                .is_some_and(|rb| rb.disruptive)
     }
 
     /// The broker a target node_id names, when it is a configured one.

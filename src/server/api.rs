@@ -118,15 +118,7 @@ pub async fn reset(
     if let Some(r) = check_auth(&st, &headers) {
         return r;
     }
-    let known = st
-        .engine
-        .current()
-        .loaded
-        .config
-        .cluster
-        .kafka_brokers
-        .iter()
-        .any(|b| b.node_id == target);
+    let known = st.engine.current().broker(&target).is_some();
     if !known {
         let hint = if target == "-" {
             ": a runbook without a target has a rule-level circuit; close it with \

@@ -478,7 +478,7 @@ impl Core {
                 .setup
                 .rules
                 .rule(&plan.rule)
-                .is_some_and(|r| r.broker_down)
+                .is_some_and(|r| self.setup.is_remediation(r))
     }
 
     fn push_queued(&mut self, mut q: Queued) {
