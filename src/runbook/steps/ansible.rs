@@ -1,16 +1,11 @@
 //! `ansible` steps: `ansible-playbook` with its extra vars as one JSON `--extra-vars`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-use crate::runbook::exec::options::ExecOptions;
-use crate::runbook::exec::outcome::Outcome;
-use crate::runbook::exec::process::run_process;
-use crate::runbook::render::{Lowered, RenderedStep, Renderer, StepError};
+use crate::runbook::render::{Lowered, Renderer, StepError};
 
 /// The key the kind is written with.
 pub const KEY: &str = "ansible";
@@ -89,12 +84,5 @@ pub(crate) fn is_disruptive(_argv: &[String]) -> bool {
     true
 }
 
-/// One try: the argv as a child process.
-pub(crate) async fn run(
-    step: &RenderedStep,
-    timeout: Duration,
-    opts: &ExecOptions,
-    cancel: &CancellationToken,
-) -> Outcome {
-    run_process(&step.argv, timeout, opts, cancel).await
-}
+/// One try: the argv as a child process, as `exec` runs it.
+pub(crate) use super::exec::run;

@@ -39,7 +39,7 @@ pub(crate) fn is_disruptive(_argv: &[String]) -> bool {
     true
 }
 
-/// One try: the argv as a child process.
+/// One try: the argv as a child process (`systemctl` and `ansible` run this too).
 pub(crate) async fn run(
     step: &RenderedStep,
     timeout: Duration,

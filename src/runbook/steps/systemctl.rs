@@ -1,16 +1,11 @@
 //! `systemctl` steps: `systemctl ACTION -- UNIT`, locally or over ssh, optionally with sudo.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
-use crate::runbook::exec::options::ExecOptions;
-use crate::runbook::exec::outcome::Outcome;
-use crate::runbook::exec::process::run_process;
-use crate::runbook::render::{Lowered, RenderedStep, Renderer, StepError};
+use crate::runbook::render::{Lowered, Renderer, StepError};
 
 /// The key the kind is written with.
 pub const KEY: &str = "systemctl";
@@ -117,12 +112,5 @@ pub(crate) fn is_disruptive(argv: &[String]) -> bool {
     !action.is_some_and(|a| READ_ONLY.contains(&a.as_str()))
 }
 
-/// One try: the argv as a child process.
-pub(crate) async fn run(
-    step: &RenderedStep,
-    timeout: Duration,
-    opts: &ExecOptions,
-    cancel: &CancellationToken,
-) -> Outcome {
-    run_process(&step.argv, timeout, opts, cancel).await
-}
+/// One try: the argv as a child process, as `exec` runs it.
+pub(crate) use super::exec::run;
