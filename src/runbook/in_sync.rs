@@ -139,7 +139,12 @@ async fn look(safety: &Safety, target: &Broker) -> Look {
         .map_err(|e| e.to_string());
     // The metadata from the target itself when it answers, else from any broker that does.
     let mut sources: Vec<&Broker> = vec![target];
-    sources.extend(safety.brokers().iter().filter(|b| b.node_id != target.node_id));
+    sources.extend(
+        safety
+            .brokers()
+            .iter()
+            .filter(|b| b.node_id != target.node_id),
+    );
     let mut errors = Vec::new();
     let mut place = Err(String::new());
     for b in sources {
@@ -249,7 +254,11 @@ mod tests {
     fn in_sync_needs_registration_and_every_hosted_isr() {
         let m = meta(
             &[1, 2, 3],
-            &[(&[1, 2, 3], &[1, 2, 3]), (&[2, 3], &[3]), (&[1, 3], &[1, 3])],
+            &[
+                (&[1, 2, 3], &[1, 2, 3]),
+                (&[2, 3], &[3]),
+                (&[1, 3], &[1, 3]),
+            ],
         );
         let two = in_sync(2, &m);
         assert_eq!(two.hosted, 2);
@@ -260,7 +269,10 @@ mod tests {
         // Not registered (still starting): not done, though it hosts nothing lagging.
         let m = meta(&[1, 3], &[(&[1, 3], &[1, 3])]);
         let four = in_sync(4, &m);
-        assert_eq!((four.registered, four.hosted, four.done()), (false, 0, false));
+        assert_eq!(
+            (four.registered, four.hosted, four.done()),
+            (false, 0, false)
+        );
     }
 
     #[test]
