@@ -1,7 +1,6 @@
 //! Runbooks: templates, and steps lowered to the exact argv (or request) they run.
 
 pub mod exec;
-pub mod in_sync;
 pub mod precondition;
 pub mod render;
 pub mod steps;

@@ -32,6 +32,9 @@ pub struct ExecOptions {
     /// parent-death signal (SIGKILL) so that it dies with the service; `None`: started
     /// directly (see [`lifeline`]).
     pub setpriv: Option<std::path::PathBuf>,
+    /// The Kafka view `wait_in_sync` steps look through; none when the `security:`
+    /// section could not be used (such a step then fails as it cannot run).
+    pub safety: Option<std::sync::Arc<crate::runbook::precondition::Safety>>,
 }
 
 impl ExecOptions {
@@ -54,6 +57,7 @@ impl ExecOptions {
             drain_timeout: Duration::from_secs(2),
             kube: None,
             setpriv: lifeline::setpriv(),
+            safety: None,
         }
     }
 }

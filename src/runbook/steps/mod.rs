@@ -16,6 +16,7 @@ pub mod http;
 pub mod kube;
 pub mod systemctl;
 pub mod wait_for;
+pub mod wait_in_sync;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub use http::{HTTP_METHODS, HttpStep};
 pub use kube::{KUBE_ACTIONS, KubeStep};
 pub use systemctl::{SYSTEMCTL_ACTIONS, SystemctlStep};
 pub use wait_for::WaitForStep;
+pub use wait_in_sync::WaitInSyncStep;
 
 /// One step: a name, exactly one kind, and common options.
 #[derive(Debug, Clone)]
@@ -63,6 +65,9 @@ pub enum StepKind {
     Http(HttpStep),
     /// Wait until a TCP port accepts connections or an URL answers 2xx.
     WaitFor(WaitForStep),
+    /// Wait until the target broker answers, is registered and is back in the ISR of
+    /// every partition it hosts.
+    WaitInSync(WaitInSyncStep),
     /// A Kubernetes API action (evict or delete a pod, restart or scale a StatefulSet,
     /// wait for a pod to be ready).
     Kube(KubeStep),
@@ -75,6 +80,7 @@ pub const STEP_KINDS: &[&str] = &[
     ansible::KEY,
     http::KEY,
     wait_for::KEY,
+    wait_in_sync::KEY,
     kube::KEY,
 ];
 
@@ -90,6 +96,7 @@ impl StepKind {
             StepKind::Ansible(_) => ansible::KEY,
             StepKind::Http(_) => http::KEY,
             StepKind::WaitFor(_) => wait_for::KEY,
+            StepKind::WaitInSync(_) => wait_in_sync::KEY,
             StepKind::Kube(_) => kube::KEY,
         }
     }
@@ -102,6 +109,7 @@ impl StepKind {
             ansible::KEY => StepKind::Ansible(field(key, body)?),
             http::KEY => StepKind::Http(field(key, body)?),
             wait_for::KEY => StepKind::WaitFor(field(key, body)?),
+            wait_in_sync::KEY => StepKind::WaitInSync(field(key, body)?),
             kube::KEY => StepKind::Kube(field(key, body)?),
             other => return Err(format!("unknown step kind `{other}`")),
         })
@@ -115,6 +123,7 @@ impl StepKind {
             StepKind::Ansible(a) => a.templates(),
             StepKind::Http(h) => h.templates(),
             StepKind::WaitFor(w) => w.templates(),
+            StepKind::WaitInSync(w) => w.templates(),
             StepKind::Kube(k) => k.templates(),
         }
     }
@@ -127,6 +136,7 @@ impl StepKind {
             StepKind::Systemctl(s) => s.problems(),
             StepKind::Http(h) => h.problems(),
             StepKind::WaitFor(w) => w.problems(),
+            StepKind::WaitInSync(w) => w.problems(),
             StepKind::Kube(k) => k.problems_of(step),
         }
     }
@@ -135,7 +145,10 @@ impl StepKind {
     /// disruptive (`exec` may do anything, and the runbook's word is taken for it).
     pub fn changes_a_service(&self) -> Option<String> {
         match self {
-            StepKind::Exec(_) | StepKind::Http(_) | StepKind::WaitFor(_) => None,
+            StepKind::Exec(_)
+            | StepKind::Http(_)
+            | StepKind::WaitFor(_)
+            | StepKind::WaitInSync(_) => None,
             StepKind::Systemctl(s) => s.changes_a_service(),
             StepKind::Ansible(a) => a.changes_a_service(),
             StepKind::Kube(k) => k.changes_a_service(),
@@ -149,6 +162,7 @@ impl StepKind {
             StepKind::Ansible(a) => a.lower(r),
             StepKind::Http(h) => h.lower(r),
             StepKind::WaitFor(w) => w.lower(r),
+            StepKind::WaitInSync(w) => w.lower(r),
             StepKind::Kube(k) => k.lower(r),
         }
     }
@@ -167,6 +181,7 @@ impl RenderedStep {
             ansible::KEY => ansible::is_disruptive(argv),
             http::KEY => http::is_disruptive(argv),
             wait_for::KEY => wait_for::is_disruptive(argv),
+            wait_in_sync::KEY => wait_in_sync::is_disruptive(argv),
             kube::KEY => kube::is_disruptive(argv),
             _ => true,
         }
@@ -186,6 +201,7 @@ pub(crate) async fn run(
         ansible::KEY => ansible::run(step, timeout, opts, cancel).await,
         http::KEY => http::run(step, timeout, opts, cancel).await,
         wait_for::KEY => wait_for::run(step, timeout, opts, cancel).await,
+        wait_in_sync::KEY => wait_in_sync::run(step, timeout, opts, cancel).await,
         kube::KEY => kube::run(step, timeout, opts, cancel).await,
         other => Outcome::fatal(ExecError::UnknownKind(other.to_string())),
     }

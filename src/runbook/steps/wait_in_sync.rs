@@ -1,4 +1,4 @@
-//! The `wait_in_sync` post-condition: after a restart, wait until the target answers the
+//! `wait_in_sync` steps, the post-condition of a restart: wait until the target answers the
 //! Kafka protocol, is registered in the cluster's metadata, and is back in the ISR of every
 //! partition it hosts. The runbook (and so the cluster slot) is held until then, so the
 //! next broker's restart never begins while this one's replicas still catch up.
@@ -9,12 +9,156 @@
 
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::precondition::{Safety, StateRead, state_name};
 use crate::config::Broker;
+use crate::journal::StepStatus;
 use crate::kafka::ClusterMetadata;
 use crate::kafka::cluster::kafka_id;
+use crate::rules::duration::{duration, opt_duration};
+use crate::runbook::exec::options::ExecOptions;
+use crate::runbook::exec::outcome::{ExecError, Outcome};
+use crate::runbook::precondition::{Safety, StateRead, state_name};
+use crate::runbook::render::{Lowered, RenderedStep, Renderer, StepError};
+
+/// The key the kind is written with.
+pub const KEY: &str = "wait_in_sync";
+
+/// How long a broker reporting STARTING or RECOVERY may take when the step sets no
+/// `recovery_timeout` (log recovery after a crash can take many minutes).
+pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The target templates the step renders: it always acts on the rule's target broker.
+const TARGET: [&str; 3] = ["{{target.node_id}}", "{{target.host}}", "{{target.port}}"];
+
+/// `wait_in_sync` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitInSyncStep {
+    /// How long a broker that reports no recovery may take to be back in sync.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// How long a broker that reports STARTING or RECOVERY may take (default 1h; at least
+    /// `timeout`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub recovery_timeout: Option<Duration>,
+}
+
+impl WaitInSyncStep {
+    /// The target's node id, host and port.
+    pub(crate) fn templates(&self) -> Vec<&str> {
+        TARGET.to_vec()
+    }
+
+    fn recovery(&self) -> Duration {
+        self.recovery_timeout.unwrap_or(DEFAULT_RECOVERY_TIMEOUT)
+    }
+
+    /// A recovery timeout shorter than the timeout.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        if self.recovery() < self.timeout {
+            return vec![format!(
+                "wait_in_sync: `recovery_timeout` ({}) must be at least `timeout` ({})",
+                humantime::format_duration(self.recovery()),
+                humantime::format_duration(self.timeout)
+            )];
+        }
+        Vec::new()
+    }
+
+    /// `[NODE_ID, HOST:PORT, timeout=S, recovery_timeout=S]`, within the longer of the two.
+    pub(crate) fn lower(&self, r: &Renderer<'_>) -> Result<Lowered, StepError> {
+        let [node, host, port] = TARGET.map(|t| r.one("target", t));
+        let (node, host, port) = (node?, host?, port?);
+        if node.is_empty() || host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(r.error("wait_in_sync needs the rule's target broker"));
+        }
+        let recovery = self.recovery().max(self.timeout);
+        Ok(Lowered {
+            argv: vec![
+                node,
+                format!("{host}:{port}"),
+                format!("timeout={}", self.timeout.as_secs()),
+                format!("recovery_timeout={}", recovery.as_secs()),
+            ],
+            body: None,
+            timeout: Some(recovery),
+        })
+    }
+}
+
+/// Waiting only reads.
+pub(crate) fn is_disruptive(_argv: &[String]) -> bool {
+    false
+}
+
+fn invalid(message: impl Into<String>) -> Outcome {
+    Outcome::fatal(ExecError::InvalidStep {
+        kind: KEY.to_string(),
+        message: message.into(),
+    })
+}
+
+/// One try: wait within `timeout` (which caps both of the step's own limits).
+pub(crate) async fn run(
+    step: &RenderedStep,
+    timeout: Duration,
+    opts: &ExecOptions,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let secs = |a: &str, key: &str| {
+        a.strip_prefix(key)
+            .and_then(|v| v.strip_prefix('='))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs)
+    };
+    let (node, addr, wait, recovery) = match step.argv.as_slice() {
+        [node, addr, t, r] => match (secs(t, "timeout"), secs(r, "recovery_timeout")) {
+            (Some(t), Some(r)) => (node, addr, t, r),
+            _ => return invalid("argv must be [NODE_ID, HOST:PORT, timeout=S, recovery_timeout=S]"),
+        },
+        _ => return invalid("argv must be [NODE_ID, HOST:PORT, timeout=S, recovery_timeout=S]"),
+    };
+    let Some(safety) = &opts.safety else {
+        return invalid("no Kafka client: the `security:` section could not be used");
+    };
+    // The configured broker (for its exporter), else the address as rendered.
+    let target = match safety.brokers().iter().find(|b| &b.node_id == node) {
+        Some(b) => b.clone(),
+        None => {
+            let Some((host, port)) = addr
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            else {
+                return invalid(format!("`{addr}` is not host:port"));
+            };
+            Broker {
+                node_id: node.clone(),
+                host,
+                port,
+                jmx_port: None,
+                metrics_url: None,
+            }
+        }
+    };
+    let limits = WaitLimits {
+        timeout: wait.min(timeout),
+        recovery_timeout: recovery.min(timeout),
+        interval: opts.wait_interval,
+    };
+    match wait_in_sync(safety, &target, limits, cancel).await {
+        WaitEnd::InSync(said) => Outcome {
+            stdout: said,
+            ..Outcome::new(StepStatus::Succeeded)
+        },
+        WaitEnd::TimedOut(said) => Outcome {
+            error: Some(format!("not back in sync in time: {said}")),
+            ..Outcome::new(StepStatus::TimedOut)
+        },
+        WaitEnd::Cancelled => Outcome::fatal(ExecError::Cancelled),
+    }
+}
 
 /// Partitions named in a message; the count always covers them all.
 const NAMED: usize = 5;
