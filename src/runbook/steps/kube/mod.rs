@@ -2,7 +2,7 @@
 //! or scale a StatefulSet, wait for a pod to be ready).
 //!
 //! Here: the spec, its checks and its lowering to `[ACTION, namespace=NS, name=NAME, …]`.
-//! [`conn`] is the API connection, [`run`](run::run) one try, [`names`] the name checks
+//! [`conn`] is the API connection, [`mod@run`] one try, [`names`] the name checks
 //! both use.
 
 pub mod conn;
