@@ -19,6 +19,7 @@ mod kafka_watch;
 mod kafka_zk;
 mod kube;
 mod mailbox;
+mod preconditions;
 mod probes;
 mod promql;
 mod scrape;
