@@ -19,6 +19,7 @@ use super::store::Labels;
 use crate::config::{Broker, Loaded, SecurityConfig};
 use crate::kafka::cluster::{ClusterSummary, partitions_below_min_isr_without, summarize};
 use crate::kafka::{ClientOptions, KafkaClient, KafkaError};
+use crate::metrics::kafka::{BrokerView, KafkaView};
 
 /// The names of the series the `kafka` method writes (besides the probe's own
 /// `kafka_healing_probe_success` and `kafka_healing_probe_duration_seconds` with
@@ -118,6 +119,7 @@ pub fn kafka_series(summary: &ClusterSummary, elapsed: Duration) -> KafkaSeries 
                 duration: b.latency.unwrap_or(elapsed),
                 detail,
                 facts,
+                refused: None,
             }
         })
         .collect();
@@ -170,6 +172,54 @@ pub fn kafka_series(summary: &ClusterSummary, elapsed: Duration) -> KafkaSeries 
             duration: elapsed,
         },
     }
+}
+
+/// What `/metrics` shows of a round ([`crate::metrics::kafka`]): `probes` are the round's
+/// probes (those of method `kafka` are used), `cluster` its cluster-level observation
+/// (`None` when the method did not run: then there is nothing to show).
+pub fn metrics_view<'a>(
+    cluster_name: &str,
+    probes: impl IntoIterator<Item = &'a ProbeResult>,
+    cluster: Option<&ClusterObservation>,
+) -> Option<KafkaView> {
+    let cluster = cluster?;
+    let fact = |p: &ProbeResult, name: &str| {
+        p.facts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v as i64)
+    };
+    let brokers = probes
+        .into_iter()
+        .filter(|p| p.method == names::METHOD)
+        .map(|p| {
+            let b = BrokerView {
+                up: p.success,
+                auth_ok: fact(p, names::AUTH_OK).map(|v| v == 1),
+                under_min_isr_without: fact(p, names::UNDER_MIN_ISR_WITHOUT),
+            };
+            (p.node_id.clone(), b)
+        })
+        .collect();
+    let mut view = KafkaView {
+        cluster: cluster_name.to_string(),
+        brokers,
+        ..KafkaView::default()
+    };
+    for (l, v) in &cluster.samples {
+        let n = *v as i64;
+        match l.get("__name__").map(String::as_str) {
+            Some(names::PARTITIONS) => {
+                if let Some(state) = l.get("state") {
+                    view.partitions.insert(state.clone(), n);
+                }
+            }
+            Some(names::QUORUM_VOTERS) => view.quorum_voters = Some(n),
+            Some(names::QUORUM_MAX_LAG) => view.quorum_max_lag = Some(n),
+            _ => {}
+        }
+    }
+    Some(view)
 }
 
 /// What a client was built from; a change rebuilds it.
@@ -476,6 +526,47 @@ mod tests {
             "no metadata: 127.0.0.1:9091: no answer to Metadata within 1s"
         );
         assert_eq!(s.brokers.len(), 3, "liveness is still written");
+    }
+
+    #[test]
+    fn what_metrics_shows() {
+        let s = kafka_series(&summary(), Duration::from_secs(2));
+        let mut probes = s.brokers.clone();
+        probes.push(ProbeResult {
+            method: "socket",
+            node_id: "9".into(),
+            success: true,
+            duration: Duration::ZERO,
+            detail: String::new(),
+            facts: Vec::new(),
+            refused: Some(false),
+        });
+        let v = metrics_view("east", &probes, Some(&s.cluster)).expect("the method ran");
+        assert_eq!(v.cluster, "east");
+        let b = |up, auth: Option<bool>, w| BrokerView {
+            up,
+            auth_ok: auth,
+            under_min_isr_without: Some(w),
+        };
+        let want: BTreeMap<String, BrokerView> = [
+            ("1".to_string(), b(true, Some(true), 3)),
+            ("2".to_string(), b(true, Some(false), 3)),
+            ("3".to_string(), b(false, None, 2)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(v.brokers, want, "kafka probes only");
+        let parts: Vec<(&str, i64)> = v.partitions.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(
+            parts,
+            [
+                ("offline", 1),
+                ("under_min_isr", 2),
+                ("under_replicated", 2)
+            ]
+        );
+        assert_eq!((v.quorum_voters, v.quorum_max_lag), (Some(3), Some(42)));
+        assert_eq!(metrics_view("east", &probes, None), None);
     }
 
     #[test]
