@@ -15,6 +15,7 @@ mod hostile;
 mod journal;
 mod kafka;
 mod kafka_client;
+mod kafka_metrics;
 mod kafka_watch;
 mod kube;
 mod mailbox;
