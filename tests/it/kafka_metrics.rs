@@ -14,7 +14,7 @@ use crate::common::Scratch;
 use crate::kafka::Broker;
 use crate::serve::harness::{Server, TOKEN, alert, webhook};
 
-/// Bound on each phase (a round every 2 s; the first needs the JVM's first answers).
+/// Bound on each phase (a round every 5 s; the first needs the JVM's first answers).
 const PHASE_DEADLINE: Duration = Duration::from_secs(90);
 
 const RULES: &str = r#"rules:
@@ -30,7 +30,7 @@ runbooks:
 fn config(port: u16, methods: &str) -> String {
     format!(
         "cluster:\n  name: itc\n  kafka_brokers:\n    - {{ node_id: b1, host: 127.0.0.1, port: {port} }}\n\
-         monitoring: {{ interval_seconds: 2, timeout_seconds: 2, methods: [{methods}] }}\n\
+         monitoring: {{ interval_seconds: 5, timeout_seconds: 2, methods: [{methods}] }}\n\
          server:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\n\
          rules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n"
     )
@@ -48,11 +48,7 @@ fn kafka_lines(text: &str) -> Vec<String> {
 }
 
 /// Polls `/metrics` until `done` holds for its `kafka_healing_kafka_` lines (bounded).
-async fn metrics_until(
-    srv: &Server,
-    what: &str,
-    done: impl Fn(&[String]) -> bool,
-) -> Vec<String> {
+async fn metrics_until(srv: &Server, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
     let t0 = Instant::now();
     loop {
         let lines = kafka_lines(&srv.metrics().await);
@@ -105,7 +101,10 @@ async fn kafka_series_on_metrics_from_a_real_broker() {
     let lines = metrics_until(&srv, "broker down", |l| l.iter().any(|x| x == down)).await;
     assert_eq!(lines, [down], "only the liveness is known");
     let text = srv.metrics().await;
-    assert!(!text.contains("evil") && !text.contains("elsewhere"), "{text}");
+    assert!(
+        !text.contains("evil") && !text.contains("elsewhere"),
+        "{text}"
+    );
     assert!(
         text.contains(r#"kafka_healing_target_up{node_id="b1",method="kafka"} 0"#),
         "{text}"
