@@ -194,7 +194,7 @@ fn unreadable_file_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("error: cannot read test file no/such.test.yaml"));
     assert!(
-        stdout(&o).contains("FAILED: 0 of 9 tests; 1 file not run"),
+        stdout(&o).contains("FAILED: 0 of 12 tests; 1 file not run"),
         "{}",
         stdout(&o)
     );
