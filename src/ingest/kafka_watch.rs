@@ -2,7 +2,8 @@
 //! the brokers this instance watches through Kafka's own protocol
 //! ([`crate::kafka::cluster::summarize`]) and the answer becomes series in the store:
 //! per broker `kafka_healing_probe_success{method="kafka",node_id}` (it answers
-//! ApiVersions), [`names::AUTH_OK`] and [`names::UNDER_MIN_ISR_WITHOUT`]; for the cluster,
+//! ApiVersions), [`names::AUTH_OK`], [`names::UNDER_MIN_ISR_WITHOUT`],
+//! [`names::BROKER_UNDER_REPLICATED`] and [`names::BROKER_OFFLINE`]; for the cluster,
 //! from the metadata of a broker that answered, [`names::PARTITIONS`] by state and the KRaft
 //! quorum ([`names::QUORUM_VOTERS`], [`names::QUORUM_MAX_LAG`]).
 //!
@@ -37,6 +38,13 @@ pub mod names {
     /// metadata and `min.insync.replicas` could be read.
     pub const UNDER_MIN_ISR_WITHOUT: &str =
         "kafka_healing_kafka_broker_partitions_under_min_isr_without";
+    /// Per broker (`node_id`): partitions it leads whose ISR is shorter than their replica
+    /// list (Kafka's own per-broker UnderReplicatedPartitions). Written with the metadata.
+    pub const BROKER_UNDER_REPLICATED: &str =
+        "kafka_healing_kafka_broker_partitions_under_replicated";
+    /// Per broker (`node_id`): partitions without a leader that have a replica on it.
+    /// Written with the metadata.
+    pub const BROKER_OFFLINE: &str = "kafka_healing_kafka_broker_partitions_offline";
     /// Cluster: partitions by `state`: `under_replicated` (ISR smaller than the replica
     /// list), `under_min_isr` (fewer in-sync replicas on answering brokers than
     /// `min.insync.replicas`; written when that could be read), `offline` (no leader).
@@ -106,6 +114,18 @@ pub fn kafka_series(summary: &ClusterSummary, elapsed: Duration) -> KafkaSeries 
             }
             if let Some(n) = b.kafka_id.and_then(risk_without) {
                 facts.push((names::UNDER_MIN_ISR_WITHOUT.to_string(), n as f64));
+            }
+            if let (Some(id), Some(m)) = (b.kafka_id, &summary.metadata) {
+                let parts = m.topics.iter().flat_map(|t| &t.partitions);
+                let led_short = parts
+                    .clone()
+                    .filter(|p| p.leader == Some(id) && p.isr.len() < p.replicas.len());
+                let offline = parts.filter(|p| p.leader.is_none() && p.replicas.contains(&id));
+                facts.push((
+                    names::BROKER_UNDER_REPLICATED.to_string(),
+                    led_short.count() as f64,
+                ));
+                facts.push((names::BROKER_OFFLINE.to_string(), offline.count() as f64));
             }
             let detail = match (&b.error, b.latency) {
                 (Some(e), _) => e.clone(),
@@ -197,6 +217,8 @@ pub fn metrics_view<'a>(
                 up: p.success,
                 auth_ok: fact(p, names::AUTH_OK).map(|v| v == 1),
                 under_min_isr_without: fact(p, names::UNDER_MIN_ISR_WITHOUT),
+                under_replicated: fact(p, names::BROKER_UNDER_REPLICATED),
+                offline: fact(p, names::BROKER_OFFLINE),
             };
             (p.node_id.clone(), b)
         })
@@ -462,6 +484,16 @@ mod tests {
         assert_eq!(fact(0, names::UNDER_MIN_ISR_WITHOUT), Some(3.0));
         assert_eq!(fact(1, names::UNDER_MIN_ISR_WITHOUT), Some(3.0));
         assert_eq!(fact(2, names::UNDER_MIN_ISR_WITHOUT), Some(2.0));
+        // p1 is led by 1 with ISR {1} of [1, 2]; p2 (no leader) has its replica on 3.
+        let per_broker = |n| (0..3).map(|i| fact(i, n)).collect::<Vec<_>>();
+        assert_eq!(
+            per_broker(names::BROKER_UNDER_REPLICATED),
+            [Some(1.0), Some(0.0), Some(0.0)]
+        );
+        assert_eq!(
+            per_broker(names::BROKER_OFFLINE),
+            [Some(0.0), Some(0.0), Some(1.0)]
+        );
         let labels = &s.brokers[0].series()[2].0;
         assert_eq!(labels.get("node_id").map(String::as_str), Some("1"));
         assert_eq!(labels.get("method"), None, "facts carry node_id only");
@@ -518,6 +550,12 @@ mod tests {
 
         sum.metadata = None;
         sum.source = None;
+        let s = kafka_series(&sum, Duration::from_secs(1));
+        assert_eq!(
+            value(&s.brokers[0].series(), names::BROKER_OFFLINE, None),
+            None,
+            "no per-broker counts without metadata"
+        );
         sum.errors = vec!["127.0.0.1:9091: no answer to Metadata within 1s".into()];
         let s = kafka_series(&sum, Duration::from_secs(1));
         assert!(s.cluster.samples.is_empty());
@@ -543,15 +581,17 @@ mod tests {
         });
         let v = metrics_view("east", &probes, Some(&s.cluster)).expect("the method ran");
         assert_eq!(v.cluster, "east");
-        let b = |up, auth: Option<bool>, w| BrokerView {
+        let b = |up, auth: Option<bool>, w, urp, off| BrokerView {
             up,
             auth_ok: auth,
             under_min_isr_without: Some(w),
+            under_replicated: Some(urp),
+            offline: Some(off),
         };
         let want: BTreeMap<String, BrokerView> = [
-            ("1".to_string(), b(true, Some(true), 3)),
-            ("2".to_string(), b(true, Some(false), 3)),
-            ("3".to_string(), b(false, None, 2)),
+            ("1".to_string(), b(true, Some(true), 3, 1, 0)),
+            ("2".to_string(), b(true, Some(false), 3, 0, 0)),
+            ("3".to_string(), b(false, None, 2, 0, 1)),
         ]
         .into_iter()
         .collect();

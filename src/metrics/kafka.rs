@@ -5,7 +5,7 @@
 //! Label values come from the config (`cluster.name`, the brokers' `node_id`) and from a
 //! fixed list (`state`), never from alerts. Each round replaces the whole view: a broker
 //! that left the config, or the share of this instance, loses its series, and all of them
-//! go when the method stops. The bound is 3 series per broker watched plus 5.
+//! go when the method stops. The bound is 5 series per broker watched plus 5.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -49,6 +49,10 @@ pub struct BrokerView {
     pub auth_ok: Option<bool>,
     /// Partitions below `min.insync.replicas` without it (unknown without the metadata).
     pub under_min_isr_without: Option<i64>,
+    /// Partitions it leads that are under-replicated (unknown without the metadata).
+    pub under_replicated: Option<i64>,
+    /// Partitions without a leader that have a replica on it (unknown without the metadata).
+    pub offline: Option<i64>,
 }
 
 /// What one round of the `kafka` method saw, as `/metrics` shows it.
@@ -72,6 +76,8 @@ struct Shown {
     broker_up: BTreeSet<BrokerLabels>,
     auth_ok: BTreeSet<BrokerLabels>,
     without: BTreeSet<BrokerLabels>,
+    urp: BTreeSet<BrokerLabels>,
+    offline: BTreeSet<BrokerLabels>,
     partitions: BTreeSet<PartitionLabels>,
     voters: BTreeSet<ClusterLabels>,
     lag: BTreeSet<ClusterLabels>,
@@ -83,6 +89,8 @@ pub struct KafkaMetrics {
     broker_up: Family<BrokerLabels, Gauge>,
     auth_ok: Family<BrokerLabels, Gauge>,
     without: Family<BrokerLabels, Gauge>,
+    urp: Family<BrokerLabels, Gauge>,
+    offline: Family<BrokerLabels, Gauge>,
     partitions: Family<PartitionLabels, Gauge>,
     voters: Family<ClusterLabels, Gauge>,
     lag: Family<ClusterLabels, Gauge>,
@@ -122,6 +130,16 @@ impl KafkaMetrics {
             "kafka_broker_partitions_under_min_isr_without",
             "kafka method: partitions that would fall below min.insync.replicas without this broker",
             self.without.clone(),
+        );
+        registry.register(
+            "kafka_broker_partitions_under_replicated",
+            "kafka method: partitions this broker leads whose ISR is shorter than their replicas",
+            self.urp.clone(),
+        );
+        registry.register(
+            "kafka_broker_partitions_offline",
+            "kafka method: partitions without a leader that have a replica on this broker",
+            self.offline.clone(),
         );
         registry.register(
             "kafka_partitions",
@@ -178,6 +196,8 @@ impl KafkaMetrics {
             &mut s.without,
             per_broker(&|b| b.under_min_isr_without),
         );
+        replace(&self.urp, &mut s.urp, per_broker(&|b| b.under_replicated));
+        replace(&self.offline, &mut s.offline, per_broker(&|b| b.offline));
         let parts = v
             .partitions
             .iter()
@@ -233,6 +253,8 @@ mod tests {
                         up: *up,
                         auth_ok: up.then_some(true),
                         under_min_isr_without: up.then_some(2),
+                        under_replicated: up.then_some(0),
+                        offline: Some(1),
                     };
                     (id.to_string(), b)
                 })
@@ -256,7 +278,10 @@ mod tests {
             lines(&m),
             [
                 r#"kafka_healing_kafka_auth_ok{cluster="east",node_id="1"} 1"#,
+                r#"kafka_healing_kafka_broker_partitions_offline{cluster="east",node_id="1"} 1"#,
+                r#"kafka_healing_kafka_broker_partitions_offline{cluster="east",node_id="2"} 1"#,
                 r#"kafka_healing_kafka_broker_partitions_under_min_isr_without{cluster="east",node_id="1"} 2"#,
+                r#"kafka_healing_kafka_broker_partitions_under_replicated{cluster="east",node_id="1"} 0"#,
                 r#"kafka_healing_kafka_broker_up{cluster="east",node_id="1"} 1"#,
                 r#"kafka_healing_kafka_broker_up{cluster="east",node_id="2"} 0"#,
                 r#"kafka_healing_kafka_partitions{cluster="east",state="offline"} 1"#,
@@ -273,7 +298,9 @@ mod tests {
             lines(&m),
             [
                 r#"kafka_healing_kafka_auth_ok{cluster="west",node_id="2"} 1"#,
+                r#"kafka_healing_kafka_broker_partitions_offline{cluster="west",node_id="2"} 1"#,
                 r#"kafka_healing_kafka_broker_partitions_under_min_isr_without{cluster="west",node_id="2"} 2"#,
+                r#"kafka_healing_kafka_broker_partitions_under_replicated{cluster="west",node_id="2"} 0"#,
                 r#"kafka_healing_kafka_broker_up{cluster="west",node_id="2"} 1"#,
                 r#"kafka_healing_kafka_partitions{cluster="west",state="under_replicated"} 4"#,
             ]
@@ -294,6 +321,6 @@ mod tests {
         v.quorum_max_lag = Some(0);
         v.partitions.insert("under_min_isr".into(), 0);
         m.show(Some(&v));
-        assert_eq!(lines(&m).len(), 3 * 1000 + 5);
+        assert_eq!(lines(&m).len(), 5 * 1000 + 5);
     }
 }

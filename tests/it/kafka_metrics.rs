@@ -77,7 +77,9 @@ async fn kafka_series_on_metrics_from_a_real_broker() {
         lines,
         [
             r#"kafka_healing_kafka_auth_ok{cluster="itc",node_id="b1"} 1"#,
+            r#"kafka_healing_kafka_broker_partitions_offline{cluster="itc",node_id="b1"} 0"#,
             r#"kafka_healing_kafka_broker_partitions_under_min_isr_without{cluster="itc",node_id="b1"} 0"#,
+            r#"kafka_healing_kafka_broker_partitions_under_replicated{cluster="itc",node_id="b1"} 0"#,
             up,
             r#"kafka_healing_kafka_partitions{cluster="itc",state="offline"} 0"#,
             r#"kafka_healing_kafka_partitions{cluster="itc",state="under_min_isr"} 0"#,
