@@ -16,6 +16,7 @@ mod journal;
 mod kafka;
 mod kafka_client;
 mod kafka_metrics;
+mod kafka_pack;
 mod kafka_watch;
 mod kube;
 mod mailbox;
