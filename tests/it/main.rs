@@ -15,6 +15,8 @@ mod hostile;
 mod journal;
 mod kafka;
 mod kafka_client;
+mod kafka_metrics;
+mod kafka_pack;
 mod kafka_watch;
 mod kafka_zk;
 mod kube;
