@@ -43,6 +43,14 @@ pub fn print_plans(payload: &WebhookPayload, set: &PlanSet) -> String {
                 p.target.as_deref().unwrap_or("none")
             );
             let _ = writeln!(out, "    why: {}", p.reason);
+            if p.decision == Decision::Run && !p.requires.is_empty() {
+                let names: Vec<&str> = p.requires.iter().map(|r| r.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "    requires (asked of Kafka before the first disruptive step): {}",
+                    names.join(", ")
+                );
+            }
             for (i, s) in p.steps.iter().enumerate() {
                 let argv: Vec<String> = s.argv.iter().map(|a| display_arg(a)).collect();
                 let _ = writeln!(

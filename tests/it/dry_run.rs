@@ -26,7 +26,7 @@ fn dry_run_json(alerts: &str) -> Value {
     serde_json::from_str(&out).expect("JSON")
 }
 
-fn restart_steps(host: &str) -> Value {
+fn restart_steps(node: &str, host: &str) -> Value {
     json!([
         {
             "name": "restart",
@@ -36,10 +36,10 @@ fn restart_steps(host: &str) -> Value {
             "on_failure": "abort"
         },
         {
-            "name": "wait-for-listener",
-            "kind": "wait_for",
-            "argv": ["tcp", format!("{host}:9092")],
-            "timeout_seconds": 180.0,
+            "name": "wait-in-sync",
+            "kind": "wait_in_sync",
+            "argv": [node, format!("{host}:9092"), "timeout=600", "recovery_timeout=3600"],
+            "timeout_seconds": 3600.0,
             "on_failure": "escalate"
         }
     ])
@@ -63,6 +63,7 @@ fn two_brokers_down_from_real_alertmanager_payload() {
             "decision",
             "fingerprint",
             "reason",
+            "requires",
             "rule",
             "runbook",
             "status",
@@ -77,14 +78,24 @@ fn two_brokers_down_from_real_alertmanager_payload() {
     assert_eq!(plans[0]["status"], "firing");
     assert_eq!(plans[0]["decision"], "run");
     assert_eq!(plans[0]["reason"], "matched; target kafka-2");
-    assert_eq!(plans[0]["steps"], restart_steps("kafka-2.example.com"));
+    assert_eq!(
+        plans[0]["requires"],
+        json!(["broker_unreachable", "restart_safe", "not_starting"])
+    );
+    assert_eq!(
+        plans[0]["steps"],
+        restart_steps("kafka-2", "kafka-2.example.com")
+    );
     assert_eq!(plans[1]["target"], "kafka-3");
     assert_eq!(plans[1]["decision"], "run");
     assert_eq!(
         plans[1]["reason"],
         "matched; target kafka-3; queued until kafka-2 finishes (max_concurrent_per_cluster = 1)"
     );
-    assert_eq!(plans[1]["steps"], restart_steps("kafka-3.example.com"));
+    assert_eq!(
+        plans[1]["steps"],
+        restart_steps("kafka-3", "kafka-3.example.com")
+    );
     assert_eq!(v["unmatched"], json!([]));
 }
 

@@ -42,8 +42,8 @@ fn wrong_expectation_fails_with_a_readable_diff() {
     let want = [
         "FAILED tests/data/unittest/wrong.test.yaml:16: test \"fires too early and restarts the wrong broker\"\n",
         "  at 30s (line 27):\n    expected 1 plan, got 2 plans\n",
-        "    missing (expected, not produced):\n      - rule=broker-down target=kafka-2 decision=run argv=[ssh -o BatchMode=yes -- kafka-2.example.com sudo -n systemctl restart -- kafka.service; tcp kafka-2.example.com:9093]\n",
-        "        closest produced plan: rule broker-down on kafka-2\n          argv of step 2: expected [\"tcp\", \"kafka-2.example.com:9093\"], got [\"tcp\", \"kafka-2.example.com:9092\"]\n",
+        "    missing (expected, not produced):\n      - rule=broker-down target=kafka-2 decision=run argv=[ssh -o BatchMode=yes -- kafka-2.example.com sudo -n systemctl restart -- kafka.service; kafka-2 kafka-2.example.com:9093 timeout=600 recovery_timeout=3600]\n",
+        "        closest produced plan: rule broker-down on kafka-2\n          argv of step 2: expected [\"kafka-2\", \"kafka-2.example.com:9093\", \"timeout=600\", \"recovery_timeout=3600\"], got [\"kafka-2\", \"kafka-2.example.com:9092\", \"timeout=600\", \"recovery_timeout=3600\"]\n",
         "    unexpected (produced, not expected):\n      + RUN rule broker-down -> runbook restart-broker (target kafka-2, alert firing)\n            why: matched; target kafka-2\n",
         "      + RUN rule broker-down -> runbook restart-broker (target kafka-3, alert firing)\n            why: matched; target kafka-3; queued until kafka-2 finishes (max_concurrent_per_cluster = 1)\n",
         "  at 45s (line 24):\n    expected 1 plan, got 0 plans\n    missing (expected, not produced):\n      - rule=urp-self target=kafka-1 decision=run\n",

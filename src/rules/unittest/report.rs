@@ -63,6 +63,10 @@ pub fn render_expected(e: &ExpectedPlan) -> String {
     if let Some(r) = &e.reason_contains {
         parts.push(format!("reason_contains={r:?}"));
     }
+    if let Some(r) = &e.requires {
+        let names: Vec<&str> = r.iter().map(|p| p.as_str()).collect();
+        parts.push(format!("requires=[{}]", names.join(", ")));
+    }
     if let Some(a) = &e.argv {
         let steps: Vec<String> = a
             .iter()

@@ -31,6 +31,8 @@ pub struct ProducedPlan {
     pub reason: String,
     /// Each step's argv.
     pub argv: Vec<Vec<String>>,
+    /// The runbook's preconditions.
+    pub requires: Vec<crate::rules::model::Precondition>,
     /// What raised the alert: a rule's condition or an injected payload, and the alert.
     pub source: String,
 }
@@ -45,6 +47,7 @@ impl ProducedPlan {
             decision: p.decision,
             reason: p.reason,
             argv: p.steps.into_iter().map(|s| s.argv).collect(),
+            requires: p.requires,
             source,
         }
     }
@@ -294,6 +297,18 @@ pub(super) fn differences(e: &ExpectedPlan, g: &ProducedPlan) -> Vec<String> {
             g.reason
         ));
     }
+    if let Some(r) = &e.requires
+        && r != &g.requires
+    {
+        let names = |v: &[crate::rules::model::Precondition]| {
+            v.iter().map(|p| p.as_str()).collect::<Vec<_>>()
+        };
+        out.push(format!(
+            "requires: expected {:?}, got {:?}",
+            names(r),
+            names(&g.requires)
+        ));
+    }
     if let Some(a) = &e.argv
         && a != &g.argv
     {
@@ -392,6 +407,7 @@ mod tests {
             decision,
             reason: format!("matched; target {target}"),
             argv: vec![vec!["echo".into(), target.into()]],
+            requires: vec![crate::rules::model::Precondition::RestartSafe],
             source: String::new(),
         }
     }
@@ -458,5 +474,13 @@ mod tests {
         assert_eq!(d.len(), 4, "{d:?}");
         assert!(d[0].starts_with("target: expected none, got kafka-1"));
         assert!(d.iter().any(|x| x.starts_with("argv of step 1")));
+        let e = ExpectedPlan {
+            requires: Some(vec![crate::rules::model::Precondition::BrokerUnreachable]),
+            ..Default::default()
+        };
+        assert_eq!(
+            differences(&e, &g),
+            vec![r#"requires: expected ["broker_unreachable"], got ["restart_safe"]"#.to_string()]
+        );
     }
 }

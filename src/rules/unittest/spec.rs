@@ -84,6 +84,9 @@ pub struct ExpectedPlan {
     /// Every step's argv, exactly, in order (`[]` for a skipped plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<Vec<String>>>,
+    /// The runbook's preconditions, exactly, in order (`[]` for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Vec<crate::rules::model::Precondition>>,
 }
 
 fn present_target<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
