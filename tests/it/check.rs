@@ -118,6 +118,14 @@ fn config_ranges_and_business_rules() {
             "recovery.max_attempts: must be between 1 and 10, got 0",
         ),
         (
+            "recovery:\n  precondition_timeout_seconds: 0\n",
+            "recovery.precondition_timeout_seconds: must be between 1 and 120, got 0",
+        ),
+        (
+            "recovery:\n  precondition_recheck_seconds: 3601\n",
+            "recovery.precondition_recheck_seconds: must be between 1 and 3600, got 3601",
+        ),
+        (
             "recovery:\n  backoff_multiplier: 0.5\n",
             "recovery.backoff_multiplier: must be between 1.0 and 10.0",
         ),
