@@ -298,6 +298,6 @@ mod tests {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("version");
-        assert_eq!(v, 3);
+        assert_eq!(v, super::super::schema::SCHEMA_VERSION);
     }
 }

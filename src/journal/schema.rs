@@ -3,14 +3,45 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::error::JournalError;
 use super::model::StepStatus;
 
 /// Schema version stored in `PRAGMA user_version`. 3: the `pauses` table and the circuits'
-/// `healthy_since_ms` (an older journal gets both at the first start of this version).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+/// `healthy_since_ms` (an older journal gets both at the first start of this version). 4:
+/// an execution may be `refused` (by a precondition); an older `executions` table is
+/// rebuilt with the wider CHECK, as SQLite cannot change one in place.
+pub(crate) const SCHEMA_VERSION: i64 = 4;
+
+/// The executions table and its indexes (also used to rebuild an older one).
+const EXECUTIONS: &str = r#"
+CREATE TABLE IF NOT EXISTS executions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id    INTEGER REFERENCES alerts (id),
+    rule        TEXT    NOT NULL,
+    runbook     TEXT    NOT NULL,
+    target      TEXT,
+    fingerprint TEXT    NOT NULL,
+    status      TEXT    NOT NULL CHECK (status IN ('queued', 'running', 'succeeded',
+                    'failed', 'escalated', 'cancelled', 'interrupted', 'skipped', 'dry_run',
+                    'refused')),
+    reason      TEXT    NOT NULL,
+    dry_run     INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
+    disruptive  INTEGER NOT NULL CHECK (disruptive IN (0, 1)),
+    attempt     INTEGER NOT NULL CHECK (attempt >= 0),
+    plan        TEXT    NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    started_ms  INTEGER,
+    finished_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS executions_by_created ON executions (created_ms, id);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_ms);
+CREATE INDEX IF NOT EXISTS executions_by_rule ON executions (rule, created_ms);
+CREATE INDEX IF NOT EXISTS executions_by_target ON executions (target, created_ms);
+CREATE INDEX IF NOT EXISTS executions_by_rule_target
+    ON executions (rule, target, created_ms);
+"#;
 
 /// How long a connection waits for a lock held by another connection.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,30 +66,6 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_by_fingerprint ON alerts (fingerprint, id);
 
-CREATE TABLE IF NOT EXISTS executions (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id    INTEGER REFERENCES alerts (id),
-    rule        TEXT    NOT NULL,
-    runbook     TEXT    NOT NULL,
-    target      TEXT,
-    fingerprint TEXT    NOT NULL,
-    status      TEXT    NOT NULL CHECK (status IN ('queued', 'running', 'succeeded',
-                    'failed', 'escalated', 'cancelled', 'interrupted', 'skipped', 'dry_run')),
-    reason      TEXT    NOT NULL,
-    dry_run     INTEGER NOT NULL CHECK (dry_run IN (0, 1)),
-    disruptive  INTEGER NOT NULL CHECK (disruptive IN (0, 1)),
-    attempt     INTEGER NOT NULL CHECK (attempt >= 0),
-    plan        TEXT    NOT NULL,
-    created_ms  INTEGER NOT NULL,
-    started_ms  INTEGER,
-    finished_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS executions_by_created ON executions (created_ms, id);
-CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, created_ms);
-CREATE INDEX IF NOT EXISTS executions_by_rule ON executions (rule, created_ms);
-CREATE INDEX IF NOT EXISTS executions_by_target ON executions (target, created_ms);
-CREATE INDEX IF NOT EXISTS executions_by_rule_target
-    ON executions (rule, target, created_ms);
 
 CREATE TABLE IF NOT EXISTS steps (
     execution_id     INTEGER NOT NULL REFERENCES executions (id),
@@ -185,6 +192,7 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, JournalError> {
 
 /// Creates the tables and indexes if missing, in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
+    widen_executions(conn)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -194,6 +202,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
         });
     }
     tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(EXECUTIONS)?;
     // A journal from before version 3 has `circuits` without the column.
     let has_health: bool = tx.query_row(
         "SELECT count(*) FROM pragma_table_info('circuits') WHERE name = 'healthy_since_ms'",
@@ -206,6 +215,52 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+/// Version 4: rebuilds an `executions` table whose status CHECK predates `refused` (the
+/// documented way to change a constraint in SQLite: new table, copy, drop, rename), with
+/// foreign keys off meanwhile (steps, events and mail rows keep their execution ids).
+fn widen_executions(conn: &mut Connection) -> Result<(), JournalError> {
+    let sql: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'executions'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if sql.is_none_or(|s| s.contains("'refused'")) {
+        return Ok(());
+    }
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let rebuilt = (|| -> Result<(), JournalError> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let table = EXECUTIONS.replacen(
+            "CREATE TABLE IF NOT EXISTS executions (",
+            "CREATE TABLE executions_v4 (",
+            1,
+        );
+        let create = &table[..table.find(");").map_or(table.len(), |i| i + 2)];
+        tx.execute_batch(create)?;
+        tx.execute_batch(
+            "INSERT INTO executions_v4 SELECT * FROM executions;
+             DROP TABLE executions;
+             ALTER TABLE executions_v4 RENAME TO executions;",
+        )?;
+        tx.execute_batch(EXECUTIONS)?;
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            return Err(JournalError::Corrupt(format!(
+                "{broken} row(s) lost their execution while `executions` was rebuilt"
+            )));
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", true)?;
+    rebuilt
 }
 
 /// The stored form of a step status.

@@ -962,5 +962,107 @@ async fn a_version_2_journal_gets_the_circuit_health_column() {
     let v: i64 = c
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
+}
+
+/// A journal of schema version 3, whose `executions` CHECK knows no `refused`, opens: the
+/// table is rebuilt with its rows, ids, steps and id sequence kept, and a precondition's
+/// refusal can then be recorded (before the rebuild SQLite refused the write).
+#[tokio::test]
+async fn a_version_3_journal_can_record_refusals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v3.db");
+    let (j, _) = Journal::open(&path).expect("create");
+    let done = j
+        .create_execution(execution(
+            "broker-down",
+            Some("kafka-3"),
+            ExecStatus::Running,
+            5,
+        ))
+        .await
+        .expect("create");
+    j.record_step(done, step(0, StepStatus::Succeeded))
+        .await
+        .expect("step");
+    j.set_status(done, ExecStatus::Succeeded, None, 8)
+        .await
+        .expect("ends");
+    let id = j
+        .create_execution(execution(
+            "broker-down",
+            Some("kafka-1"),
+            ExecStatus::Queued,
+            10,
+        ))
+        .await
+        .expect("create");
+    drop(j);
+    {
+        // Back to version 3's table, as a journal of the previous release has it.
+        let c = rusqlite::Connection::open(&path).expect("reopen");
+        let sql: String = c
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'executions'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("ddl");
+        let old = sql
+            .replace("'dry_run',\n                    'refused'", "'dry_run'")
+            .replacen("CREATE TABLE executions", "CREATE TABLE executions_v3", 1);
+        assert!(!old.contains("refused"), "{old}");
+        c.execute_batch(&format!(
+            "PRAGMA foreign_keys = OFF; {old}; INSERT INTO executions_v3 SELECT * FROM executions; \
+             DROP TABLE executions; ALTER TABLE executions_v3 RENAME TO executions; \
+             PRAGMA user_version = 3;"
+        ))
+        .expect("old schema");
+        let refused = c.execute(
+            "UPDATE executions SET status = 'refused' WHERE id = ?1",
+            [id],
+        );
+        assert!(refused.is_err(), "the old CHECK refuses `refused`");
+    }
+    let (j, _) = Journal::open(&path).expect("open and migrate");
+    // The queued one was cancelled at the start (as any queued work is); a new one is
+    // refused, with the next id.
+    let next = j
+        .create_execution(execution(
+            "broker-down",
+            Some("kafka-2"),
+            ExecStatus::Running,
+            30,
+        ))
+        .await
+        .expect("create");
+    assert_eq!(next, id + 1, "the id sequence continues");
+    j.set_status(
+        next,
+        ExecStatus::Refused,
+        Some("broker_unreachable: it answers".into()),
+        40,
+    )
+    .await
+    .expect("a refusal is recorded");
+    let d = j.get_execution(next).expect("read").expect("there");
+    assert_eq!(d.0.status, ExecStatus::Refused);
+    let d = j.get_execution(done).expect("read").expect("there");
+    assert_eq!(
+        (d.0.status, d.1.len()),
+        (ExecStatus::Succeeded, 1),
+        "rows and steps kept"
+    );
+    drop(j);
+    let c = rusqlite::Connection::open(&path).expect("reopen");
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, 4);
+    let fk: i64 = c
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .expect("fk check");
+    assert_eq!(fk, 0);
 }
