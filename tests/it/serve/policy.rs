@@ -77,22 +77,45 @@ async fn concurrent_copies_and_replicas_collapse_into_one_execution() {
             l.iter().any(|e| e["status"] == "succeeded")
         })
         .await;
-    assert_eq!(list.len(), 1, "exactly one execution: {}", json!(list));
+    // Copies that a loaded machine delivers only after the run ended meet its cooldown:
+    // they are skipped (journaled once), never run.
+    let (ran, late): (Vec<&Value>, Vec<&Value>) =
+        list.iter().partition(|e| e["status"] != "skipped");
+    assert_eq!(ran.len(), 1, "exactly one execution ran: {}", json!(list));
+    for e in &late {
+        assert!(
+            e["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("cooldown: broker-down on kafka-1 ran recently"),
+            "{e}"
+        );
+    }
     assert_eq!(
         recorded(s.path(), "broker-down-kafka-1").len(),
         1,
         "ran once"
     );
     let (_, detail) = srv
-        .get(&format!("/api/v1/executions/{}", list[0]["id"]))
+        .get(&format!("/api/v1/executions/{}", ran[0]["id"]))
         .await;
-    assert!(
-        events_of(&detail).contains(&(
-            "duplicates".into(),
-            "399 duplicate alert(s) collapsed into this execution".into()
-        )),
-        "{detail}"
-    );
+    let collapsed: Vec<u64> = events_of(&detail)
+        .iter()
+        .filter(|(k, _)| k == "duplicates")
+        .filter_map(|(_, m)| {
+            m.strip_suffix(" duplicate alert(s) collapsed into this execution")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    match (late.is_empty(), collapsed.as_slice()) {
+        // Every copy arrived while it ran.
+        (true, [n]) => assert_eq!(*n, 399, "{detail}"),
+        // Some came late: the others collapsed.
+        (false, [n]) => assert!(*n >= 1 && *n < 399, "{detail}"),
+        (false, []) => {}
+        _ => panic!("one duplicates event expected: {detail}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
