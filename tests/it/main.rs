@@ -20,6 +20,7 @@ mod kube;
 mod mailbox;
 mod probes;
 mod promql;
+mod safety;
 mod scrape;
 mod serve;
 mod smtp;
