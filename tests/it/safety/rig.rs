@@ -52,6 +52,7 @@ const RULES: &str = r#"rules:
       labels: { severity: critical }
     runbook: restart-broker
   - name: exporter-unreachable
+    cooldown_seconds: 0
     condition:
       expr: up{job="kafka"} == 0 and on(node_id) kafka_healing_probe_success{method="kafka"} == 1
       for: 6s
@@ -203,7 +204,7 @@ impl Rig {
             "# Written by tests/it/safety.\nenvironment: development\ncluster:\n  name: demo\n  kafka_brokers:\n{brokers}\
   zookeeper_nodes:\n    - {{ node_id: zk-1, host: 127.0.0.1, port: {zk} }}\n\
 monitoring: {{ interval_seconds: 2, timeout_seconds: 2, methods: [jmx, socket, kafka] }}\n\
-recovery: {{ max_attempts: 3, initial_delay_seconds: 2, backoff_multiplier: 2.0, cooldown_seconds: 15, max_concurrent_per_cluster: 1 }}\n\
+recovery: {{ max_attempts: 10, attempt_window_seconds: 60, initial_delay_seconds: 2, backoff_multiplier: 2.0, cooldown_seconds: 15, max_concurrent_per_cluster: 1 }}\n\
 notifications:\n  rate_limit_seconds: 0\n  retry_initial_seconds: 1\n  smtp: {{ host: 127.0.0.1, port: {smtp}, tls: none, from_email: kafka-healing@example.com, to_emails: [oncall@example.com], timeout_seconds: 5 }}\n\
 server:\n  listen: 127.0.0.1:{port}\n  auth: {{ bearer_token_file: webhook-token }}\n\
 rules: [safety/rules.yaml]\nstate: {{ path: state/journal.db }}\nlogging: {{ level: info, format: text }}\n",
@@ -298,7 +299,11 @@ rules: [safety/rules.yaml]\nstate: {{ path: state/journal.db }}\nlogging: {{ lev
     }
 
     /// Waits (bounded) for a mail whose subject contains every one of `words`.
-    pub(crate) async fn wait_mail(&self, words: &[&str], limit: Duration) -> Option<(String, String)> {
+    pub(crate) async fn wait_mail(
+        &self,
+        words: &[&str],
+        limit: Duration,
+    ) -> Option<(String, String)> {
         let t0 = Instant::now();
         loop {
             if let Some(m) = self

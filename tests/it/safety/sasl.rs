@@ -97,7 +97,9 @@ async fn wait_series(srv: &Server, name: &str, labels: &[&str], want: f64) {
 
 /// Posts one alert; waits for its execution (created after `from`) to be decided.
 async fn decided(srv: &Server, labels: Value, rule: &str, from: i64) -> Value {
-    let (st, v) = srv.post(&webhook("safety", vec![alert("firing", labels)])).await;
+    let (st, v) = srv
+        .post(&webhook("safety", vec![alert("firing", labels)]))
+        .await;
     assert_eq!(st, 200, "{v}");
     let list = srv
         .wait_until(LIMIT.as_secs(), rule, |l| {
@@ -203,11 +205,14 @@ async fn safety_sasl_ssl_probe_and_preconditions() {
     );
 
     // c. broker_unreachable over SASL_SSL: the broker answers, no restart.
-    let down = json!({"alertname": "KafkaBrokerDown", "node_id": "kafka-1", "severity": "critical"});
+    let down =
+        json!({"alertname": "KafkaBrokerDown", "node_id": "kafka-1", "severity": "critical"});
     let ex = decided(&srv, down.clone(), "broker-down", now_ms()).await;
     assert_eq!(ex["status"], "refused", "[5] {ex}");
     assert!(
-        ex["reason"].as_str().is_some_and(|r| r.starts_with("broker_unreachable:")),
+        ex["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("broker_unreachable:")),
         "[5] {ex}"
     );
 

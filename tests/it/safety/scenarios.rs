@@ -87,7 +87,8 @@ pub(crate) async fn exporter_unreachable(rig: &Rig, label: &'static str) {
         let list = rig
             .wait_executions(from, LIMIT, |l| {
                 l.iter().any(|e| is(e, "broker-down", target, "refused"))
-                    && l.iter().any(|e| is(e, "exporter-unreachable", target, "succeeded"))
+                    && l.iter()
+                        .any(|e| is(e, "exporter-unreachable", target, "succeeded"))
             })
             .await;
         let list = list.unwrap_or_else(|| {
@@ -122,7 +123,10 @@ pub(crate) async fn exporter_unreachable(rig: &Rig, label: &'static str) {
             &rig.watcher.since(from - 2000),
         ));
         assert!(
-            rig.watcher.since(from).iter().all(|s| s.answering.contains(&id)),
+            rig.watcher
+                .since(from)
+                .iter()
+                .all(|s| s.answering.contains(&id)),
             "[{label} {phase}] {target} stopped answering during the scenario"
         );
         assert_eq!(restarts, vec![], "[{label} {phase}] no restart at all");
@@ -152,9 +156,11 @@ fn journal_executions(rig: &Rig, from_ms: i64) -> Vec<(String, String, String, S
     ) else {
         return Vec::new();
     };
-    st.query_map([from_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .map(|rows| rows.filter_map(Result::ok).collect())
-        .unwrap_or_default()
+    st.query_map([from_ms], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .map(|rows| rows.filter_map(Result::ok).collect())
+    .unwrap_or_default()
 }
 
 /// `kafka_healing_probe_success{method="kafka"}` of `node` in the service's /metrics.
@@ -284,7 +290,9 @@ pub(crate) async fn refused_while_other_down(rig: &Rig) {
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     // The expected count, from Metadata as it is now: replicas on kafka-2 (not
     // answering) and on kafka-1 (the target) do not count.
-    let c = Arc::new(KafkaClient::new(ClientOptions::plaintext(Duration::from_secs(5))));
+    let c = Arc::new(KafkaClient::new(ClientOptions::plaintext(
+        Duration::from_secs(5),
+    )));
     let k3 = rig.node("kafka-3");
     let md = c.metadata("127.0.0.1", k3.port).await.expect("metadata");
     let topics: Vec<String> = md.topics.iter().map(|t| t.name.clone()).collect();
@@ -292,13 +300,21 @@ pub(crate) async fn refused_while_other_down(rig: &Rig) {
         .min_insync_replicas("127.0.0.1", k3.port, &topics, Some(k3.id))
         .await
         .expect("min isr");
-    let alive: std::collections::BTreeSet<i32> =
-        rig.nodes.iter().map(|n| n.id).filter(|i| *i != vid).collect();
+    let alive: std::collections::BTreeSet<i32> = rig
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|i| *i != vid)
+        .collect();
     let expected = partitions_below_min_isr_without(hid, &md, &min_isr, &alive).len();
     assert!(expected > 0, "[4] the check is meaningful: {md:?}");
     let list = rig
         .wait_executions(from, LIMIT, |l| {
-            l.iter().any(|e| e["rule"] == "rolling-restart" && e["status"] != "queued" && e["status"] != "running")
+            l.iter().any(|e| {
+                e["rule"] == "rolling-restart"
+                    && e["status"] != "queued"
+                    && e["status"] != "running"
+            })
         })
         .await
         .unwrap_or_else(|| {
@@ -327,10 +343,18 @@ pub(crate) async fn refused_while_other_down(rig: &Rig) {
     let notice = rig
         .wait_mail(&["NOTICE", healthy, "rolling-restart"], LIMIT)
         .await;
-    assert!(notice.is_some(), "[4] a NOTICE for the refusal: {:?}", rig.mails());
+    assert!(
+        notice.is_some(),
+        "[4] a NOTICE for the refusal: {:?}",
+        rig.mails()
+    );
     // kafka-2 is healed by broker-down (restart_safe passes: the target is down).
     let back = rig.watcher.wait_for(HEAL_LIMIT, |s| s.back(vid)).await;
-    assert!(back.is_some(), "[4] {victim} not back within {HEAL_LIMIT:?}\n{}", rig.log_tail());
+    assert!(
+        back.is_some(),
+        "[4] {victim} not back within {HEAL_LIMIT:?}\n{}",
+        rig.log_tail()
+    );
     let restarts = rig.restarts_since(from);
     assert!(
         restarts.iter().all(|(_, n)| n == victim),
@@ -463,14 +487,18 @@ pub(crate) async fn recovering_broker(rig: &Rig) {
         .iter()
         .find(|e| is(e, "broker-down", target, "refused"))
         .expect("refused");
-    assert!(reason(refused).starts_with("not_starting:"), "[7] {refused}");
+    assert!(
+        reason(refused).starts_with("not_starting:"),
+        "[7] {refused}"
+    );
     // Still RECOVERY for a while: refusals only.
     tokio::time::sleep(QUIET).await;
     let recovering_until = now_ms();
     let during = rig.restarts_since(from);
     for (t, n) in &during {
-        m.unsafe_actions
-            .push(format!("restart of {n} at {t} while its exporter reported RECOVERY"));
+        m.unsafe_actions.push(format!(
+            "restart of {n} at {t} while its exporter reported RECOVERY"
+        ));
     }
     // The "recovery" ends: the broker starts, answers, and then reports RUNNING.
     let o = rig.stack.ctl(&["start", target]);
@@ -479,7 +507,10 @@ pub(crate) async fn recovering_broker(rig: &Rig) {
         .watcher
         .wait_for(HEAL_LIMIT, |s| s.answering.contains(&id))
         .await;
-    assert!(answering.is_some(), "[7] {target} does not answer after its start");
+    assert!(
+        answering.is_some(),
+        "[7] {target} does not answer after its start"
+    );
     standin.set(3);
     let running_ms = now_ms();
     tokio::time::sleep(QUIET).await;

@@ -3,7 +3,7 @@
 //! connections) and reads Metadata from one that answers. The samples decide, after the
 //! fact, whether a restart the wrapper script logged was unsafe.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -121,10 +121,7 @@ pub(crate) async fn sample(client: &Arc<KafkaClient>, nodes: &[Node]) -> Sample 
     }
     Sample {
         at_ms,
-        in_sync: md
-            .as_ref()
-            .map(in_sync_everywhere)
-            .unwrap_or_default(),
+        in_sync: md.as_ref().map(in_sync_everywhere).unwrap_or_default(),
         under_min_isr: md.as_ref().map(|m| under_min_isr(m, &answering)),
         answering,
     }
@@ -167,17 +164,6 @@ impl Watcher {
         v
     }
 
-    /// The latest sample, waiting (bounded) for a first one.
-    pub(crate) async fn latest(&self) -> Sample {
-        for _ in 0..300 {
-            if let Some(s) = self.samples().pop() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the watcher took no sample in 30 s");
-    }
-
     /// Waits until a sample taken after now satisfies `pred`; returns it. `None` after
     /// `limit` (the caller says what that means).
     pub(crate) async fn wait_for(
@@ -200,13 +186,4 @@ impl Watcher {
 /// The last sample that began at or before `t_ms`.
 pub(crate) fn at(samples: &[Sample], t_ms: i64) -> Option<&Sample> {
     samples.iter().rev().find(|s| s.at_ms <= t_ms)
-}
-
-/// Count of each broker id among answering brokers over `samples` (for messages).
-pub(crate) fn summary(samples: &[Sample]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for s in samples {
-        *m.entry(format!("{:?}", s.answering)).or_insert(0) += 1;
-    }
-    m
 }
