@@ -86,6 +86,27 @@ runbooks:
     steps: []
 "#;
 
+/// The suite's rules; with `SAFETY_NEGATIVE_CONTROL=1` in the environment, without the
+/// preconditions and with a TCP wait instead of `wait_in_sync` (the service as it was
+/// before issue 15): the scenarios must then fail with unsafe actions, which shows that
+/// the suite detects them.
+fn rules() -> String {
+    if std::env::var_os("SAFETY_NEGATIVE_CONTROL").is_none() {
+        return RULES.to_string();
+    }
+    RULES
+        .lines()
+        .filter(|l| !l.contains("requires:"))
+        .map(|l| {
+            l.replace(
+                "wait_in_sync: { timeout: 3m }",
+                r#"wait_for: { tcp: "127.0.0.1:{{target.port}}", timeout: 180s }"#,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The stack, the service on the suite's rules, the wrapper's log and the watcher.
 pub(crate) struct Rig {
     /// The stack (stopped when the rig is dropped).
@@ -128,7 +149,7 @@ impl Rig {
         let conf = stack.dir.join("supervisord.conf");
         std::fs::write(
             sd.join("rules.yaml"),
-            RULES
+            rules()
                 .replace("@WRAPPER@", &wrapper.display().to_string())
                 .replace("@LOG@", &log.display().to_string())
                 .replace("@CONF@", &conf.display().to_string()),
@@ -201,9 +222,8 @@ impl Rig {
         let url = healing["url"].as_str().expect("healing url");
         let port = url.rsplit(':').next().unwrap_or_default();
         let text = format!(
-            "# Written by tests/it/safety.\nenvironment: development\ncluster:\n  name: demo\n  kafka_brokers:\n{brokers}\
-  zookeeper_nodes:\n    - {{ node_id: zk-1, host: 127.0.0.1, port: {zk} }}\n\
-monitoring: {{ interval_seconds: 2, timeout_seconds: 2, methods: [jmx, socket, kafka] }}\n\
+            "# Written by tests/it/safety.\nenvironment: development\ncluster:\n  name: demo\n  kafka_brokers:\n{brokers}  zookeeper_nodes:\n    - {{ node_id: zk-1, host: 127.0.0.1, port: {zk} }}\n\
+monitoring: {{ interval_seconds: 5, timeout_seconds: 3, methods: [jmx, socket, kafka] }}\n\
 recovery: {{ max_attempts: 10, attempt_window_seconds: 60, initial_delay_seconds: 2, backoff_multiplier: 2.0, cooldown_seconds: 15, max_concurrent_per_cluster: 1 }}\n\
 notifications:\n  rate_limit_seconds: 0\n  retry_initial_seconds: 1\n  smtp: {{ host: 127.0.0.1, port: {smtp}, tls: none, from_email: kafka-healing@example.com, to_emails: [oncall@example.com], timeout_seconds: 5 }}\n\
 server:\n  listen: 127.0.0.1:{port}\n  auth: {{ bearer_token_file: webhook-token }}\n\

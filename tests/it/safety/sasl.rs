@@ -58,7 +58,7 @@ runbooks:
 fn config(port: u16, password_file: &str) -> String {
     format!(
         "cluster:\n  name: sasl\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {port} }}\n\
-monitoring: {{ interval_seconds: 2, timeout_seconds: 5, methods: [kafka] }}\n\
+monitoring: {{ interval_seconds: 5, timeout_seconds: 4, methods: [kafka] }}\n\
 recovery: {{ max_attempts: 3, initial_delay_seconds: 1, cooldown_seconds: 5 }}\n\
 security:\n  ssl:\n    enabled: true\n    ca_file: ca.pem\n    cert_file: client.pem\n    key_file: client.key\n    server_name: kafka.test\n\
   sasl:\n    enabled: true\n    mechanism: SCRAM-SHA-512\n    username: healer\n    password_file: {password_file}\n\

@@ -86,11 +86,23 @@ pub(crate) async fn exporter_unreachable(rig: &Rig, label: &'static str) {
             .to_string();
         let list = rig
             .wait_executions(from, LIMIT, |l| {
-                l.iter().any(|e| is(e, "broker-down", target, "refused"))
+                (l.iter().any(|e| is(e, "broker-down", target, "refused"))
                     && l.iter()
-                        .any(|e| is(e, "exporter-unreachable", target, "succeeded"))
+                        .any(|e| is(e, "exporter-unreachable", target, "succeeded")))
+                    || !rig.restarts_since(from).is_empty()
             })
             .await;
+        // A restart of the serving broker fails the scenario at once, as unsafe.
+        let restarts = rig.restarts_since(from);
+        m.unsafe_actions.extend(restarts_of_answering(
+            rig,
+            &restarts,
+            &rig.watcher.since(from - 2000),
+        ));
+        if !m.unsafe_actions.is_empty() {
+            m.finish();
+            return;
+        }
         let list = list.unwrap_or_else(|| {
             panic!(
                 "[{label} {phase}] no refused broker-down and exporter NOTICE for {target} within {LIMIT:?}: {:#?}\n{}",
@@ -116,12 +128,6 @@ pub(crate) async fn exporter_unreachable(rig: &Rig, label: &'static str) {
                 && (s.contains(&exporter) || b.contains(&exporter))),
             "[{label} {phase}] no NOTICE naming the exporter {exporter}: {notice:?}"
         );
-        let restarts = rig.restarts_since(from);
-        m.unsafe_actions.extend(restarts_of_answering(
-            rig,
-            &restarts,
-            &rig.watcher.since(from - 2000),
-        ));
         assert!(
             rig.watcher
                 .since(from)
