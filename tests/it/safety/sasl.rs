@@ -5,7 +5,7 @@
 //! The broker answers throughout, so every restart the wrapper logs is unsafe.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_healing::clock::now_ms;
 use kafka_healing::kafka::cluster::partitions_below_min_isr_without;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::Measure;
 use crate::common::Scratch;
-use crate::kafka::Broker;
+use crate::kafka::{Broker, run_bounded};
 use crate::kafka_client::{TOPIC, create_topic, pki, sasl_ssl_props};
 use crate::mailbox::free_port;
 use crate::serve::harness::{Server, TOKEN, alert, webhook};
@@ -67,7 +67,7 @@ rules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n"
     )
 }
 
-/// The value of the first /metrics series `name{…}` whose labels contain every `labels`.
+/// The value of the first series `name{…}` in `text` whose labels contain every `labels`.
 fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
@@ -75,24 +75,31 @@ fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-async fn wait_series(srv: &Server, name: &str, labels: &[&str], want: f64) {
-    let t0 = Instant::now();
-    loop {
-        let text = srv.metrics().await;
-        if series(&text, name, labels) == Some(want) {
-            return;
-        }
-        assert!(
-            t0.elapsed() < LIMIT,
-            "[5] {name}{labels:?} not {want} within {LIMIT:?}:\n{}\nlog:\n{}",
-            text.lines()
-                .filter(|l| l.starts_with("kafka_healing_"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            srv.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+/// `kafka-healing scrape` on the service's own config: one round of its checks, printed.
+fn scrape(s: &Scratch) -> String {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-healing"));
+    c.arg("scrape").arg("-c").arg(s.path().join("config.yaml"));
+    match run_bounded(c, LIMIT) {
+        Ok(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("[5] kafka-healing scrape: {e}"),
     }
+}
+
+/// Runs `scrape` (at most 3 rounds) until `name{labels}` is `want`; returns the output.
+fn scrape_until(s: &Scratch, name: &str, labels: &[&str], want: f64) -> String {
+    let mut out = String::new();
+    for _ in 0..3 {
+        out = scrape(s);
+        if series(&out, name, labels) == Some(want) {
+            return out;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    panic!("[5] {name}{labels:?} is not {want}:\n{out}");
 }
 
 /// Posts one alert; waits for its execution (created after `from`) to be decided.
@@ -160,8 +167,8 @@ async fn safety_sasl_ssl_probe_and_preconditions() {
     let kafka = ["node_id=\"kafka-1\"", "method=\"kafka\""];
 
     // a. The probe over SASL_SSL: alive, authenticated.
-    wait_series(&srv, "kafka_healing_probe_success", &kafka, 1.0).await;
-    wait_series(&srv, "kafka_healing_kafka_auth_ok", &node, 1.0).await;
+    scrape_until(&s, "kafka_healing_probe_success", &kafka, 1.0);
+    scrape_until(&s, "kafka_healing_kafka_auth_ok", &node, 1.0);
 
     // b. restart_safe reads the cluster over SASL_SSL: without its only broker, every
     //    partition of the topic falls below its minimum. The count from our own client.
@@ -221,8 +228,7 @@ async fn safety_sasl_ssl_probe_and_preconditions() {
     s.write("config.yaml", &config(sasl_port, "wrong.pw"));
     let (st, v) = srv.post_path("/-/reload").await;
     assert_eq!(st, 200, "{v}");
-    wait_series(&srv, "kafka_healing_kafka_auth_ok", &node, 0.0).await;
-    let text = srv.metrics().await;
+    let text = scrape_until(&s, "kafka_healing_kafka_auth_ok", &node, 0.0);
     assert_eq!(
         series(&text, "kafka_healing_probe_success", &kafka),
         Some(1.0),
