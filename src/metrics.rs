@@ -30,6 +30,13 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Label: the precondition that refused a runbook.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// `broker_unreachable`, `restart_safe` or `not_starting`.
+    pub precondition: String,
+}
+
 /// Labels of a watched target.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
@@ -85,6 +92,10 @@ pub struct Metrics {
     pub forged_fingerprints: Counter,
     /// Step durations, by kind.
     pub step_duration: Family<KindLabel, Histogram>,
+    /// Time to judge a runbook's preconditions (Kafka requests and the exporter scrape).
+    pub precondition_seconds: Histogram,
+    /// Runbooks refused by a precondition, by the first that did not hold.
+    pub refusals: Family<RefusalLabel, Counter>,
     /// Executions queued or running.
     pub in_flight: Gauge,
     /// Alerts journaled and handed to the engine, not yet decided.
@@ -151,6 +162,8 @@ impl Metrics {
         let step_duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.01, 4.0, 10))
         });
+        let precondition_seconds = Histogram::new(exponential_buckets(0.001, 4.0, 10));
+        let refusals = Family::<RefusalLabel, Counter>::default();
         let in_flight = Gauge::default();
         let decision_backlog = Gauge::default();
         let journal_write = Histogram::new(exponential_buckets(0.0002, 2.0, 14));
@@ -275,6 +288,16 @@ impl Metrics {
             step_duration.clone(),
         );
         registry.register(
+            "precondition_seconds",
+            "Time to judge a runbook's preconditions",
+            precondition_seconds.clone(),
+        );
+        registry.register(
+            "precondition_refusals",
+            "Runbooks refused by a precondition, by the first that did not hold",
+            refusals.clone(),
+        );
+        registry.register(
             "decision_backlog",
             "Alerts journaled and handed to the engine, not yet decided",
             decision_backlog.clone(),
@@ -341,6 +364,8 @@ impl Metrics {
             duplicates,
             forged_fingerprints,
             step_duration,
+            precondition_seconds,
+            refusals,
             in_flight,
             decision_backlog,
             journal_write,

@@ -194,6 +194,13 @@ pub struct RecoveryConfig {
     pub kill_grace_seconds: u64,
     /// On shutdown, how long running executions may go on before they are interrupted.
     pub shutdown_grace_seconds: u64,
+    /// Time limit of each Kafka request (and the exporter scrape) a runbook's
+    /// preconditions and `wait_in_sync` steps make; `broker_unreachable` gives the target
+    /// 2 tries within it.
+    pub precondition_timeout_seconds: u64,
+    /// After a refusal, the work is judged again this much later while its alert still
+    /// fires (a recovering broker is watched, not restarted).
+    pub precondition_recheck_seconds: u64,
 }
 
 impl Default for RecoveryConfig {
@@ -213,6 +220,8 @@ impl Default for RecoveryConfig {
             step_timeout_seconds: 300,
             kill_grace_seconds: 10,
             shutdown_grace_seconds: 30,
+            precondition_timeout_seconds: 5,
+            precondition_recheck_seconds: 30,
         }
     }
 }

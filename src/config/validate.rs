@@ -207,6 +207,18 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             1,
             100,
         ),
+        (
+            "recovery.precondition_timeout_seconds",
+            r.precondition_timeout_seconds,
+            1,
+            120,
+        ),
+        (
+            "recovery.precondition_recheck_seconds",
+            r.precondition_recheck_seconds,
+            1,
+            3600,
+        ),
     ] {
         if !(lo..=hi).contains(&v) {
             err(key, format!("must be between {lo} and {hi}, got {v}"));

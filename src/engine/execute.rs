@@ -17,9 +17,10 @@ use crate::clock::now_ms;
 use crate::config::Broker;
 use crate::coord::{Coordinator, WorkLock};
 use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
-use crate::metrics::{KindLabel, Metrics};
-use crate::rules::model::OnFailure;
+use crate::metrics::{KindLabel, Metrics, RefusalLabel};
+use crate::rules::model::{OnFailure, Precondition};
 use crate::runbook::exec::{ExecOptions, child_env, run_step_judged, step_budget};
+use crate::runbook::precondition::Safety;
 
 /// What one execution needs to run.
 #[derive(Debug, Clone)]
@@ -38,6 +39,9 @@ pub struct Execution {
     pub broker: Option<Broker>,
     /// HA mode: the lock this execution holds, confirmed before every disruptive step.
     pub fence: Option<Fence>,
+    /// What judges the runbook's preconditions, or why nothing can (unusable `security:`
+    /// files): then a runbook that requires any is refused.
+    pub safety: Result<Arc<Safety>, String>,
 }
 
 /// The lock an execution runs under (HA mode) and the coordinator that confirms it.
@@ -116,6 +120,63 @@ fn describe(name: &str, r: &StepRecord) -> String {
     s
 }
 
+/// Judges `job`'s preconditions about its target, journaling what was found (and the
+/// time the look took); `Err` with the first precondition that does not hold and every
+/// refusal's reason.
+async fn preconditions(
+    job: &Execution,
+    journal: &Journal,
+    metrics: &Metrics,
+) -> Result<(), (Precondition, String)> {
+    let first = job.plan.requires.first().copied();
+    let refuse = |why: String| Err((first.unwrap_or(Precondition::BrokerUnreachable), why));
+    let event = |kind: EventKind, message: String| Event {
+        at_ms: now_ms(),
+        execution_id: Some(job.id),
+        rule: Some(job.plan.rule.clone()),
+        target: job.plan.target.clone(),
+        kind: kind.as_str().into(),
+        message,
+    };
+    let verdict = match (&job.safety, &job.broker) {
+        (Err(e), _) => refuse(format!(
+            "the preconditions cannot be judged: the Kafka client cannot be built ({e})"
+        )),
+        (_, None) => refuse("the preconditions cannot be judged without a target broker".into()),
+        (Ok(safety), Some(broker)) => {
+            let j = safety.judge(&job.plan.requires, broker).await;
+            metrics.precondition_seconds.observe(j.took.as_secs_f64());
+            info!(execution = job.id, took_ms = j.took.as_millis() as u64, verdict = %j.summary(), "preconditions judged");
+            if let Err(e) = journal
+                .add_event(event(EventKind::Precondition, j.summary()))
+                .await
+            {
+                warn!(error = %e, "cannot journal an event");
+            }
+            match (j.refusals().next(), j.refusal()) {
+                (Some(v), Some(why)) => Err((v.precondition, why)),
+                _ => Ok(()),
+            }
+        }
+    };
+    if let Err((by, why)) = &verdict {
+        metrics
+            .refusals
+            .get_or_create(&RefusalLabel {
+                precondition: by.as_str().into(),
+            })
+            .inc();
+        warn!(execution = job.id, precondition = %by, %why, "refused by a precondition");
+        if let Err(e) = journal
+            .add_event(event(EventKind::Refused, why.clone()))
+            .await
+        {
+            warn!(error = %e, "cannot journal an event");
+        }
+    }
+    verdict
+}
+
 /// Runs `job`'s steps, recording each as it ends; returns the outcome, not yet recorded.
 pub async fn execute(
     job: Execution,
@@ -140,6 +201,7 @@ pub async fn execute(
     let mut ignored = Vec::new();
     let mut records = Vec::new();
     let mut recorded = 0;
+    let mut judged = false;
     for (i, step) in steps.iter().enumerate() {
         // The record of the step before is journaled now that another one starts; the
         // last one is journaled with the execution's end, in the runner's round.
@@ -154,6 +216,16 @@ pub async fn execute(
             cause = EndCause::ShutDown;
             reason = format!("the service shut down before step `{}`", step.name);
             break;
+        }
+        // Before the first disruptive step: ask Kafka whether it is needed and safe.
+        if !judged && step.is_disruptive() && !job.plan.requires.is_empty() {
+            judged = true;
+            if let Err((by, why)) = preconditions(&job, journal, metrics).await {
+                status = ExecStatus::Refused;
+                cause = EndCause::Refused(by);
+                reason = format!("refused before step `{}`: {why}", step.name);
+                break;
+            }
         }
         // HA mode: a disruptive step starts only under the lock, and with its deadline
         // recorded in etcd (a peer waits it out should this instance die mid-step).

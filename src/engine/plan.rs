@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::target::find_target;
 use crate::config::{Broker, Config};
 use crate::ingest::{Alert, AlertStatus, WebhookPayload};
+use crate::rules::model::Precondition;
 use crate::rules::{Rule, RuleSet};
 use crate::runbook::{RenderedStep, render_steps};
 
@@ -44,6 +45,9 @@ pub struct Plan {
     /// Whether the runbook is disruptive.
     #[serde(skip)]
     pub disruptive: bool,
+    /// The runbook's preconditions, judged before its first disruptive step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Precondition>,
     /// Whether dry_run applies (recorded, not executed).
     #[serde(skip)]
     pub dry_run: bool,
@@ -167,6 +171,7 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
         reason: String::new(),
         steps: Vec::new(),
         disruptive: runbook.is_some_and(|r| r.disruptive),
+        requires: runbook.map(|r| r.requires.clone()).unwrap_or_default(),
         dry_run: rule.dry_run.unwrap_or(cfg.recovery.dry_run),
         params: BTreeMap::new(),
     };

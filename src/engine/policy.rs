@@ -21,6 +21,8 @@ pub struct Limits {
     pub window_ms: i64,
     /// A circuit closes after the problem has been resolved this long, ms.
     pub circuit_reset_ms: i64,
+    /// After a precondition refused the work, it is judged again this much later, ms.
+    pub recheck_ms: i64,
 }
 
 /// One finished (or started) attempt.
@@ -399,6 +401,7 @@ mod tests {
             backoff_multiplier: 2.0,
             window_ms: 3600 * S,
             circuit_reset_ms: 1800 * S,
+            recheck_ms: 30 * S,
         }
     }
 
@@ -494,6 +497,7 @@ mod tests {
                 backoff_multiplier: 10.0,
                 window_ms,
                 circuit_reset_ms: i64::MAX,
+                recheck_ms: i64::MAX,
             };
             let (mut p, k) = (Policy::default(), key("kafka-1"));
             p.started(&k, 0);

@@ -46,6 +46,8 @@ fn outcome_word(status: ExecStatus) -> &'static str {
         ExecStatus::DryRun => "DRY-RUN",
         ExecStatus::Cancelled => "CANCELLED",
         ExecStatus::Skipped => "SKIPPED",
+        // Nothing was changed, on purpose: the mail tells what Kafka showed instead.
+        ExecStatus::Refused => "NOTICE",
         ExecStatus::Queued | ExecStatus::Running => "RUNNING",
     }
 }
@@ -161,6 +163,10 @@ pub fn outcome_mail(setup: &Setup, r: &Report, now: i64) -> Option<NewMail> {
             "{target}: runbook {} would have run (dry_run)",
             r.plan.runbook
         ),
+        ExecStatus::Refused => format!(
+            "{target}: runbook {} refused by a precondition; nothing was changed",
+            r.plan.runbook
+        ),
         other => format!("{target}: runbook {} {}", r.plan.runbook, other.as_str()),
     };
     // A diagnostics runbook that ran fixed nothing: "RECOVERED" would claim it did.
@@ -219,6 +225,7 @@ pub fn interrupted_mail(
         reason: e.reason.clone(),
         steps: Vec::new(),
         disruptive: e.disruptive,
+        requires: serde_json::from_value(e.plan["requires"].clone()).unwrap_or_default(),
         dry_run: e.dry_run,
         params: serde_json::from_value(e.plan["params"].clone()).unwrap_or_default(),
     };

@@ -28,8 +28,10 @@ use crate::clock::now_ms;
 use crate::config::Loaded;
 use crate::coord::{Acquire, Coordinator, SharedAttempt};
 use crate::journal::{EventKind, ExecStatus, Journal, WriteOp};
+use crate::kafka::ClientOptions;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::runbook::exec::ExecOptions;
+use crate::runbook::precondition::Safety;
 
 /// Most alerts decided in one round (one journal transaction). Bigger rounds are no
 /// faster once the fsync is shared by a thousand decisions, and hold more memory (measured:
@@ -83,6 +85,7 @@ impl Engine {
         exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
         exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
         exec_opts.kube = kube_conn(&setup.loaded);
+        let safety = safety_for(&setup.loaded);
         let handle = EngineHandle {
             tx: tx.clone(),
             setup: SetupCell::new(setup),
@@ -99,6 +102,7 @@ impl Engine {
             journal,
             metrics,
             exec_opts,
+            safety,
             coord,
             tx,
             tracker: handle.tracker.clone(),
@@ -144,6 +148,24 @@ fn kube_conn(loaded: &Loaded) -> Option<Arc<crate::runbook::exec::KubeConn>> {
     let k = loaded.config.kubernetes.clone()?;
     let k = crate::runbook::exec::resolve_kubeconfig(k, &loaded.base_dir);
     Some(Arc::new(crate::runbook::exec::KubeConn::new(k)))
+}
+
+/// What judges preconditions: a Kafka client built from `security:` with
+/// `recovery.precondition_timeout_seconds`, over the cluster's brokers; or why none can be
+/// built (a runbook that requires preconditions is then refused, never run unchecked).
+fn safety_for(loaded: &Loaded) -> Result<Arc<Safety>, String> {
+    let cfg = &loaded.config;
+    let timeout = Duration::from_secs(cfg.recovery.precondition_timeout_seconds);
+    match ClientOptions::from_config(&cfg.security, timeout, &loaded.base_dir) {
+        Ok(opts) => Ok(Arc::new(Safety::new(
+            opts,
+            cfg.cluster.kafka_brokers.clone(),
+        ))),
+        Err(e) => {
+            warn!(error = %e, "runbooks that require preconditions will be refused: the Kafka client cannot be built");
+            Err(e.to_string())
+        }
+    }
 }
 
 /// The messages of one round.
@@ -196,6 +218,8 @@ struct Runner {
     journal: Journal,
     metrics: Arc<Metrics>,
     exec_opts: ExecOptions,
+    /// Judges preconditions (rebuilt on reload).
+    safety: Result<Arc<Safety>, String>,
     coord: Option<Arc<Coordinator>>,
     tx: mpsc::UnboundedSender<Msg>,
     tracker: TaskTracker,
@@ -394,6 +418,7 @@ impl Runner {
         if kube.as_ref().map(|k| k.config()) != self.exec_opts.kube.as_ref().map(|k| k.config()) {
             self.exec_opts.kube = kube;
         }
+        self.safety = safety_for(&setup.loaded);
         self.core.reload(setup);
     }
 
@@ -507,6 +532,7 @@ impl Runner {
             cluster: setup.loaded.config.cluster.name.clone(),
             broker: l.broker,
             fence: fence.clone(),
+            safety: self.safety.clone(),
         };
         let hold = l.hold;
         let (journal, metrics, opts, cancel, tx) = (
@@ -527,7 +553,8 @@ impl Runner {
                     _ => None,
                 };
                 // Counted as the core counts it: a step that cannot run is no attempt.
-                let attempt = (outcome.cause != EndCause::Unfixable).then(|| SharedAttempt {
+                let counted = !matches!(outcome.cause, EndCause::Unfixable | EndCause::Refused(_));
+                let attempt = counted.then(|| SharedAttempt {
                     started_ms: outcome.ran.0,
                     finished_ms: outcome.ran.1,
                     ok: outcome.status == ExecStatus::Succeeded,

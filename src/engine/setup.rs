@@ -68,6 +68,7 @@ impl Setup {
             backoff_multiplier: r.backoff_multiplier,
             window_ms: ms(r.attempt_window_seconds),
             circuit_reset_ms: ms(r.circuit_reset_seconds),
+            recheck_ms: ms(r.precondition_recheck_seconds),
         }
     }
 

@@ -348,4 +348,7 @@ pub enum EndCause {
     /// A step failed in a way no later run can fix (its argv cannot run as rendered): the
     /// run is recorded, but counts as no attempt and opens no circuit.
     Unfixable,
+    /// This precondition (the first that did not hold) refused a disruptive step: counts
+    /// as no attempt, opens no circuit; judged again later while the alert fires.
+    Refused(crate::rules::model::Precondition),
 }

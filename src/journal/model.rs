@@ -29,6 +29,10 @@ pub enum ExecStatus {
     Skipped,
     /// dry_run: recorded what would have run, ran nothing.
     DryRun,
+    /// A precondition did not hold before a disruptive step (the broker answers, the
+    /// restart would take partitions below min ISR, it is recovering): that step and the
+    /// rest did not run; `reason` says which and why. No attempt is counted.
+    Refused,
 }
 
 impl ExecStatus {
@@ -44,6 +48,7 @@ impl ExecStatus {
             ExecStatus::Interrupted => "interrupted",
             ExecStatus::Skipped => "skipped",
             ExecStatus::DryRun => "dry_run",
+            ExecStatus::Refused => "refused",
         }
     }
 
@@ -59,6 +64,7 @@ impl ExecStatus {
             "interrupted" => ExecStatus::Interrupted,
             "skipped" => ExecStatus::Skipped,
             "dry_run" => ExecStatus::DryRun,
+            "refused" => ExecStatus::Refused,
             _ => return None,
         })
     }
@@ -94,6 +100,11 @@ pub enum EventKind {
     Escalation,
     /// HA mode: a disruptive step was refused because the lock is no longer ours.
     Fenced,
+    /// Preconditions were judged before a disruptive step: what each found, and the time
+    /// the look took.
+    Precondition,
+    /// A precondition did not hold: the execution ends `refused`.
+    Refused,
     /// An execution was running when the service stopped.
     Interrupted,
     /// An operator paused a broker or the cluster.
@@ -116,6 +127,8 @@ impl EventKind {
             EventKind::CircuitClosed => "circuit_closed",
             EventKind::Escalation => "escalation",
             EventKind::Fenced => "fenced",
+            EventKind::Precondition => "precondition",
+            EventKind::Refused => "refused",
             EventKind::Interrupted => "interrupted",
             EventKind::Paused => "paused",
             EventKind::Resumed => "resumed",

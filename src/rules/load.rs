@@ -285,6 +285,7 @@ pub fn load_rule_texts(files: Vec<(PathBuf, std::io::Result<String>)>) -> (RuleS
             &mut diags,
             &mut set.kube_steps,
         );
+        check_requires(rb, &at, src, &mut set.templates, &mut diags);
         if !used.contains(name) {
             diags.warning(
                 &src.path,
@@ -371,7 +372,8 @@ fn compile_rule(
             Err(e) => err(join_index(&join_key(at, "matchers"), j), e.to_string()),
         }
     }
-    let mut needs_target = false;
+    // Preconditions judge the target broker: without one, nothing may run.
+    let mut needs_target = runbook.is_some_and(|rb| !rb.requires.is_empty());
     let mut params = Vec::new();
     // The runbook's defaults, then the rule's own values over them.
     let mut effective = runbook.map(|rb| rb.params.clone()).unwrap_or_default();
@@ -545,6 +547,57 @@ fn changes_a_service(kind: &StepKind) -> Option<String> {
         StepKind::Ansible(_) => Some("ansible-playbook".into()),
         StepKind::Kube(k) if k.action != "wait_pod_ready" => Some(format!("kube {}", k.action)),
         _ => None,
+    }
+}
+
+/// A runbook's `requires:`: each precondition once, and only on a runbook aimed at a
+/// broker (a step or param default names `target.*`), as every precondition judges the
+/// target broker. (Unknown names are refused by the parser, at their line.)
+fn check_requires(
+    rb: &Runbook,
+    at: &str,
+    src: &Source,
+    templates: &mut Templates,
+    diags: &mut Diagnostics,
+) {
+    if rb.requires.is_empty() {
+        return;
+    }
+    let path = join_key(at, "requires");
+    let mut seen = BTreeSet::new();
+    for (i, p) in rb.requires.iter().enumerate() {
+        if !seen.insert(*p) {
+            diags.error_at(
+                &src.path,
+                &src.doc,
+                &join_index(&path, i),
+                format!("precondition `{p}` is listed twice"),
+            );
+        }
+    }
+    let sources = rb
+        .steps
+        .iter()
+        .flat_map(|s| step_templates(&s.kind))
+        .chain(rb.params.values().map(|p| p.value.as_str()));
+    let mut aimed = false;
+    for t in sources {
+        if let Ok(refs) = templates.add(t) {
+            aimed |= refs.iter().any(|r| uses_target(r));
+        }
+    }
+    if !aimed {
+        let names: Vec<&str> = rb.requires.iter().map(|p| p.as_str()).collect();
+        diags.error_at(
+            &src.path,
+            &src.doc,
+            &path,
+            format!(
+                "requires {} but no step names a target broker (`target.*`): a precondition \
+                 judges the broker a runbook acts on",
+                names.join(", ")
+            ),
+        );
     }
 }
 

@@ -140,8 +140,46 @@ pub struct Runbook {
     /// override each one (e.g. a site's supervisord config path) by declaring the same name.
     #[serde(default)]
     pub params: BTreeMap<String, ParamSpec>,
+    /// What must hold, asked of Kafka itself, before the first disruptive step and again
+    /// before each retry of one; a refusal ends the execution `refused`.
+    #[serde(default)]
+    pub requires: Vec<Precondition>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
+}
+
+/// A precondition a runbook requires of its target broker, judged from the cluster as
+/// Kafka's protocol (and the target's own exporter) shows it at that moment.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Precondition {
+    /// The target does not answer ApiVersions in 2 tries within the timeout: a broker that
+    /// answers is serving, whatever its exporter or an alert says.
+    BrokerUnreachable,
+    /// Without the target, every partition it is in sync for keeps `min.insync.replicas`
+    /// in-sync replicas on brokers that answer, and KRaft's quorum keeps a majority. A
+    /// target that is itself down passes: restarting it cannot lower availability.
+    RestartSafe,
+    /// The target's JVM does not report that it is starting, recovering its logs or
+    /// shutting down (BrokerState 1, 2, 6, 7 on its exporter).
+    NotStarting,
+}
+
+impl Precondition {
+    /// The name as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precondition::BrokerUnreachable => "broker_unreachable",
+            Precondition::RestartSafe => "restart_safe",
+            Precondition::NotStarting => "not_starting",
+        }
+    }
+}
+
+impl std::fmt::Display for Precondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn yes() -> bool {

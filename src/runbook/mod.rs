@@ -1,6 +1,7 @@
 //! Runbooks: templates, and steps lowered to the exact argv (or request) they run.
 
 pub mod exec;
+pub mod precondition;
 pub mod render;
 pub mod template;
 

@@ -432,6 +432,8 @@ impl Core {
             self.out.push(Effect::ReleaseLock(lock));
         }
         self.inflight.remove(&q.key);
+        // A streak of refusals ends with its alert: the next occurrence is mailed anew.
+        self.refusals.remove(&q.key);
         if let Some(n) = self.duplicates.remove(&q.id) {
             let msg = format!("{n} duplicate alert(s) collapsed into this execution");
             self.event(now, Some(q.id), &q.key, EventKind::Duplicates, msg);

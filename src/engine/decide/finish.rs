@@ -31,7 +31,15 @@ pub struct Outcome {
 /// What happens after an execution ended.
 enum Next {
     Nothing,
-    Retry { attempt: u32, until_ms: i64 },
+    Retry {
+        attempt: u32,
+        until_ms: i64,
+    },
+    /// A precondition refused: judged again later, as the same attempt.
+    Recheck {
+        attempt: u32,
+        until_ms: i64,
+    },
     Circuit(String),
 }
 
@@ -54,7 +62,19 @@ impl Core {
         let rule = setup.rules.rule(&r.key.rule);
         let l = setup.limits(rule);
         let unfixable = outcome.cause == EndCause::Unfixable;
-        let attempts = if unfixable {
+        let refused_by = match outcome.cause {
+            EndCause::Refused(p) => Some(p),
+            _ => None,
+        };
+        // One NOTICE per streak of refusals by the same precondition.
+        let notice_due = match refused_by {
+            Some(p) => self.refusals.insert(r.key.clone(), p) != Some(p),
+            None => {
+                self.refusals.remove(&r.key);
+                true
+            }
+        };
+        let attempts = if unfixable || refused_by.is_some() {
             // Recorded, but no attempt: running it again cannot help, so it must neither
             // use up attempts nor open the circuit (one oversized label did both).
             self.policy.unstart(&r.key);
@@ -69,6 +89,10 @@ impl Core {
         let go_on = firing && self.accepting;
         let next = match status {
             _ if unfixable => Next::Nothing,
+            ExecStatus::Refused if go_on => Next::Recheck {
+                attempt: r.attempt,
+                until_ms: now.saturating_add(l.recheck_ms),
+            },
             ExecStatus::Escalated => Next::Circuit(format!("execution {id} escalated")),
             ExecStatus::Failed if go_on && attempts >= l.max_attempts => Next::Circuit(format!(
                 "attempt {attempts}/{} failed: no attempts left in the window",
@@ -95,6 +119,14 @@ impl Core {
                 l.max_attempts,
                 rfc3339_ms(*until_ms)
             ),
+            (Next::Recheck { until_ms, .. }, _, _) => format!(
+                "Nothing was changed. The alert is still firing: the preconditions are judged again after {} \
+                 unless it resolves first. No attempt was counted.",
+                rfc3339_ms(*until_ms)
+            ),
+            (Next::Nothing, ExecStatus::Refused, _) => {
+                "Nothing was changed, and the alert is no longer firing. No attempt was counted.".into()
+            }
             (Next::Nothing, ExecStatus::Succeeded, _) => format!(
                 "Nothing: {} will not run again on {target} before {} (cooldown). If the alert keeps firing after that, it runs again (attempt {}/{} in the window).",
                 r.key.rule,
@@ -141,7 +173,9 @@ impl Core {
             reason: Some(outcome.reason),
             at_ms: now,
         });
-        self.mail(now, MailKind::Outcome, || report.clone());
+        if notice_due {
+            self.mail(now, MailKind::Outcome, || report.clone());
+        }
         if unfixable {
             let why = "a step cannot run as rendered: no attempt counted, no circuit opened; \
                        a human must fix the runbook";
@@ -159,13 +193,21 @@ impl Core {
         }
         match next {
             Next::Circuit(why) => self.open_circuit(now, &r.key, Some(report), why),
-            Next::Retry { attempt, until_ms } => {
-                let reason = format!(
-                    "retry {attempt}/{} of {} after execution {id} failed; not before {}",
-                    l.max_attempts,
-                    r.key,
-                    rfc3339_ms(until_ms)
-                );
+            Next::Retry { attempt, until_ms } | Next::Recheck { attempt, until_ms } => {
+                let reason = if refused_by.is_some() {
+                    format!(
+                        "{} refused by a precondition in execution {id}; judged again not before {}",
+                        r.key,
+                        rfc3339_ms(until_ms)
+                    )
+                } else {
+                    format!(
+                        "retry {attempt}/{} of {} after execution {id} failed; not before {}",
+                        l.max_attempts,
+                        r.key,
+                        rfc3339_ms(until_ms)
+                    )
+                };
                 self.event(
                     now,
                     Some(id),

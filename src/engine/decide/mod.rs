@@ -214,6 +214,9 @@ pub struct Core {
     wake_known: bool,
     /// Operators' pauses, the alerts they hold back, and the silence being decided.
     pauses: pause::PauseState,
+    /// Work whose last execution a precondition refused, with the precondition: the
+    /// NOTICE is mailed once per streak, not at every recheck.
+    refusals: HashMap<WorkKey, crate::rules::model::Precondition>,
     out: Vec<Effect>,
 }
 
@@ -241,6 +244,7 @@ impl Core {
             wake_at: None,
             wake_known: true,
             pauses: Default::default(),
+            refusals: HashMap::new(),
             out: Vec::new(),
         }
     }

@@ -1060,3 +1060,85 @@ fn ha_decides_with_the_attempts_and_circuits_every_instance_shared() {
     assert_eq!(launched(&fx), vec![2]);
     assert!(c.open_circuits().is_empty());
 }
+
+/// Issue 15: a precondition's refusal counts as no attempt and opens no circuit, however
+/// often it comes; while the alert fires, the work is judged again after
+/// `precondition_recheck_seconds` as the same attempt; the NOTICE goes out once per
+/// streak (again when another precondition refuses, or after the alert resolved).
+#[test]
+fn refusals_count_as_no_attempt_and_are_rechecked() {
+    use crate::rules::model::Precondition;
+    let mut c = Core::new(setup(), 0, None);
+    let t = T0;
+    let fx = round(&mut c, t, |c| c.alert(t, 1, down("kafka-1")));
+    let mut id = launched(&fx)[0];
+    let mut now = t;
+    let mut notices = Vec::new();
+    for (n, by) in [
+        Precondition::BrokerUnreachable,
+        Precondition::BrokerUnreachable,
+        Precondition::BrokerUnreachable,
+        Precondition::BrokerUnreachable,
+        Precondition::NotStarting,
+        Precondition::NotStarting,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let end = outcome(ExecStatus::Refused, EndCause::Refused(by), now, now + S);
+        now += S;
+        let fx = round(&mut c, now, |c| c.finished(now, id, end));
+        assert_eq!(statuses(&fx)[0].1, ExecStatus::Refused);
+        assert!(
+            !fx.iter().any(|e| matches!(e, Effect::OpenCircuit(_))),
+            "{n}"
+        );
+        notices.push(mails(&fx).len());
+        let made = created(&fx);
+        assert_eq!(made.len(), 1, "one recheck queued: {fx:?}");
+        assert_eq!(made[0].1, ExecStatus::Queued);
+        assert!(
+            made[0]
+                .2
+                .starts_with("broker-down on kafka-1 refused by a precondition in execution"),
+            "{}",
+            made[0].2
+        );
+        // 30 s later (the default recheck), as attempt 1 again: nothing before.
+        assert!(launched(&c.tick(now + 29 * S)).is_empty());
+        now += 30 * S;
+        let fx = c.tick(now);
+        id = launched(&fx)[0];
+        assert_eq!(id, made[0].0);
+    }
+    assert_eq!(notices, [1, 0, 0, 0, 1, 0], "a NOTICE per streak");
+    // Then it runs and fails: that is attempt 1 of 3, the refusals counted nothing.
+    now += S;
+    let fx = round(&mut c, now, |c| c.finished(now, id, failed(now)));
+    let made = created(&fx);
+    assert!(
+        made[0].2.starts_with("retry 2/3 of broker-down on kafka-1"),
+        "{}",
+        made[0].2
+    );
+    // The alert resolves: the retry is cancelled, and the streak forgotten.
+    let fx = round(&mut c, now + S, |c| c.alert(now + S, 2, up("kafka-1")));
+    assert_eq!(statuses(&fx)[0].1, ExecStatus::Cancelled);
+    // (The failed attempt's backoff still applies to the new occurrence.)
+    now += 60 * S;
+    let fx = round(&mut c, now, |c| c.alert(now, 3, down("kafka-1")));
+    let id = launched(&fx)[0];
+    let end = outcome(
+        ExecStatus::Refused,
+        EndCause::Refused(Precondition::BrokerUnreachable),
+        now,
+        now + S,
+    );
+    let fx = round(&mut c, now + S, |c| c.finished(now + S, id, end));
+    assert_eq!(mails(&fx).len(), 1, "a new occurrence is told again");
+    // A refusal after the alert resolved: nothing queued.
+    let fx = round(&mut c, now + 2 * S, |c| {
+        c.alert(now + 2 * S, 4, up("kafka-1"))
+    });
+    assert_eq!(statuses(&fx)[0].1, ExecStatus::Cancelled);
+}
