@@ -186,6 +186,7 @@ pub async fn execute(
     cancel: &CancellationToken,
 ) -> Outcome {
     opts.env = child_env(&step_env(&job));
+    opts.safety = job.safety.clone().ok();
     if !job.plan.disruptive {
         // Diagnostics (a runbook declared `disruptive: false`) start directly, without the
         // parent-death signal: going through `setpriv` costs an `exec` per step, which

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::matcher::{Matcher, anchored_regex};
-use super::model::{HTTP_METHODS, RuleSpec, Runbook, SYSTEMCTL_ACTIONS, StepKind};
+use super::model::{RuleSpec, Runbook, StepKind};
 use super::{Condition, Param, Rule, RuleSet};
 use crate::config::Loaded;
 use crate::diag::Diagnostics;
@@ -446,7 +446,7 @@ fn compile_rule(
         let declared: BTreeSet<String> = effective.keys().cloned().collect();
         let mut referenced = BTreeSet::new();
         for step in &rb.steps {
-            for src_t in step_templates(&step.kind) {
+            for src_t in step.kind.templates() {
                 // Syntax errors are reported once, by check_runbook.
                 let Ok(refs) = templates.add(src_t) else {
                     continue;
@@ -508,48 +508,6 @@ fn compile_rule(
     })
 }
 
-/// Every template string of a step kind.
-pub(crate) fn step_templates(kind: &StepKind) -> Vec<&str> {
-    match kind {
-        StepKind::Exec(argv) => argv.iter().map(String::as_str).collect(),
-        StepKind::Systemctl(s) => [Some(s.unit.as_str()), s.host.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect(),
-        StepKind::Ansible(a) => [
-            Some(a.playbook.as_str()),
-            a.inventory.as_deref(),
-            a.limit.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(a.extra_vars.values().map(String::as_str))
-        .collect(),
-        StepKind::Http(h) => [Some(h.url.as_str()), h.body.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect(),
-        StepKind::WaitFor(w) => [w.tcp.as_deref(), w.http.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect(),
-        StepKind::Kube(k) => vec![k.namespace.as_str(), k.name.as_str()],
-    }
-}
-
-/// What a step kind does when it surely changes a service (a systemctl action other than
-/// `is-active`/`status`, any Ansible playbook, a kube action other than `wait_pod_ready`).
-fn changes_a_service(kind: &StepKind) -> Option<String> {
-    match kind {
-        StepKind::Systemctl(s) if !matches!(s.action.as_str(), "is-active" | "status") => {
-            Some(format!("systemctl {}", s.action))
-        }
-        StepKind::Ansible(_) => Some("ansible-playbook".into()),
-        StepKind::Kube(k) if k.action != "wait_pod_ready" => Some(format!("kube {}", k.action)),
-        _ => None,
-    }
-}
-
 /// A runbook's `requires:`: each precondition once, and only on a runbook aimed at a
 /// broker (a step or param default names `target.*`), as every precondition judges the
 /// target broker. (Unknown names are refused by the parser, at their line.)
@@ -578,7 +536,7 @@ fn check_requires(
     let sources = rb
         .steps
         .iter()
-        .flat_map(|s| step_templates(&s.kind))
+        .flat_map(|s| s.kind.templates())
         .chain(rb.params.values().map(|p| p.value.as_str()));
     let mut aimed = false;
     for t in sources {
@@ -626,44 +584,17 @@ fn check_runbook(
         if !names.insert(step.name.as_str()) {
             err(sp.clone(), format!("duplicate step name `{}`", step.name));
         }
-        match &step.kind {
-            StepKind::Systemctl(s) if !SYSTEMCTL_ACTIONS.contains(&s.action.as_str()) => err(
-                sp.clone(),
-                format!(
-                    "systemctl action `{}` is not one of {}",
-                    s.action,
-                    SYSTEMCTL_ACTIONS.join(", ")
-                ),
-            ),
-            StepKind::Http(h)
-                if !HTTP_METHODS.contains(&h.method.to_ascii_uppercase().as_str()) =>
-            {
-                err(
-                    sp.clone(),
-                    format!(
-                        "http method `{}` is not one of {}",
-                        h.method,
-                        HTTP_METHODS.join(", ")
-                    ),
-                )
-            }
-            StepKind::WaitFor(w) if w.tcp.is_some() == w.http.is_some() => err(
-                sp.clone(),
-                "wait_for needs exactly one of `tcp` and `http`".into(),
-            ),
-            StepKind::Kube(k) => {
-                for m in k.problems() {
-                    err(sp.clone(), format!("step `{}`: {m}", step.name));
-                }
-                kube_steps.push((src.path.clone(), src.doc.line_of(&sp), sp.clone()));
-            }
-            _ => {}
+        for m in step.kind.problems(&step.name) {
+            err(sp.clone(), m);
+        }
+        if let StepKind::Kube(_) = step.kind {
+            kube_steps.push((src.path.clone(), src.doc.line_of(&sp), sp.clone()));
         }
         // A step that changes a service makes its runbook disruptive, whatever it says:
         // `disruptive: false` would run it without the cluster slot and the guard. (`exec`
         // may be either; the runbook's word is taken for it.)
         if !rb.disruptive
-            && let Some(what) = changes_a_service(&step.kind)
+            && let Some(what) = step.kind.changes_a_service()
         {
             err(
                 sp.clone(),
@@ -674,7 +605,7 @@ fn check_runbook(
                 ),
             );
         }
-        for t in step_templates(&step.kind) {
+        for t in step.kind.templates() {
             match templates.add(t) {
                 Ok(refs) => {
                     for r in refs {

@@ -4,6 +4,7 @@
 //! [`load`](load::load_rules) reads, compiles and checks rule files into a [`RuleSet`].
 
 pub mod condition;
+pub mod duration;
 mod load;
 pub mod matcher;
 pub mod model;

@@ -3,7 +3,9 @@
 pub mod exec;
 pub mod precondition;
 pub mod render;
+pub mod steps;
 pub mod template;
 
-pub use render::{RenderedStep, StepError, display_arg, render_steps};
+pub use render::{RenderedStep, StepError, display_arg};
+pub use steps::render_steps;
 pub use template::{Scope, TemplateError, Templates};

@@ -468,7 +468,8 @@ impl Safety {
         }
     }
 
-    async fn state(&self, b: &Broker) -> StateRead {
+    /// What `b`'s exporter says of its BrokerState.
+    pub async fn state(&self, b: &Broker) -> StateRead {
         let Some(url) = crate::ingest::scrape::metrics_url(b) else {
             return StateRead::NoExporter;
         };

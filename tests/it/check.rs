@@ -590,3 +590,32 @@ fn template_overrides_are_checked() {
         &["notifications.templates: template", "nope.hbs"],
     );
 }
+
+/// Issue 15: `requires:` is checked at its file and line: an unknown precondition, one
+/// listed twice, and preconditions on a runbook aimed at no broker (they judge the target).
+#[test]
+fn precondition_problems() {
+    let rule = "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: rb\n    params: { unit: kafka.service }\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "runbooks:\n  rb:\n    requires: [broker_unreachable, restart_is_fine]\n    steps:\n      - name: s\n        exec: [a, '{{target.host}}']\n",
+            "rules/a.yaml:8: error: runbooks.rb.requires[1]: unknown variant `restart_is_fine`, expected one of `broker_unreachable`, `restart_safe`, `not_starting`",
+        ),
+        (
+            "runbooks:\n  rb:\n    requires:\n      - restart_safe\n      - restart_safe\n    steps:\n      - name: s\n        exec: [a, '{{target.host}}']\n",
+            "rules/a.yaml:10: error: runbooks.rb.requires[1]: precondition `restart_safe` is listed twice",
+        ),
+        (
+            "runbooks:\n  rb:\n    requires: [broker_unreachable, restart_safe]\n    steps:\n      - name: s\n        exec: [a, '{{params.unit}}']\n",
+            "rules/a.yaml:8: error: runbooks.rb.requires: requires broker_unreachable, restart_safe but no step names a target broker (`target.*`): a precondition judges the broker a runbook acts on",
+        ),
+    ];
+    for (rb, expected) in cases {
+        let text = format!("{rule}{rb}");
+        assert_invalid(&config_with(""), &[("a.yaml", &text)], &[expected]);
+    }
+    // Aimed at the target through a param default: fine.
+    let ok = "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: rb\nrunbooks:\n  rb:\n    requires: [broker_unreachable, restart_safe, not_starting]\n    params: { host: { value: '{{target.host}}' } }\n    steps:\n      - name: s\n        exec: [a, '{{params.host}}']\n";
+    let (code, err) = check(&config_with(""), &[("a.yaml", ok)]);
+    assert_eq!(code, Some(0), "{err}");
+}

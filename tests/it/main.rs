@@ -16,6 +16,7 @@ mod journal;
 mod kafka;
 mod kafka_client;
 mod kafka_watch;
+mod kafka_zk;
 mod kube;
 mod mailbox;
 mod probes;

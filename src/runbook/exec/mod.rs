@@ -1,5 +1,7 @@
 //! The executor: runs one rendered step — a child process, an HTTP request, a readiness
 //! wait or a Kubernetes API action — with its timeout and retries, and reports how it ended as a [`StepRecord`].
+//! One try of each kind is that kind's `run`, in [`crate::runbook::steps`]; what is shared
+//! between kinds (the process runner, output capture, [`ExecOptions`], [`ExecError`]) is here.
 //!
 //! Child processes get exactly [`ExecOptions::env`] plus a per-try [`STEP_COOKIE_VAR`] as
 //! their environment, no stdin, and their own process group, so a timeout or a cancellation
@@ -7,12 +9,11 @@
 //! Nothing here ever goes through a shell.
 
 mod env;
-mod http;
-mod kube;
 pub mod lifeline;
-mod output;
-mod process;
-mod wait;
+pub(crate) mod options;
+pub(crate) mod outcome;
+pub(crate) mod output;
+pub(crate) mod process;
 
 use std::time::{Duration, Instant};
 
@@ -20,11 +21,16 @@ use crate::clock::now_ms;
 
 use tokio_util::sync::CancellationToken;
 
-use super::RenderedStep;
+use super::render::RenderedStep;
 use crate::journal::{StepRecord, StepStatus};
+use outcome::Outcome;
 
+pub use crate::runbook::steps::kube::{
+    KubeConn, RESTARTED_AT, not_ready_reason, resolve_kubeconfig,
+};
 pub use env::{DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST, child_env, filter_env};
-pub use kube::{KubeConn, RESTARTED_AT, not_ready_reason, resolve_kubeconfig};
+pub use options::ExecOptions;
+pub use outcome::ExecError;
 pub use process::STEP_COOKIE_VAR;
 
 /// The longest time limit honoured; larger ones are cut to this (about ten years).
@@ -32,121 +38,6 @@ const MAX_TIMEOUT_SECS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
 /// Time allowed, after a try's kill grace, until its processes are surely gone (SIGKILL
 /// to the group, then to the processes that left it).
 const STOP_MARGIN: Duration = Duration::from_secs(1);
-
-/// How steps run; one value serves every step of the service.
-#[derive(Debug, Clone)]
-pub struct ExecOptions {
-    /// Time limit for a step that names none.
-    pub default_timeout: Duration,
-    /// Time between SIGTERM and SIGKILL when a process group is stopped.
-    pub kill_grace: Duration,
-    /// Bytes kept of each output stream (stdout, stderr, HTTP body); the rest is discarded.
-    pub max_output: usize,
-    /// The complete environment of child processes (see [`child_env`]).
-    pub env: Vec<(String, String)>,
-    /// The client used by `http` and `wait_for: http` steps.
-    pub http_client: reqwest::Client,
-    /// Pause between two tries of a `wait_for` step.
-    pub wait_interval: Duration,
-    /// Pause between two tries of a failed step that has retries left.
-    pub retry_pause: Duration,
-    /// How long output is still read after a process exits, while something it started
-    /// keeps its stdout or stderr open.
-    pub drain_timeout: Duration,
-    /// The Kubernetes API connection for `kube` steps; none without a `kubernetes:` config.
-    pub kube: Option<std::sync::Arc<KubeConn>>,
-    /// `setpriv` (util-linux), through which a child process is started with a
-    /// parent-death signal (SIGKILL) so that it dies with the service; `None`: started
-    /// directly (see [`lifeline`]).
-    pub setpriv: Option<std::path::PathBuf>,
-}
-
-impl ExecOptions {
-    /// Default options with `env` as the children's environment: 300 s timeout, 5 s kill
-    /// grace, 64 KiB per stream, 1 s between `wait_for` tries and between retries, 2 s
-    /// drain, and `setpriv` when this host has one that works ([`lifeline::setpriv`],
-    /// looked for once per process).
-    ///
-    /// Builds a default `reqwest::Client`, which panics only if the TLS backend cannot be
-    /// initialised (as `reqwest::Client::new` documents).
-    pub fn new(env: Vec<(String, String)>) -> ExecOptions {
-        ExecOptions {
-            default_timeout: Duration::from_secs(300),
-            kill_grace: Duration::from_secs(5),
-            max_output: 64 * 1024,
-            env,
-            http_client: reqwest::Client::new(),
-            wait_interval: Duration::from_secs(1),
-            retry_pause: Duration::from_secs(1),
-            drain_timeout: Duration::from_secs(2),
-            kube: None,
-            setpriv: lifeline::setpriv(),
-        }
-    }
-}
-
-impl Default for ExecOptions {
-    /// [`ExecOptions::new`] with [`child_env`] of no extra variables.
-    fn default() -> ExecOptions {
-        ExecOptions::new(child_env(&[]))
-    }
-}
-
-/// Why a step could not be run at all, or a try failed without an exit status.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// The step has no program (or no request) to run.
-    #[error("empty argv: nothing to run")]
-    EmptyArgv,
-    /// The argv does not have the shape the step kind needs.
-    #[error("invalid {kind} step: {message}")]
-    InvalidStep {
-        /// The step kind.
-        kind: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The step kind is not one the executor knows.
-    #[error("unknown step kind `{0}`")]
-    UnknownKind(String),
-    /// The program could not be started.
-    #[error("cannot start `{program}`: {source}")]
-    Spawn {
-        /// The program (argv\[0\]).
-        program: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Waiting for the child failed.
-    #[error("waiting for `{program}` failed: {source}")]
-    Wait {
-        /// The program (argv\[0\]).
-        program: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The token was cancelled (shutdown) before or while the step ran.
-    #[error("cancelled")]
-    Cancelled,
-}
-
-impl ExecError {
-    /// Whether the step cannot run as it is rendered, so that no run of the same plan can
-    /// succeed: an empty or malformed argv, an unknown kind, or arguments the OS refuses
-    /// (E2BIG: one label over 128 KiB is enough). Such a failure is recorded but counts as
-    /// no attempt, and opens no circuit: running it again changes nothing.
-    pub fn unfixable(&self) -> bool {
-        match self {
-            ExecError::EmptyArgv | ExecError::InvalidStep { .. } | ExecError::UnknownKind(_) => {
-                true
-            }
-            ExecError::Spawn { source, .. } => {
-                source.raw_os_error() == Some(nix::errno::Errno::E2BIG as i32)
-            }
-            ExecError::Wait { .. } | ExecError::Cancelled => false,
-        }
-    }
-}
 
 /// A step's record, and whether its failure is one no run can fix.
 #[derive(Debug, Clone)]
@@ -156,57 +47,6 @@ pub struct StepRun {
     /// It failed in a way no later run of the same plan can fix
     /// ([`ExecError::unfixable`]).
     pub unfixable: bool,
-}
-
-/// How one try ended (the part of a [`StepRecord`] a try decides).
-#[derive(Debug, Clone)]
-struct Outcome {
-    status: StepStatus,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    stdout_truncated: bool,
-    stderr_truncated: bool,
-    error: Option<String>,
-    /// Another try cannot help (invalid step, cancellation).
-    final_: bool,
-    /// No later run can help either: the step cannot run as rendered (see
-    /// [`ExecError::unfixable`]).
-    unfixable: bool,
-}
-
-impl Outcome {
-    fn new(status: StepStatus) -> Outcome {
-        Outcome {
-            status,
-            exit_code: None,
-            signal: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            error: None,
-            final_: false,
-            unfixable: false,
-        }
-    }
-
-    fn failed(error: impl ToString) -> Outcome {
-        Outcome {
-            error: Some(error.to_string()),
-            ..Outcome::new(StepStatus::Failed)
-        }
-    }
-
-    /// A failure no retry can fix.
-    fn fatal(error: ExecError) -> Outcome {
-        Outcome {
-            final_: true,
-            unfixable: error.unfixable(),
-            ..Outcome::failed(error)
-        }
-    }
 }
 
 /// Runs `step` (position `index` in its runbook): up to `1 + step.retries` tries, with
@@ -285,18 +125,10 @@ pub async fn run_step_judged(
     StepRun { record, unfixable }
 }
 
-/// One try of `step`.
+/// One try of `step`, by its kind.
 async fn run_once(step: &RenderedStep, opts: &ExecOptions, cancel: &CancellationToken) -> Outcome {
     let timeout = step_timeout(step.timeout_seconds, opts.default_timeout);
-    match step.kind {
-        "exec" | "systemctl" | "ansible" => {
-            process::run_process(&step.argv, timeout, opts, cancel).await
-        }
-        "http" => http::run_http(&step.argv, step.body.as_deref(), timeout, opts, cancel).await,
-        "wait_for" => wait::run_wait(&step.argv, timeout, opts, cancel).await,
-        "kube" => kube::run_kube(&step.argv, timeout, opts, cancel).await,
-        other => Outcome::fatal(ExecError::UnknownKind(other.to_string())),
-    }
+    crate::runbook::steps::run(step, timeout, opts, cancel).await
 }
 
 /// The longest `step` can take with `opts`, by which every process it started has been
@@ -320,21 +152,6 @@ fn step_timeout(seconds: Option<f64>, default: Duration) -> Duration {
         Some(s) if s <= 0.0 => Duration::ZERO,
         Some(s) => Duration::try_from_secs_f64(s.min(MAX_TIMEOUT_SECS)).unwrap_or(default),
     }
-}
-
-/// `e` and its sources, joined by `: ` (reqwest's own message hides the cause).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

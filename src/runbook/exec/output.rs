@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What was kept of one stream.
 #[derive(Debug, Default)]
-pub(super) struct Captured {
+pub(crate) struct Captured {
     /// The first `max` bytes.
     pub bytes: Vec<u8>,
     /// Whether more came than was kept (or reading was stopped before the end).
@@ -24,7 +24,7 @@ impl Captured {
 /// Reads `r` to its end or until `stop` is cancelled, keeping at most `max` bytes.
 ///
 /// Reading never stalls on a full buffer, so the writer never blocks on the pipe.
-pub(super) async fn read_capped<R: AsyncRead + Unpin>(
+pub(crate) async fn read_capped<R: AsyncRead + Unpin>(
     mut r: R,
     max: usize,
     stop: CancellationToken,
@@ -56,7 +56,7 @@ pub(super) async fn read_capped<R: AsyncRead + Unpin>(
 }
 
 /// Appends what fits of `chunk` under `max`, flagging the rest.
-pub(super) fn push_capped(out: &mut Captured, chunk: &[u8], max: usize) {
+pub(crate) fn push_capped(out: &mut Captured, chunk: &[u8], max: usize) {
     let room = max.saturating_sub(out.bytes.len());
     let take = room.min(chunk.len());
     out.bytes.extend_from_slice(&chunk[..take]);
@@ -66,7 +66,7 @@ pub(super) fn push_capped(out: &mut Captured, chunk: &[u8], max: usize) {
 }
 
 /// Lossy UTF-8; when `cut`, an incomplete character at the very end is dropped.
-pub(super) fn lossy(bytes: &[u8], cut: bool) -> String {
+pub(crate) fn lossy(bytes: &[u8], cut: bool) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
         Err(e) if cut && e.error_len().is_none() => {

@@ -25,8 +25,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::lifeline;
+use super::options::ExecOptions;
+use super::outcome::{ExecError, Outcome};
 use super::output::{Captured, read_capped};
-use super::{ExecError, ExecOptions, Outcome};
 use crate::journal::StepStatus;
 
 /// How often an emptied process group is checked during the grace period.
@@ -73,7 +74,7 @@ impl Drop for GroupGuard {
 }
 
 /// Runs `argv` once as a child process (see the module doc).
-pub(super) async fn run_process(
+pub(crate) async fn run_process(
     argv: &[String],
     timeout: Duration,
     opts: &ExecOptions,

@@ -1,4 +1,4 @@
-//! `kube` steps: one Kubernetes API action through the `kube` client.
+//! One try of a `kube` step: one Kubernetes API action through the `kube` client.
 //!
 //! The argv is `[ACTION, namespace=NS, name=NAME, …]` as rendered (names already checked
 //! as DNS-1123 names). `evict_pod` goes through the Eviction API so PodDisruptionBudgets
@@ -10,9 +10,6 @@
 //! its `Ready` condition is `True`, it is not being deleted, and it is not the pod this
 //! service last evicted or deleted under that name (compared by uid).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -20,100 +17,17 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::{ExecError, ExecOptions, Outcome, error_chain};
-use crate::config::KubernetesConfig;
+use super::conn::KubeConn;
+use super::names::{dns1123_label, dns1123_subdomain};
 use crate::journal::StepStatus;
+use crate::runbook::exec::options::ExecOptions;
+use crate::runbook::exec::outcome::{ExecError, Outcome, error_chain};
+use crate::runbook::render::RenderedStep;
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
-
-/// A connection to one cluster's API server, made on first use, and what this service
-/// replaced there (so `wait_pod_ready` can tell a new pod from the old one).
-pub struct KubeConn {
-    cfg: KubernetesConfig,
-    client: OnceCell<kube::Client>,
-    /// (namespace, pod name) → uid of the pod last evicted or deleted by a step.
-    replaced: Mutex<HashMap<(String, String), String>>,
-}
-
-impl std::fmt::Debug for KubeConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeConn").field("cfg", &self.cfg).finish()
-    }
-}
-
-impl KubeConn {
-    /// A connection described by `cfg`; `cfg.kubeconfig` must already be resolved
-    /// (absolute, or relative to the working directory).
-    pub fn new(cfg: KubernetesConfig) -> KubeConn {
-        KubeConn {
-            cfg,
-            client: OnceCell::new(),
-            replaced: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The configuration this connection was made from.
-    pub fn config(&self) -> &KubernetesConfig {
-        &self.cfg
-    }
-
-    async fn client(&self) -> Result<kube::Client, String> {
-        self.client
-            .get_or_try_init(|| connect(&self.cfg))
-            .await
-            .cloned()
-    }
-
-    fn remember(&self, ns: &str, name: &str, uid: Option<String>) {
-        if let (Some(uid), Ok(mut m)) = (uid, self.replaced.lock()) {
-            m.insert((ns.to_string(), name.to_string()), uid);
-        }
-    }
-
-    fn replaced_uid(&self, ns: &str, name: &str) -> Option<String> {
-        self.replaced
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())).cloned())
-    }
-
-    fn forget(&self, ns: &str, name: &str) {
-        if let Ok(mut m) = self.replaced.lock() {
-            m.remove(&(ns.to_string(), name.to_string()));
-        }
-    }
-}
-
-async fn connect(cfg: &KubernetesConfig) -> Result<kube::Client, String> {
-    let mut config = match (&cfg.kubeconfig, cfg.in_cluster) {
-        (Some(path), _) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| format!("kubeconfig {}: {}", path.display(), error_chain(&e)))?;
-            let opts = kube::config::KubeConfigOptions {
-                context: cfg.context.clone(),
-                ..Default::default()
-            };
-            kube::Config::from_custom_kubeconfig(kc, &opts)
-                .await
-                .map_err(|e| format!("kubeconfig {}: {}", path.display(), error_chain(&e)))?
-        }
-        (None, true) => kube::Config::incluster()
-            .map_err(|e| format!("in-cluster config: {}", error_chain(&e)))?,
-        (None, false) => return Err("no kubernetes connection configured".into()),
-    };
-    let t = Some(Duration::from_secs(cfg.request_timeout_seconds));
-    config.connect_timeout = t;
-    config.read_timeout = t;
-    config.write_timeout = t;
-    // kube retries 429/503/504 by itself; a 429 to an eviction is a PodDisruptionBudget
-    // saying no, which must end the try now (the step's own `retries` decide what next).
-    config.default_retry = false;
-    kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {}", error_chain(&e)))
-}
 
 /// The parsed argv.
 struct Action<'a> {
@@ -162,20 +76,19 @@ fn parse(argv: &[String]) -> Result<Action<'_>, ExecError> {
         }
     }
     // The renderer checked these; the executor does not trust its input either.
-    crate::runbook::render::dns1123_label(a.namespace)
-        .map_err(|m| invalid(format!("namespace: {m}")))?;
-    crate::runbook::render::dns1123_subdomain(a.name).map_err(|m| invalid(format!("name: {m}")))?;
+    dns1123_label(a.namespace).map_err(|m| invalid(format!("namespace: {m}")))?;
+    dns1123_subdomain(a.name).map_err(|m| invalid(format!("name: {m}")))?;
     Ok(a)
 }
 
-/// Runs one `kube` step (see the module doc) within `timeout`.
-pub(super) async fn run_kube(
-    argv: &[String],
+/// One try of a `kube` step (see the module doc) within `timeout`.
+pub(crate) async fn run(
+    step: &RenderedStep,
     timeout: Duration,
     opts: &ExecOptions,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let action = match parse(argv) {
+    let action = match parse(&step.argv) {
         Ok(a) => a,
         Err(e) => return Outcome::fatal(e),
     };
@@ -398,16 +311,6 @@ async fn wait_ready(
         );
         tokio::time::sleep(interval).await;
     }
-}
-
-/// Resolves a relative kubeconfig path against `base` (the config file's directory).
-pub fn resolve_kubeconfig(mut cfg: KubernetesConfig, base: &std::path::Path) -> KubernetesConfig {
-    if let Some(p) = &cfg.kubeconfig
-        && p.is_relative()
-    {
-        cfg.kubeconfig = Some(PathBuf::from(base).join(p));
-    }
-    cfg
 }
 
 #[cfg(test)]

@@ -3,14 +3,105 @@
 use std::time::Duration;
 
 use reqwest::{Method, Url};
+use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{fetch, parse_url};
-use super::output::Captured;
-use super::{ExecError, ExecOptions, Outcome};
 use crate::journal::StepStatus;
+use crate::rules::duration::duration;
+use crate::runbook::exec::options::ExecOptions;
+use crate::runbook::exec::outcome::{ExecError, Outcome};
+use crate::runbook::exec::output::Captured;
+use crate::runbook::render::{Lowered, RenderedStep, Renderer, StepError, plain_host};
+
+/// The key the kind is written with.
+pub const KEY: &str = "wait_for";
+
+/// `wait_for` step: exactly one of `tcp` and `http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForStep {
+    /// `host:port` to connect to (template).
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// URL that must answer 2xx (template).
+    #[serde(default)]
+    pub http: Option<String>,
+    /// How long to keep trying.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+const ONE_OF: &str = "wait_for needs exactly one of `tcp` and `http`";
+
+impl WaitForStep {
+    /// Every template source: the address or the URL.
+    pub(crate) fn templates(&self) -> Vec<&str> {
+        [self.tcp.as_deref(), self.http.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Not exactly one of `tcp` and `http`.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        if self.tcp.is_some() == self.http.is_some() {
+            return vec![ONE_OF.into()];
+        }
+        Vec::new()
+    }
+
+    /// `[tcp, HOST:PORT]` or `[http, URL]`, within the wait's own `timeout`.
+    pub(crate) fn lower(&self, r: &Renderer<'_>) -> Result<Lowered, StepError> {
+        let argv = match (&self.tcp, &self.http) {
+            (Some(t), None) => {
+                let addr = r.one("tcp", t)?;
+                check_host_port(&addr).map_err(|m| r.error(format!("tcp: {m}")))?;
+                vec!["tcp".to_string(), addr]
+            }
+            (None, Some(u)) => vec!["http".to_string(), super::http::url(r, "http", u)?],
+            _ => return Err(r.error(ONE_OF)),
+        };
+        Ok(Lowered {
+            argv,
+            body: None,
+            timeout: Some(self.timeout),
+        })
+    }
+}
+
+/// Checks `host:port` (or `[v6]:port`).
+pub fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{}` is not host:port", s.escape_debug()))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let host_ok = plain_host(host) || host.parse::<std::net::Ipv6Addr>().is_ok();
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && host_ok => Ok(()),
+        _ => Err(format!("`{}` is not host:port", s.escape_debug())),
+    }
+}
+
+/// Waiting only reads.
+pub(crate) fn is_disruptive(_argv: &[String]) -> bool {
+    false
+}
+
+/// One try: probe until ready or `timeout` has passed.
+pub(crate) async fn run(
+    step: &RenderedStep,
+    timeout: Duration,
+    opts: &ExecOptions,
+    cancel: &CancellationToken,
+) -> Outcome {
+    run_wait(&step.argv, timeout, opts, cancel).await
+}
 
 /// Longest single TCP connect try.
 const TCP_TRY_LIMIT: Duration = Duration::from_secs(2);
@@ -24,7 +115,7 @@ enum Probe {
 
 /// Runs `[tcp, HOST:PORT]` or `[http, URL]` until ready or `timeout` has passed, with
 /// [`ExecOptions::wait_interval`] between tries.
-pub(super) async fn run_wait(
+async fn run_wait(
     argv: &[String],
     timeout: Duration,
     opts: &ExecOptions,

@@ -4,14 +4,106 @@ use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::output::{Captured, push_capped};
-use super::{ExecError, ExecOptions, Outcome, error_chain};
 use crate::journal::StepStatus;
+use crate::runbook::exec::options::ExecOptions;
+use crate::runbook::exec::outcome::{ExecError, Outcome, error_chain};
+use crate::runbook::exec::output::{Captured, push_capped};
+use crate::runbook::render::{Lowered, RenderedStep, Renderer, StepError};
+
+/// The key the kind is written with.
+pub const KEY: &str = "http";
+
+/// `http` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    /// Method: GET, POST, PUT, PATCH, DELETE or HEAD.
+    #[serde(default = "get")]
+    pub method: String,
+    /// URL (template); http or https.
+    pub url: String,
+    /// Request body (template).
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// The HTTP methods a step may use.
+pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+impl HttpStep {
+    /// Every template source: the URL and the body.
+    pub(crate) fn templates(&self) -> Vec<&str> {
+        [Some(self.url.as_str()), self.body.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// A method that is not one of [`HTTP_METHODS`] (in any case).
+    pub(crate) fn problems(&self) -> Vec<String> {
+        if HTTP_METHODS.contains(&self.method.to_ascii_uppercase().as_str()) {
+            return Vec::new();
+        }
+        vec![format!(
+            "http method `{}` is not one of {}",
+            self.method,
+            HTTP_METHODS.join(", ")
+        )]
+    }
+
+    /// `[METHOD, URL]` and the body.
+    pub(crate) fn lower(&self, r: &Renderer<'_>) -> Result<Lowered, StepError> {
+        let method = self.method.to_ascii_uppercase();
+        if !HTTP_METHODS.contains(&method.as_str()) {
+            return Err(r.error(format!("http method `{}` is not allowed", self.method)));
+        }
+        let url = url(r, "url", &self.url)?;
+        let body = self.body.as_ref().map(|b| r.one("body", b)).transpose()?;
+        Ok(Lowered {
+            argv: vec![method, url],
+            body,
+            timeout: None,
+        })
+    }
+}
+
+/// Renders `src` (the step's `field`) to an http or https URL.
+pub(crate) fn url(r: &Renderer<'_>, field: &str, src: &str) -> Result<String, StepError> {
+    let u = r.one(field, src)?;
+    match Url::parse(&u) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(u),
+        Ok(url) => Err(r.error(format!(
+            "{field}: scheme `{}` is not http or https",
+            url.scheme()
+        ))),
+        Err(e) => Err(r.error(format!("{field}: `{}` is not a URL: {e}", u.escape_debug()))),
+    }
+}
+
+/// Only GET and HEAD read.
+pub(crate) fn is_disruptive(argv: &[String]) -> bool {
+    !matches!(argv.first().map(String::as_str), Some("GET" | "HEAD"))
+}
+
+/// One try: the request (see the module doc).
+pub(crate) async fn run(
+    step: &RenderedStep,
+    timeout: Duration,
+    opts: &ExecOptions,
+    cancel: &CancellationToken,
+) -> Outcome {
+    run_http(&step.argv, step.body.as_deref(), timeout, opts, cancel).await
+}
 
 /// An answer, with its body capped.
-pub(super) struct Answer {
+pub(crate) struct Answer {
     /// The HTTP status.
     pub status: StatusCode,
     /// The first bytes of the body.
@@ -19,15 +111,15 @@ pub(super) struct Answer {
 }
 
 /// A request that got no answer in time, or none at all.
-pub(super) struct NoAnswer {
+pub(crate) struct NoAnswer {
     /// The time limit was reached.
     pub timed_out: bool,
     /// What happened.
     pub message: String,
 }
 
-/// Runs `[METHOD, URL]` with an optional body (see the module doc).
-pub(super) async fn run_http(
+/// Runs `[METHOD, URL]` with an optional body.
+async fn run_http(
     argv: &[String],
     body: Option<&str>,
     timeout: Duration,
@@ -80,7 +172,7 @@ pub(super) async fn run_http(
 }
 
 /// Parses an http(s) URL.
-pub(super) fn parse_url(url: &str) -> Result<Url, ExecError> {
+pub(crate) fn parse_url(url: &str) -> Result<Url, ExecError> {
     match Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
         Ok(u) => Err(invalid(format!("scheme `{}` is not http(s)", u.scheme()))),
@@ -100,7 +192,7 @@ fn invalid(message: impl Into<String>) -> ExecError {
 
 /// Sends one request and reads at most `max` bytes of the answer's body, all within `limit`.
 /// A body that parses as JSON is sent as `application/json`, any other as `text/plain`.
-pub(super) async fn fetch(
+pub(crate) async fn fetch(
     client: &reqwest::Client,
     method: Method,
     url: Url,
