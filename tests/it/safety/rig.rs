@@ -71,7 +71,7 @@ runbooks:
         exec: ["@WRAPPER@", "@LOG@", "@CONF@", "{{target.node_id}}"]
         timeout: 150s
       - name: back in sync
-        wait_in_sync: { timeout: 3m }
+        wait_in_sync: { timeout: 3m, recovery_timeout: 4m }
   rolling-restart:
     disruptive: true
     requires: [restart_safe]
@@ -80,7 +80,7 @@ runbooks:
         exec: ["@WRAPPER@", "@LOG@", "@CONF@", "{{target.node_id}}"]
         timeout: 150s
       - name: back in sync
-        wait_in_sync: { timeout: 3m }
+        wait_in_sync: { timeout: 3m, recovery_timeout: 4m }
   notify-only:
     disruptive: false
     steps: []
@@ -99,7 +99,7 @@ fn rules() -> String {
         .filter(|l| !l.contains("requires:"))
         .map(|l| {
             l.replace(
-                "wait_in_sync: { timeout: 3m }",
+                "wait_in_sync: { timeout: 3m, recovery_timeout: 4m }",
                 r#"wait_for: { tcp: "127.0.0.1:{{target.port}}", timeout: 180s }"#,
             )
         })

@@ -46,7 +46,7 @@ runbooks:
       - name: restart
         exec: ["@WRAPPER@", "@LOG@", "{{target.node_id}}"]
       - name: back in sync
-        wait_in_sync: { timeout: 1m }
+        wait_in_sync: { timeout: 1m, recovery_timeout: 2m }
   rolling-restart:
     disruptive: true
     requires: [restart_safe]
