@@ -116,7 +116,9 @@ pub(crate) async fn run(
     let (node, addr, wait, recovery) = match step.argv.as_slice() {
         [node, addr, t, r] => match (secs(t, "timeout"), secs(r, "recovery_timeout")) {
             (Some(t), Some(r)) => (node, addr, t, r),
-            _ => return invalid("argv must be [NODE_ID, HOST:PORT, timeout=S, recovery_timeout=S]"),
+            _ => {
+                return invalid("argv must be [NODE_ID, HOST:PORT, timeout=S, recovery_timeout=S]");
+            }
         },
         _ => return invalid("argv must be [NODE_ID, HOST:PORT, timeout=S, recovery_timeout=S]"),
     };

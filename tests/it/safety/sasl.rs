@@ -60,8 +60,7 @@ fn config(port: u16, password_file: &str) -> String {
         "cluster:\n  name: sasl\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {port} }}\n\
 monitoring: {{ interval_seconds: 5, timeout_seconds: 4, methods: [kafka] }}\n\
 recovery: {{ max_attempts: 3, initial_delay_seconds: 1, cooldown_seconds: 5 }}\n\
-security:\n  ssl:\n    enabled: true\n    ca_file: ca.pem\n    cert_file: client.pem\n    key_file: client.key\n    server_name: kafka.test\n\
-  sasl:\n    enabled: true\n    mechanism: SCRAM-SHA-512\n    username: healer\n    password_file: {password_file}\n\
+security:\n  ssl:\n    enabled: true\n    ca_file: ca.pem\n    cert_file: client.pem\n    key_file: client.key\n    server_name: kafka.test\n  sasl:\n    enabled: true\n    mechanism: SCRAM-SHA-512\n    username: healer\n    password_file: {password_file}\n\
 server:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\n\
 rules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n"
     )
