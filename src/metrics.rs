@@ -1,5 +1,7 @@
 //! The service's own metrics, exposed on `/metrics` in Prometheus text format.
 
+pub mod kafka;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -142,6 +144,8 @@ pub struct Metrics {
     pub silences_active: Gauge,
     /// 1 when the last fetch of Alertmanager's silences worked, 0 when it failed.
     pub alertmanager_up: Gauge,
+    /// The self-watch's `kafka` method: brokers, partitions, quorum.
+    pub kafka: kafka::KafkaMetrics,
 }
 
 impl Default for Metrics {
@@ -187,6 +191,8 @@ impl Metrics {
         let pause_end = Family::<PauseLabels, Gauge>::default();
         let silences_active = Gauge::default();
         let alertmanager_up = Gauge::default();
+        let kafka = kafka::KafkaMetrics::default();
+        kafka.register(&mut registry);
         registry.register(
             "skips",
             "Skipped executions journaled, by cause",
@@ -358,6 +364,7 @@ impl Metrics {
             pause_end,
             silences_active,
             alertmanager_up,
+            kafka,
             alerts_received,
             webhook_rejected,
             executions,

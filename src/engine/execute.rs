@@ -19,7 +19,7 @@ use crate::coord::{Coordinator, WorkLock};
 use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics, RefusalLabel};
 use crate::rules::model::{OnFailure, Precondition};
-use crate::runbook::exec::{ExecOptions, child_env, run_step_judged, step_budget};
+use crate::runbook::exec::{ExecOptions, RetryGate, child_env, run_step_gated, step_budget};
 use crate::runbook::precondition::Safety;
 
 /// What one execution needs to run.
@@ -266,7 +266,26 @@ pub async fn execute(
             }
         }
         info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
-        let run = run_step_judged(step, i as u32, &opts, cancel).await;
+        // A disruptive step's retries are judged again: the broker may be back, or
+        // another may have gone down, since the first try.
+        let gated = step.is_disruptive() && step.retries > 0 && !job.plan.requires.is_empty();
+        let job_ref = &job;
+        let gate_fn = move || -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+            Box::pin(async move {
+                preconditions(job_ref, journal, metrics)
+                    .await
+                    .map_err(|(_, why)| why)
+            })
+        };
+        let run = run_step_gated(
+            step,
+            i as u32,
+            &opts,
+            cancel,
+            gated.then_some(&gate_fn as RetryGate<'_>),
+        )
+        .await;
+        let refused_retry = run.refused.clone();
         let rec = run.record;
         if let (Some(f), Some(m)) = (&job.fence, mark) {
             f.coord.end_step(m).await;
@@ -283,6 +302,13 @@ pub async fn execute(
         records.push(rec);
         if ok {
             continue;
+        }
+        if refused_retry.is_some() {
+            // Its first try ran: that counts as an attempt, unlike a refusal before any
+            // disruptive step (a restart that fails, then is refused, must not loop free).
+            status = ExecStatus::Refused;
+            reason = what;
+            break;
         }
         if cancel.is_cancelled() {
             status = ExecStatus::Interrupted;

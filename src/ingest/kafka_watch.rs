@@ -2,7 +2,8 @@
 //! the brokers this instance watches through Kafka's own protocol
 //! ([`crate::kafka::cluster::summarize`]) and the answer becomes series in the store:
 //! per broker `kafka_healing_probe_success{method="kafka",node_id}` (it answers
-//! ApiVersions), [`names::AUTH_OK`] and [`names::UNDER_MIN_ISR_WITHOUT`]; for the cluster,
+//! ApiVersions), [`names::AUTH_OK`], [`names::UNDER_MIN_ISR_WITHOUT`],
+//! [`names::BROKER_UNDER_REPLICATED`] and [`names::BROKER_OFFLINE`]; for the cluster,
 //! from the metadata of a broker that answered, [`names::PARTITIONS`] by state and the KRaft
 //! quorum ([`names::QUORUM_VOTERS`], [`names::QUORUM_MAX_LAG`]).
 //!
@@ -19,6 +20,7 @@ use super::store::Labels;
 use crate::config::{Broker, Loaded, SecurityConfig};
 use crate::kafka::cluster::{ClusterSummary, partitions_below_min_isr_without, summarize};
 use crate::kafka::{ClientOptions, KafkaClient, KafkaError};
+use crate::metrics::kafka::{BrokerView, KafkaView};
 
 /// The names of the series the `kafka` method writes (besides the probe's own
 /// `kafka_healing_probe_success` and `kafka_healing_probe_duration_seconds` with
@@ -36,6 +38,13 @@ pub mod names {
     /// metadata and `min.insync.replicas` could be read.
     pub const UNDER_MIN_ISR_WITHOUT: &str =
         "kafka_healing_kafka_broker_partitions_under_min_isr_without";
+    /// Per broker (`node_id`): partitions it leads whose ISR is shorter than their replica
+    /// list (Kafka's own per-broker UnderReplicatedPartitions). Written with the metadata.
+    pub const BROKER_UNDER_REPLICATED: &str =
+        "kafka_healing_kafka_broker_partitions_under_replicated";
+    /// Per broker (`node_id`): partitions without a leader that have a replica on it.
+    /// Written with the metadata.
+    pub const BROKER_OFFLINE: &str = "kafka_healing_kafka_broker_partitions_offline";
     /// Cluster: partitions by `state`: `under_replicated` (ISR smaller than the replica
     /// list), `under_min_isr` (fewer in-sync replicas on answering brokers than
     /// `min.insync.replicas`; written when that could be read), `offline` (no leader).
@@ -106,6 +115,18 @@ pub fn kafka_series(summary: &ClusterSummary, elapsed: Duration) -> KafkaSeries 
             if let Some(n) = b.kafka_id.and_then(risk_without) {
                 facts.push((names::UNDER_MIN_ISR_WITHOUT.to_string(), n as f64));
             }
+            if let (Some(id), Some(m)) = (b.kafka_id, &summary.metadata) {
+                let parts = m.topics.iter().flat_map(|t| &t.partitions);
+                let led_short = parts
+                    .clone()
+                    .filter(|p| p.leader == Some(id) && p.isr.len() < p.replicas.len());
+                let offline = parts.filter(|p| p.leader.is_none() && p.replicas.contains(&id));
+                facts.push((
+                    names::BROKER_UNDER_REPLICATED.to_string(),
+                    led_short.count() as f64,
+                ));
+                facts.push((names::BROKER_OFFLINE.to_string(), offline.count() as f64));
+            }
             let detail = match (&b.error, b.latency) {
                 (Some(e), _) => e.clone(),
                 (None, Some(d)) => format!("{}:{} answers ApiVersions in {d:.1?}", b.host, b.port),
@@ -118,6 +139,7 @@ pub fn kafka_series(summary: &ClusterSummary, elapsed: Duration) -> KafkaSeries 
                 duration: b.latency.unwrap_or(elapsed),
                 detail,
                 facts,
+                refused: None,
             }
         })
         .collect();
@@ -170,6 +192,56 @@ pub fn kafka_series(summary: &ClusterSummary, elapsed: Duration) -> KafkaSeries 
             duration: elapsed,
         },
     }
+}
+
+/// What `/metrics` shows of a round ([`crate::metrics::kafka`]): `probes` are the round's
+/// probes (those of method `kafka` are used), `cluster` its cluster-level observation
+/// (`None` when the method did not run: then there is nothing to show).
+pub fn metrics_view<'a>(
+    cluster_name: &str,
+    probes: impl IntoIterator<Item = &'a ProbeResult>,
+    cluster: Option<&ClusterObservation>,
+) -> Option<KafkaView> {
+    let cluster = cluster?;
+    let fact = |p: &ProbeResult, name: &str| {
+        p.facts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v as i64)
+    };
+    let brokers = probes
+        .into_iter()
+        .filter(|p| p.method == names::METHOD)
+        .map(|p| {
+            let b = BrokerView {
+                up: p.success,
+                auth_ok: fact(p, names::AUTH_OK).map(|v| v == 1),
+                under_min_isr_without: fact(p, names::UNDER_MIN_ISR_WITHOUT),
+                under_replicated: fact(p, names::BROKER_UNDER_REPLICATED),
+                offline: fact(p, names::BROKER_OFFLINE),
+            };
+            (p.node_id.clone(), b)
+        })
+        .collect();
+    let mut view = KafkaView {
+        cluster: cluster_name.to_string(),
+        brokers,
+        ..KafkaView::default()
+    };
+    for (l, v) in &cluster.samples {
+        let n = *v as i64;
+        match l.get("__name__").map(String::as_str) {
+            Some(names::PARTITIONS) => {
+                if let Some(state) = l.get("state") {
+                    view.partitions.insert(state.clone(), n);
+                }
+            }
+            Some(names::QUORUM_VOTERS) => view.quorum_voters = Some(n),
+            Some(names::QUORUM_MAX_LAG) => view.quorum_max_lag = Some(n),
+            _ => {}
+        }
+    }
+    Some(view)
 }
 
 /// What a client was built from; a change rebuilds it.
@@ -412,6 +484,16 @@ mod tests {
         assert_eq!(fact(0, names::UNDER_MIN_ISR_WITHOUT), Some(3.0));
         assert_eq!(fact(1, names::UNDER_MIN_ISR_WITHOUT), Some(3.0));
         assert_eq!(fact(2, names::UNDER_MIN_ISR_WITHOUT), Some(2.0));
+        // p1 is led by 1 with ISR {1} of [1, 2]; p2 (no leader) has its replica on 3.
+        let per_broker = |n| (0..3).map(|i| fact(i, n)).collect::<Vec<_>>();
+        assert_eq!(
+            per_broker(names::BROKER_UNDER_REPLICATED),
+            [Some(1.0), Some(0.0), Some(0.0)]
+        );
+        assert_eq!(
+            per_broker(names::BROKER_OFFLINE),
+            [Some(0.0), Some(0.0), Some(1.0)]
+        );
         let labels = &s.brokers[0].series()[2].0;
         assert_eq!(labels.get("node_id").map(String::as_str), Some("1"));
         assert_eq!(labels.get("method"), None, "facts carry node_id only");
@@ -468,6 +550,12 @@ mod tests {
 
         sum.metadata = None;
         sum.source = None;
+        let s = kafka_series(&sum, Duration::from_secs(1));
+        assert_eq!(
+            value(&s.brokers[0].series(), names::BROKER_OFFLINE, None),
+            None,
+            "no per-broker counts without metadata"
+        );
         sum.errors = vec!["127.0.0.1:9091: no answer to Metadata within 1s".into()];
         let s = kafka_series(&sum, Duration::from_secs(1));
         assert!(s.cluster.samples.is_empty());
@@ -476,6 +564,49 @@ mod tests {
             "no metadata: 127.0.0.1:9091: no answer to Metadata within 1s"
         );
         assert_eq!(s.brokers.len(), 3, "liveness is still written");
+    }
+
+    #[test]
+    fn what_metrics_shows() {
+        let s = kafka_series(&summary(), Duration::from_secs(2));
+        let mut probes = s.brokers.clone();
+        probes.push(ProbeResult {
+            method: "socket",
+            node_id: "9".into(),
+            success: true,
+            duration: Duration::ZERO,
+            detail: String::new(),
+            facts: Vec::new(),
+            refused: Some(false),
+        });
+        let v = metrics_view("east", &probes, Some(&s.cluster)).expect("the method ran");
+        assert_eq!(v.cluster, "east");
+        let b = |up, auth: Option<bool>, w, urp, off| BrokerView {
+            up,
+            auth_ok: auth,
+            under_min_isr_without: Some(w),
+            under_replicated: Some(urp),
+            offline: Some(off),
+        };
+        let want: BTreeMap<String, BrokerView> = [
+            ("1".to_string(), b(true, Some(true), 3, 1, 0)),
+            ("2".to_string(), b(true, Some(false), 3, 0, 0)),
+            ("3".to_string(), b(false, None, 2, 0, 1)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(v.brokers, want, "kafka probes only");
+        let parts: Vec<(&str, i64)> = v.partitions.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(
+            parts,
+            [
+                ("offline", 1),
+                ("under_min_isr", 2),
+                ("under_replicated", 2)
+            ]
+        );
+        assert_eq!((v.quorum_voters, v.quorum_max_lag), (Some(3), Some(42)));
+        assert_eq!(metrics_view("east", &probes, None), None);
     }
 
     #[test]

@@ -25,7 +25,14 @@ pub struct ProbeResult {
     pub detail: String,
     /// Extra numeric facts (ZooKeeper `mntr` values, zxid, …) as (name, value).
     pub facts: Vec<(String, f64)>,
+    /// `socket` only: whether the connection was actively refused (nothing listens), as
+    /// opposed to accepted, timed out or failed otherwise; `None` for other methods.
+    pub refused: Option<bool>,
 }
+
+/// The series of a socket probe: 1 when the connection was refused, 0 otherwise (a hung
+/// host that lets the connect time out is not "refused").
+pub const REFUSED: &str = "kafka_healing_probe_refused";
 
 impl ProbeResult {
     /// The probe as series: success, duration, and the facts, labelled with `node_id`.
@@ -47,6 +54,9 @@ impl ProbeResult {
                 self.duration.as_secs_f64(),
             ),
         ];
+        if let Some(r) = self.refused {
+            out.push((base(REFUSED), if r { 1.0 } else { 0.0 }));
+        }
         for (name, v) in &self.facts {
             let mut l = base(name);
             l.remove("method");
@@ -56,18 +66,37 @@ impl ProbeResult {
     }
 }
 
-/// TCP connect to `host:port` within `timeout`.
-pub async fn socket(node_id: &str, host: &str, port: u16, timeout: Duration) -> ProbeResult {
-    let t0 = Instant::now();
-    let r = tokio::time::timeout(timeout, TcpStream::connect((host, port))).await;
-    let (success, detail) = match r {
-        Ok(Ok(_)) => (true, format!("{host}:{port} accepts connections")),
-        Ok(Err(e)) => (false, format!("{host}:{port}: {e}")),
-        Err(_) => (
+/// What a TCP connect came to: `Ok(Ok(()))` accepted, `Ok(Err(e))` failed, `Err(())` no
+/// answer within `timeout`. Returns (success, refused, detail).
+pub fn socket_outcome(
+    host: &str,
+    port: u16,
+    r: Result<std::io::Result<()>, ()>,
+    timeout: Duration,
+) -> (bool, bool, String) {
+    match r {
+        Ok(Ok(())) => (true, false, format!("{host}:{port} accepts connections")),
+        Ok(Err(e)) => (
+            false,
+            e.kind() == std::io::ErrorKind::ConnectionRefused,
+            format!("{host}:{port}: {e}"),
+        ),
+        Err(()) => (
+            false,
             false,
             format!("{host}:{port}: no answer within {timeout:?}"),
         ),
-    };
+    }
+}
+
+/// TCP connect to `host:port` within `timeout`.
+pub async fn socket(node_id: &str, host: &str, port: u16, timeout: Duration) -> ProbeResult {
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map(|c| c.map(drop))
+        .map_err(drop);
+    let (success, refused, detail) = socket_outcome(host, port, r, timeout);
     ProbeResult {
         method: "socket",
         node_id: node_id.to_string(),
@@ -75,6 +104,7 @@ pub async fn socket(node_id: &str, host: &str, port: u16, timeout: Duration) -> 
         duration: t0.elapsed(),
         detail,
         facts: Vec::new(),
+        refused: Some(refused),
     }
 }
 
@@ -191,6 +221,7 @@ pub async fn zookeeper(
         duration: t0.elapsed(),
         detail,
         facts,
+        refused: None,
     }
 }
 
@@ -215,6 +246,7 @@ pub async fn http(
         duration: t0.elapsed(),
         detail,
         facts: Vec::new(),
+        refused: None,
     }
 }
 
@@ -242,6 +274,64 @@ mod tests {
                 .contains("unexpected srvr answer")
         );
         assert!(parse_srvr("srvr is not executed because it is not in the whitelist.").is_err());
+    }
+
+    #[test]
+    fn refused_is_told_apart_from_timed_out() {
+        use std::io::{Error, ErrorKind};
+        let t = Duration::from_secs(2);
+        let o = |r| socket_outcome("h", 9092, r, t);
+        assert_eq!(
+            o(Ok(Ok(()))),
+            (true, false, "h:9092 accepts connections".into())
+        );
+        let (up, refused, _) = o(Ok(Err(Error::from(ErrorKind::ConnectionRefused))));
+        assert_eq!((up, refused), (false, true));
+        // A hung host (or a firewall that drops) lets the connect time out: not refused.
+        assert_eq!(
+            o(Err(())),
+            (false, false, "h:9092: no answer within 2s".into())
+        );
+        for kind in [
+            ErrorKind::HostUnreachable,
+            ErrorKind::TimedOut,
+            ErrorKind::NotFound,
+        ] {
+            let (up, refused, _) = o(Ok(Err(Error::from(kind))));
+            assert_eq!((up, refused), (false, false), "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn socket_series_on_loopback() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = l.local_addr().unwrap().port();
+        let closed = {
+            let c = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            c.local_addr().unwrap().port()
+        };
+        let t = Duration::from_secs(5);
+        let value = |r: &ProbeResult, name: &str| {
+            r.series()
+                .into_iter()
+                .find(|(l, _)| l["__name__"] == name)
+                .map(|(l, v)| (l["method"].clone(), l["node_id"].clone(), v))
+        };
+        // The listener accepts but never answers (as a hung broker's kernel does).
+        let r = socket("b1", "127.0.0.1", open, t).await;
+        assert_eq!(
+            value(&r, REFUSED),
+            Some(("socket".into(), "b1".into(), 0.0))
+        );
+        let r = socket("b1", "127.0.0.1", closed, t).await;
+        assert_eq!(
+            value(&r, REFUSED),
+            Some(("socket".into(), "b1".into(), 1.0))
+        );
+        assert_eq!(
+            value(&r, "kafka_healing_probe_success").map(|v| v.2),
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -376,6 +376,17 @@ impl Watcher {
                 .get_or_create(&l)
                 .set(d.as_millis() as i64);
         }
+        let probes = obs.iter().filter_map(|o| match o {
+            Observation::Probe(p) => Some(p),
+            _ => None,
+        });
+        let cluster = obs.iter().find_map(|o| match o {
+            Observation::Cluster(c) => Some(c),
+            _ => None,
+        });
+        let cluster_name = &setup.loaded.config.cluster.name;
+        let view = kafka_watch::metrics_view(cluster_name, probes, cluster);
+        self.metrics.kafka.show(view.as_ref());
         if let Ok(store) = self.store.lock() {
             self.metrics.series_in_memory.set(store.len() as i64);
             let dropped = store.dropped_series() as i64;

@@ -7,7 +7,7 @@ fn shipped_examples_pass() {
     let o = run(&["check", "-c", "examples/config.yaml"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("OK examples/config.yaml: 9 rules, 8 runbooks, 3 brokers"),
+        stdout(&o).contains("OK examples/config.yaml: 10 rules, 8 runbooks, 3 brokers"),
         "{}",
         stdout(&o)
     );

@@ -127,6 +127,16 @@ pub(crate) async fn wait_stopped(pid: i32, stopped: bool) {
 }
 
 pub(crate) fn create_topic(port: u16) -> Result<(), String> {
+    create_topic_with(port, TOPIC, 3, 2)
+}
+
+/// Makes `topic` (RF 1) on the broker at `port` with Kafka's own TopicCommand.
+pub(crate) fn create_topic_with(
+    port: u16,
+    topic: &str,
+    partitions: u32,
+    min_isr: u32,
+) -> Result<(), String> {
     let (libs, _) = libs();
     let mut c = Command::new("java");
     c.args([
@@ -138,13 +148,10 @@ pub(crate) fn create_topic(port: u16) -> Result<(), String> {
     .arg(format!("{}/*", libs.display()))
     .arg("org.apache.kafka.tools.TopicCommand")
     .args(["--bootstrap-server", &format!("127.0.0.1:{port}")])
-    .args(["--create", "--topic", TOPIC, "--partitions", "3"])
-    .args([
-        "--replication-factor",
-        "1",
-        "--config",
-        "min.insync.replicas=2",
-    ]);
+    .args(["--create", "--topic", topic, "--partitions"])
+    .arg(partitions.to_string())
+    .args(["--replication-factor", "1", "--config"])
+    .arg(format!("min.insync.replicas={min_isr}"));
     match run_bounded(c, Duration::from_secs(120)) {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(format!(

@@ -16,7 +16,7 @@ fn shipped_rule_tests_pass() {
         "rules/tests/ansible.test.yaml",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(stdout(&o), "ok: 11 tests\n");
+    assert_eq!(stdout(&o), "ok: 14 tests\n");
     // The test file sits in rules/tests/ so that the configs' `../rules/*.yaml` does not
     // load it as a rule file.
     let o = run(&["check", "-c", "examples/config.yaml"]);
@@ -31,7 +31,7 @@ fn condition_for_timing_fixture_passes() {
         "rules/tests/kafka.test.yaml",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(stdout(&o), "ok: 13 tests\n");
+    assert_eq!(stdout(&o), "ok: 16 tests\n");
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn unreadable_file_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("error: cannot read test file no/such.test.yaml"));
     assert!(
-        stdout(&o).contains("FAILED: 0 of 9 tests; 1 file not run"),
+        stdout(&o).contains("FAILED: 0 of 12 tests; 1 file not run"),
         "{}",
         stdout(&o)
     );

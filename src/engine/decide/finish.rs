@@ -89,16 +89,20 @@ impl Core {
         let go_on = firing && self.accepting;
         let next = match status {
             _ if unfixable => Next::Nothing,
-            ExecStatus::Refused if go_on => Next::Recheck {
+            _ if refused_by.is_some() && go_on => Next::Recheck {
                 attempt: r.attempt,
                 until_ms: now.saturating_add(l.recheck_ms),
             },
+            _ if refused_by.is_some() => Next::Nothing,
             ExecStatus::Escalated => Next::Circuit(format!("execution {id} escalated")),
-            ExecStatus::Failed if go_on && attempts >= l.max_attempts => Next::Circuit(format!(
-                "attempt {attempts}/{} failed: no attempts left in the window",
-                l.max_attempts
-            )),
-            ExecStatus::Failed if go_on => {
+            // Refused before a retry: its first try ran and counted, as a failure does.
+            ExecStatus::Failed | ExecStatus::Refused if go_on && attempts >= l.max_attempts => {
+                Next::Circuit(format!(
+                    "attempt {attempts}/{} failed: no attempts left in the window",
+                    l.max_attempts
+                ))
+            }
+            ExecStatus::Failed | ExecStatus::Refused if go_on => {
                 let attempt = attempts.saturating_add(1);
                 Next::Retry {
                     attempt,

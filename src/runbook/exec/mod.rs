@@ -47,7 +47,18 @@ pub struct StepRun {
     /// It failed in a way no later run of the same plan can fix
     /// ([`ExecError::unfixable`]).
     pub unfixable: bool,
+    /// The gate refused a retry (see [`run_step_gated`]): its reason.
+    pub refused: Option<String>,
 }
+
+/// Asked before each retry of a step; `Err` with a reason stops the step there (the
+/// preconditions of a disruptive step, judged again).
+pub type RetryGate<'a> = &'a (
+        dyn Fn() -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>,
+> + Send
+            + Sync
+    );
 
 /// Runs `step` (position `index` in its runbook): up to `1 + step.retries` tries, with
 /// [`ExecOptions::retry_pause`] between them, stopping at the first success.
@@ -72,9 +83,23 @@ pub async fn run_step_judged(
     opts: &ExecOptions,
     cancel: &CancellationToken,
 ) -> StepRun {
+    run_step_gated(step, index, opts, cancel, None).await
+}
+
+/// [`run_step_judged`], asking `gate` (when given) before each retry: a refusal ends the
+/// step failed, with the last try's outcome and the reason in its error and in
+/// [`StepRun::refused`].
+pub async fn run_step_gated(
+    step: &RenderedStep,
+    index: u32,
+    opts: &ExecOptions,
+    cancel: &CancellationToken,
+    gate: Option<RetryGate<'_>>,
+) -> StepRun {
     let started_ms = now_ms();
     let t0 = Instant::now();
     let mut attempts: u32 = 0;
+    let mut refused = None;
     let last = loop {
         if cancel.is_cancelled() {
             break Outcome::fatal(ExecError::Cancelled);
@@ -99,6 +124,20 @@ pub async fn run_step_judged(
                 };
             }
         }
+        if let Some(gate) = gate
+            && let Err(why) = gate().await
+        {
+            let error = format!(
+                "{}; try {} refused: {why}",
+                outcome.error.as_deref().unwrap_or("failed"),
+                attempts.saturating_add(1)
+            );
+            refused = Some(why);
+            break Outcome {
+                error: Some(error),
+                ..outcome
+            };
+        }
     };
     let duration_ms = i64::try_from(t0.elapsed().as_millis()).unwrap_or(i64::MAX);
     tracing::info!(
@@ -122,7 +161,11 @@ pub async fn run_step_judged(
         stderr_truncated: last.stderr_truncated,
         error: last.error,
     };
-    StepRun { record, unfixable }
+    StepRun {
+        record,
+        unfixable,
+        refused,
+    }
 }
 
 /// One try of `step`, by its kind.

@@ -286,12 +286,40 @@ async fn killed_broker_under_supervisord_is_restarted_by_the_shipped_ansible_pla
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
-    assert_eq!(steps[1]["name"], "wait-for-listener");
+    // The post-condition: back in the cluster, asked through Kafka's protocol.
+    assert_eq!(steps[1]["name"], "wait-in-sync");
     assert_eq!(steps[1]["status"], "succeeded", "{detail}");
     assert_eq!(
         steps[1]["argv"],
-        json!(["tcp", format!("127.0.0.1:{}", sup.port)])
+        json!([
+            "kafka-1",
+            format!("127.0.0.1:{}", sup.port),
+            "timeout=600",
+            "recovery_timeout=3600"
+        ])
     );
+    let said = steps[1]["stdout"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("broker kafka-1 answers (ApiVersions in ")
+            && said.contains(
+                ", is in the ISR of all 0 partition(s) it hosts; BrokerState RUNNING (3) after "
+            ),
+        "{said}"
+    );
+    // Judged before the restart: the broker did not answer, so each precondition held.
+    let events = detail["events"].as_array().expect("events");
+    let judged = events
+        .iter()
+        .find(|e| e["kind"] == "precondition")
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_default();
+    for want in [
+        "broker_unreachable holds (broker kafka-1 (127.0.0.1:",
+        "restart_safe holds (broker kafka-1 does not answer: restarting it cannot lower availability)",
+        "not_starting holds (its exporter ",
+    ] {
+        assert!(judged.contains(want), "missing {want:?} in {judged}");
+    }
 
     // The broker is back: a new JVM, the port accepts connections, the exporter answers.
     let pid1 = sup.pid().expect("supervisord runs kafka-1 again");
