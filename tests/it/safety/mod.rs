@@ -138,6 +138,15 @@ pub(crate) fn restarts_before_others_in_sync(
     out
 }
 
+/// A refused execution's reason from the precondition's name on: the service writes
+/// "refused before step `restart`: restart_safe: …".
+pub(crate) fn refusal(reason: &str) -> &str {
+    match reason.strip_prefix("refused before step `") {
+        Some(rest) => rest.split_once("`: ").map_or(rest, |(_, r)| r),
+        None => reason,
+    }
+}
+
 /// The first sample at or after `from_ms` in which broker `id` answers and is in every
 /// ISR: its time.
 pub(crate) fn back_at(samples: &[Sample], from_ms: i64, id: i32) -> Option<i64> {

@@ -69,6 +69,7 @@ rules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n"
 /// The value of the first series `name{…}` in `text` whose labels contain every `labels`.
 fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
+        .map(str::trim_start)
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter(|l| labels.iter().all(|x| l.contains(x)))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
@@ -206,7 +207,7 @@ async fn safety_sasl_ssl_probe_and_preconditions() {
     )
     .await;
     assert_eq!(ex["status"], "refused", "[5] {ex}");
-    let why = ex["reason"].as_str().unwrap_or_default();
+    let why = super::refusal(ex["reason"].as_str().unwrap_or_default());
     assert!(why.starts_with("restart_safe:"), "[5] {why}");
     assert!(
         why.contains(&format!("{expected} partition")),
@@ -219,9 +220,8 @@ async fn safety_sasl_ssl_probe_and_preconditions() {
     let ex = decided(&srv, down.clone(), "broker-down", now_ms()).await;
     assert_eq!(ex["status"], "refused", "[5] {ex}");
     assert!(
-        ex["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("broker_unreachable:")),
+        super::refusal(ex["reason"].as_str().unwrap_or_default())
+            .starts_with("broker_unreachable:"),
         "[5] {ex}"
     );
 
@@ -247,7 +247,7 @@ async fn safety_sasl_ssl_probe_and_preconditions() {
     assert_eq!(own, Vec::<Value>::new(), "[5] the condition never fires");
     let ex = decided(&srv, down, "broker-down", now_ms()).await;
     assert_eq!(ex["status"], "refused", "[5] {ex}");
-    let why = ex["reason"].as_str().unwrap_or_default().to_string();
+    let why = super::refusal(ex["reason"].as_str().unwrap_or_default()).to_string();
     assert!(
         why.starts_with("broker_unreachable:") && why.to_lowercase().contains("auth"),
         "[5] a clear authentication error: {why}"

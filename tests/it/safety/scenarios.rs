@@ -31,8 +31,9 @@ fn is(e: &Value, rule: &str, target: &str, status: &str) -> bool {
     e["rule"] == rule && e["target"] == target && e["status"] == status
 }
 
+/// The refusal's reason without the service's "refused before step `…`: " prefix.
 fn reason(e: &Value) -> String {
-    e["reason"].as_str().unwrap_or_default().to_string()
+    super::refusal(e["reason"].as_str().unwrap_or_default()).to_string()
 }
 
 /// Event messages of an execution that report the preconditions (their outcome and the
@@ -205,7 +206,7 @@ pub(crate) async fn hung_broker(rig: &Rig) {
     .expect("join")
     .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
     .unwrap_or_else(|e| panic!("[2] scrape: {e}"));
-    let probe = out.lines().find(|l| {
+    let probe = out.lines().map(str::trim_start).find(|l| {
         l.starts_with("kafka_healing_probe_success{")
             && l.contains("method=\"kafka\"")
             && l.contains(&format!("node_id=\"{target}\""))
