@@ -117,9 +117,13 @@ async fn decided(srv: &Server, labels: Value, rule: &str, from: i64) -> Value {
             })
         })
         .await;
+    // The first decided one (a refusal queues its own re-judgement after it).
     list.into_iter()
-        .rev()
-        .find(|e| e["rule"] == rule && e["created_ms"].as_i64() >= Some(from))
+        .find(|e| {
+            e["rule"] == rule
+                && e["created_ms"].as_i64() >= Some(from)
+                && !matches!(e["status"].as_str(), Some("queued" | "running"))
+        })
         .expect("execution")
 }
 
