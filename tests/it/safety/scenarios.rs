@@ -272,22 +272,24 @@ pub(crate) async fn refused_while_other_down(rig: &Rig) {
     let from = now_ms();
     rig.stack.kill9(victim);
     let killed_ms = now_ms();
-    let body = json!({
-        "receiver": "safety", "status": "firing", "version": "4", "groupKey": "{}:{}",
-        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example.com", "truncatedAlerts": 0,
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": "RollingRestart", "node_id": healthy, "severity": "warning"},
-            "annotations": {"summary": "rolling restart"},
-            "startsAt": "2026-11-27T23:33:11Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus.example.com/graph"
-        }]
-    });
+    let body = |status: &str| {
+        json!({
+            "receiver": "safety", "status": status, "version": "4", "groupKey": "{}:{}",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example.com", "truncatedAlerts": 0,
+            "alerts": [{
+                "status": status,
+                "labels": {"alertname": "RollingRestart", "node_id": healthy, "severity": "warning"},
+                "annotations": {"summary": "rolling restart"},
+                "startsAt": "2026-11-27T23:33:11Z", "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example.com/graph"
+            }]
+        })
+    };
     let r = reqwest::Client::new()
         .post(rig.stack.url("/api/v1/alerts"))
         .bearer_auth(TOKEN)
-        .json(&body)
+        .json(&body("firing"))
         .timeout(Duration::from_secs(10))
         .send()
         .await
@@ -347,6 +349,16 @@ pub(crate) async fn refused_while_other_down(rig: &Rig) {
         m.finish();
         return;
     }
+    // The request is withdrawn: no re-judgement restarts kafka-1 once it is safe.
+    let r = reqwest::Client::new()
+        .post(rig.stack.url("/api/v1/alerts"))
+        .bearer_auth(TOKEN)
+        .json(&body("resolved"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("POST webhook");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
     assert_eq!(ex["status"], "refused", "[4] {ex}");
     let why = reason(ex);
     assert!(why.starts_with("restart_safe:"), "[4] {why}");
