@@ -24,12 +24,12 @@ use crate::common::Scratch;
 use crate::kafka::{Broker, libs, run_bounded};
 use crate::mailbox::free_port;
 
-const TOPIC: &str = "healing-t";
+pub(crate) const TOPIC: &str = "healing-t";
 const CLUSTER_ID: &str = "a2Fma2EtaGVhbGluZy10Zg";
 
 /// CA, a broker certificate valid for `kafka.test` only (so 127.0.0.1 needs the
 /// `server_name` override), and a client certificate, all PEM in `dir`.
-fn pki(dir: &Path) {
+pub(crate) fn pki(dir: &Path) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -57,7 +57,7 @@ fn pki(dir: &Path) {
 
 /// The broker's extra listener: SASL_SSL with PLAIN and SCRAM, client certificates
 /// required.
-fn sasl_ssl_props(dir: &Path, sasl_port: u16) -> String {
+pub(crate) fn sasl_ssl_props(dir: &Path, sasl_port: u16) -> String {
     let d = dir.display();
     format!(
         "listeners=PLAINTEXT://127.0.0.1:@PORT@,CONTROLLER://127.0.0.1:@CONTROLLER_PORT@,SASL_SSL://127.0.0.1:{sasl_port}
@@ -126,7 +126,7 @@ pub(crate) async fn wait_stopped(pid: i32, stopped: bool) {
     );
 }
 
-fn create_topic(port: u16) -> Result<(), String> {
+pub(crate) fn create_topic(port: u16) -> Result<(), String> {
     create_topic_with(port, TOPIC, 3, 2)
 }
 

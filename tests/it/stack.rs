@@ -27,7 +27,7 @@ use crate::common::Scratch;
 use crate::kafka::{run_bounded, supervised_pid, supervisorctl, tail};
 use crate::mailbox::{headers, parse_eml};
 
-const TOKEN: &str = "stack-demo-token-0123456789";
+pub(crate) const TOKEN: &str = "stack-demo-token-0123456789";
 /// Bound on one scenario's wait (kill to healed) on a busy 2-core machine.
 const LIMIT: Duration = Duration::from_secs(240);
 /// Bound on one supervisorctl call (a `start` waits the program's `startsecs`).
@@ -42,9 +42,9 @@ fn now_ms() -> i64 {
 }
 
 /// A running stack; `stack down` when dropped.
-struct Stack {
-    dir: PathBuf,
-    info: Value,
+pub(crate) struct Stack {
+    pub(crate) dir: PathBuf,
+    pub(crate) info: Value,
     client: reqwest::Client,
 }
 
@@ -57,7 +57,7 @@ impl Drop for Stack {
 }
 
 impl Stack {
-    fn up(dir: &Path, args: &[&str]) -> Stack {
+    pub(crate) fn up(dir: &Path, args: &[&str]) -> Stack {
         let mut c = Command::new(repo().join("scripts/kafka/stack"));
         c.arg("up")
             .arg(dir)
@@ -99,16 +99,16 @@ impl Stack {
         }
     }
 
-    fn ctl(&self, args: &[&str]) -> Output {
+    pub(crate) fn ctl(&self, args: &[&str]) -> Output {
         supervisorctl(&self.dir.join("supervisord.conf"), args, CTL_LIMIT).expect("supervisorctl")
     }
 
-    fn pid(&self, program: &str) -> Option<i32> {
+    pub(crate) fn pid(&self, program: &str) -> Option<i32> {
         supervised_pid(&self.dir.join("supervisord.conf"), program, CTL_LIMIT)
     }
 
     /// SIGKILLs a broker's JVM (supervisord keeps it down: autorestart=false).
-    fn kill9(&self, program: &str) -> i32 {
+    pub(crate) fn kill9(&self, program: &str) -> i32 {
         use nix::sys::signal::{Signal, kill};
         use nix::unistd::Pid;
         let pid = self
@@ -118,11 +118,11 @@ impl Stack {
         pid
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.info["healing"]["url"].as_str().unwrap())
     }
 
-    async fn executions(&self) -> Vec<Value> {
+    pub(crate) async fn executions(&self) -> Vec<Value> {
         let v: Value = self
             .client
             .get(self.url("/api/v1/executions?limit=1000"))
@@ -139,7 +139,7 @@ impl Stack {
         list
     }
 
-    async fn detail(&self, id: &Value) -> Value {
+    pub(crate) async fn detail(&self, id: &Value) -> Value {
         self.client
             .get(self.url(&format!("/api/v1/executions/{id}")))
             .bearer_auth(TOKEN)
