@@ -422,21 +422,33 @@ impl Safety {
             summary: None,
             state: None,
         };
-        if required.contains(&Precondition::RestartSafe) {
-            let mut brokers = self.brokers.clone();
-            if !brokers.iter().any(|b| b.node_id == target.node_id) {
-                brokers.push(target.clone());
+        // The exporter is read while Kafka is asked: a hung JVM costs one timeout, not two.
+        let state = async {
+            if required.contains(&Precondition::NotStarting) {
+                Some(self.state(target).await)
+            } else {
+                None
             }
-            let s = summarize(&self.client, &brokers).await;
-            o.target = s.broker(&target.node_id).cloned();
-            o.kafka_id = o.target.as_ref().and_then(|l| l.kafka_id).or(o.kafka_id);
-            o.summary = Some(s);
-        } else if required.contains(&Precondition::BrokerUnreachable) {
-            o.target = Some(self.liveness(target).await);
-        }
-        if required.contains(&Precondition::NotStarting) {
-            o.state = Some(self.state(target).await);
-        }
+        };
+        let kafka = async {
+            if required.contains(&Precondition::RestartSafe) {
+                let mut brokers = self.brokers.clone();
+                if !brokers.iter().any(|b| b.node_id == target.node_id) {
+                    brokers.push(target.clone());
+                }
+                let s = summarize(&self.client, &brokers).await;
+                (s.broker(&target.node_id).cloned(), Some(s))
+            } else if required.contains(&Precondition::BrokerUnreachable) {
+                (Some(self.liveness(target).await), None)
+            } else {
+                (None, None)
+            }
+        };
+        let (state, (liveness, summary)) = tokio::join!(state, kafka);
+        o.kafka_id = liveness.as_ref().and_then(|l| l.kafka_id).or(o.kafka_id);
+        o.target = liveness;
+        o.summary = summary;
+        o.state = state;
         o
     }
 

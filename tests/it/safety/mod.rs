@@ -175,7 +175,6 @@ async fn safety_kraft_scenarios_on_one_stack() {
 
 /// Scenario 6: scenarios 1 and 3 on a ZooKeeper-mode cluster (Kafka 3.9.1).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs `scripts/kafka/stack up --zookeeper` (branch zk-mode, not on main yet)"]
 async fn safety_zookeeper_mode_scenarios_1_and_3() {
     let s = Scratch::new();
     let rig = Rig::up(&s.path().join("stack"), &["--zookeeper"]).await;
