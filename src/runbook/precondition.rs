@@ -431,18 +431,24 @@ impl Safety {
             }
         };
         let kafka = async {
-            if required.contains(&Precondition::RestartSafe) {
-                let mut brokers = self.brokers.clone();
-                if !brokers.iter().any(|b| b.node_id == target.node_id) {
-                    brokers.push(target.clone());
-                }
-                let s = summarize(&self.client, &brokers).await;
-                (s.broker(&target.node_id).cloned(), Some(s))
-            } else if required.contains(&Precondition::BrokerUnreachable) {
-                (Some(self.liveness(target).await), None)
-            } else {
-                (None, None)
+            let needs_target = required.contains(&Precondition::BrokerUnreachable)
+                || required.contains(&Precondition::RestartSafe);
+            if !needs_target {
+                return (None, None);
             }
+            let target_liveness = self.liveness(target).await;
+            // A target that does not answer passes restart_safe without a look at the
+            // cluster, which can be slow exactly then (with a majority of the KRaft
+            // controllers down, DescribeQuorum waits out its timeout).
+            if !required.contains(&Precondition::RestartSafe) || !target_liveness.alive {
+                return (Some(target_liveness), None);
+            }
+            let mut brokers = self.brokers.clone();
+            if !brokers.iter().any(|b| b.node_id == target.node_id) {
+                brokers.push(target.clone());
+            }
+            let s = summarize(&self.client, &brokers).await;
+            (s.broker(&target.node_id).cloned(), Some(s))
         };
         let (state, (liveness, summary)) = tokio::join!(state, kafka);
         o.kafka_id = liveness.as_ref().and_then(|l| l.kafka_id).or(o.kafka_id);
