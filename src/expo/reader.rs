@@ -73,21 +73,27 @@ impl<'a> Parser<'a> {
     /// `# EOF`.
     pub(super) fn next_line(&mut self) -> Result<Option<Line<'a>>, ExpoError> {
         let mut found = None;
-        self.drive(|_| false, |line| {
-            found = Some(line);
-            true
-        })?;
+        self.drive(
+            |_| false,
+            |line| {
+                found = Some(line);
+                true
+            },
+        )?;
         Ok(found)
     }
 
     /// Appends every remaining sample to `out`; HELP and TYPE lines are checked and dropped.
     pub(super) fn samples_into(&mut self, out: &mut Vec<Sample<'a>>) -> Result<(), ExpoError> {
-        self.drive(|_| false, |line| {
-            if let Line::Sample(s) = line {
-                out.push(s);
-            }
-            false
-        })
+        self.drive(
+            |_| false,
+            |line| {
+                if let Line::Sample(s) = line {
+                    out.push(s);
+                }
+                false
+            },
+        )
     }
 
     /// Like [`Self::samples_into`], but a sample line whose metric name `keep_name` refuses

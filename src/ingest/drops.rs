@@ -9,12 +9,12 @@ use tracing::warn;
 
 use super::store::SeriesStore;
 use crate::clock::rfc3339_ms;
+use crate::config::NotificationsConfig;
 use crate::engine::Setup;
 use crate::journal::Journal;
+use crate::journal::{EventKind, NewMail};
 use crate::metrics::Metrics;
 use crate::metrics::series::StoreTargetLabel;
-use crate::config::NotificationsConfig;
-use crate::journal::{EventKind, NewMail};
 
 /// What one round's drops mean.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -109,7 +109,10 @@ pub async fn follow(
 ) {
     let (step, caps) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
-        metrics.store.health_in_memory.set(store.health_len() as i64);
+        metrics
+            .store
+            .health_in_memory
+            .set(store.health_len() as i64);
         (w.step(store.dropped_by_target()), store.caps())
     };
     for (t, n) in &step.new {
@@ -165,8 +168,15 @@ mod tests {
         assert!(!s.outage_began);
         assert_eq!(s.new, vec![("scrape/k1".into(), 3)]);
         // A clean round ends it; the next drop begins another.
-        assert!(w.step(&m(&[("scrape/k1", 8), ("probe/socket/k2", 1)])).new.is_empty());
-        assert!(w.step(&m(&[("scrape/k1", 9), ("probe/socket/k2", 1)])).outage_began);
+        assert!(
+            w.step(&m(&[("scrape/k1", 8), ("probe/socket/k2", 1)]))
+                .new
+                .is_empty()
+        );
+        assert!(
+            w.step(&m(&[("scrape/k1", 9), ("probe/socket/k2", 1)]))
+                .outage_began
+        );
     }
 
     #[test]
@@ -193,8 +203,17 @@ mod tests {
             outage_began: true,
         };
         let mail = escalation_mail(&n, "prod", &step, (10, 5), 0).unwrap();
-        assert!(mail.subject.contains("series of 2 broker(s) dropped"), "{}", mail.subject);
-        assert!(mail.text.contains("Brokers whose series were dropped: k1, k2\n"), "{}", mail.text);
+        assert!(
+            mail.subject.contains("series of 2 broker(s) dropped"),
+            "{}",
+            mail.subject
+        );
+        assert!(
+            mail.text
+                .contains("Brokers whose series were dropped: k1, k2\n"),
+            "{}",
+            mail.text
+        );
         assert!(mail.text.contains("refused 12 new series"), "{}", mail.text);
         assert_eq!(mail.recipients, vec!["oncall@example.com".to_string()]);
         assert_eq!(mail.key, "escalation/series-dropped");

@@ -211,7 +211,11 @@ pub async fn scrape_kept(
         &targets,
         duration.as_secs_f64(),
     ));
-    samples.push(synthesized("scrape_samples_scraped", &targets, exposed as f64));
+    samples.push(synthesized(
+        "scrape_samples_scraped",
+        &targets,
+        exposed as f64,
+    ));
     ScrapeResult {
         node_id: node_id.to_string(),
         url: url.to_string(),

@@ -53,8 +53,10 @@ pub const RESERVED_SERIES: usize = 50_000;
 /// Whether a series (named `name`) is a target's health: it counts against the reserved
 /// budget, never against `max_series`.
 pub fn is_health(name: &str) -> bool {
-    matches!(name, "up" | "scrape_duration_seconds" | "scrape_samples_scraped")
-        || name.starts_with("kafka_healing_probe_")
+    matches!(
+        name,
+        "up" | "scrape_duration_seconds" | "scrape_samples_scraped"
+    ) || name.starts_with("kafka_healing_probe_")
         || name.starts_with("kafka_healing_kafka_")
 }
 
@@ -559,7 +561,16 @@ mod tests {
         let mut s = SeriesStore::new(60_000, 2).with_reserved(3);
         let batch = |node: &str| {
             let mut v: Vec<(Labels, f64)> = (0..5)
-                .map(|i| (l(&[("__name__", "jmx_x"), ("node_id", node), ("i", &i.to_string())]), 1.0))
+                .map(|i| {
+                    (
+                        l(&[
+                            ("__name__", "jmx_x"),
+                            ("node_id", node),
+                            ("i", &i.to_string()),
+                        ]),
+                        1.0,
+                    )
+                })
                 .collect();
             v.push((l(&[("__name__", "up"), ("node_id", node)]), 1.0));
             v
@@ -567,7 +578,10 @@ mod tests {
         s.insert_batch("scrape/a", 0, batch("a"));
         s.insert_batch("scrape/b", 0, batch("b"));
         let probe = vec![(
-            l(&[("__name__", "kafka_healing_probe_success"), ("node_id", "a")]),
+            l(&[
+                ("__name__", "kafka_healing_probe_success"),
+                ("node_id", "a"),
+            ]),
             1.0,
         )];
         s.insert_batch("probe/socket/a", 0, probe);
@@ -577,7 +591,11 @@ mod tests {
         assert_eq!(s.dropped_by_target().get("scrape/a"), Some(&3));
         assert_eq!(s.dropped_by_target().get("scrape/b"), Some(&5));
         // The reserved budget has a cap too, counted by target.
-        s.insert_batch("scrape/c", 0, vec![(l(&[("__name__", "up"), ("node_id", "c")]), 1.0)]);
+        s.insert_batch(
+            "scrape/c",
+            0,
+            vec![(l(&[("__name__", "up"), ("node_id", "c")]), 1.0)],
+        );
         assert_eq!(s.dropped_by_target().get("scrape/c"), Some(&1));
         assert_eq!(s.dropped_series(), 9);
         // Expired health series free their reserved slots.

@@ -239,10 +239,22 @@ mod tests {
             "absent(d{job=\"kafka\"}) or -e",
             "topk(3, f)",
         ]);
-        let names: Vec<_> = k.selectors().iter().filter_map(|s| s.exact_name()).collect();
+        let names: Vec<_> = k
+            .selectors()
+            .iter()
+            .filter_map(|s| s.exact_name())
+            .collect();
         assert_eq!(
             names,
-            vec!["a_total", "b", "c", "scalar_missing_fn_is_fine", "d", "e", "f"]
+            vec![
+                "a_total",
+                "b",
+                "c",
+                "scalar_missing_fn_is_fine",
+                "d",
+                "e",
+                "f"
+            ]
         );
         assert!(!k.keeps_all());
         assert!(k.may_keep_name("a_total") && !k.may_keep_name("g"));
