@@ -46,6 +46,9 @@ pub fn is_stale_marker(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// The self-watch's cap of exporter series.
+pub const MAX_SERIES: usize = 200_000;
+
 /// Series of the reserved budget by default: about 20 health series per broker for 2,500
 /// brokers.
 pub const RESERVED_SERIES: usize = 50_000;

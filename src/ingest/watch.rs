@@ -269,7 +269,7 @@ impl Watcher {
             alerts,
             store: Arc::new(Mutex::new(SeriesStore::new(
                 retention.as_millis() as i64,
-                200_000,
+                super::store::MAX_SERIES,
             ))),
             states: ConditionStates::default(),
             client: reqwest::Client::new(),

@@ -15,6 +15,14 @@ use promql_parser::parser::{self, Expr};
 
 use crate::ingest::store::Labels;
 
+/// Series of one metric name per broker, for [`KeepSet::series_per_broker`]: the JMX body
+/// of `tests/data/expo/jmx_kafka.prom` has 2,101 samples over 62 names (34 on average; the
+/// per-partition ones 120 to 360).
+pub const SERIES_PER_NAME: usize = 40;
+
+/// Series of a full Kafka JMX scrape (issue 16: about 6,000).
+pub const SERIES_PER_SCRAPE: usize = 6_000;
+
 /// One selector of a condition: an exact metric name (when it has one) and its matchers.
 #[derive(Debug, Clone)]
 pub struct Selector {
@@ -147,6 +155,16 @@ impl KeepSet {
     /// Whether the series with this name and label lookup is kept.
     pub fn keeps<'a>(&self, name: &str, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.all || self.selectors.iter().any(|s| s.matches(name, &label))
+    }
+
+    /// Estimated exporter series kept per broker: [`SERIES_PER_NAME`] for each distinct
+    /// exact metric name, and a whole scrape ([`SERIES_PER_SCRAPE`]) when some selector
+    /// has no exact name or everything is kept; never more than a whole scrape.
+    pub fn series_per_broker(&self) -> usize {
+        if self.all || self.open {
+            return SERIES_PER_SCRAPE;
+        }
+        (self.names.len() * SERIES_PER_NAME).min(SERIES_PER_SCRAPE)
     }
 
     /// Whether the series with these labels (`__name__` included) is kept.
@@ -285,6 +303,9 @@ mod tests {
         let k = KeepSet::of_exprs(["up{"]);
         assert!(k.keeps_all() && k.may_keep_name("x"));
         assert_eq!(k.to_string(), "everything");
+        assert_eq!(k.series_per_broker(), SERIES_PER_SCRAPE);
+        let two = KeepSet::of_exprs(["a > 0", "rate(b[1m]) > a"]);
+        assert_eq!(two.series_per_broker(), 2 * SERIES_PER_NAME);
         let none = KeepSet::of_exprs([]);
         assert!(!none.may_keep_name("up"));
         assert_eq!(none.to_string(), "nothing");
