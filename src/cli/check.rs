@@ -32,6 +32,9 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
             {
                 d.error(&loaded.path, None, format!("notifications.templates: {e}"));
             }
+            if let Some(w) = capacity_warning(&loaded.config, &set) {
+                d.warning(&loaded.path, None, w);
+            }
             let summary = format!(
                 "{}: {}, {}, {} in cluster {}\n{}",
                 path.display(),
@@ -62,6 +65,41 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// A warning when the brokers times the series the conditions need per broker could pass
+/// the series store's caps (estimated from the selectors:
+/// [`KeepSet::series_per_broker`](crate::promql::KeepSet::series_per_broker); health
+/// series: 3 per method and [`HEALTH_PER_KAFKA`] for the `kafka` method).
+fn capacity_warning(cfg: &crate::config::Config, set: &rules::RuleSet) -> Option<String> {
+    use crate::config::MonitoringMethod as M;
+    use crate::ingest::store::{MAX_SERIES, RESERVED_SERIES};
+    let brokers = cfg.cluster.kafka_brokers.len();
+    let methods = &cfg.monitoring.methods;
+    let keep = crate::promql::KeepSet::of_rules(set);
+    let exporter = if methods.contains(&M::Jmx) {
+        keep.series_per_broker()
+    } else {
+        0
+    };
+    let health: usize = methods
+        .iter()
+        .map(|m| match m {
+            M::Kafka => HEALTH_PER_KAFKA,
+            M::Zookeeper => 0,
+            M::Jmx | M::Socket | M::Http => 3,
+        })
+        .sum();
+    let (need, health_need) = (brokers * exporter, brokers * health);
+    if need <= MAX_SERIES && health_need <= RESERVED_SERIES {
+        return None;
+    }
+    Some(format!(
+        "monitoring: {brokers} brokers may need about {need} exporter series ({exporter} per broker for what the conditions read: {keep}) and {health_need} health series, over the series store's caps ({MAX_SERIES} and {RESERVED_SERIES}): series beyond them are dropped; narrow the conditions' selectors"
+    ))
+}
+
+/// Health series per broker of the `kafka` method (its `kafka_healing_kafka_*` series).
+const HEALTH_PER_KAFKA: usize = 10;
 
 /// The limits the engine will decide with, each with its maximum, and the rules that
 /// override them: what an SRE wants to see before a storm, not after.

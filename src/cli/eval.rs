@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
 use crate::ingest::store::{Labels, SeriesStore};
-use crate::promql::{Query, Value, format_labels};
+use crate::promql::{KeepSet, Query, Value, format_labels};
 
 /// Runs `eval`: loads `metrics` into a store (samples without a timestamp at `at_ms`),
 /// evaluates `expr` at `at_ms` and prints the result.
@@ -29,6 +29,9 @@ pub(super) fn run(metrics: &Path, at_ms: Option<i64>, expr: &str, json_out: bool
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // `serve`'s kept set for this expression: what it cannot read is dropped before its
+    // labels are built, as the self-watch does (parsed whole, for the default instant).
+    let keep = KeepSet::of_exprs([expr]);
     let samples = match crate::expo::parse(&text) {
         Ok(s) => s,
         Err(e) => {
@@ -42,6 +45,14 @@ pub(super) fn run(metrics: &Path, at_ms: Option<i64>, expr: &str, json_out: bool
         .unwrap_or_else(now_ms);
     let mut rows: Vec<(i64, Labels, f64)> = samples
         .into_iter()
+        .filter(|s| {
+            keep.keeps(s.name, |k| {
+                s.labels
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.as_ref())
+            })
+        })
         .map(|s| {
             let mut labels: Labels = s
                 .labels

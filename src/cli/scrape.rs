@@ -11,6 +11,7 @@ use crate::clock::now_ms;
 use crate::ingest::kafka_watch::KafkaWatch;
 use crate::ingest::store::SeriesStore;
 use crate::ingest::watch::{Observation, evaluate, observe};
+use crate::promql::KeepSet;
 
 fn series_text(labels: &crate::ingest::store::Labels, v: f64) -> String {
     let name = labels.get("__name__").cloned().unwrap_or_default();
@@ -47,6 +48,23 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
         Observation::Cluster(c) => ("~cluster".to_string(), c.method.to_string()),
     });
     let results = evaluate(&setup, &store, now_ms());
+    // What `serve` would keep of the exporters' series (health series are always kept).
+    let keep = KeepSet::of_rules(&setup.rules);
+    let kept_of = |s: &crate::ingest::scrape::ScrapeResult| {
+        let exporter = s.samples.len().saturating_sub(3);
+        let kept = s.samples[..exporter]
+            .iter()
+            .filter(|(l, _)| keep.keeps_labels(l))
+            .count();
+        (kept, exporter)
+    };
+    let (kept, all) = obs
+        .iter()
+        .filter_map(|o| match o {
+            Observation::Scrape(s) => Some(kept_of(s)),
+            _ => None,
+        })
+        .fold((0, 0), |(k, a), (k2, a2)| (k + k2, a + a2));
     if json_out {
         let targets: Vec<_> = obs
             .iter()
@@ -54,7 +72,7 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
                 Observation::Scrape(s) => json!({
                     "node_id": s.node_id, "method": "jmx", "up": s.up, "url": s.url,
                     "duration_seconds": s.duration.as_secs_f64(),
-                    "samples": s.samples.len().saturating_sub(3), "error": s.error,
+                    "samples": s.samples.len().saturating_sub(3), "kept": kept_of(s).0, "error": s.error,
                 }),
                 Observation::Probe(p) => json!({
                     "node_id": p.node_id, "method": p.method, "up": p.success,
@@ -80,7 +98,8 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
             .collect();
         println!(
             "{}",
-            json!({ "targets": targets, "conditions": conditions })
+            json!({ "targets": targets, "conditions": conditions,
+                "kept": { "series": kept, "of": all, "read": keep.to_string() } })
         );
         return ExitCode::SUCCESS;
     }
@@ -94,8 +113,9 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
                 s.duration.as_secs_f64() * 1000.0,
                 match &s.error {
                     None => format!(
-                        "{} samples from {}",
+                        "{} samples ({} kept) from {}",
                         s.samples.len().saturating_sub(3),
+                        kept_of(s).0,
                         s.url
                     ),
                     Some(e) => format!("{}: {e}", s.url),
@@ -134,6 +154,9 @@ pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
     if obs.is_empty() {
         println!("  (no targets: check cluster and monitoring.methods)");
     }
+    println!(
+        "kept {kept} of {all} exporter series (the conditions read: {keep}); up, scrape, probe and Kafka-protocol series are always kept"
+    );
     println!("conditions:");
     for (rule, r) in &results {
         match r {

@@ -60,6 +60,14 @@ pub(super) fn run(files: &[PathBuf], json: bool) -> ExitCode {
                     for t in r.tests.iter().filter(|t| !t.passed) {
                         print!("{}", render_failure(&r.file, t));
                     }
+                    for t in r.tests.iter().filter(|t| !t.unread.is_empty()) {
+                        println!(
+                            "note: {}: test {:?}: no condition reads {}: dropped, as serve drops them",
+                            r.file.display(),
+                            t.name,
+                            t.unread.join(", ")
+                        );
+                    }
                 }
                 Outcome::Invalid(d) => {
                     eprint!("{d}");

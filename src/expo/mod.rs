@@ -65,3 +65,15 @@ pub fn parse(input: &str) -> Result<Vec<Sample<'_>>, ExpoError> {
 pub fn parse_into<'a>(input: &'a str, out: &mut Vec<Sample<'a>>) -> Result<(), ExpoError> {
     Parser::new(input).samples_into(out)
 }
+
+/// Parses the samples whose metric name `keep_name` accepts; the others are skipped once
+/// their name is read (nothing of them is parsed, checked or allocated). Returns the kept
+/// samples and how many were skipped.
+pub fn parse_kept(
+    input: &str,
+    keep_name: impl Fn(&str) -> bool,
+) -> Result<(Vec<Sample<'_>>, usize), ExpoError> {
+    let mut out = Vec::new();
+    let skipped = Parser::new(input).samples_kept_into(keep_name, &mut out)?;
+    Ok((out, skipped))
+}

@@ -53,6 +53,8 @@ pub struct Parser<'a> {
     done: bool,
     /// Reused for each sample's labels before they are moved to a right-sized vector.
     scratch: Vec<(&'a str, Cow<'a, str>)>,
+    /// Sample lines skipped by name ([`Self::samples_kept_into`]).
+    skipped: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -63,6 +65,7 @@ impl<'a> Parser<'a> {
             line: 1,
             done: false,
             scratch: Vec::new(),
+            skipped: 0,
         }
     }
 
@@ -70,28 +73,58 @@ impl<'a> Parser<'a> {
     /// `# EOF`.
     pub(super) fn next_line(&mut self) -> Result<Option<Line<'a>>, ExpoError> {
         let mut found = None;
-        self.drive(|line| {
-            found = Some(line);
-            true
-        })?;
+        self.drive(
+            |_| false,
+            |line| {
+                found = Some(line);
+                true
+            },
+        )?;
         Ok(found)
     }
 
     /// Appends every remaining sample to `out`; HELP and TYPE lines are checked and dropped.
     pub(super) fn samples_into(&mut self, out: &mut Vec<Sample<'a>>) -> Result<(), ExpoError> {
-        self.drive(|line| {
-            if let Line::Sample(s) = line {
-                out.push(s);
-            }
-            false
-        })
+        self.drive(
+            |_| false,
+            |line| {
+                if let Line::Sample(s) = line {
+                    out.push(s);
+                }
+                false
+            },
+        )
+    }
+
+    /// Like [`Self::samples_into`], but a sample line whose metric name `keep_name` refuses
+    /// is skipped after its name is read: its labels and value are neither parsed nor
+    /// checked. Returns how many were skipped.
+    pub(super) fn samples_kept_into(
+        &mut self,
+        keep_name: impl Fn(&str) -> bool,
+        out: &mut Vec<Sample<'a>>,
+    ) -> Result<usize, ExpoError> {
+        self.drive(
+            |name| !keep_name(name),
+            |line| {
+                if let Line::Sample(s) = line {
+                    out.push(s);
+                }
+                false
+            },
+        )?;
+        Ok(self.skipped)
     }
 
     /// Reads lines and hands each meaningful one to `sink` until `sink` returns `true`, the
     /// input ends, `# EOF`, or an error. Generic so that [`Self::samples_into`] pushes each
     /// sample straight into its vector (no `Result<Option<..>>` moved per line).
     #[inline(always)]
-    fn drive(&mut self, mut sink: impl FnMut(Line<'a>) -> bool) -> Result<(), ExpoError> {
+    fn drive(
+        &mut self,
+        skip: impl Fn(&'a str) -> bool,
+        mut sink: impl FnMut(Line<'a>) -> bool,
+    ) -> Result<(), ExpoError> {
         while !self.done && !self.rest.is_empty() {
             let line_no = self.line;
             let text = self.take_line();
@@ -109,6 +142,10 @@ impl<'a> Parser<'a> {
                     Ok(Meta::Type { name, kind }) => Line::Type(name, kind),
                     Err(message) => return Err(self.fail(line_no, message)),
                 },
+                Some(_) if skip(cur.clone().metric_name()) => {
+                    self.skipped += 1;
+                    continue;
+                }
                 Some(_) => match parse_sample(&mut cur, &mut self.scratch) {
                     Ok(s) => Line::Sample(s),
                     Err(message) => return Err(self.fail(line_no, message)),

@@ -31,6 +31,7 @@ const fn class(digits: bool, colon: bool) -> [bool; 256] {
 
 /// A cursor over one line (without its line ending). Positions always sit on ASCII bytes
 /// or at the end, so every slice taken is on a `char` boundary.
+#[derive(Clone)]
 pub(super) struct Cursor<'a> {
     /// The line.
     pub(super) s: &'a str,

@@ -1,6 +1,7 @@
 //! Ingest: how alerts arrive: the Alertmanager webhook, and the self-watch (scrapes,
 //! probes, rule conditions), which honours Alertmanager's silences ([`silence`]).
 
+pub mod drops;
 pub mod kafka_watch;
 pub mod probe;
 pub mod scrape;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::store::Labels;
 use crate::config::Broker;
+use crate::promql::KeepSet;
 
 /// Largest body accepted (a JMX exporter of a large broker serves a few MB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -26,6 +27,8 @@ pub struct ScrapeResult {
     pub samples: Vec<(Labels, f64)>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// Samples the exposition held (kept or not; `scrape_samples_scraped`).
+    pub exposed: usize,
 }
 
 /// The endpoint of a broker: `metrics_url`, else `http://host:jmx_port/metrics`.
@@ -112,45 +115,95 @@ async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration) -> Result
     String::from_utf8(body.to_vec()).map_err(|e| format!("body is not UTF-8: {e}"))
 }
 
-/// Scrapes `url` for broker `node_id` within `timeout`.
+/// Scrapes `url` for broker `node_id` within `timeout`, keeping every sample.
 pub async fn scrape(
     client: &reqwest::Client,
     node_id: &str,
     url: &str,
     timeout: Duration,
 ) -> ScrapeResult {
+    scrape_kept(client, node_id, url, timeout, &KeepSet::all()).await
+}
+
+/// The label `k` of an exporter's sample once the target labels are attached (as
+/// [`samples_of`] builds them), without building the label set.
+fn final_label<'a>(
+    s: &'a crate::expo::Sample<'a>,
+    targets: &'a [(&'static str, String)],
+    k: &str,
+) -> Option<&'a str> {
+    let own = |k: &str| {
+        s.labels
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.as_ref())
+    };
+    if let Some((_, v)) = targets.iter().find(|(t, _)| *t == k) {
+        return Some(v.as_str());
+    }
+    match k.strip_prefix("exported_") {
+        Some(base) if targets.iter().any(|(t, _)| *t == base) => own(base).or_else(|| own(k)),
+        _ => own(k),
+    }
+}
+
+/// The kept samples of `body` with target labels attached, and how many it exposed.
+fn samples_of(
+    body: &str,
+    targets: &[(&'static str, String)],
+    keep: &KeepSet,
+) -> Result<(Vec<(Labels, f64)>, usize), crate::expo::ExpoError> {
+    let (parsed, skipped) = crate::expo::parse_kept(body, |n| keep.may_keep_name(n))?;
+    let exposed = parsed.len() + skipped;
+    let mut samples = Vec::new();
+    for s in &parsed {
+        if !keep.keeps(s.name, |k| final_label(s, targets, k)) {
+            continue;
+        }
+        let mut l: Labels = BTreeMap::new();
+        for (k, v) in &s.labels {
+            l.insert((*k).to_string(), v.to_string());
+        }
+        // As Prometheus with honor_labels: false, the exporter's own target labels are
+        // kept as exported_*.
+        for (k, v) in targets {
+            if let Some(old) = l.insert(k.to_string(), v.clone()) {
+                l.insert(format!("exported_{k}"), old);
+            }
+        }
+        l.insert("__name__".into(), s.name.to_string());
+        samples.push((l, s.value));
+    }
+    Ok((samples, exposed))
+}
+
+/// Scrapes `url` for broker `node_id` within `timeout`, keeping only the samples `keep`
+/// accepts (the others are skipped while parsing). The synthesized `up`,
+/// `scrape_duration_seconds` and `scrape_samples_scraped` (every sample exposed) are
+/// always there.
+pub async fn scrape_kept(
+    client: &reqwest::Client,
+    node_id: &str,
+    url: &str,
+    timeout: Duration,
+    keep: &KeepSet,
+) -> ScrapeResult {
     let t0 = Instant::now();
     let targets = target_labels(node_id, url);
     let mut samples = Vec::new();
+    let mut exposed = 0;
     let error = match fetch(client, url, timeout).await {
-        Ok(body) => match crate::expo::parse(&body) {
-            Ok(parsed) => {
-                for s in parsed {
-                    let mut l: Labels = BTreeMap::new();
-                    for (k, v) in &s.labels {
-                        l.insert((*k).to_string(), v.to_string());
-                    }
-                    // As Prometheus with honor_labels: false, the exporter's own target
-                    // labels are kept as exported_*.
-                    for (k, v) in &targets {
-                        if let Some(old) = l.insert(k.to_string(), v.clone()) {
-                            l.insert(format!("exported_{k}"), old);
-                        }
-                    }
-                    l.insert("__name__".into(), s.name.to_string());
-                    samples.push((l, s.value));
-                }
+        Ok(body) => match samples_of(&body, &targets, keep) {
+            Ok((kept, n)) => {
+                samples = kept;
+                exposed = n;
                 None
             }
             Err(e) => Some(format!("malformed exposition: {e}")),
         },
         Err(e) => Some(e),
     };
-    if error.is_some() {
-        samples.clear();
-    }
     let duration = t0.elapsed();
-    let n = samples.len() as f64;
     let up = error.is_none();
     samples.push(synthesized("up", &targets, if up { 1.0 } else { 0.0 }));
     samples.push(synthesized(
@@ -158,7 +211,11 @@ pub async fn scrape(
         &targets,
         duration.as_secs_f64(),
     ));
-    samples.push(synthesized("scrape_samples_scraped", &targets, n));
+    samples.push(synthesized(
+        "scrape_samples_scraped",
+        &targets,
+        exposed as f64,
+    ));
     ScrapeResult {
         node_id: node_id.to_string(),
         url: url.to_string(),
@@ -166,5 +223,6 @@ pub async fn scrape(
         duration,
         samples,
         error,
+        exposed,
     }
 }

@@ -3,8 +3,11 @@
 //! Series are keyed by their whole label set (`__name__` included). Each keeps its
 //! `(ts_ms, value)` samples, oldest first, within `retention_ms` of the newest sample
 //! inserted anywhere (or of the `now_ms` given to [`SeriesStore::prune`]). At most
-//! `max_series` series exist at once: samples of new series beyond the cap are dropped and
-//! counted ([`SeriesStore::dropped_series`]).
+//! `max_series` exporter series exist at once: samples of new series beyond the cap are
+//! dropped and counted ([`SeriesStore::dropped_series`], per target in
+//! [`SeriesStore::dropped_by_target`]). A target's health series ([`is_health`]: `up`, the
+//! synthesized scrape series, the probe and Kafka-protocol series) have their own reserved
+//! budget ([`SeriesStore::with_reserved`]) that exporter series can never take.
 //!
 //! Staleness follows Prometheus: when a series that a target's previous scrape produced is
 //! missing from its next scrape ([`SeriesStore::insert_batch`]), a *stale marker* (a NaN
@@ -43,9 +46,32 @@ pub fn is_stale_marker(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// The self-watch's cap of exporter series.
+pub const MAX_SERIES: usize = 200_000;
+
+/// Series of the reserved budget by default: about 20 health series per broker for 2,500
+/// brokers.
+pub const RESERVED_SERIES: usize = 50_000;
+
+/// Whether a series (named `name`) is a target's health: it counts against the reserved
+/// budget, never against `max_series`.
+pub fn is_health(name: &str) -> bool {
+    matches!(
+        name,
+        "up" | "scrape_duration_seconds" | "scrape_samples_scraped"
+    ) || name.starts_with("kafka_healing_probe_")
+        || name.starts_with("kafka_healing_kafka_")
+}
+
+fn labels_are_health(labels: &Labels) -> bool {
+    labels.get("__name__").is_some_and(|n| is_health(n))
+}
+
 /// One series' retained samples.
 #[derive(Debug, Default)]
 struct Series {
+    /// Whether it counts against the reserved budget.
+    health: bool,
     /// `(ts_ms, value)`, strictly increasing timestamps.
     samples: Vec<(i64, f64)>,
 }
@@ -84,6 +110,10 @@ pub enum Inserted {
 pub struct SeriesStore {
     retention_ms: i64,
     max_series: usize,
+    max_health: usize,
+    health_len: usize,
+    /// Per target, the new series refused because a cap was reached.
+    dropped_by_target: HashMap<String, u64>,
     series: HashMap<Arc<Labels>, Series>,
     /// Per scrape target, the series its last scrape produced (for staleness).
     targets: HashMap<String, HashSet<Arc<Labels>>>,
@@ -105,6 +135,9 @@ impl SeriesStore {
         SeriesStore {
             retention_ms: retention_ms.max(0),
             max_series,
+            max_health: RESERVED_SERIES,
+            health_len: 0,
+            dropped_by_target: HashMap::new(),
             series: HashMap::new(),
             targets: HashMap::new(),
             newest_ms: None,
@@ -112,6 +145,12 @@ impl SeriesStore {
             dropped_series: 0,
             dropped_samples: 0,
         }
+    }
+
+    /// The same store with `n` series reserved for health series ([`is_health`]).
+    pub fn with_reserved(mut self, n: usize) -> SeriesStore {
+        self.max_health = n;
+        self
     }
 
     /// Adds one sample (`ts_ms` in milliseconds); older samples than the window drop out.
@@ -161,15 +200,23 @@ impl SeriesStore {
             }
             return (Inserted::Stored, Some(key));
         }
-        if self.series.len() >= self.max_series {
+        let health = labels_are_health(&labels);
+        let full = if health {
+            self.health_len >= self.max_health
+        } else {
+            self.series.len() - self.health_len >= self.max_series
+        };
+        if full {
             self.dropped_series += 1;
             self.dropped_samples += 1;
             return (Inserted::OverCap, None);
         }
+        self.health_len += usize::from(health);
         let key = Arc::new(labels);
         self.series.insert(
             Arc::clone(&key),
             Series {
+                health,
                 samples: vec![(ts_ms, value)],
             },
         );
@@ -185,8 +232,17 @@ impl SeriesStore {
     {
         let mut seen: HashSet<Arc<Labels>> = HashSet::new();
         for (labels, value) in samples {
-            if let (_, Some(key)) = self.insert_inner(labels, ts_ms, value) {
-                seen.insert(key);
+            match self.insert_inner(labels, ts_ms, value) {
+                (_, Some(key)) => {
+                    seen.insert(key);
+                }
+                (Inserted::OverCap, None) => {
+                    *self
+                        .dropped_by_target
+                        .entry(target.to_string())
+                        .or_default() += 1;
+                }
+                _ => {}
             }
         }
         let previous = self.targets.insert(target.to_string(), seen);
@@ -239,10 +295,14 @@ impl SeriesStore {
     /// Drops samples older than `now_ms - retention_ms`, and series left without samples.
     pub fn prune(&mut self, now_ms: i64) {
         let min_ts = now_ms.saturating_sub(self.retention_ms);
+        let mut health_len = 0;
         self.series.retain(|_, s| {
             s.trim(min_ts);
-            !s.samples.is_empty()
+            let keep = !s.samples.is_empty();
+            health_len += usize::from(keep && s.health);
+            keep
         });
+        self.health_len = health_len;
         for keys in self.targets.values_mut() {
             keys.retain(|k| self.series.contains_key(k));
         }
@@ -293,6 +353,22 @@ impl SeriesStore {
     /// Whether no series is held.
     pub fn is_empty(&self) -> bool {
         self.series.is_empty()
+    }
+
+    /// Number of health series held (the reserved budget's use).
+    pub fn health_len(&self) -> usize {
+        self.health_len
+    }
+
+    /// The caps: (exporter series, reserved health series).
+    pub fn caps(&self) -> (usize, usize) {
+        (self.max_series, self.max_health)
+    }
+
+    /// Per scrape target (`scrape/NODE`, `probe/METHOD/NODE`, …), the new series refused
+    /// since the store was made because a cap was reached.
+    pub fn dropped_by_target(&self) -> &HashMap<String, u64> {
+        &self.dropped_by_target
     }
 
     /// Number of samples held (stale markers included).
@@ -481,5 +557,52 @@ mod tests {
         }
         assert!(one > empty);
         assert!(s.bytes() >= one + 99 * 16);
+    }
+
+    #[test]
+    fn health_series_have_a_budget_exporters_cannot_take() {
+        let mut s = SeriesStore::new(60_000, 2).with_reserved(3);
+        let batch = |node: &str| {
+            let mut v: Vec<(Labels, f64)> = (0..5)
+                .map(|i| {
+                    (
+                        l(&[
+                            ("__name__", "jmx_x"),
+                            ("node_id", node),
+                            ("i", &i.to_string()),
+                        ]),
+                        1.0,
+                    )
+                })
+                .collect();
+            v.push((l(&[("__name__", "up"), ("node_id", node)]), 1.0));
+            v
+        };
+        s.insert_batch("scrape/a", 0, batch("a"));
+        s.insert_batch("scrape/b", 0, batch("b"));
+        let probe = vec![(
+            l(&[
+                ("__name__", "kafka_healing_probe_success"),
+                ("node_id", "a"),
+            ]),
+            1.0,
+        )];
+        s.insert_batch("probe/socket/a", 0, probe);
+        // Two exporter series (the cap), and every health series in the reserved budget.
+        assert_eq!((s.len(), s.health_len()), (5, 3));
+        assert_eq!(s.select(&[eq("__name__", "up")], 0, 0).len(), 2);
+        assert_eq!(s.dropped_by_target().get("scrape/a"), Some(&3));
+        assert_eq!(s.dropped_by_target().get("scrape/b"), Some(&5));
+        // The reserved budget has a cap too, counted by target.
+        s.insert_batch(
+            "scrape/c",
+            0,
+            vec![(l(&[("__name__", "up"), ("node_id", "c")]), 1.0)],
+        );
+        assert_eq!(s.dropped_by_target().get("scrape/c"), Some(&1));
+        assert_eq!(s.dropped_series(), 9);
+        // Expired health series free their reserved slots.
+        s.prune(120_000);
+        assert_eq!((s.len(), s.health_len()), (0, 0));
     }
 }

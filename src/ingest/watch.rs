@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::kafka_watch::{self, ClusterObservation, KafkaWatch};
 use super::probe::{self, ProbeResult};
-use super::scrape::{ScrapeResult, metrics_url, scrape};
+use super::scrape::{ScrapeResult, metrics_url, scrape_kept};
 use super::silence;
 use super::store::{Labels, SeriesStore};
 use crate::clock::now_ms;
@@ -26,6 +26,7 @@ use crate::engine::{AlertSink, Setup, SetupCell};
 use crate::ingest::{Alert, AlertStatus};
 use crate::journal::{Journal, NewAlert};
 use crate::metrics::{Metrics, ShardLabel, TargetLabels};
+use crate::promql::KeepSet;
 use crate::rules::condition::ConditionStates;
 
 /// At most this many scrapes and probes at once.
@@ -42,16 +43,16 @@ pub enum Observation {
     Cluster(ClusterObservation),
 }
 
-/// Scrapes and probes every target of `setup` once (bounded concurrency) and stores the
-/// samples. Used by the watcher and by `kafka-healing scrape`; `kafka` holds the `kafka`
-/// method's client between rounds.
+/// Scrapes and probes every target of `setup` once (bounded concurrency) and stores every
+/// sample (the kept set does not apply). Used by `kafka-healing scrape`; `kafka` holds the
+/// `kafka` method's client between rounds.
 pub async fn observe(
     setup: &Setup,
     client: &reqwest::Client,
     kafka: &KafkaWatch,
     store: &Mutex<SeriesStore>,
 ) -> Vec<Observation> {
-    observe_some(setup, client, kafka, store, |_| true).await
+    observe_kept(setup, client, kafka, store, |_| true, KeepSet::all()).await
 }
 
 /// The shard name of broker `node_id` (HA mode splits targets by these names).
@@ -64,7 +65,9 @@ pub fn zookeeper_target(node_id: &str) -> String {
     format!("zookeeper/{node_id}")
 }
 
-/// Like [`observe`], only for the targets `mine` accepts (by shard name).
+/// Like [`observe`], only for the targets `mine` accepts (by shard name), keeping only
+/// the exporter samples the current conditions can read ([`KeepSet::of_rules`], so a
+/// reload recomputes it).
 pub async fn observe_some(
     setup: &Setup,
     client: &reqwest::Client,
@@ -72,6 +75,19 @@ pub async fn observe_some(
     store: &Mutex<SeriesStore>,
     mine: impl Fn(&str) -> bool,
 ) -> Vec<Observation> {
+    let keep = KeepSet::of_rules(&setup.rules);
+    observe_kept(setup, client, kafka, store, mine, keep).await
+}
+
+async fn observe_kept(
+    setup: &Setup,
+    client: &reqwest::Client,
+    kafka: &KafkaWatch,
+    store: &Mutex<SeriesStore>,
+    mine: impl Fn(&str) -> bool,
+    keep: KeepSet,
+) -> Vec<Observation> {
+    let keep = Arc::new(keep);
     let cfg = &setup.loaded.config;
     let m = &cfg.monitoring;
     let timeout = Duration::from_secs(m.timeout_seconds);
@@ -84,12 +100,13 @@ pub async fn observe_some(
         let url = metrics_url(b);
         for method in &m.methods {
             let (b, c, sem, url) = (b.clone(), client.clone(), sem.clone(), url.clone());
+            let keep = keep.clone();
             match method {
                 MonitoringMethod::Jmx => {
                     let Some(url) = url else { continue };
                     set.spawn(async move {
                         let _permit = sem.acquire().await;
-                        Observation::Scrape(scrape(&c, &b.node_id, &url, timeout).await)
+                        Observation::Scrape(scrape_kept(&c, &b.node_id, &url, timeout, &keep).await)
                     });
                 }
                 MonitoringMethod::Socket => {
@@ -231,6 +248,8 @@ pub struct Watcher {
     silences_failing: bool,
     /// The `kafka` method's client, kept between rounds.
     kafka: KafkaWatch,
+    /// Series dropped so far, by target (one escalation per outage).
+    drops: super::drops::DropWatch,
 }
 
 impl Watcher {
@@ -250,7 +269,7 @@ impl Watcher {
             alerts,
             store: Arc::new(Mutex::new(SeriesStore::new(
                 retention.as_millis() as i64,
-                200_000,
+                super::store::MAX_SERIES,
             ))),
             states: ConditionStates::default(),
             client: reqwest::Client::new(),
@@ -258,6 +277,7 @@ impl Watcher {
             coord: None,
             silences_failing: false,
             kafka: KafkaWatch::new(),
+            drops: Default::default(),
         }
     }
 
@@ -398,6 +418,15 @@ impl Watcher {
             }
             self.metrics.series_dropped.set(dropped);
         }
+        super::drops::follow(
+            &mut self.drops,
+            &self.store,
+            &self.metrics,
+            &self.journal,
+            &setup,
+            now_ms(),
+        )
+        .await;
         for o in &obs {
             match o {
                 Observation::Scrape(s) if !s.up => {

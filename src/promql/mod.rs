@@ -26,6 +26,7 @@ mod check;
 mod eval;
 mod functions;
 mod labels;
+pub mod selectors;
 
 use std::fmt;
 
@@ -34,6 +35,7 @@ use promql_parser::parser::Expr;
 use crate::ingest::store::{Labels, SeriesStore};
 
 pub use check::check;
+pub use selectors::KeepSet;
 
 /// The result of an evaluation.
 #[derive(Debug, Clone, PartialEq)]

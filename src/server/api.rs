@@ -255,7 +255,8 @@ pub async fn reload(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     }
 }
 
-/// `GET /-/ready`: journal open, rules loaded, intake open.
+/// `GET /-/ready`: journal open, rules loaded, intake open; names the targets whose series
+/// the series store dropped last round.
 pub async fn ready(State(st): State<Arc<AppState>>) -> Response {
     if !st.journal.is_healthy() {
         return (StatusCode::SERVICE_UNAVAILABLE, "journal unavailable\n").into_response();
@@ -264,6 +265,27 @@ pub async fn ready(State(st): State<Arc<AppState>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     let rules = st.engine.current().rules.rules.len();
+    // Still 200: intake and healing work, but the self-watch does not see every target
+    // whole, and says which.
+    let dropping = st.metrics.store.dropping();
+    if !dropping.is_empty() {
+        let shown: Vec<&str> = dropping.iter().take(10).map(String::as_str).collect();
+        let more = dropping.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        return (
+            StatusCode::OK,
+            format!(
+                "ready: {rules} rules; series store full: the last round dropped series of {} target(s): {}{more}\n",
+                dropping.len(),
+                shown.join(", ")
+            ),
+        )
+            .into_response();
+    }
     (StatusCode::OK, format!("ready: {rules} rules\n")).into_response()
 }
 

@@ -627,3 +627,38 @@ fn precondition_problems() {
     let (code, err) = check(&config_with(""), &[("a.yaml", ok)]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn warns_when_brokers_times_kept_series_could_pass_the_cap() {
+    let s = Scratch::new();
+    let brokers: String = (0..40)
+        .map(|i| {
+            format!(
+                "    - {{ node_id: b{i}, host: h{i}.example.com, port: 9092, jmx_port: 9404 }}\n"
+            )
+        })
+        .collect();
+    let cfg = |expr: &str| {
+        s.write(
+            "r.yaml",
+            &format!("rules:\n  - name: r\n    condition: {{ expr: '{expr}' }}\n    runbook: rb\nrunbooks:\n  rb:\n    disruptive: false\n    steps: [{{ name: s, exec: ['true'] }}]\n"),
+        );
+        let p = s.write(
+            "c.yaml",
+            &format!("cluster:\n  name: t\n  kafka_brokers:\n{brokers}monitoring: {{ methods: [jmx, socket] }}\nrules: [r.yaml]\n"),
+        );
+        run(&["check", "-c", p.to_str().unwrap()])
+    };
+    // A selector without a metric name keeps a whole scrape (6,000) per broker: 40 × 6,000.
+    let o = cfg("count({job=\"kafka\"}) > 0");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: monitoring: 40 brokers may need about 240000 exporter series (6000 per broker for what the conditions read: {job=\"kafka\"}) and 240 health series, over the series store's caps (200000 and 50000)"),
+        "{}",
+        stderr(&o)
+    );
+    // Two metric names: 40 × 2 × 40 series, well under the cap: no warning.
+    let o = cfg("a > 0 and b > 0");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("may need about"), "{}", stderr(&o));
+}

@@ -174,6 +174,15 @@ async fn scrape_command_shows_targets_and_conditions() {
         (jmx["up"].clone(), jmx["samples"].clone()),
         (serde_json::json!(true), serde_json::json!(2))
     );
+    // The conditions read the URP gauge and `up`: one of the two exporter series is kept.
+    assert_eq!(jmx["kept"], 1, "{jmx}");
+    assert_eq!(
+        v["kept"],
+        serde_json::json!({
+            "series": 1, "of": 2,
+            "read": "kafka_server_replicamanager_underreplicatedpartitions, up"
+        })
+    );
     let sock = targets.iter().find(|t| t["method"] == "socket").unwrap();
     assert_eq!(sock["up"], false, "nothing listens on the broker port");
     let urp = v["conditions"]

@@ -6,6 +6,7 @@ pub(crate) mod harness;
 mod conditions;
 mod crash;
 mod email;
+mod fleet;
 mod intake;
 mod kafka_heal;
 mod kafka_pause;

@@ -201,3 +201,40 @@ fn unreadable_file_is_a_usage_error() {
     let o = run(&["test"]);
     assert_eq!(o.status.code(), Some(2), "no file is a usage error");
 }
+
+#[test]
+fn series_no_condition_reads_are_dropped_and_named() {
+    let s = Scratch::new();
+    let src = std::fs::read_to_string(format!("{ROOT}/tests/data/unittest/condition.test.yaml"))
+        .unwrap()
+        .replace(
+            "rule_files: [condition-rules.yaml]",
+            &format!("rule_files: [{ROOT}/tests/data/unittest/condition-rules.yaml]"),
+        )
+        // An unread series (a typo of the URP gauge's name) alongside the read ones.
+        .replacen(
+            "        values: '0x9'\n",
+            "        values: '0x9'\n      - series: 'kafka_server_replicamanager_underreplicated{node_id=\"kafka-2\"}'\n        values: '5x9'\n",
+            1,
+        );
+    let p = s.write("t.test.yaml", &src);
+    let path = p.to_string_lossy().into_owned();
+    let o = run(&["test", &path]);
+    let out = stdout(&o);
+    // The dropped series changes nothing (no condition reads it): the test still passes,
+    // and the report names it.
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(&format!(
+            "note: {path}: test \"pending, firing after for, resolved when the value clears\": no condition reads kafka_server_replicamanager_underreplicated{{node_id=\"kafka-2\"}}: dropped, as serve drops them\n"
+        )),
+        "{out}"
+    );
+    let o = run(&["test", "--json", &path]);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(
+        v["files"][0]["tests"][0]["unread"],
+        serde_json::json!(["kafka_server_replicamanager_underreplicated{node_id=\"kafka-2\"}"])
+    );
+    assert_eq!(v["files"][0]["tests"][1].get("unread"), None);
+}

@@ -8,9 +8,9 @@ use super::series::SeriesValue;
 use super::spec::{ExpectedDecision, ExpectedPlan};
 use super::{TestCase, TestFile};
 use crate::engine::{Decision, Plan, plan_alert, plan_payload};
-use crate::ingest::store::{LOOKBACK_DELTA_MS, SeriesStore, stale_marker};
+use crate::ingest::store::{LOOKBACK_DELTA_MS, Labels, SeriesStore, is_health, stale_marker};
 use crate::ingest::{Alert, AlertStatus};
-use crate::promql::Query;
+use crate::promql::{KeepSet, Query, format_labels};
 use crate::rules::Rule;
 use crate::rules::condition::ConditionStates;
 
@@ -88,6 +88,10 @@ pub enum TestFailure {
     },
 }
 
+fn is_health_labels(l: &Labels) -> bool {
+    l.get("__name__").is_some_and(|n| is_health(n))
+}
+
 /// The outcome of one test.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestReport {
@@ -99,6 +103,9 @@ pub struct TestReport {
     pub passed: bool,
     /// Its failures, in time order.
     pub failures: Vec<TestFailure>,
+    /// Input series no condition reads: dropped, as `serve` drops them while scraping.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
 }
 
 /// The outcome of a test file.
@@ -143,13 +150,34 @@ impl TestFile {
             .saturating_add(LOOKBACK_DELTA_MS)
             .saturating_add(3_600_000);
         let mut store = SeriesStore::new(retention, t.series.len().saturating_add(1));
+        // The kept set of `serve`: a series no condition reads never reaches its store, so
+        // it does not reach this one either (and the report names it).
+        let keep = KeepSet::of_rules(&self.rules);
+        let read: Vec<bool> = t
+            .series
+            .iter()
+            .map(|s| keep.keeps_labels(&s.labels) || is_health_labels(&s.labels))
+            .collect();
+        let unread: Vec<String> = t
+            .series
+            .iter()
+            .zip(&read)
+            .filter(|(_, r)| !**r)
+            .map(|(s, _)| format_labels(&s.labels))
+            .collect();
         let mut next = vec![0usize; t.series.len()];
         let mut states = ConditionStates::default();
         let mut failures = Vec::new();
         let mut eval_failed: Vec<String> = Vec::new();
         let mut now = 0i64;
         while now <= t.end_ms {
-            for (s, k) in t.series.iter().zip(next.iter_mut()) {
+            for ((s, k), _) in t
+                .series
+                .iter()
+                .zip(next.iter_mut())
+                .zip(&read)
+                .filter(|(_, r)| **r)
+            {
                 while let Some((ts, v)) = s.samples.get(*k).filter(|(ts, _)| *ts <= now) {
                     let value = match v {
                         SeriesValue::Value(x) => *x,
@@ -227,6 +255,7 @@ impl TestFile {
             line: t.line,
             passed: failures.is_empty(),
             failures,
+            unread,
         }
     }
 }

@@ -1,0 +1,182 @@
+//! Issue 16's fleet scenario through the real `serve`: 300 brokers on loopback, each
+//! exporter serving the ~2,100-sample JMX body, methods `jmx` and `socket`, one rule
+//! `broker-down` (`up{job="kafka"} == 0`) under `dry_run`. The store holds only the kept
+//! series (the condition reads `up` alone, so no exporter series), and once every exporter
+//! stops, every broker is detected.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use super::harness::*;
+use crate::common::Scratch;
+
+const BROKERS: usize = 300;
+
+/// One exporter: answers every request with `body` and closes the connection (no
+/// keep-alive, so stopping the accept loop stops the exporter at once).
+async fn serve_exporter(l: TcpListener, body: Arc<Vec<u8>>) {
+    loop {
+        let Ok((mut sock, _)) = l.accept().await else {
+            continue;
+        };
+        let body = body.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            // Bounded: one request head of at most 64 KiB, or 5 s.
+            let head = tokio::time::timeout(Duration::from_secs(5), async {
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 65536 {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            })
+            .await;
+            if head != Ok(true) {
+                return; // the socket probe: connect and close
+            }
+            let h = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(h.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+fn gauge(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The brokers with a journaled firing self alert of `broker-down`.
+fn detected(db: &std::path::Path) -> BTreeSet<String> {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return BTreeSet::new();
+    };
+    let Ok(mut st) = c.prepare(
+        "SELECT json_extract(labels, '$.node_id') FROM alerts \
+         WHERE source = 'self' AND status = 'firing' \
+         AND json_extract(labels, '$.alertname') = 'broker-down'",
+    ) else {
+        return BTreeSet::new();
+    };
+    st.query_map([], |r| r.get::<_, String>(0))
+        .map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hundred_brokers_all_detected_and_only_kept_series_stored() {
+    let body = Arc::new(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/expo/jmx_kafka.prom"
+        ))
+        .unwrap(),
+    );
+    let mut exporters = JoinSet::new();
+    let mut brokers = String::new();
+    for i in 0..BROKERS {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        brokers.push_str(&format!(
+            "    - {{ node_id: b{i:03}, host: 127.0.0.1, port: {port}, metrics_url: 'http://127.0.0.1:{port}/metrics' }}\n"
+        ));
+        exporters.spawn(serve_exporter(l, body.clone()));
+    }
+    let s = Scratch::new();
+    let cfg = format!(
+        "cluster:\n  name: fleet\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 3, methods: [jmx, socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\nrecovery: {{ dry_run: true, cooldown_seconds: 0 }}\n"
+    );
+    let rules = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="broker-down"']
+    condition:
+      expr: up{job="kafka"} == 0
+      for: 5s
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/true", "{{target.node_id}}"]
+"#;
+    let srv = Server::start(&s, &cfg, rules);
+    let pid = srv.child.id();
+    // Every broker scraped and probed up; then the store holds health series only.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let m = loop {
+        let m = srv.metrics().await;
+        let up = m
+            .lines()
+            .filter(|l| l.starts_with("kafka_healing_target_up{") && l.ends_with(" 1"))
+            .count();
+        if up == 2 * BROKERS {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{up} of {} targets up:\n{m}",
+            2 * BROKERS
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let held = gauge(&m, "kafka_healing_series_in_memory").unwrap();
+    let reserved = gauge(&m, "kafka_healing_series_reserved_in_memory").unwrap();
+    // Per broker: up, scrape_duration_seconds, scrape_samples_scraped, and the socket
+    // probe's success, duration and refused; not one of the 2,101 exporter samples.
+    assert_eq!(held, (BROKERS * 6) as f64, "{m}");
+    assert_eq!(reserved, held, "{m}");
+    assert_eq!(gauge(&m, "kafka_healing_series_dropped"), Some(0.0), "{m}");
+    let rss_up = rss_kib(pid);
+    // Every exporter (and so every socket) stops.
+    exporters.abort_all();
+    while exporters.join_next().await.is_some() {}
+    let t0 = Instant::now();
+    let db = s.path().join("state/journal.db");
+    let deadline = t0 + Duration::from_secs(60);
+    let found = loop {
+        let found = detected(&db);
+        if found.len() == BROKERS {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {BROKERS} detected; log:\n{}",
+            found.len(),
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let expected: BTreeSet<String> = (0..BROKERS).map(|i| format!("b{i:03}")).collect();
+    assert_eq!(found, expected);
+    let m = srv.metrics().await;
+    eprintln!(
+        "fleet: {BROKERS} of {BROKERS} detected in {:.1} s; store {held} series; RSS {} KiB up, {} KiB after",
+        t0.elapsed().as_secs_f64(),
+        rss_up,
+        rss_kib(pid)
+    );
+    assert_eq!(gauge(&m, "kafka_healing_series_dropped"), Some(0.0), "{m}");
+}
