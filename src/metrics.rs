@@ -1,6 +1,7 @@
 //! The service's own metrics, exposed on `/metrics` in Prometheus text format.
 
 pub mod kafka;
+pub mod watch;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -146,6 +147,8 @@ pub struct Metrics {
     pub alertmanager_up: Gauge,
     /// The self-watch's `kafka` method: brokers, partitions, quorum.
     pub kafka: kafka::KafkaMetrics,
+    /// The self-watch's rounds and store.
+    pub watch: watch::WatchMetrics,
 }
 
 impl Default for Metrics {
@@ -193,6 +196,8 @@ impl Metrics {
         let alertmanager_up = Gauge::default();
         let kafka = kafka::KafkaMetrics::default();
         kafka.register(&mut registry);
+        let watch = watch::WatchMetrics::default();
+        watch.register(&mut registry);
         registry.register(
             "skips",
             "Skipped executions journaled, by cause",
@@ -365,6 +370,7 @@ impl Metrics {
             silences_active,
             alertmanager_up,
             kafka,
+            watch,
             alerts_received,
             webhook_rejected,
             executions,

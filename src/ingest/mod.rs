@@ -3,6 +3,7 @@
 
 pub mod kafka_watch;
 pub mod probe;
+pub mod retention;
 pub mod scrape;
 pub mod silence;
 pub mod store;
