@@ -2,6 +2,7 @@
 
 pub mod kafka;
 pub mod series;
+pub mod watch;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -149,6 +150,8 @@ pub struct Metrics {
     pub kafka: kafka::KafkaMetrics,
     /// The series store's fill (drops per target, the reserved budget).
     pub store: series::SeriesMetrics,
+    /// The self-watch's rounds and store.
+    pub watch: watch::WatchMetrics,
 }
 
 impl Default for Metrics {
@@ -198,6 +201,8 @@ impl Metrics {
         kafka.register(&mut registry);
         let store = series::SeriesMetrics::default();
         store.register(&mut registry);
+        let watch = watch::WatchMetrics::default();
+        watch.register(&mut registry);
         registry.register(
             "skips",
             "Skipped executions journaled, by cause",
@@ -371,6 +376,7 @@ impl Metrics {
             alertmanager_up,
             kafka,
             store,
+            watch,
             alerts_received,
             webhook_rejected,
             executions,

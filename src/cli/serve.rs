@@ -141,7 +141,9 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         engine.setup.clone(),
         engine.alerts.clone(),
         metrics.clone(),
-        Duration::from_secs(15 * 60),
+        Duration::from_millis(
+            crate::ingest::retention::retention_ms(&engine.setup.current().rules).max(0) as u64,
+        ),
     )
     .with_coordinator(coord);
     let watch_task = tokio::spawn(watcher.run(watch_cancel.clone()));

@@ -4,6 +4,7 @@
 pub mod drops;
 pub mod kafka_watch;
 pub mod probe;
+pub mod retention;
 pub mod scrape;
 pub mod silence;
 pub mod store;

@@ -153,6 +153,16 @@ impl SeriesStore {
         self
     }
 
+    /// The retention window, in ms.
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
+    /// Changes the retention window (the conditions changed); the next prune applies it.
+    pub fn set_retention(&mut self, retention_ms: i64) {
+        self.retention_ms = retention_ms.max(0);
+    }
+
     /// Adds one sample (`ts_ms` in milliseconds); older samples than the window drop out.
     pub fn insert(&mut self, labels: Labels, ts_ms: i64, value: f64) {
         self.insert_sample(labels, ts_ms, value);

@@ -6,6 +6,7 @@
 //! Alertmanager silence matches is handed over with it, and acts on nothing
 //! ([`super::silence`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::kafka_watch::{self, ClusterObservation, KafkaWatch};
 use super::probe::{self, ProbeResult};
+use super::retention;
 use super::scrape::{ScrapeResult, metrics_url, scrape_kept};
 use super::silence;
 use super::store::{Labels, SeriesStore};
@@ -29,8 +31,44 @@ use crate::metrics::{Metrics, ShardLabel, TargetLabels};
 use crate::promql::KeepSet;
 use crate::rules::condition::ConditionStates;
 
-/// At most this many scrapes and probes at once.
-pub const CONCURRENCY: usize = 8;
+/// Lower bound of the checks allowed at once: a loopback or LAN scrape takes milliseconds,
+/// and 64 in flight keep two cores busy without a queue behind a few slow targets.
+pub const MIN_CONCURRENCY: usize = 64;
+
+/// Upper bound of the checks allowed at once: each holds a socket (half of the common
+/// 1,024 file-descriptor soft limit, leaving the rest to the journal, the listener and the
+/// pool's idle connections) and, for a scrape, its body.
+pub const MAX_CONCURRENCY: usize = 512;
+
+/// How many of `checks` scrapes and probes may run at once: enough that a round fits in
+/// half its `interval` even if every check waits its whole `timeout` (a fleet of hung
+/// exporters), never fewer than [`MIN_CONCURRENCY`] nor more than [`MAX_CONCURRENCY`] or
+/// `checks`. With 1,000 brokers, `jmx` and `socket`, a 5 s timeout and a 30 s interval:
+/// 2,000 checks, 512 at once (the formula asks 667), at worst 4 waves of 5 s.
+pub fn concurrency(checks: usize, timeout: Duration, interval: Duration) -> usize {
+    let (t, i) = (timeout.as_millis().max(1), interval.as_millis().max(1));
+    let fit = (2 * checks as u128 * t).div_ceil(i);
+    let fit = usize::try_from(fit).unwrap_or(usize::MAX);
+    fit.clamp(MIN_CONCURRENCY, MAX_CONCURRENCY)
+        .min(checks)
+        .max(1)
+}
+
+/// What one round of [`observe_round`] did.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// What the checks that finished saw (their samples are in the store).
+    pub observations: Vec<Observation>,
+    /// The checks whose result did not arrive by the round's deadline (`METHOD/NODE_ID`,
+    /// `kafka` for the `kafka` method's cluster look): aborted, nothing stored for them.
+    pub missed: Vec<String>,
+    /// Checks started or queued this round.
+    pub checks: usize,
+    /// Checks allowed at once.
+    pub concurrency: usize,
+    /// From the first check to the last result (or the deadline).
+    pub duration: Duration,
+}
 
 /// One target's observation in a round.
 #[derive(Debug, Clone)]
@@ -79,6 +117,7 @@ pub async fn observe_some(
     observe_kept(setup, client, kafka, store, mine, keep).await
 }
 
+/// [`observe_round`] within one monitoring interval, with the default concurrency.
 async fn observe_kept(
     setup: &Setup,
     client: &reqwest::Client,
@@ -87,12 +126,55 @@ async fn observe_kept(
     mine: impl Fn(&str) -> bool,
     keep: KeepSet,
 ) -> Vec<Observation> {
+    let interval = Duration::from_secs(setup.loaded.config.monitoring.interval_seconds.max(1));
+    let deadline = tokio::time::Instant::now() + interval;
+    observe_round(setup, client, kafka, store, mine, keep, deadline, None)
+        .await
+        .observations
+}
+
+/// One round over the targets `mine` accepts, storing the exporter samples `keep` accepts:
+/// every check has its own timeout and they run concurrently ([`concurrency`], or
+/// `limit`), so a hung or slow exporter delays nobody else. Checks without a result at
+/// `deadline` are aborted and reported as missed; nothing is stored for them (their health
+/// is unknown, not bad: a healer must not restart a broker because its own round was too
+/// short), so their last samples stand.
+#[allow(clippy::too_many_arguments)]
+pub async fn observe_round(
+    setup: &Setup,
+    client: &reqwest::Client,
+    kafka: &KafkaWatch,
+    store: &Mutex<SeriesStore>,
+    mine: impl Fn(&str) -> bool,
+    keep: KeepSet,
+    deadline: tokio::time::Instant,
+    limit: Option<usize>,
+) -> Round {
     let keep = Arc::new(keep);
+    let t0 = tokio::time::Instant::now();
     let cfg = &setup.loaded.config;
     let m = &cfg.monitoring;
     let timeout = Duration::from_secs(m.timeout_seconds);
-    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let interval = Duration::from_secs(m.interval_seconds.max(1));
+    let per_broker = m
+        .methods
+        .iter()
+        .filter(|x| {
+            matches!(
+                x,
+                MonitoringMethod::Jmx | MonitoringMethod::Socket | MonitoringMethod::Http
+            )
+        })
+        .count();
+    let zk = usize::from(m.methods.contains(&MonitoringMethod::Zookeeper));
+    let planned =
+        cfg.cluster.kafka_brokers.len() * per_broker + cfg.cluster.zookeeper_nodes.len() * zk;
+    let allowed = limit
+        .unwrap_or_else(|| concurrency(planned, timeout, interval))
+        .max(1);
+    let sem = Arc::new(tokio::sync::Semaphore::new(allowed));
     let mut set = JoinSet::new();
+    let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
     for b in &cfg.cluster.kafka_brokers {
         if !mine(&broker_target(&b.node_id)) {
             continue;
@@ -104,25 +186,31 @@ async fn observe_kept(
             match method {
                 MonitoringMethod::Jmx => {
                     let Some(url) = url else { continue };
-                    set.spawn(async move {
+                    let name = format!("jmx/{}", b.node_id);
+                    let h = set.spawn(async move {
                         let _permit = sem.acquire().await;
                         Observation::Scrape(scrape_kept(&c, &b.node_id, &url, timeout, &keep).await)
                     });
+                    names.insert(h.id(), name);
                 }
                 MonitoringMethod::Socket => {
-                    set.spawn(async move {
+                    let name = format!("socket/{}", b.node_id);
+                    let h = set.spawn(async move {
                         let _permit = sem.acquire().await;
                         Observation::Probe(
                             probe::socket(&b.node_id, &b.host, b.port, timeout).await,
                         )
                     });
+                    names.insert(h.id(), name);
                 }
                 MonitoringMethod::Http => {
                     let Some(url) = url else { continue };
-                    set.spawn(async move {
+                    let name = format!("http/{}", b.node_id);
+                    let h = set.spawn(async move {
                         let _permit = sem.acquire().await;
                         Observation::Probe(probe::http(&b.node_id, &c, &url, timeout).await)
                     });
+                    names.insert(h.id(), name);
                 }
                 MonitoringMethod::Zookeeper | MonitoringMethod::Kafka => {}
             }
@@ -134,12 +222,14 @@ async fn observe_kept(
                 continue;
             }
             let (z, sem) = (z.clone(), sem.clone());
-            set.spawn(async move {
+            let name = format!("zookeeper/{}", z.node_id);
+            let h = set.spawn(async move {
                 let _permit = sem.acquire().await;
                 Observation::Probe(
                     probe::zookeeper(&z.node_id, &z.host, z.port, timeout, true).await,
                 )
             });
+            names.insert(h.id(), name);
         }
     }
     // The `kafka` method: one look at the cluster over the brokers watched here.
@@ -154,22 +244,43 @@ async fn observe_kept(
         if !m.methods.contains(&MonitoringMethod::Kafka) || kafka_brokers.is_empty() {
             return None;
         }
-        Some(kafka.observe(&setup.loaded, &kafka_brokers, timeout).await)
+        let look = kafka.observe(&setup.loaded, &kafka_brokers, timeout);
+        Some(tokio::time::timeout_at(deadline, look).await.ok())
     };
+    let checks = set.len();
     let others = async {
         let mut out = Vec::new();
-        while let Some(r) = set.join_next().await {
-            if let Ok(o) = r {
-                out.push(o);
+        loop {
+            match tokio::time::timeout_at(deadline, set.join_next_with_id()).await {
+                Ok(Some(Ok((id, o)))) => {
+                    names.remove(&id);
+                    out.push(o);
+                }
+                Ok(Some(Err(e))) => {
+                    // A panicked check: counted as missed under its name.
+                    debug!(error = %e, "a self-watch check failed to finish");
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    set.abort_all();
+                    break;
+                }
             }
         }
-        out
+        let mut missed: Vec<String> = names.into_values().collect();
+        missed.sort();
+        (out, missed)
     };
-    let (mut out, k) = tokio::join!(others, kafka_round);
+    let ((mut out, mut missed), k) = tokio::join!(others, kafka_round);
+    let duration = t0.elapsed();
     let kafka_ran = k.is_some();
-    if let Some(k) = k {
-        out.extend(k.brokers.into_iter().map(Observation::Probe));
-        out.push(Observation::Cluster(k.cluster));
+    match k {
+        Some(Some(k)) => {
+            out.extend(k.brokers.into_iter().map(Observation::Probe));
+            out.push(Observation::Cluster(k.cluster));
+        }
+        Some(None) => missed.push("kafka".to_string()),
+        None => {}
     }
     let now = now_ms();
     let mut store = match store.lock() {
@@ -198,7 +309,13 @@ async fn observe_kept(
         store.forget_target(kafka_watch::names::CLUSTER_TARGET, now);
     }
     store.prune(now);
-    out
+    Round {
+        observations: out,
+        missed,
+        checks: checks + usize::from(kafka_ran),
+        concurrency: allowed,
+        duration,
+    }
 }
 
 /// What a condition returned: its series with their values, or why it could not be
@@ -250,11 +367,14 @@ pub struct Watcher {
     kafka: KafkaWatch,
     /// Series dropped so far, by target (one escalation per outage).
     drops: super::drops::DropWatch,
+    /// Checks allowed at once, instead of [`concurrency`] (tests).
+    concurrency_limit: Option<usize>,
 }
 
 impl Watcher {
     /// A watcher reading the current `setup`, handing the alerts its conditions raise to
-    /// `alerts`, keeping `retention` of samples.
+    /// `alerts`, keeping `retention` of samples until its first round replaces it with
+    /// what the conditions need ([`retention::retention_ms`]).
     pub fn new(
         journal: Journal,
         setup: SetupCell,
@@ -278,7 +398,14 @@ impl Watcher {
             silences_failing: false,
             kafka: KafkaWatch::new(),
             drops: Default::default(),
+            concurrency_limit: None,
         }
+    }
+
+    /// Allows at most `limit` checks at once instead of [`concurrency`]'s choice.
+    pub fn with_concurrency_limit(mut self, limit: Option<usize>) -> Watcher {
+        self.concurrency_limit = limit;
+        self
     }
 
     /// HA mode: watch only this instance's share of the targets.
@@ -364,22 +491,59 @@ impl Watcher {
             let interval = setup.loaded.config.monitoring.interval_seconds.max(1) * 1000;
             // Up to 10% jitter so many instances do not scrape in lockstep.
             let jitter = (now_ms().rem_euclid(997) as u64 * interval) / 9970;
-            self.round().await;
+            let start = tokio::time::Instant::now();
+            self.round_until(start + Duration::from_millis(interval))
+                .await;
+            // Rounds start on a fixed period, not a fixed pause after the last one. One
+            // that overran starts the next at once rather than skipping it: a skip would
+            // leave every target unobserved for a whole further interval, and a round
+            // cannot run away (its checks end at its deadline).
+            let due = start + Duration::from_millis(interval + jitter);
+            if tokio::time::Instant::now() >= due {
+                self.metrics.watch.overruns.inc();
+                warn!(
+                    interval_ms = interval,
+                    took_ms = start.elapsed().as_millis() as u64,
+                    "a self-watch round took longer than the interval; the next starts at once"
+                );
+                if cancel.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(interval + jitter)) => {}
+                _ = tokio::time::sleep_until(due) => {}
             }
         }
     }
 
-    /// One round: observe, evaluate, raise alerts.
+    /// One round, its checks given one interval: observe, evaluate, raise alerts.
     pub async fn round(&mut self) {
         let setup = self.setup.current();
+        let interval = Duration::from_secs(setup.loaded.config.monitoring.interval_seconds.max(1));
+        self.round_until(tokio::time::Instant::now() + interval)
+            .await;
+    }
+
+    /// One round whose checks must report by `deadline`.
+    pub async fn round_until(&mut self, deadline: tokio::time::Instant) {
+        let setup = self.setup.current();
         let mine = self.assign(&setup);
-        let obs = observe_some(&setup, &self.client, &self.kafka, &self.store, |t| {
-            mine.contains(t)
-        })
+        self.apply_retention(&setup);
+        let r = observe_round(
+            &setup,
+            &self.client,
+            &self.kafka,
+            &self.store,
+            |t| mine.contains(t),
+            KeepSet::of_rules(&setup.rules),
+            deadline,
+            self.concurrency_limit,
+        )
         .await;
+        self.show_round(&r);
+        let obs = r.observations;
         for o in &obs {
             let (node_id, method, up, d) = match o {
                 Observation::Scrape(s) => (&s.node_id, "jmx", s.up, s.duration),
@@ -409,6 +573,7 @@ impl Watcher {
         self.metrics.kafka.show(view.as_ref());
         if let Ok(store) = self.store.lock() {
             self.metrics.series_in_memory.set(store.len() as i64);
+            self.metrics.watch.store_bytes.set(store.bytes() as i64);
             let dropped = store.dropped_series() as i64;
             if dropped > self.metrics.series_dropped.get() {
                 warn!(
@@ -481,6 +646,44 @@ impl Watcher {
         }
     }
 
+    /// Sets the store's retention from the conditions of `setup` (they change on reload).
+    fn apply_retention(&self, setup: &Setup) {
+        let want = retention::retention_ms(&setup.rules);
+        let mut store = match self.store.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if store.retention_ms() != want {
+            info!(
+                retention_s = want / 1000,
+                "series retention from the conditions' ranges and `for`, plus the lookback"
+            );
+            store.set_retention(want);
+        }
+        self.metrics.watch.retention_seconds.set(want / 1000);
+    }
+
+    /// The round on `/metrics`, and a warning naming the checks that missed it.
+    fn show_round(&self, r: &Round) {
+        let w = &self.metrics.watch;
+        w.round_seconds.observe(r.duration.as_secs_f64());
+        w.round_last_ms.set(r.duration.as_millis() as i64);
+        w.round_missed.set(r.missed.len() as i64);
+        w.missed_total.inc_by(r.missed.len() as u64);
+        w.concurrency.set(r.concurrency as i64);
+        w.round_targets.set(r.checks as i64);
+        if !r.missed.is_empty() {
+            let first: Vec<&str> = r.missed.iter().take(10).map(String::as_str).collect();
+            warn!(
+                missed = r.missed.len(),
+                checks = r.checks,
+                concurrency = r.concurrency,
+                first = ?first,
+                "self-watch checks did not report within their round; their last samples stand"
+            );
+        }
+    }
+
     /// The Alertmanager silence matching each of `raised` (firing ones only), read from
     /// `alertmanager.url` when it is configured and a firing alert is raised. When it
     /// cannot be read, none (fail-open, logged once per outage at warn).
@@ -521,5 +724,26 @@ impl Watcher {
                 none
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_grows_with_the_checks_within_its_bounds() {
+        let s = Duration::from_secs;
+        // A few targets: all at once.
+        assert_eq!(concurrency(3, s(5), s(10)), 3);
+        assert_eq!(concurrency(0, s(5), s(10)), 1);
+        // The floor: 100 checks fit in half of 30 s in 2 waves of 5 s, yet 64 go at once.
+        assert_eq!(concurrency(100, s(5), s(30)), 64);
+        // 300 brokers, jmx + socket, 5 s / 10 s: 600 checks ask 600, capped at 512.
+        assert_eq!(concurrency(600, s(5), s(10)), 512);
+        // 300 brokers at 2 s / 10 s: 240 (3 waves of 2 s even if all hang).
+        assert_eq!(concurrency(600, s(2), s(10)), 240);
+        // 1,000 brokers, 5 s / 30 s: 2,000 checks ask 667, capped at 512.
+        assert_eq!(concurrency(2000, s(5), s(30)), 512);
     }
 }

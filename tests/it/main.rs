@@ -24,6 +24,7 @@ mod mailbox;
 mod preconditions;
 mod probes;
 mod promql;
+mod rounds;
 mod safety;
 mod scrape;
 mod serve;
