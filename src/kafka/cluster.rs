@@ -83,34 +83,40 @@ pub fn kafka_id(b: &Broker, metadata: Option<&ClusterMetadata>) -> Option<i32> {
         .map(|m| m.node_id)
 }
 
+/// Whether the broker at `host:port` answers ApiVersions in 2 tries within the client's
+/// timeout (a refusal of the credentials counts as answering); `kafka_id` is left unknown.
+pub async fn probe(
+    client: &KafkaClient,
+    node_id: String,
+    host: String,
+    port: u16,
+    in_config: bool,
+) -> BrokerLiveness {
+    let r = client.alive(&host, port, client.options().timeout).await;
+    let (alive, latency, error) = match r {
+        Ok(d) => (true, Some(d), None),
+        Err(e) => (e.proves_alive(), None, Some(e.to_string())),
+    };
+    BrokerLiveness {
+        node_id,
+        host,
+        port,
+        kafka_id: None,
+        in_config,
+        alive,
+        latency,
+        error,
+    }
+}
+
 async fn probe_all(
     client: &Arc<KafkaClient>,
     targets: Vec<(String, String, u16, bool)>,
 ) -> Vec<BrokerLiveness> {
-    let limit = client.options().timeout;
     let mut set = JoinSet::new();
     for (i, (node_id, host, port, in_config)) in targets.into_iter().enumerate() {
         let client = client.clone();
-        set.spawn(async move {
-            let r = client.alive(&host, port, limit).await;
-            let (alive, latency, error) = match r {
-                Ok(d) => (true, Some(d), None),
-                Err(e) => (e.proves_alive(), None, Some(e.to_string())),
-            };
-            (
-                i,
-                BrokerLiveness {
-                    node_id,
-                    host,
-                    port,
-                    kafka_id: None,
-                    in_config,
-                    alive,
-                    latency,
-                    error,
-                },
-            )
-        });
+        set.spawn(async move { (i, probe(&client, node_id, host, port, in_config).await) });
     }
     let mut out = Vec::new();
     while let Some(r) = set.join_next().await {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Broker;
 use crate::kafka::cluster::{
-    BrokerLiveness, ClusterSummary, kafka_id, partitions_below_min_isr_without,
+    BrokerLiveness, ClusterSummary, kafka_id, partitions_below_min_isr_without, probe,
     quorum_majority_without, summarize,
 };
 use crate::kafka::{ClientOptions, KafkaClient};
@@ -469,21 +469,16 @@ impl Safety {
     }
 
     async fn liveness(&self, b: &Broker) -> BrokerLiveness {
-        let r = self.client.alive(&b.host, b.port, self.timeout).await;
-        let (alive, latency, error) = match r {
-            Ok(d) => (true, Some(d), None),
-            Err(e) => (e.proves_alive(), None, Some(e.to_string())),
-        };
-        BrokerLiveness {
-            node_id: b.node_id.clone(),
-            host: b.host.clone(),
-            port: b.port,
-            kafka_id: kafka_id(b, None),
-            in_config: true,
-            alive,
-            latency,
-            error,
-        }
+        let mut l = probe(
+            &self.client,
+            b.node_id.clone(),
+            b.host.clone(),
+            b.port,
+            true,
+        )
+        .await;
+        l.kafka_id = kafka_id(b, None);
+        l
     }
 
     /// What `b`'s exporter says of its BrokerState.
