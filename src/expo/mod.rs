@@ -2,7 +2,8 @@
 //! exporters emit. Zero-copy over the response body where no escape forces a copy.
 //!
 //! - [`parse`] / [`parse_into`]: all samples of a body (HELP/TYPE lines are checked, then
-//!   dropped); [`Parser`]: a streaming iterator that also yields HELP and TYPE.
+//!   dropped); [`Parser`]: a streaming iterator that also yields HELP and TYPE;
+//!   [`Chunked`]: a body parsed chunk by chunk as it arrives (what the scrape uses).
 //! - Accepted: `# HELP`, `# TYPE` (Prometheus and OpenMetrics types), other `#` comments,
 //!   blank lines, leading and trailing spaces/tabs, CRLF line endings, metric names with
 //!   `:`, label values with any character (escapes `\\`, `\"`, `\n`; other escapes are kept
@@ -14,6 +15,7 @@
 //!   OpenMetrics float-seconds form is not supported), an unknown `# TYPE`.
 //! - Parsing stops at the first error; its [`ExpoError`] has the 1-based line number.
 
+mod chunked;
 mod labels;
 mod meta;
 mod number;
@@ -23,6 +25,7 @@ mod scan;
 
 use std::borrow::Cow;
 
+pub use chunked::Chunked;
 pub use meta::MetricType;
 pub use reader::{Entry, Parser};
 

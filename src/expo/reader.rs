@@ -55,18 +55,37 @@ pub struct Parser<'a> {
     scratch: Vec<(&'a str, Cow<'a, str>)>,
     /// Sample lines skipped by name ([`Self::samples_kept_into`]).
     skipped: usize,
+    /// Set once `# EOF` was read.
+    eof: bool,
 }
 
 impl<'a> Parser<'a> {
     /// A parser over `input`.
     pub fn new(input: &'a str) -> Self {
+        Self::at_line(input, 1)
+    }
+
+    /// A parser over `input` whose first line is line `line` of a longer body (the chunks
+    /// of a streamed body are parsed one after the other).
+    pub(super) fn at_line(input: &'a str, line: usize) -> Self {
         Parser {
             rest: input,
-            line: 1,
+            line,
             done: false,
             scratch: Vec::new(),
             skipped: 0,
+            eof: false,
         }
+    }
+
+    /// Whether `# EOF` was read.
+    pub(super) fn saw_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Checks that `input` (which follows a `# EOF` line) holds only blank lines.
+    pub(super) fn only_blank_after_eof(input: &'a str, line: usize) -> Result<(), ExpoError> {
+        Self::at_line(input, line).after_eof()
     }
 
     /// The next non-blank line, classified; `Ok(None)` at the end of the input or after
@@ -104,11 +123,20 @@ impl<'a> Parser<'a> {
         keep_name: impl Fn(&str) -> bool,
         out: &mut Vec<Sample<'a>>,
     ) -> Result<usize, ExpoError> {
+        self.samples_kept_each(keep_name, |s| out.push(s))
+    }
+
+    /// Like [`Self::samples_kept_into`], handing each kept sample to `each`.
+    pub(super) fn samples_kept_each(
+        &mut self,
+        keep_name: impl Fn(&str) -> bool,
+        mut each: impl FnMut(Sample<'a>),
+    ) -> Result<usize, ExpoError> {
         self.drive(
             |name| !keep_name(name),
             |line| {
                 if let Line::Sample(s) = line {
-                    out.push(s);
+                    each(s);
                 }
                 false
             },
@@ -136,6 +164,7 @@ impl<'a> Parser<'a> {
                     Ok(Meta::Comment) => continue,
                     Ok(Meta::Eof) => {
                         self.done = true;
+                        self.eof = true;
                         return self.after_eof();
                     }
                     Ok(Meta::Help { name, raw }) => Line::Help(name, raw),

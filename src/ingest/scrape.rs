@@ -79,42 +79,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<String, String> {
-    let resp = client
-        .get(url)
-        .header("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                format!("no answer within {timeout:?}")
-            } else {
-                error_chain(&e)
-            }
-        })?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    if resp
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_BODY_BYTES)
-    {
-        return Err(format!("body larger than {MAX_BODY_BYTES} bytes"));
-    }
-    let body = resp.bytes().await.map_err(|e| {
-        if e.is_timeout() {
-            format!("body not complete within {timeout:?}")
-        } else {
-            format!("reading the body: {e}")
-        }
-    })?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(format!("body larger than {MAX_BODY_BYTES} bytes"));
-    }
-    String::from_utf8(body.to_vec()).map_err(|e| format!("body is not UTF-8: {e}"))
-}
-
 /// Scrapes `url` for broker `node_id` within `timeout`, keeping every sample.
 pub async fn scrape(
     client: &reqwest::Client,
@@ -126,7 +90,7 @@ pub async fn scrape(
 }
 
 /// The label `k` of an exporter's sample once the target labels are attached (as
-/// [`samples_of`] builds them), without building the label set.
+/// [`with_targets`] builds them), without building the label set.
 fn final_label<'a>(
     s: &'a crate::expo::Sample<'a>,
     targets: &'a [(&'static str, String)],
@@ -147,34 +111,98 @@ fn final_label<'a>(
     }
 }
 
-/// The kept samples of `body` with target labels attached, and how many it exposed.
-fn samples_of(
-    body: &str,
+/// The sample `s` with the target labels attached, as Prometheus does with
+/// `honor_labels: false`: the exporter's own target labels are kept as `exported_*`.
+fn with_targets(s: &crate::expo::Sample<'_>, targets: &[(&'static str, String)]) -> (Labels, f64) {
+    let mut l: Labels = BTreeMap::new();
+    for (k, v) in &s.labels {
+        l.insert((*k).to_string(), v.to_string());
+    }
+    for (k, v) in targets {
+        if let Some(old) = l.insert(k.to_string(), v.clone()) {
+            l.insert(format!("exported_{k}"), old);
+        }
+    }
+    l.insert("__name__".into(), s.name.to_string());
+    (l, s.value)
+}
+
+/// Why a scrape failed.
+enum Failure {
+    /// The request or the body transfer failed; the text says how.
+    Fetch(String),
+    /// The body is not a valid exposition.
+    Expo(crate::expo::ExpoError),
+}
+
+/// GETs `url` and parses the body chunk by chunk as it arrives, keeping the samples `keep`
+/// accepts (with target labels). Returns them and how many samples the body exposed.
+async fn fetch_kept(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
     targets: &[(&'static str, String)],
     keep: &KeepSet,
-) -> Result<(Vec<(Labels, f64)>, usize), crate::expo::ExpoError> {
-    let (parsed, skipped) = crate::expo::parse_kept(body, |n| keep.may_keep_name(n))?;
-    let exposed = parsed.len() + skipped;
-    let mut samples = Vec::new();
-    for s in &parsed {
-        if !keep.keeps(s.name, |k| final_label(s, targets, k)) {
-            continue;
-        }
-        let mut l: Labels = BTreeMap::new();
-        for (k, v) in &s.labels {
-            l.insert((*k).to_string(), v.to_string());
-        }
-        // As Prometheus with honor_labels: false, the exporter's own target labels are
-        // kept as exported_*.
-        for (k, v) in targets {
-            if let Some(old) = l.insert(k.to_string(), v.clone()) {
-                l.insert(format!("exported_{k}"), old);
-            }
-        }
-        l.insert("__name__".into(), s.name.to_string());
-        samples.push((l, s.value));
+) -> Result<(Vec<(Labels, f64)>, usize), Failure> {
+    // `in_body`: the headers had arrived.
+    let transfer = |e: reqwest::Error, in_body: bool| {
+        Failure::Fetch(match (e.is_timeout(), in_body) {
+            (true, false) => format!("no answer within {timeout:?}"),
+            (true, true) => format!("body not complete within {timeout:?}"),
+            (false, false) => error_chain(&e),
+            (false, true) => format!("reading the body: {}", error_chain(&e)),
+        })
+    };
+    let mut resp = client
+        .get(url)
+        .header("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| transfer(e, false))?;
+    if !resp.status().is_success() {
+        return Err(Failure::Fetch(format!("HTTP {}", resp.status())));
     }
-    Ok((samples, exposed))
+    let too_large = || Failure::Fetch(format!("body larger than {MAX_BODY_BYTES} bytes"));
+    if resp
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_BODY_BYTES)
+    {
+        return Err(too_large());
+    }
+    let name = |n: &str| keep.may_keep_name(n);
+    let mut samples = Vec::new();
+    let mut kept = |s: crate::expo::Sample<'_>| {
+        if keep.keeps(s.name, |k| final_label(&s, targets, k)) {
+            samples.push(with_targets(&s, targets));
+        }
+    };
+    let mut parser = crate::expo::Chunked::new();
+    let mut parsed = 0usize;
+    let mut received = 0usize;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transfer(e, true))?
+    {
+        received += chunk.len();
+        if received > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        parser
+            .feed(&chunk, name, |s| {
+                parsed += 1;
+                kept(s)
+            })
+            .map_err(Failure::Expo)?;
+    }
+    let skipped = parser
+        .finish(name, |s| {
+            parsed += 1;
+            kept(s)
+        })
+        .map_err(Failure::Expo)?;
+    Ok((samples, parsed + skipped))
 }
 
 /// Scrapes `url` for broker `node_id` within `timeout`, keeping only the samples `keep`
@@ -192,16 +220,14 @@ pub async fn scrape_kept(
     let targets = target_labels(node_id, url);
     let mut samples = Vec::new();
     let mut exposed = 0;
-    let error = match fetch(client, url, timeout).await {
-        Ok(body) => match samples_of(&body, &targets, keep) {
-            Ok((kept, n)) => {
-                samples = kept;
-                exposed = n;
-                None
-            }
-            Err(e) => Some(format!("malformed exposition: {e}")),
-        },
-        Err(e) => Some(e),
+    let error = match fetch_kept(client, url, timeout, &targets, keep).await {
+        Ok((kept, n)) => {
+            samples = kept;
+            exposed = n;
+            None
+        }
+        Err(Failure::Expo(e)) => Some(format!("malformed exposition: {e}")),
+        Err(Failure::Fetch(e)) => Some(e),
     };
     let duration = t0.elapsed();
     let up = error.is_none();

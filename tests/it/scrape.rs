@@ -1,4 +1,5 @@
-//! Scraping against a real local HTTP server: plain and gzip bodies, a slow endpoint, a
+//! Scraping against a real local HTTP server: plain, gzip and trickled (lines cut across
+//! chunks) bodies, a slow endpoint, a
 //! truncated body, HTTP 500, a malformed body and a closed port. A raw TCP server lets the
 //! test send exactly the bytes a broken exporter would.
 
@@ -47,6 +48,21 @@ async fn exporter() -> u16 {
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         [head(BODY.len(), "").into_bytes(), BODY.as_bytes().to_vec()].concat()
                     }
+                    "/trickle" => {
+                        // Chunked transfer in 7-byte pieces: lines arrive cut anywhere.
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                            .await;
+                        for piece in BODY.as_bytes().chunks(7) {
+                            let mut c = format!("{:x}\r\n", piece.len()).into_bytes();
+                            c.extend_from_slice(piece);
+                            c.extend_from_slice(b"\r\n");
+                            let _ = s.write_all(&c).await;
+                            let _ = s.flush().await;
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        b"0\r\n\r\n".to_vec()
+                    }
                     "/truncated" => [head(BODY.len() + 500, "").into_bytes(), BODY.as_bytes().to_vec()].concat(),
                     "/garbage" => {
                         let b = "metric{label=\"unterminated} 1\n";
@@ -73,7 +89,7 @@ fn value(r: &kafka_healing::ingest::scrape::ScrapeResult, name: &str) -> Option<
 async fn plain_and_gzip_bodies_with_target_labels() {
     let port = exporter().await;
     let c = reqwest::Client::new();
-    for path in ["plain", "gzip"] {
+    for path in ["plain", "gzip", "trickle"] {
         let url = format!("http://127.0.0.1:{port}/{path}");
         let r = scrape(&c, "kafka-1", &url, Duration::from_secs(2)).await;
         assert!(r.up, "{path}: {r:?}");
