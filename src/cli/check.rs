@@ -72,7 +72,6 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
 /// series: 3 per method and [`HEALTH_PER_KAFKA`] for the `kafka` method).
 fn capacity_warning(cfg: &crate::config::Config, set: &rules::RuleSet) -> Option<String> {
     use crate::config::MonitoringMethod as M;
-    use crate::ingest::store::{MAX_SERIES, RESERVED_SERIES};
     let brokers = cfg.cluster.kafka_brokers.len();
     let methods = &cfg.monitoring.methods;
     let keep = crate::promql::KeepSet::of_rules(set);
@@ -90,11 +89,12 @@ fn capacity_warning(cfg: &crate::config::Config, set: &rules::RuleSet) -> Option
         })
         .sum();
     let (need, health_need) = (brokers * exporter, brokers * health);
-    if need <= MAX_SERIES && health_need <= RESERVED_SERIES {
+    let (cap, reserved) = (cfg.monitoring.max_series, cfg.monitoring.max_health_series);
+    if need <= cap && health_need <= reserved {
         return None;
     }
     Some(format!(
-        "monitoring: {brokers} brokers may need about {need} exporter series ({exporter} per broker for what the conditions read: {keep}) and {health_need} health series, over the series store's caps ({MAX_SERIES} and {RESERVED_SERIES}): series beyond them are dropped; narrow the conditions' selectors"
+        "monitoring: {brokers} brokers may need about {need} exporter series ({exporter} per broker for what the conditions read: {keep}) and {health_need} health series, over the series store's caps ({cap}, monitoring.max_series, and {reserved}, monitoring.max_health_series): series beyond them are dropped; narrow the conditions' selectors or raise the caps"
     ))
 }
 

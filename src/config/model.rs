@@ -147,6 +147,13 @@ pub struct MonitoringConfig {
     pub timeout_seconds: u64,
     /// Which checks to run.
     pub methods: Vec<MonitoringMethod>,
+    /// Exporter series the in-memory store holds at most (1,000–10,000,000): new series
+    /// beyond it are dropped, counted and escalated. Only series a condition can read are
+    /// kept at all.
+    pub max_series: usize,
+    /// Series reserved for the targets' health (`up`, scrape, probe and Kafka-protocol
+    /// series; 100–1,000,000), which exporter series can never take.
+    pub max_health_series: usize,
 }
 
 impl Default for MonitoringConfig {
@@ -155,6 +162,8 @@ impl Default for MonitoringConfig {
             interval_seconds: 30,
             timeout_seconds: 15,
             methods: vec![MonitoringMethod::Socket, MonitoringMethod::Jmx],
+            max_series: 200_000,
+            max_health_series: 50_000,
         }
     }
 }

@@ -31,6 +31,18 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             format!("must be between 1 and 300, got {}", m.timeout_seconds),
         );
     }
+    if !(1_000..=10_000_000).contains(&m.max_series) {
+        err(
+            "monitoring.max_series",
+            format!("must be between 1000 and 10000000, got {}", m.max_series),
+        );
+    }
+    if !(100..=1_000_000).contains(&m.max_health_series) {
+        err(
+            "monitoring.max_health_series",
+            format!("must be between 100 and 1000000, got {}", m.max_health_series),
+        );
+    }
     if m.timeout_seconds >= m.interval_seconds {
         err(
             "monitoring.timeout_seconds",

@@ -46,11 +46,11 @@ pub fn is_stale_marker(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// The self-watch's cap of exporter series.
+/// The self-watch's cap of exporter series (`monitoring.max_series` by default).
 pub const MAX_SERIES: usize = 200_000;
 
-/// Series of the reserved budget by default: about 20 health series per broker for 2,500
-/// brokers.
+/// Series of the reserved budget (`monitoring.max_health_series` by default): about 20
+/// health series per broker for 2,500 brokers.
 pub const RESERVED_SERIES: usize = 50_000;
 
 /// Whether a series (named `name`) is a target's health: it counts against the reserved
@@ -151,6 +151,13 @@ impl SeriesStore {
     pub fn with_reserved(mut self, n: usize) -> SeriesStore {
         self.max_health = n;
         self
+    }
+
+    /// Changes the caps (a reload changed `monitoring.max_series` or
+    /// `monitoring.max_health_series`). Series already held stay; new ones see the new caps.
+    pub fn set_caps(&mut self, max_series: usize, max_health: usize) {
+        self.max_series = max_series;
+        self.max_health = max_health;
     }
 
     /// The retention window, in ms.

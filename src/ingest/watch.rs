@@ -90,7 +90,7 @@ pub async fn observe(
     kafka: &KafkaWatch,
     store: &Mutex<SeriesStore>,
 ) -> Vec<Observation> {
-    observe_kept(setup, client, kafka, store, |_| true, KeepSet::all()).await
+    observe_kept(setup, client, kafka, store, |_| true, Arc::new(KeepSet::all())).await
 }
 
 /// The shard name of broker `node_id` (HA mode splits targets by these names).
@@ -113,7 +113,7 @@ pub async fn observe_some(
     store: &Mutex<SeriesStore>,
     mine: impl Fn(&str) -> bool,
 ) -> Vec<Observation> {
-    let keep = KeepSet::of_rules(&setup.rules);
+    let keep = Arc::new(KeepSet::of_rules(&setup.rules));
     observe_kept(setup, client, kafka, store, mine, keep).await
 }
 
@@ -124,7 +124,7 @@ async fn observe_kept(
     kafka: &KafkaWatch,
     store: &Mutex<SeriesStore>,
     mine: impl Fn(&str) -> bool,
-    keep: KeepSet,
+    keep: Arc<KeepSet>,
 ) -> Vec<Observation> {
     let interval = Duration::from_secs(setup.loaded.config.monitoring.interval_seconds.max(1));
     let deadline = tokio::time::Instant::now() + interval;
@@ -146,11 +146,10 @@ pub async fn observe_round(
     kafka: &KafkaWatch,
     store: &Mutex<SeriesStore>,
     mine: impl Fn(&str) -> bool,
-    keep: KeepSet,
+    keep: Arc<KeepSet>,
     deadline: tokio::time::Instant,
     limit: Option<usize>,
 ) -> Round {
-    let keep = Arc::new(keep);
     let t0 = tokio::time::Instant::now();
     let cfg = &setup.loaded.config;
     let m = &cfg.monitoring;
@@ -369,6 +368,9 @@ pub struct Watcher {
     drops: super::drops::DropWatch,
     /// Checks allowed at once, instead of [`concurrency`] (tests).
     concurrency_limit: Option<usize>,
+    /// What the conditions of a setup need, derived once per setup (a reload derives it
+    /// again): the setup it was derived from and its kept set.
+    derived: Option<(Arc<Setup>, Arc<KeepSet>)>,
 }
 
 impl Watcher {
@@ -399,6 +401,7 @@ impl Watcher {
             kafka: KafkaWatch::new(),
             drops: Default::default(),
             concurrency_limit: None,
+            derived: None,
         }
     }
 
@@ -530,14 +533,14 @@ impl Watcher {
     pub async fn round_until(&mut self, deadline: tokio::time::Instant) {
         let setup = self.setup.current();
         let mine = self.assign(&setup);
-        self.apply_retention(&setup);
+        let keep = self.derive(&setup);
         let r = observe_round(
             &setup,
             &self.client,
             &self.kafka,
             &self.store,
             |t| mine.contains(t),
-            KeepSet::of_rules(&setup.rules),
+            keep,
             deadline,
             self.concurrency_limit,
         )
@@ -574,14 +577,10 @@ impl Watcher {
         if let Ok(store) = self.store.lock() {
             self.metrics.series_in_memory.set(store.len() as i64);
             self.metrics.watch.store_bytes.set(store.bytes() as i64);
-            let dropped = store.dropped_series() as i64;
-            if dropped > self.metrics.series_dropped.get() {
-                warn!(
-                    dropped,
-                    "the in-memory series store is full: new series are dropped"
-                );
-            }
-            self.metrics.series_dropped.set(dropped);
+            // Logged once per outage, by `drops::follow`, not every round.
+            self.metrics
+                .series_dropped
+                .set(store.dropped_series() as i64);
         }
         super::drops::follow(
             &mut self.drops,
@@ -647,8 +646,27 @@ impl Watcher {
     }
 
     /// Sets the store's retention from the conditions of `setup` (they change on reload).
-    fn apply_retention(&self, setup: &Setup) {
-        let want = retention::retention_ms(&setup.rules);
+    /// The kept set of `setup`, and its retention applied to the store; derived again only
+    /// when the setup changed.
+    fn derive(&mut self, setup: &Arc<Setup>) -> Arc<KeepSet> {
+        if let Some((s, keep)) = &self.derived
+            && Arc::ptr_eq(s, setup)
+        {
+            return keep.clone();
+        }
+        let keep = Arc::new(KeepSet::of_rules(&setup.rules));
+        let retention = retention::retention_ms(&setup.rules);
+        self.apply_retention(retention);
+        let m = &setup.loaded.config.monitoring;
+        match self.store.lock() {
+            Ok(mut s) => s.set_caps(m.max_series, m.max_health_series),
+            Err(p) => p.into_inner().set_caps(m.max_series, m.max_health_series),
+        }
+        self.derived = Some((setup.clone(), keep.clone()));
+        keep
+    }
+
+    fn apply_retention(&self, want: i64) {
         let mut store = match self.store.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),

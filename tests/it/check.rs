@@ -653,7 +653,7 @@ fn warns_when_brokers_times_kept_series_could_pass_the_cap() {
     let o = cfg("count({job=\"kafka\"}) > 0");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("warning: monitoring: 40 brokers may need about 240000 exporter series (6000 per broker for what the conditions read: {job=\"kafka\"}) and 240 health series, over the series store's caps (200000 and 50000)"),
+        stderr(&o).contains("warning: monitoring: 40 brokers may need about 240000 exporter series (6000 per broker for what the conditions read: {job=\"kafka\"}) and 240 health series, over the series store's caps (200000, monitoring.max_series, and 50000, monitoring.max_health_series)"),
         "{}",
         stderr(&o)
     );
