@@ -180,3 +180,140 @@ runbooks:
     );
     assert_eq!(gauge(&m, "kafka_healing_series_dropped"), Some(0.0), "{m}");
 }
+
+/// The store full, through the real `serve`: six brokers whose exporters serve the
+/// 2,101-sample body, a condition that reads every exporter series (`{job="kafka"}`), and
+/// `monitoring.max_series: 1000`. Series beyond the cap are dropped; `/-/ready` names the
+/// brokers, `/metrics` counts the drops by target, one escalation mail (through the real
+/// SMTP server) names the brokers, once per outage however many rounds drop; and the
+/// reserved health budget still sees a broker die.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_store_is_said_on_ready_in_metrics_and_in_one_escalation_mail() {
+    const N: usize = 6;
+    let body = Arc::new(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/expo/jmx_kafka.prom"
+        ))
+        .unwrap(),
+    );
+    let mut exporters = Vec::new();
+    let mut brokers = String::new();
+    for i in 0..N {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        brokers.push_str(&format!(
+            "    - {{ node_id: b{i}, host: 127.0.0.1, port: {port}, metrics_url: 'http://127.0.0.1:{port}/metrics' }}\n"
+        ));
+        exporters.push(tokio::spawn(serve_exporter(l, body.clone())));
+    }
+    let s = Scratch::new();
+    let smtp = crate::mailbox::SmtpServer::start(s.path(), &[]);
+    let cfg = format!(
+        "cluster:\n  name: fleet\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 3, methods: [jmx, socket], max_series: 1000 }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\nrecovery: {{ dry_run: true, cooldown_seconds: 0 }}\nnotifications:\n  rate_limit_seconds: 0\n  smtp: {{ host: 127.0.0.1, port: {}, tls: none, from_email: kh@example.com, to_emails: [oncall@example.com], timeout_seconds: 5 }}\n  escalation: {{ to_emails: [boss@example.com] }}\n",
+        smtp.port
+    );
+    let rules = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="broker-down"']
+    condition:
+      expr: up{job="kafka"} == 0
+      for: 5s
+    runbook: restart
+  - name: everything
+    matchers: ['alertname="everything"']
+    condition:
+      expr: count({job="kafka"}) < 0
+    runbook: restart
+runbooks:
+  restart:
+    steps:
+      - name: restart
+        exec: ["/bin/true", "{{target.node_id}}"]
+"#;
+    let srv = Server::start(&s, &cfg, rules);
+    let ready = || async {
+        let r = reqwest::get(format!("{}/-/ready", srv.url)).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let text = loop {
+        let (code, text) = ready().await;
+        assert_eq!(code, 200, "still ready: intake and healing work");
+        if text.contains("series store full") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never full: {text}\n{}", srv.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // 6 × 2,101 exporter series against a cap of 1,000: at least 5 brokers lose series.
+    let named = (0..N)
+        .filter(|i| text.contains(&format!("scrape/b{i}")))
+        .count();
+    assert!(named >= N - 1, "{text}");
+    let m = srv.metrics().await;
+    let held = gauge(&m, "kafka_healing_series_in_memory").unwrap();
+    let reserved = gauge(&m, "kafka_healing_series_reserved_in_memory").unwrap();
+    assert_eq!(held - reserved, 1000.0, "the exporter cap is full, not passed: {m}");
+    assert_eq!(reserved, (N * 6) as f64, "every target's health is held: {m}");
+    let by_target: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("kafka_healing_series_dropped_by_target_total{target=\"scrape/b"))
+        .collect();
+    assert!(by_target.len() >= N - 1, "{m}");
+    // One escalation mail for the outage, naming the brokers, however many rounds drop.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let esc = loop {
+        let esc: Vec<(Vec<String>, String)> = smtp
+            .envelopes()
+            .into_iter()
+            .filter(|(to, _)| to == &vec!["boss@example.com".to_string()])
+            .collect();
+        if !esc.is_empty() {
+            break esc;
+        }
+        assert!(Instant::now() < deadline, "no escalation\n{}", srv.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        esc[0].1.contains("ESCALATION fleet: series of") && esc[0].1.contains("broker(s) dropped"),
+        "{esc:?}"
+    );
+    let mails = smtp.received();
+    let body = mails
+        .iter()
+        .map(|(eml, _)| eml.clone())
+        .find(|eml| eml.contains("Brokers whose series were dropped"))
+        .expect("escalation text");
+    let listed = (0..N).filter(|i| body.contains(&format!("b{i}"))).count();
+    assert!(listed >= N - 1, "{body}");
+    // Two more rounds drop again: still one mail; the log said it once.
+    let rounds = |m: &str| gauge(m, "kafka_healing_watch_round_duration_seconds_count").unwrap_or(0.0);
+    let r0 = rounds(&srv.metrics().await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rounds(&srv.metrics().await) < r0 + 2.0 {
+        assert!(Instant::now() < deadline, "rounds stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let to_boss = smtp
+        .envelopes()
+        .iter()
+        .filter(|(to, _)| to == &vec!["boss@example.com".to_string()])
+        .count();
+    assert_eq!(to_boss, 1, "{:?}", smtp.envelopes());
+    assert_eq!(
+        srv.log().matches("the in-memory series store is full").count(),
+        1,
+        "{}",
+        srv.log()
+    );
+    // The reserved budget: a broker whose exporter dies is still detected.
+    exporters[3].abort();
+    let db = s.path().join("state/journal.db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !detected(&db).contains("b3") {
+        assert!(Instant::now() < deadline, "b3 not detected\n{}", srv.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(detected(&db), BTreeSet::from(["b3".to_string()]));
+}
