@@ -76,4 +76,26 @@ mod tests {
         }
         assert_eq!(owner(&[], "x"), None);
     }
+
+    #[test]
+    fn a_fleet_splits_about_evenly_among_three_and_among_the_two_left() {
+        // The fleet bench's names: node ids 1..=1000, as the self-watch names targets.
+        let targets: Vec<String> = (1..=1000).map(|i| format!("kafka/{i}")).collect();
+        let share = |members: &[String], m: &str| {
+            targets
+                .iter()
+                .filter(|t| owner(members, t) == Some(m))
+                .count()
+        };
+        let three = names(&["ha-0", "ha-1", "ha-2"]);
+        for m in &three {
+            let n = share(&three, m);
+            assert!((290..=380).contains(&n), "{m} holds {n} of 1000");
+        }
+        let two = names(&["ha-0", "ha-2"]);
+        for m in &two {
+            let n = share(&two, m);
+            assert!((440..=560).contains(&n), "{m} holds {n} of 1000 after ha-1 left");
+        }
+    }
 }

@@ -1229,3 +1229,124 @@ runbooks:
         "{acquired}"
     );
 }
+
+/// Brokers with a journaled firing self alert of `socket-down` in the journal at `db`.
+fn socket_down_detected(db: &Path) -> Vec<String> {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let Ok(mut st) = c.prepare(
+        "SELECT DISTINCT json_extract(labels, '$.node_id') FROM alerts \
+         WHERE source = 'self' AND status = 'firing' \
+         AND json_extract(labels, '$.alertname') = 'socket-down'",
+    ) else {
+        return Vec::new();
+    };
+    st.query_map([], |r| r.get::<_, String>(0))
+        .map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// Issue 16's HA case: nine live brokers (real listeners, so every socket probe passes)
+/// split among three instances; one instance is killed with `kill -9` and, at that moment,
+/// every broker of its share dies too (the worst case: nobody watches them when they go).
+/// The survivors take the share over within a round plus the lease TTL and detect every
+/// one of them; no broker of the survivors' own shares is reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_instances_share_is_taken_over_and_its_dead_brokers_are_all_detected() {
+    let s = Scratch::new();
+    let etcd = Etcd::start(s.path()).await;
+    let n = 9;
+    let mut listeners = Vec::new();
+    let mut brokers = String::new();
+    for i in 0..n {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        brokers.push_str(&format!(
+            "    - {{ node_id: b{i}, host: 127.0.0.1, port: {port} }}\n"
+        ));
+        listeners.push(tokio::spawn(async move {
+            while let Ok((sock, _)) = l.accept().await {
+                drop(sock);
+            }
+        }));
+    }
+    let targets: Vec<String> = (0..n).map(|i| format!("kafka/b{i}")).collect();
+    let rules = r#"rules:
+  - name: socket-down
+    matchers: ['alertname="socket-down"']
+    condition:
+      expr: kafka_healing_probe_success{method="socket"} == 0
+    runbook: noop
+runbooks:
+  noop:
+    steps:
+      - name: noop
+        exec: ["/bin/true"]
+"#;
+    let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
+    let mut srv: Vec<Server> = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let cfg = format!(
+            "cluster:\n  name: test\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 1, methods: [socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\nrecovery: {{ dry_run: true }}\n{}",
+            coordination(&etcd, &format!("ha-{i}"))
+        );
+        srv.push(Server::start(d, &cfg, rules));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let owners = loop {
+        if let Some(o) = shard_owners(&srv, &targets).await
+            && (0..3).all(|i| o.contains(&i))
+        {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "targets never split among the three");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let share = |i: usize| owners.iter().filter(|o| **o == i).count();
+    println!("shares: {} / {} / {}", share(0), share(1), share(2));
+    // Let every instance see its share up at least once.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let victim = owners[0];
+    let theirs: Vec<usize> = (0..n).filter(|b| owners[*b] == victim).collect();
+    let mut dead = srv.remove(victim);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    for b in &theirs {
+        listeners[*b].abort();
+    }
+    let killed = Instant::now();
+    let survivors: Vec<PathBuf> = (0..3)
+        .filter(|i| *i != victim)
+        .map(|i| dirs[i].path().join("state/journal.db"))
+        .collect();
+    let want: Vec<String> = theirs.iter().map(|b| format!("b{b}")).collect();
+    // A round (5 s) plus the lease TTL, plus a round to see the broker down, plus slack.
+    let deadline = killed + Duration::from_secs(5 + TTL + 5 + 20);
+    let seen = loop {
+        let mut seen: Vec<String> = survivors
+            .iter()
+            .flat_map(|db| socket_down_detected(db))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        if want.iter().all(|w| seen.contains(w)) {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "detected {seen:?} of {want:?}; logs:\n{}\n{}",
+            srv[0].log(),
+            srv[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    println!(
+        "the dead instance's {} dead broker(s) detected by the survivors {:?} after kill -9",
+        want.len(),
+        killed.elapsed()
+    );
+    assert_eq!(seen, want, "only the dead share's brokers are down");
+}
