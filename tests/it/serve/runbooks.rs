@@ -357,6 +357,19 @@ runbooks:
         timeout: 120s
 "#
     );
+    // What the refusal prevents: to the real ansible-playbook, the group is all three.
+    let listed = std::process::Command::new("ansible-playbook")
+        .args([
+            "-i",
+            &format!("{dir}/hosts.ini"),
+            "--limit",
+            "kafka_brokers",
+        ])
+        .args(["--list-hosts", &format!("{dir}/restart.yml")])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("hosts (3):"), "{listed}");
     let srv = Server::start(&s, &config(""), &rules);
     let refused = [
         "kafka_brokers",
