@@ -40,7 +40,8 @@ pub(super) struct What<'a> {
 }
 
 impl What<'_> {
-    /// The route's URL under `base`, its parts percent-encoded (a name may hold `/`).
+    /// The route's URL under `base`, its name one percent-encoded path segment (a name
+    /// may hold `/`, `?`, `#`, `%`), so that no name reaches another route.
     fn url(&self, base: &str) -> Result<reqwest::Url, String> {
         let mut u = reqwest::Url::parse(base).map_err(|e| format!("{base}: {e}"))?;
         let (kind, name) = match (self.rule, self.target) {
@@ -48,6 +49,19 @@ impl What<'_> {
             (None, Some(t)) => ("targets", t),
             (None, None) => return Err("name a TARGET, a --rule, or both".into()),
         };
+        // URL parsers drop or resolve these (even encoded as `%2E`), so they cannot be sent
+        // as a segment; no broker or rule is named so.
+        if let Some(bad) = [self.target, self.rule]
+            .into_iter()
+            .zip(["TARGET", "RULE"])
+            .find(|(n, _)| matches!(n, Some("" | "." | "..")))
+        {
+            return Err(format!(
+                "`{}` cannot be a {}: it is no broker's node_id or rule's name",
+                bad.0.unwrap_or_default(),
+                bad.1
+            ));
+        }
         u.path_segments_mut()
             .map_err(|()| format!("{base}: not a base URL"))?
             .pop_if_empty()
@@ -147,6 +161,50 @@ pub(super) fn run(
         Err(e) => {
             eprintln!("error: cannot reach the service at {endpoint}: {e}");
             ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::What;
+
+    fn url(target: Option<&str>, rule: Option<&str>) -> Result<String, String> {
+        What { target, rule }
+            .url("http://127.0.0.1:9/prefix")
+            .map(|u| u.to_string())
+    }
+
+    #[test]
+    fn every_name_is_one_encoded_segment() {
+        let base = "http://127.0.0.1:9/prefix/api/v1";
+        assert_eq!(
+            url(Some("x/../../../../-/reload#"), None).unwrap(),
+            format!("{base}/targets/x%2F..%2F..%2F..%2F..%2F-%2Freload%23/reset")
+        );
+        assert_eq!(
+            url(Some("a?b=%2e%2e"), None).unwrap(),
+            format!("{base}/targets/a%3Fb=%252e%252e/reset")
+        );
+        assert_eq!(
+            url(Some("../x"), Some("r/../..")).unwrap(),
+            format!("{base}/rules/r%2F..%2F../reset?target=..%2Fx")
+        );
+        assert_eq!(
+            url(Some("kafka-1"), None).unwrap(),
+            format!("{base}/targets/kafka-1/reset")
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_empty_names_are_refused() {
+        for bad in ["", ".", ".."] {
+            let e = url(Some(bad), None).unwrap_err();
+            assert!(e.contains("cannot be a TARGET"), "{e}");
+            let e = url(None, Some(bad)).unwrap_err();
+            assert!(e.contains("cannot be a RULE"), "{e}");
+            let e = url(Some(bad), Some("r")).unwrap_err();
+            assert!(e.contains("cannot be a TARGET"), "{e}");
         }
     }
 }

@@ -219,7 +219,12 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
         params.insert(p.name.clone(), Value::String(value));
     }
     ctx["params"] = Value::Object(params);
-    match render_steps(&runbook.steps, &rules.templates, &ctx) {
+    match render_steps(
+        &runbook.steps,
+        &rules.templates,
+        &ctx,
+        &cfg.cluster.kafka_brokers,
+    ) {
         Ok(steps) => plan.steps = steps,
         Err(e) => return skip(plan, format!("{e}: nothing runs")),
     }

@@ -9,7 +9,8 @@ use crate::alert::Alert;
 use crate::clock::rfc3339_ms;
 use crate::journal::{ExecStatus, NewMail, StepRecord};
 use crate::notify::message::{
-    AlertView, ExecutionView, MessageContext, Pair, RuleView, human_ms, silence_url, step_view,
+    AlertView, ExecutionView, MessageContext, Pair, RuleView, generator_link, human_ms,
+    silence_link, step_view,
 };
 
 /// The facts of one finished (or refused) piece of work.
@@ -65,6 +66,16 @@ fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<Pair> {
 pub fn context(setup: &Setup, r: &Report, outcome: &str, headline: String) -> MessageContext {
     let rule = setup.rules.rule(&r.plan.rule);
     let labels = pairs(&r.alert.labels);
+    let configured: Vec<&str> = setup
+        .loaded
+        .config
+        .alertmanager
+        .iter()
+        .map(|a| a.url.as_str())
+        .collect();
+    let (silence_url, alertmanager_text) =
+        silence_link(&r.alert.external_url, &configured, &labels);
+    let (generator_url, generator_url_text) = generator_link(&r.alert.generator_url);
     MessageContext {
         outcome: outcome.to_string(),
         headline,
@@ -83,13 +94,15 @@ pub fn context(setup: &Setup, r: &Report, outcome: &str, headline: String) -> Me
             started: r.ran.map(|(s, _)| rfc3339_ms(s)).unwrap_or_default(),
             duration: r.ran.map(|(s, e)| human_ms(e - s)).unwrap_or_default(),
         }),
-        silence_url: silence_url(&r.alert.external_url, &labels),
+        silence_url,
+        alertmanager_text,
         alert: AlertView {
             status: r.alert.status.as_str().to_string(),
             labels,
             annotations: pairs(&r.alert.annotations),
             starts_at: r.alert.starts_at.clone(),
-            generator_url: r.alert.generator_url.clone(),
+            generator_url,
+            generator_url_text,
             fingerprint: r.alert.fingerprint.clone(),
         },
         steps: r.steps.iter().map(step_view).collect(),

@@ -1,7 +1,8 @@
 //! Composing messages: subject, plain text and HTML from handlebars templates (built in,
 //! or files named in the config). Alert data is HTML-escaped in the HTML part and kept
 //! as is in the text part; the subject loses every control character, so no alert label
-//! can ever add a header.
+//! can ever add a header. Links are only ever `http`/`https`, and the silence link only
+//! points at a configured Alertmanager: whatever else a payload says is shown as text.
 
 use std::path::Path;
 
@@ -46,8 +47,10 @@ pub struct AlertView {
     pub annotations: Vec<Pair>,
     /// startsAt.
     pub starts_at: String,
-    /// generatorURL.
+    /// generatorURL as a link: set only when it is an `http`/`https` URL (normalised).
     pub generator_url: String,
+    /// generatorURL as text, when it is not a safe link (`javascript:…`): never an `href`.
+    pub generator_url_text: String,
     /// Fingerprint.
     pub fingerprint: String,
 }
@@ -131,8 +134,11 @@ pub struct MessageContext {
     pub execution: Option<ExecutionView>,
     /// The alert.
     pub alert: AlertView,
-    /// Alertmanager link that opens a prefilled silence.
+    /// Alertmanager link that opens a prefilled silence: only when the payload's
+    /// externalURL is a configured Alertmanager URL.
     pub silence_url: Option<String>,
+    /// The payload's externalURL, as text, when it is no configured Alertmanager URL.
+    pub alertmanager_text: Option<String>,
     /// Steps as they ran.
     pub steps: Vec<StepView>,
     /// Policy decisions along the way.
@@ -236,6 +242,59 @@ pub fn one_line(s: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `url` as a link, when it is an absolute `http`/`https` URL with a host and no user
+/// info (`http://trusted@evil/` misleads): its normalised form, safe in an `href`.
+pub fn safe_link(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let plain = matches!(u.scheme(), "http" | "https")
+        && u.host_str().is_some_and(|h| !h.is_empty())
+        && u.username().is_empty()
+        && u.password().is_none();
+    plain.then(|| u.to_string())
+}
+
+/// generatorURL as `(link, text)`: the link when [`safe_link`] allows it, the text
+/// otherwise.
+pub fn generator_link(url: &str) -> (String, String) {
+    match safe_link(url) {
+        Some(l) => (l, String::new()),
+        None => (String::new(), url.to_string()),
+    }
+}
+
+/// Whether `external` names the same Alertmanager as `configured`: scheme, host, port and
+/// path (trailing `/` aside), with no user info, query or fragment.
+fn same_alertmanager(external: &str, configured: &str) -> bool {
+    let (Ok(e), Ok(c)) = (url::Url::parse(external), url::Url::parse(configured)) else {
+        return false;
+    };
+    safe_link(external).is_some()
+        && e.query().is_none()
+        && e.fragment().is_none()
+        && e.scheme() == c.scheme()
+        && e.host_str() == c.host_str()
+        && e.port_or_known_default() == c.port_or_known_default()
+        && e.path().trim_end_matches('/') == c.path().trim_end_matches('/')
+}
+
+/// The silence link and the Alertmanager text of a message: the link (built on the
+/// configured URL) when the payload's externalURL matches one of `configured`, otherwise
+/// no link and the externalURL as text (none when it is empty).
+pub fn silence_link(
+    external_url: &str,
+    configured: &[&str],
+    labels: &[Pair],
+) -> (Option<String>, Option<String>) {
+    match configured
+        .iter()
+        .find(|c| same_alertmanager(external_url, c))
+    {
+        Some(c) => (silence_url(c, labels), None),
+        None if external_url.is_empty() => (None, None),
+        None => (None, Some(external_url.to_string())),
+    }
 }
 
 /// Alertmanager's "new silence" link for a label set, when its external URL is known.
@@ -381,6 +440,93 @@ mod tests {
             "http://am:9093/#/silences/new?filter=%7Balertname%3D%22KafkaBrokerDown%22%2C+q%3D%22a%5C%22b%22%7D"
         );
         assert_eq!(silence_url("", &labels), None);
+    }
+
+    #[test]
+    fn only_http_links_and_only_configured_alertmanagers() {
+        assert_eq!(
+            safe_link("HTTPS://Prom.example.com:9090/graph?g0.expr=up").as_deref(),
+            Some("https://prom.example.com:9090/graph?g0.expr=up")
+        );
+        for bad in [
+            "javascript:alert(1)",
+            " javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:x",
+            "file:///etc/passwd",
+            "//evil.example.com/",
+            "http://trusted.example.com@evil.example.com/",
+            "",
+        ] {
+            assert_eq!(safe_link(bad), None, "{bad:?}");
+            assert_eq!(generator_link(bad), (String::new(), bad.to_string()));
+        }
+        let labels = vec![Pair {
+            name: "alertname".into(),
+            value: "X".into(),
+        }];
+        let conf = ["http://am.example.com:9093/am/"];
+        let link = Some(
+            "http://am.example.com:9093/am/#/silences/new?filter=%7Balertname%3D%22X%22%7D"
+                .to_string(),
+        );
+        for same in [
+            "http://am.example.com:9093/am",
+            "http://AM.example.com:9093/am/",
+            "HTTP://am.example.com:9093/am",
+        ] {
+            assert_eq!(
+                silence_link(same, &conf, &labels),
+                (link.clone(), None),
+                "{same}"
+            );
+        }
+        for other in [
+            "http://evil.example.com:9093/am",
+            "https://am.example.com:9093/am",
+            "http://am.example.com:9094/am",
+            "http://am.example.com:9093/",
+            "http://am.example.com:9093/am/x",
+            "http://am.example.com:9093/am?x=1",
+            "http://am.example.com:9093/am#/x",
+            "http://u:p@am.example.com:9093/am",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(
+                silence_link(other, &conf, &labels),
+                (None, Some(other.to_string())),
+                "{other}"
+            );
+        }
+        assert_eq!(silence_link("", &conf, &labels), (None, None));
+        assert_eq!(
+            silence_link("http://am.example.com:9093/am", &[], &labels),
+            (None, Some("http://am.example.com:9093/am".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_hostile_generator_url_is_text_in_html() {
+        let c = Composer::new(&TemplateFiles::default(), Path::new(".")).unwrap();
+        let mut x = ctx();
+        (x.alert.generator_url, x.alert.generator_url_text) =
+            generator_link("javascript:alert(1)\"><b>");
+        x.alertmanager_text = Some("http://evil.example.com/".into());
+        let r = c.render(&x).unwrap();
+        assert!(!r.html.contains("href"), "{}", r.html);
+        assert!(
+            r.html
+                .contains("<code>javascript:alert(1)&quot;&gt;&lt;b&gt;</code>"),
+            "{}",
+            r.html
+        );
+        assert!(
+            r.html
+                .contains("no silence link): <code>http://evil.example.com/</code>"),
+            "{}",
+            r.html
+        );
     }
 }
 

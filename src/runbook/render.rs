@@ -106,6 +106,8 @@ pub(crate) struct Renderer<'a> {
     pub ctx: &'a Value,
     /// The step's name, for errors.
     pub step: &'a str,
+    /// The configured brokers: the only hosts an ansible `--limit` may name.
+    pub brokers: &'a [crate::config::Broker],
 }
 
 impl Renderer<'_> {

@@ -254,6 +254,55 @@ fn values_reaching_ssh_or_host_selection_are_vetted() {
         let p = plan(&plans, "ansible-limit");
         assert_eq!(p.decision, Decision::Skip, "limit {v:?}: {}", p.reason);
     }
+    // Plain names that are inventory groups, or hosts of no configured broker (issue 17,
+    // finding 7): only a broker's node_id or host selects exactly one host.
+    for (v, why) in [
+        ("kafka_brokers", "is no configured broker's node_id or host"),
+        (
+            "kafka-1.example.com",
+            "is no configured broker's node_id or host",
+        ),
+        ("ungrouped", "would select a whole group"),
+        ("ALL", "would select a whole group"),
+        ("All", "would select a whole group"),
+        ("kafka-1:kafka-2", "is not a plain host name"),
+        ("kafka-1&kafka-2", "is not a plain host name"),
+        ("kafka-1,kafka-2", "is not a plain host name"),
+        ("k*", "is not a plain host name"),
+        ("~kafka.*", "is not a plain host name"),
+        ("@hosts.txt", "is not a plain host name"),
+    ] {
+        let plans = plan_alert(&w.loaded.config, &w.rules, &alert(v));
+        let p = plan(&plans, "ansible-limit");
+        assert_eq!(p.decision, Decision::Skip, "limit {v:?}: {}", p.reason);
+        assert!(p.steps.is_empty(), "limit {v:?}: nothing rendered");
+        assert_eq!(
+            p.reason,
+            if why == "is not a plain host name" {
+                format!(
+                    "step `a`: limit: `{v}` is not a plain host name (letters, digits, `.`, \
+                     `-`, `_`): nothing runs"
+                )
+            } else if why == "would select a whole group" {
+                format!("step `a`: limit: `{v}` {why}: nothing runs")
+            } else {
+                format!(
+                    "step `a`: limit: `{v}` {why} (a group or pattern could select many \
+                     hosts): nothing runs"
+                )
+            },
+            "limit {v:?}"
+        );
+    }
+    for ok in ["kafka-2", "k2.example.com"] {
+        let plans = plan_alert(&w.loaded.config, &w.rules, &alert(ok));
+        let p = plan(&plans, "ansible-limit");
+        assert_eq!(p.decision, Decision::Run, "limit {ok:?}: {}", p.reason);
+        assert_eq!(
+            p.steps[0].argv[1..3],
+            ["--limit".to_string(), ok.to_string()]
+        );
+    }
     let plans = plan_alert(&w.loaded.config, &w.rules, &alert("kafka-1.example.com"));
     assert_eq!(
         plan(&plans, "remote-host").steps[0].argv,
@@ -269,14 +318,15 @@ fn values_reaching_ssh_or_host_selection_are_vetted() {
             "kafka.service"
         ]
     );
+    let plans = plan_alert(&w.loaded.config, &w.rules, &alert("k1.example.com"));
     assert_eq!(
         plan(&plans, "ansible-limit").steps[0].argv,
         [
             "ansible-playbook",
             "--limit",
-            "kafka-1.example.com",
+            "k1.example.com",
             "--extra-vars",
-            r#"{"label":{"__ansible_unsafe":"kafka-1.example.com"}}"#,
+            r#"{"label":{"__ansible_unsafe":"k1.example.com"}}"#,
             "site.yml"
         ]
     );

@@ -1048,8 +1048,8 @@ fn hostile_corpus_values_never_become_an_api_path() {
     let (mut accepted, mut refused) = (0, 0);
     for v in &values {
         let ctx = json!({"alert": {"labels": {"v": v}}});
-        let as_name = render_steps(&[step("kafka", tpl)], &t, &ctx);
-        let as_namespace = render_steps(&[step(tpl, "kafka-0")], &t, &ctx);
+        let as_name = render_steps(&[step("kafka", tpl)], &t, &ctx, &[]);
+        let as_namespace = render_steps(&[step(tpl, "kafka-0")], &t, &ctx, &[]);
         if subdomain.is_match(v) && v.len() <= 253 {
             let r = as_name.unwrap_or_else(|e| panic!("{v:?}: {e}"));
             assert_eq!(r[0].argv[2], format!("name={v}"));

@@ -12,5 +12,6 @@ mod kafka_heal;
 mod kafka_pause;
 mod pauses;
 mod policy;
+mod reset;
 mod runbooks;
 mod silences;

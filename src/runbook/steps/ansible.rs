@@ -19,7 +19,7 @@ pub struct AnsibleStep {
     /// Inventory (template).
     #[serde(default)]
     pub inventory: Option<String>,
-    /// `--limit` host (template); must render to a single host name.
+    /// `--limit` host (template); must render to a configured broker's `node_id` or host.
     #[serde(default)]
     pub limit: Option<String>,
     /// Extra variables (each value a template), passed as one JSON `--extra-vars`.
@@ -53,11 +53,7 @@ impl AnsibleStep {
             argv.extend(["-i".to_string(), r.one("inventory", inv)?]);
         }
         if let Some(l) = &self.limit {
-            let limit = r.host("limit", l)?;
-            if limit == "all" {
-                return Err(r.error("limit: `all` would select every host"));
-            }
-            argv.extend(["--limit".to_string(), limit]);
+            argv.extend(["--limit".to_string(), limit(r, l)?]);
         }
         if !self.extra_vars.is_empty() {
             // Ansible templates variable values again when a task uses them, so a
@@ -77,6 +73,27 @@ impl AnsibleStep {
         argv.push(playbook);
         Ok(Lowered::argv(argv))
     }
+}
+
+/// Renders `--limit`: exactly one configured broker's `node_id` or host. A plain name can
+/// still be an inventory group (`kafka_brokers`, `ungrouped`), which Ansible prefers to a
+/// host of that name, so only the cluster's own names are allowed.
+fn limit(r: &Renderer<'_>, src: &str) -> Result<String, StepError> {
+    let limit = r.host("limit", src)?;
+    if ["all", "ungrouped"].contains(&limit.to_ascii_lowercase().as_str()) {
+        return Err(r.error(format!("limit: `{limit}` would select a whole group")));
+    }
+    if !r
+        .brokers
+        .iter()
+        .any(|b| b.node_id == limit || b.host == limit)
+    {
+        return Err(r.error(format!(
+            "limit: `{limit}` is no configured broker's node_id or host (a group or \
+             pattern could select many hosts)"
+        )));
+    }
+    Ok(limit)
 }
 
 /// A playbook may do anything.

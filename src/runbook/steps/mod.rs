@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::{OnFailure, RenderedStep, Renderer, StepError};
 use super::template::Templates;
+use crate::config::Broker;
 use crate::rules::duration::parse_duration;
 use crate::runbook::exec::options::ExecOptions;
 use crate::runbook::exec::outcome::{ExecError, Outcome};
@@ -207,25 +208,32 @@ pub(crate) async fn run(
     }
 }
 
-/// Renders every step of a runbook; the first step that fails stops it all.
+/// Renders every step of a runbook for a cluster of `brokers`; the first step that fails
+/// stops it all.
 pub fn render_steps(
     steps: &[Step],
     templates: &Templates,
     ctx: &Value,
+    brokers: &[Broker],
 ) -> Result<Vec<RenderedStep>, StepError> {
     steps
         .iter()
-        .map(|s| render_step(s, templates, ctx))
+        .map(|step| {
+            render_step(
+                step,
+                &Renderer {
+                    templates,
+                    ctx,
+                    step: &step.name,
+                    brokers,
+                },
+            )
+        })
         .collect()
 }
 
-fn render_step(step: &Step, templates: &Templates, ctx: &Value) -> Result<RenderedStep, StepError> {
-    let r = Renderer {
-        templates,
-        ctx,
-        step: &step.name,
-    };
-    let lowered = step.kind.lower(&r)?;
+fn render_step(step: &Step, r: &Renderer<'_>) -> Result<RenderedStep, StepError> {
+    let lowered = step.kind.lower(r)?;
     let timeout = match (step.timeout, lowered.timeout) {
         (Some(t), Some(own)) => Some(t.min(own)),
         (t, own) => t.or(own),

@@ -104,10 +104,15 @@ async fn outcome_mail_reaches_oncall_with_both_parts_and_hostile_labels_defused(
         text.contains(&format!("$ {} run k1.example.com", rec.display())),
         "{text}"
     );
+    // No `alertmanager.url` is configured: the payload's externalURL is only text.
     assert!(
-        text.contains("Silence it: http://alertmanager.example.com/#/silences/new?filter=%7B"),
+        text.contains(
+            "Alertmanager (not a configured one, so no silence link): \
+             http://alertmanager.example.com"
+        ),
         "{text}"
     );
+    assert!(!text.contains("Silence it:"), "{text}");
     assert!(
         html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{html}"
@@ -452,4 +457,91 @@ async fn attempts_used_up_by_a_new_alert_escalate_by_email() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Every `href` value in `html`, in order.
+fn hrefs(html: &str) -> Vec<&str> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attacker_links_in_a_payload_are_shown_as_text_never_as_links() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let smtp = SmtpServer::start(s.path(), &[]);
+    let am = "alertmanager:\n  url: http://am.example.com:9093/\n";
+    let srv = Server::start(
+        &s,
+        &config(&format!("{am}{}", smtp_cfg(smtp.port, ""))),
+        &rules(rec.to_str().unwrap(), ""),
+    );
+    // Alertmanager 0.25's own request, made hostile.
+    let fixture = std::fs::read_to_string("examples/alerts/firing-two-brokers.json").unwrap();
+    let mut hostile: Value = serde_json::from_str(&fixture).unwrap();
+    hostile["alerts"].as_array_mut().unwrap().truncate(1);
+    let a = &mut hostile["alerts"][0];
+    a["labels"]["node_id"] = json!("kafka-2");
+    a["generatorURL"] = json!("javascript:alert(document.cookie)");
+    hostile["externalURL"] = json!("http://evil.example.com:9093");
+    assert_eq!(srv.post(&hostile.to_string()).await.0, 200);
+    let got = wait_mail(&smtp, 1, 20).await;
+    let parsed = parse_eml(&got[0].0);
+    let html = part(&parsed, "text/html");
+    let text = part(&parsed, "text/plain");
+    assert_eq!(hrefs(html), Vec::<&str>::new(), "no link at all: {html}");
+    assert!(
+        html.contains(
+            "<p>Source (not an http(s) URL, so not a link): \
+             <code>javascript:alert(document.cookie)</code></p>"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "<p>Alertmanager (not a configured one, so no silence link): \
+             <code>http://evil.example.com:9093</code></p>"
+        ),
+        "{html}"
+    );
+    assert!(!html.contains("silences/new"), "{html}");
+    assert!(!text.contains("Silence it:"), "{text}");
+    assert!(
+        text.contains(
+            "Alertmanager (not a configured one, so no silence link): \
+             http://evil.example.com:9093"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Source (not an http(s) URL): javascript:alert(document.cookie)"),
+        "{text}"
+    );
+    // The same request as Alertmanager sends it, from the configured Alertmanager (its
+    // host in capitals, no trailing slash): both links, on http(s) and the configured URL.
+    let mut fine: Value = serde_json::from_str(&fixture).unwrap();
+    fine["alerts"].as_array_mut().unwrap().truncate(1);
+    fine["alerts"][0]["labels"]["node_id"] = json!("kafka-3");
+    fine["externalURL"] = json!("http://AM.example.com:9093");
+    assert_eq!(srv.post(&fine.to_string()).await.0, 200);
+    let got = wait_mail(&smtp, 2, 20).await;
+    let parsed = parse_eml(&got[1].0);
+    assert_eq!(
+        headers(&parsed, "Subject"),
+        ["[kafka-healing] RECOVERED kafka-3 (broker-down) test"]
+    );
+    let html = part(&parsed, "text/html");
+    let links = hrefs(html);
+    assert_eq!(links.len(), 2, "{html}");
+    assert_eq!(
+        links[0],
+        "http://prometheus.example.com:9090/graph?g0.expr&#x3D;up%7Bjob%3D%22kafka%22%7D+%3D%3D+0"
+    );
+    assert!(
+        links[1].starts_with("http://am.example.com:9093/#/silences/new?filter&#x3D;%7B"),
+        "{html}"
+    );
+    assert!(!html.contains("not a configured one"), "{html}");
 }

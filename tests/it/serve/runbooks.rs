@@ -319,3 +319,142 @@ runbooks:
         "Ansible must not evaluate templates inside alert data"
     );
 }
+
+/// Issue 17, finding 7: with the real `ansible-playbook` and an inventory whose group
+/// holds all three brokers, a `--limit` naming a group is refused before anything runs,
+/// and a node_id selects exactly that one host.
+#[tokio::test(flavor = "multi_thread")]
+async fn ansible_limit_selects_one_configured_broker_never_a_group() {
+    let s = Scratch::new();
+    let dir = s.path().display().to_string();
+    std::fs::create_dir(s.path().join("ran")).unwrap();
+    s.write(
+        "hosts.ini",
+        "[kafka_brokers]\nkafka-1 ansible_connection=local\nkafka-2 ansible_connection=local\n\
+         kafka-3 ansible_connection=local\n",
+    );
+    s.write(
+        "restart.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: record the host\n      copy:\n        content: \"{{ inventory_hostname }}\"\n        dest: \"{{ out }}/{{ inventory_hostname }}\"\n",
+    );
+    let rules = format!(
+        r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: ansible-restart
+    params:
+      lim: "{{{{alert.labels.limit}}}}"
+runbooks:
+  ansible-restart:
+    steps:
+      - name: playbook
+        ansible:
+          playbook: "{dir}/restart.yml"
+          inventory: "{dir}/hosts.ini"
+          limit: "{{{{params.lim}}}}"
+          extra_vars:
+            out: "{dir}/ran"
+        timeout: 120s
+"#
+    );
+    // What the refusal prevents: to the real ansible-playbook, the group is all three.
+    let listed = std::process::Command::new("ansible-playbook")
+        .args([
+            "-i",
+            &format!("{dir}/hosts.ini"),
+            "--limit",
+            "kafka_brokers",
+        ])
+        .args(["--list-hosts", &format!("{dir}/restart.yml")])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("hosts (3):"), "{listed}");
+    let srv = Server::start(&s, &config(""), &rules);
+    let refused = [
+        "kafka_brokers",
+        "ungrouped",
+        "ALL",
+        "all",
+        "kafka*",
+        "kafka-1:kafka-3",
+    ];
+    let alerts = refused
+        .iter()
+        .map(|l| {
+            let mut labels = down("kafka-1");
+            labels["limit"] = json!(l);
+            alert("firing", labels)
+        })
+        .collect();
+    assert_eq!(srv.post(&webhook("r", alerts)).await.0, 200);
+    let list = srv
+        .wait_until(20, "every group limit refused", |l| {
+            l.iter().filter(|e| e["status"] == "skipped").count() == refused.len()
+        })
+        .await;
+    for e in &list {
+        let reason = e["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("step `playbook`: limit: `") && reason.ends_with(": nothing runs"),
+            "{e}"
+        );
+    }
+    assert!(
+        list.iter().any(|e| e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`kafka_brokers` is no configured broker's node_id or host")),
+        "{list:?}"
+    );
+    let ran = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(s.path().join("ran"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ran(), Vec::<String>::new(), "nothing ran for a group");
+    let mut labels = down("kafka-2");
+    labels["limit"] = json!("kafka-2");
+    assert_eq!(
+        srv.post(&webhook("r", vec![alert("firing", labels)]))
+            .await
+            .0,
+        200
+    );
+    let list = srv
+        .wait_until(120, "the playbook to finish", |l| {
+            l.iter()
+                .any(|e| e["status"] == "succeeded" || e["status"] == "failed")
+        })
+        .await;
+    let done = list
+        .iter()
+        .find(|e| e["status"] == "succeeded" || e["status"] == "failed")
+        .unwrap();
+    let (_, detail) = srv.get(&format!("/api/v1/executions/{}", done["id"])).await;
+    assert_eq!(done["status"], "succeeded", "{detail}");
+    let step = &detail["steps"][0];
+    assert_eq!(
+        step["argv"].as_array().unwrap()[1..5],
+        [
+            json!("-i"),
+            json!(format!("{dir}/hosts.ini")),
+            json!("--limit"),
+            json!("kafka-2")
+        ]
+    );
+    let stdout = step["stdout"].as_str().unwrap();
+    assert!(stdout.contains("kafka-2"), "{stdout}");
+    assert!(
+        !stdout.contains("kafka-1") && !stdout.contains("kafka-3"),
+        "{stdout}"
+    );
+    assert_eq!(ran(), ["kafka-2"], "exactly one host was selected");
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("ran/kafka-2")).unwrap(),
+        "kafka-2"
+    );
+}

@@ -189,26 +189,27 @@ mod tests {
         let src = "kafka-{{alert.labels.id}}";
         t.add(src).expect("template");
         let ctx = |id: &str| serde_json::json!({"alert": {"labels": {"id": id}}});
-        let r = render_steps(&[kube("evict_pod", src)], &t, &ctx("2")).expect("renders");
+        let r = render_steps(&[kube("evict_pod", src)], &t, &ctx("2"), &[]).expect("renders");
         assert_eq!(
             r[0].argv,
             ["evict_pod", "namespace=kafka", "name=kafka-2"].map(String::from)
         );
         assert_eq!(r[0].kind, "kube");
-        let r = render_steps(&[kube("scale", "kafka")], &t, &ctx("2")).expect("renders");
+        let r = render_steps(&[kube("scale", "kafka")], &t, &ctx("2"), &[]).expect("renders");
         assert_eq!(
             r[0].argv,
             ["scale", "namespace=kafka", "name=kafka", "replicas=3"].map(String::from)
         );
         // The shorter of the step's timeout and the wait's own.
-        let r = render_steps(&[kube("wait_pod_ready", "p")], &t, &ctx("2")).expect("renders");
+        let r = render_steps(&[kube("wait_pod_ready", "p")], &t, &ctx("2"), &[]).expect("renders");
         assert_eq!(r[0].timeout_seconds, Some(30.0));
         for hostile in ["2/../../secrets", "2;rm -rf", "X", "2\n", "2 ", ""] {
-            let e = render_steps(&[kube("evict_pod", src)], &t, &ctx(hostile)).expect_err(hostile);
+            let e =
+                render_steps(&[kube("evict_pod", src)], &t, &ctx(hostile), &[]).expect_err(hostile);
             assert!(e.message.starts_with("name: `"), "{e}");
             assert!(e.message.contains("is not a DNS-1123 name"), "{e}");
         }
-        let e = render_steps(&[kube("drain", "p")], &t, &ctx("2")).expect_err("action");
+        let e = render_steps(&[kube("drain", "p")], &t, &ctx("2"), &[]).expect_err("action");
         assert!(
             e.message.contains("kube action `drain` is not one of"),
             "{e}"
