@@ -90,6 +90,13 @@ fn call(
         Some(u) => u.trim_end_matches('/').to_string(),
         None => super::reset::base_url(cfg).map_err(|e| (EXIT_USAGE, e))?,
     };
+    // URL parsers drop or resolve these (even encoded), so one would reach another route.
+    if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+        return Err((
+            EXIT_USAGE,
+            format!("`{bad}` cannot be a name in the service's path"),
+        ));
+    }
     let mut url =
         url::Url::parse(&base).map_err(|e| (EXIT_USAGE, format!("service URL `{base}`: {e}")))?;
     url.path_segments_mut()

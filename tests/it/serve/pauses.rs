@@ -267,6 +267,23 @@ async fn bad_pause_requests_get_a_clear_4xx_and_change_nothing() {
         "{}",
         stderr(&o)
     );
+    // Dot segments would be resolved away by the URL (to `/api/v1/pauses`, the list):
+    // refused before anything is sent. Other hostile names are one encoded segment.
+    for bad in ["..", "."] {
+        let o = cli(&srv, "resume", &["--target", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            format!("error: `{bad}` cannot be a name in the service's path\n")
+        );
+    }
+    let o = cli(&srv, "resume", &["--target", "x/../../../-/reload#"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/api/v1/pauses/targets/x%2F..%2F..%2F..%2F-%2Freload%23: HTTP 404"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(pauses(&srv).await, Vec::<Value>::new());
 }
 
