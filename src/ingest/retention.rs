@@ -2,7 +2,8 @@
 //! fixed window. A condition at time `t` reads back as far as its longest range selector
 //! (plus any `offset`, and a subquery's range on top of what it wraps); `for` holds it over
 //! that many more evaluations; the instant lookback ([`LOOKBACK_DELTA_MS`]) comes on top of
-//! all of it. Recomputed whenever the rules change (the watcher applies it each round).
+//! all of it. Derived again whenever the rules change (the watcher derives it once per
+//! loaded configuration).
 
 use std::time::Duration;
 
@@ -22,15 +23,11 @@ pub fn reach_ms(expr: &Expr) -> i64 {
         Expr::Subquery(sq) => millis(sq.range)
             .saturating_add(offset_ms(sq.offset.as_ref()))
             .saturating_add(reach_ms(&sq.expr)),
-        Expr::Aggregate(a) => {
-            let p = a.param.as_deref().map_or(0, reach_ms);
-            p.max(reach_ms(&a.expr))
-        }
-        Expr::Unary(u) => reach_ms(&u.expr),
-        Expr::Binary(b) => reach_ms(&b.lhs).max(reach_ms(&b.rhs)),
-        Expr::Paren(p) => reach_ms(&p.expr),
-        Expr::Call(c) => c.args.args.iter().map(|a| reach_ms(a)).max().unwrap_or(0),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => 0,
+        _ => crate::promql::ast::children(expr)
+            .into_iter()
+            .map(reach_ms)
+            .max()
+            .unwrap_or(0),
     }
 }
 

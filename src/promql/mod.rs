@@ -21,6 +21,7 @@
 //! `last_over_time` drop `__name__`, filtering comparisons and set operators keep it.
 
 mod aggregate;
+pub mod ast;
 mod binary;
 mod check;
 mod eval;

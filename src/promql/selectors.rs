@@ -204,25 +204,11 @@ fn walk(e: &Expr, out: &mut Vec<Selector>) {
     match e {
         Expr::VectorSelector(vs) => out.push(selector(vs)),
         Expr::MatrixSelector(ms) => out.push(selector(&ms.vs)),
-        Expr::Aggregate(a) => {
-            walk(&a.expr, out);
-            if let Some(p) = &a.param {
-                walk(p, out);
+        _ => {
+            for c in super::ast::children(e) {
+                walk(c, out);
             }
         }
-        Expr::Unary(u) => walk(&u.expr, out),
-        Expr::Binary(b) => {
-            walk(&b.lhs, out);
-            walk(&b.rhs, out);
-        }
-        Expr::Paren(p) => walk(&p.expr, out),
-        Expr::Subquery(s) => walk(&s.expr, out),
-        Expr::Call(c) => {
-            for a in &c.args.args {
-                walk(a, out);
-            }
-        }
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 
