@@ -40,7 +40,10 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
     if !(100..=1_000_000).contains(&m.max_health_series) {
         err(
             "monitoring.max_health_series",
-            format!("must be between 100 and 1000000, got {}", m.max_health_series),
+            format!(
+                "must be between 100 and 1000000, got {}",
+                m.max_health_series
+            ),
         );
     }
     if m.timeout_seconds >= m.interval_seconds {

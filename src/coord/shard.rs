@@ -95,7 +95,10 @@ mod tests {
         let two = names(&["ha-0", "ha-2"]);
         for m in &two {
             let n = share(&two, m);
-            assert!((440..=560).contains(&n), "{m} holds {n} of 1000 after ha-1 left");
+            assert!(
+                (440..=560).contains(&n),
+                "{m} holds {n} of 1000 after ha-1 left"
+            );
         }
     }
 }

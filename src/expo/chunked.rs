@@ -103,7 +103,7 @@ impl Chunked {
             Parser::only_blank_after_eof(text, self.line)?;
         } else {
             let mut p = Parser::at_line(text, self.line);
-            self.skipped += p.samples_kept_each(keep_name, |s| each(s))?;
+            self.skipped += p.samples_kept_each(keep_name, &mut *each)?;
             self.eof = p.saw_eof();
         }
         self.line += memchr::memchr_iter(b'\n', bytes).count();
@@ -171,7 +171,11 @@ mod tests {
             let want = whole(body);
             for i in 0..=body.len() {
                 for j in i..=body.len() {
-                    assert_eq!(streamed(body.as_bytes(), &[i, j]), want, "{body:?} cut at {i},{j}");
+                    assert_eq!(
+                        streamed(body.as_bytes(), &[i, j]),
+                        want,
+                        "{body:?} cut at {i},{j}"
+                    );
                 }
             }
         }
@@ -185,7 +189,12 @@ mod tests {
         ))
         .expect("fixture");
         let want = whole(&body).expect("fixture parses");
-        assert!(want.1 > 0 && want.0.len() > 100, "kept {} skipped {}", want.0.len(), want.1);
+        assert!(
+            want.1 > 0 && want.0.len() > 100,
+            "kept {} skipped {}",
+            want.0.len(),
+            want.1
+        );
         let cuts: Vec<usize> = (1..body.len()).step_by(997).collect();
         assert_eq!(streamed(body.as_bytes(), &cuts), Ok(want));
     }

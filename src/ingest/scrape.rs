@@ -180,11 +180,7 @@ async fn fetch_kept(
     let mut parser = crate::expo::Chunked::new();
     let mut parsed = 0usize;
     let mut received = 0usize;
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| transfer(e, true))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transfer(e, true))? {
         received += chunk.len();
         if received > MAX_BODY_BYTES {
             return Err(too_large());

@@ -90,7 +90,15 @@ pub async fn observe(
     kafka: &KafkaWatch,
     store: &Mutex<SeriesStore>,
 ) -> Vec<Observation> {
-    observe_kept(setup, client, kafka, store, |_| true, Arc::new(KeepSet::all())).await
+    observe_kept(
+        setup,
+        client,
+        kafka,
+        store,
+        |_| true,
+        Arc::new(KeepSet::all()),
+    )
+    .await
 }
 
 /// The shard name of broker `node_id` (HA mode splits targets by these names).

@@ -1302,7 +1302,10 @@ runbooks:
         {
             break o;
         }
-        assert!(Instant::now() < deadline, "targets never split among the three");
+        assert!(
+            Instant::now() < deadline,
+            "targets never split among the three"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let share = |i: usize| owners.iter().filter(|o| **o == i).count();

@@ -243,7 +243,11 @@ runbooks:
         if text.contains("series store full") {
             break text;
         }
-        assert!(Instant::now() < deadline, "never full: {text}\n{}", srv.log());
+        assert!(
+            Instant::now() < deadline,
+            "never full: {text}\n{}",
+            srv.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // 6 × 2,101 exporter series against a cap of 1,000: at least 5 brokers lose series.
@@ -254,8 +258,16 @@ runbooks:
     let m = srv.metrics().await;
     let held = gauge(&m, "kafka_healing_series_in_memory").unwrap();
     let reserved = gauge(&m, "kafka_healing_series_reserved_in_memory").unwrap();
-    assert_eq!(held - reserved, 1000.0, "the exporter cap is full, not passed: {m}");
-    assert_eq!(reserved, (N * 6) as f64, "every target's health is held: {m}");
+    assert_eq!(
+        held - reserved,
+        1000.0,
+        "the exporter cap is full, not passed: {m}"
+    );
+    assert_eq!(
+        reserved,
+        (N * 6) as f64,
+        "every target's health is held: {m}"
+    );
     let by_target: Vec<&str> = m
         .lines()
         .filter(|l| l.starts_with("kafka_healing_series_dropped_by_target_total{target=\"scrape/b"))
@@ -288,7 +300,8 @@ runbooks:
     let listed = (0..N).filter(|i| body.contains(&format!("b{i}"))).count();
     assert!(listed >= N - 1, "{body}");
     // Two more rounds drop again: still one mail; the log said it once.
-    let rounds = |m: &str| gauge(m, "kafka_healing_watch_round_duration_seconds_count").unwrap_or(0.0);
+    let rounds =
+        |m: &str| gauge(m, "kafka_healing_watch_round_duration_seconds_count").unwrap_or(0.0);
     let r0 = rounds(&srv.metrics().await);
     let deadline = Instant::now() + Duration::from_secs(30);
     while rounds(&srv.metrics().await) < r0 + 2.0 {
@@ -302,7 +315,9 @@ runbooks:
         .count();
     assert_eq!(to_boss, 1, "{:?}", smtp.envelopes());
     assert_eq!(
-        srv.log().matches("the in-memory series store is full").count(),
+        srv.log()
+            .matches("the in-memory series store is full")
+            .count(),
         1,
         "{}",
         srv.log()
