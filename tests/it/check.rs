@@ -191,7 +191,7 @@ fn config_ranges_and_business_rules() {
         ),
         (
             "recovery:\n  max_attempts: lots\n",
-            "config.yaml:10: error: recovery.max_attempts: invalid type",
+            "config.yaml:10: error: recovery.max_attempts: expected an integer, got the string \"lots\"\n",
         ),
         (
             "recovery:\n  retry_forever: true\n",
@@ -265,7 +265,7 @@ fn config_ranges_and_business_rules() {
         ),
         (
             "alertmanager:\n  timeout_seconds: 5\n",
-            "config.yaml:9: error: alertmanager: missing configuration field \"url\"",
+            "config.yaml:9: error: alertmanager: missing field `url`\n",
         ),
         (
             "alertmanager:\n  url: http://am:9093\n  silences: all\n",
@@ -331,7 +331,7 @@ fn cluster_rules() {
         bad_port,
         &[("a.yaml", GOOD_RULES)],
         &[
-            "config.yaml:4: error: cluster.kafka_brokers[0].port: invalid type: 64-bit unsigned integer `70000`, expected an unsigned 16 bit integer\n",
+            "config.yaml:4: error: cluster.kafka_brokers[0].port: expected an integer between 0 and 65535, got 70000\n",
         ],
     );
     let no_cluster = "rules: [rules/*.yaml]\n";
