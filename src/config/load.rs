@@ -348,7 +348,7 @@ fn resolve_secrets(
         }
         let full = resolve(base, f);
         match std::fs::read_to_string(&full) {
-            Ok(s) => *inline = Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())),
+            Ok(s) => *inline = Some(super::secret::from_file(&s)),
             Err(e) => diags.error_at(
                 file,
                 doc,
