@@ -489,3 +489,97 @@ fn no_number_or_boolean_field_coerces_a_wrong_type() {
         }
     }
 }
+
+/// Runs the binary with `env` on the child (and no other KAFKA_HEALING* variable), killed
+/// after 30 s.
+fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = std::process::Command::new("timeout");
+    c.args(["-s", "KILL", "30", env!("CARGO_BIN_EXE_kafka-healing")])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAFKA_HEALING") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(env.iter().copied());
+    c.output().expect("spawn timeout kafka-healing")
+}
+
+const NOOP_RULES: &str = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: noop
+runbooks:
+  noop:
+    disruptive: false
+    steps:
+      - { name: t, exec: ["true"] }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_takes_the_env_token_as_written_and_refuses_its_number() {
+    use crate::serve::harness::{Server, TOKEN, alert, config, webhook};
+    let body = webhook(
+        "r",
+        vec![alert("firing", serde_json::json!({"alertname": "Other"}))],
+    );
+    for (token, reparsed) in NUMERIC_LOOKING.iter().take(3) {
+        let s = Scratch::new();
+        let cfg = config("").replace(&format!("  auth: {{ bearer_token: {TOKEN} }}\n"), "");
+        let srv = Server::start_env_in(
+            &s,
+            &cfg,
+            NOOP_RULES,
+            &[("KAFKA_HEALING__SERVER__AUTH__BEARER_TOKEN", token)],
+        );
+        let (st, v) = srv.post_with(&body, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(st, 200, "token {token}: {v}");
+        let (st, _) = srv
+            .post_with(&body, Some(&format!("Bearer {reparsed}")))
+            .await;
+        assert_eq!(st, 401, "token {token} must not be read as {reparsed}");
+    }
+}
+
+#[test]
+fn the_smtp_password_from_env_is_sent_as_written() {
+    use crate::mailbox::{FROM, SmtpServer, pki};
+    let s = Scratch::new();
+    let pki = pki(s.path());
+    let srv = SmtpServer::start(
+        s.path(),
+        &[
+            "--starttls-cert",
+            pki.cert.to_str().expect("utf-8"),
+            "--starttls-key",
+            pki.key.to_str().expect("utf-8"),
+            "--auth",
+            "alice:007",
+        ],
+    );
+    s.write("rules/r.yaml", GOOD_RULES);
+    let cfg = s.write(
+        "c.yaml",
+        &config_with(&format!(
+            "notifications:\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    username: alice\n    from_email: {FROM}\n    to_emails: [a@example.com]\n    ca_file: pki/ca.pem\n    timeout_seconds: 5\n",
+            srv.port
+        )),
+    );
+    let cfg = cfg.to_str().expect("utf-8");
+    let var = "KAFKA_HEALING__NOTIFICATIONS__SMTP__PASSWORD";
+    let o = run_bounded(&["notify", "test", "-c", cfg], &[(var, "007")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = srv.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1["auth_user"], "alice");
+    // The number it would have been read as is not the password.
+    let o = run_bounded(&["notify", "test", "-c", cfg], &[(var, "7")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).starts_with("error: authentication with SMTP server"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(srv.received().len(), 1);
+}
