@@ -828,3 +828,30 @@ fn a_password_file_with_extra_whitespace_is_kept_and_warned_about() {
         "{out}{err}"
     );
 }
+
+#[test]
+fn rule_files_do_not_coerce_either() {
+    for (line, expected) in [
+        (
+            "    max_attempts: 2.5\n",
+            "rules/a.yaml:5: error: rules[0].max_attempts: invalid type: floating point `2.5`, expected u32",
+        ),
+        (
+            "    dry_run: \"no\"\n",
+            "rules/a.yaml:5: error: rules[0].dry_run: invalid type: string \"no\", expected a boolean",
+        ),
+        (
+            "    cooldown_seconds: \"60\"\n",
+            "rules/a.yaml:5: error: rules[0].cooldown_seconds: invalid type: string \"60\", expected u64",
+        ),
+    ] {
+        let rules = GOOD_RULES.replacen(
+            "    runbook: restart\n",
+            &format!("    runbook: restart\n{line}"),
+            1,
+        );
+        let (code, _, err) = check_env(&config_with(""), &[("rules/a.yaml", &rules)], &[]);
+        assert_eq!(code, Some(1), "{line}");
+        assert!(err.starts_with(&format!("{expected}\n")), "{line}: {err}");
+    }
+}
