@@ -89,11 +89,17 @@ impl Node {
         }
     }
 
-    fn wrong(&self, expected: &'static str) -> NodeError {
+    fn wrong(&self, expected: Expected) -> NodeError {
         let mut found = self.describe();
-        let numeric = |s: &str| s.parse::<f64>().is_ok() || s == "true" || s == "false";
+        // A quoted value that would fit unquoted: say how to write it.
+        let fits = |s: &str| match expected {
+            Expected::Integer => s.parse::<i128>().is_ok(),
+            Expected::Number => s.parse::<f64>().is_ok_and(f64::is_finite),
+            Expected::Bool => s == "true" || s == "false",
+            Expected::String | Expected::List | Expected::Mapping | Expected::Null => false,
+        };
         if let Node::Str(s) = self
-            && numeric(s)
+            && fits(s)
         {
             found.push_str(" (write it without quotes)");
         }
@@ -113,12 +119,45 @@ impl Node {
             _ => None,
         };
         let Some(i) = i else {
-            return Err(self.wrong("an integer"));
+            return Err(self.wrong(Expected::Integer));
         };
         if i < min || i > max {
             return Err(NodeError::Range { min, max, value: i });
         }
         Ok(i)
+    }
+}
+
+/// What a field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expected {
+    /// An integer of the field's type.
+    Integer,
+    /// Any finite number.
+    Number,
+    /// `true` or `false`.
+    Bool,
+    /// Text.
+    String,
+    /// A sequence.
+    List,
+    /// A mapping.
+    Mapping,
+    /// Nothing.
+    Null,
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Expected::Integer => "an integer",
+            Expected::Number => "a number",
+            Expected::Bool => "true or false",
+            Expected::String => "a string",
+            Expected::List => "a list",
+            Expected::Mapping => "a mapping",
+            Expected::Null => "null",
+        })
     }
 }
 
@@ -129,7 +168,7 @@ pub(super) enum NodeError {
     #[error("expected {expected}, got {found}")]
     Type {
         /// What the field takes.
-        expected: &'static str,
+        expected: Expected,
         /// What was there.
         found: String,
     },
@@ -187,7 +226,7 @@ impl<'de> de::Deserializer<'de> for Node {
             Node::Bool(b, _) => v.visit_bool(b),
             Node::Text(ref s) if s == "true" => v.visit_bool(true),
             Node::Text(ref s) if s == "false" => v.visit_bool(false),
-            other => Err(other.wrong("true or false")),
+            other => Err(other.wrong(Expected::Bool)),
         }
     }
 
@@ -214,7 +253,7 @@ impl<'de> de::Deserializer<'de> for Node {
         };
         match f {
             Some(f) if f.is_finite() => v.visit_f64(f),
-            _ => Err(self.wrong("a number")),
+            _ => Err(self.wrong(Expected::Number)),
         }
     }
 
@@ -231,7 +270,7 @@ impl<'de> de::Deserializer<'de> for Node {
             Node::Str(s) | Node::Text(s) => v.visit_string(s),
             // A plain `007` or `true` in a string field means the text as written.
             Node::Num(_, Some(t)) | Node::Bool(_, Some(t)) => v.visit_string(t),
-            other => Err(other.wrong("a string")),
+            other => Err(other.wrong(Expected::String)),
         }
     }
 
@@ -253,7 +292,7 @@ impl<'de> de::Deserializer<'de> for Node {
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
         match self {
             Node::Null => v.visit_unit(),
-            other => Err(other.wrong("null")),
+            other => Err(other.wrong(Expected::Null)),
         }
     }
 
@@ -285,7 +324,7 @@ impl<'de> de::Deserializer<'de> for Node {
                 };
                 v.visit_seq(Items(items.into_iter()))
             }
-            other => Err(other.wrong("a list")),
+            other => Err(other.wrong(Expected::List)),
         }
     }
 
@@ -305,7 +344,7 @@ impl<'de> de::Deserializer<'de> for Node {
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
         match self {
             Node::Map(entries) => v.visit_map(Entries(entries.into_iter(), None)),
-            other => Err(other.wrong("a mapping")),
+            other => Err(other.wrong(Expected::Mapping)),
         }
     }
 
@@ -326,7 +365,7 @@ impl<'de> de::Deserializer<'de> for Node {
     ) -> Result<V::Value, NodeError> {
         match self {
             Node::Str(s) | Node::Text(s) => v.visit_enum(s.into_deserializer()),
-            other => Err(other.wrong("a string")),
+            other => Err(other.wrong(Expected::String)),
         }
     }
 
@@ -381,5 +420,78 @@ impl<'de> MapAccess<'de> for Entries {
 
     fn size_hint(&self) -> Option<usize> {
         Some(self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    fn de<T: DeserializeOwned>(n: Node) -> Result<T, String> {
+        T::deserialize(n).map_err(|e| e.to_string())
+    }
+
+    fn text(s: &str) -> Node {
+        Node::Text(s.into())
+    }
+
+    #[test]
+    fn text_is_read_by_the_field_type() {
+        assert_eq!(de::<String>(text("007")), Ok("007".into()));
+        assert_eq!(de::<u16>(text("007")), Ok(7));
+        assert_eq!(de::<bool>(text("true")), Ok(true));
+        assert_eq!(de::<f64>(text("1.5")), Ok(1.5));
+        assert_eq!(
+            de::<Vec<String>>(text("a,,b")),
+            Ok(vec!["a".into(), String::new(), "b".into()])
+        );
+        assert_eq!(de::<Vec<String>>(text("")), Ok(vec![]));
+        assert_eq!(
+            de::<u32>(text("1e3")),
+            Err("expected an integer, got the string \"1e3\"".into())
+        );
+        assert_eq!(
+            de::<bool>(text("True")),
+            Err("expected true or false, got the string \"True\"".into())
+        );
+        assert_eq!(
+            de::<f64>(text("NaN")),
+            Err("expected a number, got the string \"NaN\"".into())
+        );
+    }
+
+    #[test]
+    fn yaml_scalars_are_not_coerced() {
+        let seven = Node::Num(7.into(), Some("007".into()));
+        assert_eq!(de::<String>(seven.clone()), Ok("007".into()));
+        assert_eq!(de::<u8>(seven), Ok(7));
+        assert_eq!(
+            de::<String>(Node::Num(7.into(), None)),
+            Err("expected a string, got 7".into())
+        );
+        assert_eq!(
+            de::<u8>(Node::Num(300.into(), None)),
+            Err("expected an integer between 0 and 255, got 300".into())
+        );
+        let huge = Number::from_f64(1.8446744073709552e19)
+            .map(|n| Node::Num(n, Some("18446744073709551616".into())));
+        assert_eq!(
+            de::<u64>(huge.expect("finite")),
+            Err(
+                "expected an integer between 0 and 18446744073709551615, got 18446744073709551616"
+                    .into()
+            )
+        );
+        // The hint says "without quotes" only when that would fit.
+        assert_eq!(
+            de::<u32>(Node::Str("true".into())),
+            Err("expected an integer, got the string \"true\"".into())
+        );
+        assert_eq!(
+            de::<bool>(Node::Str("true".into())),
+            Err("expected true or false, got the string \"true\" (write it without quotes)".into())
+        );
+        assert_eq!(de::<Option<String>>(Node::Null), Ok(None));
     }
 }
