@@ -31,6 +31,8 @@ pub struct Document {
     /// The document as JSON (YAML's data model mapped onto JSON's).
     pub value: Value,
     lines: HashMap<String, usize>,
+    /// The text of each plain scalar YAML read as a number or boolean, by path.
+    plain: HashMap<String, String>,
 }
 
 impl Document {
@@ -49,7 +51,14 @@ impl Document {
         Ok(Document {
             value: builder.root.unwrap_or(Value::Null),
             lines: builder.lines,
+            plain: builder.plain,
         })
+    }
+
+    /// The text of the plain scalar at `path` when YAML read it as a number or boolean
+    /// (`007` for the integer 7), so that a string field can take what was written.
+    pub fn plain_text(&self, path: &str) -> Option<&str> {
+        self.plain.get(path).map(String::as_str)
     }
 
     /// The line a path (`a.b[0].c`, as `serde_path_to_error` prints it) starts on, or the
@@ -116,6 +125,7 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Value>,
     lines: HashMap<String, usize>,
+    plain: HashMap<String, String>,
     anchors: HashMap<usize, Value>,
     error: Option<YamlError>,
 }
@@ -206,7 +216,12 @@ impl MarkedEventReceiver for Builder {
                     self.lines.entry(path).or_insert(mark.line());
                 }
                 let tagged_str = tag.is_some_and(|t| t.suffix == "str");
-                self.push_value(scalar(text, style, tagged_str), anchor, mark);
+                let value = scalar(text.clone(), style, tagged_str);
+                if let (Some(path), Value::Number(_) | Value::Bool(_)) = (self.next_path(), &value)
+                {
+                    self.plain.insert(path, text);
+                }
+                self.push_value(value, anchor, mark);
             }
             Event::SequenceStart(anchor, _) => {
                 let path = self.next_path().unwrap_or_default();

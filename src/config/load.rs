@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use config::{FileFormat, Value, ValueKind};
 use serde::de::DeserializeOwned;
 
 use super::alertmanager::AlertmanagerConfig;
 use super::expand::expand_env;
 use super::kubernetes::KubernetesConfig;
 use super::model::*;
+use super::node::Node;
 use super::secret::Secret;
 use super::security::SecurityConfig;
 use super::validate::validate;
@@ -19,14 +19,6 @@ use crate::yaml::{Document, join_index, join_key};
 /// Prefix of environment variables that override config keys:
 /// `KAFKA_HEALING__RECOVERY__DRY_RUN=true` sets `recovery.dry_run`.
 pub const ENV_PREFIX: &str = "KAFKA_HEALING";
-
-/// Keys whose environment override is a comma-separated list.
-const LIST_KEYS: &[&str] = &[
-    "rules",
-    "monitoring.methods",
-    "notifications.smtp.to_emails",
-    "coordination.endpoints",
-];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +66,12 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 
 /// Loads `path` with the process environment.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    load_with_env(path, std::env::vars().collect())
+    // `std::env::vars` panics on a variable that is not Unicode; such a one cannot be
+    // a config key or a `${NAME}` this file can use anyway.
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    load_with_env(path, env)
 }
 
 /// Loads `path` with an explicit environment (tests use this instead of mutating the
@@ -111,18 +108,19 @@ pub fn load_text(
         return Err(LoadError::Invalid(diags));
     }
 
-    let layered = match layer(text, &env) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.error(path, None, e.to_string());
-            return Err(LoadError::Invalid(diags));
+    let mut root = Node::from_doc(&doc);
+    let problems = apply_env(&mut root, &env);
+    if !problems.is_empty() {
+        for p in problems {
+            diags.error(path, None, p);
         }
-    };
-    let mut table = HashMap::new();
-    for (key, value) in layered {
-        let value = expand_value(value, &key, &env, path, &doc, &mut diags);
-        table.insert(key, value);
+        return Err(LoadError::Invalid(diags));
     }
+    let Node::Map(entries) = expand_node(root, "", &env, path, &doc, &mut diags) else {
+        diags.error(path, None, "the config must be a YAML mapping");
+        return Err(LoadError::Invalid(diags));
+    };
+    let table: HashMap<String, Node> = entries.into_iter().collect();
 
     let config = sections(table, path, &doc, &mut diags);
     let Some(mut config) = config else {
@@ -144,24 +142,28 @@ pub fn load_text(
     })
 }
 
-fn layer(
-    text: &str,
-    env: &HashMap<String, String>,
-) -> Result<HashMap<String, Value>, config::ConfigError> {
-    let mut source = config::Environment::with_prefix(ENV_PREFIX)
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
-        .list_separator(",")
-        .source(Some(env.clone().into_iter().collect()));
-    for key in LIST_KEYS {
-        source = source.with_list_parse_key(key);
+/// Applies the `KAFKA_HEALING__*` variables to the file's tree. Their values stay text:
+/// the field's type decides how it is read, so `007` fills a string field as `007`.
+fn apply_env(root: &mut Node, env: &HashMap<String, String>) -> Vec<String> {
+    let prefix = format!("{}__", ENV_PREFIX.to_ascii_lowercase());
+    let mut vars: Vec<_> = env.iter().collect();
+    vars.sort();
+    let mut problems = Vec::new();
+    for (name, value) in vars {
+        let key = name.to_ascii_lowercase();
+        let Some(key) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let path: Vec<&str> = key.split("__").collect();
+        if path.iter().any(|seg| seg.is_empty()) {
+            problems.push(format!(
+                "environment variable {name} names no config key (KAFKA_HEALING__SECTION__KEY)"
+            ));
+            continue;
+        }
+        root.set(&path, Node::Text(value.clone()));
     }
-    config::Config::builder()
-        .add_source(config::File::from_str(text, FileFormat::Yaml))
-        .add_source(source)
-        .build()?
-        .try_deserialize::<HashMap<String, Value>>()
+    problems
 }
 
 /// The environment variable that would override `path` (for error messages).
@@ -194,46 +196,49 @@ fn name_env_overrides(diags: &mut Diagnostics, env: &HashMap<String, String>) {
     }
 }
 
-/// Replaces `${NAME}` in every string value, recursively.
-fn expand_value(
-    value: Value,
+/// Replaces `${NAME}` in every string value, recursively. What a reference brought in is
+/// text from the environment, read by the field's type like a `KAFKA_HEALING__*` value.
+fn expand_node(
+    node: Node,
     path: &str,
     env: &HashMap<String, String>,
     file: &Path,
     doc: &Document,
     diags: &mut Diagnostics,
-) -> Value {
-    let kind = match value.kind {
-        ValueKind::String(s) => match expand_env(&s, |n| env.get(n).cloned()) {
-            Ok(s) => ValueKind::String(s),
-            Err(e) => {
-                diags.error_at(file, doc, path, e);
-                ValueKind::String(s)
+) -> Node {
+    match node {
+        Node::Str(s) | Node::Text(s) if s.contains("${") => {
+            match expand_env(&s, |n| env.get(n).cloned()) {
+                Ok(s) => Node::Text(s),
+                Err(e) => {
+                    diags.error_at(file, doc, path, e);
+                    Node::Text(s)
+                }
             }
-        },
-        ValueKind::Table(t) => ValueKind::Table(
-            t.into_iter()
+        }
+        Node::Map(entries) => Node::Map(
+            entries
+                .into_iter()
                 .map(|(k, v)| {
-                    let p = join_key(path, &k);
-                    let v = expand_value(v, &p, env, file, doc, diags);
+                    let v = expand_node(v, &join_key(path, &k), env, file, doc, diags);
                     (k, v)
                 })
                 .collect(),
         ),
-        ValueKind::Array(a) => ValueKind::Array(
-            a.into_iter()
+        Node::Seq(items) => Node::Seq(
+            items
+                .into_iter()
                 .enumerate()
-                .map(|(i, v)| expand_value(v, &join_index(path, i), env, file, doc, diags))
+                .map(|(i, v)| expand_node(v, &join_index(path, i), env, file, doc, diags))
                 .collect(),
         ),
         other => other,
-    };
-    Value::new(None, kind)
+    }
 }
 
 /// Deserializes one section, recording its error (with path and line) on failure.
 fn section<T: DeserializeOwned>(
-    table: &mut HashMap<String, Value>,
+    table: &mut HashMap<String, Node>,
     key: &str,
     file: &Path,
     doc: &Document,
@@ -251,12 +256,7 @@ fn section<T: DeserializeOwned>(
             } else {
                 format!("{key}.{inner}")
             };
-            let mut msg = e.into_inner().to_string();
-            // The config crate appends its own key path; ours (with the line) is better.
-            if let Some(i) = msg.find(" for key `") {
-                msg.truncate(i);
-            }
-            diags.error_at(file, doc, &path, msg);
+            diags.error_at(file, doc, &path, e.into_inner().to_string());
             Some(None)
         }
     }
@@ -264,7 +264,7 @@ fn section<T: DeserializeOwned>(
 
 /// Builds the config section by section so that one bad section does not hide the others.
 fn sections(
-    mut table: HashMap<String, Value>,
+    mut table: HashMap<String, Node>,
     file: &Path,
     doc: &Document,
     diags: &mut Diagnostics,
@@ -348,7 +348,7 @@ fn resolve_secrets(
         }
         let full = resolve(base, f);
         match std::fs::read_to_string(&full) {
-            Ok(s) => *inline = Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())),
+            Ok(s) => *inline = Some(super::secret::from_file(&s)),
             Err(e) => diags.error_at(
                 file,
                 doc,

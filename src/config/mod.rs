@@ -9,6 +9,7 @@ mod expand;
 mod kubernetes;
 mod load;
 mod model;
+mod node;
 mod secret;
 mod security;
 mod validate;

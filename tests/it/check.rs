@@ -191,7 +191,7 @@ fn config_ranges_and_business_rules() {
         ),
         (
             "recovery:\n  max_attempts: lots\n",
-            "config.yaml:10: error: recovery.max_attempts: invalid type",
+            "config.yaml:10: error: recovery.max_attempts: expected an integer, got the string \"lots\"\n",
         ),
         (
             "recovery:\n  retry_forever: true\n",
@@ -265,7 +265,7 @@ fn config_ranges_and_business_rules() {
         ),
         (
             "alertmanager:\n  timeout_seconds: 5\n",
-            "config.yaml:9: error: alertmanager: missing configuration field \"url\"",
+            "config.yaml:9: error: alertmanager: missing field `url`\n",
         ),
         (
             "alertmanager:\n  url: http://am:9093\n  silences: all\n",
@@ -331,7 +331,7 @@ fn cluster_rules() {
         bad_port,
         &[("a.yaml", GOOD_RULES)],
         &[
-            "config.yaml:4: error: cluster.kafka_brokers[0].port: invalid type: 64-bit unsigned integer `70000`, expected an unsigned 16 bit integer\n",
+            "config.yaml:4: error: cluster.kafka_brokers[0].port: expected an integer between 0 and 65535, got 70000\n",
         ],
     );
     let no_cluster = "rules: [rules/*.yaml]\n";
@@ -661,4 +661,197 @@ fn warns_when_brokers_times_kept_series_could_pass_the_cap() {
     let o = cfg("a > 0 and b > 0");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stderr(&o).contains("may need about"), "{}", stderr(&o));
+}
+
+/// Runs `check` on a scratch config (plus `files`) with `env` set on the child; returns
+/// (exit code, stdout, stderr) with the scratch path made relative.
+fn check_env(
+    config: &str,
+    files: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let s = Scratch::new();
+    let cfg = s.write("config.yaml", config);
+    s.write("rules/a.yaml", GOOD_RULES);
+    for (name, text) in files {
+        s.write(name, text);
+    }
+    let o = run_env(&["check", "-c", cfg.to_str().unwrap()], env);
+    let prefix = format!("{}/", s.path().display());
+    (
+        o.status.code(),
+        stdout(&o).replace(&prefix, ""),
+        stderr(&o).replace(&prefix, ""),
+    )
+}
+
+#[test]
+fn wrong_types_in_the_file_are_errors_at_their_line_not_coerced() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "recovery:\n  max_concurrent_per_cluster: 1.5\n",
+            "config.yaml:10: error: recovery.max_concurrent_per_cluster: expected an integer, got 1.5",
+        ),
+        (
+            "recovery:\n  max_attempts: 3.7\n",
+            "config.yaml:10: error: recovery.max_attempts: expected an integer, got 3.7",
+        ),
+        (
+            "recovery:\n  dry_run: 2\n",
+            "config.yaml:10: error: recovery.dry_run: expected true or false, got 2",
+        ),
+        (
+            "recovery:\n  dry_run: \"off\"\n",
+            "config.yaml:10: error: recovery.dry_run: expected true or false, got the string \"off\"",
+        ),
+        (
+            "recovery:\n  dry_run: yes\n",
+            "config.yaml:10: error: recovery.dry_run: expected true or false, got the string \"yes\"",
+        ),
+        (
+            "recovery:\n  max_attempts: \"3\"\n",
+            "config.yaml:10: error: recovery.max_attempts: expected an integer, got the string \"3\" (write it without quotes)",
+        ),
+        (
+            "server:\n  body_limit_bytes: 1e6\n",
+            "config.yaml:10: error: server.body_limit_bytes: expected an integer, got 1e6",
+        ),
+        (
+            "server:\n  listen: [127.0.0.1:1]\n",
+            "config.yaml:10: error: server.listen: expected a string, got a list",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let (code, out, err) = check_env(&config_with(extra), &[], &[]);
+        assert_eq!(code, Some(1), "{extra}: {out}");
+        assert_eq!(
+            err,
+            format!("{expected}\nconfig.yaml: INVALID (1 error)\n"),
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn env_values_reach_check_as_written_or_are_refused_by_type() {
+    // A numeric-looking token is the token: check passes and prints no error.
+    let (code, out, err) = check_env(
+        &config_with(""),
+        &[],
+        &[("KAFKA_HEALING__SERVER__AUTH__BEARER_TOKEN", "007")],
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
+    let var = "KAFKA_HEALING__RECOVERY__MAX_CONCURRENT_PER_CLUSTER";
+    let (code, _, err) = check_env(&config_with(""), &[], &[(var, "1.5")]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "config.yaml: error: recovery.max_concurrent_per_cluster: expected an integer, got \
+             the string \"1.5\" (value from environment variable {var})\n\
+             config.yaml: INVALID (1 error)\n"
+        )
+    );
+    let var = "KAFKA_HEALING__RECOVERY__DRY_RUN";
+    let (code, _, err) = check_env(
+        &config_with("recovery:\n  dry_run: false\n"),
+        &[],
+        &[(var, "off")],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "config.yaml:10: error: recovery.dry_run: expected true or false, got the string \
+             \"off\" (value from environment variable {var})\n\
+             config.yaml: INVALID (1 error)\n"
+        )
+    );
+}
+
+#[test]
+fn token_files_only_lose_one_trailing_newline() {
+    let cfg = config_with("server:\n  auth:\n    bearer_token_file: token\n");
+    let why = "no client can send it (a bearer token is one word of visible ASCII; only a \
+               single trailing newline is stripped from a `_file`)";
+    for (text, what) in [
+        ("tok-with-space ", "a space at its end"),
+        ("tok-with-space \n", "a space at its end"),
+        ("tok\n\n", "a newline at its end"),
+        ("\ttok\n", "a tab at its start"),
+        ("tok en\n", "a space inside it"),
+        ("tok\u{1}en", "the control character U+0001 inside it"),
+    ] {
+        let (code, _, err) = check_env(&cfg, &[("token", text)], &[]);
+        assert_eq!(code, Some(1), "{text:?}");
+        assert_eq!(
+            err,
+            format!(
+                "config.yaml:11: error: server.auth.bearer_token_file: the token has {what}; \
+                 {why}\nconfig.yaml: INVALID (1 error)\n"
+            ),
+            "{text:?}"
+        );
+    }
+    for ok in ["tok-123\n", "tok-123\r\n", "tok-123"] {
+        let (code, _, err) = check_env(&cfg, &[("token", ok)], &[]);
+        assert_eq!((code, err.as_str()), (Some(0), ""), "{ok:?}");
+    }
+    // The same holds for a token given inline or from the environment.
+    let (code, _, err) = check_env(
+        &config_with(""),
+        &[],
+        &[("KAFKA_HEALING__SERVER__AUTH__BEARER_TOKEN", "007 ")],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with(
+            "config.yaml: error: server.auth.bearer_token: the token has a space at its end; \
+             no client can send it"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_password_file_with_extra_whitespace_is_kept_and_warned_about() {
+    let cfg =
+        config_with("server:\n  auth:\n    basic:\n      username: am\n      password_file: pw\n");
+    let (code, out, err) = check_env(&cfg, &[("pw", "hunter2 \n")], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(
+            "config.yaml:13: warning: server.auth.basic.password_file: the password has a space \
+             at its end, which is used as part of it (only a single trailing newline is \
+             stripped from a `_file`)"
+        ),
+        "{out}{err}"
+    );
+}
+
+#[test]
+fn rule_files_do_not_coerce_either() {
+    for (line, expected) in [
+        (
+            "    max_attempts: 2.5\n",
+            "rules/a.yaml:5: error: rules[0].max_attempts: invalid type: floating point `2.5`, expected u32",
+        ),
+        (
+            "    dry_run: \"no\"\n",
+            "rules/a.yaml:5: error: rules[0].dry_run: invalid type: string \"no\", expected a boolean",
+        ),
+        (
+            "    cooldown_seconds: \"60\"\n",
+            "rules/a.yaml:5: error: rules[0].cooldown_seconds: invalid type: string \"60\", expected u64",
+        ),
+    ] {
+        let rules = GOOD_RULES.replacen(
+            "    runbook: restart\n",
+            &format!("    runbook: restart\n{line}"),
+            1,
+        );
+        let (code, _, err) = check_env(&config_with(""), &[("rules/a.yaml", &rules)], &[]);
+        assert_eq!(code, Some(1), "{line}");
+        assert!(err.starts_with(&format!("{expected}\n")), "{line}: {err}");
+    }
 }
