@@ -2,7 +2,7 @@
 //!
 //! Every error `check` reports names a file and a line. Serde deserializers only know a
 //! value's *path* (`rules[2].matchers[0]`), so this module parses YAML once with
-//! `yaml-rust2` (the same parser the `config` crate uses), builds a JSON value for serde and
+//! `yaml-rust2`, builds a JSON value for serde and
 //! an index from path to line. Duplicate mapping keys, which YAML parsers silently resolve
 //! to the last one, are reported as errors here.
 

@@ -7,7 +7,7 @@ use super::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Deserializes a keyword enum case-insensitively; an unknown word lists the known ones.
-/// (The `config` crate's own enum errors name neither.)
+/// (Serde's derived enum errors name neither.)
 macro_rules! keyword_enum {
     ($ty:ty, $what:literal, [$(($word:literal, $val:expr)),+ $(,)?]) => {
         impl<'de> Deserialize<'de> for $ty {
