@@ -343,7 +343,7 @@ impl Net {
         }
         let b = server.http_builder();
         b.http1()
-            .header_read_timeout(self.keep_alive_idle.max(self.header_read))
+            .header_read_timeout(self.keep_alive_idle)
             .max_buf_size(64 * 1024)
             .max_headers(64);
         b.http2()
