@@ -4,6 +4,7 @@
 //! is asserted is behaviour (status codes, closed connections, the webhook answered),
 //! and the figures (seconds until closed, RSS, latencies) are printed for the README.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -627,6 +628,22 @@ async fn h2c_and_the_protocol_points() {
         text.contains("Content-Length and Transfer-Encoding"),
         "{text}"
     );
+    // Plain requests keep their connection: two webhooks on one, both taken.
+    let mut s = connect(&a).await;
+    let body = webhook(
+        "r",
+        vec![alert("firing", json!({"alertname": "KeepAlive"}))],
+    );
+    let post = format!(
+        "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for i in 0..2 {
+        let r = exchange(&mut s, &post).await;
+        let text = String::from_utf8_lossy(&r);
+        assert!(text.starts_with("HTTP/1.1 200"), "request {i}: {text}");
+        assert!(!text.to_lowercase().contains("connection: close"), "{text}");
+    }
     // Invalid UTF-8 in a path: 401 without credentials, JSON 400 with them.
     for (a_h, want) in [("", 401), (auth.as_str(), 400)] {
         let mut s = connect(&a).await;
@@ -673,4 +690,83 @@ async fn h2c_and_the_protocol_points() {
         stdout(&out),
         stderr(&out)
     );
+}
+
+/// Starts a TLS server (`http2` as given) and opens one TLS connection offering `h2` and
+/// `http/1.1`: the protocol ALPN chose, and the stream.
+async fn tls_connection(
+    http2: bool,
+) -> (
+    Scratch,
+    Server,
+    Option<Vec<u8>>,
+    tokio_rustls::client::TlsStream<TcpStream>,
+) {
+    use tokio_rustls::rustls;
+    let s = Scratch::new();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    s.write("tls/cert.pem", &cert.cert.pem());
+    s.write("tls/key.pem", &cert.signing_key.serialize_pem());
+    let cfg = config("").replace(
+        "  listen: 127.0.0.1:0\n",
+        &format!(
+            "  listen: 127.0.0.1:0\n  http2: {http2}\n  tls: {{ cert_file: tls/cert.pem, key_file: tls/key.pem }}\n"
+        ),
+    );
+    let srv = Server::start(&s, &cfg, RULES);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = connect(srv.url.trim_start_matches("https://")).await;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    (s, srv, alpn, tls)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_is_offered_over_tls_only_when_configured_with_bounded_streams() {
+    let (_s, _srv, alpn, _) = tls_connection(false).await;
+    assert_eq!(
+        alpn.as_deref(),
+        Some(&b"http/1.1"[..]),
+        "HTTP/1.1 only by default"
+    );
+    let (_s, _srv, alpn, mut tls) = tls_connection(true).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    // The client preface and an empty SETTINGS frame; the server's first frame is its
+    // SETTINGS, which announce the stream bound.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write");
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut head))
+        .await
+        .expect("in time")
+        .expect("frame head");
+    assert_eq!(head[3], 0x4, "a SETTINGS frame: {head:?}");
+    let len = usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut payload))
+        .await
+        .expect("in time")
+        .expect("frame payload");
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS (0x3): the default 32.
+    assert!(settings.contains(&(0x3, 32)), "{settings:?}");
 }
