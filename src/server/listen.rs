@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -25,6 +25,9 @@ use super::sniff::Sniffer;
 
 /// How long a new connection waits for the slot of the one it displaced.
 const DISPLACE_WAIT: Duration = Duration::from_secs(2);
+
+/// New connections waiting for a displaced one's slot, at most.
+const MAX_WAITING: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -69,6 +72,7 @@ pub struct Conns {
     next: AtomicU64,
     refused: AtomicU64,
     displaced: AtomicU64,
+    waiting: AtomicUsize,
 }
 
 impl Conns {
@@ -81,17 +85,13 @@ impl Conns {
             next: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             displaced: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         })
     }
 
     /// The connection from `peer`, while it is open.
     pub fn get(&self, peer: &SocketAddr) -> Option<Arc<Conn>> {
         lock(&self.open).get(peer).cloned()
-    }
-
-    /// Open connections now.
-    pub fn open(&self) -> usize {
-        self.limit - self.slots.available_permits()
     }
 
     /// Displaces the oldest unproven connection; false when every one is proven.
@@ -114,23 +114,19 @@ impl Conns {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Some(p);
         }
-        if self.displace_oldest() {
-            let n = self.displaced.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
-                info!(
-                    displaced = n + 1,
-                    limit = self.limit,
-                    "server.max_connections reached: displacing connections that sent no authenticated request"
-                );
-            }
-            if let Ok(Ok(p)) =
-                tokio::time::timeout(DISPLACE_WAIT, self.slots.clone().acquire_owned()).await
-            {
-                return Some(p);
-            }
+        // Bounded: each waiter holds a descriptor outside the count.
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let slot = if waiting < MAX_WAITING && self.displace_oldest() {
+            self.displaced_slot().await
+        } else {
+            None
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if slot.is_some() {
+            return slot;
         }
         let n = self.refused.fetch_add(1, Ordering::Relaxed);
-        if n.is_power_of_two() || n == 0 {
+        if (n + 1).is_power_of_two() {
             warn!(
                 refused = n + 1,
                 limit = self.limit,
@@ -138,6 +134,24 @@ impl Conns {
             );
         }
         None
+    }
+
+    /// The slot a displaced connection frees.
+    async fn displaced_slot(self: &Arc<Self>) -> Option<OwnedSemaphorePermit> {
+        {
+            let n = self.displaced.fetch_add(1, Ordering::Relaxed);
+            if (n + 1).is_power_of_two() {
+                info!(
+                    displaced = n + 1,
+                    limit = self.limit,
+                    "server.max_connections reached: displacing connections that sent no authenticated request"
+                );
+            }
+        }
+        match tokio::time::timeout(DISPLACE_WAIT, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => None,
+        }
     }
 
     fn register(self: &Arc<Self>, peer: SocketAddr) -> Arc<Conn> {
