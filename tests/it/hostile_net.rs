@@ -670,13 +670,13 @@ async fn h2c_and_the_protocol_points() {
         String::from_utf8_lossy(&r)
     );
     assert!(String::from_utf8_lossy(&r).contains("\"no such route\""));
-    // `check`: HTTP/2 needs TLS.
+    // `check`: HTTP/2 needs TLS; the limits have ranges.
     let s2 = Scratch::new();
     s2.write(
         "config.yaml",
         &config("").replace(
             "  listen: 127.0.0.1:0\n",
-            "  listen: 127.0.0.1:0\n  http2: true\n",
+            "  listen: 127.0.0.1:0\n  http2: true\n  max_connections: 5\n  keep_alive_idle_seconds: 0\n",
         ),
     );
     s2.write("rules.yaml", RULES);
@@ -690,6 +690,13 @@ async fn h2c_and_the_protocol_points() {
         stdout(&out),
         stderr(&out)
     );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    for want in [
+        "server.max_connections: must be between 16 and 1000000, got 5",
+        "server.keep_alive_idle_seconds: must be between 1 and 3600, got 0",
+    ] {
+        assert!(said.contains(want), "{want}: {said}");
+    }
 }
 
 /// Starts a TLS server (`http2` as given) and opens one TLS connection offering `h2` and
