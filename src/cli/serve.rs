@@ -18,7 +18,11 @@ use crate::ingest::watch::Watcher;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::notify::sender::Sender;
+use crate::server::guard::Limits;
+use crate::server::listen::{Conns, GuardAcceptor};
 use crate::server::{AppState, router};
+use axum_server::accept::DefaultAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio_util::sync::CancellationToken;
 
 pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
@@ -31,6 +35,10 @@ pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
         log_override.unwrap_or(logging.level.as_str()),
         logging.format == LogFormat::Json,
     );
+    match crate::server::listen::raise_nofile() {
+        Ok((before, now)) => info!(before, now, "soft RLIMIT_NOFILE raised to the hard limit"),
+        Err(e) => warn!(error = %e, "cannot raise the soft RLIMIT_NOFILE"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,6 +84,8 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     }
     let addr: SocketAddr = cfg.server.listen.parse()?;
     let body_limit = cfg.server.body_limit_bytes;
+    let body_timeout = Duration::from_secs(cfg.server.body_timeout_seconds);
+    let net = Net::of(&cfg.server);
     let tls = cfg.server.tls.clone().map(|t| {
         (
             setup.loaded.resolve(&t.cert_file),
@@ -166,7 +176,13 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         reload_lock: tokio::sync::Mutex::new(()),
         startup,
     });
-    let app = router(state.clone(), body_limit);
+    let conns = Conns::new(net.max_connections);
+    let limits = Arc::new(Limits {
+        conns: conns.clone(),
+        body_limit,
+        body_timeout,
+    });
+    let app = router(state.clone(), limits);
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     listener.set_nonblocking(true)?;
@@ -175,17 +191,13 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     // One line on stdout for supervisors and tests that bind port 0.
     // Certificate problems stop the start before anything says it is listening.
     let rustls = match &tls {
-        Some((cert, key)) => Some(
-            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "TLS certificate {} / key {}: {e}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?,
-        ),
+        Some((cert, key)) => Some(RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+            anyhow::anyhow!(
+                "TLS certificate {} / key {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?),
         None => None,
     };
     println!("listening on {scheme}://{local}");
@@ -194,20 +206,22 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     let server = {
         let handle = handle.clone();
-        let service = app.into_make_service();
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
             match rustls {
                 Some(rustls) => {
-                    axum_server::from_tcp_rustls(listener, rustls)?
-                        .handle(handle)
-                        .serve(service)
-                        .await?;
+                    let tls = tls_alpn(&rustls, net.http2);
+                    let acceptor = RustlsAcceptor::new(tls).handshake_timeout(net.header_read);
+                    let server = axum_server::from_tcp(listener)?
+                        .acceptor(GuardAcceptor::new(acceptor, conns))
+                        .handle(handle);
+                    net.tune(server).serve(service).await?;
                 }
                 None => {
-                    axum_server::from_tcp(listener)?
-                        .handle(handle)
-                        .serve(service)
-                        .await?;
+                    let server = axum_server::from_tcp(listener)?
+                        .acceptor(GuardAcceptor::new(DefaultAcceptor, conns))
+                        .handle(handle);
+                    net.tune(server).serve(service).await?;
                 }
             }
             anyhow::Ok(())
@@ -267,4 +281,89 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let _ = server.await;
     info!("stopped");
     Ok(())
+}
+
+/// Descriptors kept for everything but client connections (journal, probes, steps).
+const RESERVED_FDS: u64 = 256;
+
+/// The listener's limits and timeouts.
+#[derive(Clone, Copy)]
+struct Net {
+    max_connections: usize,
+    header_read: Duration,
+    keep_alive_idle: Duration,
+    http2: bool,
+    http2_streams: u32,
+}
+
+impl Net {
+    fn of(s: &crate::config::ServerConfig) -> Net {
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(1024);
+        let room = nofile.saturating_sub(RESERVED_FDS).max(16) as usize;
+        let max_connections = if s.max_connections > room {
+            warn!(
+                configured = s.max_connections,
+                used = room,
+                nofile,
+                "server.max_connections lowered: the descriptor limit cannot hold it"
+            );
+            room
+        } else {
+            s.max_connections
+        };
+        info!(
+            max_connections,
+            header_read_timeout_seconds = s.header_read_timeout_seconds,
+            body_timeout_seconds = s.body_timeout_seconds,
+            keep_alive_idle_seconds = s.keep_alive_idle_seconds,
+            http2 = s.http2,
+            "connection limits"
+        );
+        Net {
+            max_connections,
+            header_read: Duration::from_secs(s.header_read_timeout_seconds),
+            keep_alive_idle: Duration::from_secs(s.keep_alive_idle_seconds),
+            http2: s.http2,
+            http2_streams: s.http2_max_concurrent_streams,
+        }
+    }
+
+    /// HTTP/1.1 only unless HTTP/2 is configured (TLS only, validated); hyper's header
+    /// timer runs from the moment a connection waits for a head, so on a kept-alive
+    /// connection it is the idle timeout.
+    fn tune<A>(
+        &self,
+        server: axum_server::Server<SocketAddr, A>,
+    ) -> axum_server::Server<SocketAddr, A> {
+        let mut server = server.first_request_timeout(self.header_read);
+        if !self.http2 {
+            server = server.http1_only();
+        }
+        let b = server.http_builder();
+        b.http1()
+            .header_read_timeout(self.keep_alive_idle)
+            .max_buf_size(64 * 1024)
+            .max_headers(64);
+        b.http2()
+            .max_concurrent_streams(self.http2_streams)
+            .max_pending_accept_reset_streams(Some(32))
+            .max_local_error_reset_streams(Some(64))
+            .max_header_list_size(64 * 1024)
+            .keep_alive_interval(Some(self.keep_alive_idle))
+            .keep_alive_timeout(Duration::from_secs(20));
+        server
+    }
+}
+
+/// The TLS config with ALPN offering `h2` only when HTTP/2 is on.
+fn tls_alpn(tls: &RustlsConfig, http2: bool) -> RustlsConfig {
+    let mut config = (*tls.get_inner()).clone();
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    RustlsConfig::from_config(Arc::new(config))
 }

@@ -366,6 +366,21 @@ pub struct ServerConfig {
     /// instead of being journaled and skipped. Milliseconds; 0 turns this off (every
     /// request is taken, and what finds the queue full is journaled `skipped`).
     pub admission_wait_ms: u64,
+    /// Open connections at most; a new one beyond it first displaces the oldest that has
+    /// not yet sent an authenticated request, else it is closed at once. Lowered at start
+    /// when the descriptor limit cannot hold it.
+    pub max_connections: usize,
+    /// Seconds from accept until a connection's first request head is complete (a
+    /// connection that sends nothing is closed then too); also the TLS handshake's bound.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds an authenticated request has to deliver its whole body (408 after).
+    pub body_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may wait for its next request head to be complete.
+    pub keep_alive_idle_seconds: u64,
+    /// Serve HTTP/2 (needs `tls`: negotiated by ALPN; plaintext h2c is never offered).
+    pub http2: bool,
+    /// Concurrent HTTP/2 streams per connection, at most.
+    pub http2_max_concurrent_streams: u32,
 }
 
 /// A PEM certificate chain and private key.
@@ -387,6 +402,12 @@ impl Default for ServerConfig {
             tls: None,
             max_pending_alerts: 20_000,
             admission_wait_ms: 2_000,
+            max_connections: 1024,
+            header_read_timeout_seconds: 10,
+            body_timeout_seconds: 30,
+            keep_alive_idle_seconds: 30,
+            http2: false,
+            http2_max_concurrent_streams: 32,
         }
     }
 }

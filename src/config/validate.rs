@@ -381,6 +381,51 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             ),
         );
     }
+    for (key, v, range) in [
+        (
+            "server.max_connections",
+            s.max_connections as u64,
+            16..=1_000_000,
+        ),
+        (
+            "server.header_read_timeout_seconds",
+            s.header_read_timeout_seconds,
+            1..=300,
+        ),
+        (
+            "server.body_timeout_seconds",
+            s.body_timeout_seconds,
+            1..=3600,
+        ),
+        (
+            "server.keep_alive_idle_seconds",
+            s.keep_alive_idle_seconds,
+            1..=3600,
+        ),
+        (
+            "server.http2_max_concurrent_streams",
+            u64::from(s.http2_max_concurrent_streams),
+            1..=1000,
+        ),
+    ] {
+        if !range.contains(&v) {
+            err(
+                key,
+                format!(
+                    "must be between {} and {}, got {v}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+    }
+    if s.http2 && s.tls.is_none() {
+        err(
+            "server.http2",
+            "HTTP/2 is served over TLS only (set server.tls); plaintext h2c is never offered"
+                .into(),
+        );
+    }
     if s.body_limit_bytes > 64 << 20 {
         err(
             "server.body_limit_bytes",

@@ -211,6 +211,19 @@ pub async fn reload_setup(st: &AppState) -> Result<(), String> {
             if format!("{:?}", o.server.tls) != format!("{:?}", n.server.tls) {
                 later.push("server.tls");
             }
+            let net = |s: &crate::config::ServerConfig| {
+                (
+                    s.max_connections,
+                    s.header_read_timeout_seconds,
+                    s.body_timeout_seconds,
+                    s.keep_alive_idle_seconds,
+                    s.http2,
+                    s.http2_max_concurrent_streams,
+                )
+            };
+            if net(&o.server) != net(&n.server) {
+                later.push("server connection limits and timeouts");
+            }
             if o.state.path != n.state.path {
                 later.push("state.path");
             }

@@ -5,6 +5,9 @@ mod pauses;
 
 pub use api::reload_setup;
 pub mod auth;
+pub mod guard;
+pub mod listen;
+mod sniff;
 mod webhook;
 
 use std::path::PathBuf;
@@ -59,8 +62,10 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// The router. `body_limit` bounds request bodies (413 beyond it).
-pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+/// The router, every route behind the [`guard`](guard::guard) (which bounds bodies: 413
+/// beyond `limits.body_limit`).
+pub fn router(state: Arc<AppState>, limits: Arc<guard::Limits>) -> Router {
+    let body_limit = limits.body_limit;
     Router::new()
         .route("/api/v1/alerts", post(webhook::receive))
         .route("/api/v1/executions", get(api::list))
@@ -77,6 +82,11 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(api::ready))
         .route("/metrics", get(api::metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), limits),
+            guard::guard,
+        ))
         .with_state(state)
 }

@@ -12,6 +12,7 @@ mod faults;
 mod fuzz;
 mod ha;
 mod hostile;
+mod hostile_net;
 mod journal;
 mod kafka;
 mod kafka_client;

@@ -56,11 +56,16 @@ async fn concurrent_copies_and_replicas_collapse_into_one_execution() {
         webhook("am-2-replica", vec![a]),
     ];
     let mut tasks = Vec::new();
+    // One client (its pool opens a connection per concurrent request): building 400 would
+    // starve this runtime for longer than the server's header timeout, between connect
+    // and request.
+    let client = reqwest::Client::new();
     for i in 0..400 {
         let body = bodies[i % 2].clone();
         let url = srv.url.clone();
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            reqwest::Client::new()
+            client
                 .post(format!("{url}/api/v1/alerts"))
                 .header("Authorization", format!("Bearer {TOKEN}"))
                 .body(body)
