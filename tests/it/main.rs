@@ -12,6 +12,7 @@ mod faults;
 mod fuzz;
 mod ha;
 mod hostile;
+mod http_step;
 mod journal;
 mod kafka;
 mod kafka_client;

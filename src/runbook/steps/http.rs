@@ -118,9 +118,11 @@ impl HttpStep {
                     self.headers
                         .keys()
                         .filter(|k| k.eq_ignore_ascii_case("content-type"))
-                        .map(|_| "http: a mapping body is sent as application/json; \
+                        .map(|_| {
+                            "http: a mapping body is sent as application/json; \
                                   leave out the Content-Type header"
-                            .to_string()),
+                                .to_string()
+                        }),
                 );
             }
         }

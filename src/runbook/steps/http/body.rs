@@ -65,7 +65,10 @@ fn string_problems(s: &str) -> Vec<String> {
         return Vec::new();
     };
     refs.iter()
-        .filter(|r| !r.first().is_some_and(|f| CONFIG_ROOTS.contains(&f.as_str())))
+        .filter(|r| {
+            !r.first()
+                .is_some_and(|f| CONFIG_ROOTS.contains(&f.as_str()))
+        })
         .map(|r| {
             format!(
                 "http body: a string body cannot use `{}`: it is sent as written, so alert \

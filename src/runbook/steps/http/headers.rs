@@ -124,9 +124,7 @@ fn read_secret(s: &SecretRef) -> Result<String, String> {
             }
             buf
         }
-        (None, Some(var)) => {
-            std::env::var(var).map_err(|e| format!("secret_env {var}: {e}"))?
-        }
+        (None, Some(var)) => std::env::var(var).map_err(|e| format!("secret_env {var}: {e}"))?,
         _ => return Err("give exactly one of `secret_file` and `secret_env`".into()),
     };
     if v.ends_with('\n') {

@@ -178,7 +178,8 @@ impl UrlTemplate {
             };
             if let Some(n) = next {
                 if i > start {
-                    self.part_mut(*part).push(Piece::Lit(s[start..i].to_string()));
+                    self.part_mut(*part)
+                        .push(Piece::Lit(s[start..i].to_string()));
                 }
                 *part = n;
                 // `/` belongs to the path; `?` only separates.
@@ -189,7 +190,8 @@ impl UrlTemplate {
             }
         }
         if start < s.len() {
-            self.part_mut(*part).push(Piece::Lit(s[start..].to_string()));
+            self.part_mut(*part)
+                .push(Piece::Lit(s[start..].to_string()));
         }
         Ok(())
     }
