@@ -224,7 +224,7 @@ async fn run_http(
     cancel: &CancellationToken,
 ) -> Outcome {
     let [method, url, header_args @ ..] = argv else {
-        return Outcome::fatal(invalid("argv must be [METHOD, URL, HEADER…]"));
+        return Outcome::fatal(invalid("argv must be [METHOD, URL] and then headers"));
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Outcome::fatal(invalid(format!(

@@ -296,3 +296,98 @@ fn is_dot_segment(s: &str) -> bool {
     let l = s.to_ascii_lowercase().replace("%2e", ".");
     l == "." || l == ".."
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::template::Templates;
+    use serde_json::json;
+
+    fn lit(s: &str) -> Piece {
+        Piece::Lit(s.into())
+    }
+
+    fn val(name: &str) -> Piece {
+        Piece::Value {
+            src: format!("{{{{{name}}}}}"),
+            name: name.into(),
+        }
+    }
+
+    fn render(src: &str, ctx: serde_json::Value) -> Result<RenderedUrl, String> {
+        let t = UrlTemplate::parse(src)?;
+        let mut templates = Templates::default();
+        for s in t.templates() {
+            templates.add(s).map_err(|e| e.0)?;
+        }
+        let r = Renderer {
+            templates: &templates,
+            ctx: &ctx,
+            step: "s",
+        };
+        t.render(&r, "url").map_err(|e| e.message)
+    }
+
+    #[test]
+    fn splits_where_values_go() {
+        let t = UrlTemplate::parse("http://h:1/a/{{x.y}}?q={{ x.z }}&r=1").unwrap();
+        assert_eq!(t.scheme, "http");
+        assert_eq!(t.authority, [lit("h:1")]);
+        assert_eq!(t.path, [lit("/a/"), val("x.y")]);
+        let z = Piece::Value {
+            src: "{{ x.z }}".into(),
+            name: "x.z".into(),
+        };
+        assert_eq!(t.query, Some(vec![lit("q="), z, lit("&r=1")]));
+        let t = UrlTemplate::parse("https://{{target.host}}:{{target.port}}?a").unwrap();
+        assert_eq!(
+            t.authority,
+            [val("target.host"), lit(":"), val("target.port")]
+        );
+        assert_eq!((t.path.len(), t.query), (0, Some(vec![lit("a")])));
+    }
+
+    #[test]
+    fn refuses_what_could_move_the_request() {
+        for (src, want) in [
+            ("http://{{alert.labels.h}}/", "is in the host or port"),
+            ("http://h:{{params.port}}/", "is in the host or port"),
+            ("{{s}}://h/", "literal `http://`"),
+            ("ftp://h/", "literal `http://`"),
+            ("http://u:p@h/", "credentials"),
+            ("http://h/#x", "fragment"),
+            ("http://h/{{{x}}}", "only plain values"),
+            ("http://h/{{lookup x 'y'}}", "only plain values"),
+            ("http://h/{{x", "not closed"),
+            ("http://h/a b", "percent-encoded"),
+            ("http:///x", "no host"),
+        ] {
+            let e = UrlTemplate::parse(src).unwrap_err();
+            assert!(e.contains(want), "{src}: {e}");
+        }
+    }
+
+    #[test]
+    fn values_are_encoded_and_checked() {
+        let ctx = |v: &str| json!({"x": {"v": v}, "target": {"host": "k1", "port": 9092}});
+        let u = render("http://h/a/{{x.v}}/b?q={{x.v}}", ctx("../c?d=1&e#f g+é")).unwrap();
+        let enc = "..%2Fc%3Fd%3D1%26e%23f%20g%2B%C3%A9";
+        assert_eq!(u.url, format!("http://h/a/{enc}/b?q={enc}"));
+        let u = render("https://{{target.host}}:{{target.port}}", ctx("")).unwrap();
+        assert_eq!((u.url.as_str(), u.path.as_str()), ("https://k1:9092/", "/"));
+        for (v, want) in [
+            ("..", "path segment `..`"),
+            (".", "path segment `.`"),
+            ("a\rb", "contains `\\r`"),
+            ("a\nb", "contains `\\n`"),
+            ("a\0b", "NUL"),
+        ] {
+            let e = render("http://h/a/{{x.v}}/b", ctx(v)).unwrap_err();
+            assert!(e.contains(want), "{v:?}: {e}");
+        }
+        // A config value that is not a host is refused too.
+        let bad = json!({"target": {"host": "a@b", "port": 1}});
+        let e = render("http://{{target.host}}/", bad).unwrap_err();
+        assert!(e.contains("is not a host"), "{e}");
+    }
+}
