@@ -420,6 +420,7 @@ fn check_refuses_what_could_leak() {
         "          url: http://k1/x\n          method: POST\n          body: 'id={{alert.labels.a}}'\n",
         "          url: http://k1/x\n          headers: { X-Token: '{{alert.labels.a}}' }\n",
         "          url: http://k1/x\n          headers: { Host: evil }\n",
+        "          url: http://k1/x\n          headers: { Authorization: Bearer abc }\n",
     ];
     // One file per case, so that each error's line is known.
     for (i, step) in bad.iter().enumerate() {
@@ -444,6 +445,7 @@ fn check_refuses_what_could_leak() {
         "a string body cannot use `alert.labels.a`",
         "headers are never templates",
         "http header `Host` cannot be set by a step",
+        "http header `Authorization` carries a credential: take it from a secret",
     ]
     .iter()
     .enumerate()

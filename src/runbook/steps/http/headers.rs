@@ -23,6 +23,10 @@ const RESERVED: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Words in a header name that mark a credential: such a header takes a secret, so that
+/// it is neither written in rule files nor journaled.
+const CREDENTIAL: &[&str] = &["auth", "token", "key", "secret", "password", "cookie"];
+
 /// Largest secret file read.
 const MAX_SECRET: u64 = 16 * 1024;
 
@@ -59,8 +63,17 @@ pub(crate) fn problems(name: &str, spec: &HeaderSpec) -> Vec<String> {
     } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
         out.push(format!("http header `{name}` cannot be set by a step"));
     }
+    let lower = name.to_ascii_lowercase();
     let literal = match spec {
-        HeaderSpec::Literal(v) => v.as_str(),
+        HeaderSpec::Literal(v) => {
+            if CREDENTIAL.iter().any(|w| lower.contains(w)) {
+                out.push(format!(
+                    "http header `{name}` carries a credential: take it from a secret \
+                     (`secret_file` or `secret_env`), never literal text"
+                ));
+            }
+            v.as_str()
+        }
         HeaderSpec::Secret(s) => {
             if s.secret_file.is_some() == s.secret_env.is_some() {
                 out.push(format!(

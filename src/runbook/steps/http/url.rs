@@ -168,6 +168,12 @@ impl UrlTemplate {
                 }
                 ('/', Part::Authority) => Some(Part::Path),
                 ('?', Part::Authority | Part::Path) => Some(Part::Query),
+                (c, Part::Authority) if !(c.is_ascii_alphanumeric() || "-._:[]".contains(c)) => {
+                    return Err(format!(
+                        "`{}` cannot be in the host or port",
+                        c.escape_debug()
+                    ));
+                }
                 (c, p) if p != Part::Authority && !lit_ok(c, p) => {
                     return Err(format!(
                         "`{}` must be percent-encoded in the URL's literal text",
@@ -360,6 +366,8 @@ mod tests {
             ("http://h/{{lookup x 'y'}}", "only plain values"),
             ("http://h/{{x", "not closed"),
             ("http://h/a b", "percent-encoded"),
+            ("http://h%2f:1/", "cannot be in the host"),
+            ("http://h x/", "cannot be in the host"),
             ("http:///x", "no host"),
         ] {
             let e = UrlTemplate::parse(src).unwrap_err();
