@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config_file),
     ("matcher", matcher),
     ("template", template),
+    ("http", http_step),
 ];
 
 const CONFIG: &str = "cluster:
@@ -47,6 +48,26 @@ runbooks:
     steps:
       - name: echo
         exec: ["/bin/echo", "{{alert.labels.a}}", "x{{alert.labels.b}}y", "{{alert.annotations.c}}", "--opt={{alert.labels.a}}{{alert.labels.b}}"]
+"#;
+
+/// The http target's rule: hostile values in the path, the query and a JSON body.
+const HTTP_RULES: &str = r#"
+rules:
+  - name: hostile-http
+    matchers: ['alertname="Fuzz"']
+    runbook: call
+runbooks:
+  call:
+    steps:
+      - name: call
+        http:
+          method: POST
+          url: "https://api.example.com:8443/v1/{{alert.labels.a}}/x{{alert.labels.b}}y?q={{alert.labels.b}}&r=1&s={{alert.annotations.c}}"
+          body:
+            action: restart
+            broker: "{{alert.labels.a}}"
+            note: "b={{alert.labels.b}}."
+            nested: { list: ["{{alert.annotations.c}}", 2, true] }
 "#;
 
 /// The number of elements of the template target's argv template.
@@ -80,6 +101,8 @@ static SHIPPED: LazyLock<(Config, RuleSet)> = LazyLock::new(|| {
 });
 static HOSTILE: LazyLock<(Config, RuleSet)> =
     LazyLock::new(|| fixture(&[("rules.yaml", TEMPLATE_RULES)]));
+static HOSTILE_HTTP: LazyLock<(Config, RuleSet)> =
+    LazyLock::new(|| fixture(&[("rules.yaml", HTTP_RULES)]));
 
 /// The exposition parser: never panics, errors name a line of the input, and whatever it
 /// accepts survives a render-and-parse round trip unchanged.
@@ -244,26 +267,9 @@ pub fn matcher(data: &[u8]) {
 /// holding each value byte for byte; a value with a NUL byte is refused with that reason
 /// and nothing runs.
 pub fn template(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let mut parts = text.splitn(3, '\u{1}');
-    let a = parts.next().unwrap_or("").to_string();
-    let b = parts.next().unwrap_or("").to_string();
-    let c = parts.next().unwrap_or("").to_string();
+    let (a, b, c) = three(data);
     let (cfg, rules) = &*HOSTILE;
-    let alert = Alert {
-        status: AlertStatus::Firing,
-        labels: BTreeMap::from([
-            ("alertname".to_string(), "Fuzz".to_string()),
-            ("a".to_string(), a.clone()),
-            ("b".to_string(), b.clone()),
-        ]),
-        annotations: BTreeMap::from([("c".to_string(), c.clone())]),
-        starts_at: String::new(),
-        ends_at: String::new(),
-        generator_url: String::new(),
-        fingerprint: "0".into(),
-        external_url: String::new(),
-    };
+    let alert = hostile_alert(&a, &b, &c);
     let plans = plan_alert(cfg, rules, &alert);
     assert_eq!(plans.len(), 1, "the rule matches");
     let p = &plans[0];
@@ -279,4 +285,135 @@ pub fn template(data: &[u8]) {
         argv[1..],
         [a.clone(), format!("x{b}y"), c, format!("--opt={a}{b}")]
     );
+}
+
+/// The input split at `\x01` into three values.
+fn three(data: &[u8]) -> (String, String, String) {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(3, '\u{1}');
+    let mut next = || parts.next().unwrap_or("").to_string();
+    (next(), next(), next())
+}
+
+/// An alert with labels `a`, `b` and annotation `c`.
+fn hostile_alert(a: &str, b: &str, c: &str) -> Alert {
+    Alert {
+        status: AlertStatus::Firing,
+        labels: BTreeMap::from([
+            ("alertname".to_string(), "Fuzz".to_string()),
+            ("a".to_string(), a.to_string()),
+            ("b".to_string(), b.to_string()),
+        ]),
+        annotations: BTreeMap::from([("c".to_string(), c.to_string())]),
+        starts_at: String::new(),
+        ends_at: String::new(),
+        generator_url: String::new(),
+        fingerprint: "0".into(),
+        external_url: String::new(),
+    }
+}
+
+/// Hostile values (the input split at `\x01` into labels `a`, `b` and annotation `c`) in
+/// an `http` step's path, query and JSON body: never panics; a value with NUL, CR or LF,
+/// or one that would make a `.`/`..` path segment, is refused with that reason; otherwise
+/// scheme, host, port and path prefix are the template's, each value comes back byte for
+/// byte from its path segment or query value, and the body is JSON of the template's shape
+/// holding each value byte for byte.
+pub fn http_step(data: &[u8]) {
+    let (a, b, c) = three(data);
+    let (cfg, rules) = &*HOSTILE_HTTP;
+    let plans = plan_alert(cfg, rules, &hostile_alert(&a, &b, &c));
+    assert_eq!(plans.len(), 1, "the rule matches");
+    let p = &plans[0];
+    // Values render in the order they appear: a and b in the path, then c.
+    let bad = |v: &str| {
+        if v.contains('\0') {
+            Some("NUL")
+        } else if v.contains(['\r', '\n']) {
+            Some("CR, LF and NUL are refused")
+        } else {
+            None
+        }
+    };
+    let dot = (a == "." || a == "..").then_some("path segment");
+    let refused = bad(&a).or(bad(&b)).or(dot).or(bad(&c));
+    if let Some(why) = refused {
+        assert_eq!(p.decision, Decision::Skip, "{p:?}");
+        assert!(p.reason.contains(why), "{} ∌ {why}", p.reason);
+        return;
+    }
+    assert_eq!(p.decision, Decision::Run, "{}", p.reason);
+    let step = &p.steps[0];
+    let [method, url, content_type] = step.argv.as_slice() else {
+        panic!("argv is [METHOD, URL, content type]: {:?}", step.argv);
+    };
+    assert_eq!(method, "POST");
+    assert_eq!(content_type, r#"["content-type","application/json"]"#);
+    let u = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => panic!("{url:?} parses: {e}"),
+    };
+    assert_eq!(u.as_str(), url, "sent as journaled");
+    assert_eq!(
+        (
+            u.scheme(),
+            u.host_str(),
+            u.port(),
+            u.username(),
+            u.password()
+        ),
+        ("https", Some("api.example.com"), Some(8443), "", None),
+        "{url}"
+    );
+    assert_eq!(u.fragment(), None, "{url}");
+    let segs: Vec<String> = u
+        .path()
+        .split('/')
+        .map(|s| decode(s).unwrap_or_else(|| panic!("{s:?} decodes")))
+        .collect();
+    assert_eq!(segs, ["", "v1", a.as_str(), &format!("x{b}y")], "{url}");
+    let query: Vec<(String, String)> = u
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let d = |s: &str| decode(s).unwrap_or_else(|| panic!("{s:?} decodes"));
+            (d(k), d(v))
+        })
+        .collect();
+    let want = [("q", &b), ("r", &"1".to_string()), ("s", &c)]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    assert_eq!(query, want, "{url}");
+    let body: serde_json::Value = match serde_json::from_str(step.body.as_deref().unwrap_or("")) {
+        Ok(v) => v,
+        Err(e) => panic!("the body is JSON: {e}: {:?}", step.body),
+    };
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "action": "restart",
+            "broker": a,
+            "note": format!("b={b}."),
+            "nested": { "list": [c, 2, true] },
+        })
+    );
+}
+
+/// Percent-decodes `s` as UTF-8; `None` if it is not.
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }

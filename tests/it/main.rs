@@ -13,6 +13,7 @@ mod fuzz;
 mod ha;
 mod hostile;
 mod hostile_net;
+mod http_step;
 mod journal;
 mod kafka;
 mod kafka_client;

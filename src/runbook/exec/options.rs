@@ -17,7 +17,8 @@ pub struct ExecOptions {
     pub max_output: usize,
     /// The complete environment of child processes (see [`child_env`]).
     pub env: Vec<(String, String)>,
-    /// The client used by `http` and `wait_for: http` steps.
+    /// The client used by `http` and `wait_for: http` steps; build it from
+    /// [`crate::runbook::steps::http::client_builder`], which follows no redirect.
     pub http_client: reqwest::Client,
     /// Pause between two tries of a `wait_for` step.
     pub wait_interval: Duration,
@@ -43,15 +44,15 @@ impl ExecOptions {
     /// drain, and `setpriv` when this host has one that works ([`lifeline::setpriv`],
     /// looked for once per process).
     ///
-    /// Builds a default `reqwest::Client`, which panics only if the TLS backend cannot be
-    /// initialised (as `reqwest::Client::new` documents).
+    /// Builds the `http` steps' client (no redirects followed), which panics only if the TLS
+    /// backend cannot be initialised (as `reqwest::Client::new` documents).
     pub fn new(env: Vec<(String, String)>) -> ExecOptions {
         ExecOptions {
             default_timeout: Duration::from_secs(300),
             kill_grace: Duration::from_secs(5),
             max_output: 64 * 1024,
             env,
-            http_client: reqwest::Client::new(),
+            http_client: client(),
             wait_interval: Duration::from_secs(1),
             retry_pause: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(2),
@@ -59,6 +60,14 @@ impl ExecOptions {
             setpriv: lifeline::setpriv(),
             safety: None,
         }
+    }
+}
+
+fn client() -> reqwest::Client {
+    match crate::runbook::steps::http::client_builder().build() {
+        Ok(c) => c,
+        // Only a TLS backend that cannot start, where `reqwest::Client::new` panics too.
+        Err(e) => panic!("cannot build the HTTP client: {e}"),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -202,16 +202,7 @@ async fn try_http(
     url: Url,
     limit: Duration,
 ) -> Result<Captured, (String, Captured)> {
-    match fetch(
-        &opts.http_client,
-        Method::GET,
-        url,
-        None,
-        limit,
-        opts.max_output,
-    )
-    .await
-    {
+    match fetch(&opts.http_client, url, limit, opts.max_output).await {
         Ok(a) if a.status.is_success() => Ok(a.body),
         Ok(a) => Err((format!("HTTP {}", a.status), a.body)),
         Err(n) => Err((n.message, Captured::default())),
