@@ -1,5 +1,6 @@
 //! The service's own metrics, exposed on `/metrics` in Prometheus text format.
 
+pub mod conns;
 pub mod kafka;
 pub mod series;
 pub mod watch;
@@ -152,6 +153,8 @@ pub struct Metrics {
     pub store: series::SeriesMetrics,
     /// The self-watch's rounds and store.
     pub watch: watch::WatchMetrics,
+    /// The HTTP server's connection table.
+    pub conns: conns::ConnMetrics,
 }
 
 impl Default for Metrics {
@@ -203,6 +206,8 @@ impl Metrics {
         store.register(&mut registry);
         let watch = watch::WatchMetrics::default();
         watch.register(&mut registry);
+        let conns = conns::ConnMetrics::default();
+        conns.register(&mut registry);
         registry.register(
             "skips",
             "Skipped executions journaled, by cause",
@@ -377,6 +382,7 @@ impl Metrics {
             kafka,
             store,
             watch,
+            conns,
             alerts_received,
             webhook_rejected,
             executions,

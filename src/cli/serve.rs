@@ -176,7 +176,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         reload_lock: tokio::sync::Mutex::new(()),
         startup,
     });
-    let conns = Conns::new(net.max_connections);
+    let conns = Conns::new(net.max_connections, state.metrics.conns.clone());
     let limits = Arc::new(Limits {
         conns: conns.clone(),
         body_limit,

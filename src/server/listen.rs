@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use super::sniff::Sniffer;
+use crate::metrics::conns::ConnMetrics;
 
 /// How long a new connection waits for the slot of the one it displaced.
 const DISPLACE_WAIT: Duration = Duration::from_secs(2);
@@ -70,21 +71,19 @@ pub struct Conns {
     slots: Arc<Semaphore>,
     open: Mutex<HashMap<SocketAddr, Arc<Conn>>>,
     next: AtomicU64,
-    refused: AtomicU64,
-    displaced: AtomicU64,
+    metrics: ConnMetrics,
     waiting: AtomicUsize,
 }
 
 impl Conns {
-    /// Room for `limit` connections.
-    pub fn new(limit: usize) -> Arc<Conns> {
+    /// Room for `limit` connections, counted in `metrics`.
+    pub fn new(limit: usize, metrics: ConnMetrics) -> Arc<Conns> {
         Arc::new(Conns {
             limit,
             slots: Arc::new(Semaphore::new(limit)),
             open: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            displaced: AtomicU64::new(0),
+            metrics,
             waiting: AtomicUsize::new(0),
         })
     }
@@ -125,7 +124,7 @@ impl Conns {
         if slot.is_some() {
             return slot;
         }
-        let n = self.refused.fetch_add(1, Ordering::Relaxed);
+        let n = self.metrics.refused.inc();
         if (n + 1).is_power_of_two() {
             warn!(
                 refused = n + 1,
@@ -139,7 +138,7 @@ impl Conns {
     /// The slot a displaced connection frees.
     async fn displaced_slot(self: &Arc<Self>) -> Option<OwnedSemaphorePermit> {
         {
-            let n = self.displaced.fetch_add(1, Ordering::Relaxed);
+            let n = self.metrics.displaced.inc();
             if (n + 1).is_power_of_two() {
                 info!(
                     displaced = n + 1,
@@ -160,6 +159,7 @@ impl Conns {
             ..Default::default()
         });
         lock(&self.open).insert(peer, conn.clone());
+        self.metrics.open.inc();
         conn
     }
 }
@@ -175,6 +175,7 @@ pub struct Guarded<S> {
 
 impl<S> Drop for Guarded<S> {
     fn drop(&mut self) {
+        self.conns.metrics.open.dec();
         let mut open = lock(&self.conns.open);
         if open
             .get(&self.peer)

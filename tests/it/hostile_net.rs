@@ -559,6 +559,30 @@ async fn a_full_connection_table_refuses_new_connections_fast() {
     eprintln!("full table of half-open: webhook {hook} in {hook_s:.3} s");
     assert_eq!(hook, 200);
     assert!(oldest.closed && oldest.bytes.is_empty(), "{oldest:?}");
+    // /metrics counts both, and the open gauge comes back down once the clients leave.
+    drop(half);
+    let value = |m: &str, name: &str| -> Option<f64> {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let m = loop {
+        let m = srv.metrics().await;
+        // The scrape's own connection is the one left.
+        if value(&m, "kafka_healing_http_connections_open") == Some(1.0) {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        value(&m, "kafka_healing_http_connections_refused_total") >= Some(1.0),
+        "{m}"
+    );
+    assert!(
+        value(&m, "kafka_healing_http_connections_displaced_total") >= Some(1.0),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

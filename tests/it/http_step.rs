@@ -458,6 +458,85 @@ fn check_refuses_what_could_leak() {
     }
 }
 
+/// `wait_for` takes the same rules: its `tcp` address and `http` URL get their host and
+/// port from literal text or config only, and a label in a `wait_for: http` path is one
+/// encoded segment.
+#[test]
+fn wait_for_targets_come_from_config_not_alert_data() {
+    let s = Scratch::new();
+    let cfg = s.write("config.yaml", &crate::common::config_with(""));
+    let bad = [
+        "          tcp: '{{alert.labels.instance}}'\n",
+        "          tcp: '127.0.0.1:{{alert.labels.port}}'\n",
+        "          tcp: '{{target.host}}:9092/x'\n",
+        "          http: 'http://{{alert.labels.instance}}/health'\n",
+        "          http: 'http://k1:8080/{{#if alert.labels.a}}x{{/if}}'\n",
+    ];
+    for (i, step) in bad.iter().enumerate() {
+        let text = rules(&format!("{step}          timeout: 5s\n"))
+            .replace("        http:\n", "        wait_for:\n")
+            .replace("name: r\n", &format!("name: r{i}\n"))
+            .replace("runbook: call\n", &format!("runbook: call{i}\n"))
+            .replace("\n  call:\n", &format!("\n  call{i}:\n"));
+        s.write(&format!("rules/r{i}.yaml"), &text);
+    }
+    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let prefix = format!("{}/", s.path().display());
+    let err = stderr(&o).replace(&prefix, "");
+    for (i, want) in [
+        "wait_for tcp: `{{alert.labels.instance}}` is in the host or port",
+        "wait_for tcp: `{{alert.labels.port}}` is in the host or port",
+        "wait_for tcp: `{{target.host}}:9092/x` is not host:port",
+        "wait_for http: `{{alert.labels.instance}}` is in the host or port",
+        "wait_for http: `{{#if alert.labels.a}}`: a URL takes only plain values",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let at = format!("rules/r{i}.yaml:8: error: ");
+        assert!(
+            err.lines().any(|l| l.starts_with(&at) && l.contains(want)),
+            "missing `{at}…{want}` in:\n{err}"
+        );
+    }
+    // Config values are fine, and a label in the path stays one segment.
+    let (set, diags) = load_rule_texts(vec![(
+        PathBuf::from("rules.yaml"),
+        Ok(rules(
+            "          http: 'http://{{target.host}}:8080/topics/{{alert.labels.topic}}'\n          timeout: 5s\n",
+        )
+        .replace("        http:\n", "        wait_for:\n")),
+    )]);
+    assert!(!diags.has_errors(), "{diags}");
+    let alert = Alert {
+        status: AlertStatus::Firing,
+        labels: [
+            ("alertname", "Hostile"),
+            ("node_id", "kafka-1"),
+            ("topic", "../../admin?all=1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        annotations: BTreeMap::new(),
+        starts_at: String::new(),
+        ends_at: String::new(),
+        generator_url: String::new(),
+        fingerprint: "f".into(),
+        external_url: String::new(),
+    };
+    let plans = plan_alert(&config(9), &set, &alert);
+    assert_eq!(plans[0].decision, Decision::Run, "{}", plans[0].reason);
+    assert_eq!(
+        plans[0].steps[0].argv,
+        [
+            "http",
+            "http://127.0.0.1:8080/topics/..%2F..%2Fadmin%3Fall%3D1"
+        ]
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
 

@@ -169,19 +169,6 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
 }
 
-/// Renders `src` (the step's `field`) to an http or https URL.
-pub(crate) fn url(r: &Renderer<'_>, field: &str, src: &str) -> Result<String, StepError> {
-    let u = r.one(field, src)?;
-    match Url::parse(&u) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(u),
-        Ok(url) => Err(r.error(format!(
-            "{field}: scheme `{}` is not http or https",
-            url.scheme()
-        ))),
-        Err(e) => Err(r.error(format!("{field}: `{}` is not a URL: {e}", u.escape_debug()))),
-    }
-}
-
 /// Only GET and HEAD read.
 pub(crate) fn is_disruptive(argv: &[String]) -> bool {
     !matches!(argv.first().map(String::as_str), Some("GET" | "HEAD"))

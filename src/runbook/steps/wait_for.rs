@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::http::url::UrlTemplate;
 use super::http::{fetch, parse_url};
 use crate::journal::StepStatus;
 use crate::rules::duration::duration;
@@ -21,17 +22,43 @@ pub const KEY: &str = "wait_for";
 
 /// `wait_for` step: exactly one of `tcp` and `http`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "WaitForSpec")]
 pub struct WaitForStep {
-    /// `host:port` to connect to (template).
+    /// `host:port` to connect to (template: literal text, `{{target.host}}` and
+    /// `{{target.port}}` only).
     #[serde(default)]
     pub tcp: Option<String>,
-    /// URL that must answer 2xx (template).
+    /// URL that must answer 2xx (template, as an `http` step's URL: host and port from
+    /// literal text or config only, other values percent-encoded in the path and query).
     #[serde(default)]
     pub http: Option<String>,
     /// How long to keep trying.
-    #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The `http` URL as parsed, or why it cannot be.
+    parsed_http: Option<Result<UrlTemplate, String>>,
+}
+
+/// A `wait_for` step as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitForSpec {
+    #[serde(default)]
+    tcp: Option<String>,
+    #[serde(default)]
+    http: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    timeout: Duration,
+}
+
+impl From<WaitForSpec> for WaitForStep {
+    fn from(s: WaitForSpec) -> WaitForStep {
+        WaitForStep {
+            parsed_http: s.http.as_deref().map(UrlTemplate::parse),
+            tcp: s.tcp,
+            http: s.http,
+            timeout: s.timeout,
+        }
+    }
 }
 
 const ONE_OF: &str = "wait_for needs exactly one of `tcp` and `http`";
@@ -39,29 +66,46 @@ const ONE_OF: &str = "wait_for needs exactly one of `tcp` and `http`";
 impl WaitForStep {
     /// Every template source: the address or the URL.
     pub(crate) fn templates(&self) -> Vec<&str> {
-        [self.tcp.as_deref(), self.http.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect()
+        let mut out: Vec<&str> = self.tcp.as_deref().into_iter().collect();
+        // A URL is rendered value by value (see `UrlTemplate::render`).
+        if let Some(Ok(t)) = &self.parsed_http {
+            out.extend(t.templates());
+        }
+        out
     }
 
-    /// Not exactly one of `tcp` and `http`.
+    /// Not exactly one of `tcp` and `http`, or a host or port that alert data could choose.
     pub(crate) fn problems(&self) -> Vec<String> {
         if self.tcp.is_some() == self.http.is_some() {
             return vec![ONE_OF.into()];
         }
-        Vec::new()
+        let mut out = Vec::new();
+        if let Some(Err(e)) = &self.parsed_http {
+            out.push(format!("wait_for http: {e}"));
+        }
+        if let Some(Err(e)) = self.tcp.as_deref().map(tcp_template) {
+            out.push(format!("wait_for tcp: {e}"));
+        }
+        out
     }
 
     /// `[tcp, HOST:PORT]` or `[http, URL]`, within the wait's own `timeout`.
     pub(crate) fn lower(&self, r: &Renderer<'_>) -> Result<Lowered, StepError> {
         let argv = match (&self.tcp, &self.http) {
             (Some(t), None) => {
+                tcp_template(t).map_err(|e| r.error(format!("tcp: {e}")))?;
                 let addr = r.one("tcp", t)?;
                 check_host_port(&addr).map_err(|m| r.error(format!("tcp: {m}")))?;
                 vec!["tcp".to_string(), addr]
             }
-            (None, Some(u)) => vec!["http".to_string(), super::http::url(r, "http", u)?],
+            (None, Some(_)) => {
+                let t = match &self.parsed_http {
+                    Some(Ok(t)) => t,
+                    Some(Err(e)) => return Err(r.error(format!("http: {e}"))),
+                    None => return Err(r.error(ONE_OF)),
+                };
+                vec!["http".to_string(), t.render(r, "http")?.url]
+            }
             _ => return Err(r.error(ONE_OF)),
         };
         Ok(Lowered {
@@ -70,6 +114,16 @@ impl WaitForStep {
             timeout: Some(self.timeout),
         })
     }
+}
+
+/// Checks that a `tcp` template's host and port come from literal text or config values
+/// only, as an `http` URL's do: a label cannot send the wait to another host or port.
+fn tcp_template(t: &str) -> Result<(), String> {
+    let u = UrlTemplate::parse(&format!("http://{t}"))?;
+    if !u.path.is_empty() || u.query.is_some() {
+        return Err(format!("`{t}` is not host:port"));
+    }
+    Ok(())
 }
 
 /// Checks `host:port` (or `[v6]:port`).

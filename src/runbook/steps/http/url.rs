@@ -330,6 +330,7 @@ mod tests {
             templates: &templates,
             ctx: &ctx,
             step: "s",
+            brokers: &[],
         };
         t.render(&r, "url").map_err(|e| e.message)
     }
