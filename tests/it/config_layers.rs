@@ -506,20 +506,9 @@ fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     c.output().expect("spawn timeout kafka-healing")
 }
 
-const NOOP_RULES: &str = r#"rules:
-  - name: broker-down
-    matchers: ['alertname="KafkaBrokerDown"']
-    runbook: noop
-runbooks:
-  noop:
-    disruptive: false
-    steps:
-      - { name: t, exec: ["true"] }
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_webhook_takes_the_env_token_as_written_and_refuses_its_number() {
-    use crate::serve::harness::{Server, TOKEN, alert, config, webhook};
+    use crate::serve::harness::{NOOP_RULES, Server, TOKEN, alert, config, webhook};
     let body = webhook(
         "r",
         vec![alert("firing", serde_json::json!({"alertname": "Other"}))],

@@ -13,7 +13,7 @@ use crate::common::Scratch;
 use crate::mailbox::free_port;
 use crate::serve::harness::{
     Server, TOKEN, alert, alive, config, cookie_holders, down, recorded, recorded_cookie,
-    recorded_pids, recorder, webhook,
+    recorded_pids, recorder, self_alerted, webhook,
 };
 
 const ETCD: &str = "/usr/bin/etcd";
@@ -727,6 +727,42 @@ async fn shard_owners(srv: &[Server], targets: &[String]) -> Option<Vec<usize>> 
         .collect()
 }
 
+/// Three instances `ha-0..2` in `dirs`, self-watching `brokers` (socket probe every 5 s)
+/// with `rules`, once the targets are split among all three; with each target's owner.
+async fn watching_three(
+    dirs: &[Scratch],
+    etcd: &Etcd,
+    brokers: &str,
+    extra: &str,
+    rules: &str,
+    targets: &[String],
+) -> (Vec<Server>, Vec<usize>) {
+    let srv: Vec<Server> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let cfg = format!(
+                "cluster:\n  name: test\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 1, methods: [socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n{extra}{}",
+                coordination(etcd, &format!("ha-{i}"))
+            );
+            Server::start(d, &cfg, rules)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(o) = shard_owners(&srv, targets).await
+            && (0..3).all(|i| o.contains(&i))
+        {
+            return (srv, o);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets never split among the three"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn self_watch_targets_are_split_and_a_dead_instances_share_is_taken_over() {
     let s = Scratch::new();
@@ -742,28 +778,9 @@ async fn self_watch_targets_are_split_and_a_dead_instances_share_is_taken_over()
         })
         .collect();
     let targets: Vec<String> = (0..n).map(|i| format!("kafka/b{i}")).collect();
-    let mut srv: Vec<Server> = Vec::new();
     let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
-    for (i, d) in dirs.iter().enumerate() {
-        let cfg = format!(
-            "cluster:\n  name: test\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 1, methods: [socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n{}",
-            coordination(&etcd, &format!("ha-{i}"))
-        );
-        srv.push(Server::start(d, &cfg, &rules(&marker, 0)));
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let owners = loop {
-        if let Some(o) = shard_owners(&srv, &targets).await
-            && (0..3).all(|i| o.contains(&i))
-        {
-            break o;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets never split among the three"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (mut srv, owners) =
+        watching_three(&dirs, &etcd, &brokers, "", &rules(&marker, 0), &targets).await;
     // Each watched target is probed by its owner only.
     tokio::time::sleep(Duration::from_secs(6)).await;
     for (t, owner) in owners.iter().enumerate() {
@@ -1230,25 +1247,6 @@ runbooks:
     );
 }
 
-/// Brokers with a journaled firing self alert of `socket-down` in the journal at `db`.
-fn socket_down_detected(db: &Path) -> Vec<String> {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return Vec::new();
-    };
-    let Ok(mut st) = c.prepare(
-        "SELECT DISTINCT json_extract(labels, '$.node_id') FROM alerts \
-         WHERE source = 'self' AND status = 'firing' \
-         AND json_extract(labels, '$.alertname') = 'socket-down'",
-    ) else {
-        return Vec::new();
-    };
-    st.query_map([], |r| r.get::<_, String>(0))
-        .map(|rows| rows.flatten().collect())
-        .unwrap_or_default()
-}
-
 /// Issue 16's HA case: nine live brokers (real listeners, so every socket probe passes)
 /// split among three instances; one instance is killed with `kill -9` and, at that moment,
 /// every broker of its share dies too (the worst case: nobody watches them when they go).
@@ -1287,27 +1285,15 @@ runbooks:
         exec: ["/bin/true"]
 "#;
     let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new()).collect();
-    let mut srv: Vec<Server> = Vec::new();
-    for (i, d) in dirs.iter().enumerate() {
-        let cfg = format!(
-            "cluster:\n  name: test\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 1, methods: [socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\nrecovery: {{ dry_run: true }}\n{}",
-            coordination(&etcd, &format!("ha-{i}"))
-        );
-        srv.push(Server::start(d, &cfg, rules));
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let owners = loop {
-        if let Some(o) = shard_owners(&srv, &targets).await
-            && (0..3).all(|i| o.contains(&i))
-        {
-            break o;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets never split among the three"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (mut srv, owners) = watching_three(
+        &dirs,
+        &etcd,
+        &brokers,
+        "recovery: { dry_run: true }\n",
+        rules,
+        &targets,
+    )
+    .await;
     let share = |i: usize| owners.iter().filter(|o| **o == i).count();
     println!("shares: {} / {} / {}", share(0), share(1), share(2));
     // Let every instance see its share up at least once.
@@ -1329,12 +1315,12 @@ runbooks:
     // A round (5 s) plus the lease TTL, plus a round to see the broker down, plus slack.
     let deadline = killed + Duration::from_secs(5 + TTL + 5 + 20);
     let seen = loop {
-        let mut seen: Vec<String> = survivors
+        let seen: Vec<String> = survivors
             .iter()
-            .flat_map(|db| socket_down_detected(db))
+            .flat_map(|db| self_alerted(db, "socket-down"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
-        seen.sort();
-        seen.dedup();
         if want.iter().all(|w| seen.contains(w)) {
             break seen;
         }

@@ -12,18 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::*;
-use crate::serve::harness::{Server, TOKEN, alert, config, webhook};
-
-const RULES: &str = r#"rules:
-  - name: broker-down
-    matchers: ['alertname="KafkaBrokerDown"']
-    runbook: noop
-runbooks:
-  noop:
-    disruptive: false
-    steps:
-      - { name: t, exec: ["true"] }
-"#;
+use crate::serve::harness::{NOOP_RULES, Server, TOKEN, alert, config, webhook};
 
 /// The server's `host:port`.
 fn addr(srv: &Server) -> String {
@@ -127,7 +116,7 @@ fn start(extra_server: &str) -> (Scratch, Server) {
         &format!("  auth: {{ bearer_token: {TOKEN} }}\n"),
         &format!("  auth: {{ bearer_token: {TOKEN} }}\n{extra_server}"),
     );
-    let srv = Server::start(&s, &cfg, RULES);
+    let srv = Server::start(&s, &cfg, NOOP_RULES);
     (s, srv)
 }
 
@@ -403,7 +392,7 @@ impl Flood {
             &format!("  listen: 127.0.0.1:0\n{extra_server}"),
         );
         s.write("config.yaml", &cfg);
-        s.write("rules.yaml", RULES);
+        s.write("rules.yaml", NOOP_RULES);
         let script = format!("{ulimit}; exec \"$@\"");
         let srv = Server::start_wrapped(s.path(), &["bash", "-c", &script, "bash"], &[]);
         let base = open_fds(&srv);
@@ -703,7 +692,7 @@ async fn h2c_and_the_protocol_points() {
             "  listen: 127.0.0.1:0\n  http2: true\n  max_connections: 5\n  keep_alive_idle_seconds: 0\n",
         ),
     );
-    s2.write("rules.yaml", RULES);
+    s2.write("rules.yaml", NOOP_RULES);
     let cfg = s2.path().join("config.yaml");
     let out = run(&["check", "-c", cfg.to_str().expect("utf-8")]);
     assert!(!out.status.success());
@@ -744,7 +733,7 @@ async fn tls_connection(
             "  listen: 127.0.0.1:0\n  http2: {http2}\n  tls: {{ cert_file: tls/cert.pem, key_file: tls/key.pem }}\n"
         ),
     );
-    let srv = Server::start(&s, &cfg, RULES);
+    let srv = Server::start(&s, &cfg, NOOP_RULES);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -406,6 +406,35 @@ async fn headers_come_from_secrets_and_never_reach_the_journal() {
     srv.none();
 }
 
+/// Writes each rule file of `files` as `rules/rN.yaml` (one case per file, so each error's
+/// line is known: line 8, `      - name: call`), runs the real `check` on `cfg`, and
+/// asserts that file N's step has an error containing `want[N]`.
+fn check_each(
+    s: &Scratch,
+    cfg: &std::path::Path,
+    files: impl Iterator<Item = String>,
+    want: &[&str],
+) {
+    for (i, text) in files.enumerate() {
+        let text = text
+            .replace("name: r\n", &format!("name: r{i}\n"))
+            .replace("runbook: call\n", &format!("runbook: call{i}\n"))
+            .replace("\n  call:\n", &format!("\n  call{i}:\n"));
+        s.write(&format!("rules/r{i}.yaml"), &text);
+    }
+    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let prefix = format!("{}/", s.path().display());
+    let err = stderr(&o).replace(&prefix, "");
+    for (i, want) in want.iter().enumerate() {
+        let at = format!("rules/r{i}.yaml:8: error: ");
+        assert!(
+            err.lines().any(|l| l.starts_with(&at) && l.contains(want)),
+            "missing `{at}…{want}` in:\n{err}"
+        );
+    }
+}
+
 #[test]
 fn check_refuses_what_could_leak() {
     let s = Scratch::new();
@@ -422,40 +451,23 @@ fn check_refuses_what_could_leak() {
         "          url: http://k1/x\n          headers: { Host: evil }\n",
         "          url: http://k1/x\n          headers: { Authorization: Bearer abc }\n",
     ];
-    // One file per case, so that each error's line is known.
-    for (i, step) in bad.iter().enumerate() {
-        let text = rules(step)
-            .replace("name: r\n", &format!("name: r{i}\n"))
-            .replace("runbook: call\n", &format!("runbook: call{i}\n"))
-            .replace("\n  call:\n", &format!("\n  call{i}:\n"));
-        s.write(&format!("rules/r{i}.yaml"), &text);
-    }
-    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
-    assert_eq!(o.status.code(), Some(1));
-    let prefix = format!("{}/", s.path().display());
-    let err = stderr(&o).replace(&prefix, "");
-    // The step's line: line 8 of each file (`      - name: call`).
-    for (i, want) in [
-        "`{{alert.labels.instance}}` is in the host or port",
-        "`{{alert.labels.port}}` is in the host or port",
-        "must start with literal `http://` or `https://`",
-        "credentials in the URL (`user:pw@`) are refused",
-        "a URL fragment (`#…`) is never sent",
-        "a URL takes only plain values",
-        "a string body cannot use `alert.labels.a`",
-        "headers are never templates",
-        "http header `Host` cannot be set by a step",
-        "http header `Authorization` carries a credential: take it from a secret",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let at = format!("rules/r{i}.yaml:8: error: ");
-        assert!(
-            err.lines().any(|l| l.starts_with(&at) && l.contains(want)),
-            "missing `{at}…{want}` in:\n{err}"
-        );
-    }
+    check_each(
+        &s,
+        &cfg,
+        bad.iter().map(|b| rules(b)),
+        &[
+            "`{{alert.labels.instance}}` is in the host or port",
+            "`{{alert.labels.port}}` is in the host or port",
+            "must start with literal `http://` or `https://`",
+            "credentials in the URL (`user:pw@`) are refused",
+            "a URL fragment (`#…`) is never sent",
+            "a URL takes only plain values",
+            "a string body cannot use `alert.labels.a`",
+            "headers are never templates",
+            "http header `Host` cannot be set by a step",
+            "http header `Authorization` carries a credential: take it from a secret",
+        ],
+    );
 }
 
 /// `wait_for` takes the same rules: its `tcp` address and `http` URL get their host and
@@ -472,34 +484,22 @@ fn wait_for_targets_come_from_config_not_alert_data() {
         "          http: 'http://{{alert.labels.instance}}/health'\n",
         "          http: 'http://k1:8080/{{#if alert.labels.a}}x{{/if}}'\n",
     ];
-    for (i, step) in bad.iter().enumerate() {
-        let text = rules(&format!("{step}          timeout: 5s\n"))
+    let files = bad.iter().map(|b| {
+        rules(&format!("{b}          timeout: 5s\n"))
             .replace("        http:\n", "        wait_for:\n")
-            .replace("name: r\n", &format!("name: r{i}\n"))
-            .replace("runbook: call\n", &format!("runbook: call{i}\n"))
-            .replace("\n  call:\n", &format!("\n  call{i}:\n"));
-        s.write(&format!("rules/r{i}.yaml"), &text);
-    }
-    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
-    assert_eq!(o.status.code(), Some(1));
-    let prefix = format!("{}/", s.path().display());
-    let err = stderr(&o).replace(&prefix, "");
-    for (i, want) in [
-        "wait_for tcp: `{{alert.labels.instance}}` is in the host or port",
-        "wait_for tcp: `{{alert.labels.port}}` is in the host or port",
-        "wait_for tcp: `{{target.host}}:9092/x` is not host:port",
-        "wait_for http: `{{alert.labels.instance}}` is in the host or port",
-        "wait_for http: `{{#if alert.labels.a}}`: a URL takes only plain values",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let at = format!("rules/r{i}.yaml:8: error: ");
-        assert!(
-            err.lines().any(|l| l.starts_with(&at) && l.contains(want)),
-            "missing `{at}…{want}` in:\n{err}"
-        );
-    }
+    });
+    check_each(
+        &s,
+        &cfg,
+        files,
+        &[
+            "wait_for tcp: `{{alert.labels.instance}}` is in the host or port",
+            "wait_for tcp: `{{alert.labels.port}}` is in the host or port",
+            "wait_for tcp: `{{target.host}}:9092/x` is not host:port",
+            "wait_for http: `{{alert.labels.instance}}` is in the host or port",
+            "wait_for http: `{{#if alert.labels.a}}`: a URL takes only plain values",
+        ],
+    );
     // Config values are fine, and a label in the path stays one segment.
     let (set, diags) = load_rule_texts(vec![(
         PathBuf::from("rules.yaml"),

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use super::harness::*;
 use crate::common::Scratch;
@@ -53,6 +52,33 @@ async fn serve_exporter(l: TcpListener, body: Arc<Vec<u8>>) {
     }
 }
 
+/// `n` exporters serving the ~2,100-sample test JMX body on loopback, named by `name`; the
+/// `kafka_brokers` entries (metrics URL and socket on the same port) for a config.
+async fn exporters(
+    n: usize,
+    name: impl Fn(usize) -> String,
+) -> (Vec<tokio::task::JoinHandle<()>>, String) {
+    let body = Arc::new(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/expo/jmx_kafka.prom"
+        ))
+        .unwrap(),
+    );
+    let mut set = Vec::new();
+    let mut brokers = String::new();
+    for i in 0..n {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        brokers.push_str(&format!(
+            "    - {{ node_id: {}, host: 127.0.0.1, port: {port}, metrics_url: 'http://127.0.0.1:{port}/metrics' }}\n",
+            name(i)
+        ));
+        set.push(tokio::spawn(serve_exporter(l, body.clone())));
+    }
+    (set, brokers)
+}
+
 fn gauge(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
@@ -69,42 +95,12 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// The brokers with a journaled firing self alert of `broker-down`.
 fn detected(db: &std::path::Path) -> BTreeSet<String> {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return BTreeSet::new();
-    };
-    let Ok(mut st) = c.prepare(
-        "SELECT json_extract(labels, '$.node_id') FROM alerts \
-         WHERE source = 'self' AND status = 'firing' \
-         AND json_extract(labels, '$.alertname') = 'broker-down'",
-    ) else {
-        return BTreeSet::new();
-    };
-    st.query_map([], |r| r.get::<_, String>(0))
-        .map(|rows| rows.flatten().collect())
-        .unwrap_or_default()
+    self_alerted(db, "broker-down")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hundred_brokers_all_detected_and_only_kept_series_stored() {
-    let body = Arc::new(
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/expo/jmx_kafka.prom"
-        ))
-        .unwrap(),
-    );
-    let mut exporters = JoinSet::new();
-    let mut brokers = String::new();
-    for i in 0..BROKERS {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        brokers.push_str(&format!(
-            "    - {{ node_id: b{i:03}, host: 127.0.0.1, port: {port}, metrics_url: 'http://127.0.0.1:{port}/metrics' }}\n"
-        ));
-        exporters.spawn(serve_exporter(l, body.clone()));
-    }
+    let (exporters, brokers) = exporters(BROKERS, |i| format!("b{i:03}")).await;
     let s = Scratch::new();
     let cfg = format!(
         "cluster:\n  name: fleet\n  kafka_brokers:\n{brokers}monitoring: {{ interval_seconds: 5, timeout_seconds: 3, methods: [jmx, socket] }}\nserver:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\nrecovery: {{ dry_run: true, cooldown_seconds: 0 }}\n"
@@ -151,8 +147,12 @@ runbooks:
     assert_eq!(gauge(&m, "kafka_healing_series_dropped"), Some(0.0), "{m}");
     let rss_up = rss_kib(pid);
     // Every exporter (and so every socket) stops.
-    exporters.abort_all();
-    while exporters.join_next().await.is_some() {}
+    for h in &exporters {
+        h.abort();
+    }
+    for h in exporters {
+        let _ = h.await;
+    }
     let t0 = Instant::now();
     let db = s.path().join("state/journal.db");
     let deadline = t0 + Duration::from_secs(60);
@@ -190,23 +190,7 @@ runbooks:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_store_is_said_on_ready_in_metrics_and_in_one_escalation_mail() {
     const N: usize = 6;
-    let body = Arc::new(
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/expo/jmx_kafka.prom"
-        ))
-        .unwrap(),
-    );
-    let mut exporters = Vec::new();
-    let mut brokers = String::new();
-    for i in 0..N {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        brokers.push_str(&format!(
-            "    - {{ node_id: b{i}, host: 127.0.0.1, port: {port}, metrics_url: 'http://127.0.0.1:{port}/metrics' }}\n"
-        ));
-        exporters.push(tokio::spawn(serve_exporter(l, body.clone())));
-    }
+    let (exporters, brokers) = exporters(N, |i| format!("b{i}")).await;
     let s = Scratch::new();
     let smtp = crate::mailbox::SmtpServer::start(s.path(), &[]);
     let cfg = format!(

@@ -12,6 +12,19 @@ use crate::common::Scratch;
 /// The bearer token every test config uses.
 pub const TOKEN: &str = "s3cret";
 
+/// One non-disruptive rule, `broker-down` on `KafkaBrokerDown`, whose step is `true`: for
+/// tests of the intake and the HTTP surface, where what runs does not matter.
+pub const NOOP_RULES: &str = r#"rules:
+  - name: broker-down
+    matchers: ['alertname="KafkaBrokerDown"']
+    runbook: noop
+runbooks:
+  noop:
+    disruptive: false
+    steps:
+      - { name: t, exec: ["true"] }
+"#;
+
 /// A config for three brokers on 127.0.0.1:0 with bearer auth; `extra` is appended.
 pub fn config(extra: &str) -> String {
     format!(
@@ -421,4 +434,24 @@ pub fn recorded(dir: &Path, name: &str) -> Vec<(u128, u128, Vec<String>, String)
     }
     out.sort();
     out
+}
+
+/// The `node_id`s with a firing alert named `alertname` that the self-watch journaled in
+/// the journal at `db` (read-only; empty while the journal is not there yet).
+pub fn self_alerted(db: &Path, alertname: &str) -> std::collections::BTreeSet<String> {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Default::default();
+    };
+    let Ok(mut st) = c.prepare(
+        "SELECT json_extract(labels, '$.node_id') FROM alerts \
+         WHERE source = 'self' AND status = 'firing' \
+         AND json_extract(labels, '$.alertname') = ?1",
+    ) else {
+        return Default::default();
+    };
+    st.query_map([alertname], |r| r.get::<_, String>(0))
+        .map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
 }

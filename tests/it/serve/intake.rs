@@ -6,17 +6,6 @@ use serde_json::json;
 use super::harness::*;
 use crate::common::Scratch;
 
-const RULES: &str = r#"rules:
-  - name: broker-down
-    matchers: ['alertname="KafkaBrokerDown"']
-    runbook: noop
-runbooks:
-  noop:
-    disruptive: false
-    steps:
-      - { name: t, exec: ["true"] }
-"#;
-
 async fn alert_rows(srv: &Server) -> u64 {
     // Executions are created only from journaled alerts; count the journal's alerts.
     let j = kafka_healing::journal::Journal::open_read_only(&srv.dir.join("state/journal.db"))
@@ -31,7 +20,7 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
         "  auth: { bearer_token: s3cret }\n",
         "  auth: { bearer_token: s3cret }\n  body_limit_bytes: 4096\n",
     );
-    let srv = Server::start(&s, &cfg, RULES);
+    let srv = Server::start(&s, &cfg, NOOP_RULES);
     let good = webhook("r", vec![alert("firing", down("kafka-1"))]);
     let (st, v) = srv.post_with(&good, None).await;
     assert_eq!(
@@ -113,7 +102,7 @@ async fn bad_requests_get_clear_4xx_and_write_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn journal_that_cannot_write_answers_503() {
     let s = Scratch::new();
-    let srv = Server::start(&s, &config(""), RULES);
+    let srv = Server::start(&s, &config(""), NOOP_RULES);
     let good = webhook("r", vec![alert("firing", down("kafka-1"))]);
     assert_eq!(srv.post(&good).await.0, 200);
     // Replace the journal's files under the running server (root ignores permissions).
@@ -141,7 +130,7 @@ async fn journal_that_cannot_write_answers_503() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_metrics() {
     let s = Scratch::new();
-    let srv = Server::start(&s, &config(""), RULES);
+    let srv = Server::start(&s, &config(""), NOOP_RULES);
     let h = reqwest::get(format!("{}/-/healthy", srv.url))
         .await
         .unwrap();
@@ -182,7 +171,7 @@ async fn tls_serves_the_webhook_over_https() {
         "  auth: { bearer_token: s3cret }\n",
         "  auth: { bearer_token: s3cret }\n  tls: { cert_file: tls/cert.pem, key_file: tls/key.pem }\n",
     );
-    let srv = Server::start(&s, &cfg, RULES);
+    let srv = Server::start(&s, &cfg, NOOP_RULES);
     assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
