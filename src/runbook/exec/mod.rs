@@ -29,7 +29,7 @@ pub use crate::runbook::steps::kube::{
     KubeConn, RESTARTED_AT, not_ready_reason, resolve_kubeconfig,
 };
 pub use env::{DEFAULT_PATH, ENV_ALLOWED_PREFIX, ENV_ALLOWLIST, child_env, filter_env};
-pub use options::ExecOptions;
+pub use options::{ExecOptions, client_builder};
 pub use outcome::ExecError;
 pub use process::STEP_COOKIE_VAR;
 

@@ -18,7 +18,7 @@ pub struct ExecOptions {
     /// The complete environment of child processes (see [`child_env`]).
     pub env: Vec<(String, String)>,
     /// The client used by `http` and `wait_for: http` steps; build it from
-    /// [`crate::runbook::steps::http::client_builder`], which follows no redirect.
+    /// [`client_builder`], which follows no redirect.
     pub http_client: reqwest::Client,
     /// Pause between two tries of a `wait_for` step.
     pub wait_interval: Duration,
@@ -64,7 +64,7 @@ impl ExecOptions {
 }
 
 fn client() -> reqwest::Client {
-    match crate::runbook::steps::http::client_builder().build() {
+    match client_builder().build() {
         Ok(c) => c,
         // Only a TLS backend that cannot start, where `reqwest::Client::new` panics too.
         Err(e) => panic!("cannot build the HTTP client: {e}"),
@@ -76,4 +76,10 @@ impl Default for ExecOptions {
     fn default() -> ExecOptions {
         ExecOptions::new(child_env(&[]))
     }
+}
+
+/// The client `http` and `wait_for: http` steps use: redirects are never followed (a
+/// redirect could send the request, body included, elsewhere).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
 }

@@ -163,12 +163,6 @@ impl HttpStep {
     }
 }
 
-/// The client `http` and `wait_for: http` steps use: redirects are never followed (a
-/// redirect could send the request, body included, elsewhere).
-pub fn client_builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
-}
-
 /// Only GET and HEAD read.
 pub(crate) fn is_disruptive(argv: &[String]) -> bool {
     !matches!(argv.first().map(String::as_str), Some("GET" | "HEAD"))
