@@ -236,7 +236,9 @@ fn expand_node(
     }
 }
 
-/// Deserializes one section, recording its error (with path and line) on failure.
+/// Deserializes one section, recording every error in it (with path and line). Serde
+/// stops at a section's first error, so the offending key is taken out and the section
+/// read again, until it reads or an error names no key that can be taken out.
 fn section<T: DeserializeOwned>(
     table: &mut HashMap<String, Node>,
     key: &str,
@@ -244,22 +246,31 @@ fn section<T: DeserializeOwned>(
     doc: &Document,
     diags: &mut Diagnostics,
 ) -> Option<Option<T>> {
-    let value = table.remove(key)?;
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(Some(v)),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = if inner == "." {
-                key.to_string()
-            } else if inner.starts_with('[') {
-                format!("{key}{inner}")
-            } else {
-                format!("{key}.{inner}")
-            };
-            diags.error_at(file, doc, &path, e.into_inner().to_string());
-            Some(None)
+    let mut value = table.remove(key)?;
+    let mut failed = false;
+    // Bounded: each pass takes one key out; a section has far fewer wrong keys than this.
+    for _ in 0..64 {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return Some((!failed).then_some(v)),
+            Err(e) => {
+                failed = true;
+                let inner = e.path().to_string();
+                let path = if inner == "." {
+                    key.to_string()
+                } else if inner.starts_with('[') {
+                    format!("{key}{inner}")
+                } else {
+                    format!("{key}.{inner}")
+                };
+                let segments: Vec<_> = e.path().iter().cloned().collect();
+                diags.error_at(file, doc, &path, e.into_inner().to_string());
+                if !value.remove_at(&segments) {
+                    break;
+                }
+            }
         }
     }
+    Some(None)
 }
 
 /// Builds the config section by section so that one bad section does not hide the others.

@@ -56,6 +56,33 @@ impl Node {
         }
     }
 
+    /// Removes the mapping entry at `path` (as serde reported it), so that deserializing
+    /// again can go on to the next error. False when `path` names no mapping entry (the
+    /// root, a sequence element, a missing key): nothing is removed.
+    pub(super) fn remove_at(&mut self, path: &[serde_path_to_error::Segment]) -> bool {
+        use serde_path_to_error::Segment;
+        let Some((first, rest)) = path.split_first() else {
+            return false;
+        };
+        match (self, first) {
+            (Node::Map(entries), Segment::Map { key }) => {
+                let Some(i) = entries.iter().position(|(k, _)| k == key) else {
+                    return false;
+                };
+                if rest.is_empty() {
+                    entries.remove(i);
+                    true
+                } else {
+                    entries[i].1.remove_at(rest)
+                }
+            }
+            (Node::Seq(items), Segment::Seq { index }) if !rest.is_empty() => items
+                .get_mut(*index)
+                .is_some_and(|item| item.remove_at(rest)),
+            _ => false,
+        }
+    }
+
     /// Sets `path` (dot-separated keys) to `value`, making mappings on the way.
     pub(super) fn set(&mut self, path: &[&str], value: Node) {
         let Some((first, rest)) = path.split_first() else {

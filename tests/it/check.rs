@@ -855,3 +855,40 @@ fn rule_files_do_not_coerce_either() {
         assert!(err.starts_with(&format!("{expected}\n")), "{line}: {err}");
     }
 }
+
+/// Issue 19: two typos and a bad value in one section are three errors in one run, each at
+/// its line, not one per run (serde stops a section at its first error; the loader takes the
+/// key out and reads the section again).
+#[test]
+fn every_wrong_key_and_value_of_a_section_is_reported_in_one_run() {
+    let s = Scratch::new();
+    s.write("rules/r.yaml", GOOD_RULES);
+    let cfg = s.write(
+        "config.yaml",
+        &config_with(
+            "recovery:\n  max_atempts: 3\n  cooldwn_seconds: 5\n  dry_run: maybe\n  max_attempts: 2\n",
+        ),
+    );
+    let o = run(&["check", "-c", cfg.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o).replace(&format!("{}/", s.path().display()), "");
+    let lines: Vec<&str> = e.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(lines.len(), 3, "{e}");
+    assert!(
+        lines[0].starts_with(
+            "config.yaml:10: error: recovery.max_atempts: unknown field `max_atempts`"
+        ),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "config.yaml:11: error: recovery.cooldwn_seconds: unknown field `cooldwn_seconds`"
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        lines[2],
+        "config.yaml:12: error: recovery.dry_run: expected true or false, got the string \"maybe\""
+    );
+    assert!(e.ends_with("config.yaml: INVALID (3 errors)\n"), "{e}");
+}

@@ -826,7 +826,7 @@ fn check_validates_the_coordination_section() {
     use crate::common::{GOOD_RULES, config_with, run, stderr};
     let s = Scratch::new();
     s.write("rules/r.yaml", GOOD_RULES);
-    // A bad keyword and an unknown key (serde stops the section at the first one).
+    // A bad keyword and an unknown key, each alone.
     for (bad, want) in [
         (
             "coordination:\n  backend: zookeeper\n  endpoints: ['http://e:2379']\n",
