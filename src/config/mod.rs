@@ -19,6 +19,7 @@ pub use expand::{ExpandError, expand_env};
 pub use kubernetes::KubernetesConfig;
 pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_text, load_with_env};
 pub use model::*;
+pub use node::deserialize_at;
 pub use secret::Secret;
 pub use security::{SaslConfig, SaslMechanism, SecurityConfig, SslConfig};
 pub use validate::valid_email;

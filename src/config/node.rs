@@ -10,6 +10,26 @@ use serde_json::{Number, Value};
 
 use crate::yaml::{Document, join_index, join_key};
 
+/// Deserializes `v`, the value at path `at` of `doc`, as the config is read: strict types,
+/// the config's wording (`expected an integer, got 2.5`), and a plain scalar keeps its
+/// written text in a string field (`007` stays `007`). For rule files. On failure returns
+/// the full path of the offending value and the message.
+pub fn deserialize_at<T: serde::de::DeserializeOwned>(
+    v: &Value,
+    at: &str,
+    doc: &Document,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize::<_, T>(Node::from_value(v, at, doc)).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match inner.as_str() {
+            "." => at.to_string(),
+            i if i.starts_with('[') => format!("{at}{i}"),
+            i => join_key(at, i),
+        };
+        (path, e.into_inner().to_string())
+    })
+}
+
 /// One value of the layered configuration.
 #[derive(Clone)]
 pub(super) enum Node {

@@ -13,7 +13,7 @@ use crate::config::Loaded;
 use crate::diag::Diagnostics;
 use crate::runbook::Templates;
 use crate::runbook::template::{Scope, check_ref, uses_target};
-use crate::yaml::{Document, deserialize_at, join_index, join_key};
+use crate::yaml::{Document, join_index, join_key};
 
 /// Loads the rule files a configuration names (globs relative to the config file).
 /// Returns the rule set and the diagnostics; the set is only safe to use without errors.
@@ -113,7 +113,7 @@ fn take<T: DeserializeOwned>(
     src: &Source,
     diags: &mut Diagnostics,
 ) -> Option<T> {
-    deserialize_at(v, at)
+    crate::config::deserialize_at(&v, at, &src.doc)
         .map_err(|(path, msg)| diags.error_at(&src.path, &src.doc, &path, msg))
         .ok()
 }

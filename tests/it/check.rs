@@ -831,18 +831,19 @@ fn a_password_file_with_extra_whitespace_is_kept_and_warned_about() {
 
 #[test]
 fn rule_files_do_not_coerce_either() {
+    // The same wording as the config's (issue 19: rule files said `expected u32`).
     for (line, expected) in [
         (
             "    max_attempts: 2.5\n",
-            "rules/a.yaml:5: error: rules[0].max_attempts: invalid type: floating point `2.5`, expected u32",
+            "rules/a.yaml:5: error: rules[0].max_attempts: expected an integer, got 2.5",
         ),
         (
             "    dry_run: \"no\"\n",
-            "rules/a.yaml:5: error: rules[0].dry_run: invalid type: string \"no\", expected a boolean",
+            "rules/a.yaml:5: error: rules[0].dry_run: expected true or false, got the string \"no\"",
         ),
         (
             "    cooldown_seconds: \"60\"\n",
-            "rules/a.yaml:5: error: rules[0].cooldown_seconds: invalid type: string \"60\", expected u64",
+            "rules/a.yaml:5: error: rules[0].cooldown_seconds: expected an integer, got the string \"60\" (write it without quotes)",
         ),
     ] {
         let rules = GOOD_RULES.replacen(
