@@ -2,7 +2,7 @@
 //!
 //! The modules follow the pipeline: [`config`] and [`rules`] are what SREs write,
 //! [`ingest`] turns Alertmanager's webhook into alerts, [`engine`] decides what to do with
-//! them, [`runbook`] renders (and later runs) the steps, and [`cli`] is the command line.
+//! them, [`runbook`] renders and runs the steps, and [`cli`] is the command line.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

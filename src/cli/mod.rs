@@ -1,4 +1,4 @@
-//! The command line: `check`, `dry-run` (and, as they land, `serve`, `test`, `history`).
+//! The command line: `check`, `serve`, `history`, `reset`, `pause`, `resume`, `dry-run`, `eval`, `scrape`, `test` and `notify`.
 
 mod check;
 mod dry_run;

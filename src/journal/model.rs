@@ -147,7 +147,7 @@ impl std::fmt::Display for EventKind {
 pub struct NewAlert {
     /// When it was received.
     pub received_ms: i64,
-    /// `webhook` (Alertmanager) or `self` (own checks, later).
+    /// `webhook` (Alertmanager) or `self` (the self-watch's conditions).
     pub source: String,
     /// Alertmanager receiver name.
     pub receiver: String,
