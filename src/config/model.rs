@@ -296,8 +296,11 @@ pub struct TemplateFiles {
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS (port 587).
+    /// STARTTLS required for a remote host; to a loopback address, STARTTLS when the
+    /// server offers it and plain otherwise (a local relay or a dev mail catcher).
     #[default]
+    Auto,
+    /// Plain connection upgraded with STARTTLS (port 587).
     Starttls,
     /// TLS from the first byte (port 465).
     Tls,
@@ -493,6 +496,7 @@ keyword_enum!(
     SmtpTls,
     "tls mode",
     [
+        ("auto", SmtpTls::Auto),
         ("starttls", SmtpTls::Starttls),
         ("tls", SmtpTls::Tls),
         ("none", SmtpTls::None),
