@@ -81,3 +81,170 @@ async fn smtp_auto_upgrades_to_starttls_when_offered() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1["tls"], true, "{}", got[0].1);
 }
+
+const RULES: &str = "rules:\n  - name: broker-down\n    matchers: ['alertname=\"KafkaBrokerDown\"']\n    runbook: rb\nrunbooks:\n  rb:\n    steps: [{ name: s, exec: ['true'] }]\n";
+
+fn files_named(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `logging.file` takes the log off stderr into the file (its rotation at `max_size_mb` is
+/// tested in `cli::logfile`); `system.metrics.port` serves `/metrics` alone, without auth.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_logs_to_the_file_and_serves_metrics_on_its_own_port() {
+    use crate::serve::harness::{Server, config};
+    let s = Scratch::new();
+    let mport = free_port();
+    let cfg = config(&format!(
+        "logging:\n  file: logs/kh.log\n  max_size_mb: 1\n  backup_count: 2\nsystem:\n  metrics:\n    enabled: true\n    port: {mport}\n    format: prometheus\n"
+    ));
+    let srv = Server::start(&s, &cfg, RULES);
+    let logs = s.path().join("logs");
+    let first = std::fs::read_to_string(logs.join("kh.log")).expect("log file");
+    assert!(first.contains("listening"), "{first}");
+    assert!(!srv.log().contains("listening"), "stderr: {}", srv.log());
+
+    let client = reqwest::Client::new();
+    let m = client
+        .get(format!("http://127.0.0.1:{mport}/metrics"))
+        .send()
+        .await
+        .expect("GET metrics port");
+    assert_eq!(m.status().as_u16(), 200);
+    let body = m.text().await.expect("body");
+    assert!(body.contains("# TYPE "), "{body}");
+    let other = client
+        .get(format!("http://127.0.0.1:{mport}/api/v1/executions"))
+        .send()
+        .await
+        .expect("GET api on metrics port");
+    assert_eq!(other.status().as_u16(), 404, "only /metrics there");
+
+    // What the service logs after the start goes to the file too.
+    srv.signal(nix::sys::signal::Signal::SIGHUP);
+    let t0 = std::time::Instant::now();
+    let reloaded = || {
+        std::fs::read_to_string(logs.join("kh.log"))
+            .unwrap_or_default()
+            .contains("SIGHUP: reloading")
+    };
+    while !reloaded() && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reloaded(),
+        "{}",
+        std::fs::read_to_string(logs.join("kh.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        files_named(&logs, "kh.log"),
+        vec!["kh.log"],
+        "nothing to rotate yet"
+    );
+}
+
+/// `system.metrics.enabled: false`: no metrics port, the main `/metrics` stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_port_off_when_disabled() {
+    use crate::serve::harness::{Server, config};
+    let s = Scratch::new();
+    let mport = free_port();
+    let cfg = config(&format!(
+        "system:\n  metrics:\n    enabled: false\n    port: {mport}\n"
+    ));
+    let srv = Server::start(&s, &cfg, RULES);
+    assert!(srv.metrics().await.contains("# TYPE "));
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{mport}/metrics"))
+        .send()
+        .await;
+    assert!(
+        r.is_err_and(|e| e.is_connect()),
+        "nothing listens on {mport}"
+    );
+}
+
+/// A raw TCP server standing in for a broker's JMX/RMI port: to anything it answers
+/// non-HTTP bytes and closes. Returns its port and the count of connections.
+fn raw_jmx() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = n.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 256];
+            let _ = c.read(&mut buf);
+            // JRMI's ProtocolAck (0x4e), then an endpoint: not HTTP.
+            let _ = c.write_all(b"\x4e\x00\x09127.0.0.1\x00\x00\xc3\x50");
+        }
+    });
+    (port, n)
+}
+
+/// `jmx_port` is the broker's raw JMX port: `scrape` names it as such.
+#[tokio::test(flavor = "multi_thread")]
+async fn scrape_names_a_raw_jmx_port() {
+    let (port, _) = raw_jmx();
+    let s = Scratch::new();
+    let closed = free_port();
+    s.write(
+        "c.yaml",
+        &format!(
+            "cluster:\n  name: t\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {closed}, jmx_port: {port} }}\nmonitoring: {{ interval_seconds: 30, timeout_seconds: 2, methods: [jmx] }}\nrules: [r.yaml]\n"
+        ),
+    );
+    s.write("r.yaml", RULES);
+    let cfg = s.path().join("c.yaml");
+    let out = tokio::task::spawn_blocking(move || {
+        crate::common::run(&["scrape", "-c", cfg.to_str().expect("utf-8"), "--json"])
+    })
+    .await
+    .expect("join");
+    let v: serde_json::Value = serde_json::from_str(&crate::common::stdout(&out)).expect("json");
+    let jmx = v["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["method"] == "jmx"))
+        .expect("jmx target");
+    let msg = format!("port {port} speaks no HTTP: raw JMX? set metrics_url to the JMX exporter");
+    assert_eq!(jmx["up"], false, "{jmx}");
+    assert_eq!(jmx["error"], msg.as_str(), "{jmx}");
+    assert_eq!(crate::common::stderr(&out).matches(&msg).count(), 1);
+}
+
+/// The log says it once, however many scrape rounds meet the raw port.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_logs_a_raw_jmx_port_once() {
+    use crate::serve::harness::Server;
+    let (port, conns) = raw_jmx();
+    let s = Scratch::new();
+    let closed = free_port();
+    let cfg = format!(
+        "cluster:\n  name: t\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: {closed}, jmx_port: {port} }}\nmonitoring: {{ interval_seconds: 5, timeout_seconds: 2, methods: [jmx] }}\nserver:\n  listen: 127.0.0.1:0\nrules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n"
+    );
+    let srv = Server::start(&s, &cfg, RULES);
+    // Three rounds (two connections each: the GET and the probe), within 60 s.
+    let t0 = std::time::Instant::now();
+    while conns.load(std::sync::atomic::Ordering::SeqCst) < 6
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n = conns.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n >= 6, "only {n} connections in 60 s");
+    let msg = format!("port {port} speaks no HTTP: raw JMX? set metrics_url to the JMX exporter");
+    assert_eq!(srv.log().matches(&msg).count(), 1, "{}", srv.log());
+}
