@@ -1,5 +1,6 @@
 //! The command line: `check`, `dry-run` (and, as they land, `serve`, `test`, `history`).
 
+mod audit;
 mod check;
 mod dry_run;
 mod eval;

@@ -97,6 +97,20 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             "execution was running when the service stopped: marked interrupted, not re-run"
         );
     }
+    let audit_cancel = CancellationToken::new();
+    let audit_task = cfg.logging.audit.enabled.then(|| {
+        let path = match &cfg.logging.audit.file {
+            Some(f) => setup.loaded.resolve(f),
+            None => journal_path.with_file_name("audit.jsonl"),
+        };
+        info!(path = %path.display(), "logging.audit: journal events to a JSON-lines file");
+        tokio::spawn(super::audit::follow(
+            journal.clone(),
+            path,
+            Duration::from_secs(1),
+            audit_cancel.clone(),
+        ))
+    });
     let addr: SocketAddr = cfg.server.listen.parse()?;
     let body_limit = cfg.server.body_limit_bytes;
     let body_timeout = Duration::from_secs(cfg.server.body_timeout_seconds);
@@ -283,6 +297,10 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             .shutdown_grace_seconds,
     );
     engine.shutdown(grace).await;
+    audit_cancel.cancel();
+    if let Some(t) = audit_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
     // Last: revoking the lease hands the locks and the shard to the peers at once.
     coord_cancel.cancel();
     if let Some(t) = coord_task {

@@ -248,3 +248,76 @@ async fn serve_logs_a_raw_jmx_port_once() {
     let msg = format!("port {port} speaks no HTTP: raw JMX? set metrics_url to the JMX exporter");
     assert_eq!(srv.log().matches(&msg).count(), 1, "{}", srv.log());
 }
+
+fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+        .collect()
+}
+
+/// Waits (at most 20 s) until the audit file holds every committed journal event, then
+/// checks it holds exactly those, in id order, field for field.
+async fn audit_matches(path: &Path, journal_path: &Path) -> Vec<serde_json::Value> {
+    let journal = kafka_healing::journal::Journal::open_read_only(journal_path).expect("journal");
+    let want: Vec<serde_json::Value> = journal
+        .events_after(0, 10_000)
+        .expect("events")
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("json"))
+        .collect();
+    assert!(!want.is_empty(), "the journal has events");
+    let t0 = std::time::Instant::now();
+    while audit_lines(path).len() < want.len() && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = audit_lines(path);
+    assert_eq!(got, want);
+    got
+}
+
+/// `logging.audit.enabled`: every journal event, once committed, is a JSON line in the
+/// audit file; after a restart the file resumes after its last id (no repeat).
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_file_holds_the_journal_events_across_a_restart() {
+    use crate::serve::harness::{Server, alert, config, down, webhook};
+    let s = Scratch::new();
+    let cfg = config("logging:\n  audit:\n    enabled: true\n");
+    let path = s.path().join("state/audit.jsonl");
+    let db = s.path().join("state/journal.db");
+    let srv = Server::start(&s, &cfg, RULES);
+    // Two at once: the second waits for the cluster slot (an event).
+    let body = webhook(
+        "kh",
+        vec![
+            alert("firing", down("kafka-1")),
+            alert("firing", down("kafka-2")),
+        ],
+    );
+    let (st, v) = srv.post(&body).await;
+    assert_eq!(st, 200, "{v}");
+    srv.wait_until(30, "kafka-1 done", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-1" && e["status"] == "succeeded")
+    })
+    .await;
+    let before = audit_matches(&path, &db).await;
+    srv.signal(nix::sys::signal::Signal::SIGTERM);
+    drop(srv);
+
+    // After a restart the file resumes after its last id: nothing repeated.
+    let srv = Server::start_in(s.path());
+    let body = webhook("kh", vec![alert("firing", down("kafka-3"))]);
+    let (st, v) = srv.post(&body).await;
+    assert_eq!(st, 200, "{v}");
+    srv.wait_until(30, "kafka-3 done", |l| {
+        l.iter()
+            .any(|e| e["target"] == "kafka-3" && e["status"] == "succeeded")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = audit_matches(&path, &db).await;
+    assert_eq!(after[..before.len()], before[..]);
+    drop(srv);
+}
