@@ -1,9 +1,11 @@
 //! The command line: `check`, `serve`, `history`, `reset`, `pause`, `resume`, `dry-run`, `eval`, `scrape`, `test` and `notify`.
 
+mod audit;
 mod check;
 mod dry_run;
 mod eval;
 mod history;
+mod logfile;
 mod notify;
 mod output;
 mod pause;
@@ -182,7 +184,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     // `serve` sets up logging from its config; the others log warnings only by default.
     if !matches!(cli.command, Command::Serve { .. }) {
-        init_logging(cli.log.as_deref().unwrap_or("warn"), false);
+        init_logging(cli.log.as_deref().unwrap_or("warn"), false, None);
     }
     match cli.command {
         Command::Serve { config } => serve::run(&config, cli.log.as_deref()),
@@ -272,17 +274,28 @@ fn load_setup(path: &std::path::Path) -> Result<crate::engine::Setup, ExitCode> 
     }
 }
 
-fn init_logging(level: &str, json: bool) {
+/// Sets up the global subscriber: to standard error, or to `file` (rotated) when given.
+fn init_logging(level: &str, json: bool, file: Option<logfile::RotatingFile>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|e| {
             eprintln!("warning: bad log filter `{level}` ({e}); using `info`");
             tracing_subscriber::EnvFilter::new("info")
         });
+    let (writer, ansi) = match file {
+        Some(f) => (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(f),
+            false,
+        ),
+        None => (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let _ = if json {
         builder.json().try_init()
     } else {

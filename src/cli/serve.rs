@@ -31,9 +31,24 @@ pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
         Err(code) => return code,
     };
     let logging = &setup.loaded.config.logging;
+    let file = match &logging.file {
+        Some(f) => {
+            let path = setup.loaded.resolve(f);
+            let max = super::logfile::max_bytes(logging.max_size_mb);
+            match super::logfile::open(&path, max, logging.backup_count) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!("error: cannot open logging.file {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     super::init_logging(
         log_override.unwrap_or(logging.level.as_str()),
         logging.format == LogFormat::Json,
+        file,
     );
     match crate::server::listen::raise_nofile() {
         Ok((before, now)) => info!(before, now, "soft RLIMIT_NOFILE raised to the hard limit"),
@@ -82,6 +97,20 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             "execution was running when the service stopped: marked interrupted, not re-run"
         );
     }
+    let audit_cancel = CancellationToken::new();
+    let audit_task = cfg.logging.audit.enabled.then(|| {
+        let path = match &cfg.logging.audit.file {
+            Some(f) => setup.loaded.resolve(f),
+            None => journal_path.with_file_name("audit.jsonl"),
+        };
+        info!(path = %path.display(), "logging.audit: journal events to a JSON-lines file");
+        tokio::spawn(super::audit::follow(
+            journal.clone(),
+            path,
+            Duration::from_secs(1),
+            audit_cancel.clone(),
+        ))
+    });
     let addr: SocketAddr = cfg.server.listen.parse()?;
     let body_limit = cfg.server.body_limit_bytes;
     let body_timeout = Duration::from_secs(cfg.server.body_timeout_seconds);
@@ -202,6 +231,8 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     };
     println!("listening on {scheme}://{local}");
     info!(%local, scheme, "listening");
+    let metrics_cancel = CancellationToken::new();
+    let metrics_task = metrics_port(&state, local, &metrics_cancel).await?;
 
     let handle = axum_server::Handle::new();
     let server = {
@@ -266,6 +297,10 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             .shutdown_grace_seconds,
     );
     engine.shutdown(grace).await;
+    audit_cancel.cancel();
+    if let Some(t) = audit_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
     // Last: revoking the lease hands the locks and the shard to the peers at once.
     coord_cancel.cancel();
     if let Some(t) = coord_task {
@@ -279,8 +314,46 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(10), sender).await;
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     let _ = server.await;
+    metrics_cancel.cancel();
+    if let Some(t) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     info!("stopped");
     Ok(())
+}
+
+/// `system.metrics.port`: `/metrics` alone on its own plain port, on the main listener's
+/// address; none when no port is given or `enabled: false`.
+async fn metrics_port(
+    state: &Arc<AppState>,
+    main: SocketAddr,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let m = &state.startup.system.metrics;
+    let port = match (m.enabled, m.port) {
+        (true, Some(p)) => p,
+        _ => return Ok(None),
+    };
+    if !m.format.eq_ignore_ascii_case("prometheus") {
+        warn!(format = %m.format, "system.metrics.format: only `prometheus` is served");
+    }
+    let addr = SocketAddr::new(main.ip(), port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (system.metrics.port): {e}"))?;
+    let local = listener.local_addr()?;
+    println!("metrics on http://{local}/metrics");
+    info!(%local, "metrics port listening");
+    let app = crate::server::metrics_router(state.clone());
+    let cancel = cancel.clone();
+    Ok(Some(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "metrics port stopped");
+        }
+    })))
 }
 
 /// Descriptors kept for everything but client connections (journal, probes, steps).

@@ -298,6 +298,7 @@ fn sections(
     let kubernetes = take!("kubernetes", KubernetesConfig);
     let alertmanager = take!("alertmanager", AlertmanagerConfig);
     let security = take!("security", SecurityConfig);
+    let system = take!("system", super::model::SystemConfig);
 
     let mut unknown: Vec<_> = table.keys().cloned().collect();
     unknown.sort();
@@ -308,7 +309,7 @@ fn sections(
             &key,
             "unknown top-level key; expected one of cluster, monitoring, recovery, \
              notifications, server, rules, state, logging, environment, coordination, kubernetes, \
-             alertmanager, security",
+             alertmanager, security, system",
         );
     }
     if cluster.is_none() {
@@ -335,6 +336,7 @@ fn sections(
         kubernetes: kubernetes.map_or(Some(None), |k| k.map(Some))?,
         alertmanager: alertmanager.map_or(Some(None), |a| a.map(Some))?,
         security: security.unwrap_or(Some(Default::default()))?,
+        system: system.unwrap_or(Some(Default::default()))?,
     })
 }
 

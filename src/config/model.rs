@@ -68,6 +68,39 @@ pub struct Config {
     /// TLS and SASL for the Kafka protocol client; absent: plaintext without SASL.
     #[serde(default)]
     pub security: super::security::SecurityConfig,
+    /// The service's own surfaces (the seed's `system:`): metrics on their own port.
+    #[serde(default)]
+    pub system: SystemConfig,
+}
+
+/// The seed's `system:` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    /// `/metrics` on its own port.
+    pub metrics: SystemMetricsConfig,
+}
+
+/// `system.metrics`: `/metrics` also served on its own plain, read-only port.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemMetricsConfig {
+    /// `false`: no metrics port (the main server's `/metrics` stays).
+    pub enabled: bool,
+    /// The port, on the main listener's address; none: no separate port.
+    pub port: Option<u16>,
+    /// Exposition format; only `prometheus` (text 0.0.4).
+    pub format: String,
+}
+
+impl Default for SystemMetricsConfig {
+    fn default() -> Self {
+        SystemMetricsConfig {
+            enabled: true,
+            port: None,
+            format: "prometheus".into(),
+        }
+    }
 }
 
 /// The cluster: its name, brokers and (optionally) ZooKeeper ensemble.
@@ -296,8 +329,11 @@ pub struct TemplateFiles {
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS (port 587).
+    /// STARTTLS required for a remote host; to a loopback address, STARTTLS when the
+    /// server offers it and plain otherwise (a local relay or a dev mail catcher).
     #[default]
+    Auto,
+    /// Plain connection upgraded with STARTTLS (port 587).
     Starttls,
     /// TLS from the first byte (port 465).
     Tls,
@@ -493,6 +529,7 @@ keyword_enum!(
     SmtpTls,
     "tls mode",
     [
+        ("auto", SmtpTls::Auto),
         ("starttls", SmtpTls::Starttls),
         ("tls", SmtpTls::Tls),
         ("none", SmtpTls::None),
@@ -545,14 +582,46 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging: to standard error (journald, Kubernetes and supervisors collect it).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// Logging: to standard error (journald, Kubernetes and supervisors collect it), or to a
+/// size-rotated file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
     /// Minimum level.
     pub level: LogLevel,
     /// Line format.
     pub format: LogFormat,
+    /// Log to this file (relative to the config file) instead of standard error.
+    pub file: Option<PathBuf>,
+    /// Rotate `file` when it reaches this many MiB.
+    pub max_size_mb: u64,
+    /// Rotated files kept (`file.1` … `file.N`); older ones are deleted.
+    pub backup_count: u32,
+    /// The audit trail.
+    pub audit: AuditConfig,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: LogLevel::default(),
+            format: LogFormat::default(),
+            file: None,
+            max_size_mb: 100,
+            backup_count: 5,
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// `logging.audit`: the journal's events as JSON lines in a file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Write the audit file.
+    pub enabled: bool,
+    /// Its path, relative to the config file; default `audit.jsonl` beside the journal.
+    pub file: Option<PathBuf>,
 }
 
 /// Deployment environment.

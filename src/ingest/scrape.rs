@@ -131,6 +131,9 @@ fn with_targets(s: &crate::expo::Sample<'_>, targets: &[(&'static str, String)])
 enum Failure {
     /// The request or the body transfer failed; the text says how.
     Fetch(String),
+    /// The request failed before any HTTP answer, and not by a timeout: the port may speak
+    /// another protocol.
+    Transport(String),
     /// The body is not a valid exposition.
     Expo(crate::expo::ExpoError),
 }
@@ -159,7 +162,13 @@ async fn fetch_kept(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| transfer(e, false))?;
+        .map_err(|e| {
+            if e.is_timeout() || e.is_connect() {
+                transfer(e, false)
+            } else {
+                Failure::Transport(error_chain(&e))
+            }
+        })?;
     if !resp.status().is_success() {
         return Err(Failure::Fetch(format!("HTTP {}", resp.status())));
     }
@@ -224,6 +233,14 @@ pub async fn scrape_kept(
         }
         Err(Failure::Expo(e)) => Some(format!("malformed exposition: {e}")),
         Err(Failure::Fetch(e)) => Some(e),
+        Err(Failure::Transport(e)) => match speaks_no_http(url, timeout).await {
+            Some(port) => {
+                let msg = no_http_message(port);
+                warn_once(url, &msg);
+                Some(msg)
+            }
+            None => Some(e),
+        },
     };
     let duration = t0.elapsed();
     let up = error.is_none();
@@ -246,5 +263,100 @@ pub async fn scrape_kept(
         samples,
         error,
         exposed,
+    }
+}
+
+/// What `scrape` and the log say about an endpoint that does not speak HTTP (the seed's
+/// `jmx_port` is the broker's raw JMX/RMI port, not the exporter's).
+pub fn no_http_message(port: u16) -> String {
+    format!("port {port} speaks no HTTP: raw JMX? set metrics_url to the JMX exporter")
+}
+
+/// URLs already named in the log as speaking no HTTP (once per process).
+static WARNED_NO_HTTP: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn warn_once(url: &str, msg: &str) {
+    let first = WARNED_NO_HTTP
+        .lock()
+        .map(|mut w| w.insert(url.to_string()))
+        .unwrap_or(false);
+    if first {
+        tracing::warn!(url, "{msg}");
+    }
+}
+
+/// True when `reply` (the first bytes answered to an HTTP request) is not HTTP; `closed`:
+/// the peer closed or reset without a byte, as a JMX/RMI port does.
+pub fn is_not_http(reply: &[u8], closed: bool) -> bool {
+    if reply.is_empty() {
+        return closed;
+    }
+    let n = reply.len().min(5);
+    reply[..n] != b"HTTP/"[..n] || (closed && n < 5)
+}
+
+/// Asks the `http` endpoint of `url` for a response head with a raw HTTP/1.0 request and
+/// returns its port when the answer is not HTTP. None when it is HTTP, or unknown (no
+/// connection, no answer within the bound).
+async fn speaks_no_http(url: &str, timeout: Duration) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let u = url::Url::parse(url).ok()?;
+    if u.scheme() != "http" {
+        return None;
+    }
+    let host = u
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = u.port_or_known_default()?;
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .ok()?;
+        // A peer that closes at once may refuse the write; what it answered still counts.
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+        let mut buf = [0u8; 5];
+        let mut n = 0;
+        let mut closed = false;
+        for _ in 0..5 {
+            match s.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => {
+                    closed = true;
+                    break;
+                }
+                Ok(k) => n += k,
+            }
+            if n == buf.len() {
+                break;
+            }
+        }
+        Some(is_not_http(&buf[..n], closed))
+    };
+    let bound = timeout.min(Duration::from_secs(2));
+    match tokio::time::timeout(bound, probe).await {
+        Ok(Some(true)) => Some(port),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod no_http_tests {
+    use super::*;
+
+    #[test]
+    fn http_heads_are_http_and_other_bytes_are_not() {
+        assert!(!is_not_http(b"HTTP/", false));
+        assert!(!is_not_http(b"HTT", false));
+        assert!(is_not_http(b"HTT", true));
+        assert!(is_not_http(b"JRMI\0", false));
+        assert!(is_not_http(b"\x4e\x00", true));
+        assert!(is_not_http(b"", true));
+        assert!(!is_not_http(b"", false));
+        assert_eq!(
+            no_http_message(9999),
+            "port 9999 speaks no HTTP: raw JMX? set metrics_url to the JMX exporter"
+        );
     }
 }

@@ -30,6 +30,7 @@
 //! caller to log and report) and executions left `queued` as `cancelled`; nothing is
 //! re-run blindly.
 
+pub mod audit;
 mod error;
 pub mod model;
 mod outbox;
@@ -427,6 +428,16 @@ impl Journal {
     /// Pending messages and the creation time of the oldest. Blocking.
     pub fn outbox_depth(&self) -> Result<(u64, Option<i64>), JournalError> {
         self.read(outbox::depth)
+    }
+
+    /// Committed events with an id above `after`, oldest first, at most `limit`
+    /// (the audit file's source). Blocking.
+    pub fn events_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::AuditEvent>, JournalError> {
+        self.read(|c| audit::events_after(c, after, limit))
     }
 
     /// Runs `f` on a pooled read-only connection.

@@ -46,7 +46,7 @@ pub enum SendError {
     Tls {
         /// `host:port`.
         endpoint: String,
-        /// The configured mode (`starttls`, `tls`, `none`).
+        /// The configured mode (`auto`, `starttls`, `tls`, `none`).
         mode: &'static str,
         /// What failed.
         reason: String,
@@ -144,9 +144,40 @@ impl std::fmt::Debug for Mailer {
 /// The config's keyword for a TLS mode.
 pub fn tls_mode_name(tls: SmtpTls) -> &'static str {
     match tls {
+        SmtpTls::Auto => "auto",
         SmtpTls::Starttls => "starttls",
         SmtpTls::Tls => "tls",
         SmtpTls::None => "none",
+    }
+}
+
+/// What `tls: auto` means for one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoTls {
+    /// STARTTLS must succeed: the host is not a loopback address.
+    RequireStarttls,
+    /// STARTTLS when offered, plain otherwise: the host is a loopback address.
+    Opportunistic,
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `::1` (with or without brackets). Other names
+/// are remote even when they resolve to loopback: the decision must not depend on DNS.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") || h.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// The `tls: auto` decision: plain is allowed to loopback addresses only.
+pub fn auto_tls(host: &str) -> AutoTls {
+    if is_loopback_host(host) {
+        AutoTls::Opportunistic
+    } else {
+        AutoTls::RequireStarttls
     }
 }
 
@@ -268,6 +299,10 @@ impl Mailer {
         let from = parse_mailbox(&cfg.from_email, "notifications.smtp.from_email")?;
         let tls = match cfg.tls {
             SmtpTls::None => Tls::None,
+            SmtpTls::Auto => match auto_tls(&cfg.host) {
+                AutoTls::RequireStarttls => Tls::Required(tls_parameters(cfg, base_dir)?),
+                AutoTls::Opportunistic => Tls::Opportunistic(tls_parameters(cfg, base_dir)?),
+            },
             SmtpTls::Starttls => Tls::Required(tls_parameters(cfg, base_dir)?),
             SmtpTls::Tls => Tls::Wrapper(tls_parameters(cfg, base_dir)?),
         };
@@ -614,6 +649,32 @@ mod tests {
         assert!(matches!(m.compose(&bad), Err(SendError::Build(_))));
         bad.to = vec![];
         assert!(matches!(m.compose(&bad), Err(SendError::Build(_))));
+    }
+
+    #[test]
+    fn auto_allows_plain_to_loopback_only() {
+        for h in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert_eq!(auto_tls(h), AutoTls::Opportunistic, "{h}");
+        }
+        for h in [
+            "smtp.example.com",
+            "10.0.0.5",
+            "192.168.1.1",
+            "::ffff:10.0.0.1",
+            "localhost.example.com",
+            "0.0.0.0",
+        ] {
+            assert_eq!(auto_tls(h), AutoTls::RequireStarttls, "{h}");
+        }
+        assert_eq!(SmtpTls::default(), SmtpTls::Auto);
+        assert_eq!(tls_mode_name(SmtpTls::Auto), "auto");
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// `/metrics` alone, for `system.metrics.port`: plain and read-only, without auth like
+/// `/metrics` on the main port.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(api::metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
 /// The router, every route behind the [`guard`](guard::guard) (which bounds bodies: 413
 /// beyond `limits.body_limit`).
 pub fn router(state: Arc<AppState>, limits: Arc<guard::Limits>) -> Router {

@@ -27,6 +27,7 @@ mod preconditions;
 mod probes;
 mod promql;
 mod rounds;
+mod runtime_keys;
 mod safety;
 mod scrape;
 mod serve;
