@@ -29,6 +29,7 @@ mod promql;
 mod rounds;
 mod safety;
 mod scrape;
+mod seed;
 mod serve;
 mod smtp;
 mod stack;
