@@ -325,7 +325,7 @@ fn cluster_rules() {
     let (code, err) = check(no_jmx, &[("a.yaml", GOOD_RULES)]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        err.contains("config.yaml:2: warning: cluster.kafka_brokers[0]: broker `1` has neither jmx_port nor metrics_url, but monitoring.methods has jmx (by default): its metrics are not scraped; set metrics_url, or list monitoring.methods without jmx"),
+        err.contains("config.yaml:3: warning: cluster.kafka_brokers[0]: broker `1` has neither jmx_port nor metrics_url, but monitoring.methods has jmx (by default): its metrics are not scraped; set metrics_url, or list monitoring.methods without jmx"),
         "{err}"
     );
     assert_invalid(
