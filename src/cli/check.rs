@@ -84,7 +84,7 @@ fn capacity_warning(cfg: &crate::config::Config, set: &rules::RuleSet) -> Option
         .iter()
         .map(|m| match m {
             M::Kafka => HEALTH_PER_KAFKA,
-            M::Zookeeper => 0,
+            M::Zookeeper | M::Kubernetes => 0,
             M::Jmx | M::Socket | M::Http => 3,
         })
         .sum();

@@ -120,7 +120,8 @@ pub fn load_text(
         diags.error(path, None, "the config must be a YAML mapping");
         return Err(LoadError::Invalid(diags));
     };
-    let table: HashMap<String, Node> = entries.into_iter().collect();
+    let mut table: HashMap<String, Node> = entries.into_iter().collect();
+    let escalation_off = super::seed::take_escalation_switch(&mut table, path, &doc, &mut diags);
 
     let config = sections(table, path, &doc, &mut diags);
     let Some(mut config) = config else {
@@ -128,7 +129,9 @@ pub fn load_text(
         return Err(LoadError::Invalid(diags));
     };
     resolve_secrets(&mut config, &base_dir, path, &doc, &mut diags);
+    super::seed::normalize(&mut config, escalation_off);
     validate(&config, path, &doc, &mut diags);
+    super::seed::warn(&config, path, &doc, &mut diags);
     name_env_overrides(&mut diags, &env);
     diags.sort();
     if diags.has_errors() {
@@ -316,7 +319,7 @@ fn sections(
         diags.error(
             file,
             None,
-            "missing required section `cluster` (name and kafka_brokers)",
+            "missing required section `cluster` (kafka_brokers)",
         );
     }
     Some(Config {

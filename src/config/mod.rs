@@ -12,6 +12,7 @@ mod model;
 mod node;
 mod secret;
 mod security;
+mod seed;
 mod validate;
 
 pub use alertmanager::AlertmanagerConfig;

@@ -107,7 +107,9 @@ impl Default for SystemMetricsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Cluster name, used in templates (`cluster.name`), emails and logs.
+    /// Cluster name, used in templates (`cluster.name`), emails and logs; the seed writes
+    /// none, so it defaults to `kafka`.
+    #[serde(default = "default_cluster_name")]
     pub name: String,
     /// The brokers; an alert is mapped to one of them to find its target.
     pub kafka_brokers: Vec<Broker>,
@@ -149,6 +151,13 @@ pub struct ZookeeperNode {
     pub port: u16,
 }
 
+/// `cluster.name` when the file gives none.
+pub const DEFAULT_CLUSTER_NAME: &str = "kafka";
+
+fn default_cluster_name() -> String {
+    DEFAULT_CLUSTER_NAME.into()
+}
+
 fn default_zk_port() -> u16 {
     2181
 }
@@ -168,6 +177,9 @@ pub enum MonitoringMethod {
     /// Kafka's own protocol: ApiVersions to each broker, then Metadata,
     /// `min.insync.replicas` and the KRaft quorum from one that answers.
     Kafka,
+    /// The broker pods' readiness and restarts through the Kubernetes API (the seed's
+    /// method; accepted, not watched yet).
+    Kubernetes,
 }
 
 /// Self-monitoring settings.
@@ -243,6 +255,8 @@ pub struct RecoveryConfig {
     /// After a refusal, the work is judged again this much later while its alert still
     /// fires (a recovering broker is watched, not restarted).
     pub precondition_recheck_seconds: u64,
+    /// The seed's fallback chain for a down broker, in order; empty: only `rules:` decide.
+    pub actions: Vec<RecoveryAction>,
 }
 
 impl Default for RecoveryConfig {
@@ -264,6 +278,44 @@ impl Default for RecoveryConfig {
             shutdown_grace_seconds: 30,
             precondition_timeout_seconds: 5,
             precondition_recheck_seconds: 30,
+            actions: Vec::new(),
+        }
+    }
+}
+
+/// One of the seed's `recovery.actions`: a way to bring a broker back.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryAction {
+    /// `systemctl restart` of the broker's service over ssh.
+    RestartService,
+    /// The `ansible/restart-broker.yml` playbook.
+    Ansible,
+    /// Evict the broker's pod and wait until it is ready again.
+    RestartPod,
+    /// Scale the broker's StatefulSet down and back.
+    ScaleStatefulset,
+}
+
+keyword_enum!(
+    RecoveryAction,
+    "recovery action",
+    [
+        ("restart_service", RecoveryAction::RestartService),
+        ("ansible", RecoveryAction::Ansible),
+        ("restart_pod", RecoveryAction::RestartPod),
+        ("scale_statefulset", RecoveryAction::ScaleStatefulset),
+    ]
+);
+
+impl RecoveryAction {
+    /// The action's name as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryAction::RestartService => "restart_service",
+            RecoveryAction::Ansible => "ansible",
+            RecoveryAction::RestartPod => "restart_pod",
+            RecoveryAction::ScaleStatefulset => "scale_statefulset",
         }
     }
 }
@@ -275,8 +327,13 @@ pub struct NotificationsConfig {
     /// Email over SMTP; without it outcomes are only logged and journaled.
     pub smtp: Option<SmtpConfig>,
     /// Who hears about escalations (circuit opened, `on_failure: escalate`, interrupted
-    /// executions, mail undeliverable for too long).
+    /// executions, mail undeliverable for too long). The seed's `escalation.enabled` is read
+    /// by loading: `false` leaves this `None` and sets `escalation_disabled`.
     pub escalation: Option<EscalationConfig>,
+    /// True when the file says `escalation.enabled: false`: no escalation mail at all (not
+    /// even to on-call). Set by loading, never read from the file.
+    #[serde(skip)]
+    pub escalation_disabled: bool,
     /// At most one email per (rule, target) per this many seconds; what is held back goes
     /// into the next one as a summary.
     pub rate_limit_seconds: u64,
@@ -291,6 +348,7 @@ impl Default for NotificationsConfig {
         NotificationsConfig {
             smtp: None,
             escalation: None,
+            escalation_disabled: false,
             rate_limit_seconds: 600,
             templates: TemplateFiles::default(),
             retry_initial_seconds: 10,
@@ -302,7 +360,9 @@ impl Default for NotificationsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationConfig {
-    /// Recipients of escalations (in addition to nobody: on-call's list is separate).
+    /// Recipients of escalations (on-call's list is separate). Empty (the seed writes
+    /// none): loading fills in `smtp.to_emails`.
+    #[serde(default)]
     pub to_emails: Vec<String>,
     /// A message not delivered after this long is escalated.
     #[serde(default = "default_undeliverable")]
@@ -544,6 +604,7 @@ keyword_enum!(
         ("zookeeper", MonitoringMethod::Zookeeper),
         ("http", MonitoringMethod::Http),
         ("kafka", MonitoringMethod::Kafka),
+        ("kubernetes", MonitoringMethod::Kubernetes),
     ]
 );
 keyword_enum!(

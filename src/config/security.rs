@@ -102,7 +102,21 @@ pub(super) fn validate(s: &SecurityConfig, file: &Path, doc: &Document, diags: &
     let base = file.parent().unwrap_or(Path::new("."));
     let mut err = |path: &str, msg: String| diags.error_at(file, doc, path, msg);
     let ssl = &s.ssl;
-    if ssl.enabled {
+    let seed_ssl = *ssl
+        == SslConfig {
+            enabled: true,
+            ..SslConfig::default()
+        };
+    if seed_ssl {
+        // The seed writes only `enabled`: accepted, said, and safe (no client, no checks).
+        diags.warning(
+            file,
+            doc.line_of("security.ssl"),
+            "security.ssl: ssl is enabled but `ca_file` is missing (the PEM CA that signs the \
+             brokers' certificates): the Kafka client cannot connect, so runbooks that require \
+             preconditions are refused until it is set",
+        );
+    } else if ssl.enabled {
         match &ssl.ca_file {
             None => err(
                 "security.ssl",
@@ -152,7 +166,20 @@ pub(super) fn validate(s: &SecurityConfig, file: &Path, doc: &Document, diags: &
     }
 
     let sasl = &s.sasl;
-    if sasl.enabled {
+    let seed_sasl = *sasl
+        == SaslConfig {
+            enabled: true,
+            ..SaslConfig::default()
+        };
+    if seed_sasl {
+        diags.warning(
+            file,
+            doc.line_of("security.sasl"),
+            "security.sasl: sasl is enabled but `mechanism`, `username` and the password are \
+             missing: no SASL authentication is done; set mechanism (PLAIN, SCRAM-SHA-256 or \
+             SCRAM-SHA-512), username and password (or password_file)",
+        );
+    } else if sasl.enabled {
         let mut err = |path: &str, msg: String| diags.error_at(file, doc, path, msg);
         if sasl.mechanism.is_none() {
             err(
@@ -273,13 +300,54 @@ mod tests {
         assert_eq!(o.sasl.as_ref().map(|c| c.username.as_str()), Some("u"));
     }
 
+    /// Loads `security` and returns its warnings' text (the load must succeed).
+    fn warnings(dir: &Path, security: &str) -> String {
+        let path = dir.join("c.yaml");
+        let text = format!("{HEAD}{security}");
+        std::fs::write(&path, &text).unwrap();
+        let l = load_text(&text, &path, Default::default()).unwrap();
+        l.warnings.to_string()
+    }
+
+    #[test]
+    fn the_seeds_bare_switches_are_warnings_that_say_what_to_set() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path().join("c.yaml").display().to_string();
+        let w = warnings(
+            d.path(),
+            "security:\n  ssl:\n    enabled: true\n  sasl:\n    enabled: true\n",
+        );
+        assert!(
+            w.contains(&format!("{c}:8: warning: security.ssl: ssl is enabled but `ca_file` is missing (the PEM CA that signs the brokers' certificates): the Kafka client cannot connect, so runbooks that require preconditions are refused until it is set")),
+            "{w}"
+        );
+        assert!(
+            w.contains(&format!("{c}:10: warning: security.sasl: sasl is enabled but `mechanism`, `username` and the password are missing: no SASL authentication is done; set mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), username and password (or password_file)")),
+            "{w}"
+        );
+        // What the client is built from: no TLS client can be made, so none is (refusals).
+        let s = load(d.path(), "security:\n  ssl:\n    enabled: true\n", &[]).unwrap();
+        let o = crate::kafka::ClientOptions::from_config(
+            &s,
+            std::time::Duration::from_secs(3),
+            d.path(),
+        );
+        assert!(o.is_err());
+    }
+
     #[test]
     fn errors_at_file_and_line() {
         let d = tempfile::tempdir().unwrap();
         pem_files(d.path());
         let c = d.path().join("c.yaml").display().to_string();
         // Lines: HEAD has 6, so `security:` is line 7.
-        let e = load(d.path(), "security:\n  ssl:\n    enabled: true\n", &[]).unwrap_err();
+        // Some of this service's keys but no CA: an error (the seed's bare shape is a warning).
+        let e = load(
+            d.path(),
+            "security:\n  ssl:\n    enabled: true\n    server_name: kafka.test\n",
+            &[],
+        )
+        .unwrap_err();
         assert!(
             e.contains(&format!(
                 "{c}:8: error: security.ssl: ssl is enabled but `ca_file` is missing"

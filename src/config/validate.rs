@@ -57,6 +57,8 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
         );
     }
 
+    let methods_given = doc.value.pointer("/monitoring/methods").is_some();
+    let mut no_metrics = Vec::new();
     let c = &config.cluster;
     if c.name.trim().is_empty() {
         err("cluster.name", "must not be empty".into());
@@ -113,13 +115,16 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             && b.jmx_port.is_none()
             && b.metrics_url.is_none()
         {
-            err(
-                &p,
-                format!(
-                    "broker `{}` has neither jmx_port nor metrics_url, but monitoring.methods has jmx",
-                    b.node_id
-                ),
+            let msg = format!(
+                "broker `{}` has neither jmx_port nor metrics_url, but monitoring.methods has jmx",
+                b.node_id
             );
+            if methods_given {
+                err(&p, msg);
+            } else {
+                // The seed's configs leave `methods` at its default: not scraped, and said.
+                no_metrics.push(format!("{p}: {msg} (by default): its metrics are not scraped; set metrics_url, or list monitoring.methods without jmx"));
+            }
         }
     }
 
@@ -331,7 +336,8 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
                 format!("must be between 1 and 2592000 (30 days), got {u}"),
             );
         }
-        if esc.to_emails.is_empty() {
+        // Loading filled an empty list from on-call's: still empty only without smtp.
+        if esc.to_emails.is_empty() && config.notifications.smtp.is_some() {
             err(
                 "notifications.escalation.to_emails",
                 "at least one recipient is required".into(),
@@ -344,12 +350,6 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
                     format!("`{to}` is not a valid email address"),
                 );
             }
-        }
-        if config.notifications.smtp.is_none() {
-            err(
-                "notifications.escalation",
-                "escalation needs notifications.smtp".into(),
-            );
         }
     }
 
@@ -470,7 +470,11 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
     if let Some(c) = &config.coordination {
         validate_coordination(c, &mut err);
     }
+    for w in no_metrics {
+        diags.warning(file, doc.line_of("cluster.kafka_brokers"), w);
+    }
     validate_secrets(config, file, doc, diags);
+    escalation_without_smtp(config, file, doc, diags);
     if let Some(k) = &config.kubernetes {
         super::kubernetes::validate(k, file, doc, diags);
     }
@@ -484,6 +488,31 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
             file,
             doc.line_of("rules"),
             "no rule files configured: no alert will ever be remediated",
+        );
+    }
+}
+
+/// Escalation needs SMTP; the seed's bare `escalation: {enabled: true}` without it is
+/// accepted with a warning, since it names nobody to mail.
+fn escalation_without_smtp(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
+    let n = &config.notifications;
+    let Some(esc) = &n.escalation else { return };
+    if n.smtp.is_some() {
+        return;
+    }
+    if esc.to_emails.is_empty() {
+        diags.warning(
+            file,
+            doc.line_of("notifications.escalation"),
+            "notifications.escalation: no escalation mail is sent without notifications.smtp \
+             (host, from_email, to_emails); add it, or set `enabled: false`",
+        );
+    } else {
+        diags.error_at(
+            file,
+            doc,
+            "notifications.escalation",
+            "escalation needs notifications.smtp",
         );
     }
 }

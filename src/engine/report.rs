@@ -194,9 +194,13 @@ pub fn outcome_mail(setup: &Setup, r: &Report, now: i64) -> Option<NewMail> {
     mail(setup, "outcome", mail_key(&r.plan), to, r, &ctx, now)
 }
 
-/// An escalation message about a report: to the escalation list (or on-call).
+/// An escalation message about a report: to the escalation list (or on-call); none when
+/// `escalation.enabled` is false.
 pub fn escalation_mail(setup: &Setup, r: &Report, why: &str, now: i64) -> Option<NewMail> {
     let n = &setup.loaded.config.notifications;
+    if n.escalation_disabled {
+        return None;
+    }
     let smtp = n.smtp.as_ref()?;
     let to = n
         .escalation
@@ -274,4 +278,54 @@ pub fn interrupted_mail(
         "an execution was interrupted (the service stopped while it ran)",
         now,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The setup of a config with on-call mail and `escalation` (a YAML block, or empty).
+    fn setup(escalation: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "cluster:\n  kafka_brokers:\n    - {{ node_id: kafka-1, host: 127.0.0.1, port: 9092 }}\nmonitoring: {{ methods: [socket] }}\nrules: []\nnotifications:\n  smtp: {{ host: 127.0.0.1, port: 25, tls: none, from_email: kh@example.com, to_emails: [oncall@example.com] }}\n{escalation}"
+        );
+        std::fs::write(dir.path().join("c.yaml"), config).unwrap();
+        Setup::load(&dir.path().join("c.yaml")).unwrap()
+    }
+
+    fn interrupted() -> crate::journal::Execution {
+        crate::journal::Execution {
+            id: 7,
+            alert_id: None,
+            rule: "broker-down".into(),
+            runbook: "restart-broker".into(),
+            target: Some("kafka-1".into()),
+            fingerprint: "f".into(),
+            status: ExecStatus::Interrupted,
+            reason: "matched".into(),
+            dry_run: false,
+            disruptive: true,
+            attempt: 1,
+            plan: serde_json::json!({}),
+            created_ms: 1_000,
+            started_ms: Some(1_000),
+            finished_ms: None,
+        }
+    }
+
+    #[test]
+    fn escalation_enabled_false_queues_no_escalation_mail() {
+        let off = setup("  escalation:\n    enabled: false\n");
+        assert_eq!(interrupted_mail(&off, &interrupted(), None, 2_000), None);
+        // The seed's `enabled: true` without a list, and no section at all: to on-call.
+        for esc in ["  escalation:\n    enabled: true\n", ""] {
+            let mail = interrupted_mail(&setup(esc), &interrupted(), None, 2_000).unwrap();
+            assert_eq!(mail.kind, "escalation");
+            assert_eq!(mail.recipients, vec!["oncall@example.com".to_string()]);
+        }
+        let own = setup("  escalation:\n    to_emails: [boss@example.com]\n");
+        let mail = interrupted_mail(&own, &interrupted(), None, 2_000).unwrap();
+        assert_eq!(mail.recipients, vec!["boss@example.com".to_string()]);
+    }
 }

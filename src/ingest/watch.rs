@@ -219,7 +219,9 @@ pub async fn observe_round(
                     });
                     names.insert(h.id(), name);
                 }
-                MonitoringMethod::Zookeeper | MonitoringMethod::Kafka => {}
+                MonitoringMethod::Zookeeper
+                | MonitoringMethod::Kafka
+                | MonitoringMethod::Kubernetes => {}
             }
         }
     }

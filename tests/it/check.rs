@@ -321,10 +321,19 @@ fn cluster_rules() {
         "two brokers are fine outside production: {err}"
     );
     let no_jmx = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 9092 }\nrules: [rules/*.yaml]\n";
+    // jmx by default (the seed's staging config): not scraped, and said.
+    let (code, err) = check(no_jmx, &[("a.yaml", GOOD_RULES)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("config.yaml:3: warning: cluster.kafka_brokers[0]: broker `1` has neither jmx_port nor metrics_url, but monitoring.methods has jmx (by default): its metrics are not scraped; set metrics_url, or list monitoring.methods without jmx"),
+        "{err}"
+    );
     assert_invalid(
-        no_jmx,
+        &format!("{no_jmx}monitoring: {{ methods: [socket, jmx] }}\n"),
         &[("a.yaml", GOOD_RULES)],
-        &["has neither jmx_port nor metrics_url"],
+        &[
+            "config.yaml:4: error: cluster.kafka_brokers[0]: broker `1` has neither jmx_port nor metrics_url, but monitoring.methods has jmx",
+        ],
     );
     let bad_port = "cluster:\n  name: t\n  kafka_brokers:\n    - { node_id: 1, host: a, port: 70000, jmx_port: 1 }\nrules: [rules/*.yaml]\n";
     assert_invalid(

@@ -30,6 +30,7 @@ mod rounds;
 mod runtime_keys;
 mod safety;
 mod scrape;
+mod seed;
 mod serve;
 mod smtp;
 mod stack;
