@@ -33,3 +33,4 @@ mod serve;
 mod smtp;
 mod stack;
 mod unittest;
+mod zk_quorum;
