@@ -295,4 +295,79 @@ mod tests {
         );
         assert!(t(&[("node_id", "kafka-9")], None).is_err());
     }
+
+    #[test]
+    fn maps_zookeeper_nodes_by_node_id_instance_and_target_label() {
+        let cluster = ClusterConfig {
+            name: "c".into(),
+            kafka_brokers: vec![
+                broker("kafka-1", "k1.example.com", 9092, Some(9404)),
+                broker("zk-3", "k3.example.com", 9092, None),
+            ],
+            zookeeper_nodes: vec![
+                ZookeeperNode {
+                    node_id: "zk-1".into(),
+                    host: "z1.example.com".into(),
+                    port: 2181,
+                },
+                ZookeeperNode {
+                    node_id: "zk-2".into(),
+                    host: "k1.example.com".into(),
+                    port: 2181,
+                },
+                ZookeeperNode {
+                    node_id: "zk-3".into(),
+                    host: "z3.example.com".into(),
+                    port: 2181,
+                },
+            ],
+        };
+        let t = |l: &[(&str, &str)], tl: Option<&str>, k: Kinds| {
+            find_node(&cluster, &labels(l), tl, k).map(|t| (t.kind(), t.name()))
+        };
+        let zk = |id: &str| Ok(("zookeeper", format!("zookeeper/{id}")));
+        assert_eq!(t(&[("node_id", "zk-1")], None, Kinds::Any), zk("zk-1"));
+        assert_eq!(
+            t(
+                &[("instance", "Z1.example.com:2181")],
+                None,
+                Kinds::Zookeeper
+            ),
+            zk("zk-1")
+        );
+        assert_eq!(
+            t(&[("pod", "z3.example.com")], Some("pod"), Kinds::Zookeeper),
+            zk("zk-3")
+        );
+        // A host shared by a broker and a ZooKeeper node: the port decides.
+        assert_eq!(
+            t(&[("instance", "k1.example.com:2181")], None, Kinds::Any),
+            zk("zk-2")
+        );
+        assert_eq!(
+            t(&[("instance", "k1.example.com:9092")], None, Kinds::Any),
+            Ok(("broker", "kafka-1".to_string()))
+        );
+        // Without a port both match: an error, never a guess.
+        assert!(
+            t(&[("instance", "k1.example.com")], None, Kinds::Any)
+                .unwrap_err()
+                .contains("names both broker kafka-1 and zookeeper/zk-2")
+        );
+        // The runbook's kind settles an id both kinds use.
+        assert_eq!(
+            t(&[("node_id", "zk-3")], None, Kinds::Zookeeper),
+            zk("zk-3")
+        );
+        assert_eq!(
+            t(&[("node_id", "zk-3")], None, Kinds::Brokers),
+            Ok(("broker", "zk-3".to_string()))
+        );
+        assert_eq!(
+            t(&[("node_id", "kafka-1")], None, Kinds::Zookeeper).unwrap_err(),
+            "node_id=\"kafka-1\" is not a configured ZooKeeper node"
+        );
+        assert_eq!(zookeeper_id("zookeeper/zk-1"), Some("zk-1"));
+        assert_eq!(zookeeper_id("kafka-1"), None);
+    }
 }
