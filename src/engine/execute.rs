@@ -20,7 +20,8 @@ use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStat
 use crate::metrics::{KindLabel, Metrics, RefusalLabel};
 use crate::rules::model::{OnFailure, Precondition};
 use crate::runbook::exec::{ExecOptions, RetryGate, child_env, run_step_gated, step_budget};
-use crate::runbook::precondition::Safety;
+use crate::runbook::precondition::zk::ZkGuard;
+use crate::runbook::precondition::{Judgement, Safety};
 
 /// What one execution needs to run.
 #[derive(Debug, Clone)]
@@ -42,6 +43,21 @@ pub struct Execution {
     /// What judges the runbook's preconditions, or why nothing can (unusable `security:`
     /// files): then a runbook that requires any is refused.
     pub safety: Result<Arc<Safety>, String>,
+    /// What judges `zookeeper_quorum_safe` (the configured ensemble), when the target is
+    /// a ZooKeeper node.
+    pub zookeeper: Option<ZkGuard>,
+}
+
+impl Execution {
+    /// The target ZooKeeper node, when the plan's target is one of `zookeeper`'s nodes.
+    pub fn zookeeper_node(&self) -> Option<&crate::config::ZookeeperNode> {
+        let id = super::target::zookeeper_id(self.plan.target.as_deref()?)?;
+        self.zookeeper
+            .as_ref()?
+            .ensemble
+            .iter()
+            .find(|z| z.node_id == id)
+    }
 }
 
 /// The lock an execution runs under (HA mode) and the coordinator that confirms it.
@@ -96,6 +112,10 @@ pub fn step_env(job: &Execution) -> Vec<(String, String)> {
         v.push(("KAFKA_HEALING_TARGET", b.node_id.clone()));
         v.push(("KAFKA_HEALING_TARGET_HOST", b.host.clone()));
         v.push(("KAFKA_HEALING_TARGET_PORT", b.port.to_string()));
+    } else if let Some(z) = job.zookeeper_node() {
+        v.push(("KAFKA_HEALING_TARGET", z.node_id.clone()));
+        v.push(("KAFKA_HEALING_TARGET_HOST", z.host.clone()));
+        v.push(("KAFKA_HEALING_TARGET_PORT", z.port.to_string()));
     }
     v.into_iter()
         // An environment value cannot hold NUL; such a label simply is not exported.
@@ -138,25 +158,23 @@ async fn preconditions(
         kind: kind.as_str().into(),
         message,
     };
+    let zk = job.zookeeper_node().zip(job.zookeeper.as_ref());
     let verdict = match (&job.safety, &job.broker) {
+        // A ZooKeeper target needs no Kafka client: its guard asks the ensemble.
+        (_, None) if zk.is_some() => match zk {
+            Some((node, guard)) => {
+                let j = guard.judge(&job.plan.requires, &node.node_id).await;
+                judged(job, journal, metrics, j, event).await
+            }
+            None => refuse("no ZooKeeper target".into()),
+        },
         (Err(e), _) => refuse(format!(
             "the preconditions cannot be judged: the Kafka client cannot be built ({e})"
         )),
         (_, None) => refuse("the preconditions cannot be judged without a target broker".into()),
         (Ok(safety), Some(broker)) => {
             let j = safety.judge(&job.plan.requires, broker).await;
-            metrics.precondition_seconds.observe(j.took.as_secs_f64());
-            info!(execution = job.id, took_ms = j.took.as_millis() as u64, verdict = %j.summary(), "preconditions judged");
-            if let Err(e) = journal
-                .add_event(event(EventKind::Precondition, j.summary()))
-                .await
-            {
-                warn!(error = %e, "cannot journal an event");
-            }
-            match (j.refusals().next(), j.refusal()) {
-                (Some(v), Some(why)) => Err((v.precondition, why)),
-                _ => Ok(()),
-            }
+            judged(job, journal, metrics, j, event).await
         }
     };
     if let Err((by, why)) = &verdict {
@@ -175,6 +193,28 @@ async fn preconditions(
         }
     }
     verdict
+}
+
+/// Records a judgement (metric, log, journal event) and returns its verdict.
+async fn judged(
+    job: &Execution,
+    journal: &Journal,
+    metrics: &Metrics,
+    j: Judgement,
+    event: impl Fn(EventKind, String) -> Event,
+) -> Result<(), (Precondition, String)> {
+    metrics.precondition_seconds.observe(j.took.as_secs_f64());
+    info!(execution = job.id, took_ms = j.took.as_millis() as u64, verdict = %j.summary(), "preconditions judged");
+    if let Err(e) = journal
+        .add_event(event(EventKind::Precondition, j.summary()))
+        .await
+    {
+        warn!(error = %e, "cannot journal an event");
+    }
+    match (j.refusals().next(), j.refusal()) {
+        (Some(v), Some(why)) => Err((v.precondition, why)),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `job`'s steps, recording each as it ends; returns the outcome, not yet recorded.

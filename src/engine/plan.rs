@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::target::find_target;
-use crate::config::{Broker, Config};
+use super::target::{Kinds, Target, find_node};
+use crate::config::Config;
 use crate::ingest::{Alert, AlertStatus, WebhookPayload};
 use crate::rules::model::Precondition;
 use crate::rules::{Rule, RuleSet};
@@ -111,7 +111,7 @@ pub struct PlanSet {
 }
 
 /// The template context for an alert (params added separately).
-pub fn render_context(cfg: &Config, rule: &Rule, alert: &Alert, target: Option<&Broker>) -> Value {
+pub fn render_context(cfg: &Config, rule: &Rule, alert: &Alert, target: Option<Target>) -> Value {
     let mut ctx = json!({
         "alert": {
             "labels": alert.labels,
@@ -134,12 +134,19 @@ pub fn render_context(cfg: &Config, rule: &Rule, alert: &Alert, target: Option<&
         },
         "rule": { "name": rule.name },
     });
-    if let Some(b) = target {
-        let mut t = json!({ "node_id": b.node_id, "host": b.host, "port": b.port });
-        if let Some(j) = b.jmx_port {
-            t["jmx_port"] = json!(j);
+    match target {
+        Some(Target::Broker(b)) => {
+            let mut t =
+                json!({ "kind": "broker", "node_id": b.node_id, "host": b.host, "port": b.port });
+            if let Some(j) = b.jmx_port {
+                t["jmx_port"] = json!(j);
+            }
+            ctx["target"] = t;
         }
-        ctx["target"] = t;
+        Some(Target::Zookeeper(z)) => {
+            ctx["target"] = json!({ "kind": "zookeeper", "node_id": z.node_id, "host": z.host, "port": z.port });
+        }
+        None => {}
     }
     ctx
 }
@@ -156,15 +163,17 @@ pub fn plan_alert(cfg: &Config, rules: &RuleSet, alert: &Alert) -> Vec<Plan> {
 
 fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan {
     let runbook = rules.runbooks.get(&rule.runbook);
-    let target = find_target(
-        &cfg.cluster.kafka_brokers,
+    let kinds = runbook.map_or(Kinds::Any, |r| kinds(&r.requires));
+    let target = find_node(
+        &cfg.cluster,
         &alert.labels,
         rule.target_label.as_deref(),
+        kinds,
     );
     let mut plan = Plan {
         rule: rule.name.clone(),
         runbook: rule.runbook.clone(),
-        target: target.as_ref().ok().map(|b| b.node_id.clone()),
+        target: target.as_ref().ok().map(Target::name),
         fingerprint: alert.fingerprint.clone(),
         status: alert.status,
         decision: Decision::Skip,
@@ -190,7 +199,14 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
         Err(why) if rule.needs_target => {
             return skip(
                 plan,
-                format!("no target broker: {why}; the runbook needs `target`"),
+                format!(
+                    "no target {}: {why}; the runbook needs `target`",
+                    if kinds == Kinds::Zookeeper {
+                        "ZooKeeper node"
+                    } else {
+                        "broker"
+                    }
+                ),
             );
         }
         Err(_) => None,
@@ -238,6 +254,17 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
         (None, true) => "matched; dry_run: steps are recorded, not executed".into(),
     };
     plan
+}
+
+/// Where a runbook's target may be: its preconditions say which kind it was written for.
+fn kinds(requires: &[Precondition]) -> Kinds {
+    if requires.contains(&Precondition::ZookeeperQuorumSafe) {
+        Kinds::Zookeeper
+    } else if requires.is_empty() {
+        Kinds::Any
+    } else {
+        Kinds::Brokers
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -156,7 +156,14 @@ pub fn outcome_mail(setup: &Setup, r: &Report, now: i64) -> Option<NewMail> {
             }
         }
     }
-    let target = r.plan.target.as_deref().unwrap_or("(no target)");
+    // A ZooKeeper target is named as one: on-call must not look for a broker `zookeeper/…`.
+    let target = match r.plan.target.as_deref() {
+        Some(t) => match super::target::zookeeper_id(t) {
+            Some(id) => format!("ZooKeeper node {id}"),
+            None => t.to_string(),
+        },
+        None => "(no target)".to_string(),
+    };
     // A runbook without steps is notify-only: the mail is the action.
     let notice = r.plan.steps.is_empty() && r.status == ExecStatus::Succeeded;
     let headline = match r.status {

@@ -32,6 +32,7 @@ use crate::kafka::ClientOptions;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::runbook::exec::ExecOptions;
 use crate::runbook::precondition::Safety;
+use crate::runbook::precondition::zk::ZkGuard;
 
 /// Most alerts decided in one round (one journal transaction). Bigger rounds are no
 /// faster once the fsync is shared by a thousand decisions, and hold more memory (measured:
@@ -524,6 +525,17 @@ impl Runner {
         };
         let id = l.id;
         info!(execution = id, rule = %l.plan.rule, target = l.plan.target.as_deref().unwrap_or("-"), "starting");
+        let zookeeper = l
+            .plan
+            .target
+            .as_deref()
+            .and_then(super::target::zookeeper_id)
+            .map(|_| ZkGuard {
+                ensemble: setup.loaded.config.cluster.zookeeper_nodes.clone(),
+                timeout: Duration::from_secs(
+                    setup.loaded.config.recovery.precondition_timeout_seconds,
+                ),
+            });
         let job = Execution {
             id,
             plan: l.plan,
@@ -533,6 +545,7 @@ impl Runner {
             broker: l.broker,
             fence: fence.clone(),
             safety: self.safety.clone(),
+            zookeeper,
         };
         let hold = l.hold;
         let (journal, metrics, opts, cancel, tx) = (

@@ -1,7 +1,157 @@
-//! Mapping an alert to the broker it is about.
+//! Mapping an alert to the broker, or the ZooKeeper node, it is about.
 
-use crate::config::Broker;
+use crate::config::{Broker, ClusterConfig, ZookeeperNode};
 use crate::ingest::webhook::LabelSet;
+
+/// What an alert is about: a configured broker or ZooKeeper node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// One of `cluster.kafka_brokers`.
+    Broker(&'a Broker),
+    /// One of `cluster.zookeeper_nodes`.
+    Zookeeper(&'a ZookeeperNode),
+}
+
+impl Target<'_> {
+    /// The target's name in plans, work keys, the journal and mail: a broker's node_id,
+    /// or `zookeeper/ID` (the self-watch's name for it), which no broker's id collides with.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Broker(b) => b.node_id.clone(),
+            Target::Zookeeper(z) => zookeeper_name(&z.node_id),
+        }
+    }
+
+    /// `broker` or `zookeeper`, as templates see it in `target.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Broker(_) => "broker",
+            Target::Zookeeper(_) => "zookeeper",
+        }
+    }
+}
+
+/// The plan target naming ZooKeeper node `node_id`.
+pub fn zookeeper_name(node_id: &str) -> String {
+    format!("zookeeper/{node_id}")
+}
+
+/// The ZooKeeper node_id a plan target names, when it names one.
+pub fn zookeeper_id(target: &str) -> Option<&str> {
+    target.strip_prefix("zookeeper/")
+}
+
+/// Which kinds of target a rule's alerts may be about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kinds {
+    /// Brokers only (the runbook requires a broker precondition).
+    Brokers,
+    /// ZooKeeper nodes only (the runbook requires `zookeeper_quorum_safe`).
+    Zookeeper,
+    /// Either; a value naming both a broker and a ZooKeeper node is an error.
+    Any,
+}
+
+/// Finds the broker or ZooKeeper node an alert is about, by the same labels as
+/// [`find_target`]; `kinds` narrows where to look.
+pub fn find_node<'a>(
+    cluster: &'a ClusterConfig,
+    labels: &LabelSet,
+    target_label: Option<&str>,
+    kinds: Kinds,
+) -> Result<Target<'a>, String> {
+    let broker = || find_target(&cluster.kafka_brokers, labels, target_label).map(Target::Broker);
+    let zk = || find_zookeeper(&cluster.zookeeper_nodes, labels, target_label);
+    match kinds {
+        Kinds::Brokers => broker(),
+        Kinds::Zookeeper => zk(),
+        Kinds::Any if cluster.zookeeper_nodes.is_empty() => broker(),
+        Kinds::Any => match (broker(), zk()) {
+            (Ok(b), Ok(z)) => Err(format!(
+                "the alert names both broker {} and {}; set the rule's target_label, or \
+                 require a precondition of one kind",
+                b.name(),
+                z.name()
+            )),
+            (Ok(t), Err(_)) | (Err(_), Ok(t)) => Ok(t),
+            (Err(b), Err(z)) => Err(format!("{b}; {z}")),
+        },
+    }
+}
+
+/// Whether `value` names ZooKeeper node `z`: its node_id, its host, or host:port.
+fn names_zookeeper(z: &ZookeeperNode, value: &str, by_node_id: bool) -> bool {
+    if by_node_id && z.node_id == value {
+        return true;
+    }
+    let (host, port) = split_host_port(value);
+    host.eq_ignore_ascii_case(&z.host) && port.is_none_or(|p| p == z.port)
+}
+
+fn find_zookeeper<'a>(
+    nodes: &'a [ZookeeperNode],
+    labels: &LabelSet,
+    target_label: Option<&str>,
+) -> Result<Target<'a>, String> {
+    let (label, value, by_node_id) = pick_label(labels, target_label, "ZooKeeper node")?;
+    let found: Vec<&ZookeeperNode> = nodes
+        .iter()
+        .filter(|z| {
+            if label == "node_id" {
+                z.node_id == *value
+            } else {
+                names_zookeeper(z, value, by_node_id)
+            }
+        })
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(Target::Zookeeper(one)),
+        [] => Err(format!(
+            "{label}=\"{}\" is not a configured ZooKeeper node",
+            value.escape_debug()
+        )),
+        many => Err(format!(
+            "{label}=\"{}\" matches {} ZooKeeper nodes; add the port or use node_id",
+            value.escape_debug(),
+            many.len()
+        )),
+    }
+}
+
+/// The label to look at (and its value), and whether it may hold a node_id.
+fn pick_label<'l>(
+    labels: &'l LabelSet,
+    target_label: Option<&'l str>,
+    what: &str,
+) -> Result<(&'l str, &'l String, bool), String> {
+    let (label, by_node_id) = match target_label {
+        Some(l) => (l, true),
+        None if labels.contains_key("node_id") => ("node_id", true),
+        None if labels.contains_key("instance") => ("instance", false),
+        None => {
+            return Err(format!(
+                "the alert has no `node_id` or `instance` label to find its {what} by"
+            ));
+        }
+    };
+    match labels.get(label) {
+        Some(v) => Ok((label, v, by_node_id)),
+        None => Err(format!(
+            "the alert has no `{label}` label (the rule's target_label)"
+        )),
+    }
+}
+
+/// `host:port` split, brackets off an IPv6 host; a value without a numeric port is a host.
+fn split_host_port(value: &str) -> (&str, Option<u16>) {
+    match value.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => match p.parse::<u16>() {
+            Ok(p) => (h.trim_start_matches('[').trim_end_matches(']'), Some(p)),
+            Err(_) => (value, None),
+        },
+        _ => (value, None),
+    }
+}
 
 /// Whether `value` names `b`: its node_id, its host, or host:port with the broker's port,
 /// JMX port or metrics URL port. Host names compare case-insensitively (DNS does).
@@ -9,13 +159,7 @@ fn names_broker(b: &Broker, value: &str, by_node_id: bool) -> bool {
     if by_node_id && b.node_id == value {
         return true;
     }
-    let (host, port) = match value.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') => match p.parse::<u16>() {
-            Ok(p) => (h.trim_start_matches('[').trim_end_matches(']'), Some(p)),
-            Err(_) => (value, None),
-        },
-        _ => (value, None),
-    };
+    let (host, port) = split_host_port(value);
     if !host.eq_ignore_ascii_case(&b.host) {
         return false;
     }
@@ -37,21 +181,7 @@ pub fn find_target<'a>(
     labels: &LabelSet,
     target_label: Option<&str>,
 ) -> Result<&'a Broker, String> {
-    let (label, by_node_id) = match target_label {
-        Some(l) => (l, true),
-        None if labels.contains_key("node_id") => ("node_id", true),
-        None if labels.contains_key("instance") => ("instance", false),
-        None => {
-            return Err(
-                "the alert has no `node_id` or `instance` label to find its broker by".into(),
-            );
-        }
-    };
-    let Some(value) = labels.get(label) else {
-        return Err(format!(
-            "the alert has no `{label}` label (the rule's target_label)"
-        ));
-    };
+    let (label, value, by_node_id) = pick_label(labels, target_label, "broker")?;
     let by_id = label == "node_id";
     let found: Vec<&Broker> = brokers
         .iter()
@@ -164,5 +294,80 @@ mod tests {
                 .contains("no `node_id` or `instance`")
         );
         assert!(t(&[("node_id", "kafka-9")], None).is_err());
+    }
+
+    #[test]
+    fn maps_zookeeper_nodes_by_node_id_instance_and_target_label() {
+        let cluster = ClusterConfig {
+            name: "c".into(),
+            kafka_brokers: vec![
+                broker("kafka-1", "k1.example.com", 9092, Some(9404)),
+                broker("zk-3", "k3.example.com", 9092, None),
+            ],
+            zookeeper_nodes: vec![
+                ZookeeperNode {
+                    node_id: "zk-1".into(),
+                    host: "z1.example.com".into(),
+                    port: 2181,
+                },
+                ZookeeperNode {
+                    node_id: "zk-2".into(),
+                    host: "k1.example.com".into(),
+                    port: 2181,
+                },
+                ZookeeperNode {
+                    node_id: "zk-3".into(),
+                    host: "z3.example.com".into(),
+                    port: 2181,
+                },
+            ],
+        };
+        let t = |l: &[(&str, &str)], tl: Option<&str>, k: Kinds| {
+            find_node(&cluster, &labels(l), tl, k).map(|t| (t.kind(), t.name()))
+        };
+        let zk = |id: &str| Ok(("zookeeper", format!("zookeeper/{id}")));
+        assert_eq!(t(&[("node_id", "zk-1")], None, Kinds::Any), zk("zk-1"));
+        assert_eq!(
+            t(
+                &[("instance", "Z1.example.com:2181")],
+                None,
+                Kinds::Zookeeper
+            ),
+            zk("zk-1")
+        );
+        assert_eq!(
+            t(&[("pod", "z3.example.com")], Some("pod"), Kinds::Zookeeper),
+            zk("zk-3")
+        );
+        // A host shared by a broker and a ZooKeeper node: the port decides.
+        assert_eq!(
+            t(&[("instance", "k1.example.com:2181")], None, Kinds::Any),
+            zk("zk-2")
+        );
+        assert_eq!(
+            t(&[("instance", "k1.example.com:9092")], None, Kinds::Any),
+            Ok(("broker", "kafka-1".to_string()))
+        );
+        // Without a port both match: an error, never a guess.
+        assert!(
+            t(&[("instance", "k1.example.com")], None, Kinds::Any)
+                .unwrap_err()
+                .contains("names both broker kafka-1 and zookeeper/zk-2")
+        );
+        // The runbook's kind settles an id both kinds use.
+        assert_eq!(
+            t(&[("node_id", "zk-3")], None, Kinds::Zookeeper),
+            zk("zk-3")
+        );
+        assert_eq!(
+            t(&[("node_id", "zk-3")], None, Kinds::Brokers),
+            Ok(("broker", "zk-3".to_string()))
+        );
+        assert_eq!(
+            t(&[("node_id", "kafka-1")], None, Kinds::Zookeeper).unwrap_err(),
+            "node_id=\"kafka-1\" is not a configured ZooKeeper node"
+        );
+        assert_eq!(zookeeper_id("zookeeper/zk-1"), Some("zk-1"));
+        assert_eq!(zookeeper_id("kafka-1"), None);
     }
 }

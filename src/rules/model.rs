@@ -151,7 +151,8 @@ pub struct Runbook {
     pub steps: Vec<Step>,
 }
 
-/// A precondition a runbook requires of its target broker, judged from the cluster as
+/// A precondition a runbook requires of its target (a broker, or a ZooKeeper node for
+/// `zookeeper_quorum_safe`), judged from the cluster as
 /// Kafka's protocol (and the target's own exporter) shows it at that moment.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -166,6 +167,11 @@ pub enum Precondition {
     /// The target's JVM does not report that it is starting, recovering its logs or
     /// shutting down (BrokerState 1, 2, 6, 7 on its exporter).
     NotStarting,
+    /// The target is a ZooKeeper node, and restarting it leaves the ensemble a serving
+    /// majority: from `srvr`/`mntr` of every configured node, the serving voters (leader
+    /// and followers) less the target, when it serves, are still a majority of the
+    /// ensemble.
+    ZookeeperQuorumSafe,
 }
 
 impl Precondition {
@@ -175,6 +181,7 @@ impl Precondition {
             Precondition::BrokerUnreachable => "broker_unreachable",
             Precondition::RestartSafe => "restart_safe",
             Precondition::NotStarting => "not_starting",
+            Precondition::ZookeeperQuorumSafe => "zookeeper_quorum_safe",
         }
     }
 }

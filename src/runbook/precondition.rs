@@ -156,6 +156,15 @@ pub fn judge(p: Precondition, o: &Observation) -> Verdict {
         Precondition::BrokerUnreachable => unreachable_verdict(o),
         Precondition::RestartSafe => restart_safe_verdict(o),
         Precondition::NotStarting => not_starting_verdict(o),
+        // A broker is no ZooKeeper node: the runbook was written for the other kind.
+        Precondition::ZookeeperQuorumSafe => (
+            false,
+            format!(
+                "broker {} is not a ZooKeeper node: zookeeper_quorum_safe is judged of \
+                 zookeeper_nodes only",
+                o.node_id
+            ),
+        ),
     };
     Verdict {
         precondition: p,
@@ -505,3 +514,6 @@ impl Safety {
 #[cfg(test)]
 #[path = "precondition_tests.rs"]
 mod tests;
+
+#[path = "precondition_zk.rs"]
+pub mod zk;

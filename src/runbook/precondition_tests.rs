@@ -320,3 +320,19 @@ fn a_judgement_names_each_refusal() {
     };
     assert_eq!(ok.refusal(), None);
 }
+
+#[test]
+fn a_broker_target_refuses_the_zookeeper_guard() {
+    let v = judge(
+        Precondition::ZookeeperQuorumSafe,
+        &obs(2, summary(&[1, 2, 3])),
+    );
+    assert!(!v.holds);
+    assert!(
+        v.reason.ends_with(
+            "is not a ZooKeeper node: zookeeper_quorum_safe is judged of zookeeper_nodes only"
+        ),
+        "{}",
+        v.reason
+    );
+}

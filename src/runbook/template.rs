@@ -168,7 +168,7 @@ const ALERT_FIELDS: &[&str] = &[
     "ends_at",
     "generator_url",
 ];
-const TARGET_FIELDS: &[&str] = &["node_id", "host", "port", "jmx_port"];
+const TARGET_FIELDS: &[&str] = &["kind", "node_id", "host", "port", "jmx_port"];
 
 /// Checks that a referenced variable can exist in the render context.
 pub fn check_ref(segs: &[String], scope: Scope<'_>) -> Result<(), String> {

@@ -35,3 +35,4 @@ mod serve;
 mod smtp;
 mod stack;
 mod unittest;
+mod zk_quorum;
