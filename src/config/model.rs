@@ -210,6 +210,26 @@ pub struct RecoveryConfig {
     /// After a refusal, the work is judged again this much later while its alert still
     /// fires (a recovering broker is watched, not restarted).
     pub precondition_recheck_seconds: u64,
+    /// The seed's remediation actions for a broker that is down, tried in order as a
+    /// fallback chain; with no `rules:`, they select the built-in rule pack.
+    pub actions: Vec<RecoveryAction>,
+    /// Params of those actions over their defaults (`unit`, `inventory`, `namespace`, …;
+    /// see rules/builtin-*.yaml): each value a template, as a rule's params are.
+    pub action_params: std::collections::BTreeMap<String, String>,
+}
+
+/// A remediation action of the seed's `recovery.actions` (the built-in pack's runbooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryAction {
+    /// `systemctl restart` of the broker's unit over ssh.
+    RestartService,
+    /// `ansible-playbook ansible/restart-broker.yml` limited to the broker.
+    Ansible,
+    /// Evict the broker's pod, then wait until it is ready again.
+    RestartPod,
+    /// Scale the brokers' StatefulSet down and back.
+    ScaleStatefulset,
 }
 
 impl Default for RecoveryConfig {
@@ -231,6 +251,8 @@ impl Default for RecoveryConfig {
             shutdown_grace_seconds: 30,
             precondition_timeout_seconds: 5,
             precondition_recheck_seconds: 30,
+            actions: Vec::new(),
+            action_params: Default::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::config::Broker;
 use crate::coord::{Coordinator, WorkLock};
 use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics, RefusalLabel};
-use crate::rules::model::{OnFailure, Precondition};
+use crate::rules::model::{FallbackAction, OnFailure, Precondition};
 use crate::runbook::exec::{ExecOptions, RetryGate, child_env, run_step_gated, step_budget};
 use crate::runbook::precondition::Safety;
 
@@ -203,7 +203,34 @@ pub async fn execute(
     let mut records = Vec::new();
     let mut recorded = 0;
     let mut judged = false;
+    let actions = &job.plan.actions;
+    // Fallback chain: the action that failed (its other steps are skipped), and why each
+    // failed action did.
+    let mut failed_action = None;
+    let mut fell_back: Vec<String> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
+        let action = FallbackAction::of_step(actions, i);
+        if action.is_some() && action == failed_action {
+            continue;
+        }
+        if let Some(n) = action
+            && n > 0
+            && failed_action != Some(n - 1)
+            && actions.get(n).is_some_and(|a| a.start == i)
+        {
+            // The action before succeeded: the chain is done.
+            break;
+        }
+        if let Some(a) = action.and_then(|a| actions.get(a))
+            && a.start == i
+        {
+            // Each action's preconditions are its own: judged again before its first
+            // disruptive step (the one before may have changed the broker).
+            judged = false;
+            if !fell_back.is_empty() {
+                info!(execution = job.id, action = %a.name, "falling back to the next action");
+            }
+        }
         // The record of the step before is journaled now that another one starts; the
         // last one is journaled with the execution's end, in the runner's round.
         for prev in records[recorded..].iter().cloned() {
@@ -316,6 +343,20 @@ pub async fn execute(
             reason = format!("{what}: the service shut down while it ran");
             break;
         }
+        if let Some(a) = action
+            && a.saturating_add(1) < actions.len()
+            && step.on_failure != OnFailure::Continue
+        {
+            let name = actions.get(a).map_or("", |x| x.name.as_str());
+            warn!(
+                execution = job.id,
+                action = name,
+                "{what}; trying the next action"
+            );
+            fell_back.push(format!("action `{name}` failed: {what}"));
+            failed_action = Some(a);
+            continue;
+        }
         // This step's record is the only one: no step ran before it.
         let first_to_run = records.len() == 1;
         if run.unfixable && first_to_run && step.on_failure != OnFailure::Continue {
@@ -350,6 +391,27 @@ pub async fn execute(
             ignored.join("; ")
         );
     }
+    // A chain says which action did it, and why each one before it failed.
+    let last = records
+        .last()
+        .and_then(|r| FallbackAction::of_step(actions, r.index as usize))
+        .and_then(|a| actions.get(a));
+    match (status, last) {
+        (ExecStatus::Succeeded, Some(a)) if fell_back.is_empty() && ignored.is_empty() => {
+            reason = format!("action `{}` succeeded", a.name);
+        }
+        (ExecStatus::Succeeded, Some(a)) if !fell_back.is_empty() => {
+            reason = format!(
+                "action `{}` succeeded after: {}",
+                a.name,
+                fell_back.join("; ")
+            );
+        }
+        _ if !fell_back.is_empty() => {
+            reason = format!("{}; then {reason}", fell_back.join("; "));
+        }
+        _ => {}
+    }
     info!(execution = job.id, status = status.as_str(), %reason, "execution ended");
     Outcome {
         status,
@@ -360,3 +422,7 @@ pub async fn execute(
         ran: (started, now_ms()),
     }
 }
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod tests;
