@@ -214,7 +214,7 @@ pub struct RecoveryConfig {
     /// fallback chain; with no `rules:`, they select the built-in rule pack.
     pub actions: Vec<RecoveryAction>,
     /// Params of those actions over their defaults (`unit`, `inventory`, `namespace`, …;
-    /// see rules/builtin-*.yaml): each value a template, as a rule's params are.
+    /// see rules/builtin/): each value a template, as a rule's params are.
     pub action_params: std::collections::BTreeMap<String, String>,
 }
 

@@ -1,4 +1,4 @@
-//! The built-in rule pack, compiled in from `rules/builtin*.yaml`: what a config in the
+//! The built-in rule pack, compiled in from `rules/builtin/`: what a config in the
 //! seed's shape (`recovery.actions`, no `rules:`) runs. Its `broker-down` rule's runbook,
 //! `restart-broker`, is a fallback chain of the configured actions, in their order.
 
@@ -15,7 +15,7 @@ use crate::diag::Diagnostics;
 use crate::yaml::{Document, join_key};
 
 /// The pack's rules.
-const RULES: &str = include_str!("../../rules/builtin.yaml");
+const RULES: &str = include_str!("../../rules/builtin/rules.yaml");
 
 /// The name of the chain runbook the loader makes from `recovery.actions`.
 pub const CHAIN_RUNBOOK: &str = "restart-broker";
@@ -35,17 +35,17 @@ pub fn action_name(a: RecoveryAction) -> &'static str {
 
 fn action_text(a: RecoveryAction) -> &'static str {
     match a {
-        RecoveryAction::RestartService => include_str!("../../rules/builtin-restart_service.yaml"),
-        RecoveryAction::Ansible => include_str!("../../rules/builtin-ansible.yaml"),
-        RecoveryAction::RestartPod => include_str!("../../rules/builtin-restart_pod.yaml"),
+        RecoveryAction::RestartService => include_str!("../../rules/builtin/restart_service.yaml"),
+        RecoveryAction::Ansible => include_str!("../../rules/builtin/ansible.yaml"),
+        RecoveryAction::RestartPod => include_str!("../../rules/builtin/restart_pod.yaml"),
         RecoveryAction::ScaleStatefulset => {
-            include_str!("../../rules/builtin-scale_statefulset.yaml")
+            include_str!("../../rules/builtin/scale_statefulset.yaml")
         }
     }
 }
 
 fn builtin_path(file: &str) -> PathBuf {
-    Path::new("<built-in>").join("rules").join(file)
+    Path::new("<built-in>").join("rules/builtin").join(file)
 }
 
 /// Loads the pack for `cfg`'s `recovery.actions` (each once, in order), with
@@ -60,10 +60,10 @@ pub(super) fn load(cfg: &Loaded) -> (RuleSet, Diagnostics) {
         }
     }
     let names: Vec<&str> = actions.iter().map(|a| action_name(*a)).collect();
-    let mut files = vec![(builtin_path("builtin.yaml"), Ok(RULES.to_string()))];
+    let mut files = vec![(builtin_path("rules.yaml"), Ok(RULES.to_string()))];
     for (a, name) in actions.iter().zip(&names) {
         files.push((
-            builtin_path(&format!("builtin-{name}.yaml")),
+            builtin_path(&format!("{name}.yaml")),
             Ok(action_text(*a).to_string()),
         ));
     }
