@@ -208,6 +208,7 @@ pub async fn execute(
     // failed action did.
     let mut failed_action = None;
     let mut fell_back: Vec<String> = Vec::new();
+    let mut ran_disruptive = false;
     for (i, step) in steps.iter().enumerate() {
         let action = FallbackAction::of_step(actions, i);
         if action.is_some() && action == failed_action {
@@ -250,7 +251,11 @@ pub async fn execute(
             judged = true;
             if let Err((by, why)) = preconditions(&job, journal, metrics).await {
                 status = ExecStatus::Refused;
-                cause = EndCause::Refused(by);
+                // A later action's refusal after an earlier one ran a disruptive step
+                // counts as an attempt, or a chain could repeat that step unbounded.
+                if !ran_disruptive {
+                    cause = EndCause::Refused(by);
+                }
                 reason = format!("refused before step `{}`: {why}", step.name);
                 break;
             }
@@ -293,6 +298,7 @@ pub async fn execute(
             }
         }
         info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
+        ran_disruptive |= step.is_disruptive();
         // A disruptive step's retries are judged again: the broker may be back, or
         // another may have gone down, since the first try.
         let gated = step.is_disruptive() && step.retries > 0 && !job.plan.requires.is_empty();
