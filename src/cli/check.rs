@@ -35,8 +35,13 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
             if let Some(w) = capacity_warning(&loaded.config, &set) {
                 d.warning(&loaded.path, None, w);
             }
+            let builtin = set
+                .builtin
+                .as_ref()
+                .map(|b| format!("{b}\n"))
+                .unwrap_or_default();
             let summary = format!(
-                "{}: {}, {}, {} in cluster {}\n{}",
+                "{}: {}, {}, {} in cluster {}\n{builtin}{}",
                 path.display(),
                 plural(set.rules.len(), "rule"),
                 plural(set.runbooks.len(), "runbook"),

@@ -255,8 +255,12 @@ pub struct RecoveryConfig {
     /// After a refusal, the work is judged again this much later while its alert still
     /// fires (a recovering broker is watched, not restarted).
     pub precondition_recheck_seconds: u64,
-    /// The seed's fallback chain for a down broker, in order; empty: only `rules:` decide.
+    /// The seed's remediation actions for a broker that is down, tried in order as a
+    /// fallback chain; with no `rules:`, they select the built-in rule pack.
     pub actions: Vec<RecoveryAction>,
+    /// Params of those actions over their defaults (`unit`, `inventory`, `namespace`, …;
+    /// see rules/builtin/): each value a template, as a rule's params are.
+    pub action_params: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RecoveryConfig {
@@ -279,6 +283,7 @@ impl Default for RecoveryConfig {
             precondition_timeout_seconds: 5,
             precondition_recheck_seconds: 30,
             actions: Vec::new(),
+            action_params: Default::default(),
         }
     }
 }

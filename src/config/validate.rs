@@ -483,7 +483,7 @@ pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut
     }
     super::security::validate(&config.security, file, doc, diags);
 
-    if config.rules.is_empty() {
+    if config.rules.is_empty() && config.recovery.actions.is_empty() {
         diags.warning(
             file,
             doc.line_of("rules"),

@@ -18,7 +18,7 @@ use crate::config::Broker;
 use crate::coord::{Coordinator, WorkLock};
 use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics, RefusalLabel};
-use crate::rules::model::{OnFailure, Precondition};
+use crate::rules::model::{FallbackAction, OnFailure, Precondition};
 use crate::runbook::exec::{ExecOptions, RetryGate, child_env, run_step_gated, step_budget};
 use crate::runbook::precondition::zk::ZkGuard;
 use crate::runbook::precondition::{Judgement, Safety};
@@ -243,7 +243,35 @@ pub async fn execute(
     let mut records = Vec::new();
     let mut recorded = 0;
     let mut judged = false;
+    let actions = &job.plan.actions;
+    // Fallback chain: the action that failed (its other steps are skipped), and why each
+    // failed action did.
+    let mut failed_action = None;
+    let mut fell_back: Vec<String> = Vec::new();
+    let mut ran_disruptive = false;
     for (i, step) in steps.iter().enumerate() {
+        let action = FallbackAction::of_step(actions, i);
+        if action.is_some() && action == failed_action {
+            continue;
+        }
+        if let Some(n) = action
+            && n > 0
+            && failed_action != Some(n - 1)
+            && actions.get(n).is_some_and(|a| a.start == i)
+        {
+            // The action before succeeded: the chain is done.
+            break;
+        }
+        if let Some(a) = action.and_then(|a| actions.get(a))
+            && a.start == i
+        {
+            // Each action's preconditions are its own: judged again before its first
+            // disruptive step (the one before may have changed the broker).
+            judged = false;
+            if !fell_back.is_empty() {
+                info!(execution = job.id, action = %a.name, "falling back to the next action");
+            }
+        }
         // The record of the step before is journaled now that another one starts; the
         // last one is journaled with the execution's end, in the runner's round.
         for prev in records[recorded..].iter().cloned() {
@@ -263,7 +291,11 @@ pub async fn execute(
             judged = true;
             if let Err((by, why)) = preconditions(&job, journal, metrics).await {
                 status = ExecStatus::Refused;
-                cause = EndCause::Refused(by);
+                // A later action's refusal after an earlier one ran a disruptive step
+                // counts as an attempt, or a chain could repeat that step unbounded.
+                if !ran_disruptive {
+                    cause = EndCause::Refused(by);
+                }
                 reason = format!("refused before step `{}`: {why}", step.name);
                 break;
             }
@@ -306,6 +338,7 @@ pub async fn execute(
             }
         }
         info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
+        ran_disruptive |= step.is_disruptive();
         // A disruptive step's retries are judged again: the broker may be back, or
         // another may have gone down, since the first try.
         let gated = step.is_disruptive() && step.retries > 0 && !job.plan.requires.is_empty();
@@ -356,6 +389,20 @@ pub async fn execute(
             reason = format!("{what}: the service shut down while it ran");
             break;
         }
+        if let Some(a) = action
+            && a.saturating_add(1) < actions.len()
+            && step.on_failure != OnFailure::Continue
+        {
+            let name = actions.get(a).map_or("", |x| x.name.as_str());
+            warn!(
+                execution = job.id,
+                action = name,
+                "{what}; trying the next action"
+            );
+            fell_back.push(format!("action `{name}` failed: {what}"));
+            failed_action = Some(a);
+            continue;
+        }
         // This step's record is the only one: no step ran before it.
         let first_to_run = records.len() == 1;
         if run.unfixable && first_to_run && step.on_failure != OnFailure::Continue {
@@ -390,6 +437,27 @@ pub async fn execute(
             ignored.join("; ")
         );
     }
+    // A chain says which action did it, and why each one before it failed.
+    let last = records
+        .last()
+        .and_then(|r| FallbackAction::of_step(actions, r.index as usize))
+        .and_then(|a| actions.get(a));
+    match (status, last) {
+        (ExecStatus::Succeeded, Some(a)) if fell_back.is_empty() && ignored.is_empty() => {
+            reason = format!("action `{}` succeeded", a.name);
+        }
+        (ExecStatus::Succeeded, Some(a)) if !fell_back.is_empty() => {
+            reason = format!(
+                "action `{}` succeeded after: {}",
+                a.name,
+                fell_back.join("; ")
+            );
+        }
+        _ if !fell_back.is_empty() => {
+            reason = format!("{}; then {reason}", fell_back.join("; "));
+        }
+        _ => {}
+    }
     info!(execution = job.id, status = status.as_str(), %reason, "execution ended");
     Outcome {
         status,
@@ -400,3 +468,7 @@ pub async fn execute(
         ran: (started, now_ms()),
     }
 }
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod tests;

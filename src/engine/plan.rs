@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::target::{Kinds, Target, find_node};
 use crate::config::Config;
 use crate::ingest::{Alert, AlertStatus, WebhookPayload};
-use crate::rules::model::Precondition;
+use crate::rules::model::{FallbackAction, Precondition};
 use crate::rules::{Rule, RuleSet};
 use crate::runbook::{RenderedStep, render_steps};
 
@@ -42,6 +42,10 @@ pub struct Plan {
     pub reason: String,
     /// Rendered steps (empty when skipped).
     pub steps: Vec<RenderedStep>,
+    /// A fallback chain's actions over `steps` (empty for a plain runbook): the next
+    /// action runs only when the one before failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<FallbackAction>,
     /// Whether the runbook is disruptive.
     #[serde(skip)]
     pub disruptive: bool,
@@ -179,6 +183,7 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
         decision: Decision::Skip,
         reason: String::new(),
         steps: Vec::new(),
+        actions: Vec::new(),
         disruptive: runbook.is_some_and(|r| r.disruptive),
         requires: runbook.map(|r| r.requires.clone()).unwrap_or_default(),
         dry_run: rule.dry_run.unwrap_or(cfg.recovery.dry_run),
@@ -241,7 +246,10 @@ fn plan_rule(cfg: &Config, rules: &RuleSet, rule: &Rule, alert: &Alert) -> Plan 
         &ctx,
         &cfg.cluster.kafka_brokers,
     ) {
-        Ok(steps) => plan.steps = steps,
+        Ok(steps) => {
+            plan.steps = steps;
+            plan.actions.clone_from(&runbook.actions);
+        }
         Err(e) => return skip(plan, format!("{e}: nothing runs")),
     }
     plan.decision = Decision::Run;
@@ -302,6 +310,7 @@ pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> 
                 p.rule
             );
             p.steps.clear();
+            p.actions.clear();
         } else {
             first.insert(p.work_key(), p.fingerprint.clone());
         }
@@ -330,5 +339,9 @@ pub fn plan_payload(cfg: &Config, rules: &RuleSet, payload: &WebhookPayload) -> 
 
 /// The JSON stored as an execution's `plan`: rendered steps and params.
 pub fn plan_json(p: &Plan) -> Value {
-    json!({ "steps": p.steps, "params": p.params })
+    if p.actions.is_empty() {
+        json!({ "steps": p.steps, "params": p.params })
+    } else {
+        json!({ "steps": p.steps, "params": p.params, "actions": p.actions })
+    }
 }

@@ -248,6 +248,7 @@ pub fn interrupted_mail(
         decision: super::plan::Decision::Run,
         reason: e.reason.clone(),
         steps: Vec::new(),
+        actions: Vec::new(),
         disruptive: e.disruptive,
         requires: serde_json::from_value(e.plan["requires"].clone()).unwrap_or_default(),
         dry_run: e.dry_run,

@@ -20,8 +20,25 @@ use crate::yaml::{Document, join_index, join_key};
 ///
 /// A `kube` step in a runbook while the config has no `kubernetes:` section is an error
 /// at the step's line.
+///
+/// A config with `recovery.actions` and no `rules:` loads the built-in pack instead
+/// ([`super::builtin`]); with both, `rules:` is used and `recovery.actions` is an error.
 pub fn load_rules(cfg: &Loaded) -> (RuleSet, Diagnostics) {
-    let (set, mut diags) = load_globs(&cfg.path, &cfg.base_dir, &cfg.config.rules);
+    let actions = !cfg.config.recovery.actions.is_empty();
+    let (set, mut diags) = if actions && cfg.config.rules.is_empty() {
+        super::builtin::load(cfg)
+    } else {
+        load_globs(&cfg.path, &cfg.base_dir, &cfg.config.rules)
+    };
+    if actions && !cfg.config.rules.is_empty() {
+        diags.error_at(
+            &cfg.path,
+            &raw_doc(&cfg.path),
+            "recovery.actions",
+            "`rules:` and `recovery.actions` are both given: `rules:` wins (its rule files \
+             are the rules used) and `recovery.actions` would be ignored; remove one of them",
+        );
+    }
     if cfg.config.kubernetes.is_none() {
         for (file, line, at) in &set.kube_steps {
             diags.error(
@@ -227,8 +244,19 @@ pub fn load_rule_texts(files: Vec<(PathBuf, std::io::Result<String>)>) -> (RuleS
         sources.push(src);
     }
 
-    let mut set = RuleSet::default();
     let mut used = BTreeSet::new();
+    for (name, key, msg) in super::fallback::resolve(&mut runbooks) {
+        if let Some((idx, _)) = runbooks.get(&name) {
+            let src = &sources[*idx];
+            let at = join_key(&join_key("runbooks", &name), &key);
+            diags.error_at(&src.path, &src.doc, &at, msg);
+        }
+    }
+    // A chain's actions are used through it.
+    for (_, rb) in runbooks.values() {
+        used.extend(rb.fallback.iter().cloned());
+    }
+    let mut set = RuleSet::default();
     let mut names: HashMap<String, String> = HashMap::new();
     for (idx, at, spec) in specs {
         let src = &sources[idx];
@@ -277,14 +305,17 @@ pub fn load_rule_texts(files: Vec<(PathBuf, std::io::Result<String>)>) -> (RuleS
     for (name, (idx, rb)) in &runbooks {
         let src = &sources[*idx];
         let at = join_key("runbooks", name);
-        check_runbook(
-            rb,
-            &at,
-            src,
-            &mut set.templates,
-            &mut diags,
-            &mut set.kube_steps,
-        );
+        // A chain's steps are its actions', checked where they are written.
+        if rb.fallback.is_empty() {
+            check_runbook(
+                rb,
+                &at,
+                src,
+                &mut set.templates,
+                &mut diags,
+                &mut set.kube_steps,
+            );
+        }
         check_requires(rb, &at, src, &mut set.templates, &mut diags);
         if !used.contains(name) {
             diags.warning(

@@ -3,8 +3,10 @@
 //! [`model`] is what SREs write, [`matcher`] is Alertmanager's matcher language, and
 //! [`load`](load::load_rules) reads, compiles and checks rule files into a [`RuleSet`].
 
+pub mod builtin;
 pub mod condition;
 pub mod duration;
+mod fallback;
 mod load;
 pub mod matcher;
 pub mod model;
@@ -102,6 +104,8 @@ pub struct RuleSet {
     pub templates: Templates,
     /// Where `kube` steps are: file, line and YAML path (for "no `kubernetes:` config").
     pub kube_steps: Vec<(std::path::PathBuf, Option<usize>, String)>,
+    /// When the rules are the built-in pack (`recovery.actions`): what it activated.
+    pub builtin: Option<String>,
     /// Rule positions by name (built by [`RuleSet::index`]; names are unique once loaded).
     by_name: std::collections::HashMap<String, usize>,
 }

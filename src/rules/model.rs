@@ -147,8 +147,40 @@ pub struct Runbook {
     /// before each retry of one; a refusal ends the execution `refused`.
     #[serde(default)]
     pub requires: Vec<Precondition>,
-    /// The steps, run in order.
+    /// The steps, run in order. A runbook with `fallback` has none of its own: the loader
+    /// fills them in from the runbooks it names.
+    #[serde(default)]
     pub steps: Vec<Step>,
+    /// Other runbooks, tried in order as a fallback chain: each one's steps run only when
+    /// the one before failed (its failure is journaled, and does not end the execution).
+    /// Each is an action whose preconditions are judged again before its first disruptive
+    /// step. Their params and `requires` are merged into this runbook's.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Where each action of a fallback chain starts in `steps` (filled in by the loader;
+    /// empty for a plain runbook).
+    #[serde(skip)]
+    pub actions: Vec<FallbackAction>,
+}
+
+/// One action of a fallback chain: a named run of consecutive steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FallbackAction {
+    /// The runbook the action's steps come from.
+    pub name: String,
+    /// Index of its first step in the chain's steps.
+    pub start: usize,
+    /// How many steps it has.
+    pub len: usize,
+}
+
+impl FallbackAction {
+    /// The action holding step `i` of `actions`, by position in the chain.
+    pub fn of_step(actions: &[FallbackAction], i: usize) -> Option<usize> {
+        actions
+            .iter()
+            .position(|a| i >= a.start && i < a.start.saturating_add(a.len))
+    }
 }
 
 /// A precondition a runbook requires of its target (a broker, or a ZooKeeper node for

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 
+mod actions;
 mod am_oracle;
 mod check;
 mod common;

@@ -3,6 +3,7 @@
 
 pub(crate) mod harness;
 
+mod actions_heal;
 mod conditions;
 mod crash;
 mod email;
