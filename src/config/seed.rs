@@ -60,18 +60,6 @@ pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
 /// Warnings for the seed's keys that are accepted but do nothing yet, each saying what to
 /// use instead.
 pub(super) fn warn(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
-    if !config.recovery.actions.is_empty() {
-        let names: Vec<&str> = config.recovery.actions.iter().map(|a| a.as_str()).collect();
-        diags.warning(
-            file,
-            doc.line_of("recovery.actions"),
-            format!(
-                "recovery.actions: [{}] is accepted but not run yet: list rule files under \
-                 `rules:` (see rules/) for what to do when a broker is down",
-                names.join(", ")
-            ),
-        );
-    }
     if config
         .monitoring
         .methods
@@ -159,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn recovery_actions_are_parsed_validated_and_warned_about() {
+    fn recovery_actions_are_parsed_and_validated() {
         let (c, w) = load(&base(
             "recovery:\n  actions: [restart_service, ansible, RESTART_POD, scale_statefulset]\n",
         ))
@@ -173,10 +161,8 @@ mod tests {
                 RecoveryAction::ScaleStatefulset
             ]
         );
-        assert!(
-            w.contains("/cfg/c.yaml:7: warning: recovery.actions: [restart_service, ansible, restart_pod, scale_statefulset] is accepted but not run yet: list rule files under `rules:` (see rules/) for what to do when a broker is down"),
-            "{w}"
-        );
+        // They run (the built-in pack): no "not run yet" warning.
+        assert!(!w.contains("recovery.actions"), "{w}");
         let e = load(&base("recovery:\n  actions: [restart_service, reboot]\n")).unwrap_err();
         assert!(
             e.contains("/cfg/c.yaml:7: error: recovery.actions[1]: unknown recovery action `reboot`, expected one of: restart_service ansible restart_pod scale_statefulset"),

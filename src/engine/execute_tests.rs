@@ -72,6 +72,7 @@ async fn run(
         broker: None,
         fence: None,
         safety: Err("not needed".into()),
+        zookeeper: None,
     };
     let opts = ExecOptions {
         retry_pause: Duration::from_millis(10),

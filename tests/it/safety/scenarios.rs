@@ -421,7 +421,7 @@ pub(crate) async fn two_killed(rig: &Rig, label: &'static str) {
     }
     let killed_ms = now_ms();
     let list = rig
-        .wait_executions(from, Duration::from_secs(220), |l| {
+        .wait_executions(from, Duration::from_secs(420), |l| {
             victims
                 .iter()
                 .all(|v| l.iter().any(|e| is(e, "broker-down", v, "succeeded")))
@@ -429,7 +429,7 @@ pub(crate) async fn two_killed(rig: &Rig, label: &'static str) {
         .await
         .unwrap_or_else(|| {
             panic!(
-                "[{label}] both brokers not healed within 220 s: {:#?}\n{}",
+                "[{label}] both brokers not healed within 420 s: {:#?}\n{}",
                 journal_executions(rig, from),
                 rig.log_tail()
             )
