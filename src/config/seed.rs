@@ -48,6 +48,22 @@ pub(super) fn take_escalation_switch(
 /// Settles the seed's shorthand into the model every consumer reads: an escalation without
 /// `to_emails` goes to on-call (`smtp.to_emails`).
 pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
+    // The seed runs its Kubernetes actions from a pod in the cluster, with no section for
+    // it; so do we, and `warn` says so.
+    let kube_action = config.recovery.actions.iter().any(|a| {
+        matches!(
+            a,
+            super::RecoveryAction::RestartPod | super::RecoveryAction::ScaleStatefulset
+        )
+    });
+    if kube_action && config.kubernetes.is_none() && config.rules.is_empty() {
+        config.kubernetes = Some(super::KubernetesConfig {
+            in_cluster: true,
+            kubeconfig: None,
+            context: None,
+            request_timeout_seconds: 30,
+        });
+    }
     let n = &mut config.notifications;
     n.escalation_disabled = escalation_disabled;
     if let (Some(esc), Some(smtp)) = (n.escalation.as_mut(), n.smtp.as_ref())
@@ -60,6 +76,18 @@ pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
 /// Warnings for the seed's keys that are accepted but do nothing yet, each saying what to
 /// use instead.
 pub(super) fn warn(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
+    if config.kubernetes.as_ref().is_some_and(|k| k.in_cluster)
+        && doc.line_of("kubernetes").is_none()
+    {
+        diags.warning(
+            file,
+            doc.line_of("recovery.actions"),
+            "recovery.actions: `restart_pod` and `scale_statefulset` use the Kubernetes API, and \
+             no `kubernetes:` section is set: the pod's service account is used (in_cluster: \
+             true), as the seed's deployment runs; set `kubernetes:` to choose"
+                .to_string(),
+        );
+    }
     if config
         .monitoring
         .methods

@@ -88,6 +88,11 @@ fn seed_keys_without_effect_are_warnings_that_say_what_to_use() {
         err.contains("kubernetes-configmap.yaml:30: warning: monitoring.methods: `kubernetes` is accepted but not watched yet"),
         "{err}"
     );
+    // Its kube actions run with the pod's service account, as the seed's deployment does.
+    assert!(
+        err.contains("warning: recovery.actions: `restart_pod` and `scale_statefulset` use the Kubernetes API, and no `kubernetes:` section is set: the pod's service account is used (in_cluster: true)"),
+        "{err}"
+    );
     let (code, _, err) = check("config-manager-production.yaml");
     assert_eq!(code, Some(0), "{err}");
     for w in [
