@@ -189,8 +189,14 @@ mod tests {
                 RecoveryAction::ScaleStatefulset
             ]
         );
-        // They run (the built-in pack): no "not run yet" warning.
-        assert!(!w.contains("recovery.actions"), "{w}");
+        // They run (the built-in pack): no "not run yet" warning; the Kubernetes ones, with
+        // no `kubernetes:` section, say they use the pod's service account.
+        assert!(!w.contains("not run yet"), "{w}");
+        assert!(
+            w.contains("/cfg/c.yaml:7: warning: recovery.actions: `restart_pod` and `scale_statefulset` use the Kubernetes API, and no `kubernetes:` section is set: the pod's service account is used (in_cluster: true)"),
+            "{w}"
+        );
+        assert!(c.kubernetes.as_ref().is_some_and(|k| k.in_cluster));
         let e = load(&base("recovery:\n  actions: [restart_service, reboot]\n")).unwrap_err();
         assert!(
             e.contains("/cfg/c.yaml:7: error: recovery.actions[1]: unknown recovery action `reboot`, expected one of: restart_service ansible restart_pod scale_statefulset"),
