@@ -472,13 +472,14 @@ async fn whole_stack_heals_real_brokers_through_alertmanager_and_by_itself() {
         .expect("execution");
     assert_eq!(zk["runbook"], "notify-only");
     assert_eq!(stack.detail(&zk["id"]).await["steps"], Value::Array(vec![]));
+    // Its target is the ZooKeeper node that stopped, named as one (issue 18).
     let (subject, to) = stack
-        .wait_mail("[kafka-healing] NOTICE - (zookeeper-not-serving)")
+        .wait_mail("[kafka-healing] NOTICE zookeeper/zk-1 (zookeeper-not-serving)")
         .await;
     assert_eq!(
         (subject.as_str(), to.as_str()),
         (
-            "[kafka-healing] NOTICE - (zookeeper-not-serving) demo",
+            "[kafka-healing] NOTICE zookeeper/zk-1 (zookeeper-not-serving) demo",
             "oncall@example.com"
         )
     );
