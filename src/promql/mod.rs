@@ -5,20 +5,9 @@
 //! construct outside the subset; [`eval`] evaluates it at `at_ms`. To evaluate one
 //! condition repeatedly, parse it once with [`Query::parse`].
 //!
-//! Supported: vector selectors with `=`, `!=`, `=~`, `!~` matchers (regexes fully
-//! anchored, a missing label is `""`, `__name__` matchable); number literals; unary `-`;
-//! parentheses; `+ - * / % ^` and `== != > < >= <=` (filtering, or 0/1 with `bool`)
-//! between scalars, vector and scalar, and two vectors matched one-to-one (on all labels but
-//! `__name__`, or `on(...)` / `ignoring(...)`); `and`, `or`, `unless` (also with `on` /
-//! `ignoring`); `sum`, `min`, `max`, `avg`, `count` with `by` / `without`; the functions
-//! `rate`, `increase`, `delta`, `avg_over_time`, `min_over_time`, `max_over_time`,
-//! `sum_over_time`, `count_over_time`, `last_over_time` (each over a range selector),
-//! `abs` and `absent`.
-//!
-//! Semantics follow Prometheus 3: instant selectors look back 5 minutes (left-open window
-//! `(t-5m, t]`) and see nothing once a series is marked stale; range selectors take
-//! `(t-range, t]`; arithmetic, `bool` comparisons and functions other than
-//! `last_over_time` drop `__name__`, filtering comparisons and set operators keep it.
+//! The subset (selectors, operators, aggregations, functions) and its Prometheus 3
+//! semantics (lookback, left-open windows, staleness, `__name__`) are documented once, for
+//! rule authors, in `docs/rules.md` ("Supported PromQL").
 
 mod aggregate;
 pub mod ast;
