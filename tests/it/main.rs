@@ -3,6 +3,7 @@
 mod actions;
 mod am_oracle;
 mod check;
+mod cli_docs;
 mod common;
 mod config_layers;
 mod deploy;
