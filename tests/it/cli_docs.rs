@@ -325,3 +325,18 @@ fn link_checker_finds_broken_links_and_anchors() {
         vec!["a.md", "#t"]
     );
 }
+
+#[test]
+fn readme_stays_short_and_names_the_two_commands() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines; move detail into docs/"
+    );
+    // `.ci/run` and users run exactly these two.
+    assert!(
+        readme.contains("```sh\n./scripts/demo\n./scripts/test\n```"),
+        "README.md lost its two commands"
+    );
+}
