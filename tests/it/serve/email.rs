@@ -128,6 +128,7 @@ async fn outcome_mail_reaches_oncall_with_both_parts_and_hostile_labels_defused(
         mails[0].mail.execution_id,
         Some(srv.executions().await[0]["id"].as_i64().unwrap())
     );
+    assert!(!srv.log().contains("dry_run is on"), "{}", srv.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,6 +421,14 @@ async fn dry_run_mails_what_would_have_run() {
         "{text}"
     );
     assert!(recorded(s.path(), "run").is_empty(), "nothing executed");
+    // Said once, at start, so that whoever reads the log knows nothing will run.
+    let log = _srv.log();
+    assert_eq!(
+        log.matches("recovery.dry_run is on: runbooks are recorded and mailed, never run")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
