@@ -515,7 +515,7 @@ fn runbook_problems() {
 #[test]
 fn errors_point_at_the_line_to_fix() {
     // A tab indents line 4; the scalar the YAML scanner was reading starts on line 3.
-    let tabbed = "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n\trunbook: restart\n";
+    let tabbed = "rules:\n  - name: r\n    runbook: restart\n\tmatchers: ['a=\"b\"']\n";
     assert_invalid(
         &config_with(""),
         &[("a.yaml", &format!("{tabbed}{RB}"))],
@@ -542,12 +542,12 @@ fn errors_point_at_the_line_to_fix() {
             "rules/a.yaml:11: error: runbooks.rb.steps[0].retries: `retries` must be at most 10, got 11\n",
         ],
     );
-    let steps = "runbooks:\n  rb:\n    steps:\n      - name: s\n        timeout: 5s\n        wait_for:\n          tcp: 'a:1'\n          http: 'http://a'\n";
+    let steps = "runbooks:\n  rb:\n    steps:\n      - name: s\n        wait_for:\n          tcp: 'a:1'\n          http: 'http://a'\n          timeout: 5s\n";
     assert_invalid(
         &config_with(""),
         &[("a.yaml", &format!("{rule}{steps}"))],
         &[
-            "rules/a.yaml:11: error: runbooks.rb.steps[0].wait_for: wait_for needs exactly one of `tcp` and `http`",
+            "rules/a.yaml:10: error: runbooks.rb.steps[0].wait_for: wait_for needs exactly one of `tcp` and `http`",
         ],
     );
     // A PromQL error at `expr:` (line 6), not at `condition:` (line 4).
