@@ -127,7 +127,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.recovery.shutdown_grace_seconds);
     let config_path = setup.loaded.path.clone();
     let startup = setup.loaded.config.clone();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_coordination(cfg.coordination.is_some()));
     // Interrupted executions are escalated (a human must check the target).
     let mails: Vec<_> = interrupted
         .iter()
