@@ -166,6 +166,13 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every metric under the `kafka_healing_` prefix.
     pub fn new() -> Metrics {
+        Metrics::with_coordination(true)
+    }
+
+    /// Like [`Metrics::new`]; the `coordination_*` series only when `ha` (a `coordination:`
+    /// section): without HA there is no lease, and a `coordination_up 0` would page whoever
+    /// alerts on it as the manual advises.
+    pub fn with_coordination(ha: bool) -> Metrics {
         let mut registry = Registry::with_prefix("kafka_healing");
         let alerts_received = Family::<StatusLabel, Counter>::default();
         let webhook_rejected = Family::<ReasonLabel, Counter>::default();
@@ -233,26 +240,28 @@ impl Metrics {
             "1 when the self-watch's last fetch of Alertmanager's silences worked, else 0",
             alertmanager_up.clone(),
         );
-        registry.register(
-            "coordination_up",
-            "1 while etcd answers and this instance holds its lease (HA mode)",
-            coordination_up.clone(),
-        );
-        registry.register(
-            "coordination_lease_lost",
-            "Times this instance's etcd lease was lost",
-            coordination_lease_lost.clone(),
-        );
-        registry.register(
-            "coordination_members",
-            "Live kafka-healing instances registered in etcd",
-            coordination_members.clone(),
-        );
-        registry.register(
-            "coordination_fenced",
-            "Disruptive steps refused because the lock was no longer held",
-            coordination_fenced.clone(),
-        );
+        if ha {
+            registry.register(
+                "coordination_up",
+                "1 while etcd answers and this instance holds its lease (HA mode)",
+                coordination_up.clone(),
+            );
+            registry.register(
+                "coordination_lease_lost",
+                "Times this instance's etcd lease was lost",
+                coordination_lease_lost.clone(),
+            );
+            registry.register(
+                "coordination_members",
+                "Live kafka-healing instances registered in etcd",
+                coordination_members.clone(),
+            );
+            registry.register(
+                "coordination_fenced",
+                "Disruptive steps refused because the lock was no longer held",
+                coordination_fenced.clone(),
+            );
+        }
         registry.register(
             "watch_assigned",
             "Self-watch targets: 1 watched by this instance, 0 by a peer",

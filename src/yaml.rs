@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
+use yaml_rust2::ScanError;
 use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::scanner::{Marker, Scanner, TScalarStyle};
 
 /// A YAML parse failure with its position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,11 +41,9 @@ impl Document {
     pub fn parse(text: &str) -> Result<Document, YamlError> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        parser.load(&mut builder, false).map_err(|e| YamlError {
-            line: e.marker().line(),
-            column: e.marker().col() + 1,
-            message: e.info().to_string(),
-        })?;
+        parser
+            .load(&mut builder, false)
+            .map_err(|e| syntax_error(text, &e))?;
         if let Some(err) = builder.error {
             return Err(err);
         }
@@ -72,6 +71,30 @@ impl Document {
             let cut = p.rfind(['.', '['])?;
             p = &p[..cut];
         }
+    }
+}
+
+/// A syntax error where the problem is. The scanner reports a problem inside a token at the
+/// token's start ("while scanning a plain scalar, found a tab" names the scalar's line, not
+/// the tab's); where it stopped is the line to fix, so that is reported, with the start.
+fn syntax_error(text: &str, e: &ScanError) -> YamlError {
+    let start = *e.marker();
+    let mut scanner = Scanner::new(text.chars());
+    // Bounded: every token consumes input, and the scanner stops at the first error.
+    for _ in scanner.by_ref() {}
+    let stop = scanner.mark();
+    let same = scanner.get_error().as_ref() == Some(e);
+    if same && stop.line() > start.line() {
+        return YamlError {
+            line: stop.line(),
+            column: stop.col() + 1,
+            message: format!("{} (scanning from line {})", e.info(), start.line()),
+        };
+    }
+    YamlError {
+        line: start.line(),
+        column: start.col() + 1,
+        message: e.info().to_string(),
     }
 }
 
@@ -296,7 +319,25 @@ mod tests {
     #[test]
     fn syntax_error_has_position() {
         let err = Document::parse("a: [1, 2\nb: 3\n").unwrap_err();
-        assert!(err.line >= 2, "{err:?}");
+        assert_eq!((err.line, err.column), (2, 2), "{err:?}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line_to_fix_not_the_token_start() {
+        // A tab indents line 3; the scalar the scanner was reading starts on line 2.
+        let err = Document::parse("a: 1\nb: 2\n\tc: 3\nd: 4\n").unwrap_err();
+        assert_eq!(err.line, 3, "{err:?}");
+        assert_eq!(
+            err.message,
+            "while scanning a plain scalar, found a tab (scanning from line 2)"
+        );
+        // A missing `:` is found on the next line: the scanner's own mark is right there.
+        let err = Document::parse("a: 1\nb: c: d\ne: 2\n").unwrap_err();
+        assert_eq!((err.line, err.column), (2, 5), "{err:?}");
+        assert_eq!(
+            err.message,
+            "mapping values are not allowed in this context"
+        );
     }
 
     #[test]

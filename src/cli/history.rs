@@ -1,7 +1,7 @@
 //! `kafka-healing history`: recent executions from the journal (read-only; safe while the
 //! service runs).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
@@ -24,11 +24,63 @@ fn fmt_ms(ms: Option<i64>) -> String {
     }
 }
 
-pub(super) fn run(a: Args<'_>) -> ExitCode {
-    let loaded = match super::load_config(a.config) {
-        Ok(l) => l,
-        Err(code) => return code,
+/// The journal's path. `history` reads only the journal, so a configuration that is not
+/// valid as a whole (an SMTP secret unset where history runs) still names it: then only
+/// `state.path` is read, as the loader would (environment override, `${NAME}`, relative to
+/// the config file).
+fn journal_path(config: &Path) -> Result<PathBuf, ExitCode> {
+    match crate::config::load(config) {
+        Ok(l) => return Ok(l.resolve(&l.config.state.path)),
+        Err(e @ crate::config::LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(EXIT_USAGE));
+        }
+        Err(crate::config::LoadError::Invalid(_)) => {}
+    }
+    match state_path_only(config) {
+        Ok(p) => Ok(p),
+        Err(why) => {
+            eprintln!("error: {}: {why}", config.display());
+            eprintln!("error: the configuration is invalid; run `kafka-healing check` for details");
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+/// `state.path` of the file at `config`, read on its own (the rest may be invalid).
+fn state_path_only(config: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(config).map_err(|e| e.to_string())?;
+    let doc = crate::yaml::Document::parse(&text).map_err(|e| format!("YAML: {e}"))?;
+    let env_key = format!("{}__STATE__PATH", crate::config::ENV_PREFIX);
+    let written = match std::env::var(&env_key) {
+        Ok(v) => Some(v),
+        Err(_) => match doc.value.get("state").and_then(|s| s.get("path")) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err("state.path must be a string".into()),
+        },
     };
+    let path = match written {
+        Some(s) => PathBuf::from(
+            crate::config::expand_env(&s, |n| std::env::var(n).ok())
+                .map_err(|e| format!("state.path: {e}"))?,
+        ),
+        None => crate::config::StateConfig::default().path,
+    };
+    let base = config.parent().unwrap_or(Path::new("."));
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    })
+}
+
+pub(super) fn run(a: Args<'_>) -> ExitCode {
+    // 0 would list nothing and look like an empty journal.
+    if a.limit == 0 {
+        eprintln!("error: --limit must be at least 1 (it is how many executions to list)");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let status = match a.status.map(|s| (s, ExecStatus::parse(s))) {
         Some((s, None)) => {
             eprintln!(
@@ -40,7 +92,10 @@ pub(super) fn run(a: Args<'_>) -> ExitCode {
         Some((_, st)) => st,
         None => None,
     };
-    let path = loaded.resolve(&loaded.config.state.path);
+    let path = match journal_path(a.config) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let journal = match Journal::open_read_only(&path) {
         Ok(j) => j,
         Err(e) => {

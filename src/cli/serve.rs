@@ -86,6 +86,9 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         Ok(_) => info!("start-up sweep: no orphaned step process on this host"),
         Err(e) => warn!(error = %e, "start-up sweep failed"),
     }
+    if cfg.recovery.dry_run {
+        warn!("recovery.dry_run is on: runbooks are recorded and mailed, never run");
+    }
     let journal_path = setup.loaded.resolve(&cfg.state.path);
     let (journal, interrupted) = Journal::open(&journal_path)
         .map_err(|e| anyhow::anyhow!("cannot open the journal {}: {e}", journal_path.display()))?;
@@ -124,7 +127,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.recovery.shutdown_grace_seconds);
     let config_path = setup.loaded.path.clone();
     let startup = setup.loaded.config.clone();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_coordination(cfg.coordination.is_some()));
     // Interrupted executions are escalated (a human must check the target).
     let mails: Vec<_> = interrupted
         .iter()

@@ -39,6 +39,18 @@ fn escape_html(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Why earlier messages of a group were held: a failed delivery (an SMTP outage, a refusal)
+/// when any of them has one, else the rate limit, the only other reason mail waits.
+fn held_because(earlier: &[Mail]) -> String {
+    match earlier.iter().rev().find_map(|m| m.last_error.as_deref()) {
+        Some(e) => format!(
+            "held while the SMTP server could not take them; last error: {}",
+            one_line(e)
+        ),
+        None => "held back by the rate limit".into(),
+    }
+}
+
 /// One message out of several held back for the same key: the newest in full, the others
 /// as a summary, so nothing held back is lost.
 pub fn fold(group: &[Mail]) -> OutgoingMail {
@@ -71,8 +83,9 @@ pub fn fold(group: &[Mail]) -> OutgoingMail {
         .iter()
         .map(|m| format!("{}  {}", rfc3339_ms(m.mail.created_ms), m.mail.subject))
         .collect();
+    let why = held_because(earlier);
     let summary_text = format!(
-        "Also since the last email ({} held back by the rate limit):\n{}\n",
+        "Also since the last email ({} {why}):\n{}\n",
         earlier.len(),
         lines
             .iter()
@@ -94,8 +107,9 @@ pub fn fold(group: &[Mail]) -> OutgoingMail {
         .map(|l| format!("<li>{}</li>", escape_html(l)))
         .collect();
     let summary = format!(
-        "<h3>Also since the last email ({} held back by the rate limit)</h3><ul>{items}</ul>",
-        earlier.len()
+        "<h3>Also since the last email ({} {})</h3><ul>{items}</ul>",
+        earlier.len(),
+        escape_html(&why)
     );
     let html = match main.mail.html.rfind("</body>") {
         Some(i) => format!("{}{summary}{}", &main.mail.html[..i], &main.mail.html[i..]),
@@ -308,5 +322,66 @@ impl Sender {
                 let _ = self.journal.mail_escalated(m.id).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(id: i64, subject: &str, last_error: Option<&str>) -> Mail {
+        Mail {
+            id,
+            mail: NewMail {
+                created_ms: 1_700_000_000_000 + id,
+                kind: "outcome".into(),
+                key: "broker-down/kafka-1".into(),
+                execution_id: Some(id),
+                recipients: vec!["oncall@example.com".into()],
+                subject: subject.into(),
+                text: format!("{subject}\n-- \nkafka-healing\n"),
+                html: format!("<html><body>{subject}</body></html>"),
+            },
+            sent_ms: None,
+            sent_with: None,
+            attempts: u32::from(last_error.is_some()),
+            next_attempt_ms: 0,
+            last_error: last_error.map(String::from),
+            escalated: false,
+        }
+    }
+
+    #[test]
+    fn mail_held_by_an_smtp_outage_says_so_with_the_error() {
+        let err = "cannot connect to 127.0.0.1:2525: Connection refused (os error 111)";
+        let out = fold(&[mail(1, "first", Some(err)), mail(2, "second", Some(err))]);
+        assert_eq!(out.subject, "second (+1 earlier)");
+        assert!(
+            out.text.contains(&format!(
+                "Also since the last email (1 held while the SMTP server could not take \
+                 them; last error: {err}):\n  - "
+            )),
+            "{}",
+            out.text
+        );
+        assert!(!out.text.contains("rate limit"), "{}", out.text);
+        assert!(
+            out.html.contains(
+                "(1 held while the SMTP server could not take them; last error: cannot connect"
+            ),
+            "{}",
+            out.html
+        );
+    }
+
+    #[test]
+    fn mail_held_by_the_rate_limit_says_so() {
+        let out = fold(&[mail(1, "first", None), mail(2, "second", None)]);
+        assert!(
+            out.text
+                .contains("Also since the last email (1 held back by the rate limit):\n"),
+            "{}",
+            out.text
+        );
     }
 }

@@ -135,6 +135,31 @@ fn take<T: DeserializeOwned>(
         .ok()
 }
 
+/// A runbook; a step it refuses is reported at the step's key that is wrong (serde only
+/// knows the step's path, as a step is read from its mapping as a whole).
+fn take_runbook(v: Value, at: &str, src: &Source, diags: &mut Diagnostics) -> Option<Runbook> {
+    let steps = v.get("steps").cloned();
+    crate::config::deserialize_at(&v, at, &src.doc)
+        .map_err(|(path, msg)| {
+            let path = step_key_path(&path, at, steps.as_ref()).unwrap_or(path);
+            diags.error_at(&src.path, &src.doc, &path, msg)
+        })
+        .ok()
+}
+
+/// `at.steps[i]` as `at.steps[i].key` when step `i`'s problem is in one key.
+fn step_key_path(path: &str, at: &str, steps: Option<&Value>) -> Option<String> {
+    let i: usize = path
+        .strip_prefix(&join_key(at, "steps"))?
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    let step = steps?.get(i)?.clone();
+    let key = crate::runbook::steps::Step::from_value(step).err()?.key?;
+    Some(join_key(path, &key))
+}
+
 /// Loads and checks a list of rule files.
 pub fn load_rule_files(files: &[PathBuf]) -> (RuleSet, Diagnostics) {
     load_rule_texts(
@@ -200,7 +225,7 @@ pub fn load_rule_texts(files: Vec<(PathBuf, std::io::Result<String>)>) -> (RuleS
             Some(Value::Object(m)) => {
                 for (name, v) in m {
                     let at = join_key("runbooks", &name);
-                    let Some(rb) = take::<Runbook>(v, &at, &src, &mut diags) else {
+                    let Some(rb) = take_runbook(v, &at, &src, &mut diags) else {
                         // Defined, if broken: rules naming it are not "unknown runbook".
                         invalid_runbooks.insert(name);
                         continue;
@@ -612,11 +637,16 @@ fn check_runbook(
     let mut names = BTreeSet::new();
     for (i, step) in rb.steps.iter().enumerate() {
         let sp = join_index(&join_key(at, "steps"), i);
+        // What is wrong with the kind is reported at its key's line.
+        let kp = join_key(&sp, step.kind.name());
         if !names.insert(step.name.as_str()) {
-            err(sp.clone(), format!("duplicate step name `{}`", step.name));
+            err(
+                join_key(&sp, "name"),
+                format!("duplicate step name `{}`", step.name),
+            );
         }
         for m in step.kind.problems(&step.name) {
-            err(sp.clone(), m);
+            err(kp.clone(), m);
         }
         if let StepKind::Kube(_) = step.kind {
             kube_steps.push((src.path.clone(), src.doc.line_of(&sp), sp.clone()));
@@ -628,7 +658,7 @@ fn check_runbook(
             && let Some(what) = step.kind.changes_a_service()
         {
             err(
-                sp.clone(),
+                kp.clone(),
                 format!(
                     "step `{}` ({what}) changes a service, so this runbook is disruptive: \
                      remove `disruptive: false`",
@@ -641,11 +671,11 @@ fn check_runbook(
                 Ok(refs) => {
                     for r in refs {
                         if let Err(m) = check_ref(&r, Scope::AnyParams) {
-                            err(sp.clone(), format!("step `{}`: {m}", step.name));
+                            err(kp.clone(), format!("step `{}`: {m}", step.name));
                         }
                     }
                 }
-                Err(e) => err(sp.clone(), format!("step `{}`: {e}", step.name)),
+                Err(e) => err(kp.clone(), format!("step `{}`: {e}", step.name)),
             }
         }
     }

@@ -53,6 +53,17 @@ pub enum MatcherError {
     /// Not `name op value`.
     #[error("bad matcher format `{0}`: expected name=\"value\" with one of = != =~ !~")]
     Format(String),
+    /// Before the operator stands something that is not a label name (`1bad="x"`).
+    #[error(
+        "bad matcher `{matcher}`: `{name}` is not a label name (label names match \
+         [a-zA-Z_:][a-zA-Z0-9_:]*: a letter, `_` or `:` first, then letters, digits, `_`, `:`)"
+    )]
+    Name {
+        /// The matcher as written.
+        matcher: String,
+        /// What stands where the label name should.
+        name: String,
+    },
     /// A `"` inside the value that is not escaped, or a missing closing quote.
     #[error("matcher value contains an unescaped double quote: `{0}`")]
     Quote(String),
@@ -198,6 +209,22 @@ fn compile_anchored(re: &str) -> Result<Regex, MatcherError> {
     })
 }
 
+/// The error for `t` (the trimmed `s`) whose start is not `name op`: when an operator
+/// follows something, that something is the bad label name; else the whole is malformed.
+fn bad_name(s: &str, t: &str) -> MatcherError {
+    let op = ["=~", "!~", "!=", "="]
+        .iter()
+        .filter_map(|op| t.find(op))
+        .min();
+    match op.map(|i| t[..i].trim_end_matches(is_go_space)) {
+        Some(name) if !name.is_empty() && !name.contains(['"', '\'']) => MatcherError::Name {
+            matcher: s.to_string(),
+            name: name.to_string(),
+        },
+        _ => MatcherError::Format(s.to_string()),
+    }
+}
+
 impl Matcher {
     /// A matcher from its parts, as Alertmanager's API v2 gives a silence's (`name`,
     /// `value`, `isRegex`, `isEqual`): the value is taken as it is (no quotes, no escapes);
@@ -221,7 +248,7 @@ impl Matcher {
         let name_end = t.find(|c: char| !is_name_char(c)).unwrap_or(t.len());
         let name = &t[..name_end];
         if name.is_empty() || !name.starts_with(is_name_start) {
-            return Err(MatcherError::Format(s.to_string()));
+            return Err(bad_name(s, t));
         }
         let rest = t[name_end..].trim_start_matches(is_go_space);
         let (op, rest) = if let Some(r) = rest.strip_prefix("=~") {
@@ -233,7 +260,7 @@ impl Matcher {
         } else if let Some(r) = rest.strip_prefix('=') {
             (MatchOp::Equal, r)
         } else {
-            return Err(MatcherError::Format(s.to_string()));
+            return Err(bad_name(s, t));
         };
         let value = unescape(rest.trim_matches(is_go_space))?;
         let regex = match op {
@@ -357,10 +384,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_matchers() {
-        assert!(matches!(
-            Matcher::parse("1abc=x"),
-            Err(MatcherError::Format(_))
-        ));
+        assert_eq!(
+            Matcher::parse("1abc=x").err(),
+            Some(MatcherError::Name {
+                matcher: "1abc=x".into(),
+                name: "1abc".into()
+            })
+        );
         assert!(matches!(
             Matcher::parse("abc"),
             Err(MatcherError::Format(_))
@@ -369,10 +399,13 @@ mod tests {
             Matcher::parse("a==b").is_ok(),
             "a==b is a=\"=b\" in Alertmanager"
         );
-        assert!(matches!(
-            Matcher::parse("a-b=c"),
-            Err(MatcherError::Format(_))
-        ));
+        assert_eq!(
+            Matcher::parse(" a-b =~ c").err(),
+            Some(MatcherError::Name {
+                matcher: " a-b =~ c".into(),
+                name: "a-b".into()
+            })
+        );
         assert!(matches!(
             Matcher::parse(r#"a="unterminated"#),
             Err(MatcherError::Quote(_))

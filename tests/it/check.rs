@@ -446,11 +446,11 @@ fn runbook_problems() {
         ),
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        retries: 11\n        exec: [a]\n",
-            "`retries` must be at most 10, got 11",
+            "rules/a.yaml:10: error: runbooks.rb.steps[0].retries: `retries` must be at most 10, got 11",
         ),
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        timeout: 604801\n        exec: [a]\n",
-            "rules/a.yaml:9: error: runbooks.rb.steps[0]: `timeout`: must be at most 7d (604800 s), got 7days 1s",
+            "rules/a.yaml:10: error: runbooks.rb.steps[0].timeout: `timeout`: must be at most 7d (604800 s), got 7days 1s",
         ),
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        kube: { action: scale, namespace: k, name: s, replicas: 1001 }\n",
@@ -466,7 +466,7 @@ fn runbook_problems() {
         ),
         (
             "runbooks:\n  rb:\n    disruptive: false\n    steps:\n      - name: bounce\n        systemctl: { action: restart, unit: '{{params.unit}}' }\n",
-            "rules/a.yaml:10: error: runbooks.rb.steps[0]: step `bounce` (systemctl restart) changes a service, so this runbook is disruptive: remove `disruptive: false`",
+            "rules/a.yaml:11: error: runbooks.rb.steps[0].systemctl: step `bounce` (systemctl restart) changes a service, so this runbook is disruptive: remove `disruptive: false`",
         ),
         (
             "runbooks:\n  rb:\n    disruptive: false\n    steps:\n      - name: play\n        ansible: { playbook: p.yml }\n",
@@ -474,7 +474,7 @@ fn runbook_problems() {
         ),
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        shell: 'rm -rf /'\n",
-            "unknown key `shell` in step `s`",
+            "rules/a.yaml:10: error: runbooks.rb.steps[0].shell: unknown key `shell` in step `s`",
         ),
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        systemctl: { action: mask, unit: '{{params.unit}}' }\n",
@@ -498,7 +498,7 @@ fn runbook_problems() {
         ),
         (
             "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: [a, '{{params.unit}}']\n        on_failure: panic\n",
-            "`on_failure`: unknown variant `panic`",
+            "rules/a.yaml:11: error: runbooks.rb.steps[0].on_failure: `on_failure`: unknown variant `panic`",
         ),
         (
             "runbooks:\n  rb:\n    steps: []\n",
@@ -509,6 +509,93 @@ fn runbook_problems() {
         let text = format!("{rule}{rb}");
         assert_invalid(&config_with(""), &[("a.yaml", &text)], &[expected]);
     }
+}
+
+/// Issue 19: each error names the line to fix, not the start of what holds it.
+#[test]
+fn errors_point_at_the_line_to_fix() {
+    // A tab indents line 4; the scalar the YAML scanner was reading starts on line 3.
+    let tabbed = "rules:\n  - name: r\n    runbook: restart\n\tmatchers: ['a=\"b\"']\n";
+    assert_invalid(
+        &config_with(""),
+        &[("a.yaml", &format!("{tabbed}{RB}"))],
+        &[
+            "rules/a.yaml:4: error: YAML: while scanning a plain scalar, found a tab (scanning from line 3)\n",
+        ],
+    );
+    let config = config_with("server:\n  listen: 127.0.0.1:1\n\tbody_limit_bytes: 1\n");
+    assert_invalid(
+        &config,
+        &[("a.yaml", GOOD_RULES)],
+        &[
+            "config.yaml:11: error: YAML: while scanning a plain scalar, found a tab (scanning from line 10)\n",
+        ],
+    );
+    // A step's bad key, each on its own line below the step's `name:` (line 9).
+    let rule = "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    runbook: rb\n    params: { unit: kafka.service }\n";
+    let steps =
+        "runbooks:\n  rb:\n    steps:\n      - name: s\n        exec: [a]\n        retries: 11\n";
+    assert_invalid(
+        &config_with(""),
+        &[("a.yaml", &format!("{rule}{steps}"))],
+        &[
+            "rules/a.yaml:11: error: runbooks.rb.steps[0].retries: `retries` must be at most 10, got 11\n",
+        ],
+    );
+    let steps = "runbooks:\n  rb:\n    steps:\n      - name: s\n        wait_for:\n          tcp: 'a:1'\n          http: 'http://a'\n          timeout: 5s\n";
+    assert_invalid(
+        &config_with(""),
+        &[("a.yaml", &format!("{rule}{steps}"))],
+        &[
+            "rules/a.yaml:10: error: runbooks.rb.steps[0].wait_for: wait_for needs exactly one of `tcp` and `http`",
+        ],
+    );
+    // A PromQL error at `expr:` (line 6), not at `condition:` (line 4).
+    let cond = "rules:\n  - name: r\n    runbook: restart\n    condition:\n      for: 1m\n      expr: 'up =='\n";
+    assert_invalid(
+        &config_with(""),
+        &[("a.yaml", &format!("{cond}{RB}"))],
+        &["rules/a.yaml:6: error: rules[0].condition.expr: "],
+    );
+    // A matcher whose label name is what is wrong says so, and what a name is.
+    let bad_name = "rules:\n  - name: r\n    matchers:\n      - 'alertname=\"X\"'\n      - '1bad=\"x\"'\n    runbook: restart\n";
+    assert_invalid(
+        &config_with(""),
+        &[("a.yaml", &format!("{bad_name}{RB}"))],
+        &[
+            "rules/a.yaml:5: error: rules[0].matchers[1]: bad matcher `1bad=\"x\"`: `1bad` is not a label name (label names match [a-zA-Z_:][a-zA-Z0-9_:]*: a letter, `_` or `:` first, then letters, digits, `_`, `:`)\n",
+        ],
+    );
+}
+
+/// The files a `serve` run from the checkout leaves (the journal, its lock, the audit log)
+/// are git-ignored.
+#[test]
+fn runtime_files_are_git_ignored() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !repo.join(".git").exists() {
+        eprintln!("not a git checkout: nothing to check");
+        return;
+    }
+    let files = [
+        "kafka-healing.db",
+        "kafka-healing.db.lock",
+        "kafka-healing.db-wal",
+        "examples/state/journal.db.lock",
+        "examples/audit.jsonl",
+    ];
+    let o = std::process::Command::new("git")
+        .current_dir(repo)
+        .args(["check-ignore", "--no-index"])
+        .args(files)
+        .output()
+        .expect("git");
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        files,
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

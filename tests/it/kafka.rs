@@ -358,6 +358,9 @@ async fn real_kafka_broker_scraped_probed_and_killed() {
     assert!(
         value(&r, "kafka_server_brokertopicmetrics_messagesin_total").is_some_and(|v| v >= 0.0)
     );
+    // The Kafka tools as the diagnostics runbooks run them (`scripts/kafka/stack`'s
+    // wrappers): the mail carries their answer, not their client's INFO logging.
+    tools_answer_without_logging(s.path(), broker.port);
     // Target labels as Prometheus attaches them.
     let (labels, _) = r
         .samples
@@ -459,4 +462,35 @@ async fn real_kafka_broker_scraped_probed_and_killed() {
         !p.success,
         "socket probe of a killed broker succeeded: {p:?}"
     );
+}
+
+/// `kafka-metadata-quorum.sh describe --status` against the broker at `port`: its answer on
+/// stdout, and not one INFO line (slf4j-simple logs INFO by default: ~300 lines a run).
+fn tools_answer_without_logging(dir: &Path, port: u16) {
+    let mut c = Command::new(repo().join("scripts/kafka/stack"));
+    c.arg("tools").arg(dir.join("tools"));
+    let o = run_bounded(c, Duration::from_secs(30)).expect("stack tools");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bin = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let mut c = Command::new(bin.join("kafka-metadata-quorum.sh"));
+    c.args(["--bootstrap-server", &format!("127.0.0.1:{port}")])
+        .args(["describe", "--status"])
+        .env_remove("KAFKA_LOG4J_OPTS");
+    let o = run_bounded(c, Duration::from_secs(120)).expect("kafka-metadata-quorum.sh");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("LeaderId:") && out.contains("ClusterId:"),
+        "{out}"
+    );
+    let info: Vec<&str> = out
+        .lines()
+        .chain(err.lines())
+        .filter(|l| l.contains(" INFO "))
+        .collect();
+    assert!(info.is_empty(), "INFO lines in the tool's output: {info:?}");
+    assert!(out.lines().count() < 20, "{out}");
 }

@@ -13,6 +13,7 @@ mod expo;
 mod faults;
 mod fuzz;
 mod ha;
+mod history;
 mod hostile;
 mod hostile_net;
 mod http_step;

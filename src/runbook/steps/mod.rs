@@ -253,61 +253,102 @@ fn field<T: serde::de::DeserializeOwned>(key: &str, v: Value) -> Result<T, Strin
     serde_json::from_value(v).map_err(|e| format!("`{key}`: {e}"))
 }
 
+/// Why a step as written is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepSpecError {
+    /// The key of the step the problem is in (`retries`, `shell`), so that `check` points
+    /// at its line; `None` when it is the step's as a whole (no kind, several kinds).
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl StepSpecError {
+    fn at(key: &str) -> impl FnOnce(String) -> StepSpecError + '_ {
+        move |message| StepSpecError {
+            key: Some(key.to_string()),
+            message,
+        }
+    }
+
+    fn whole(message: String) -> StepSpecError {
+        StepSpecError { key: None, message }
+    }
+}
+
 impl Step {
-    fn from_map(mut m: Map<String, Value>) -> Result<Step, String> {
+    /// A step from its mapping as written.
+    pub fn from_value(v: Value) -> Result<Step, StepSpecError> {
+        match v {
+            Value::Object(m) => Step::from_map(m),
+            _ => Err(StepSpecError::whole(
+                "a step is a mapping with `name` and one kind".into(),
+            )),
+        }
+    }
+
+    fn from_map(mut m: Map<String, Value>) -> Result<Step, StepSpecError> {
         let name = match m.remove("name") {
             Some(Value::String(s)) if !s.trim().is_empty() => s,
-            Some(_) => return Err("`name` must be a non-empty string".into()),
-            None => return Err("missing `name`".into()),
+            Some(_) => {
+                return Err(StepSpecError::at("name")(
+                    "`name` must be a non-empty string".into(),
+                ));
+            }
+            None => return Err(StepSpecError::whole("missing `name`".into())),
         };
         let timeout = m
             .remove("timeout")
             .map(|v| parse_duration(&v).map_err(|e| format!("`timeout`: {e}")))
-            .transpose()?;
+            .transpose()
+            .map_err(StepSpecError::at("timeout"))?;
         let retries = m
             .remove("retries")
             .map(|v| field::<u32>("retries", v))
-            .transpose()?
+            .transpose()
+            .map_err(StepSpecError::at("retries"))?
             .unwrap_or(0);
         if retries > MAX_RETRIES {
-            return Err(format!(
+            return Err(StepSpecError::at("retries")(format!(
                 "`retries` must be at most {MAX_RETRIES}, got {retries}"
-            ));
+            )));
         }
         let on_failure = m
             .remove("on_failure")
             .map(|v| field::<OnFailure>("on_failure", v))
-            .transpose()?
+            .transpose()
+            .map_err(StepSpecError::at("on_failure"))?
             .unwrap_or_default();
         let kinds: Vec<&String> = m
             .keys()
             .filter(|k| STEP_KINDS.contains(&k.as_str()))
             .collect();
         if let Some(other) = m.keys().find(|k| !STEP_KINDS.contains(&k.as_str())) {
-            return Err(format!(
+            return Err(StepSpecError::at(other)(format!(
                 "unknown key `{other}` in step `{name}`; a step has name, timeout, retries, \
                  on_failure and one of {}",
                 STEP_KINDS.join(", ")
-            ));
+            )));
         }
         let key = match kinds.as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(format!(
+                return Err(StepSpecError::whole(format!(
                     "step `{name}` has no kind; give one of {}",
                     STEP_KINDS.join(", ")
-                ));
+                )));
             }
             many => {
                 let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
-                return Err(format!(
+                return Err(StepSpecError::whole(format!(
                     "step `{name}` has several kinds ({}); give exactly one",
                     names.join(", ")
-                ));
+                )));
             }
         };
         let body = m.remove(&key).unwrap_or(Value::Null);
-        let kind = StepKind::parse(&key, body, &name)?;
+        let kind = StepKind::parse(&key, body, &name).map_err(StepSpecError::at(&key))?;
         Ok(Step {
             name,
             kind,

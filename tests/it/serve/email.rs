@@ -128,6 +128,7 @@ async fn outcome_mail_reaches_oncall_with_both_parts_and_hostile_labels_defused(
         mails[0].mail.execution_id,
         Some(srv.executions().await[0]["id"].as_i64().unwrap())
     );
+    assert!(!srv.log().contains("dry_run is on"), "{}", srv.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,6 +197,72 @@ async fn smtp_outage_queues_mail_and_a_restart_delivers_each_once() {
     assert!(subjects.contains(&"[kafka-healing] RECOVERED kafka-1 (broker-down) test".to_string()));
     assert!(subjects.contains(&"[kafka-healing] RECOVERED kafka-2 (broker-down) test".to_string()));
     drop(srv);
+}
+
+/// Two mails for one (rule, target) wait out an SMTP outage and go out as one: the summary
+/// says they were held because the server could not take them, with the error, not by the
+/// rate limit (which is off here).
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_held_by_an_smtp_outage_says_why() {
+    let s = Scratch::new();
+    let rec = recorder(s.path());
+    let port = free_port(); // nothing listens: the SMTP server is down
+    let cfg = config(&smtp_cfg(port, "")) + "recovery: { cooldown_seconds: 0, max_attempts: 10 }\n";
+    let srv = Server::start(&s, &cfg, &rules(rec.to_str().unwrap(), ""));
+    for i in 1..=2 {
+        let body = webhook("r", vec![alert("firing", down("kafka-1"))]);
+        assert_eq!(srv.post(&body).await.0, 200);
+        srv.wait_until(20, "the run", |l| {
+            l.iter().filter(|e| e["status"] == "succeeded").count() == i
+        })
+        .await;
+    }
+    let db = s.path().join("state/journal.db");
+    let pending = || {
+        kafka_healing::journal::Journal::open_read_only(&db)
+            .unwrap()
+            .pending_mails()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(pending().len() == 2 && pending().iter().all(|m| m.attempts >= 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "not both failed: {:?}",
+            pending()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    srv.signal(Signal::SIGTERM);
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut srv = srv;
+        let _ = srv.child.wait();
+    })
+    .await;
+    // Both due before the next start, so its first round takes them together.
+    let due = pending().iter().map(|m| m.next_attempt_ms).max().unwrap();
+    let wait = (due - kafka_healing::clock::now_ms()).max(0) as u64 + 100;
+    assert!(wait < 60_000, "retry backoff of {wait} ms");
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let smtp = SmtpServer::start_on(s.path(), port, &[]);
+    let _srv = Server::start_in(s.path());
+    let got = wait_mail(&smtp, 1, 30).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(smtp.received().len(), 1, "the two went out as one");
+    let parsed = parse_eml(&got[0].0);
+    assert_eq!(
+        headers(&parsed, "Subject"),
+        ["[kafka-healing] RECOVERED kafka-1 (broker-down) test (+1 earlier)"]
+    );
+    let text = part(&parsed, "text/plain");
+    assert!(
+        text.contains(
+            "Also since the last email (1 held while the SMTP server could not take them; \
+             last error: cannot connect"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("rate limit"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,6 +487,14 @@ async fn dry_run_mails_what_would_have_run() {
         "{text}"
     );
     assert!(recorded(s.path(), "run").is_empty(), "nothing executed");
+    // Said once, at start, so that whoever reads the log knows nothing will run.
+    let log = _srv.log();
+    assert_eq!(
+        log.matches("recovery.dry_run is on: runbooks are recorded and mailed, never run")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -157,6 +157,11 @@ async fn health_readiness_and_metrics() {
         no_auth.headers()["www-authenticate"],
         "Bearer realm=\"kafka-healing\""
     );
+    // Without a `coordination:` section there is no lease: no coordination series at all
+    // (a `coordination_up 0` would page whoever alerts on 0), the others as ever.
+    let m = srv.metrics().await;
+    assert!(!m.contains("kafka_healing_coordination_"), "{m}");
+    assert!(m.contains("\nkafka_healing_pauses_active 0\n"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
