@@ -1,7 +1,7 @@
 //! `kafka-healing history`: recent executions from the journal (read-only; safe while the
 //! service runs).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
@@ -9,7 +9,7 @@ use crate::journal::{ExecStatus, ExecutionFilter, Journal};
 
 /// Filters given on the command line.
 pub(super) struct Args<'a> {
-    pub config: &'a Path,
+    pub config: &'a [PathBuf],
     pub json: bool,
     pub limit: u32,
     pub status: Option<&'a str>,
