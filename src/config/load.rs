@@ -65,6 +65,17 @@ pub struct Provenance {
 }
 
 impl Loaded {
+    /// The file whose value of `path` (`rules`, `recovery.actions`) is in effect, with its
+    /// document (for lines): the last layer that sets it, else the first file.
+    pub fn layer_with(&self, path: &str) -> Option<&Layer> {
+        let layers = &self.provenance.layers;
+        layers
+            .iter()
+            .rev()
+            .find(|l| l.doc.own_line(path).is_some())
+            .or(layers.first())
+    }
+
     /// The config files given (`-c`), in order: [`Loaded::files`] without the overlay.
     pub fn given_files(&self) -> Vec<PathBuf> {
         self.provenance
@@ -142,7 +153,8 @@ pub fn load_files_with_env(
 }
 
 /// Loads a configuration from `text` as if read from `path` (relative paths and `*_file`
-/// secrets resolve against `path`'s directory; diagnostics name `path`).
+/// secrets resolve against `path`'s directory; diagnostics name `path`; an environment
+/// overlay is read from `path`'s directory).
 pub fn load_text(
     text: &str,
     path: &Path,

@@ -574,5 +574,5 @@ fn the_smtp_password_from_env_is_sent_as_written() {
     assert_eq!(srv.received().len(), 1);
 }
 
-mod explain;
+mod cli;
 mod merge;

@@ -1,4 +1,5 @@
-//! `check --explain KEY` over layered files, and `serve` reloading every layer.
+//! The commands over layered files: `check --explain KEY`, `serve` reloading every layer,
+//! `test` with a list of config files.
 
 use crate::common::*;
 use crate::serve::harness::{NOOP_RULES, Server, config};
@@ -230,4 +231,50 @@ async fn a_reload_reads_the_second_file_again() {
     let (code, body) = srv.post_path("/-/reload").await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(ready(&srv).await, "ready: 2 rules\n");
+}
+
+#[test]
+fn a_rule_test_file_layers_a_list_of_configs() {
+    let (s, base, over) = layers();
+    s.write("bad.yaml", "\nrecovery:\n  max_attempts: many\n");
+    s.write(
+        "t.test.yaml",
+        &format!("config: [{base}, {over}, bad.yaml]\ntests: []\n"),
+    );
+    let o = run(&["test", s.path().join("t.test.yaml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{}:3: error: recovery.max_attempts: expected an integer, got the string \"many\"",
+            s.path().join("bad.yaml").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "config: {base} + {over} + {}",
+            s.path().join("bad.yaml").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rule_pattern_from_the_second_file_is_reported_at_its_line() {
+    let (s, base, _) = layers();
+    let over = s.write(
+        "over.yaml",
+        "# more rules\nrules:\n  - rules/*.yaml\n  - nothing/*.yaml\n",
+    );
+    let o = run(&["check", "-c", &base, "-c", over.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{}:4: error: rules[1]: `nothing/*.yaml` matches no rule file",
+            over.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
 }
