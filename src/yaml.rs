@@ -60,6 +60,29 @@ impl Document {
         self.plain.get(path).map(String::as_str)
     }
 
+    /// Builds a document from its parts (layered configs merge documents).
+    pub(crate) fn from_parts(
+        value: Value,
+        lines: HashMap<String, usize>,
+        plain: HashMap<String, String>,
+    ) -> Document {
+        Document {
+            value,
+            lines,
+            plain,
+        }
+    }
+
+    /// The line of each path and the text of each plain scalar, by path.
+    pub(crate) fn parts(&self) -> (&HashMap<String, usize>, &HashMap<String, String>) {
+        (&self.lines, &self.plain)
+    }
+
+    /// The line `path` itself starts on (no ancestor's), when the document has that path.
+    pub fn own_line(&self, path: &str) -> Option<usize> {
+        self.lines.get(path).copied()
+    }
+
     /// The line a path (`a.b[0].c`, as `serde_path_to_error` prints it) starts on, or the
     /// line of its nearest ancestor that has one.
     pub fn line_of(&self, path: &str) -> Option<usize> {

@@ -1,6 +1,6 @@
 //! `kafka-healing check`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
@@ -8,8 +8,10 @@ use crate::config::{self, LoadError};
 use crate::diag::{Diagnostics, plural};
 use crate::rules;
 
-pub(super) fn run(path: &Path, json: bool) -> ExitCode {
-    let (mut diags, summary) = match config::load(path) {
+pub(super) fn run(paths: &[PathBuf], json: bool) -> ExitCode {
+    let path = paths.first().map_or(Path::new(""), PathBuf::as_path);
+    let mut shown = super::ConfigFiles::shown(paths);
+    let (mut diags, summary) = match config::load_files(paths) {
         Err(e @ LoadError::Read { .. }) => {
             // Unreadable file: a usage problem, not an invalid config.
             eprintln!("error: {e}");
@@ -22,6 +24,8 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
             (d, None)
         }
         Ok(loaded) => {
+            // With the environment overlay, when one was read.
+            shown = super::ConfigFiles::shown(&loaded.files());
             let (set, more) = rules::load_rules(&loaded);
             let mut d = loaded.warnings.clone();
             d.extend(more);
@@ -41,8 +45,7 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
                 .map(|b| format!("{b}\n"))
                 .unwrap_or_default();
             let summary = format!(
-                "{}: {}, {}, {} in cluster {}\n{builtin}{}",
-                path.display(),
+                "{shown}: {}, {}, {} in cluster {}\n{builtin}{}",
                 plural(set.rules.len(), "rule"),
                 plural(set.runbooks.len(), "runbook"),
                 plural(loaded.config.cluster.kafka_brokers.len(), "broker"),
@@ -56,8 +59,7 @@ pub(super) fn run(path: &Path, json: bool) -> ExitCode {
     report(&diags, json);
     if diags.has_errors() {
         eprintln!(
-            "{}: INVALID ({})",
-            path.display(),
+            "{shown}: INVALID ({})",
             plural(diags.error_count(), "error")
         );
         return ExitCode::from(EXIT_INVALID);

@@ -1,7 +1,7 @@
 //! `kafka-healing dry-run`: the plan for a webhook payload; nothing is executed.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::output::print_plans;
@@ -11,7 +11,7 @@ use crate::engine::plan_payload;
 use crate::ingest::parse_webhook;
 use crate::rules;
 
-pub(super) fn run(config_path: &Path, alerts: &Path, json: bool) -> ExitCode {
+pub(super) fn run(config_path: &[PathBuf], alerts: &Path, json: bool) -> ExitCode {
     let loaded = match super::load_config(config_path) {
         Ok(l) => l,
         Err(code) => return code,

@@ -9,7 +9,7 @@ use crate::journal::{ExecStatus, ExecutionFilter, Journal};
 
 /// Filters given on the command line.
 pub(super) struct Args<'a> {
-    pub config: &'a Path,
+    pub config: &'a [PathBuf],
     pub json: bool,
     pub limit: u32,
     pub status: Option<&'a str>,
@@ -26,10 +26,10 @@ fn fmt_ms(ms: Option<i64>) -> String {
 
 /// The journal's path. `history` reads only the journal, so a configuration that is not
 /// valid as a whole (an SMTP secret unset where history runs) still names it: then only
-/// `state.path` is read, as the loader would (environment override, `${NAME}`, relative to
-/// the config file).
-fn journal_path(config: &Path) -> Result<PathBuf, ExitCode> {
-    match crate::config::load(config) {
+/// `state.path` is read, as the loader would (environment override, `${NAME}`, the last
+/// file that sets it wins, relative to the first file).
+fn journal_path(config: &[PathBuf]) -> Result<PathBuf, ExitCode> {
+    match crate::config::load_files(config) {
         Ok(l) => return Ok(l.resolve(&l.config.state.path)),
         Err(e @ crate::config::LoadError::Read { .. }) => {
             eprintln!("error: {e}");
@@ -39,35 +39,41 @@ fn journal_path(config: &Path) -> Result<PathBuf, ExitCode> {
     }
     match state_path_only(config) {
         Ok(p) => Ok(p),
-        Err(why) => {
-            eprintln!("error: {}: {why}", config.display());
+        Err((file, why)) => {
+            eprintln!("error: {}: {why}", file.display());
             eprintln!("error: the configuration is invalid; run `kafka-healing check` for details");
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
 }
 
-/// `state.path` of the file at `config`, read on its own (the rest may be invalid).
-fn state_path_only(config: &Path) -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string(config).map_err(|e| e.to_string())?;
-    let doc = crate::yaml::Document::parse(&text).map_err(|e| format!("YAML: {e}"))?;
+/// `state.path` of the files at `config`, read on their own (the rest may be invalid).
+fn state_path_only(config: &[PathBuf]) -> Result<PathBuf, (PathBuf, String)> {
     let env_key = format!("{}__STATE__PATH", crate::config::ENV_PREFIX);
+    let mut written = None;
+    for file in config {
+        let fail = |why: String| (file.clone(), why);
+        let text = std::fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
+        let doc = crate::yaml::Document::parse(&text).map_err(|e| fail(format!("YAML: {e}")))?;
+        match doc.value.get("state").and_then(|s| s.get("path")) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s)) => written = Some((file, s.clone())),
+            Some(_) => return Err(fail("state.path must be a string".into())),
+        }
+    }
+    let first = config.first().cloned().unwrap_or_default();
     let written = match std::env::var(&env_key) {
-        Ok(v) => Some(v),
-        Err(_) => match doc.value.get("state").and_then(|s| s.get("path")) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err("state.path must be a string".into()),
-        },
+        Ok(v) => Some((&first, v)),
+        Err(_) => written,
     };
     let path = match written {
-        Some(s) => PathBuf::from(
+        Some((file, s)) => PathBuf::from(
             crate::config::expand_env(&s, |n| std::env::var(n).ok())
-                .map_err(|e| format!("state.path: {e}"))?,
+                .map_err(|e| (file.clone(), format!("state.path: {e}")))?,
         ),
         None => crate::config::StateConfig::default().path,
     };
-    let base = config.parent().unwrap_or(Path::new("."));
+    let base = first.parent().unwrap_or(Path::new("."));
     Ok(if path.is_absolute() {
         path
     } else {

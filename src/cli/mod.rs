@@ -2,8 +2,10 @@
 
 mod audit;
 mod check;
+mod config_arg;
 mod dry_run;
 mod eval;
+mod explain;
 mod history;
 mod logfile;
 mod notify;
@@ -18,6 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub use config_arg::ConfigFiles;
 
 /// Exit code: the configuration or input is invalid.
 pub const EXIT_INVALID: u8 = 1;
@@ -47,27 +51,32 @@ pub enum Command {
     /// Validate the config and every rule file it names; report every problem with file
     /// and line. Exit 0 when valid, 1 when not.
     Check {
-        /// Config file (YAML). Environment variables KAFKA_HEALING__SECTION__KEY override it.
-        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-        config: PathBuf,
+        /// The config files.
+        #[command(flatten)]
+        config: ConfigFiles,
         /// Print diagnostics as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Print KEY's effective value (dotted path: notifications.smtp.port,
+        /// cluster.kafka_brokers[0].host) and where it came from: file and line, environment
+        /// variable, secret file or default.
+        #[arg(long, value_name = "KEY")]
+        explain: Option<String>,
     },
     /// Run the service: take Alertmanager's webhook, journal every alert, and run the
     /// matching runbooks under the safety policy. SIGHUP reloads config and rules; SIGTERM
     /// stops intake and lets running steps finish for recovery.shutdown_grace_seconds.
     Serve {
-        /// Config file (YAML).
-        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-        config: PathBuf,
+        /// The config files.
+        #[command(flatten)]
+        config: ConfigFiles,
     },
     /// List recent executions from the journal, newest first (read-only: safe while
     /// `serve` runs).
     History {
-        /// Config file (YAML); the journal is its `state.path`.
-        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-        config: PathBuf,
+        /// The config files.
+        #[command(flatten)]
+        config: ConfigFiles,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -90,9 +99,9 @@ pub enum Command {
     /// `--rule`), or one rule's on one broker (both). Attempts are forgotten with them.
     #[command(arg_required_else_help = true)]
     Reset {
-        /// Config file (YAML): the service's address and credentials come from it.
-        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-        config: PathBuf,
+        /// The config files.
+        #[command(flatten)]
+        config: ConfigFiles,
         /// The broker's node_id; with `--rule`, `-` names the circuit of a runbook without
         /// a target.
         #[arg(required_unless_present = "rule")]
@@ -118,9 +127,9 @@ pub enum Command {
     /// would run. Nothing is executed.
     #[command(name = "dry-run")]
     DryRun {
-        /// Config file (YAML).
-        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-        config: PathBuf,
+        /// The config files.
+        #[command(flatten)]
+        config: ConfigFiles,
         /// Webhook body (JSON, Alertmanager version 4); `-` reads standard input.
         #[arg(short, long, value_name = "FILE|-")]
         alerts: PathBuf,
@@ -149,9 +158,9 @@ pub enum Command {
     /// as monitoring.methods says) and show what each rule condition returns now. Nothing
     /// is remediated.
     Scrape {
-        /// Config file (YAML).
-        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-        config: PathBuf,
+        /// The config files.
+        #[command(flatten)]
+        config: ConfigFiles,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -187,13 +196,22 @@ pub fn run(cli: Cli) -> ExitCode {
         init_logging(cli.log.as_deref().unwrap_or("warn"), false, None);
     }
     match cli.command {
-        Command::Serve { config } => serve::run(&config, cli.log.as_deref()),
-        Command::Check { config, json } => check::run(&config, json),
+        Command::Serve { config } => serve::run(config.paths(), cli.log.as_deref()),
+        Command::Check {
+            config,
+            json,
+            explain: Some(key),
+        } => explain::run(config.paths(), &key, json),
+        Command::Check {
+            config,
+            json,
+            explain: None,
+        } => check::run(config.paths(), json),
         Command::DryRun {
             config,
             alerts,
             json,
-        } => dry_run::run(&config, &alerts, json),
+        } => dry_run::run(config.paths(), &alerts, json),
         Command::Reset {
             config,
             target,
@@ -201,7 +219,7 @@ pub fn run(cli: Cli) -> ExitCode {
             url,
             insecure,
         } => reset::run(
-            &config,
+            config.paths(),
             reset::What {
                 target: target.as_deref(),
                 rule: rule.as_deref(),
@@ -219,7 +237,7 @@ pub fn run(cli: Cli) -> ExitCode {
             rule,
             target,
         } => history::run(history::Args {
-            config: &config,
+            config: config.paths(),
             json,
             limit,
             status: status.as_deref(),
@@ -233,15 +251,15 @@ pub fn run(cli: Cli) -> ExitCode {
             expr,
         } => eval::run(&metrics, at_ms, &expr, json),
         Command::Notify { command } => notify::run(command),
-        Command::Scrape { config, json } => scrape::run(&config, json),
+        Command::Scrape { config, json } => scrape::run(config.paths(), json),
         Command::Test { files, json } => test::run(&files, json),
     }
 }
 
 /// Loads a config for a command, or reports why not: an unreadable file is a usage
 /// error (exit 2), an invalid one exit 1 with every diagnostic.
-fn load_config(path: &std::path::Path) -> Result<crate::config::Loaded, ExitCode> {
-    match crate::config::load(path) {
+fn load_config(paths: &[PathBuf]) -> Result<crate::config::Loaded, ExitCode> {
+    match crate::config::load_files(paths) {
         Ok(l) => Ok(l),
         Err(e @ crate::config::LoadError::Read { .. }) => {
             eprintln!("error: {e}");
@@ -257,8 +275,8 @@ fn load_config(path: &std::path::Path) -> Result<crate::config::Loaded, ExitCode
 
 /// Loads config, rules and templates for a command, or reports why not (exit 2 for an
 /// unreadable file, 1 for an invalid setup with every diagnostic).
-fn load_setup(path: &std::path::Path) -> Result<crate::engine::Setup, ExitCode> {
-    match crate::engine::Setup::load(path) {
+fn load_setup(paths: &[PathBuf]) -> Result<crate::engine::Setup, ExitCode> {
+    match crate::engine::Setup::load_files(paths) {
         Ok(s) => Ok(s),
         Err(e @ crate::config::LoadError::Read { .. }) => {
             eprintln!("error: {e}");

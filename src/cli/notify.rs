@@ -1,7 +1,7 @@
 //! `kafka-healing notify test`: sends one test email through the configured SMTP server,
 //! so an SRE can check host, port, TLS, credentials and recipients before an incident.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::EXIT_INVALID;
@@ -33,7 +33,7 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown host".into())
 }
 
-pub(super) fn run_test(config_path: &Path, to: &[String]) -> ExitCode {
+pub(super) fn run_test(config_path: &[PathBuf], to: &[String]) -> ExitCode {
     let loaded = match super::load_config(config_path) {
         Ok(l) => l,
         Err(code) => return code,
@@ -41,7 +41,7 @@ pub(super) fn run_test(config_path: &Path, to: &[String]) -> ExitCode {
     let Some(smtp) = loaded.config.notifications.smtp.as_ref() else {
         eprintln!(
             "error: {} has no notifications.smtp section; there is nothing to test",
-            config_path.display()
+            super::ConfigFiles::shown(config_path)
         );
         return ExitCode::from(EXIT_INVALID);
     };
@@ -59,7 +59,7 @@ pub(super) fn run_test(config_path: &Path, to: &[String]) -> ExitCode {
     };
     let cluster = &loaded.config.cluster.name;
     let host = host_name();
-    let config_shown = config_path.display().to_string();
+    let config_shown = super::ConfigFiles::shown(&loaded.files());
     let mail = OutgoingMail {
         to: recipients.clone(),
         subject: format!("[kafka-healing] test message from {cluster}"),
@@ -118,9 +118,9 @@ pub enum NotifyCommand {
     /// Send a test email through notifications.smtp to check host, port, TLS, credentials
     /// and recipients. Exit 0 when the server accepted it, 1 when not (the error says why).
     Test {
-        /// Config file (YAML).
-        #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-        config: std::path::PathBuf,
+        /// The config files.
+        #[command(flatten)]
+        config: super::ConfigFiles,
         /// Send to this address instead of notifications.smtp.to_emails (repeatable).
         #[arg(long, value_name = "ADDR")]
         to: Vec<String>,
@@ -129,6 +129,6 @@ pub enum NotifyCommand {
 
 pub(super) fn run(cmd: NotifyCommand) -> ExitCode {
     match cmd {
-        NotifyCommand::Test { config, to } => run_test(&config, &to),
+        NotifyCommand::Test { config, to } => run_test(config.paths(), &to),
     }
 }

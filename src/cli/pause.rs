@@ -1,7 +1,7 @@
 //! `kafka-healing pause` and `resume`: set and end pauses through the running service's
 //! API (as `reset` does), so planned work on a broker is not "healed".
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
@@ -37,9 +37,9 @@ impl Scope {
 /// How to reach the service.
 #[derive(Debug, Args)]
 pub struct Service {
-    /// Config file (YAML): the service's address and credentials come from it.
-    #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
+    /// The config files: the service's address and credentials come from them.
+    #[command(flatten)]
+    pub config: super::ConfigFiles,
     /// Service base URL, when it is not the config's server.listen.
     #[arg(long)]
     pub url: Option<String>,
@@ -143,8 +143,8 @@ fn call(
     }
 }
 
-fn load(path: &Path) -> Result<Config, ExitCode> {
-    super::load_config(path).map(|l| l.config)
+fn load(paths: &[PathBuf]) -> Result<Config, ExitCode> {
+    super::load_config(paths).map(|l| l.config)
 }
 
 /// Prints the outcome of a call; `ok` words a 2xx answer.
@@ -187,7 +187,7 @@ pub(super) fn run_pause(a: PauseArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let cfg = match load(&a.service.config) {
+    let cfg = match load(a.service.config.paths()) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -217,7 +217,7 @@ pub(super) fn run_pause(a: PauseArgs) -> ExitCode {
 
 /// `kafka-healing resume`.
 pub(super) fn run_resume(a: ResumeArgs) -> ExitCode {
-    let cfg = match load(&a.service.config) {
+    let cfg = match load(a.service.config.paths()) {
         Ok(c) => c,
         Err(code) => return code,
     };

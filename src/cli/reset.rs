@@ -2,7 +2,7 @@
 //! target) through the running service's API.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{EXIT_INVALID, EXIT_USAGE};
@@ -84,7 +84,7 @@ impl What<'_> {
 }
 
 pub(super) fn run(
-    config_path: &Path,
+    config_path: &[PathBuf],
     what: What<'_>,
     url: Option<&str>,
     insecure: bool,

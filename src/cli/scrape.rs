@@ -1,7 +1,7 @@
 //! `kafka-healing scrape`: scrape and probe every target once, and show each condition's
 //! current result. Nothing is remediated.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -23,7 +23,7 @@ fn series_text(labels: &crate::ingest::store::Labels, v: f64) -> String {
     format!("{name}{{{}}} {v}", rest.join(", "))
 }
 
-pub(super) fn run(path: &Path, json_out: bool) -> ExitCode {
+pub(super) fn run(path: &[PathBuf], json_out: bool) -> ExitCode {
     let setup = match super::load_setup(path) {
         Ok(s) => s,
         Err(code) => return code,

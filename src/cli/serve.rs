@@ -1,7 +1,7 @@
 //! `kafka-healing serve`: the service.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +25,7 @@ use axum_server::accept::DefaultAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio_util::sync::CancellationToken;
 
-pub(super) fn run(path: &Path, log_override: Option<&str>) -> ExitCode {
+pub(super) fn run(path: &[PathBuf], log_override: Option<&str>) -> ExitCode {
     let setup = match super::load_setup(path) {
         Ok(s) => s,
         Err(code) => return code,
@@ -125,7 +125,8 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         )
     });
     let grace = Duration::from_secs(cfg.recovery.shutdown_grace_seconds);
-    let config_path = setup.loaded.path.clone();
+    // A reload reads the files given again (and the overlay, which they may now name).
+    let config_paths = setup.loaded.given_files();
     let startup = setup.loaded.config.clone();
     let metrics = Arc::new(Metrics::with_coordination(cfg.coordination.is_some()));
     // Interrupted executions are escalated (a human must check the target).
@@ -204,7 +205,7 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         engine: engine.clone(),
         metrics,
         accepting: AtomicBool::new(true),
-        config_path,
+        config_paths,
         reload_lock: tokio::sync::Mutex::new(()),
         startup,
     });

@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diag::Diagnostics;
 use crate::yaml::Document;
 
 /// Where the self-watch reads Alertmanager's silences (API v2), so that a silence that
 /// matches one of its alerts stops it from acting, as it stops Alertmanager's own.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
     /// Alertmanager's base URL (`http://127.0.0.1:9093`, or with its route prefix); the

@@ -1,4 +1,5 @@
-//! Loading: file, then environment variables, then `${NAME}` references and `*_file` secrets.
+//! Loading: files (deep-merged in order), the `config/<environment>.yaml` overlay, then
+//! environment variables, then `${NAME}` references and `*_file` secrets.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::alertmanager::AlertmanagerConfig;
 use super::expand::expand_env;
 use super::kubernetes::KubernetesConfig;
+use super::layers::{Layer, Merged};
 use super::model::*;
 use super::node::Node;
 use super::secret::Secret;
@@ -41,15 +43,58 @@ pub enum LoadError {
 pub struct Loaded {
     /// The configuration.
     pub config: Config,
-    /// The config file's path as given.
+    /// The (first) config file's path as given.
     pub path: PathBuf,
-    /// Directory relative paths in the config are resolved against.
+    /// Directory relative paths in the config are resolved against: the first file's,
+    /// whichever file a path came from.
     pub base_dir: PathBuf,
     /// Warnings found while loading (errors make loading fail).
     pub warnings: Diagnostics,
+    /// Where each value came from: the files in merge order, and the keys environment
+    /// variables set.
+    pub provenance: Provenance,
+}
+
+/// What `check --explain` needs to say where a value came from.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    /// Every file read, in merge order (the environment overlay last).
+    pub layers: Vec<Layer>,
+    /// The keys `KAFKA_HEALING__*` variables set: (dotted path, variable name).
+    pub env_keys: Vec<(String, String)>,
 }
 
 impl Loaded {
+    /// The file whose value of `path` (`rules`, `recovery.actions`) is in effect, with its
+    /// document (for lines): the last layer that sets it, else the first file.
+    pub fn layer_with(&self, path: &str) -> Option<&Layer> {
+        let layers = &self.provenance.layers;
+        layers
+            .iter()
+            .rev()
+            .find(|l| l.doc.own_line(path).is_some())
+            .or(layers.first())
+    }
+
+    /// The config files given (`-c`), in order: [`Loaded::files`] without the overlay.
+    pub fn given_files(&self) -> Vec<PathBuf> {
+        self.provenance
+            .layers
+            .iter()
+            .filter(|l| !l.overlay)
+            .map(|l| l.path.clone())
+            .collect()
+    }
+
+    /// Every config file read, in merge order (the environment overlay last).
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.provenance
+            .layers
+            .iter()
+            .map(|l| l.path.clone())
+            .collect()
+    }
+
     /// Resolves a path from the config relative to the config file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         resolve(&self.base_dir, p)
@@ -66,92 +111,185 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 
 /// Loads `path` with the process environment.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    load_files(&[path.to_path_buf()])
+}
+
+/// Loads `paths`, deep-merged in order, with the process environment.
+pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     // `std::env::vars` panics on a variable that is not Unicode; such a one cannot be
     // a config key or a `${NAME}` this file can use anyway.
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    load_with_env(path, env)
+    load_files_with_env(paths, env)
 }
 
 /// Loads `path` with an explicit environment (tests use this instead of mutating the
 /// process environment).
 pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    load_text(&text, path, env)
+    load_files_with_env(&[path.to_path_buf()], env)
+}
+
+/// Loads `paths`, deep-merged in order, with an explicit environment.
+pub fn load_files_with_env(
+    paths: &[PathBuf],
+    env: HashMap<String, String>,
+) -> Result<Loaded, LoadError> {
+    if paths.is_empty() {
+        return Err(LoadError::Read {
+            path: PathBuf::new(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no config file given"),
+        });
+    }
+    let mut sources = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        sources.push((path.clone(), text));
+    }
+    load_sources(sources, env)
 }
 
 /// Loads a configuration from `text` as if read from `path` (relative paths and `*_file`
-/// secrets resolve against `path`'s directory; diagnostics name `path`).
+/// secrets resolve against `path`'s directory; diagnostics name `path`; an environment
+/// overlay is read from `path`'s directory).
 pub fn load_text(
     text: &str,
     path: &Path,
     env: HashMap<String, String>,
 ) -> Result<Loaded, LoadError> {
-    let base_dir = path
+    load_sources(vec![(path.to_path_buf(), text.to_string())], env)
+}
+
+/// Loads the texts of `sources` (path, text), deep-merged in order, then the environment
+/// overlay, then the environment.
+fn load_sources(
+    sources: Vec<(PathBuf, String)>,
+    env: HashMap<String, String>,
+) -> Result<Loaded, LoadError> {
+    let mut diags = Diagnostics::default();
+    let mut layers = Vec::with_capacity(sources.len() + 1);
+    for (i, (path, text)) in sources.into_iter().enumerate() {
+        if let Some(doc) = parse_layer(&path, &text, i == 0, &mut diags) {
+            layers.push(Layer {
+                path,
+                doc,
+                overlay: false,
+            });
+        }
+    }
+    if diags.has_errors() {
+        return Err(LoadError::Invalid(diags));
+    }
+    let Some(primary) = layers.first().map(|l| l.path.clone()) else {
+        return Err(LoadError::Invalid(diags));
+    };
+    let base_dir = primary
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let mut diags = Diagnostics::default();
+    if let Some(overlay) = super::overlay::environment_overlay(&layers, &env, &mut diags)? {
+        layers.push(overlay);
+    }
+    if diags.has_errors() {
+        diags.sort();
+        return Err(LoadError::Invalid(diags));
+    }
+
+    let merged = Merged::new(&layers);
+    let mut found = Diagnostics::default();
+    let built = build(&merged.doc, &primary, &base_dir, &env, &mut found);
+    merged.remap(&mut found, &primary);
+    diags.extend(found);
+    diags.sort();
+    let (Some((config, env_keys)), false) = (built, diags.has_errors()) else {
+        return Err(LoadError::Invalid(diags));
+    };
+    Ok(Loaded {
+        config,
+        path: primary,
+        base_dir,
+        warnings: diags,
+        provenance: Provenance { layers, env_keys },
+    })
+}
+
+/// Parses one file; `None` (with the reason in `diags`) when it is no YAML mapping. Files
+/// after the first may be empty: they then change nothing.
+pub(super) fn parse_layer(
+    path: &Path,
+    text: &str,
+    first: bool,
+    diags: &mut Diagnostics,
+) -> Option<Document> {
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
             diags.error(path, Some(e.line), format!("YAML: {}", e.message));
-            return Err(LoadError::Invalid(diags));
+            return None;
         }
     };
+    if doc.value.is_null() && !first {
+        return Some(Document::default());
+    }
     if !doc.value.is_object() {
         diags.error(path, None, "the config must be a YAML mapping");
-        return Err(LoadError::Invalid(diags));
+        return None;
     }
+    Some(doc)
+}
 
-    let mut root = Node::from_doc(&doc);
-    let problems = apply_env(&mut root, &env);
+/// Builds the config from the merged tree: environment variables, `${NAME}` references,
+/// sections, secrets, checks. Diagnostics name `file` with the merged tree's virtual
+/// lines. Returns the config and the keys environment variables set (path, variable).
+fn build(
+    doc: &Document,
+    file: &Path,
+    base_dir: &Path,
+    env: &HashMap<String, String>,
+    diags: &mut Diagnostics,
+) -> Option<(Config, Vec<(String, String)>)> {
+    let mut root = Node::from_doc(doc);
+    let (problems, env_keys) = apply_env(&mut root, env);
     if !problems.is_empty() {
         for p in problems {
-            diags.error(path, None, p);
+            diags.error(file, None, p);
         }
-        return Err(LoadError::Invalid(diags));
+        return None;
     }
-    let Node::Map(entries) = expand_node(root, "", &env, path, &doc, &mut diags) else {
-        diags.error(path, None, "the config must be a YAML mapping");
-        return Err(LoadError::Invalid(diags));
+    let Node::Map(entries) = expand_node(root, "", env, file, doc, diags) else {
+        diags.error(file, None, "the config must be a YAML mapping");
+        return None;
     };
     let mut table: HashMap<String, Node> = entries.into_iter().collect();
-    let escalation_off = super::seed::take_escalation_switch(&mut table, path, &doc, &mut diags);
+    let escalation_off = super::seed::take_escalation_switch(&mut table, file, doc, diags);
 
-    let config = sections(table, path, &doc, &mut diags);
+    let config = sections(table, file, doc, diags);
     let Some(mut config) = config else {
-        name_env_overrides(&mut diags, &env);
-        return Err(LoadError::Invalid(diags));
+        name_env_overrides(diags, env);
+        return None;
     };
-    resolve_secrets(&mut config, &base_dir, path, &doc, &mut diags);
+    resolve_secrets(&mut config, base_dir, file, doc, diags);
     super::seed::normalize(&mut config, escalation_off);
-    validate(&config, path, &doc, &mut diags);
-    super::seed::warn(&config, path, &doc, &mut diags);
-    name_env_overrides(&mut diags, &env);
-    diags.sort();
-    if diags.has_errors() {
-        return Err(LoadError::Invalid(diags));
-    }
-    Ok(Loaded {
-        config,
-        path: path.to_path_buf(),
-        base_dir,
-        warnings: diags,
-    })
+    validate(&config, file, doc, diags);
+    super::seed::warn(&config, file, doc, diags);
+    name_env_overrides(diags, env);
+    Some((config, env_keys))
 }
 
 /// Applies the `KAFKA_HEALING__*` variables to the file's tree. Their values stay text:
 /// the field's type decides how it is read, so `007` fills a string field as `007`.
-fn apply_env(root: &mut Node, env: &HashMap<String, String>) -> Vec<String> {
+fn apply_env(
+    root: &mut Node,
+    env: &HashMap<String, String>,
+) -> (Vec<String>, Vec<(String, String)>) {
     let prefix = format!("{}__", ENV_PREFIX.to_ascii_lowercase());
     let mut vars: Vec<_> = env.iter().collect();
     vars.sort();
     let mut problems = Vec::new();
+    let mut keys = Vec::new();
     for (name, value) in vars {
         let key = name.to_ascii_lowercase();
         let Some(key) = key.strip_prefix(&prefix) else {
@@ -165,8 +303,9 @@ fn apply_env(root: &mut Node, env: &HashMap<String, String>) -> Vec<String> {
             continue;
         }
         root.set(&path, Node::Text(value.clone()));
+        keys.push((path.join("."), name.clone()));
     }
-    problems
+    (problems, keys)
 }
 
 /// The environment variable that would override `path` (for error messages).

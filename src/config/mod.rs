@@ -1,15 +1,19 @@
 //! Service configuration: the seed's YAML shape plus `server`, `rules` and `state`.
 //!
-//! Loaded in layers (file, then `KAFKA_HEALING__SECTION__KEY` environment variables, then
-//! `${NAME}` references and `*_file` secrets) by [`load`], checked by [`validate`].
+//! Loaded in layers (files deep-merged in order, the `config/<environment>.yaml` overlay,
+//! then `KAFKA_HEALING__SECTION__KEY` environment variables, then `${NAME}` references and
+//! `*_file` secrets) by [`load_files`], checked by [`validate`].
 //! Unknown keys are errors everywhere.
 
 mod alertmanager;
 mod expand;
+mod explain;
 mod kubernetes;
+mod layers;
 mod load;
 mod model;
 mod node;
+mod overlay;
 mod secret;
 mod security;
 mod seed;
@@ -17,8 +21,13 @@ mod validate;
 
 pub use alertmanager::AlertmanagerConfig;
 pub use expand::{ExpandError, expand_env};
+pub use explain::{ExplainError, Explanation, Place, Source, explain};
 pub use kubernetes::KubernetesConfig;
-pub use load::{ENV_PREFIX, LoadError, Loaded, load, load_text, load_with_env};
+pub use layers::Layer;
+pub use load::{
+    ENV_PREFIX, LoadError, Loaded, Provenance, load, load_files, load_files_with_env, load_text,
+    load_with_env,
+};
 pub use model::*;
 pub use node::deserialize_at;
 pub use secret::Secret;

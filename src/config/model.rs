@@ -26,7 +26,7 @@ macro_rules! keyword_enum {
 }
 
 /// The whole configuration, after layering and secret resolution.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The Kafka cluster this instance heals.

@@ -1,7 +1,7 @@
 //! The setup the engine decides with: configuration, rules and message templates, loaded
 //! together and replaced whole on reload, so a decision never sees half of each.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use tracing::warn;
@@ -27,7 +27,13 @@ impl Setup {
     /// Loads the config and its rule files; any error makes the whole setup invalid (a
     /// reload then keeps the previous one). Warnings are logged.
     pub fn load(path: &Path) -> Result<Setup, LoadError> {
-        let loaded = crate::config::load(path)?;
+        Setup::load_files(&[path.to_path_buf()])
+    }
+
+    /// Loads the config files, deep-merged in order (see [`crate::config::load_files`]),
+    /// and the rule files they name, as [`Setup::load`] does.
+    pub fn load_files(paths: &[PathBuf]) -> Result<Setup, LoadError> {
+        let loaded = crate::config::load_files(paths)?;
         let (rules, mut diags) = crate::rules::load_rules(&loaded);
         if diags.has_errors() {
             diags.sort();

@@ -28,12 +28,25 @@ pub fn load_rules(cfg: &Loaded) -> (RuleSet, Diagnostics) {
     let (set, mut diags) = if actions && cfg.config.rules.is_empty() {
         super::builtin::load(cfg)
     } else {
-        load_globs(&cfg.path, &cfg.base_dir, &cfg.config.rules)
+        // Lines of `rules:` from the layer that set it (`-c` files merge).
+        match cfg.layer_with("rules") {
+            Some(l) => load_globs(&l.path, &l.doc, &cfg.base_dir, &cfg.config.rules),
+            None => load_globs(
+                &cfg.path,
+                &raw_doc(&cfg.path),
+                &cfg.base_dir,
+                &cfg.config.rules,
+            ),
+        }
     };
     if actions && !cfg.config.rules.is_empty() {
+        let (file, doc) = match cfg.layer_with("recovery.actions") {
+            Some(l) => (l.path.clone(), l.doc.clone()),
+            None => (cfg.path.clone(), raw_doc(&cfg.path)),
+        };
         diags.error_at(
-            &cfg.path,
-            &raw_doc(&cfg.path),
+            &file,
+            &doc,
             "recovery.actions",
             "`rules:` and `recovery.actions` are both given: `rules:` wins (its rule files \
              are the rules used) and `recovery.actions` would be ignored; remove one of them",
@@ -67,7 +80,7 @@ pub fn load_rules_of_file(cfg_path: &Path) -> (RuleSet, Diagnostics) {
         _ => Vec::new(),
     };
     let base = cfg_path.parent().unwrap_or(Path::new("."));
-    load_globs(cfg_path, base, &patterns)
+    load_globs(cfg_path, &doc, base, &patterns)
 }
 
 fn raw_doc(path: &Path) -> Document {
@@ -77,10 +90,16 @@ fn raw_doc(path: &Path) -> Document {
         .unwrap_or_default()
 }
 
-fn load_globs(cfg_path: &Path, base: &Path, patterns: &[String]) -> (RuleSet, Diagnostics) {
+/// Loads the rule files `patterns` name; problems with a pattern are reported at its line
+/// in `cfg_doc`, the text of `cfg_path`.
+fn load_globs(
+    cfg_path: &Path,
+    cfg_doc: &Document,
+    base: &Path,
+    patterns: &[String],
+) -> (RuleSet, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
-    let cfg_doc = raw_doc(cfg_path);
     for (i, pattern) in patterns.iter().enumerate() {
         let full = if Path::new(pattern).is_absolute() {
             PathBuf::from(pattern)
@@ -98,7 +117,7 @@ fn load_globs(cfg_path: &Path, base: &Path, patterns: &[String]) -> (RuleSet, Di
                 if found.is_empty() {
                     diags.error_at(
                         cfg_path,
-                        &cfg_doc,
+                        cfg_doc,
                         &path,
                         format!("`{pattern}` matches no rule file"),
                     );
@@ -107,7 +126,7 @@ fn load_globs(cfg_path: &Path, base: &Path, patterns: &[String]) -> (RuleSet, Di
             }
             Err(e) => diags.error_at(
                 cfg_path,
-                &cfg_doc,
+                cfg_doc,
                 &path,
                 format!("bad glob `{pattern}`: {e}"),
             ),

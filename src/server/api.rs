@@ -196,8 +196,8 @@ pub async fn reset_rule(
 /// Reloads config and rules; an invalid new setup keeps the old one.
 pub async fn reload_setup(st: &AppState) -> Result<(), String> {
     let _guard = st.reload_lock.lock().await;
-    let path = st.config_path.clone();
-    let loaded = tokio::task::spawn_blocking(move || Setup::load(&path)).await;
+    let paths = st.config_paths.clone();
+    let loaded = tokio::task::spawn_blocking(move || Setup::load_files(&paths)).await;
     match loaded {
         Ok(Ok(setup)) => {
             let (o, n) = (&st.startup, &setup.loaded.config);
@@ -238,7 +238,12 @@ pub async fn reload_setup(st: &AppState) -> Result<(), String> {
             }
             st.engine.reload(Arc::new(setup));
             Metrics::count(&st.metrics.reloads, "success");
-            info!(config = %st.config_path.display(), "configuration and rules reloaded");
+            let files: Vec<String> = st
+                .config_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            info!(config = %files.join(" + "), "configuration and rules reloaded");
             Ok(())
         }
         Ok(Err(e)) => {

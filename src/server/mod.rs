@@ -37,8 +37,8 @@ pub struct AppState {
     /// False once shutdown began: the webhook answers 503 so Alertmanager retries elsewhere
     /// or later.
     pub accepting: AtomicBool,
-    /// The config file, for reloads.
-    pub config_path: PathBuf,
+    /// The config files (`-c`, in order), for reloads: a reload reads every layer again.
+    pub config_paths: Vec<PathBuf>,
     /// Serializes reloads.
     pub reload_lock: tokio::sync::Mutex<()>,
     /// The configuration the process started with (listen address, body limit, TLS,

@@ -1,4 +1,5 @@
-//! Config layering: file, then KAFKA_HEALING__* variables, then ${NAME} and *_file secrets.
+//! Config layering: files (deep-merged in order), the environment overlay, then
+//! KAFKA_HEALING__* variables, then ${NAME} and *_file secrets.
 
 use std::collections::HashMap;
 
@@ -572,3 +573,6 @@ fn the_smtp_password_from_env_is_sent_as_written() {
     );
     assert_eq!(srv.received().len(), 1);
 }
+
+mod cli;
+mod merge;

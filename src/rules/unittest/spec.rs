@@ -330,9 +330,11 @@ fn config_env() -> HashMap<String, String> {
 
 /// The cluster config and rule set the tests run against.
 fn setup(ctx: &mut Ctx, top: &mut Map<String, Value>) -> (Option<Config>, Option<RuleSet>) {
-    let config_path = top
-        .remove("config")
-        .and_then(|v| ctx.take::<String>(v, "config"));
+    // One file, or a list layered as `-c` layers them.
+    let config_path = top.remove("config").and_then(|v| match v {
+        Value::Array(_) => ctx.take::<Vec<String>>(v, "config"),
+        other => ctx.take::<String>(other, "config").map(|c| vec![c]),
+    });
     let rule_files = top
         .remove("rule_files")
         .and_then(|v| ctx.take::<Vec<String>>(v, "rule_files"));
@@ -352,8 +354,8 @@ fn setup(ctx: &mut Ctx, top: &mut Map<String, Value>) -> (Option<Config>, Option
                 "give either `config:` or an inline `cluster:`, not both",
             );
         }
-        let full = ctx.resolve(cp);
-        match crate::config::load_with_env(&full, config_env()) {
+        let full: Vec<PathBuf> = cp.iter().map(|c| ctx.resolve(c)).collect();
+        match crate::config::load_files_with_env(&full, config_env()) {
             Ok(loaded) => {
                 if rule_files.is_none() {
                     let (set, d) = load_rules(&loaded);
@@ -370,7 +372,13 @@ fn setup(ctx: &mut Ctx, top: &mut Map<String, Value>) -> (Option<Config>, Option
             Err(LoadError::Invalid(d)) => {
                 ctx.error(
                     "config",
-                    format!("{} is an invalid configuration:", full.display()),
+                    format!(
+                        "{} is an invalid configuration:",
+                        full.iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(" + ")
+                    ),
                 );
                 ctx.diags.extend(d);
             }
