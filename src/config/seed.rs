@@ -253,6 +253,15 @@ mod tests {
         let (c, w) = load(&base(kc).replace("[socket]", "[socket, kubernetes]")).unwrap();
         assert_eq!(c.kubernetes.map(|k| k.request_timeout_seconds), Some(7));
         assert!(!w.contains("monitoring.methods"), "{w}");
+        // A broker whose pod cannot be named is said at load, not every round.
+        let bad = base("")
+            .replace("[socket]", "[kubernetes]")
+            .replace("k1", "Kafka_1");
+        let e = load(&bad).unwrap_err();
+        assert!(
+            e.contains("/cfg/c.yaml:4: error: monitoring.methods: `kubernetes` cannot name the pod of broker `Kafka_1`: pod: `Kafka_1` is not a DNS-1123 name"),
+            "{e}"
+        );
     }
 
     #[test]
