@@ -93,8 +93,8 @@ pub enum Command {
         /// Config file (YAML): the service's address and credentials come from it.
         #[arg(short, long, env = "KAFKA_HEALING_CONFIG", value_name = "FILE")]
         config: PathBuf,
-        /// The broker's node_id; with `--rule`, `-` names the circuit of a runbook without
-        /// a target.
+        /// A broker's node_id, or `zookeeper/ID`; with `--rule`, `-` names the circuit of
+        /// a runbook without a target.
         #[arg(required_unless_present = "rule")]
         target: Option<String>,
         /// Close this rule's circuits (on every target, or on TARGET).
