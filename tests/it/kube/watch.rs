@@ -206,3 +206,84 @@ async fn an_unreachable_api_server_is_unknown_not_not_ready() {
         json!({"pod-not-ready": [], "pod-restarting": []})
     );
 }
+
+/// Through `serve`, no Alertmanager: while the API server cannot be reached, rounds pass
+/// and nothing is planned; once a reload points at one that answers, the condition over
+/// `kafka_healing_kube_pod_ready` fires for the one pod that is not ready and its runbook
+/// evicts exactly that pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_acts_on_a_not_ready_pod_and_never_while_the_api_is_down() {
+    use crate::serve::harness::{Server, TOKEN};
+    let gone = FakeApi::start().await;
+    let up = FakeApi::start().await;
+    let s = Scratch::new();
+    s.write("down.yaml", &gone.kubeconfig());
+    s.write("up.yaml", &up.kubeconfig());
+    drop(gone);
+    up.pod_gets(
+        "kafka-0",
+        vec![(200, pod_restarted("kafka-0", "True", &[0]))],
+    );
+    up.pod_gets(
+        // 2 restarts: under `pod-restarting`'s 5, so only `pod-not-ready` fires.
+        "kafka-1",
+        vec![(200, pod_restarted("kafka-1", "False", &[2]))],
+    );
+    up.pod_gets(
+        "kafka-2",
+        vec![(200, pod_restarted("kafka-2", "True", &[1]))],
+    );
+    let cfg = |kc: &str| {
+        format!(
+            "cluster:\n  kafka_brokers:\n    - {{ node_id: kafka-0, host: 127.0.0.1, port: 9 }}\n    \
+             - {{ node_id: kafka-1, host: 127.0.0.1, port: 9 }}\n    - {{ node_id: kafka-2, host: 127.0.0.1, port: 9 }}\n\
+             monitoring: {{ methods: [kubernetes], interval_seconds: 5, timeout_seconds: 2 }}\n\
+             kubernetes: {{ kubeconfig: {kc}, request_timeout_seconds: 2 }}\n\
+             server:\n  listen: 127.0.0.1:0\n  auth: {{ bearer_token: {TOKEN} }}\n\
+             rules: [rules.yaml]\nstate: {{ path: state/journal.db }}\n"
+        )
+    };
+    let srv = Server::start(&s, &cfg("down.yaml"), RULES);
+    // Two rounds that found the API server unreachable (bounded: 30 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let unknown = "kafka_healing_target_up{node_id=\"kafka-1\",method=\"kubernetes\"} 0";
+    let mut rounds = 0;
+    while rounds < 2 && std::time::Instant::now() < deadline {
+        if srv.metrics().await.contains(unknown) {
+            rounds += 1;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(rounds, 2, "{}", srv.metrics().await);
+    assert_eq!(
+        srv.executions().await,
+        Vec::<Value>::new(),
+        "nothing planned"
+    );
+    // The API server answers: kafka-1's pod is not ready, and only it is evicted.
+    s.write("config.yaml", &cfg("up.yaml"));
+    let (st, v) = srv.post_path("/-/reload").await;
+    assert_eq!(st, 200, "{v}");
+    let list = srv
+        .wait_until(30, "the eviction of kafka-1's pod", |l| {
+            l.iter().any(|e| e["status"] == "succeeded")
+        })
+        .await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        (&list[0]["rule"], &list[0]["target"]),
+        (&json!("pod-not-ready"), &json!("kafka-1"))
+    );
+    let evictions: Vec<String> = up
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        evictions,
+        vec!["/api/v1/namespaces/kafka/pods/kafka-1/eviction".to_string()]
+    );
+}
