@@ -287,3 +287,32 @@ async fn serve_acts_on_a_not_ready_pod_and_never_while_the_api_is_down() {
         vec!["/api/v1/namespaces/kafka/pods/kafka-1/eviction".to_string()]
     );
 }
+
+/// `recovery.action_params.namespace` and `.pod` name the watched pods even when no
+/// listed action takes them (the `kubernetes` method does); without the method they are
+/// still an error there.
+#[test]
+fn action_params_name_the_pods_for_the_kubernetes_method() {
+    let check = |methods: &str| {
+        let s = Scratch::new();
+        let cfg = s.write(
+            "c.yaml",
+            &format!(
+                "cluster:\n  kafka_brokers:\n    - {{ node_id: kafka-0, host: 127.0.0.1, port: 9092 }}\n\
+                 monitoring: {{ methods: {methods} }}\nrecovery:\n  actions: [restart_service]\n  \
+                 action_params: {{ namespace: kafka-prod, pod: \"broker-{{{{target.node_id}}}}\" }}\n"
+            ),
+        );
+        let o = run(&["check", "-c", cfg.to_str().expect("utf-8")]);
+        let prefix = format!("{}/", s.path().display());
+        (o.status.code(), stderr(&o).replace(&prefix, ""))
+    };
+    let (code, err) = check("[socket, kubernetes]");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check("[socket]");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("error: recovery.action_params.pod: no action of recovery.actions (restart_service) takes the param `pod`"),
+        "{err}"
+    );
+}
