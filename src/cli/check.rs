@@ -91,7 +91,9 @@ fn capacity_warning(cfg: &crate::config::Config, set: &rules::RuleSet) -> Option
         .iter()
         .map(|m| match m {
             M::Kafka => HEALTH_PER_KAFKA,
-            M::Zookeeper | M::Kubernetes => 0,
+            M::Zookeeper => 0,
+            // probe success and duration; the pod's exists, ready and restarts.
+            M::Kubernetes => 5,
             M::Jmx | M::Socket | M::Http => 3,
         })
         .sum();

@@ -102,8 +102,8 @@ pub enum Command {
         /// The config files.
         #[command(flatten)]
         config: ConfigFiles,
-        /// The broker's node_id; with `--rule`, `-` names the circuit of a runbook without
-        /// a target.
+        /// A broker's node_id, or `zookeeper/ID`; with `--rule`, `-` names the circuit of
+        /// a runbook without a target.
         #[arg(required_unless_present = "rule")]
         target: Option<String>,
         /// Close this rule's circuits (on every target, or on TARGET).

@@ -13,11 +13,11 @@ use crate::config::Config;
 use crate::engine::pause::{Pause, PauseRequest, PauseScope};
 use crate::journal::{PauseEnd, PauseRecord};
 
-/// What to pause (or resume): one broker, or the cluster.
+/// What to pause (or resume): one broker or ZooKeeper node, or the cluster.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("scope").required(true).args(["target", "cluster"])))]
 pub struct Scope {
-    /// The broker's node_id.
+    /// A broker's node_id, or `zookeeper/ID` for a ZooKeeper node.
     #[arg(long, value_name = "NODE_ID")]
     pub target: Option<String>,
     /// The whole cluster: every broker, and work without a target.

@@ -33,7 +33,7 @@ pub(super) fn base_url(cfg: &Config) -> Result<String, String> {
 /// What to reset.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct What<'a> {
-    /// A broker's node_id (`-`: a rule-level circuit, with `rule`).
+    /// A broker's node_id, or `zookeeper/ID` (`-`: a rule-level circuit, with `rule`).
     pub target: Option<&'a str>,
     /// A rule's name.
     pub rule: Option<&'a str>,

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::clock::now_ms;
 use crate::ingest::kafka_watch::KafkaWatch;
+use crate::ingest::kube_watch;
 use crate::ingest::store::SeriesStore;
 use crate::ingest::watch::{Observation, evaluate, observe};
 use crate::promql::KeepSet;
@@ -46,6 +47,7 @@ pub(super) fn run(path: &[PathBuf], json_out: bool) -> ExitCode {
         Observation::Scrape(s) => (s.node_id.clone(), "jmx".to_string()),
         Observation::Probe(p) => (p.node_id.clone(), p.method.to_string()),
         Observation::Cluster(c) => ("~cluster".to_string(), c.method.to_string()),
+        Observation::Pod(p) => (p.node_id.clone(), kube_watch::METHOD.to_string()),
     });
     let results = evaluate(&setup, &store, now_ms());
     // What `serve` would keep of the exporters' series (health series are always kept).
@@ -83,6 +85,11 @@ pub(super) fn run(path: &[PathBuf], json_out: bool) -> ExitCode {
                     "node_id": "cluster", "method": c.method,
                     "duration_seconds": c.duration.as_secs_f64(), "detail": c.detail,
                     "series": c.samples.iter().map(|(l, v)| json!({"labels": l, "value": v})).collect::<Vec<_>>(),
+                }),
+                Observation::Pod(p) => json!({
+                    "node_id": p.node_id, "method": kube_watch::METHOD, "up": p.answered(),
+                    "duration_seconds": p.duration.as_secs_f64(), "detail": p.detail(),
+                    "series": p.series().iter().map(|(l, v)| json!({"labels": l, "value": v})).collect::<Vec<_>>(),
                 }),
             })
             .collect();
@@ -147,6 +154,20 @@ pub(super) fn run(path: &[PathBuf], json_out: bool) -> ExitCode {
                 );
                 for (l, v) in &c.samples {
                     println!("    {}", series_text(l, *v));
+                }
+            }
+            Observation::Pod(p) => {
+                // No answer is unknown, not down.
+                println!(
+                    "  {:<10} {:<10} {:<4} {:>7.1} ms  {}",
+                    p.node_id,
+                    kube_watch::METHOD,
+                    if p.answered() { "up" } else { "?" },
+                    p.duration.as_secs_f64() * 1000.0,
+                    p.detail()
+                );
+                for (l, v) in p.series() {
+                    println!("    {}", series_text(&l, v));
                 }
             }
         }

@@ -178,7 +178,7 @@ pub enum MonitoringMethod {
     /// `min.insync.replicas` and the KRaft quorum from one that answers.
     Kafka,
     /// The broker pods' readiness and restarts through the Kubernetes API (the seed's
-    /// method; accepted, not watched yet).
+    /// method; see `ingest::kube_watch`).
     Kubernetes,
 }
 

@@ -48,15 +48,19 @@ pub(super) fn take_escalation_switch(
 /// Settles the seed's shorthand into the model every consumer reads: an escalation without
 /// `to_emails` goes to on-call (`smtp.to_emails`).
 pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
-    // The seed runs its Kubernetes actions from a pod in the cluster, with no section for
-    // it; so do we, and `warn` says so.
+    // The seed runs its Kubernetes actions and watch from a pod in the cluster, with no
+    // section for it; so do we, and `warn` says so.
     let kube_action = config.recovery.actions.iter().any(|a| {
         matches!(
             a,
             super::RecoveryAction::RestartPod | super::RecoveryAction::ScaleStatefulset
         )
     });
-    if kube_action && config.kubernetes.is_none() && config.rules.is_empty() {
+    let kube_method = config
+        .monitoring
+        .methods
+        .contains(&MonitoringMethod::Kubernetes);
+    if ((kube_action && config.rules.is_empty()) || kube_method) && config.kubernetes.is_none() {
         config.kubernetes = Some(super::KubernetesConfig {
             in_cluster: true,
             kubeconfig: None,
@@ -73,12 +77,48 @@ pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
     }
 }
 
-/// Warnings for the seed's keys that are accepted but do nothing yet, each saying what to
-/// use instead.
+/// Warnings for the seed's keys whose meaning here is implied, each saying what to set
+/// to choose otherwise.
 pub(super) fn warn(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
-    if config.kubernetes.as_ref().is_some_and(|k| k.in_cluster)
-        && doc.line_of("kubernetes").is_none()
-    {
+    let implied = config.kubernetes.as_ref().is_some_and(|k| k.in_cluster)
+        && doc.line_of("kubernetes").is_none();
+    let kube_action = config.recovery.actions.iter().any(|a| {
+        matches!(
+            a,
+            super::RecoveryAction::RestartPod | super::RecoveryAction::ScaleStatefulset
+        )
+    });
+    let kube_method = config
+        .monitoring
+        .methods
+        .contains(&MonitoringMethod::Kubernetes);
+    if implied && kube_method {
+        diags.warning(
+            file,
+            doc.line_of("monitoring.methods"),
+            "monitoring.methods: `kubernetes` reads the broker pods through the Kubernetes API, \
+             and no `kubernetes:` section is set: the pod's service account is used \
+             (in_cluster: true), as the seed's deployment runs; set `kubernetes:` to choose"
+                .to_string(),
+        );
+    }
+    if kube_method {
+        // Said now, not as an unknown state every round.
+        for b in &config.cluster.kafka_brokers {
+            if let Err(e) = crate::ingest::kube_watch::pod_of(config, b) {
+                diags.error_at(
+                    file,
+                    doc,
+                    "monitoring.methods",
+                    format!(
+                        "`kubernetes` cannot name the pod of broker `{}`: {e}",
+                        b.node_id
+                    ),
+                );
+            }
+        }
+    }
+    if implied && kube_action && config.rules.is_empty() {
         diags.warning(
             file,
             doc.line_of("recovery.actions"),
@@ -86,18 +126,6 @@ pub(super) fn warn(config: &Config, file: &Path, doc: &Document, diags: &mut Dia
              no `kubernetes:` section is set: the pod's service account is used (in_cluster: \
              true), as the seed's deployment runs; set `kubernetes:` to choose"
                 .to_string(),
-        );
-    }
-    if config
-        .monitoring
-        .methods
-        .contains(&MonitoringMethod::Kubernetes)
-    {
-        diags.warning(
-            file,
-            doc.line_of("monitoring.methods"),
-            "monitoring.methods: `kubernetes` is accepted but not watched yet: use `socket` \
-             and `kafka` for the brokers' health, and `kube` steps in runbooks for their pods",
         );
     }
 }
@@ -208,15 +236,31 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_method_is_accepted_and_said_to_be_unwatched() {
+    fn kubernetes_method_is_watched_with_the_service_account_by_default() {
         let (c, w) = load(&base("").replace("[socket]", "[socket, kubernetes]")).unwrap();
         assert_eq!(
             c.monitoring.methods,
             vec![MonitoringMethod::Socket, MonitoringMethod::Kubernetes]
         );
+        assert!(!w.contains("not watched"), "{w}");
         assert!(
-            w.contains("/cfg/c.yaml:4: warning: monitoring.methods: `kubernetes` is accepted but not watched yet: use `socket` and `kafka` for the brokers' health, and `kube` steps in runbooks for their pods"),
+            w.contains("/cfg/c.yaml:4: warning: monitoring.methods: `kubernetes` reads the broker pods through the Kubernetes API, and no `kubernetes:` section is set: the pod's service account is used (in_cluster: true)"),
             "{w}"
+        );
+        assert!(c.kubernetes.as_ref().is_some_and(|k| k.in_cluster));
+        // A `kubernetes:` section is used as given, and nothing is said.
+        let kc = "kubernetes: { in_cluster: true, request_timeout_seconds: 7 }\n";
+        let (c, w) = load(&base(kc).replace("[socket]", "[socket, kubernetes]")).unwrap();
+        assert_eq!(c.kubernetes.map(|k| k.request_timeout_seconds), Some(7));
+        assert!(!w.contains("monitoring.methods"), "{w}");
+        // A broker whose pod cannot be named is said at load, not every round.
+        let bad = base("")
+            .replace("[socket]", "[kubernetes]")
+            .replace("k1", "Kafka_1");
+        let e = load(&bad).unwrap_err();
+        assert!(
+            e.contains("/cfg/c.yaml:4: error: monitoring.methods: `kubernetes` cannot name the pod of broker `Kafka_1`: pod: `Kafka_1` is not a DNS-1123 name"),
+            "{e}"
         );
     }
 

@@ -133,6 +133,16 @@ impl Setup {
             .iter()
             .find(|b| b.node_id == node_id)
     }
+
+    /// Whether `name` is a target the config has: a broker's node_id, or `zookeeper/ID`
+    /// of a configured ZooKeeper node (as plans, pauses and circuits name it).
+    pub fn is_target(&self, name: &str) -> bool {
+        let zk = |id: &str| {
+            let nodes = &self.loaded.config.cluster.zookeeper_nodes;
+            nodes.iter().any(|z| z.node_id == id)
+        };
+        self.broker(name).is_some() || super::target::zookeeper_id(name).is_some_and(zk)
+    }
 }
 
 /// The current setup, shared by the parts that read it (webhook auth, the self-watch,

@@ -3,6 +3,7 @@
 
 pub mod drops;
 pub mod kafka_watch;
+pub mod kube_watch;
 pub mod probe;
 pub mod retention;
 pub mod scrape;

@@ -61,6 +61,7 @@ pub fn is_health(name: &str) -> bool {
         "up" | "scrape_duration_seconds" | "scrape_samples_scraped"
     ) || name.starts_with("kafka_healing_probe_")
         || name.starts_with("kafka_healing_kafka_")
+        || name.starts_with("kafka_healing_kube_")
 }
 
 fn labels_are_health(labels: &Labels) -> bool {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::kafka_watch::{self, ClusterObservation, KafkaWatch};
+use super::kube_watch::{self, PodObservation, PodWatch};
 use super::probe::{self, ProbeResult};
 use super::retention;
 use super::scrape::{ScrapeResult, metrics_url, scrape_kept};
@@ -79,6 +80,8 @@ pub enum Observation {
     Probe(ProbeResult),
     /// Cluster-level series of a method (`kafka`: partitions, quorum).
     Cluster(ClusterObservation),
+    /// A look at a broker's pod through the Kubernetes API (`kubernetes`).
+    Pod(PodObservation),
 }
 
 /// Scrapes and probes every target of `setup` once (bounded concurrency) and stores every
@@ -136,9 +139,12 @@ async fn observe_kept(
 ) -> Vec<Observation> {
     let interval = Duration::from_secs(setup.loaded.config.monitoring.interval_seconds.max(1));
     let deadline = tokio::time::Instant::now() + interval;
-    observe_round(setup, client, kafka, store, mine, keep, deadline, None)
-        .await
-        .observations
+    let pods = PodWatch::new();
+    observe_round(
+        setup, client, kafka, &pods, store, mine, keep, deadline, None,
+    )
+    .await
+    .observations
 }
 
 /// One round over the targets `mine` accepts, storing the exporter samples `keep` accepts:
@@ -146,12 +152,14 @@ async fn observe_kept(
 /// `limit`), so a hung or slow exporter delays nobody else. Checks without a result at
 /// `deadline` are aborted and reported as missed; nothing is stored for them (their health
 /// is unknown, not bad: a healer must not restart a broker because its own round was too
-/// short), so their last samples stand.
+/// short), so their last samples stand. `pods` holds the `kubernetes` method's API
+/// connection.
 #[allow(clippy::too_many_arguments)]
 pub async fn observe_round(
     setup: &Setup,
     client: &reqwest::Client,
     kafka: &KafkaWatch,
+    pods: &PodWatch,
     store: &Mutex<SeriesStore>,
     mine: impl Fn(&str) -> bool,
     keep: Arc<KeepSet>,
@@ -169,7 +177,10 @@ pub async fn observe_round(
         .filter(|x| {
             matches!(
                 x,
-                MonitoringMethod::Jmx | MonitoringMethod::Socket | MonitoringMethod::Http
+                MonitoringMethod::Jmx
+                    | MonitoringMethod::Socket
+                    | MonitoringMethod::Http
+                    | MonitoringMethod::Kubernetes
             )
         })
         .count();
@@ -219,9 +230,16 @@ pub async fn observe_round(
                     });
                     names.insert(h.id(), name);
                 }
-                MonitoringMethod::Zookeeper
-                | MonitoringMethod::Kafka
-                | MonitoringMethod::Kubernetes => {}
+                MonitoringMethod::Kubernetes => {
+                    let name = format!("{}/{}", kube_watch::METHOD, b.node_id);
+                    let look = pods.look(&setup.loaded, &b, timeout);
+                    let h = set.spawn(async move {
+                        let _permit = sem.acquire().await;
+                        Observation::Pod(look.await)
+                    });
+                    names.insert(h.id(), name);
+                }
+                MonitoringMethod::Zookeeper | MonitoringMethod::Kafka => {}
             }
         }
     }
@@ -311,6 +329,10 @@ pub async fn observe_round(
             Observation::Cluster(c) => {
                 store.insert_batch(kafka_watch::names::CLUSTER_TARGET, now, c.samples.clone());
             }
+            Observation::Pod(p) => {
+                let target = format!("probe/{}/{}", kube_watch::METHOD, p.node_id);
+                store.insert_batch(&target, now, p.series());
+            }
         }
     }
     if !kafka_ran {
@@ -374,6 +396,8 @@ pub struct Watcher {
     silences_failing: bool,
     /// The `kafka` method's client, kept between rounds.
     kafka: KafkaWatch,
+    /// The `kubernetes` method's API connection, kept between rounds.
+    pods: PodWatch,
     /// Series dropped so far, by target (one escalation per outage).
     drops: super::drops::DropWatch,
     /// Checks allowed at once, instead of [`concurrency`] (tests).
@@ -420,6 +444,7 @@ impl Watcher {
             coord: None,
             silences_failing: false,
             kafka: KafkaWatch::new(),
+            pods: PodWatch::new(),
             drops: Default::default(),
             concurrency_limit: None,
             derived: None,
@@ -473,7 +498,7 @@ impl Watcher {
                 continue;
             }
             let methods: &[&str] = match what {
-                "broker" => &["jmx", "socket", "http", "kafka"],
+                "broker" => &["jmx", "socket", "http", "kafka", kube_watch::METHOD],
                 _ => &["zookeeper"],
             };
             for m in methods {
@@ -559,6 +584,7 @@ impl Watcher {
             &setup,
             &self.client,
             &self.kafka,
+            &self.pods,
             &self.store,
             |t| mine.contains(t),
             keep,
@@ -572,6 +598,7 @@ impl Watcher {
             let (node_id, method, up, d) = match o {
                 Observation::Scrape(s) => (&s.node_id, "jmx", s.up, s.duration),
                 Observation::Probe(p) => (&p.node_id, p.method, p.success, p.duration),
+                Observation::Pod(p) => (&p.node_id, kube_watch::METHOD, p.answered(), p.duration),
                 Observation::Cluster(_) => continue,
             };
             let l = TargetLabels {
@@ -619,6 +646,9 @@ impl Watcher {
                 }
                 Observation::Probe(p) if !p.success => {
                     debug!(node_id = %p.node_id, method = p.method, detail = %p.detail, "probe failed")
+                }
+                Observation::Pod(p) if !p.answered() => {
+                    debug!(node_id = %p.node_id, method = kube_watch::METHOD, detail = %p.detail(), "the Kubernetes API did not answer: the pod's state is unknown")
                 }
                 _ => {}
             }

@@ -93,9 +93,18 @@ pub(super) fn load(cfg: &Loaded) -> (RuleSet, Diagnostics) {
                 .is_some_and(|rb| rb.params.contains_key(k))
         })
     };
+    // The `kubernetes` method names the broker's pod by these too (ingest::kube_watch).
+    let watched = |k: &str| {
+        matches!(k, "namespace" | "pod")
+            && cfg
+                .config
+                .monitoring
+                .methods
+                .contains(&crate::config::MonitoringMethod::Kubernetes)
+    };
     for k in rec.action_params.keys() {
         let scale = actions.contains(&RecoveryAction::ScaleStatefulset);
-        if (k == REPLICAS && !scale) || (k != REPLICAS && !taken(k)) {
+        if (k == REPLICAS && !scale) || (k != REPLICAS && !taken(k) && !watched(k)) {
             diags.error_at(
                 &cfg.path,
                 &doc,

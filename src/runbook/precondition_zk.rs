@@ -1,5 +1,7 @@
-//! The ZooKeeper quorum guard: a ZooKeeper node is never restarted when the ensemble would
-//! lose its quorum. Observing ([`ZkGuard::observe`]: `srvr` and `mntr` of every configured
+//! The ZooKeeper quorum guard: a serving ZooKeeper node is never restarted when the
+//! ensemble would lose its quorum; a node that does not serve may always be restarted (it
+//! cannot lower the count of serving voters, and bringing it back may restore a lost
+//! quorum, as `restart_safe` lets a dead broker through). Observing ([`ZkGuard::observe`]: `srvr` and `mntr` of every configured
 //! node, at once) is I/O at the edge; judging ([`judge`]) is pure.
 
 use std::time::{Duration, Instant};
@@ -89,7 +91,19 @@ pub fn judge(p: Precondition, o: &ZkObservation) -> Verdict {
             let facts = format!(
                 "{serving} of {total} voters serve, {who} {state}, a quorum needs {majority}"
             );
-            if after >= majority {
+            if !target_serves {
+                let lost = if serving < majority {
+                    " and may bring the quorum back"
+                } else {
+                    ""
+                };
+                (
+                    true,
+                    format!(
+                        "{facts}: restarting it cannot lower the count of serving voters{lost}{down}"
+                    ),
+                )
+            } else if after >= majority {
                 (
                     true,
                     format!("{facts}: {after} would serve during its restart{down}"),
@@ -258,6 +272,41 @@ mod tests {
             ],
         );
         assert!(v.holds, "{}", v.reason);
+        assert_eq!(
+            v.reason,
+            "2 of 3 voters serve, ZooKeeper node zk-3 does not serve, a quorum needs 2: \
+             restarting it cannot lower the count of serving voters; not serving: zk-3 (refused)"
+        );
+    }
+
+    #[test]
+    fn with_quorum_lost_a_dead_node_may_be_restarted_a_serving_one_not() {
+        let lost = || {
+            vec![
+                node("zk-1", Ok("standalone"), None),
+                node("zk-2", Err("refused"), None),
+                node("zk-3", Err("refused"), None),
+            ]
+        };
+        // Restarting a dead node is what may bring the quorum back.
+        let v = verdict("zk-2", lost());
+        assert!(v.holds, "{}", v.reason);
+        assert_eq!(
+            v.reason,
+            "1 of 3 voters serve, ZooKeeper node zk-2 does not serve, a quorum needs 2: \
+             restarting it cannot lower the count of serving voters and may bring the quorum \
+             back; not serving: zk-2 (refused), zk-3 (refused)"
+        );
+        // The one still serving is not touched.
+        let v = verdict("zk-1", lost());
+        assert!(!v.holds);
+        assert!(
+            v.reason.contains(
+                "restarting it would leave 0 serving, and the ensemble would lose its quorum"
+            ),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
@@ -285,8 +334,14 @@ mod tests {
                 node("zk-3", Ok("observer"), None),
             ],
         );
-        assert!(!v.holds);
+        // zk-1 does not serve (no quorum): restarting it cannot make that worse.
+        assert!(v.holds, "{}", v.reason);
         assert!(v.reason.starts_with("0 of 3 voters serve"), "{}", v.reason);
+        assert!(
+            v.reason.contains("may bring the quorum back"),
+            "{}",
+            v.reason
+        );
         let v = verdict("zk-1", vec![node("zk-1", Ok("standalone"), None)]);
         assert!(!v.holds, "the only node: {}", v.reason);
     }

@@ -118,7 +118,7 @@ pub async fn reset(
     if let Some(r) = check_auth(&st, &headers) {
         return r;
     }
-    let known = st.engine.current().broker(&target).is_some();
+    let known = st.engine.current().is_target(&target);
     if !known {
         let hint = if target == "-" {
             ": a runbook without a target has a rule-level circuit; close it with \
@@ -170,7 +170,7 @@ pub async fn reset_rule(
     let target = match q.target.as_deref() {
         None => None,
         Some("-") => Some(None),
-        Some(t) if setup.broker(t).is_some() => Some(Some(t.to_string())),
+        Some(t) if setup.is_target(t) => Some(Some(t.to_string())),
         Some(t) => {
             return error(
                 StatusCode::NOT_FOUND,

@@ -157,7 +157,7 @@ pub async fn resume_target(
         .await
         .iter()
         .any(|p| p.scope.target() == Some(target.as_str()));
-    if !paused && st.engine.current().broker(&target).is_none() {
+    if !paused && !st.engine.current().is_target(&target) {
         let e = PauseError::UnknownTarget(target);
         return error(StatusCode::NOT_FOUND, e.to_string());
     }

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::common::*;
 use crate::serve::harness::{Server, alert, config, down, webhook};
 
+mod watch;
+
 /// The token the fake API server expects (from the kubeconfig).
 const API_TOKEN: &str = "fake-sa-token";
 

@@ -321,3 +321,57 @@ async fn audit_file_holds_the_journal_events_across_a_restart() {
     assert_eq!(after[..before.len()], before[..]);
     drop(srv);
 }
+
+/// `check` is offline: it cannot ask a port what it speaks, so a `jmx_port` that `jmx`
+/// would scrape (no metrics_url) and that is no common exporter port is one warning naming
+/// the brokers and what to set; with metrics_url, a common exporter port, or without the
+/// `jmx` method, nothing is said.
+#[test]
+fn check_warns_that_jmx_port_must_be_an_exporter() {
+    let check = |brokers: &str, methods: &str| {
+        let s = Scratch::new();
+        let cfg = s.write(
+            "c.yaml",
+            &format!("cluster:\n  kafka_brokers:\n{brokers}monitoring: {{ methods: {methods} }}\nrules: [r.yaml]\n"),
+        );
+        s.write("r.yaml", RULES);
+        let o = crate::common::run(&["check", "-c", cfg.to_str().expect("utf-8")]);
+        let prefix = format!("{}/", s.path().display());
+        (
+            o.status.code(),
+            crate::common::stderr(&o).replace(&prefix, ""),
+        )
+    };
+    let seed = "    - { node_id: kafka-0, host: h0, port: 9092, metrics_url: \"http://h0:7071/metrics\" }\n    - { node_id: kafka-1, host: h1, port: 9092, jmx_port: 9999 }\n    - { node_id: kafka-2, host: h2, port: 9092, jmx_port: 9999 }\n";
+    let (code, err) = check(seed, "[socket, jmx]");
+    assert_eq!(code, Some(0), "{err}");
+    let w = "c.yaml:4: warning: cluster.kafka_brokers[1].jmx_port: `jmx` scrapes http://HOST:JMX_PORT/metrics of brokers kafka-1, kafka-2, so jmx_port must be a Prometheus JMX exporter's port (commonly 5556, 7071 or 9404); if it is the broker's raw JMX port, as the seed's jmx_port is, it speaks no HTTP and nothing is scraped: set metrics_url to the JMX exporter's URL (jmx_port then only maps `instance` labels to the broker)\n";
+    assert_eq!(err.matches("jmx_port must be").count(), 1, "{err}");
+    assert!(err.contains(w), "{err}");
+    // The `jmx` method by default (no methods given) scrapes too.
+    let one = "    - { node_id: kafka-1, host: h1, port: 9092, jmx_port: 9999 }\n";
+    let s = Scratch::new();
+    let cfg = s.write(
+        "c.yaml",
+        &format!("cluster:\n  kafka_brokers:\n{one}rules: [r.yaml]\n"),
+    );
+    s.write("r.yaml", RULES);
+    let o = crate::common::run(&["check", "-c", cfg.to_str().expect("utf-8")]);
+    assert!(
+        crate::common::stderr(&o)
+            .contains("jmx_port: `jmx` scrapes http://HOST:JMX_PORT/metrics of broker kafka-1, so"),
+        "{}",
+        crate::common::stderr(&o)
+    );
+    // No `jmx`: jmx_port only maps `instance` labels; nothing to say.
+    let (code, err) = check(one, "[socket]");
+    assert_eq!((code, err.contains("jmx_port")), (Some(0), false), "{err}");
+    // A common exporter port: taken as one.
+    let exporter = "    - { node_id: kafka-1, host: h1, port: 9092, jmx_port: 7071 }\n";
+    let (code, err) = check(exporter, "[jmx]");
+    assert_eq!((code, err.contains("jmx_port")), (Some(0), false), "{err}");
+    // metrics_url given: the exporter is named.
+    let named = "    - { node_id: kafka-1, host: h1, port: 9092, jmx_port: 9999, metrics_url: \"http://h1:7071/metrics\" }\n";
+    let (code, err) = check(named, "[jmx]");
+    assert_eq!((code, err.contains("jmx_port")), (Some(0), false), "{err}");
+}

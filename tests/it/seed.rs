@@ -85,7 +85,7 @@ fn seed_keys_without_effect_are_warnings_that_say_what_to_use() {
     let (code, _, err) = check("kubernetes-configmap.yaml");
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        err.contains("kubernetes-configmap.yaml:30: warning: monitoring.methods: `kubernetes` is accepted but not watched yet"),
+        err.contains("kubernetes-configmap.yaml:30: warning: monitoring.methods: `kubernetes` reads the broker pods through the Kubernetes API, and no `kubernetes:` section is set: the pod's service account is used (in_cluster: true)"),
         "{err}"
     );
     // Its kube actions run with the pod's service account, as the seed's deployment does.

@@ -288,3 +288,107 @@ fn shipped_zookeeper_flavours_check_and_plan() {
         stdout(&o)
     );
 }
+
+/// A ZooKeeper node is a target like a broker for `pause`, `resume` and `reset`, named
+/// `zookeeper/ID` (one path segment, `/` percent-encoded): its alert is skipped while it
+/// is paused, and nothing runs. An unconfigured one is refused as before. (No ensemble:
+/// the pause is decided before any precondition reads one.)
+#[tokio::test(flavor = "multi_thread")]
+async fn zookeeper_targets_can_be_paused_resumed_and_reset() {
+    let s = Scratch::new();
+    let nodes: Vec<ZookeeperNode> = ["zk-1", "zk-2", "zk-3"]
+        .map(|id| ZookeeperNode {
+            node_id: id.into(),
+            host: "127.0.0.1".into(),
+            port: free_port(),
+        })
+        .to_vec();
+    let rec = recorder(s.path());
+    let server = Server::start(&s, &config(&nodes, free_port()), &rules(&rec));
+    let cfg = server.dir.join("config.yaml");
+    let cli = |args: &[&str]| {
+        let mut all = vec![
+            args[0],
+            "-c",
+            cfg.to_str().expect("utf-8"),
+            "--url",
+            &server.url,
+        ];
+        all.extend_from_slice(&args[1..]);
+        run(&all)
+    };
+    let o = cli(&[
+        "pause",
+        "--target",
+        "zookeeper/zk-1",
+        "--for",
+        "1h",
+        "--reason",
+        "upgrade",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("zookeeper/zk-1: paused until "),
+        "{}",
+        stdout(&o)
+    );
+    let (_, v) = server.get("/api/v1/pauses").await;
+    let targets: Vec<&Value> = v["pauses"]
+        .as_array()
+        .expect("pauses")
+        .iter()
+        .map(|p| &p["target"])
+        .collect();
+    assert_eq!(targets, vec![&json!("zookeeper/zk-1")], "{v}");
+    // Its alert is skipped with the pause's words; the restart never runs.
+    let (code, _) = server
+        .post(&webhook("kh", vec![alert("firing", zk_down("zk-1"))]))
+        .await;
+    assert_eq!(code, 200);
+    let list = server.wait_until(15, "the skip", |l| !l.is_empty()).await;
+    assert_eq!(
+        (&list[0]["status"], &list[0]["target"]),
+        (&json!("skipped"), &json!("zookeeper/zk-1")),
+        "{list:?}"
+    );
+    let reason = list[0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("paused: zookeeper/zk-1 is paused until "),
+        "{reason}"
+    );
+    assert!(recorded(s.path(), "restarts").is_empty());
+    // An unconfigured node is refused, as an unknown broker is.
+    let o = cli(&[
+        "pause",
+        "--target",
+        "zookeeper/zk-9",
+        "--for",
+        "1h",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).ends_with("HTTP 400 Bad Request: `zookeeper/zk-9` is not a configured broker\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cli(&["resume", "--target", "zookeeper/zk-1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("zookeeper/zk-1: resumed"),
+        "{}",
+        stdout(&o)
+    );
+    let (_, v) = server.get("/api/v1/pauses").await;
+    assert_eq!(v["pauses"], json!([]), "{v}");
+    let o = cli(&["reset", "zookeeper/zk-1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = cli(&["reset", "zookeeper/zk-9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("`zookeeper/zk-9` is not a configured broker"),
+        "{}",
+        stderr(&o)
+    );
+}

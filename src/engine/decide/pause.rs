@@ -133,7 +133,7 @@ impl Core {
         req: PauseRequest,
     ) -> Result<(Pause, Vec<Effect>), PauseError> {
         if let PauseScope::Target(t) = &req.scope
-            && self.setup.broker(t).is_none()
+            && !self.setup.is_target(t)
         {
             return Err(PauseError::UnknownTarget(t.clone()));
         }

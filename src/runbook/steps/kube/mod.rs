@@ -3,10 +3,11 @@
 //!
 //! Here: the spec, its checks and its lowering to `[ACTION, namespace=NS, name=NAME, …]`.
 //! [`conn`] is the API connection, [`mod@run`] one try, [`names`] the name checks
-//! both use.
+//! both use, [`pods`] the self-watch's read of a pod's health.
 
 pub mod conn;
 pub mod names;
+pub mod pods;
 pub mod run;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::runbook::render::{Lowered, Renderer, StepError};
 
 pub use conn::{KubeConn, resolve_kubeconfig};
 pub use names::{dns1123_label, dns1123_subdomain};
+pub use pods::{PodHealth, PodLook, look_pod};
 pub(crate) use run::run;
 pub use run::{RESTARTED_AT, not_ready_reason};
 
