@@ -453,9 +453,35 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
     if spec.name.trim().is_empty() {
         ctx.error(&join_key(&at, "name"), "must not be empty");
     }
+    let series = input_series(ctx, &at, &spec.input_series, interval_ms);
+    let mut times = Times { eval_ms, end_ms: 0 };
+    let injections = injections(ctx, &at, &spec.alerts, &mut times);
+    let mut expectations = expectations(ctx, &at, spec.expect, &mut times);
+    if expectations.is_empty() && ctx.diags.error_count() == before {
+        ctx.error(&at, "the test has no `expect:`, so it checks nothing");
+    }
+    expectations.sort_by_key(|e| e.at_ms);
+    (ctx.diags.error_count() == before).then(|| TestCase {
+        name: spec.name,
+        line: ctx.line(&at),
+        series,
+        injections,
+        expectations,
+        end_ms: times.end_ms,
+    })
+}
+
+/// A test's `input_series`, each sample at its index times `interval_ms`; a series given
+/// twice is an error.
+fn input_series(
+    ctx: &mut Ctx,
+    at: &str,
+    specs: &[SeriesSpec],
+    interval_ms: i64,
+) -> Vec<InputSeries> {
     let mut series: Vec<InputSeries> = Vec::new();
-    for (j, s) in spec.input_series.iter().enumerate() {
-        let sat = join_index(&join_key(&at, "input_series"), j);
+    for (j, s) in specs.iter().enumerate() {
+        let sat = join_index(&join_key(at, "input_series"), j);
         let labels = match parse_series(&s.series) {
             Ok(l) => l,
             Err(e) => {
@@ -485,9 +511,19 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             .collect();
         series.push(InputSeries { labels, samples });
     }
-    let mut end_ms = 0;
-    let mut check_time = |ctx: &mut Ctx, path: &str, t: Duration| -> Option<i64> {
-        let t = ms(t);
+    series
+}
+
+/// The times a test's injections and expectations name: each on an evaluation, at most
+/// [`MAX_STEPS`] away; `end_ms` is the latest.
+struct Times {
+    eval_ms: i64,
+    end_ms: i64,
+}
+
+impl Times {
+    fn check(&mut self, ctx: &mut Ctx, path: &str, t: Duration) -> Option<i64> {
+        let (t, eval_ms) = (ms(t), self.eval_ms);
         if t % eval_ms != 0 {
             ctx.error(
                 path,
@@ -506,13 +542,17 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             );
             return None;
         }
-        end_ms = end_ms.max(t);
+        self.end_ms = self.end_ms.max(t);
         Some(t)
-    };
+    }
+}
+
+/// A test's `alerts:`, each from a file or inline, at a checked time.
+fn injections(ctx: &mut Ctx, at: &str, specs: &[InjectSpec], times: &mut Times) -> Vec<Injection> {
     let mut injections = Vec::new();
-    for (j, inj) in spec.alerts.iter().enumerate() {
-        let iat = join_index(&join_key(&at, "alerts"), j);
-        let t = check_time(ctx, &join_key(&iat, "at"), inj.at);
+    for (j, inj) in specs.iter().enumerate() {
+        let iat = join_index(&join_key(at, "alerts"), j);
+        let t = times.check(ctx, &join_key(&iat, "at"), inj.at);
         let payload = match (&inj.file, &inj.alerts) {
             (Some(f), None) => alert_file(ctx, &join_key(&iat, "file"), f),
             (None, Some(list)) => inline_alerts(ctx, &join_key(&iat, "alerts"), list),
@@ -533,10 +573,20 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             });
         }
     }
+    injections
+}
+
+/// A test's `expect:`, one per time; `reason` and `reason_contains` exclude each other.
+fn expectations(
+    ctx: &mut Ctx,
+    at: &str,
+    specs: Vec<ExpectSpec>,
+    times: &mut Times,
+) -> Vec<Expectation> {
     let mut expectations: Vec<Expectation> = Vec::new();
-    for (j, e) in spec.expect.into_iter().enumerate() {
-        let eat = join_index(&join_key(&at, "expect"), j);
-        let Some(at_ms) = check_time(ctx, &join_key(&eat, "at"), e.at) else {
+    for (j, e) in specs.into_iter().enumerate() {
+        let eat = join_index(&join_key(at, "expect"), j);
+        let Some(at_ms) = times.check(ctx, &join_key(&eat, "at"), e.at) else {
             continue;
         };
         if expectations.iter().any(|o| o.at_ms == at_ms) {
@@ -560,18 +610,7 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             plans: e.plans,
         });
     }
-    if expectations.is_empty() && ctx.diags.error_count() == before {
-        ctx.error(&at, "the test has no `expect:`, so it checks nothing");
-    }
-    expectations.sort_by_key(|e| e.at_ms);
-    (ctx.diags.error_count() == before).then(|| TestCase {
-        name: spec.name,
-        line: ctx.line(&at),
-        series,
-        injections,
-        expectations,
-        end_ms,
-    })
+    expectations
 }
 
 fn alert_file(ctx: &mut Ctx, at: &str, f: &str) -> Option<WebhookPayload> {
