@@ -229,7 +229,7 @@ async fn run_http(
     for h in header_args {
         match headers::resolve(h) {
             Ok(pair) => headers.push(pair),
-            Err(e) => return Outcome::fatal(invalid(e)),
+            Err(e) => return Outcome::fatal(invalid(e.to_string())),
         }
     }
     let req = Request {
