@@ -53,6 +53,8 @@
 //! `POST /api/v1/alerts` with 200 as soon as it has read the body. It runs as its own process,
 //! started and measured exactly like the others, so its ACK latency is the floor on this
 //! machine in the same run. By default it is looked for next to this binary.
+// Cargo.toml denies unsafe code; this benchmark tool needs `pre_exec` (see the SAFETY notes).
+#![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -4,7 +4,7 @@
 //! [`ingest`] turns Alertmanager's webhook into alerts, [`engine`] decides what to do with
 //! them, [`runbook`] renders and runs the steps, and [`cli`] is the command line.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod alert;
 pub mod cli;

@@ -173,239 +173,241 @@ impl Metrics {
     /// section): without HA there is no lease, and a `coordination_up 0` would page whoever
     /// alerts on it as the manual advises.
     pub fn with_coordination(ha: bool) -> Metrics {
-        let mut registry = Registry::with_prefix("kafka_healing");
-        let alerts_received = Family::<StatusLabel, Counter>::default();
-        let webhook_rejected = Family::<ReasonLabel, Counter>::default();
-        let executions = Family::<OutcomeLabels, Counter>::default();
-        let duplicates = Counter::default();
-        let forged_fingerprints = Counter::default();
-        let step_duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.01, 4.0, 10))
-        });
-        let precondition_seconds = Histogram::new(exponential_buckets(0.001, 4.0, 10));
-        let refusals = Family::<RefusalLabel, Counter>::default();
-        let in_flight = Gauge::default();
-        let decision_backlog = Gauge::default();
-        let journal_write = Histogram::new(exponential_buckets(0.0002, 2.0, 14));
-        let circuits_open = Gauge::default();
-        let reloads = Family::<StatusLabel, Counter>::default();
-        let mails_sent = Counter::default();
-        let mail_failures = Counter::default();
-        let outbox_depth = Gauge::default();
-        let outbox_oldest_age = Gauge::default();
-        let target_up = Family::<TargetLabels, Gauge>::default();
-        let target_duration_ms = Family::<TargetLabels, Gauge>::default();
-        let series_in_memory = Gauge::default();
-        let series_dropped = Gauge::default();
-        let coordination_up = Gauge::default();
-        let coordination_lease_lost = Counter::default();
-        let coordination_members = Gauge::default();
-        let coordination_fenced = Counter::default();
-        let watch_assigned = Family::<ShardLabel, Gauge>::default();
-        let skips = Family::<CauseLabel, Counter>::default();
-        let pauses_active = Gauge::default();
-        let pause_end = Family::<PauseLabels, Gauge>::default();
-        let silences_active = Gauge::default();
-        let alertmanager_up = Gauge::default();
-        let kafka = kafka::KafkaMetrics::default();
-        kafka.register(&mut registry);
-        let store = series::SeriesMetrics::default();
-        store.register(&mut registry);
-        let watch = watch::WatchMetrics::default();
-        watch.register(&mut registry);
-        let conns = conns::ConnMetrics::default();
-        conns.register(&mut registry);
-        registry.register(
+        let mut m = Metrics {
+            registry: Registry::with_prefix("kafka_healing"),
+            alerts_received: Default::default(),
+            webhook_rejected: Default::default(),
+            executions: Default::default(),
+            duplicates: Default::default(),
+            forged_fingerprints: Default::default(),
+            step_duration: Family::<KindLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 4.0, 10))
+            }),
+            precondition_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 10)),
+            refusals: Default::default(),
+            in_flight: Default::default(),
+            decision_backlog: Default::default(),
+            journal_write: Histogram::new(exponential_buckets(0.0002, 2.0, 14)),
+            circuits_open: Default::default(),
+            reloads: Default::default(),
+            mails_sent: Default::default(),
+            mail_failures: Default::default(),
+            outbox_depth: Default::default(),
+            outbox_oldest_age: Default::default(),
+            target_up: Default::default(),
+            target_duration_ms: Default::default(),
+            series_in_memory: Default::default(),
+            series_dropped: Default::default(),
+            coordination_up: Default::default(),
+            coordination_lease_lost: Default::default(),
+            coordination_members: Default::default(),
+            coordination_fenced: Default::default(),
+            watch_assigned: Default::default(),
+            skips: Default::default(),
+            pauses_active: Default::default(),
+            pause_end: Default::default(),
+            silences_active: Default::default(),
+            alertmanager_up: Default::default(),
+            kafka: kafka::KafkaMetrics::default(),
+            store: series::SeriesMetrics::default(),
+            watch: watch::WatchMetrics::default(),
+            conns: conns::ConnMetrics::default(),
+        };
+        // Registration order is exposition order: kept as it was.
+        m.kafka.register(&mut m.registry);
+        m.store.register(&mut m.registry);
+        m.watch.register(&mut m.registry);
+        m.conns.register(&mut m.registry);
+        m.register_holds();
+        if ha {
+            m.register_coordination();
+        }
+        m.register_self_watch();
+        m.register_intake();
+        m.register_engine();
+        m.register_mail();
+        m
+    }
+
+    /// What holds work back: skips, pauses and Alertmanager silences.
+    fn register_holds(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "skips",
             "Skipped executions journaled, by cause",
-            skips.clone(),
+            self.skips.clone(),
         );
-        registry.register(
+        r.register(
             "pauses_active",
             "Pauses in force (kafka-healing pause)",
-            pauses_active.clone(),
+            self.pauses_active.clone(),
         );
-        registry.register(
+        r.register(
             "pause_end_timestamp_seconds",
             "When each pause in force ends, Unix seconds",
-            pause_end.clone(),
+            self.pause_end.clone(),
         );
-        registry.register(
+        r.register(
             "alertmanager_silences_active",
             "Active Alertmanager silences at the self-watch's last fetch",
-            silences_active.clone(),
+            self.silences_active.clone(),
         );
-        registry.register(
+        r.register(
             "alertmanager_up",
             "1 when the self-watch's last fetch of Alertmanager's silences worked, else 0",
-            alertmanager_up.clone(),
+            self.alertmanager_up.clone(),
         );
-        if ha {
-            registry.register(
-                "coordination_up",
-                "1 while etcd answers and this instance holds its lease (HA mode)",
-                coordination_up.clone(),
-            );
-            registry.register(
-                "coordination_lease_lost",
-                "Times this instance's etcd lease was lost",
-                coordination_lease_lost.clone(),
-            );
-            registry.register(
-                "coordination_members",
-                "Live kafka-healing instances registered in etcd",
-                coordination_members.clone(),
-            );
-            registry.register(
-                "coordination_fenced",
-                "Disruptive steps refused because the lock was no longer held",
-                coordination_fenced.clone(),
-            );
-        }
-        registry.register(
+    }
+
+    /// High availability: the etcd lease, the members, fencing and the watch shards.
+    fn register_coordination(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "coordination_up",
+            "1 while etcd answers and this instance holds its lease (HA mode)",
+            self.coordination_up.clone(),
+        );
+        r.register(
+            "coordination_lease_lost",
+            "Times this instance's etcd lease was lost",
+            self.coordination_lease_lost.clone(),
+        );
+        r.register(
+            "coordination_members",
+            "Live kafka-healing instances registered in etcd",
+            self.coordination_members.clone(),
+        );
+        r.register(
+            "coordination_fenced",
+            "Disruptive steps refused because the lock was no longer held",
+            self.coordination_fenced.clone(),
+        );
+        r.register(
             "watch_assigned",
             "Self-watch targets: 1 watched by this instance, 0 by a peer",
-            watch_assigned.clone(),
+            self.watch_assigned.clone(),
         );
-        registry.register(
+    }
+
+    /// The self-watch: targets up and the series store.
+    fn register_self_watch(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "series_dropped",
             "New series refused because the in-memory store was full",
-            series_dropped.clone(),
+            self.series_dropped.clone(),
         );
-        registry.register(
+        r.register(
             "target_up",
             "Last self-watch result per target (1 up, 0 down)",
-            target_up.clone(),
+            self.target_up.clone(),
         );
-        registry.register(
+        r.register(
             "target_check_duration_milliseconds",
             "Last self-watch duration per target",
-            target_duration_ms.clone(),
+            self.target_duration_ms.clone(),
         );
-        registry.register(
+        r.register(
             "series_in_memory",
             "Series kept in memory for conditions",
-            series_in_memory.clone(),
+            self.series_in_memory.clone(),
         );
-        registry.register(
+    }
+
+    /// The webhook and what became of its alerts.
+    fn register_intake(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "alerts_received",
             "Alerts journaled, by alert status",
-            alerts_received.clone(),
+            self.alerts_received.clone(),
         );
-        registry.register(
+        r.register(
             "webhook_rejected",
             "Webhook requests refused, by reason",
-            webhook_rejected.clone(),
+            self.webhook_rejected.clone(),
         );
-        registry.register(
+        r.register(
             "executions",
             "Executions finished, by rule and outcome",
-            executions.clone(),
+            self.executions.clone(),
         );
-        registry.register(
+        r.register(
             "duplicate_alerts",
             "Alerts collapsed into an execution in flight",
-            duplicates.clone(),
+            self.duplicates.clone(),
         );
-        registry.register(
+        r.register(
             "forged_fingerprints",
             "Webhook alerts whose fingerprint was not their labels' own (replaced by it)",
-            forged_fingerprints.clone(),
+            self.forged_fingerprints.clone(),
         );
-        registry.register(
+    }
+
+    /// Steps, preconditions, the engine's queue, the journal, circuits and reloads.
+    fn register_engine(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "step_duration_seconds",
             "Step durations, by kind",
-            step_duration.clone(),
+            self.step_duration.clone(),
         );
-        registry.register(
+        r.register(
             "precondition_seconds",
             "Time to judge a runbook's preconditions",
-            precondition_seconds.clone(),
+            self.precondition_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "precondition_refusals",
             "Runbooks refused by a precondition, by the first that did not hold",
-            refusals.clone(),
+            self.refusals.clone(),
         );
-        registry.register(
+        r.register(
             "decision_backlog",
             "Alerts journaled and handed to the engine, not yet decided",
-            decision_backlog.clone(),
+            self.decision_backlog.clone(),
         );
-        registry.register(
+        r.register(
             "executions_in_flight",
             "Executions queued or running",
-            in_flight.clone(),
+            self.in_flight.clone(),
         );
-        registry.register(
+        r.register(
             "journal_write_seconds",
             "Time to commit a webhook's alerts",
-            journal_write.clone(),
+            self.journal_write.clone(),
         );
-        registry.register(
+        r.register(
             "circuits_open",
             "Targets whose circuit is open",
-            circuits_open.clone(),
+            self.circuits_open.clone(),
         );
-        registry.register(
+        r.register(
             "reloads",
             "Configuration reloads, by result",
-            reloads.clone(),
+            self.reloads.clone(),
         );
-        registry.register("mails_sent", "Emails delivered", mails_sent.clone());
-        registry.register(
+    }
+
+    /// Email delivery and the outbox.
+    fn register_mail(&mut self) {
+        let r = &mut self.registry;
+        r.register("mails_sent", "Emails delivered", self.mails_sent.clone());
+        r.register(
             "mail_failures",
             "Failed email delivery attempts",
-            mail_failures.clone(),
+            self.mail_failures.clone(),
         );
-        registry.register(
+        r.register(
             "outbox_depth",
             "Messages waiting in the outbox",
-            outbox_depth.clone(),
+            self.outbox_depth.clone(),
         );
-        registry.register(
+        r.register(
             "outbox_oldest_age_seconds",
             "Age of the oldest message waiting in the outbox",
-            outbox_oldest_age.clone(),
+            self.outbox_oldest_age.clone(),
         );
-        Metrics {
-            registry,
-            mails_sent,
-            mail_failures,
-            outbox_depth,
-            outbox_oldest_age,
-            target_up,
-            target_duration_ms,
-            series_in_memory,
-            series_dropped,
-            coordination_up,
-            coordination_lease_lost,
-            coordination_members,
-            coordination_fenced,
-            watch_assigned,
-            skips,
-            pauses_active,
-            pause_end,
-            silences_active,
-            alertmanager_up,
-            kafka,
-            store,
-            watch,
-            conns,
-            alerts_received,
-            webhook_rejected,
-            executions,
-            duplicates,
-            forged_fingerprints,
-            step_duration,
-            precondition_seconds,
-            refusals,
-            in_flight,
-            decision_backlog,
-            journal_write,
-            circuits_open,
-            reloads,
-        }
     }
 
     /// The text exposition of every metric.

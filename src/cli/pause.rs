@@ -88,7 +88,7 @@ fn call(
 ) -> Result<(String, reqwest::StatusCode, Value), (u8, String)> {
     let base = match &svc.url {
         Some(u) => u.trim_end_matches('/').to_string(),
-        None => super::reset::base_url(cfg).map_err(|e| (EXIT_USAGE, e))?,
+        None => super::reset::base_url(cfg).map_err(|e| (EXIT_USAGE, e.to_string()))?,
     };
     // URL parsers drop or resolve these (even encoded), so one would reach another route.
     if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {

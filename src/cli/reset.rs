@@ -8,14 +8,52 @@ use std::process::ExitCode;
 use super::{EXIT_INVALID, EXIT_USAGE};
 use crate::config::Config;
 
+/// Why the service's URL cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum UrlError {
+    /// `server.listen` is not an address with a port (checked at load; kept for safety).
+    #[error("server.listen `{listen}`: {reason}")]
+    Listen {
+        /// The value.
+        listen: String,
+        /// What the parser says.
+        reason: std::net::AddrParseError,
+    },
+    /// `--url` is not a URL.
+    #[error("{base}: {reason}")]
+    Base {
+        /// The URL given.
+        base: String,
+        /// What the parser says.
+        reason: url::ParseError,
+    },
+    /// `--url` cannot have path segments (`mailto:`, `data:`).
+    #[error("{0}: not a base URL")]
+    NotBase(String),
+    /// Neither a target nor a rule.
+    #[error("name a TARGET, a --rule, or both")]
+    NoName,
+    /// A name that URL parsers drop or resolve (``, `.`, `..`); `what` is TARGET or RULE.
+    #[error("`{name}` cannot be a {what}: it is no broker's node_id or rule's name")]
+    Unsendable {
+        /// The name.
+        name: String,
+        /// `TARGET` or `RULE`.
+        what: &'static str,
+    },
+}
+
 /// The URL the local service answers on: the listen address, with a wildcard address
 /// replaced by loopback.
-pub(super) fn base_url(cfg: &Config) -> Result<String, String> {
+pub(super) fn base_url(cfg: &Config) -> Result<String, UrlError> {
     let addr: SocketAddr = cfg
         .server
         .listen
         .parse()
-        .map_err(|e| format!("server.listen `{}`: {e}", cfg.server.listen))?;
+        .map_err(|reason| UrlError::Listen {
+            listen: cfg.server.listen.clone(),
+            reason,
+        })?;
     let host = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
         ip if ip.is_unspecified() => "[::1]".to_string(),
@@ -42,12 +80,15 @@ pub(super) struct What<'a> {
 impl What<'_> {
     /// The route's URL under `base`, its name one percent-encoded path segment (a name
     /// may hold `/`, `?`, `#`, `%`), so that no name reaches another route.
-    fn url(&self, base: &str) -> Result<reqwest::Url, String> {
-        let mut u = reqwest::Url::parse(base).map_err(|e| format!("{base}: {e}"))?;
+    fn url(&self, base: &str) -> Result<reqwest::Url, UrlError> {
+        let mut u = reqwest::Url::parse(base).map_err(|reason| UrlError::Base {
+            base: base.to_string(),
+            reason,
+        })?;
         let (kind, name) = match (self.rule, self.target) {
             (Some(r), _) => ("rules", r),
             (None, Some(t)) => ("targets", t),
-            (None, None) => return Err("name a TARGET, a --rule, or both".into()),
+            (None, None) => return Err(UrlError::NoName),
         };
         // URL parsers drop or resolve these (even encoded as `%2E`), so they cannot be sent
         // as a segment; no broker or rule is named so.
@@ -56,14 +97,13 @@ impl What<'_> {
             .zip(["TARGET", "RULE"])
             .find(|(n, _)| matches!(n, Some("" | "." | "..")))
         {
-            return Err(format!(
-                "`{}` cannot be a {}: it is no broker's node_id or rule's name",
-                bad.0.unwrap_or_default(),
-                bad.1
-            ));
+            return Err(UrlError::Unsendable {
+                name: bad.0.unwrap_or_default().to_string(),
+                what: bad.1,
+            });
         }
         u.path_segments_mut()
-            .map_err(|()| format!("{base}: not a base URL"))?
+            .map_err(|()| UrlError::NotBase(base.to_string()))?
             .pop_if_empty()
             .extend(["api", "v1", kind, name, "reset"]);
         if let (Some(_), Some(t)) = (self.rule, self.target) {
@@ -167,12 +207,13 @@ pub(super) fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::What;
+    use super::{UrlError, What};
 
     fn url(target: Option<&str>, rule: Option<&str>) -> Result<String, String> {
         What { target, rule }
             .url("http://127.0.0.1:9/prefix")
             .map(|u| u.to_string())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -206,5 +247,24 @@ mod tests {
             let e = url(Some(bad), Some("r")).unwrap_err();
             assert!(e.contains("cannot be a TARGET"), "{e}");
         }
+        let what = |target, rule| What { target, rule }.url("http://127.0.0.1:9/");
+        assert_eq!(what(None, None).unwrap_err(), UrlError::NoName);
+        assert_eq!(
+            what(Some(".."), None).unwrap_err(),
+            UrlError::Unsendable {
+                name: "..".into(),
+                what: "TARGET"
+            }
+        );
+        assert_eq!(
+            What {
+                target: Some("t"),
+                rule: None
+            }
+            .url("mailto:x@y")
+            .unwrap_err()
+            .to_string(),
+            "mailto:x@y: not a base URL"
+        );
     }
 }

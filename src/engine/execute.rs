@@ -15,13 +15,16 @@ use super::why::EndCause;
 use crate::alert::Alert;
 use crate::clock::now_ms;
 use crate::config::Broker;
-use crate::coord::{Coordinator, WorkLock};
+use crate::coord::{Coordinator, StepMark, WorkLock};
 use crate::journal::{Event, EventKind, ExecStatus, Journal, StepRecord, StepStatus};
 use crate::metrics::{KindLabel, Metrics, RefusalLabel};
 use crate::rules::model::{FallbackAction, OnFailure, Precondition};
-use crate::runbook::exec::{ExecOptions, RetryGate, child_env, run_step_gated, step_budget};
+use crate::runbook::exec::{
+    ExecOptions, RetryGate, StepRun, child_env, run_step_gated, step_budget,
+};
 use crate::runbook::precondition::zk::ZkGuard;
 use crate::runbook::precondition::{Judgement, Safety};
+use crate::runbook::render::RenderedStep;
 
 /// What one execution needs to run.
 #[derive(Debug, Clone)]
@@ -217,6 +220,248 @@ async fn judged(
     }
 }
 
+/// How an execution ends: its status, what the engine counts it as, and why.
+struct End {
+    status: ExecStatus,
+    cause: EndCause,
+    reason: String,
+}
+
+impl End {
+    fn new(status: ExecStatus, cause: EndCause, reason: String) -> End {
+        End {
+            status,
+            cause,
+            reason,
+        }
+    }
+}
+
+/// Where step `i` stands in a fallback chain.
+enum Chain<'a> {
+    /// It belongs to an action that already failed: skip it.
+    Skip,
+    /// The action before succeeded: the chain is done.
+    Done,
+    /// Run it; `Some` when it is the first step of this action.
+    Run(Option<&'a FallbackAction>),
+}
+
+fn chain_position(actions: &[FallbackAction], i: usize, failed: Option<usize>) -> Chain<'_> {
+    let action = FallbackAction::of_step(actions, i);
+    if action.is_some() && action == failed {
+        return Chain::Skip;
+    }
+    if let Some(n) = action
+        && n > 0
+        && failed != Some(n - 1)
+        && actions.get(n).is_some_and(|a| a.start == i)
+    {
+        return Chain::Done;
+    }
+    Chain::Run(action.and_then(|a| actions.get(a)).filter(|a| a.start == i))
+}
+
+/// What a failed step's run showed, besides its record.
+struct Failure {
+    /// `describe` of the step.
+    what: String,
+    /// A retry was refused by a precondition (its first try ran).
+    refused_retry: bool,
+    /// The service is shutting down.
+    cancelled: bool,
+    /// The step cannot run as rendered; running it again cannot help.
+    unfixable: bool,
+    /// No step ran before this one.
+    first_to_run: bool,
+}
+
+/// What a failed step means for the execution.
+enum AfterFailure {
+    /// Fall back to the next action: this one's index, and the step's failure.
+    NextAction(usize, String),
+    /// `on_failure: continue`: carry on, remembering the failure.
+    Ignore(String),
+    /// The execution ends here.
+    Stop(End),
+}
+
+fn after_failure(
+    step: &RenderedStep,
+    action: Option<usize>,
+    actions: &[FallbackAction],
+    f: Failure,
+) -> AfterFailure {
+    let stop = |status, cause, reason| AfterFailure::Stop(End::new(status, cause, reason));
+    let what = f.what;
+    if f.refused_retry {
+        // Its first try ran: that counts as an attempt, unlike a refusal before any
+        // disruptive step (a restart that fails, then is refused, must not loop free).
+        return stop(ExecStatus::Refused, EndCause::Completed, what);
+    }
+    if f.cancelled {
+        return stop(
+            ExecStatus::Interrupted,
+            EndCause::ShutDown,
+            format!("{what}: the service shut down while it ran"),
+        );
+    }
+    if let Some(a) = action
+        && a.saturating_add(1) < actions.len()
+        && step.on_failure != OnFailure::Continue
+    {
+        return AfterFailure::NextAction(a, what);
+    }
+    if f.unfixable && f.first_to_run && step.on_failure != OnFailure::Continue {
+        // Nothing ran, and running it again cannot help: counting it would let one
+        // oversized label open the circuit. Once an earlier step ran (it may have
+        // stopped a broker), it counts, or a label could repeat that step unbounded.
+        return stop(
+            ExecStatus::Failed,
+            EndCause::Unfixable,
+            format!("{what}; the step cannot run as rendered, so no attempt is counted"),
+        );
+    }
+    match step.on_failure {
+        OnFailure::Continue => AfterFailure::Ignore(what),
+        OnFailure::Abort => stop(ExecStatus::Failed, EndCause::Completed, what),
+        OnFailure::Escalate => stop(
+            ExecStatus::Escalated,
+            EndCause::Completed,
+            format!("{what}; on_failure: escalate"),
+        ),
+    }
+}
+
+/// The execution's reason, saying which action of a chain did it and why each one before
+/// it failed, and which failures `on_failure: continue` ignored.
+fn final_reason(
+    end: &End,
+    records: &[StepRecord],
+    actions: &[FallbackAction],
+    fell_back: &[String],
+    ignored: &[String],
+) -> String {
+    let mut reason = end.reason.clone();
+    if end.status == ExecStatus::Succeeded && !ignored.is_empty() {
+        reason = format!(
+            "finished; failures ignored (on_failure: continue): {}",
+            ignored.join("; ")
+        );
+    }
+    let last = records
+        .last()
+        .and_then(|r| FallbackAction::of_step(actions, r.index as usize))
+        .and_then(|a| actions.get(a));
+    match (end.status, last) {
+        (ExecStatus::Succeeded, Some(a)) if fell_back.is_empty() && ignored.is_empty() => {
+            format!("action `{}` succeeded", a.name)
+        }
+        (ExecStatus::Succeeded, Some(a)) if !fell_back.is_empty() => {
+            format!(
+                "action `{}` succeeded after: {}",
+                a.name,
+                fell_back.join("; ")
+            )
+        }
+        _ if !fell_back.is_empty() => format!("{}; then {reason}", fell_back.join("; ")),
+        _ => reason,
+    }
+}
+
+/// Journals the records of steps that ended since the last call.
+async fn journal_steps(journal: &Journal, id: i64, records: &[StepRecord]) {
+    for prev in records.iter().cloned() {
+        if let Err(e) = journal.record_step(id, prev).await {
+            warn!(execution = id, error = %e, "cannot journal a step");
+        }
+    }
+}
+
+/// HA mode: a disruptive step starts only under the lock, and with its deadline recorded
+/// in etcd (a peer waits it out should this instance die mid-step). `Err` ends the
+/// execution as fenced.
+async fn fence_step(
+    job: &Execution,
+    step: &RenderedStep,
+    opts: &ExecOptions,
+    journal: &Journal,
+    metrics: &Metrics,
+) -> Result<Option<StepMark>, End> {
+    let Some(f) = job.fence.as_ref().filter(|_| step.is_disruptive()) else {
+        return Ok(None);
+    };
+    let why = match f
+        .coord
+        .begin_step(&f.lock, &step.name, step_budget(step, opts))
+        .await
+    {
+        Ok(m) => return Ok(Some(m)),
+        Err(why) => why,
+    };
+    // The lock may be someone else's now: this instance must not touch the cluster.
+    metrics.coordination_fenced.inc();
+    let reason = format!(
+        "fenced before step `{}`: {why}; nothing more runs here, a peer that takes the lock may run the remediation",
+        step.name
+    );
+    warn!(execution = job.id, step = %step.name, %why, "fenced: disruptive step not started");
+    let event = Event {
+        at_ms: now_ms(),
+        execution_id: Some(job.id),
+        rule: Some(job.plan.rule.clone()),
+        target: job.plan.target.clone(),
+        kind: EventKind::Fenced.as_str().into(),
+        message: reason.clone(),
+    };
+    if let Err(e) = journal.add_event(event).await {
+        warn!(error = %e, "cannot journal an event");
+    }
+    Err(End::new(ExecStatus::Interrupted, EndCause::Fenced, reason))
+}
+
+/// Runs step `i` (its retries judged again when it is disruptive: the broker may be back,
+/// or another may have gone down, since the first try), ends its fence mark and records
+/// its duration.
+async fn run_one(
+    job: &Execution,
+    (i, step): (usize, &RenderedStep),
+    opts: &ExecOptions,
+    (journal, metrics): (&Journal, &Metrics),
+    cancel: &CancellationToken,
+    mark: Option<StepMark>,
+) -> StepRun {
+    info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
+    let gated = step.is_disruptive() && step.retries > 0 && !job.plan.requires.is_empty();
+    let gate_fn = move || -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            preconditions(job, journal, metrics)
+                .await
+                .map_err(|(_, why)| why)
+        })
+    };
+    let run = run_step_gated(
+        step,
+        i as u32,
+        opts,
+        cancel,
+        gated.then_some(&gate_fn as RetryGate<'_>),
+    )
+    .await;
+    if let (Some(f), Some(m)) = (&job.fence, mark) {
+        f.coord.end_step(m).await;
+    }
+    let rec = &run.record;
+    metrics
+        .step_duration
+        .get_or_create(&KindLabel {
+            kind: step.kind.to_string(),
+        })
+        .observe(rec.duration_ms as f64 / 1000.0);
+    info!(execution = job.id, step = %step.name, status = ?rec.status, exit_code = ?rec.exit_code, duration_ms = rec.duration_ms, "step ended");
+    run
+}
+
 /// Runs `job`'s steps, recording each as it ends; returns the outcome, not yet recorded.
 pub async fn execute(
     job: Execution,
@@ -236,233 +481,113 @@ pub async fn execute(
     }
     let started = now_ms();
     let steps = &job.plan.steps;
-    let mut cause = EndCause::Completed;
-    let mut status = ExecStatus::Succeeded;
-    let mut reason = format!("all {} step(s) succeeded", steps.len());
+    let actions = &job.plan.actions;
+    let mut end = None;
     let mut ignored = Vec::new();
     let mut records = Vec::new();
     let mut recorded = 0;
     let mut judged = false;
-    let actions = &job.plan.actions;
     // Fallback chain: the action that failed (its other steps are skipped), and why each
     // failed action did.
     let mut failed_action = None;
     let mut fell_back: Vec<String> = Vec::new();
     let mut ran_disruptive = false;
     for (i, step) in steps.iter().enumerate() {
-        let action = FallbackAction::of_step(actions, i);
-        if action.is_some() && action == failed_action {
-            continue;
-        }
-        if let Some(n) = action
-            && n > 0
-            && failed_action != Some(n - 1)
-            && actions.get(n).is_some_and(|a| a.start == i)
-        {
-            // The action before succeeded: the chain is done.
-            break;
-        }
-        if let Some(a) = action.and_then(|a| actions.get(a))
-            && a.start == i
-        {
-            // Each action's preconditions are its own: judged again before its first
-            // disruptive step (the one before may have changed the broker).
-            judged = false;
-            if !fell_back.is_empty() {
-                info!(execution = job.id, action = %a.name, "falling back to the next action");
+        match chain_position(actions, i, failed_action) {
+            Chain::Skip => continue,
+            Chain::Done => break,
+            Chain::Run(Some(a)) => {
+                // Each action's preconditions are its own: judged again before its first
+                // disruptive step (the one before may have changed the broker).
+                judged = false;
+                if !fell_back.is_empty() {
+                    info!(execution = job.id, action = %a.name, "falling back to the next action");
+                }
             }
+            Chain::Run(None) => {}
         }
         // The record of the step before is journaled now that another one starts; the
         // last one is journaled with the execution's end, in the runner's round.
-        for prev in records[recorded..].iter().cloned() {
-            if let Err(e) = journal.record_step(job.id, prev).await {
-                warn!(execution = job.id, error = %e, "cannot journal a step");
-            }
-        }
+        journal_steps(journal, job.id, &records[recorded..]).await;
         recorded = records.len();
         if cancel.is_cancelled() {
-            status = ExecStatus::Interrupted;
-            cause = EndCause::ShutDown;
-            reason = format!("the service shut down before step `{}`", step.name);
+            let reason = format!("the service shut down before step `{}`", step.name);
+            end = Some(End::new(
+                ExecStatus::Interrupted,
+                EndCause::ShutDown,
+                reason,
+            ));
             break;
         }
         // Before the first disruptive step: ask Kafka whether it is needed and safe.
         if !judged && step.is_disruptive() && !job.plan.requires.is_empty() {
             judged = true;
             if let Err((by, why)) = preconditions(&job, journal, metrics).await {
-                status = ExecStatus::Refused;
                 // A later action's refusal after an earlier one ran a disruptive step
                 // counts as an attempt, or a chain could repeat that step unbounded.
-                if !ran_disruptive {
-                    cause = EndCause::Refused(by);
-                }
-                reason = format!("refused before step `{}`: {why}", step.name);
+                let cause = if ran_disruptive {
+                    EndCause::Completed
+                } else {
+                    EndCause::Refused(by)
+                };
+                let reason = format!("refused before step `{}`: {why}", step.name);
+                end = Some(End::new(ExecStatus::Refused, cause, reason));
                 break;
             }
         }
-        // HA mode: a disruptive step starts only under the lock, and with its deadline
-        // recorded in etcd (a peer waits it out should this instance die mid-step).
-        let mut mark = None;
-        if let Some(f) = &job.fence
-            && step.is_disruptive()
-        {
-            match f
-                .coord
-                .begin_step(&f.lock, &step.name, step_budget(step, &opts))
-                .await
-            {
-                Ok(m) => mark = Some(m),
-                Err(why) => {
-                    // The lock may be someone else's now: this instance must not touch the cluster.
-                    metrics.coordination_fenced.inc();
-                    status = ExecStatus::Interrupted;
-                    cause = EndCause::Fenced;
-                    reason = format!(
-                        "fenced before step `{}`: {why}; nothing more runs here, a peer that takes the lock may run the remediation",
-                        step.name
-                    );
-                    warn!(execution = job.id, step = %step.name, %why, "fenced: disruptive step not started");
-                    let event = Event {
-                        at_ms: now_ms(),
-                        execution_id: Some(job.id),
-                        rule: Some(job.plan.rule.clone()),
-                        target: job.plan.target.clone(),
-                        kind: EventKind::Fenced.as_str().into(),
-                        message: reason.clone(),
-                    };
-                    if let Err(e) = journal.add_event(event).await {
-                        warn!(error = %e, "cannot journal an event");
-                    }
-                    break;
-                }
+        let mark = match fence_step(&job, step, &opts, journal, metrics).await {
+            Ok(m) => m,
+            Err(e) => {
+                end = Some(e);
+                break;
             }
-        }
-        info!(execution = job.id, step = %step.name, argv = ?step.argv, "step started");
-        ran_disruptive |= step.is_disruptive();
-        // A disruptive step's retries are judged again: the broker may be back, or
-        // another may have gone down, since the first try.
-        let gated = step.is_disruptive() && step.retries > 0 && !job.plan.requires.is_empty();
-        let job_ref = &job;
-        let gate_fn = move || -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
-            Box::pin(async move {
-                preconditions(job_ref, journal, metrics)
-                    .await
-                    .map_err(|(_, why)| why)
-            })
         };
-        let run = run_step_gated(
-            step,
-            i as u32,
-            &opts,
-            cancel,
-            gated.then_some(&gate_fn as RetryGate<'_>),
-        )
-        .await;
-        let refused_retry = run.refused.clone();
-        let rec = run.record;
-        if let (Some(f), Some(m)) = (&job.fence, mark) {
-            f.coord.end_step(m).await;
-        }
-        metrics
-            .step_duration
-            .get_or_create(&KindLabel {
-                kind: step.kind.to_string(),
-            })
-            .observe(rec.duration_ms as f64 / 1000.0);
-        info!(execution = job.id, step = %step.name, status = ?rec.status, exit_code = ?rec.exit_code, duration_ms = rec.duration_ms, "step ended");
-        let ok = rec.status == StepStatus::Succeeded;
-        let what = describe(&step.name, &rec);
-        records.push(rec);
+        ran_disruptive |= step.is_disruptive();
+        let run = run_one(&job, (i, step), &opts, (journal, metrics), cancel, mark).await;
+        let ok = run.record.status == StepStatus::Succeeded;
+        let failure = Failure {
+            what: describe(&step.name, &run.record),
+            refused_retry: run.refused.is_some(),
+            cancelled: cancel.is_cancelled(),
+            unfixable: run.unfixable,
+            first_to_run: records.is_empty(),
+        };
+        records.push(run.record);
         if ok {
             continue;
         }
-        if refused_retry.is_some() {
-            // Its first try ran: that counts as an attempt, unlike a refusal before any
-            // disruptive step (a restart that fails, then is refused, must not loop free).
-            status = ExecStatus::Refused;
-            reason = what;
-            break;
-        }
-        if cancel.is_cancelled() {
-            status = ExecStatus::Interrupted;
-            cause = EndCause::ShutDown;
-            reason = format!("{what}: the service shut down while it ran");
-            break;
-        }
-        if let Some(a) = action
-            && a.saturating_add(1) < actions.len()
-            && step.on_failure != OnFailure::Continue
-        {
-            let name = actions.get(a).map_or("", |x| x.name.as_str());
-            warn!(
-                execution = job.id,
-                action = name,
-                "{what}; trying the next action"
-            );
-            fell_back.push(format!("action `{name}` failed: {what}"));
-            failed_action = Some(a);
-            continue;
-        }
-        // This step's record is the only one: no step ran before it.
-        let first_to_run = records.len() == 1;
-        if run.unfixable && first_to_run && step.on_failure != OnFailure::Continue {
-            // Nothing ran, and running it again cannot help: counting it would let one
-            // oversized label open the circuit. Once an earlier step ran (it may have
-            // stopped a broker), it counts, or a label could repeat that step unbounded.
-            status = ExecStatus::Failed;
-            cause = EndCause::Unfixable;
-            reason = format!("{what}; the step cannot run as rendered, so no attempt is counted");
-            break;
-        }
-        match step.on_failure {
-            OnFailure::Continue => {
+        let action = FallbackAction::of_step(actions, i);
+        match after_failure(step, action, actions, failure) {
+            AfterFailure::NextAction(a, what) => {
+                let name = actions.get(a).map_or("", |x| x.name.as_str());
+                warn!(
+                    execution = job.id,
+                    action = name,
+                    "{what}; trying the next action"
+                );
+                fell_back.push(format!("action `{name}` failed: {what}"));
+                failed_action = Some(a);
+            }
+            AfterFailure::Ignore(what) => {
                 warn!(execution = job.id, "{what}; on_failure: continue");
                 ignored.push(what);
             }
-            OnFailure::Abort => {
-                status = ExecStatus::Failed;
-                reason = what;
-                break;
-            }
-            OnFailure::Escalate => {
-                status = ExecStatus::Escalated;
-                reason = format!("{what}; on_failure: escalate");
+            AfterFailure::Stop(e) => {
+                end = Some(e);
                 break;
             }
         }
     }
-    if status == ExecStatus::Succeeded && !ignored.is_empty() {
-        reason = format!(
-            "finished; failures ignored (on_failure: continue): {}",
-            ignored.join("; ")
-        );
-    }
-    // A chain says which action did it, and why each one before it failed.
-    let last = records
-        .last()
-        .and_then(|r| FallbackAction::of_step(actions, r.index as usize))
-        .and_then(|a| actions.get(a));
-    match (status, last) {
-        (ExecStatus::Succeeded, Some(a)) if fell_back.is_empty() && ignored.is_empty() => {
-            reason = format!("action `{}` succeeded", a.name);
-        }
-        (ExecStatus::Succeeded, Some(a)) if !fell_back.is_empty() => {
-            reason = format!(
-                "action `{}` succeeded after: {}",
-                a.name,
-                fell_back.join("; ")
-            );
-        }
-        _ if !fell_back.is_empty() => {
-            reason = format!("{}; then {reason}", fell_back.join("; "));
-        }
-        _ => {}
-    }
-    info!(execution = job.id, status = status.as_str(), %reason, "execution ended");
+    let end = end.unwrap_or_else(|| {
+        let reason = format!("all {} step(s) succeeded", steps.len());
+        End::new(ExecStatus::Succeeded, EndCause::Completed, reason)
+    });
+    let reason = final_reason(&end, &records, actions, &fell_back, &ignored);
+    info!(execution = job.id, status = end.status.as_str(), %reason, "execution ended");
     Outcome {
-        status,
+        status: end.status,
         reason,
-        cause,
+        cause: end.cause,
         unrecorded: records.len() - recorded,
         steps: records,
         ran: (started, now_ms()),

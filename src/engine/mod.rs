@@ -35,4 +35,6 @@ pub use handle::{AlertSink, EngineHandle};
 pub use plan::{Decision, Plan, PlanSet, WorkKey, plan_alert, plan_payload, render_context};
 pub use runner::Engine;
 pub use setup::{Setup, SetupCell};
-pub use target::{Kinds, Target, find_node, find_target, zookeeper_id, zookeeper_name};
+pub use target::{
+    Kinds, Target, TargetError, find_node, find_target, zookeeper_id, zookeeper_name,
+};

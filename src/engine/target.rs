@@ -41,6 +41,85 @@ pub fn zookeeper_id(target: &str) -> Option<&str> {
     target.strip_prefix("zookeeper/")
 }
 
+/// Why an alert maps to no single target. `label` is the label looked at and `value` its
+/// value in the alert.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// No `node_id` or `instance` label, and the rule has no `target_label`; `what` is
+    /// `broker` or `ZooKeeper node`.
+    #[error("the alert has no `node_id` or `instance` label to find its {what} by")]
+    NoLabel {
+        /// What was being looked for.
+        what: &'static str,
+    },
+    /// The alert lacks the rule's `target_label`; carries that label's name.
+    #[error("the alert has no `{0}` label (the rule's target_label)")]
+    NoTargetLabel(String),
+    /// The value names no configured broker.
+    #[error("{label}=\"{}\" is not a configured broker", value.escape_debug())]
+    NoBroker {
+        /// The label looked at.
+        label: String,
+        /// Its value.
+        value: String,
+    },
+    /// The value names no configured ZooKeeper node.
+    #[error("{label}=\"{}\" is not a configured ZooKeeper node", value.escape_debug())]
+    NoZookeeper {
+        /// The label looked at.
+        label: String,
+        /// Its value.
+        value: String,
+    },
+    /// The value names several brokers (a shared host without a port).
+    #[error(
+        "{label}=\"{}\" matches {} brokers ({}); add the port or use node_id",
+        value.escape_debug(),
+        node_ids.len(),
+        node_ids.join(", ")
+    )]
+    ManyBrokers {
+        /// The label looked at.
+        label: String,
+        /// Its value.
+        value: String,
+        /// The node_ids of the brokers it names.
+        node_ids: Vec<String>,
+    },
+    /// The value names several ZooKeeper nodes.
+    #[error(
+        "{label}=\"{}\" matches {count} ZooKeeper nodes; add the port or use node_id",
+        value.escape_debug()
+    )]
+    ManyZookeepers {
+        /// The label looked at.
+        label: String,
+        /// Its value.
+        value: String,
+        /// How many nodes it names.
+        count: usize,
+    },
+    /// The value names a broker and a ZooKeeper node (by their target names).
+    #[error(
+        "the alert names both broker {broker} and {zookeeper}; set the rule's target_label, \
+         or require a precondition of one kind"
+    )]
+    BothKinds {
+        /// The broker's target name.
+        broker: String,
+        /// The ZooKeeper node's target name (`zookeeper/ID`).
+        zookeeper: String,
+    },
+    /// Neither a broker nor a ZooKeeper node: why not each.
+    #[error("{broker}; {zookeeper}")]
+    Neither {
+        /// Why no broker.
+        broker: Box<TargetError>,
+        /// Why no ZooKeeper node.
+        zookeeper: Box<TargetError>,
+    },
+}
+
 /// Which kinds of target a rule's alerts may be about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kinds {
@@ -59,7 +138,7 @@ pub fn find_node<'a>(
     labels: &LabelSet,
     target_label: Option<&str>,
     kinds: Kinds,
-) -> Result<Target<'a>, String> {
+) -> Result<Target<'a>, TargetError> {
     let broker = || find_target(&cluster.kafka_brokers, labels, target_label).map(Target::Broker);
     let zk = || find_zookeeper(&cluster.zookeeper_nodes, labels, target_label);
     match kinds {
@@ -67,14 +146,15 @@ pub fn find_node<'a>(
         Kinds::Zookeeper => zk(),
         Kinds::Any if cluster.zookeeper_nodes.is_empty() => broker(),
         Kinds::Any => match (broker(), zk()) {
-            (Ok(b), Ok(z)) => Err(format!(
-                "the alert names both broker {} and {}; set the rule's target_label, or \
-                 require a precondition of one kind",
-                b.name(),
-                z.name()
-            )),
+            (Ok(b), Ok(z)) => Err(TargetError::BothKinds {
+                broker: b.name(),
+                zookeeper: z.name(),
+            }),
             (Ok(t), Err(_)) | (Err(_), Ok(t)) => Ok(t),
-            (Err(b), Err(z)) => Err(format!("{b}; {z}")),
+            (Err(b), Err(z)) => Err(TargetError::Neither {
+                broker: Box::new(b),
+                zookeeper: Box::new(z),
+            }),
         },
     }
 }
@@ -92,7 +172,7 @@ fn find_zookeeper<'a>(
     nodes: &'a [ZookeeperNode],
     labels: &LabelSet,
     target_label: Option<&str>,
-) -> Result<Target<'a>, String> {
+) -> Result<Target<'a>, TargetError> {
     let (label, value, by_node_id) = pick_label(labels, target_label, "ZooKeeper node")?;
     let found: Vec<&ZookeeperNode> = nodes
         .iter()
@@ -106,15 +186,15 @@ fn find_zookeeper<'a>(
         .collect();
     match found.as_slice() {
         [one] => Ok(Target::Zookeeper(one)),
-        [] => Err(format!(
-            "{label}=\"{}\" is not a configured ZooKeeper node",
-            value.escape_debug()
-        )),
-        many => Err(format!(
-            "{label}=\"{}\" matches {} ZooKeeper nodes; add the port or use node_id",
-            value.escape_debug(),
-            many.len()
-        )),
+        [] => Err(TargetError::NoZookeeper {
+            label: label.to_string(),
+            value: value.clone(),
+        }),
+        many => Err(TargetError::ManyZookeepers {
+            label: label.to_string(),
+            value: value.clone(),
+            count: many.len(),
+        }),
     }
 }
 
@@ -122,23 +202,17 @@ fn find_zookeeper<'a>(
 fn pick_label<'l>(
     labels: &'l LabelSet,
     target_label: Option<&'l str>,
-    what: &str,
-) -> Result<(&'l str, &'l String, bool), String> {
+    what: &'static str,
+) -> Result<(&'l str, &'l String, bool), TargetError> {
     let (label, by_node_id) = match target_label {
         Some(l) => (l, true),
         None if labels.contains_key("node_id") => ("node_id", true),
         None if labels.contains_key("instance") => ("instance", false),
-        None => {
-            return Err(format!(
-                "the alert has no `node_id` or `instance` label to find its {what} by"
-            ));
-        }
+        None => return Err(TargetError::NoLabel { what }),
     };
     match labels.get(label) {
         Some(v) => Ok((label, v, by_node_id)),
-        None => Err(format!(
-            "the alert has no `{label}` label (the rule's target_label)"
-        )),
+        None => Err(TargetError::NoTargetLabel(label.to_string())),
     }
 }
 
@@ -180,7 +254,7 @@ pub fn find_target<'a>(
     brokers: &'a [Broker],
     labels: &LabelSet,
     target_label: Option<&str>,
-) -> Result<&'a Broker, String> {
+) -> Result<&'a Broker, TargetError> {
     let (label, value, by_node_id) = pick_label(labels, target_label, "broker")?;
     let by_id = label == "node_id";
     let found: Vec<&Broker> = brokers
@@ -195,19 +269,15 @@ pub fn find_target<'a>(
         .collect();
     match found.as_slice() {
         [one] => Ok(one),
-        [] => Err(format!(
-            "{label}=\"{}\" is not a configured broker",
-            value.escape_debug()
-        )),
-        many => Err(format!(
-            "{label}=\"{}\" matches {} brokers ({}); add the port or use node_id",
-            value.escape_debug(),
-            many.len(),
-            many.iter()
-                .map(|b| b.node_id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        [] => Err(TargetError::NoBroker {
+            label: label.to_string(),
+            value: value.clone(),
+        }),
+        many => Err(TargetError::ManyBrokers {
+            label: label.to_string(),
+            value: value.clone(),
+            node_ids: many.iter().map(|b| b.node_id.clone()).collect(),
+        }),
     }
 }
 
@@ -264,35 +334,30 @@ mod tests {
             t(&[("instance", "k2.example.com")], None).unwrap(),
             "kafka-2"
         );
-        assert!(
-            t(&[("instance", "k2.example.com:1234")], None)
-                .unwrap_err()
-                .contains("not a configured broker")
-        );
+        let e = t(&[("instance", "k2.example.com:1234")], None).unwrap_err();
+        assert!(matches!(&e, TargetError::NoBroker { label, .. } if label == "instance"));
+        assert!(e.to_string().contains("not a configured broker"), "{e}");
         assert_eq!(
             t(&[("instance", "shared.example.com:9406")], None).unwrap(),
             "4"
         );
-        assert!(
-            t(&[("instance", "shared.example.com")], None)
-                .unwrap_err()
-                .contains("matches 2 brokers")
+        let e = t(&[("instance", "shared.example.com")], None).unwrap_err();
+        assert!(matches!(&e, TargetError::ManyBrokers { node_ids, .. } if node_ids == &["3", "4"]));
+        assert_eq!(
+            e.to_string(),
+            "instance=\"shared.example.com\" matches 2 brokers (3, 4); add the port or use node_id"
         );
         assert_eq!(t(&[("pod", "kafka-1")], Some("pod")).unwrap(), "kafka-1");
         assert_eq!(
             t(&[("host", "k2.example.com:9092")], Some("host")).unwrap(),
             "kafka-2"
         );
-        assert!(
-            t(&[("x", "y")], Some("pod"))
-                .unwrap_err()
-                .contains("no `pod` label")
-        );
-        assert!(
-            t(&[("alertname", "A")], None)
-                .unwrap_err()
-                .contains("no `node_id` or `instance`")
-        );
+        let e = t(&[("x", "y")], Some("pod")).unwrap_err();
+        assert_eq!(e, TargetError::NoTargetLabel("pod".into()));
+        assert!(e.to_string().contains("no `pod` label"), "{e}");
+        let e = t(&[("alertname", "A")], None).unwrap_err();
+        assert_eq!(e, TargetError::NoLabel { what: "broker" });
+        assert!(e.to_string().contains("no `node_id` or `instance`"), "{e}");
         assert!(t(&[("node_id", "kafka-9")], None).is_err());
     }
 
@@ -349,10 +414,12 @@ mod tests {
             Ok(("broker", "kafka-1".to_string()))
         );
         // Without a port both match: an error, never a guess.
+        let e = t(&[("instance", "k1.example.com")], None, Kinds::Any).unwrap_err();
+        assert!(matches!(e, TargetError::BothKinds { .. }));
         assert!(
-            t(&[("instance", "k1.example.com")], None, Kinds::Any)
-                .unwrap_err()
-                .contains("names both broker kafka-1 and zookeeper/zk-2")
+            e.to_string()
+                .contains("names both broker kafka-1 and zookeeper/zk-2"),
+            "{e}"
         );
         // The runbook's kind settles an id both kinds use.
         assert_eq!(
@@ -364,7 +431,9 @@ mod tests {
             Ok(("broker", "zk-3".to_string()))
         );
         assert_eq!(
-            t(&[("node_id", "kafka-1")], None, Kinds::Zookeeper).unwrap_err(),
+            t(&[("node_id", "kafka-1")], None, Kinds::Zookeeper)
+                .unwrap_err()
+                .to_string(),
             "node_id=\"kafka-1\" is not a configured ZooKeeper node"
         );
         assert_eq!(zookeeper_id("zookeeper/zk-1"), Some("zk-1"));

@@ -142,10 +142,22 @@ pub struct Srvr {
     pub zxid: Option<u64>,
 }
 
+/// Why a `srvr` answer shows no serving node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SrvrError {
+    /// The node answered that it is not serving (no quorum, or still starting).
+    #[error("not currently serving requests")]
+    NotServing,
+    /// The answer has no `Mode:` line (srvr not allowed, or not ZooKeeper); carries its
+    /// first line.
+    #[error("unexpected srvr answer: {0}")]
+    Unexpected(String),
+}
+
 /// Parses a `srvr` answer; `Err` says why the node is not serving.
-pub fn parse_srvr(text: &str) -> Result<Srvr, String> {
+pub fn parse_srvr(text: &str) -> Result<Srvr, SrvrError> {
     if text.contains("not currently serving requests") {
-        return Err("not currently serving requests".into());
+        return Err(SrvrError::NotServing);
     }
     let field = |name: &str| {
         text.lines()
@@ -154,7 +166,7 @@ pub fn parse_srvr(text: &str) -> Result<Srvr, String> {
     };
     let mode = field("Mode:").ok_or_else(|| {
         let first = text.lines().next().unwrap_or("(empty answer)");
-        format!("unexpected srvr answer: {first}")
+        SrvrError::Unexpected(first.to_string())
     })?;
     let zxid =
         field("Zxid:").and_then(|z| u64::from_str_radix(z.trim_start_matches("0x"), 16).ok());
@@ -266,14 +278,15 @@ mod tests {
         );
         assert_eq!(
             parse_srvr("This ZooKeeper instance is not currently serving requests\n"),
-            Err("not currently serving requests".into())
+            Err(SrvrError::NotServing)
         );
-        assert!(
-            parse_srvr("")
-                .unwrap_err()
-                .contains("unexpected srvr answer")
-        );
-        assert!(parse_srvr("srvr is not executed because it is not in the whitelist.").is_err());
+        let e = parse_srvr("").unwrap_err();
+        assert_eq!(e, SrvrError::Unexpected("(empty answer)".into()));
+        assert_eq!(e.to_string(), "unexpected srvr answer: (empty answer)");
+        assert!(matches!(
+            parse_srvr("srvr is not executed because it is not in the whitelist."),
+            Err(SrvrError::Unexpected(_))
+        ));
     }
 
     #[test]

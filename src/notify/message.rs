@@ -149,6 +149,35 @@ pub struct MessageContext {
     pub subject: String,
 }
 
+/// Why the message templates cannot be compiled or a message rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    /// A template file named in the config cannot be read.
+    #[error("template {}: {source}", path.display())]
+    Read {
+        /// The file, joined to the config's directory.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// A template (`subject`, `text` or `html`) is not valid handlebars.
+    #[error("template `{name}`: {source}")]
+    Compile {
+        /// Which template.
+        name: &'static str,
+        /// What handlebars says (boxed: it is large).
+        source: Box<handlebars::TemplateError>,
+    },
+    /// A template failed on this message's data.
+    #[error("{part} template: {source}")]
+    Render {
+        /// Which part: `subject`, `text` or `html`.
+        part: &'static str,
+        /// What handlebars says (boxed: it is large).
+        source: Box<handlebars::RenderError>,
+    },
+}
+
 /// The templates, compiled.
 #[derive(Debug, Clone)]
 pub struct Composer {
@@ -179,30 +208,34 @@ fn indent(
 impl Composer {
     /// Compiles the built-in templates, replaced by the files in `files` (relative to
     /// `base`) where given.
-    pub fn new(files: &TemplateFiles, base: &Path) -> Result<Composer, String> {
-        let read =
-            |p: &Option<std::path::PathBuf>, builtin: &'static str| -> Result<String, String> {
-                match p {
-                    None => Ok(builtin.to_string()),
-                    Some(p) => {
-                        let full = if p.is_absolute() {
-                            p.clone()
-                        } else {
-                            base.join(p)
-                        };
-                        std::fs::read_to_string(&full)
-                            .map_err(|e| format!("template {}: {e}", full.display()))
-                    }
+    pub fn new(files: &TemplateFiles, base: &Path) -> Result<Composer, ComposeError> {
+        let read = |p: &Option<std::path::PathBuf>,
+                    builtin: &'static str|
+         -> Result<String, ComposeError> {
+            match p {
+                None => Ok(builtin.to_string()),
+                Some(p) => {
+                    let full = if p.is_absolute() {
+                        p.clone()
+                    } else {
+                        base.join(p)
+                    };
+                    std::fs::read_to_string(&full)
+                        .map_err(|source| ComposeError::Read { path: full, source })
                 }
-            };
+            }
+        };
         let mut plain = Handlebars::new();
         plain.register_escape_fn(no_escape);
         plain.register_helper("indent", Box::new(indent));
         let mut html = Handlebars::new();
         html.register_helper("indent", Box::new(indent));
-        let compile = |reg: &mut Handlebars<'static>, name: &str, src: String| {
+        let compile = |reg: &mut Handlebars<'static>, name: &'static str, src: String| {
             reg.register_template_string(name, src)
-                .map_err(|e| format!("template `{name}`: {e}"))
+                .map_err(|e| ComposeError::Compile {
+                    name,
+                    source: Box::new(e),
+                })
         };
         compile(&mut plain, "subject", read(&files.subject, SUBJECT)?)?;
         compile(&mut plain, "text", read(&files.text, TEXT)?)?;
@@ -211,22 +244,22 @@ impl Composer {
     }
 
     /// Renders a message.
-    pub fn render(&self, ctx: &MessageContext) -> Result<Rendered, String> {
+    pub fn render(&self, ctx: &MessageContext) -> Result<Rendered, ComposeError> {
+        let failed = |part: &'static str| {
+            move |e: handlebars::RenderError| ComposeError::Render {
+                part,
+                source: Box::new(e),
+            }
+        };
         let subject = self
             .plain
             .render("subject", ctx)
-            .map_err(|e| format!("subject template: {e}"))?;
+            .map_err(failed("subject"))?;
         let subject = one_line(&subject);
         let mut ctx = ctx.clone();
         ctx.subject = subject.clone();
-        let text = self
-            .plain
-            .render("text", &ctx)
-            .map_err(|e| format!("text template: {e}"))?;
-        let html = self
-            .html
-            .render("html", &ctx)
-            .map_err(|e| format!("html template: {e}"))?;
+        let text = self.plain.render("text", &ctx).map_err(failed("text"))?;
+        let html = self.html.render("html", &ctx).map_err(failed("html"))?;
         Ok(Rendered {
             subject,
             text,
@@ -564,16 +597,15 @@ mod override_tests {
             ..Default::default()
         };
         let e = Composer::new(&missing, dir.path()).unwrap_err();
-        assert!(e.contains("nope.hbs"), "{e}");
+        assert!(matches!(&e, ComposeError::Read { path, .. } if path.ends_with("nope.hbs")));
+        assert!(e.to_string().contains("nope.hbs"), "{e}");
         std::fs::write(dir.path().join("bad.hbs"), "{{#if x}}").unwrap();
         let bad = TemplateFiles {
             text: Some("bad.hbs".into()),
             ..Default::default()
         };
-        assert!(
-            Composer::new(&bad, dir.path())
-                .unwrap_err()
-                .contains("template `text`")
-        );
+        let e = Composer::new(&bad, dir.path()).unwrap_err();
+        assert!(matches!(e, ComposeError::Compile { name: "text", .. }));
+        assert!(e.to_string().contains("template `text`"), "{e}");
     }
 }

@@ -12,22 +12,45 @@ use serde_json::Value;
 /// longer is a typo, not a policy, and would overflow the engine's millisecond arithmetic.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);
 
+/// A rule file's duration that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    /// A number that is not a whole, non-negative count of seconds.
+    #[error("`{0}` is not a whole number of seconds")]
+    NotWholeSeconds(serde_json::Number),
+    /// A string humantime cannot read.
+    #[error("`{text}` is not a duration like 30s, 5m or 1h ({reason})")]
+    Unreadable {
+        /// The string as written.
+        text: String,
+        /// What humantime says.
+        reason: humantime::DurationError,
+    },
+    /// Neither a number nor a string.
+    #[error("expected a duration like 30s, got {0}")]
+    WrongType(Value),
+    /// Longer than [`MAX_DURATION`].
+    #[error("must be at most 7d (604800 s), got {}", humantime::format_duration(*.0))]
+    TooLong(Duration),
+}
+
 /// Parses `30`, `"30s"`, `"5m"`, `"1h30m"` or `"500ms"`, at most [`MAX_DURATION`].
-pub fn parse_duration(v: &Value) -> Result<Duration, String> {
+pub fn parse_duration(v: &Value) -> Result<Duration, DurationError> {
     let d = match v {
         Value::Number(n) => n
             .as_u64()
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("`{n}` is not a whole number of seconds")),
-        Value::String(s) => humantime::parse_duration(s)
-            .map_err(|e| format!("`{s}` is not a duration like 30s, 5m or 1h ({e})")),
-        other => Err(format!("expected a duration like 30s, got {other}")),
+            .ok_or_else(|| DurationError::NotWholeSeconds(n.clone())),
+        Value::String(s) => {
+            humantime::parse_duration(s).map_err(|reason| DurationError::Unreadable {
+                text: s.clone(),
+                reason,
+            })
+        }
+        other => Err(DurationError::WrongType(other.clone())),
     }?;
     if d > MAX_DURATION {
-        return Err(format!(
-            "must be at most 7d (604800 s), got {}",
-            humantime::format_duration(d)
-        ));
+        return Err(DurationError::TooLong(d));
     }
     Ok(d)
 }

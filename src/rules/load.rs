@@ -466,7 +466,7 @@ fn compile_rule(
                 for r in refs {
                     needs_target |= uses_target(&r);
                     if let Err(m) = check_ref(&r, Scope::Param) {
-                        err(ppath.clone(), m);
+                        err(ppath.clone(), m.to_string());
                     }
                 }
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::duration::opt_duration;
-pub use super::duration::{MAX_DURATION, parse_duration};
+pub use super::duration::{DurationError, MAX_DURATION, parse_duration};
 // The steps and their kinds live with what renders and runs them; re-exported here, where
 // rule files are modelled.
 pub use crate::runbook::render::OnFailure;

@@ -15,7 +15,7 @@ use crate::kafka::cluster::{
     BrokerLiveness, ClusterSummary, kafka_id, partitions_below_min_isr_without, probe,
     quorum_majority_without, summarize,
 };
-use crate::kafka::{ClientOptions, KafkaClient};
+use crate::kafka::{ClientOptions, ClusterMetadata, KafkaClient, MinIsr};
 use crate::rules::model::Precondition;
 
 /// The exporter series that carries Kafka's BrokerState (`kafka.server:type=KafkaServer,
@@ -245,6 +245,28 @@ fn restart_safe_verdict(o: &Observation) -> (bool, String) {
             ),
         );
     };
+    if let Some(why) = unreadable_min_isr(id, meta, min_isr) {
+        return (false, why);
+    }
+    let alive = s.alive_ids();
+    if let Some(why) = isr_risks(id, meta, min_isr, &alive, &who) {
+        return (false, why);
+    }
+    match quorum_kept(id, s, &who) {
+        Ok(quorum_text) => (
+            true,
+            format!(
+                "no partition falls below min.insync.replicas without {who} \
+                 (brokers answering: {alive:?}){quorum_text}"
+            ),
+        ),
+        Err(why) => (false, why),
+    }
+}
+
+/// Why safety cannot be shown when the min.insync.replicas of a topic the target hosts
+/// could not be read.
+fn unreadable_min_isr(id: i32, meta: &ClusterMetadata, min_isr: &MinIsr) -> Option<String> {
     let hosted: BTreeSet<&str> = meta
         .topics
         .iter()
@@ -260,88 +282,90 @@ fn restart_safe_verdict(o: &Observation) -> (bool, String) {
         })
         .map(|(res, e)| format!("{res}: {e}"))
         .collect();
-    if !unknown.is_empty() {
-        return (
-            false,
-            format!(
-                "min.insync.replicas of {} topic(s) the target hosts could not be read ({}): \
-                 safety cannot be shown",
-                unknown.len(),
-                unknown.join("; ")
-            ),
-        );
-    }
-    let alive = s.alive_ids();
-    let risks: Vec<_> = partitions_below_min_isr_without(id, meta, min_isr, &alive)
+    (!unknown.is_empty()).then(|| {
+        format!(
+            "min.insync.replicas of {} topic(s) the target hosts could not be read ({}): \
+             safety cannot be shown",
+            unknown.len(),
+            unknown.join("; ")
+        )
+    })
+}
+
+/// The partitions in sync on the target that would fall below min.insync.replicas
+/// without it, named (the first [`NAMED_PARTITIONS`]), when there are any.
+fn isr_risks(
+    id: i32,
+    meta: &ClusterMetadata,
+    min_isr: &MinIsr,
+    alive: &BTreeSet<i32>,
+    who: &str,
+) -> Option<String> {
+    let risks: Vec<_> = partitions_below_min_isr_without(id, meta, min_isr, alive)
         .into_iter()
         .filter(|r| r.target_in_sync)
         .collect();
-    if !risks.is_empty() {
-        let named: Vec<String> = risks
-            .iter()
-            .take(NAMED_PARTITIONS)
-            .map(|r| {
-                format!(
-                    "{}-{} (in sync without it: {:?}, min {})",
-                    r.topic, r.partition, r.in_sync, r.min_isr
-                )
-            })
-            .collect();
-        let more = risks.len().saturating_sub(NAMED_PARTITIONS);
-        let more = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        return (
-            false,
+    if risks.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = risks
+        .iter()
+        .take(NAMED_PARTITIONS)
+        .map(|r| {
             format!(
-                "{} partition(s) would fall below min.insync.replicas without {who} \
-                 (brokers answering: {:?}): {}{more}",
-                risks.len(),
-                alive,
-                named.join(", ")
-            ),
-        );
+                "{}-{} (in sync without it: {:?}, min {})",
+                r.topic, r.partition, r.in_sync, r.min_isr
+            )
+        })
+        .collect();
+    let more = risks.len().saturating_sub(NAMED_PARTITIONS);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{} partition(s) would fall below min.insync.replicas without {who} \
+         (brokers answering: {:?}): {}{more}",
+        risks.len(),
+        alive,
+        named.join(", ")
+    ))
+}
+
+/// Whether the KRaft controller quorum keeps its majority without the target (when it is
+/// a voter): `Ok` with the verdict's tail, `Err` with why not.
+fn quorum_kept(id: i32, s: &ClusterSummary, who: &str) -> Result<String, String> {
+    let Some(q) = s
+        .quorum
+        .as_ref()
+        .filter(|q| q.voters.iter().any(|v| v.replica_id == id))
+    else {
+        return Ok(String::new());
+    };
+    // A voter that is a broker of this cluster and does not answer is not caught up,
+    // whatever its last fetch says (it may have died a moment ago).
+    let dead: BTreeSet<i32> = s
+        .brokers
+        .iter()
+        .filter(|b| !b.alive)
+        .filter_map(|b| b.kafka_id)
+        .collect();
+    let mut c = quorum_majority_without(id, q, QUORUM_MAX_BEHIND_MS);
+    c.caught_up.retain(|v| !dead.contains(v));
+    if c.caught_up.len() < c.needed {
+        return Err(format!(
+            "the KRaft controller quorum would lose its majority without {who}: \
+             caught-up voters left {:?}, {} of {} needed",
+            c.caught_up, c.needed, c.voters
+        ));
     }
-    let mut quorum_text = String::new();
-    if let Some(q) = &s.quorum
-        && q.voters.iter().any(|v| v.replica_id == id)
-    {
-        // A voter that is a broker of this cluster and does not answer is not caught up,
-        // whatever its last fetch says (it may have died a moment ago).
-        let dead: BTreeSet<i32> = s
-            .brokers
-            .iter()
-            .filter(|b| !b.alive)
-            .filter_map(|b| b.kafka_id)
-            .collect();
-        let mut c = quorum_majority_without(id, q, QUORUM_MAX_BEHIND_MS);
-        c.caught_up.retain(|v| !dead.contains(v));
-        if c.caught_up.len() < c.needed {
-            return (
-                false,
-                format!(
-                    "the KRaft controller quorum would lose its majority without {who}: \
-                     caught-up voters left {:?}, {} of {} needed",
-                    c.caught_up, c.needed, c.voters
-                ),
-            );
-        }
-        quorum_text = format!(
-            "; the controller quorum keeps {} of {} voters ({} needed)",
-            c.caught_up.len(),
-            c.voters,
-            c.needed
-        );
-    }
-    (
-        true,
-        format!(
-            "no partition falls below min.insync.replicas without {who} \
-             (brokers answering: {alive:?}){quorum_text}"
-        ),
-    )
+    Ok(format!(
+        "; the controller quorum keeps {} of {} voters ({} needed)",
+        c.caught_up.len(),
+        c.voters,
+        c.needed
+    ))
 }
 
 fn not_starting_verdict(o: &Observation) -> (bool, String) {

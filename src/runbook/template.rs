@@ -170,8 +170,37 @@ const ALERT_FIELDS: &[&str] = &[
 ];
 const TARGET_FIELDS: &[&str] = &["kind", "node_id", "host", "port", "jmx_port"];
 
+/// A template variable that cannot exist in the render context. Each carries the
+/// reference as written (`alert.labels.x`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    /// A rule's param refers to `params.*`, which is not rendered yet.
+    #[error("`{0}`: a param cannot refer to other params")]
+    ParamInParam(String),
+    /// `params.NAME` that the rule using the runbook does not declare.
+    #[error(
+        "`{shown}` is not a param of this rule (it declares: {})",
+        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+    )]
+    Undeclared {
+        /// The reference as written.
+        shown: String,
+        /// The params the rule declares, in order.
+        declared: Vec<String>,
+    },
+    /// Nothing of that name is ever in the context.
+    #[error(
+        "`{0}` cannot exist: templates see alert.labels.NAME, alert.annotations.NAME, \
+         alert.{{{alert}}}, params.NAME, target.{{{target}}}, cluster.name, cluster.bootstrap \
+         and rule.name",
+        alert = ALERT_FIELDS.join(","),
+        target = TARGET_FIELDS.join(",")
+    )]
+    Unknown(String),
+}
+
 /// Checks that a referenced variable can exist in the render context.
-pub fn check_ref(segs: &[String], scope: Scope<'_>) -> Result<(), String> {
+pub fn check_ref(segs: &[String], scope: Scope<'_>) -> Result<(), RefError> {
     let shown = segs.join(".");
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let ok = match s.as_slice() {
@@ -180,37 +209,21 @@ pub fn check_ref(segs: &[String], scope: Scope<'_>) -> Result<(), String> {
         ["target", f] => TARGET_FIELDS.contains(f),
         ["cluster", "name" | "bootstrap"] | ["rule", "name"] => true,
         ["params", name] => match scope {
-            Scope::Param => {
-                return Err(format!("`{shown}`: a param cannot refer to other params"));
+            Scope::Param => return Err(RefError::ParamInParam(shown)),
+            Scope::Runbook(declared) if !declared.contains(*name) => {
+                return Err(RefError::Undeclared {
+                    shown,
+                    declared: declared.iter().cloned().collect(),
+                });
             }
-            Scope::Runbook(declared) => {
-                if declared.contains(*name) {
-                    true
-                } else {
-                    let list: Vec<&str> = declared.iter().map(String::as_str).collect();
-                    return Err(format!(
-                        "`{shown}` is not a param of this rule (it declares: {})",
-                        if list.is_empty() {
-                            "none".to_string()
-                        } else {
-                            list.join(", ")
-                        }
-                    ));
-                }
-            }
-            Scope::AnyParams => true,
+            Scope::Runbook(_) | Scope::AnyParams => true,
         },
         _ => false,
     };
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "`{shown}` cannot exist: templates see alert.labels.NAME, alert.annotations.NAME, \
-             alert.{{{}}}, params.NAME, target.{{{}}}, cluster.name, cluster.bootstrap and rule.name",
-            ALERT_FIELDS.join(","),
-            TARGET_FIELDS.join(",")
-        ))
+        Err(RefError::Unknown(shown))
     }
 }
 
@@ -269,12 +282,18 @@ mod tests {
         assert!(check_ref(&v("target.hostname"), Scope::Param).is_err());
         assert!(check_ref(&v("alert.labels"), Scope::Param).is_err());
         assert!(check_ref(&v("alert.labels.a.b"), Scope::Param).is_err());
-        assert!(check_ref(&v("params.broker"), Scope::Param).is_err());
+        assert_eq!(
+            check_ref(&v("params.broker"), Scope::Param),
+            Err(RefError::ParamInParam("params.broker".into()))
+        );
         assert!(check_ref(&v("params.broker"), Scope::Runbook(&declared)).is_ok());
         let e = check_ref(&v("params.other"), Scope::Runbook(&declared)).unwrap_err();
-        assert!(e.contains("declares: broker"), "{e}");
+        assert!(matches!(&e, RefError::Undeclared { declared, .. } if declared == &["broker"]));
+        assert!(e.to_string().contains("declares: broker"), "{e}");
         assert!(check_ref(&v("params.other"), Scope::AnyParams).is_ok());
-        assert!(check_ref(&v("labels.instance"), Scope::AnyParams).is_err());
+        let e = check_ref(&v("labels.instance"), Scope::AnyParams).unwrap_err();
+        assert_eq!(e, RefError::Unknown("labels.instance".into()));
+        assert!(e.to_string().starts_with("`labels.instance` cannot exist: templates see alert.labels.NAME, alert.annotations.NAME, alert.{status,"), "{e}");
     }
 
     #[test]

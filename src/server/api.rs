@@ -193,8 +193,22 @@ pub async fn reset_rule(
     Json(json!({ "status": "success", "rule": rule, "closed": closed })).into_response()
 }
 
+/// Why a reload was refused; the running setup is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config or rules are invalid: the diagnostics, one per line.
+    #[error("{0}")]
+    Invalid(crate::diag::Diagnostics),
+    /// The config file cannot be read.
+    #[error(transparent)]
+    Load(LoadError),
+    /// The loading task failed (it panicked).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Reloads config and rules; an invalid new setup keeps the old one.
-pub async fn reload_setup(st: &AppState) -> Result<(), String> {
+pub async fn reload_setup(st: &AppState) -> Result<(), ReloadError> {
     let _guard = st.reload_lock.lock().await;
     let paths = st.config_paths.clone();
     let loaded = tokio::task::spawn_blocking(move || Setup::load_files(&paths)).await;
@@ -248,16 +262,16 @@ pub async fn reload_setup(st: &AppState) -> Result<(), String> {
         }
         Ok(Err(e)) => {
             Metrics::count(&st.metrics.reloads, "failure");
-            let text = match e {
-                LoadError::Invalid(d) => d.to_string(),
-                other => other.to_string(),
+            let e = match e {
+                LoadError::Invalid(d) => ReloadError::Invalid(d),
+                other => ReloadError::Load(other),
             };
-            warn!("reload rejected, keeping the running configuration:\n{text}");
-            Err(text)
+            warn!("reload rejected, keeping the running configuration:\n{e}");
+            Err(e)
         }
         Err(e) => {
             Metrics::count(&st.metrics.reloads, "failure");
-            Err(e.to_string())
+            Err(ReloadError::Task(e))
         }
     }
 }
@@ -269,7 +283,7 @@ pub async fn reload(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     }
     match reload_setup(&st).await {
         Ok(()) => Json(json!({ "status": "success" })).into_response(),
-        Err(text) => error(StatusCode::BAD_REQUEST, text),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 

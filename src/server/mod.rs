@@ -3,7 +3,7 @@
 mod api;
 mod pauses;
 
-pub use api::reload_setup;
+pub use api::{ReloadError, reload_setup};
 pub mod auth;
 pub mod guard;
 pub mod listen;

@@ -38,15 +38,24 @@ struct PauseBody {
     reason: Option<String>,
 }
 
+/// A pause body that names no single scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum ScopeError {
+    /// Both `target` and `"cluster": true`.
+    #[error("give either `target` or `\"cluster\": true`, not both")]
+    Both,
+    /// Neither.
+    #[error("give `target` (a broker's node_id) or `\"cluster\": true` for every broker")]
+    Neither,
+}
+
 /// The scope a body names, or why it names none.
-fn scope_of(b: &PauseBody) -> Result<PauseScope, String> {
+fn scope_of(b: &PauseBody) -> Result<PauseScope, ScopeError> {
     match (&b.target, b.cluster.unwrap_or(false)) {
-        (Some(_), true) => Err("give either `target` or `\"cluster\": true`, not both".into()),
+        (Some(_), true) => Err(ScopeError::Both),
         (Some(t), false) => Ok(PauseScope::Target(t.clone())),
         (None, true) => Ok(PauseScope::Cluster),
-        (None, false) => {
-            Err("give `target` (a broker's node_id) or `\"cluster\": true` for every broker".into())
-        }
+        (None, false) => Err(ScopeError::Neither),
     }
 }
 
@@ -95,7 +104,7 @@ pub async fn create(
     };
     let scope = match scope_of(&b) {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let req = match PauseRequest::new(
         scope,

@@ -149,7 +149,6 @@ impl TestFile {
             .end_ms
             .saturating_add(LOOKBACK_DELTA_MS)
             .saturating_add(3_600_000);
-        let mut store = SeriesStore::new(retention, t.series.len().saturating_add(1));
         // The kept set of `serve`: a series no condition reads never reaches its store, so
         // it does not reach this one either (and the report names it).
         let keep = KeepSet::of_rules(&self.rules);
@@ -165,84 +164,22 @@ impl TestFile {
             .filter(|(_, r)| !**r)
             .map(|(s, _)| format_labels(&s.labels))
             .collect();
-        let mut next = vec![0usize; t.series.len()];
-        let mut states = ConditionStates::default();
-        let mut failures = Vec::new();
-        let mut eval_failed: Vec<String> = Vec::new();
+        let mut replay = Replay {
+            store: SeriesStore::new(retention, t.series.len().saturating_add(1)),
+            next: vec![0usize; t.series.len()],
+            states: ConditionStates::default(),
+            failures: Vec::new(),
+            eval_failed: Vec::new(),
+        };
         let mut now = 0i64;
         while now <= t.end_ms {
-            for ((s, k), _) in t
-                .series
-                .iter()
-                .zip(next.iter_mut())
-                .zip(&read)
-                .filter(|(_, r)| **r)
-            {
-                while let Some((ts, v)) = s.samples.get(*k).filter(|(ts, _)| *ts <= now) {
-                    let value = match v {
-                        SeriesValue::Value(x) => *x,
-                        SeriesValue::Stale => stale_marker(),
-                        SeriesValue::Missing => {
-                            *k += 1;
-                            continue;
-                        }
-                    };
-                    store.insert(s.labels.clone(), *ts, value);
-                    *k += 1;
-                }
-            }
-            let mut produced = Vec::new();
-            for (rule, query) in &conditions {
-                let result = match query {
-                    Ok(q) => q.eval(&store, now).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.clone()),
-                };
-                match result {
-                    Ok(v) => {
-                        for alert in states.step(rule, &v.into_series(), now) {
-                            let source = format!(
-                                "condition of rule {}: {}",
-                                rule.name,
-                                describe_alert(&alert)
-                            );
-                            produced.extend(
-                                plan_alert(&self.config, &self.rules, &alert)
-                                    .into_iter()
-                                    .map(|p| ProducedPlan::new(p, source.clone())),
-                            );
-                        }
-                    }
-                    Err(error) => {
-                        if !eval_failed.contains(&rule.name) {
-                            eval_failed.push(rule.name.clone());
-                            failures.push(TestFailure::Eval {
-                                at_ms: now,
-                                rule: rule.name.clone(),
-                                error,
-                            });
-                        }
-                    }
-                }
-            }
-            for inj in t.injections.iter().filter(|i| i.at_ms == now) {
-                let set = plan_payload(&self.config, &self.rules, &inj.payload);
-                for p in set.plans {
-                    let alert = inj
-                        .payload
-                        .alerts
-                        .iter()
-                        .find(|a| a.fingerprint == p.fingerprint);
-                    let source = match alert {
-                        Some(a) => format!("{}: {}", inj.source, describe_alert(a)),
-                        None => inj.source.clone(),
-                    };
-                    produced.push(ProducedPlan::new(p, source));
-                }
-            }
+            replay.feed(t, &read, now);
+            let mut produced = replay.evaluate(self, &conditions, now);
+            produced.extend(self.injected(t, now));
             if let Some(e) = t.expectations.iter().find(|e| e.at_ms == now)
                 && let Some(m) = compare(&e.plans, produced)
             {
-                failures.push(TestFailure::Mismatch(Mismatch {
+                replay.failures.push(TestFailure::Mismatch(Mismatch {
                     at_ms: now,
                     line: e.line,
                     ..m
@@ -253,10 +190,113 @@ impl TestFile {
         TestReport {
             name: t.name.clone(),
             line: t.line,
-            passed: failures.is_empty(),
-            failures,
+            passed: replay.failures.is_empty(),
+            failures: replay.failures,
             unread,
         }
+    }
+
+    /// The plans of the alerts injected at `now`, each naming where its alert came from.
+    fn injected(&self, t: &TestCase, now: i64) -> Vec<ProducedPlan> {
+        let mut produced = Vec::new();
+        for inj in t.injections.iter().filter(|i| i.at_ms == now) {
+            let set = plan_payload(&self.config, &self.rules, &inj.payload);
+            for p in set.plans {
+                let alert = inj
+                    .payload
+                    .alerts
+                    .iter()
+                    .find(|a| a.fingerprint == p.fingerprint);
+                let source = match alert {
+                    Some(a) => format!("{}: {}", inj.source, describe_alert(a)),
+                    None => inj.source.clone(),
+                };
+                produced.push(ProducedPlan::new(p, source));
+            }
+        }
+        produced
+    }
+}
+
+/// One test's replay: the series store as `serve` would fill it, the conditions' states,
+/// and the failures so far.
+struct Replay {
+    store: SeriesStore,
+    /// Per input series, the index of its next sample.
+    next: Vec<usize>,
+    states: ConditionStates,
+    failures: Vec<TestFailure>,
+    /// Rules whose condition failed to evaluate (reported once each).
+    eval_failed: Vec<String>,
+}
+
+impl Replay {
+    /// Stores every sample of a read series that is due by `now`.
+    fn feed(&mut self, t: &TestCase, read: &[bool], now: i64) {
+        for ((s, k), _) in t
+            .series
+            .iter()
+            .zip(self.next.iter_mut())
+            .zip(read)
+            .filter(|(_, r)| **r)
+        {
+            while let Some((ts, v)) = s.samples.get(*k).filter(|(ts, _)| *ts <= now) {
+                let value = match v {
+                    SeriesValue::Value(x) => *x,
+                    SeriesValue::Stale => stale_marker(),
+                    SeriesValue::Missing => {
+                        *k += 1;
+                        continue;
+                    }
+                };
+                self.store.insert(s.labels.clone(), *ts, value);
+                *k += 1;
+            }
+        }
+    }
+
+    /// Evaluates every condition at `now`: the plans of the alerts they fire or resolve;
+    /// a condition that cannot be evaluated is a failure, once per rule.
+    fn evaluate(
+        &mut self,
+        file: &TestFile,
+        conditions: &[(&Rule, Result<Query, String>)],
+        now: i64,
+    ) -> Vec<ProducedPlan> {
+        let mut produced = Vec::new();
+        for (rule, query) in conditions {
+            let result = match query {
+                Ok(q) => q.eval(&self.store, now).map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            match result {
+                Ok(v) => {
+                    for alert in self.states.step(rule, &v.into_series(), now) {
+                        let source = format!(
+                            "condition of rule {}: {}",
+                            rule.name,
+                            describe_alert(&alert)
+                        );
+                        produced.extend(
+                            plan_alert(&file.config, &file.rules, &alert)
+                                .into_iter()
+                                .map(|p| ProducedPlan::new(p, source.clone())),
+                        );
+                    }
+                }
+                Err(error) => {
+                    if !self.eval_failed.contains(&rule.name) {
+                        self.eval_failed.push(rule.name.clone());
+                        self.failures.push(TestFailure::Eval {
+                            at_ms: now,
+                            rule: rule.name.clone(),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+        produced
     }
 }
 

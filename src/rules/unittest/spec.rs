@@ -212,83 +212,10 @@ pub fn fmt_ms(ms: i64) -> String {
 
 /// Reads and checks a test file, its config and rule files, and every alert file.
 pub fn load(path: &Path) -> Result<TestFile, UnitTestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| UnitTestError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut ctx = Ctx {
-        path: path.to_path_buf(),
-        dir: path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        doc: Document::default(),
-        diags: Diagnostics::default(),
-    };
-    ctx.doc = match Document::parse(&text) {
-        Ok(d) => d,
-        Err(e) => {
-            ctx.diags
-                .error(path, Some(e.line), format!("YAML: {}", e.message));
-            return Err(UnitTestError::Invalid(ctx.diags));
-        }
-    };
-    let mut top = match ctx.doc.value.clone() {
-        Value::Object(m) => m,
-        _ => {
-            ctx.diags.error(
-                path,
-                Some(1),
-                "a test file is a mapping with `tests:` and `config:` or `rule_files:`",
-            );
-            return Err(UnitTestError::Invalid(ctx.diags));
-        }
-    };
-    let unknown: Vec<String> = top
-        .keys()
-        .filter(|k| !TOP_KEYS.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    for key in unknown {
-        ctx.error(
-            &key,
-            format!("unknown key; a test file has {}", TOP_KEYS.join(", ")),
-        );
-    }
-    let interval = match top.remove("evaluation_interval") {
-        Some(v) => ctx
-            .take::<DurationField>(v, "evaluation_interval")
-            .map(|d| d.0),
-        None => Some(DEFAULT_EVALUATION_INTERVAL),
-    };
-    let eval_ms = match interval {
-        Some(d) if ms(d) > 0 => ms(d),
-        Some(_) => {
-            ctx.error("evaluation_interval", "must be at least 1ms");
-            1
-        }
-        None => 1,
-    };
+    let (mut ctx, mut top) = open(path)?;
+    let eval_ms = evaluation_interval(&mut ctx, &mut top);
     let (config, rules) = setup(&mut ctx, &mut top);
-    let tests = match top.remove("tests") {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| test_case(&mut ctx, v, i, eval_ms))
-            .collect(),
-        Some(_) => {
-            ctx.error("tests", "`tests` must be a list of tests");
-            Vec::new()
-        }
-        None => {
-            ctx.diags.error(
-                path,
-                None,
-                "missing `tests:`; a test file needs at least one test",
-            );
-            Vec::new()
-        }
-    };
+    let tests = tests_of(&mut ctx, &mut top, eval_ms);
     if tests.is_empty() && !ctx.diags.has_errors() {
         ctx.error("tests", "no tests");
     }
@@ -312,6 +239,97 @@ pub fn load(path: &Path) -> Result<TestFile, UnitTestError> {
                 "no cluster or rules: give `config:` or `cluster:` and `rule_files:`",
             );
             Err(UnitTestError::Invalid(ctx.diags))
+        }
+    }
+}
+
+/// Reads and parses the file: its context and top-level mapping, its unknown keys
+/// reported. `Err` when it is not a YAML mapping.
+fn open(path: &Path) -> Result<(Ctx, Map<String, Value>), UnitTestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| UnitTestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut ctx = Ctx {
+        path: path.to_path_buf(),
+        dir: path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        doc: Document::default(),
+        diags: Diagnostics::default(),
+    };
+    ctx.doc = match Document::parse(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            ctx.diags
+                .error(path, Some(e.line), format!("YAML: {}", e.message));
+            return Err(UnitTestError::Invalid(ctx.diags));
+        }
+    };
+    let top = match ctx.doc.value.clone() {
+        Value::Object(m) => m,
+        _ => {
+            ctx.diags.error(
+                path,
+                Some(1),
+                "a test file is a mapping with `tests:` and `config:` or `rule_files:`",
+            );
+            return Err(UnitTestError::Invalid(ctx.diags));
+        }
+    };
+    let unknown: Vec<String> = top
+        .keys()
+        .filter(|k| !TOP_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        ctx.error(
+            &key,
+            format!("unknown key; a test file has {}", TOP_KEYS.join(", ")),
+        );
+    }
+    Ok((ctx, top))
+}
+
+/// `evaluation_interval` in milliseconds (at least 1).
+fn evaluation_interval(ctx: &mut Ctx, top: &mut Map<String, Value>) -> i64 {
+    let interval = match top.remove("evaluation_interval") {
+        Some(v) => ctx
+            .take::<DurationField>(v, "evaluation_interval")
+            .map(|d| d.0),
+        None => Some(DEFAULT_EVALUATION_INTERVAL),
+    };
+    match interval {
+        Some(d) if ms(d) > 0 => ms(d),
+        Some(_) => {
+            ctx.error("evaluation_interval", "must be at least 1ms");
+            1
+        }
+        None => 1,
+    }
+}
+
+/// The file's `tests:`, each checked; the ones with errors are left out.
+fn tests_of(ctx: &mut Ctx, top: &mut Map<String, Value>, eval_ms: i64) -> Vec<TestCase> {
+    match top.remove("tests") {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| test_case(ctx, v, i, eval_ms))
+            .collect(),
+        Some(_) => {
+            ctx.error("tests", "`tests` must be a list of tests");
+            Vec::new()
+        }
+        None => {
+            let path = ctx.path.clone();
+            ctx.diags.error(
+                &path,
+                None,
+                "missing `tests:`; a test file needs at least one test",
+            );
+            Vec::new()
         }
     }
 }
@@ -340,110 +358,138 @@ fn setup(ctx: &mut Ctx, top: &mut Map<String, Value>) -> (Option<Config>, Option
         .and_then(|v| ctx.take::<Vec<String>>(v, "rule_files"));
     let cluster = top.remove("cluster");
     let recovery = top.remove("recovery");
-    let mut config = None;
-    let mut rules = None;
-    if let Some(cp) = &config_path {
-        if cluster.is_some() || recovery.is_some() {
-            let key = if cluster.is_some() {
-                "cluster"
-            } else {
-                "recovery"
-            };
-            ctx.error(
-                key,
-                "give either `config:` or an inline `cluster:`, not both",
-            );
-        }
-        let full: Vec<PathBuf> = cp.iter().map(|c| ctx.resolve(c)).collect();
-        match crate::config::load_files_with_env(&full, config_env()) {
-            Ok(loaded) => {
-                if rule_files.is_none() {
-                    let (set, d) = load_rules(&loaded);
-                    if d.has_errors() {
-                        ctx.error("config", "the config's rule files are invalid:");
-                        ctx.diags.extend(d);
-                    } else {
-                        rules = Some(set);
-                    }
-                }
-                config = Some(loaded.config);
-            }
-            Err(e @ LoadError::Read { .. }) => ctx.error("config", e),
-            Err(LoadError::Invalid(d)) => {
-                ctx.error(
-                    "config",
-                    format!(
-                        "{} is an invalid configuration:",
-                        full.iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(" + ")
-                    ),
-                );
-                ctx.diags.extend(d);
-            }
-        }
-    } else {
-        match cluster {
-            Some(v) => {
-                let cluster = ctx.take::<ClusterConfig>(v, "cluster");
-                let recovery = match recovery {
-                    Some(v) => ctx.take::<RecoveryConfig>(v, "recovery"),
-                    None => Some(RecoveryConfig::default()),
+    let (config, mut rules) = match &config_path {
+        Some(cp) => {
+            if cluster.is_some() || recovery.is_some() {
+                let key = if cluster.is_some() {
+                    "cluster"
+                } else {
+                    "recovery"
                 };
-                // Every other section takes its defaults.
-                let base = serde_json::json!({"cluster": {"name": "", "kafka_brokers": []}});
-                if let (Some(cluster), Some(recovery), Ok(mut c)) =
-                    (cluster, recovery, serde_json::from_value::<Config>(base))
-                {
-                    c.cluster = cluster;
-                    c.recovery = recovery;
-                    config = Some(c);
-                }
+                ctx.error(
+                    key,
+                    "give either `config:` or an inline `cluster:`, not both",
+                );
             }
-            None => ctx.diags.error(
-                &ctx.path,
-                None,
-                "give `config:` (a kafka-healing config file) or an inline `cluster:` section",
-            ),
+            config_file(ctx, cp, rule_files.is_none())
         }
-        if rule_files.is_none() {
-            ctx.diags.error(
-                &ctx.path,
-                None,
-                "give `rule_files:` when there is no `config:`",
-            );
+        None => {
+            let config = inline_config(ctx, cluster, recovery);
+            if rule_files.is_none() {
+                ctx.diags.error(
+                    &ctx.path,
+                    None,
+                    "give `rule_files:` when there is no `config:`",
+                );
+            }
+            (config, None)
         }
-    }
+    };
     if let Some(patterns) = rule_files {
-        let mut files = Vec::new();
-        for (i, pattern) in patterns.iter().enumerate() {
-            let at = join_index("rule_files", i);
-            let full = ctx.resolve(pattern);
-            match glob::glob(&full.to_string_lossy()) {
-                Ok(paths) => {
-                    let mut found: Vec<PathBuf> = paths
-                        .filter_map(Result::ok)
-                        .filter(|p| p.is_file())
-                        .collect();
-                    found.sort();
-                    if found.is_empty() {
-                        ctx.error(&at, format!("`{pattern}` matches no rule file"));
-                    }
-                    files.extend(found);
-                }
-                Err(e) => ctx.error(&at, format!("bad glob `{pattern}`: {e}")),
-            }
-        }
-        let (set, d) = load_rule_files(&files);
-        if d.has_errors() {
-            ctx.error("rule_files", "the rule files are invalid:");
-            ctx.diags.extend(d);
-        } else {
-            rules = Some(set);
-        }
+        rules = rules_from(ctx, &patterns);
     }
     (config, rules)
+}
+
+/// The config files `cp` (relative to the test file, layered in order), and their rule
+/// files' rule set when `with_rules` (no `rule_files:` given).
+fn config_file(
+    ctx: &mut Ctx,
+    cp: &[String],
+    with_rules: bool,
+) -> (Option<Config>, Option<RuleSet>) {
+    let mut rules = None;
+    let full: Vec<PathBuf> = cp.iter().map(|c| ctx.resolve(c)).collect();
+    match crate::config::load_files_with_env(&full, config_env()) {
+        Ok(loaded) => {
+            if with_rules {
+                let (set, d) = load_rules(&loaded);
+                if d.has_errors() {
+                    ctx.error("config", "the config's rule files are invalid:");
+                    ctx.diags.extend(d);
+                } else {
+                    rules = Some(set);
+                }
+            }
+            (Some(loaded.config), rules)
+        }
+        Err(e @ LoadError::Read { .. }) => {
+            ctx.error("config", e);
+            (None, None)
+        }
+        Err(LoadError::Invalid(d)) => {
+            ctx.error(
+                "config",
+                format!(
+                    "{} is an invalid configuration:",
+                    full.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+            );
+            ctx.diags.extend(d);
+            (None, None)
+        }
+    }
+}
+
+/// A config from an inline `cluster:` (and `recovery:`); every other section takes its
+/// defaults.
+fn inline_config(ctx: &mut Ctx, cluster: Option<Value>, recovery: Option<Value>) -> Option<Config> {
+    let Some(v) = cluster else {
+        ctx.diags.error(
+            &ctx.path,
+            None,
+            "give `config:` (a kafka-healing config file) or an inline `cluster:` section",
+        );
+        return None;
+    };
+    let cluster = ctx.take::<ClusterConfig>(v, "cluster");
+    let recovery = match recovery {
+        Some(v) => ctx.take::<RecoveryConfig>(v, "recovery"),
+        None => Some(RecoveryConfig::default()),
+    };
+    let base = serde_json::json!({"cluster": {"name": "", "kafka_brokers": []}});
+    if let (Some(cluster), Some(recovery), Ok(mut c)) =
+        (cluster, recovery, serde_json::from_value::<Config>(base))
+    {
+        c.cluster = cluster;
+        c.recovery = recovery;
+        return Some(c);
+    }
+    None
+}
+
+/// The rule set of the files `rule_files:` globs name (each glob must match a file).
+fn rules_from(ctx: &mut Ctx, patterns: &[String]) -> Option<RuleSet> {
+    let mut files = Vec::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let at = join_index("rule_files", i);
+        let full = ctx.resolve(pattern);
+        match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => {
+                let mut found: Vec<PathBuf> = paths
+                    .filter_map(Result::ok)
+                    .filter(|p| p.is_file())
+                    .collect();
+                found.sort();
+                if found.is_empty() {
+                    ctx.error(&at, format!("`{pattern}` matches no rule file"));
+                }
+                files.extend(found);
+            }
+            Err(e) => ctx.error(&at, format!("bad glob `{pattern}`: {e}")),
+        }
+    }
+    let (set, d) = load_rule_files(&files);
+    if d.has_errors() {
+        ctx.error("rule_files", "the rule files are invalid:");
+        ctx.diags.extend(d);
+        None
+    } else {
+        Some(set)
+    }
 }
 
 fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase> {
@@ -461,9 +507,35 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
     if spec.name.trim().is_empty() {
         ctx.error(&join_key(&at, "name"), "must not be empty");
     }
+    let series = input_series(ctx, &at, &spec.input_series, interval_ms);
+    let mut times = Times { eval_ms, end_ms: 0 };
+    let injections = injections(ctx, &at, &spec.alerts, &mut times);
+    let mut expectations = expectations(ctx, &at, spec.expect, &mut times);
+    if expectations.is_empty() && ctx.diags.error_count() == before {
+        ctx.error(&at, "the test has no `expect:`, so it checks nothing");
+    }
+    expectations.sort_by_key(|e| e.at_ms);
+    (ctx.diags.error_count() == before).then(|| TestCase {
+        name: spec.name,
+        line: ctx.line(&at),
+        series,
+        injections,
+        expectations,
+        end_ms: times.end_ms,
+    })
+}
+
+/// A test's `input_series`, each sample at its index times `interval_ms`; a series given
+/// twice is an error.
+fn input_series(
+    ctx: &mut Ctx,
+    at: &str,
+    specs: &[SeriesSpec],
+    interval_ms: i64,
+) -> Vec<InputSeries> {
     let mut series: Vec<InputSeries> = Vec::new();
-    for (j, s) in spec.input_series.iter().enumerate() {
-        let sat = join_index(&join_key(&at, "input_series"), j);
+    for (j, s) in specs.iter().enumerate() {
+        let sat = join_index(&join_key(at, "input_series"), j);
         let labels = match parse_series(&s.series) {
             Ok(l) => l,
             Err(e) => {
@@ -493,9 +565,19 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             .collect();
         series.push(InputSeries { labels, samples });
     }
-    let mut end_ms = 0;
-    let mut check_time = |ctx: &mut Ctx, path: &str, t: Duration| -> Option<i64> {
-        let t = ms(t);
+    series
+}
+
+/// The times a test's injections and expectations name: each on an evaluation, at most
+/// [`MAX_STEPS`] away; `end_ms` is the latest.
+struct Times {
+    eval_ms: i64,
+    end_ms: i64,
+}
+
+impl Times {
+    fn check(&mut self, ctx: &mut Ctx, path: &str, t: Duration) -> Option<i64> {
+        let (t, eval_ms) = (ms(t), self.eval_ms);
         if t % eval_ms != 0 {
             ctx.error(
                 path,
@@ -514,13 +596,17 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             );
             return None;
         }
-        end_ms = end_ms.max(t);
+        self.end_ms = self.end_ms.max(t);
         Some(t)
-    };
+    }
+}
+
+/// A test's `alerts:`, each from a file or inline, at a checked time.
+fn injections(ctx: &mut Ctx, at: &str, specs: &[InjectSpec], times: &mut Times) -> Vec<Injection> {
     let mut injections = Vec::new();
-    for (j, inj) in spec.alerts.iter().enumerate() {
-        let iat = join_index(&join_key(&at, "alerts"), j);
-        let t = check_time(ctx, &join_key(&iat, "at"), inj.at);
+    for (j, inj) in specs.iter().enumerate() {
+        let iat = join_index(&join_key(at, "alerts"), j);
+        let t = times.check(ctx, &join_key(&iat, "at"), inj.at);
         let payload = match (&inj.file, &inj.alerts) {
             (Some(f), None) => alert_file(ctx, &join_key(&iat, "file"), f),
             (None, Some(list)) => inline_alerts(ctx, &join_key(&iat, "alerts"), list),
@@ -541,10 +627,20 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             });
         }
     }
+    injections
+}
+
+/// A test's `expect:`, one per time; `reason` and `reason_contains` exclude each other.
+fn expectations(
+    ctx: &mut Ctx,
+    at: &str,
+    specs: Vec<ExpectSpec>,
+    times: &mut Times,
+) -> Vec<Expectation> {
     let mut expectations: Vec<Expectation> = Vec::new();
-    for (j, e) in spec.expect.into_iter().enumerate() {
-        let eat = join_index(&join_key(&at, "expect"), j);
-        let Some(at_ms) = check_time(ctx, &join_key(&eat, "at"), e.at) else {
+    for (j, e) in specs.into_iter().enumerate() {
+        let eat = join_index(&join_key(at, "expect"), j);
+        let Some(at_ms) = times.check(ctx, &join_key(&eat, "at"), e.at) else {
             continue;
         };
         if expectations.iter().any(|o| o.at_ms == at_ms) {
@@ -568,18 +664,7 @@ fn test_case(ctx: &mut Ctx, v: Value, i: usize, eval_ms: i64) -> Option<TestCase
             plans: e.plans,
         });
     }
-    if expectations.is_empty() && ctx.diags.error_count() == before {
-        ctx.error(&at, "the test has no `expect:`, so it checks nothing");
-    }
-    expectations.sort_by_key(|e| e.at_ms);
-    (ctx.diags.error_count() == before).then(|| TestCase {
-        name: spec.name,
-        line: ctx.line(&at),
-        series,
-        injections,
-        expectations,
-        end_ms,
-    })
+    expectations
 }
 
 fn alert_file(ctx: &mut Ctx, at: &str, f: &str) -> Option<WebhookPayload> {

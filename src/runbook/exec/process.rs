@@ -90,46 +90,9 @@ pub(crate) async fn run_process(
         });
     }
     let cookie = new_cookie();
-    let prepare = |setpriv: Option<&std::path::Path>| {
-        let (mut cmd, wrapped) = lifeline::command(program, args, &opts.env, setpriv);
-        cmd.env_clear()
-            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env(STEP_COOKIE_VAR, &cookie)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        (cmd, wrapped)
-    };
-    let (mut cmd, wrapped) = prepare(opts.setpriv.as_deref());
-    // Only a child with a parent-death signal must be forked by a spawner thread.
-    let spawned = if wrapped {
-        match lifeline::spawn(cmd).await {
-            Err(e) => {
-                // `setpriv` itself could not be started (removed since it was found): the
-                // step is not held back for it.
-                tracing::warn!(error = %e, "cannot start the step through setpriv; starting it directly");
-                prepare(None).0.spawn()
-            }
-            ok => ok,
-        }
-    } else {
-        cmd.spawn()
-    };
-    let mut child = match spawned {
+    let mut child = match spawn(program, args, opts, &cookie).await {
         Ok(c) => c,
-        Err(source) => {
-            let e = ExecError::Spawn {
-                program: program.clone(),
-                source,
-            };
-            return if e.unfixable() {
-                Outcome::fatal(e)
-            } else {
-                Outcome::failed(e)
-            };
-        }
+        Err(outcome) => return outcome,
     };
     // process_group(0): the child leads a group whose id is its pid.
     let pgid = child
@@ -164,20 +127,99 @@ pub(crate) async fn run_process(
             guard.armed = false;
             exited(st)
         }
+        other => stop_group(other, &mut child, pgid, program, timeout, opts).await,
+    };
+    guard.armed = false;
+    if stopped {
+        // Stopped by us: what left the group (a daemon) goes too.
+        let escaped = kill_cookie_holders(cookie).await;
+        if escaped > 0 {
+            tracing::warn!(program = %program, escaped, "killed processes that had left the step's process group");
+        }
+    }
+    let (out, err) = drain(program, out_task, err_task, &stop, opts.drain_timeout).await;
+    outcome.stdout = out.text();
+    outcome.stdout_truncated = out.truncated;
+    outcome.stderr = err.text();
+    outcome.stderr_truncated = err.truncated;
+    outcome
+}
+
+/// Starts `program` in a process group of its own with only the step's environment and
+/// the try's cookie; through `setpriv` when configured, directly when `setpriv` cannot
+/// be started. `Err` is the step's outcome.
+async fn spawn(
+    program: &str,
+    args: &[String],
+    opts: &ExecOptions,
+    cookie: &str,
+) -> Result<Child, Outcome> {
+    let prepare = |setpriv: Option<&std::path::Path>| {
+        let (mut cmd, wrapped) = lifeline::command(program, args, &opts.env, setpriv);
+        cmd.env_clear()
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(STEP_COOKIE_VAR, cookie)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        (cmd, wrapped)
+    };
+    let (mut cmd, wrapped) = prepare(opts.setpriv.as_deref());
+    // Only a child with a parent-death signal must be forked by a spawner thread.
+    let spawned = if wrapped {
+        match lifeline::spawn(cmd).await {
+            Err(e) => {
+                // `setpriv` itself could not be started (removed since it was found): the
+                // step is not held back for it.
+                tracing::warn!(error = %e, "cannot start the step through setpriv; starting it directly");
+                prepare(None).0.spawn()
+            }
+            ok => ok,
+        }
+    } else {
+        cmd.spawn()
+    };
+    spawned.map_err(|source| {
+        let e = ExecError::Spawn {
+            program: program.to_string(),
+            source,
+        };
+        if e.unfixable() {
+            Outcome::fatal(e)
+        } else {
+            Outcome::failed(e)
+        }
+    })
+}
+
+/// The outcome of a try that did not end by itself (its wait failed, it timed out, or it
+/// was cancelled): its process group is stopped first.
+async fn stop_group(
+    end: End,
+    child: &mut Child,
+    pgid: Option<Pid>,
+    program: &str,
+    timeout: Duration,
+    opts: &ExecOptions,
+) -> Outcome {
+    match end {
+        End::Exited(st) => exited(st),
         End::WaitFailed(source) => {
-            let (st, _) = terminate(&mut child, pgid, opts.kill_grace).await;
+            let (st, _) = terminate(child, pgid, opts.kill_grace).await;
             Outcome {
                 exit_code: st.and_then(|s| s.code()),
                 signal: st.and_then(|s| s.signal()),
                 ..Outcome::failed(ExecError::Wait {
-                    program: program.clone(),
+                    program: program.to_string(),
                     source,
                 })
             }
         }
         End::TimedOut => {
             tracing::warn!(program = %program, ?timeout, ?pgid, "timed out; stopping its process group");
-            let (st, sent) = terminate(&mut child, pgid, opts.kill_grace).await;
+            let (st, sent) = terminate(child, pgid, opts.kill_grace).await;
             Outcome {
                 status: StepStatus::TimedOut,
                 exit_code: st.and_then(|s| s.code()),
@@ -192,39 +234,35 @@ pub(crate) async fn run_process(
         }
         End::Cancelled => {
             tracing::warn!(program = %program, ?pgid, "cancelled; stopping its process group");
-            let (st, sent) = terminate(&mut child, pgid, opts.kill_grace).await;
+            let (st, sent) = terminate(child, pgid, opts.kill_grace).await;
             Outcome {
                 exit_code: st.and_then(|s| s.code()),
                 signal: st.and_then(|s| s.signal()).or(Some(sent as i32)),
                 ..Outcome::fatal(ExecError::Cancelled)
             }
         }
-    };
-    guard.armed = false;
-    if stopped {
-        // Stopped by us: what left the group (a daemon) goes too.
-        let escaped = kill_cookie_holders(cookie).await;
-        if escaped > 0 {
-            tracing::warn!(program = %program, escaped, "killed processes that had left the step's process group");
-        }
     }
+}
 
-    // Output: to its end, unless something the child started keeps the pipes open.
+/// The captured output: read to its end, unless something the child started keeps the
+/// pipes open past `drain_timeout`.
+async fn drain(
+    program: &str,
+    out_task: Option<JoinHandle<Captured>>,
+    err_task: Option<JoinHandle<Captured>>,
+    stop: &CancellationToken,
+    drain_timeout: Duration,
+) -> (Captured, Captured) {
     let readers = async { (join(out_task).await, join(err_task).await) };
     tokio::pin!(readers);
-    let (out, err) = tokio::select! {
+    tokio::select! {
         r = &mut readers => r,
-        _ = tokio::time::sleep(opts.drain_timeout) => {
+        _ = tokio::time::sleep(drain_timeout) => {
             tracing::warn!(program = %program, "output still open after the process ended; no longer read");
             stop.cancel();
             readers.await
         }
-    };
-    outcome.stdout = out.text();
-    outcome.stdout_truncated = out.truncated;
-    outcome.stderr = err.text();
-    outcome.stderr_truncated = err.truncated;
-    outcome
+    }
 }
 
 fn exited(st: ExitStatus) -> Outcome {

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use self::headers::HeaderSpec;
-use self::url::UrlTemplate;
+use self::url::{UrlError, UrlTemplate};
 use crate::journal::StepStatus;
 use crate::runbook::exec::options::ExecOptions;
 use crate::runbook::exec::outcome::{ExecError, Outcome, error_chain};
@@ -48,7 +48,7 @@ pub struct HttpStep {
     /// Request headers, literal or from secrets.
     pub headers: BTreeMap<String, HeaderSpec>,
     /// The URL as parsed, or why it cannot be.
-    parsed: Result<UrlTemplate, String>,
+    parsed: Result<UrlTemplate, UrlError>,
 }
 
 /// An `http` step as written.
@@ -138,7 +138,7 @@ impl HttpStep {
             return Err(r.error(p));
         }
         let method = self.method.to_ascii_uppercase();
-        let t = self.parsed.as_ref().map_err(|e| r.error(e.clone()))?;
+        let t = self.parsed.as_ref().map_err(|e| r.error(e.to_string()))?;
         let url = t.render(r, "url")?;
         let mut argv = vec![method, url.url];
         let body = match &self.body {
@@ -229,7 +229,7 @@ async fn run_http(
     for h in header_args {
         match headers::resolve(h) {
             Ok(pair) => headers.push(pair),
-            Err(e) => return Outcome::fatal(invalid(e)),
+            Err(e) => return Outcome::fatal(invalid(e.to_string())),
         }
     }
     let req = Request {

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::http::url::UrlTemplate;
+use super::http::url::{UrlError, UrlTemplate};
 use super::http::{fetch, parse_url};
 use crate::journal::StepStatus;
 use crate::rules::duration::duration;
@@ -35,7 +35,7 @@ pub struct WaitForStep {
     /// How long to keep trying.
     pub timeout: Duration,
     /// The `http` URL as parsed, or why it cannot be.
-    parsed_http: Option<Result<UrlTemplate, String>>,
+    parsed_http: Option<Result<UrlTemplate, UrlError>>,
 }
 
 /// A `wait_for` step as written.
@@ -118,19 +118,32 @@ impl WaitForStep {
 
 /// Checks that a `tcp` template's host and port come from literal text or config values
 /// only, as an `http` URL's do: a label cannot send the wait to another host or port.
-fn tcp_template(t: &str) -> Result<(), String> {
+fn tcp_template(t: &str) -> Result<(), AddressError> {
     let u = UrlTemplate::parse(&format!("http://{t}"))?;
     if !u.path.is_empty() || u.query.is_some() {
-        return Err(format!("`{t}` is not host:port"));
+        return Err(AddressError::TemplateNotHostPort(t.to_string()));
     }
     Ok(())
 }
 
+/// A `wait_for tcp` address that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// The template's host or port could come from alert data, or it does not parse.
+    #[error(transparent)]
+    Template(#[from] UrlError),
+    /// The template has a path or query: not `host:port`. Carries the template.
+    #[error("`{0}` is not host:port")]
+    TemplateNotHostPort(String),
+    /// The rendered address is not `host:port` with a port from 1 to 65535. Carries it.
+    #[error("`{}` is not host:port", .0.escape_debug())]
+    NotHostPort(String),
+}
+
 /// Checks `host:port` (or `[v6]:port`).
-pub fn check_host_port(s: &str) -> Result<(), String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{}` is not host:port", s.escape_debug()))?;
+pub fn check_host_port(s: &str) -> Result<(), AddressError> {
+    let not = || AddressError::NotHostPort(s.to_string());
+    let (host, port) = s.rsplit_once(':').ok_or_else(not)?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -138,7 +151,7 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
     let host_ok = plain_host(host) || host.parse::<std::net::Ipv6Addr>().is_ok();
     match port.parse::<u16>() {
         Ok(p) if p > 0 && host_ok => Ok(()),
-        _ => Err(format!("`{}` is not host:port", s.escape_debug())),
+        _ => Err(not()),
     }
 }
 

@@ -102,46 +102,148 @@ pub(crate) fn to_arg(name: &str, spec: &HeaderSpec) -> String {
     serde_json::to_string(&(name, spec)).unwrap_or_default()
 }
 
+/// Why a header cannot be sent. None holds the secret.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HeaderError {
+    /// The argv element is not a `[name, source]` pair (the executor does not trust it).
+    #[error("`{}` is not a header: {source}", arg.escape_debug())]
+    NotAHeader {
+        /// The argv element.
+        arg: String,
+        /// What the JSON parser says.
+        source: serde_json::Error,
+    },
+    /// One of the checks `check` makes ([`problems`]), made again.
+    #[error("{0}")]
+    Refused(String),
+    /// Not a header name.
+    #[error("`{name}`: {source}")]
+    Name {
+        /// The name.
+        name: String,
+        /// What `http` says.
+        source: reqwest::header::InvalidHeaderName,
+    },
+    /// The value holds CR, LF, NUL or another control character.
+    #[error(
+        "http header `{0}`: the value is not a valid header value (CR, LF, NUL or other control characters)"
+    )]
+    Value(String),
+    /// The secret file cannot be read.
+    #[error("secret_file {}: {source}", path.display())]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The secret file is longer than `MAX_SECRET`.
+    #[error("secret_file {}: longer than {} bytes", .0.display(), MAX_SECRET)]
+    SecretTooLong(PathBuf),
+    /// The secret's variable is unset or not Unicode.
+    #[error("secret_env {var}: {source}")]
+    SecretEnv {
+        /// The variable.
+        var: String,
+        /// Why.
+        source: std::env::VarError,
+    },
+    /// Both or neither of `secret_file` and `secret_env`.
+    #[error("give exactly one of `secret_file` and `secret_env`")]
+    SecretSource,
+}
+
 /// A header from its argv element, its secret read now. The error never holds the secret.
-pub(crate) fn resolve(arg: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, spec): (String, HeaderSpec) = serde_json::from_str(arg)
-        .map_err(|e| format!("`{}` is not a header: {e}", arg.escape_debug()))?;
+pub(crate) fn resolve(arg: &str) -> Result<(HeaderName, HeaderValue), HeaderError> {
+    let (name, spec): (String, HeaderSpec) =
+        serde_json::from_str(arg).map_err(|source| HeaderError::NotAHeader {
+            arg: arg.to_string(),
+            source,
+        })?;
     let problems = problems(&name, &spec);
     if let Some(p) = problems.into_iter().next() {
-        return Err(p);
+        return Err(HeaderError::Refused(p));
     }
-    let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("`{name}`: {e}"))?;
+    let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|source| HeaderError::Name {
+        name: name.clone(),
+        source,
+    })?;
     let (text, secret) = match spec {
         HeaderSpec::Literal(v) => (v, false),
         HeaderSpec::Secret(s) => (format!("{}{}", s.prefix, read_secret(&s)?), true),
     };
-    let mut hv = HeaderValue::from_str(&text).map_err(|_| {
-        format!("http header `{name}`: the value is not a valid header value (CR, LF, NUL or other control characters)")
-    })?;
+    let mut hv = HeaderValue::from_str(&text).map_err(|_| HeaderError::Value(name))?;
     hv.set_sensitive(secret);
     Ok((hn, hv))
 }
 
-fn read_secret(s: &SecretRef) -> Result<String, String> {
+fn read_secret(s: &SecretRef) -> Result<String, HeaderError> {
     let mut v = match (&s.secret_file, &s.secret_env) {
         (Some(p), None) => {
             let mut buf = String::new();
             std::fs::File::open(p)
                 .and_then(|f| f.take(MAX_SECRET + 1).read_to_string(&mut buf))
-                .map_err(|e| format!("secret_file {}: {e}", p.display()))?;
+                .map_err(|source| HeaderError::SecretFile {
+                    path: p.clone(),
+                    source,
+                })?;
             if buf.len() as u64 > MAX_SECRET {
-                return Err(format!(
-                    "secret_file {}: longer than {MAX_SECRET} bytes",
-                    p.display()
-                ));
+                return Err(HeaderError::SecretTooLong(p.clone()));
             }
             buf
         }
-        (None, Some(var)) => std::env::var(var).map_err(|e| format!("secret_env {var}: {e}"))?,
-        _ => return Err("give exactly one of `secret_file` and `secret_env`".into()),
+        (None, Some(var)) => std::env::var(var).map_err(|source| HeaderError::SecretEnv {
+            var: var.clone(),
+            source,
+        })?,
+        _ => return Err(HeaderError::SecretSource),
     };
     if v.ends_with('\n') {
         v.pop();
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(file: Option<PathBuf>, env: Option<&str>) -> String {
+        let s = SecretRef {
+            secret_file: file,
+            secret_env: env.map(String::from),
+            prefix: "Bearer ".into(),
+        };
+        to_arg("X-Api-Token", &HeaderSpec::Secret(s))
+    }
+
+    #[test]
+    fn resolve_says_why_without_the_secret() {
+        let var = "KAFKA_HEALING_TEST_UNSET_SECRET";
+        let e = resolve(&secret(None, Some(var))).unwrap_err();
+        assert!(matches!(&e, HeaderError::SecretEnv { var: v, .. } if v == var));
+        assert_eq!(
+            e.to_string(),
+            format!("secret_env {var}: environment variable not found")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "x".repeat(16 * 1024 + 1)).unwrap();
+        let e = resolve(&secret(Some(p.clone()), None)).unwrap_err();
+        assert!(matches!(&e, HeaderError::SecretTooLong(q) if q == &p));
+        assert_eq!(
+            e.to_string(),
+            format!("secret_file {}: longer than 16384 bytes", p.display())
+        );
+        std::fs::write(&p, "s3cret\n").unwrap();
+        let (n, v) = resolve(&secret(Some(p), None)).unwrap();
+        assert_eq!(
+            (n.as_str(), v.to_str().unwrap()),
+            ("x-api-token", "Bearer s3cret")
+        );
+        assert!(v.is_sensitive());
+        let e = resolve("nope").unwrap_err();
+        assert!(matches!(e, HeaderError::NotAHeader { .. }));
+        assert!(e.to_string().starts_with("`nope` is not a header: "), "{e}");
+    }
 }

@@ -56,9 +56,51 @@ static AUTHORITY: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
+/// Why a URL template is refused (for `check` and the loader): each says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// `{{` with no `}}` after it.
+    #[error("a `{{{{` is not closed")]
+    NotClosed,
+    /// A helper, block or triple-stash where only a plain value may go; carries the inside.
+    #[error(
+        "`{{{{{0}}}}}`: a URL takes only plain values such as \
+         `{{{{alert.labels.topic}}}}` (no helpers, blocks or `{{{{{{…}}}}}}`)"
+    )]
+    NotPlain(String),
+    /// The scheme is not literal `http://` or `https://`.
+    #[error("the URL must start with literal `http://` or `https://`")]
+    Scheme,
+    /// A value other than [`AUTHORITY_VALUES`] in the host or port; carries its name.
+    #[error(
+        "`{{{{{0}}}}}` is in the host or port: they come only from the \
+         URL's literal text or from `{{{{target.host}}}}` and \
+         `{{{{target.port}}}}` (config), never from alert data or params"
+    )]
+    ValueInAuthority(String),
+    /// Nothing before the path.
+    #[error("the URL has no host")]
+    NoHost,
+    /// A `#` anywhere in the literal text.
+    #[error("a URL fragment (`#…`) is never sent: leave it out")]
+    Fragment,
+    /// `user:pw@` in the authority.
+    #[error(
+        "credentials in the URL (`user:pw@`) are refused: set an \
+         `Authorization` header from a secret"
+    )]
+    Credentials,
+    /// A character that no host or port has.
+    #[error("`{}` cannot be in the host or port", .0.escape_debug())]
+    HostChar(char),
+    /// A character that must be percent-encoded in the path or query.
+    #[error("`{}` must be percent-encoded in the URL's literal text", .0.escape_debug())]
+    NotEncoded(char),
+}
+
 /// Splits `src` into literal text and plain `{{ name.path }}` values. Helpers and blocks
 /// are refused: a value's place in the URL must be known before it is rendered.
-pub(crate) fn tokenize(src: &str) -> Result<Vec<Piece>, String> {
+pub(crate) fn tokenize(src: &str) -> Result<Vec<Piece>, UrlError> {
     let mut out = Vec::new();
     let mut rest = src;
     while let Some(i) = rest.find("{{") {
@@ -66,15 +108,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Piece>, String> {
             out.push(Piece::Lit(rest[..i].to_string()));
         }
         let after = &rest[i + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| "a `{{` is not closed".to_string())?;
+        let end = after.find("}}").ok_or(UrlError::NotClosed)?;
         let inner = after[..end].trim();
         if !NAME.is_match(inner) {
-            return Err(format!(
-                "`{{{{{inner}}}}}`: a URL takes only plain values such as \
-                 `{{{{alert.labels.topic}}}}` (no helpers, blocks or `{{{{{{…}}}}}}`)"
-            ));
+            return Err(UrlError::NotPlain(inner.to_string()));
         }
         let src_end = i + 2 + end + 2;
         out.push(Piece::Value {
@@ -104,7 +141,7 @@ fn lit_ok(c: char, part: Part) -> bool {
 
 impl UrlTemplate {
     /// Parses a URL template; the error says what is wrong, for `check`.
-    pub fn parse(src: &str) -> Result<UrlTemplate, String> {
+    pub fn parse(src: &str) -> Result<UrlTemplate, UrlError> {
         let mut pieces = tokenize(src)?.into_iter();
         let first = match pieces.next() {
             Some(Piece::Lit(s)) => s,
@@ -115,7 +152,7 @@ impl UrlTemplate {
         } else if let Some(r) = first.strip_prefix("http://") {
             ("http", r.to_string())
         } else {
-            return Err("the URL must start with literal `http://` or `https://`".into());
+            return Err(UrlError::Scheme);
         };
         let mut t = UrlTemplate {
             scheme,
@@ -129,11 +166,7 @@ impl UrlTemplate {
                 Piece::Lit(s) => t.push_lit(&s, &mut part)?,
                 Piece::Value { ref name, .. } if part == Part::Authority => {
                     if !AUTHORITY_VALUES.contains(&name.as_str()) {
-                        return Err(format!(
-                            "`{{{{{name}}}}}` is in the host or port: they come only from the \
-                             URL's literal text or from `{{{{target.host}}}}` and \
-                             `{{{{target.port}}}}` (config), never from alert data or params"
-                        ));
+                        return Err(UrlError::ValueInAuthority(name.clone()));
                     }
                     t.authority.push(p);
                 }
@@ -141,7 +174,7 @@ impl UrlTemplate {
             }
         }
         if t.authority.is_empty() {
-            return Err("the URL has no host".into());
+            return Err(UrlError::NoHost);
         }
         Ok(t)
     }
@@ -154,31 +187,19 @@ impl UrlTemplate {
         }
     }
 
-    fn push_lit(&mut self, s: &str, part: &mut Part) -> Result<(), String> {
+    fn push_lit(&mut self, s: &str, part: &mut Part) -> Result<(), UrlError> {
         let mut start = 0;
         for (i, c) in s.char_indices() {
             let next = match (c, *part) {
-                ('#', _) => {
-                    return Err("a URL fragment (`#…`) is never sent: leave it out".into());
-                }
-                ('@', Part::Authority) => {
-                    return Err("credentials in the URL (`user:pw@`) are refused: set an \
-                                `Authorization` header from a secret"
-                        .into());
-                }
+                ('#', _) => return Err(UrlError::Fragment),
+                ('@', Part::Authority) => return Err(UrlError::Credentials),
                 ('/', Part::Authority) => Some(Part::Path),
                 ('?', Part::Authority | Part::Path) => Some(Part::Query),
                 (c, Part::Authority) if !(c.is_ascii_alphanumeric() || "-._:[]".contains(c)) => {
-                    return Err(format!(
-                        "`{}` cannot be in the host or port",
-                        c.escape_debug()
-                    ));
+                    return Err(UrlError::HostChar(c));
                 }
                 (c, p) if p != Part::Authority && !lit_ok(c, p) => {
-                    return Err(format!(
-                        "`{}` must be percent-encoded in the URL's literal text",
-                        c.escape_debug()
-                    ));
+                    return Err(UrlError::NotEncoded(c));
                 }
                 _ => None,
             };
@@ -321,7 +342,7 @@ mod tests {
     }
 
     fn render(src: &str, ctx: serde_json::Value) -> Result<RenderedUrl, String> {
-        let t = UrlTemplate::parse(src)?;
+        let t = UrlTemplate::parse(src).map_err(|e| e.to_string())?;
         let mut templates = Templates::default();
         for s in t.templates() {
             templates.add(s).map_err(|e| e.0)?;
@@ -356,24 +377,60 @@ mod tests {
 
     #[test]
     fn refuses_what_could_move_the_request() {
-        for (src, want) in [
-            ("http://{{alert.labels.h}}/", "is in the host or port"),
-            ("http://h:{{params.port}}/", "is in the host or port"),
-            ("{{s}}://h/", "literal `http://`"),
-            ("ftp://h/", "literal `http://`"),
-            ("http://u:p@h/", "credentials"),
-            ("http://h/#x", "fragment"),
-            ("http://h/{{{x}}}", "only plain values"),
-            ("http://h/{{lookup x 'y'}}", "only plain values"),
-            ("http://h/{{x", "not closed"),
-            ("http://h/a b", "percent-encoded"),
-            ("http://h%2f:1/", "cannot be in the host"),
-            ("http://h x/", "cannot be in the host"),
-            ("http:///x", "no host"),
+        use UrlError as E;
+        let authority = |n: &str| E::ValueInAuthority(n.into());
+        for (src, variant, want) in [
+            (
+                "http://{{alert.labels.h}}/",
+                authority("alert.labels.h"),
+                "is in the host or port",
+            ),
+            (
+                "http://h:{{params.port}}/",
+                authority("params.port"),
+                "is in the host or port",
+            ),
+            ("{{s}}://h/", E::Scheme, "literal `http://`"),
+            ("ftp://h/", E::Scheme, "literal `http://`"),
+            ("http://u:p@h/", E::Credentials, "credentials"),
+            ("http://h/#x", E::Fragment, "fragment"),
+            (
+                "http://h/{{{x}}}",
+                E::NotPlain("{x".into()),
+                "only plain values",
+            ),
+            (
+                "http://h/{{lookup x 'y'}}",
+                E::NotPlain("lookup x 'y'".into()),
+                "only plain values",
+            ),
+            ("http://h/{{x", E::NotClosed, "not closed"),
+            ("http://h/a b", E::NotEncoded(' '), "percent-encoded"),
+            ("http://h%2f:1/", E::HostChar('%'), "cannot be in the host"),
+            ("http://h x/", E::HostChar(' '), "cannot be in the host"),
+            ("http:///x", E::NoHost, "no host"),
         ] {
             let e = UrlTemplate::parse(src).unwrap_err();
-            assert!(e.contains(want), "{src}: {e}");
+            assert_eq!(e, variant, "{src}");
+            assert!(e.to_string().contains(want), "{src}: {e}");
         }
+        // The words users see, exactly as before the errors were typed.
+        assert_eq!(E::NotClosed.to_string(), "a `{{` is not closed");
+        assert_eq!(
+            authority("alert.labels.h").to_string(),
+            "`{{alert.labels.h}}` is in the host or port: they come only from the URL's \
+             literal text or from `{{target.host}}` and `{{target.port}}` (config), never \
+             from alert data or params"
+        );
+        assert_eq!(
+            E::NotPlain("x y".into()).to_string(),
+            "`{{x y}}`: a URL takes only plain values such as `{{alert.labels.topic}}` \
+             (no helpers, blocks or `{{{…}}}`)"
+        );
+        assert_eq!(
+            E::HostChar('\n').to_string(),
+            "`\\n` cannot be in the host or port"
+        );
     }
 
     #[test]

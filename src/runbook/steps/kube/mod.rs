@@ -18,7 +18,7 @@ use crate::rules::duration::opt_duration;
 use crate::runbook::render::{Lowered, Renderer, StepError};
 
 pub use conn::{KubeConn, resolve_kubeconfig};
-pub use names::{dns1123_label, dns1123_subdomain};
+pub use names::{NameError, dns1123_label, dns1123_subdomain};
 pub use pods::{PodHealth, PodLook, look_pod};
 pub(crate) use run::run;
 pub use run::{RESTARTED_AT, not_ready_reason};
