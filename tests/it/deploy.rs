@@ -1,10 +1,12 @@
 //! `deploy/` against the real service: the Grafana dashboard names only metrics a running
-//! `serve` exports, the Deployment's probes answer 200 on it, and the ConfigMap's config
-//! and rule file pass `kafka-healing check`. (Schemas, the Containerfile and the systemd
-//! unit are checked by `scripts/check-deploy`.)
+//! `serve` exports, the Deployment's probes answer 200 on it, and the ConfigMaps' config
+//! and rule files pass `kafka-healing check`, from deploy/kubernetes/ and as the Helm
+//! chart renders them (`helm`). (Schemas, the Containerfile and the systemd unit are
+//! checked by `scripts/check-deploy`.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Output;
 
 use kafka_healing::yaml::Document;
 use serde_json::Value;
@@ -12,9 +14,14 @@ use serde_json::Value;
 use crate::common::*;
 use crate::serve::harness::{Server, alert, config, down, webhook};
 
+mod helm;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 fn yaml(path: &str) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    Document::parse(&text)
+    Document::parse(&read(path))
         .unwrap_or_else(|e| panic!("{path}: {e:?}"))
         .value
 }
@@ -115,39 +122,118 @@ async fn dashboard_metrics_exist_and_probes_answer() {
     }
 }
 
+/// Every object of a multi-document YAML text (documents separated by `---` lines).
+pub fn objects(text: &str) -> Vec<Value> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else if let Some(d) = docs.last_mut() {
+            d.push_str(line);
+            d.push('\n');
+        }
+    }
+    docs.iter()
+        .map(|d| {
+            Document::parse(d)
+                .unwrap_or_else(|e| panic!("{e:?}\n{d}"))
+                .value
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The object of `kind` named `name` among `objs`.
+pub fn object<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// Lays out the config ConfigMap and the rules ConfigMap (when given) as the Deployment
+/// mounts them (config/config.yaml, rules/*.yaml), checks the mounts agree with that,
+/// and runs `kafka-healing check` on it with the env variables the container gets;
+/// returns check's output after asserting it passed.
+pub fn check_as_mounted(
+    s: &Scratch,
+    deployment: &Value,
+    config: &Value,
+    rules: Option<&Value>,
+) -> Output {
+    let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mount = |vol: &str| {
+        c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| m["name"] == vol)
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_else(|| panic!("no mount {vol}"))
+            .to_string()
+    };
+    assert_eq!(c["args"][2], format!("{}/config.yaml", mount("config")));
+    let text = config["data"]["config.yaml"].as_str().expect("config.yaml");
+    s.write("config/config.yaml", text);
+    if let Some(r) = rules {
+        assert_eq!(mount("rules"), "/etc/kafka-healing/rules");
+        assert_eq!(mount("config"), "/etc/kafka-healing/config");
+        for (name, body) in r["data"].as_object().expect("rules data") {
+            assert!(name.ends_with(".yaml") && !name.contains('/'), "{name}");
+            s.write(&format!("rules/{name}"), body.as_str().expect("text"));
+        }
+    }
+    // Every ${NAME} of the config comes from a Secret in the container's env: never
+    // plaintext in the ConfigMap, never unset.
+    let env: Vec<&Value> = c["env"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let mut vars = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        let end = rest[i..].find('}').expect("closing brace");
+        let name = &rest[i + 2..i + end];
+        let e = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("${{{name}}} has no env entry"));
+        assert!(e["valueFrom"]["secretKeyRef"]["name"].is_string(), "{e}");
+        vars.push((name.to_string(), format!("value-of-{name}")));
+        rest = &rest[i + end..];
+    }
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let cfg = s.path().join("config/config.yaml");
+    let o = run_env(&["check", "-c", cfg.to_str().expect("utf-8")], &vars);
+    assert_eq!(o.status.code(), Some(0), "{}\n{text}", stderr(&o));
+    o
+}
+
 #[test]
 fn configmap_config_and_rules_pass_check() {
-    let cm = yaml("deploy/kubernetes/configmap.yaml");
-    let data = cm["data"].as_object().expect("data");
+    let objs: Vec<Value> = ["configmap", "rules-configmap", "deployment"]
+        .iter()
+        .flat_map(|f| objects(&read(&format!("deploy/kubernetes/{f}.yaml"))))
+        .collect();
+    let dep = object(&objs, "Deployment", "kafka-healing");
     let s = Scratch::new();
-    for (name, text) in data {
-        assert!(!name.contains('/'), "{name}");
-        s.write(name, text.as_str().expect("text"));
-    }
-    let cfg = s.path().join("config.yaml");
-    let o = run_env(
-        &["check", "-c", cfg.to_str().expect("utf-8")],
-        &[
-            ("SMTP_USERNAME", "u"),
-            ("SMTP_PASSWORD", "p"),
-            ("KAFKA_HEALING_WEBHOOK_TOKEN", "t"),
-        ],
+    let o = check_as_mounted(
+        &s,
+        dep,
+        object(&objs, "ConfigMap", "kafka-healing-config"),
+        Some(object(&objs, "ConfigMap", "kafka-healing-rules")),
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("2 rules, 2 runbooks, 3 brokers in cluster kafka"),
         "{}",
         stdout(&o)
     );
     assert_eq!(stderr(&o), "", "no warnings");
-    // The Deployment mounts that ConfigMap where `serve -c` looks, and serves the port the
-    // config listens on.
-    let dep = yaml("deploy/kubernetes/deployment.yaml");
+    // The Deployment serves the port the config listens on.
     let c = &dep["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(c["args"][2], "/etc/kafka-healing/config.yaml");
     assert_eq!(c["ports"][0]["containerPort"], 5599);
+    let cfg = object(&objs, "ConfigMap", "kafka-healing-config");
     assert!(
-        data["config.yaml"]
+        cfg["data"]["config.yaml"]
             .as_str()
             .expect("config")
             .contains("listen: 0.0.0.0:5599")
