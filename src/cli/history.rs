@@ -91,7 +91,7 @@ pub(super) fn run(a: Args<'_>) -> ExitCode {
         Some((s, None)) => {
             eprintln!(
                 "error: unknown status `{s}` (queued, running, succeeded, failed, escalated, \
-                 cancelled, interrupted, skipped, dry_run)"
+                 cancelled, interrupted, skipped, dry_run, refused)"
             );
             return ExitCode::from(EXIT_USAGE);
         }

@@ -84,7 +84,7 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
         /// Only this status (queued, running, succeeded, failed, escalated, cancelled,
-        /// interrupted, skipped, dry_run).
+        /// interrupted, skipped, dry_run, refused).
         #[arg(long)]
         status: Option<String>,
         /// Only this rule.
