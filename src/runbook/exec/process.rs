@@ -2,8 +2,9 @@
 //! stop the whole group (SIGTERM, a grace period, then SIGKILL).
 //!
 //! Where `setpriv` is available the child is started through it with a parent-death
-//! signal (SIGKILL), so it dies with the service, and it is forked by the one thread that
-//! lives as long as the process (see [`super::lifeline`]).
+//! signal (SIGKILL), so it dies with the service. Every child is forked by one of the
+//! spawner threads that live as long as the process (see [`super::lifeline`]), never by a
+//! runtime thread that also answers webhooks.
 //!
 //! A descendant that calls `setsid` (a daemon: double fork, new session) leaves the group,
 //! so stopping the group cannot reach it. Every child therefore also gets a per-try cookie,
