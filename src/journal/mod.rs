@@ -35,6 +35,7 @@ mod error;
 pub mod model;
 mod outbox;
 mod pauses;
+mod profile;
 mod read;
 mod recover;
 mod schema;
@@ -55,7 +56,7 @@ pub use model::*;
 pub use pauses::{NewPause, PauseEnd, PauseRecord};
 pub use recover::{CANCELLED_REASON, INTERRUPTED_REASON};
 
-use writer::{FileId, Job, Pending, Queue, Shared};
+use writer::{FileId, Job, Lane, Pending, Queue, Shared};
 
 /// An execution with its steps (by index) and its events (in recorded order).
 pub type ExecutionDetail = (Execution, Vec<StepRecord>, Vec<Event>);
@@ -268,8 +269,17 @@ impl Journal {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
+        self.submit_in(Lane::Engine, work).await
+    }
+
+    /// Like [`submit`](Self::submit), in `lane`.
+    async fn submit_in<T, F>(&self, lane: Lane, work: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Pending::new(Box::new(work), reply));
+        let job: Box<dyn Job> = Box::new(Pending::new(Box::new(work), lane, reply));
         self.inner
             .tx
             .as_ref()
@@ -285,7 +295,8 @@ impl Journal {
         if alerts.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(move |c| write::insert_alerts(c, &alerts)).await
+        self.submit_in(Lane::Intake, move |c| write::insert_alerts(c, &alerts))
+            .await
     }
 
     /// Creates an execution, returning its id. `started_ms` is set to `created_ms` when

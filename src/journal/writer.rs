@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::error::JournalError;
+use super::profile::{BatchSample, Profile};
 
 /// Most requests committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 1024;
@@ -27,8 +29,21 @@ pub(crate) type Work<T> = Box<dyn FnOnce(&Connection) -> Result<T, JournalError>
 /// Where write requests are sent.
 pub(crate) type Queue = Sender<Box<dyn Job>>;
 
+/// Who waits for a write: a webhook's reply (`Intake`) or the engine and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Alerts of a webhook request, acknowledged once committed.
+    Intake,
+    /// Decisions, runs, mails, pauses.
+    Engine,
+}
+
 /// A queued write request, type-erased so one channel carries every kind.
 pub(crate) trait Job: Send {
+    /// Whose write it is.
+    fn lane(&self) -> Lane;
+    /// When it was queued.
+    fn queued_at(&self) -> Instant;
     /// Runs the work and keeps its result; false when it failed.
     fn run(&mut self, conn: &Connection) -> bool;
     /// The batch committed: sends the kept result.
@@ -43,20 +58,36 @@ pub(crate) struct Pending<T> {
     work: Option<Work<T>>,
     result: Option<Result<T, JournalError>>,
     reply: oneshot::Sender<Result<T, JournalError>>,
+    lane: Lane,
+    queued: Instant,
 }
 
 impl<T> Pending<T> {
-    /// A request for `work`, answered on `reply`.
-    pub(crate) fn new(work: Work<T>, reply: oneshot::Sender<Result<T, JournalError>>) -> Self {
+    /// A request for `work` in `lane`, answered on `reply`.
+    pub(crate) fn new(
+        work: Work<T>,
+        lane: Lane,
+        reply: oneshot::Sender<Result<T, JournalError>>,
+    ) -> Self {
         Pending {
             work: Some(work),
             result: None,
             reply,
+            lane,
+            queued: Instant::now(),
         }
     }
 }
 
 impl<T: Send> Job for Pending<T> {
+    fn lane(&self) -> Lane {
+        self.lane
+    }
+
+    fn queued_at(&self) -> Instant {
+        self.queued
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let result = match self.work.take() {
             Some(work) => work(conn),
@@ -156,7 +187,9 @@ pub(crate) fn spawn(
 
 /// The writer loop; returns when every handle is gone and the queue is drained.
 fn run(conn: Connection, path: &Path, file: FileId, shared: &Shared, rx: Receiver<Box<dyn Job>>) {
+    let mut profile = Profile::new();
     while let Ok(first) = rx.recv() {
+        let started = Instant::now();
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -165,30 +198,62 @@ fn run(conn: Connection, path: &Path, file: FileId, shared: &Shared, rx: Receive
                 Err(_) => break,
             }
         }
-        let n = batch.len() as u64;
-        let outcome = commit_batch(&conn, path, file, &mut batch);
-        // Counters and health first, so a caller woken by its reply sees them.
-        shared.largest_batch.fetch_max(n, Ordering::Relaxed);
-        shared.requests.fetch_add(n, Ordering::Relaxed);
-        if outcome.is_ok() {
-            shared.commits.fetch_add(1, Ordering::Relaxed);
-        } else {
-            shared.failed_batches.fetch_add(1, Ordering::Relaxed);
-        }
-        shared.last_ok.store(outcome.is_ok(), Ordering::Release);
-        match outcome {
-            Ok(()) => batch.into_iter().for_each(|job| job.complete()),
-            Err(failure) => {
-                for job in batch {
-                    job.fail(failure.error(path));
-                }
-            }
-        }
+        commit_and_answer(&conn, path, file, shared, batch, started, &mut profile);
     }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "journal: closing the write connection failed");
     }
     tracing::debug!("journal writer stopped");
+}
+
+/// Commits `batch` in one transaction and answers each of its requests.
+fn commit_and_answer(
+    conn: &Connection,
+    path: &Path,
+    file: FileId,
+    shared: &Shared,
+    mut batch: Vec<Box<dyn Job>>,
+    started: Instant,
+    profile: &mut Profile,
+) {
+    let n = batch.len() as u64;
+    let sample = profile.on().then(|| {
+        let intake: Vec<Instant> = batch
+            .iter()
+            .filter(|j| j.lane() == Lane::Intake)
+            .map(|j| j.queued_at())
+            .collect();
+        (n - intake.len() as u64, intake)
+    });
+    let (outcome, run, commit) = commit_batch(conn, path, file, &mut batch);
+    let committed = Instant::now();
+    // Counters and health first, so a caller woken by its reply sees them.
+    shared.largest_batch.fetch_max(n, Ordering::Relaxed);
+    shared.requests.fetch_add(n, Ordering::Relaxed);
+    if outcome.is_ok() {
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+    } else {
+        shared.failed_batches.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.last_ok.store(outcome.is_ok(), Ordering::Release);
+    match outcome {
+        Ok(()) => batch.into_iter().for_each(|job| job.complete()),
+        Err(failure) => {
+            for job in batch {
+                job.fail(failure.error(path));
+            }
+        }
+    }
+    if let Some((engine_jobs, intake_queued)) = sample {
+        profile.batch(BatchSample {
+            started,
+            committed,
+            run,
+            commit,
+            intake_queued,
+            engine_jobs,
+        });
+    }
 }
 
 /// Why a whole batch was not committed.
@@ -214,13 +279,15 @@ impl Failure {
     }
 }
 
-/// Runs and commits one batch; the caller answers the requests.
+/// Runs and commits one batch; the caller answers the requests. Also returns how long
+/// running the requests and the COMMIT took.
 fn commit_batch(
     conn: &Connection,
     path: &Path,
     file: FileId,
     batch: &mut [Box<dyn Job>],
-) -> Result<(), Failure> {
+) -> (Result<(), Failure>, Duration, Duration) {
+    let t0 = Instant::now();
     match FileId::of(path) {
         Ok(now) if now == file => {}
         _ => {
@@ -228,15 +295,20 @@ fn commit_batch(
                 path = %path.display(),
                 "journal file was deleted or replaced; refusing writes"
             );
-            return Err(Failure::Moved);
+            return (Err(Failure::Moved), t0.elapsed(), Duration::ZERO);
         }
     }
+    let mut t1 = t0;
     let result = conn
         .execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| ("begin", e))
         .and_then(|()| run_requests(conn, batch))
-        .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| ("commit", e)));
-    result.map_err(|(stage, e)| {
+        .and_then(|()| {
+            t1 = Instant::now();
+            conn.execute_batch("COMMIT").map_err(|e| ("commit", e))
+        });
+    let (run, commit) = (t1.duration_since(t0), t1.elapsed());
+    let result = result.map_err(|(stage, e)| {
         tracing::error!(stage, error = %e, requests = batch.len(), "journal batch failed");
         if !conn.is_autocommit()
             && let Err(e) = conn.execute_batch("ROLLBACK")
@@ -244,7 +316,8 @@ fn commit_batch(
             tracing::error!(error = %e, "journal rollback failed");
         }
         Failure::Sqlite(stage, Arc::new(e))
-    })
+    });
+    (result, run, commit)
 }
 
 /// Runs each request under its own SAVEPOINT, rolling back the ones that fail.
