@@ -407,7 +407,7 @@ async fn headers_come_from_secrets_and_never_reach_the_journal() {
 }
 
 /// Writes each rule file of `files` as `rules/rN.yaml` (one case per file, so each error's
-/// line is known: line 8, `      - name: call`), runs the real `check` on `cfg`, and
+/// line is known: line 9, the step's kind key under `      - name: call`), runs the real `check` on `cfg`, and
 /// asserts that file N's step has an error containing `want[N]`.
 fn check_each(
     s: &Scratch,
@@ -427,7 +427,7 @@ fn check_each(
     let prefix = format!("{}/", s.path().display());
     let err = stderr(&o).replace(&prefix, "");
     for (i, want) in want.iter().enumerate() {
-        let at = format!("rules/r{i}.yaml:8: error: ");
+        let at = format!("rules/r{i}.yaml:9: error: ");
         assert!(
             err.lines().any(|l| l.starts_with(&at) && l.contains(want)),
             "missing `{at}…{want}` in:\n{err}"

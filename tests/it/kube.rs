@@ -883,12 +883,12 @@ runbooks:
     let (code, err) = check(&config("kubernetes: { in_cluster: true }\n"), rules);
     assert_eq!(code, Some(1), "{err}");
     for want in [
-        "rules.yaml:8: error: runbooks.bad.steps[0]: step `scale without replicas`: kube action `scale` needs `replicas`",
-        "rules.yaml:10: error: runbooks.bad.steps[1]: step `replicas on evict`: `replicas` only applies to `scale`, not `evict_pod`",
-        "rules.yaml:12: error: runbooks.bad.steps[2]: step `unknown action`: kube action `drain_node` is not one of evict_pod, delete_pod, rollout_restart, scale, wait_pod_ready",
-        "rules.yaml:14: error: runbooks.bad.steps[3]: step `wait without timeout`: kube action `wait_pod_ready` needs `timeout`",
-        "rules.yaml:16: error: runbooks.bad.steps[4]: step `grace on scale`: `grace_period_seconds` only applies to `delete_pod`, not `scale`",
-        "rules.yaml:18: error: runbooks.bad.steps[5]: step `undefined variable`:",
+        "rules.yaml:9: error: runbooks.bad.steps[0].kube: step `scale without replicas`: kube action `scale` needs `replicas`",
+        "rules.yaml:11: error: runbooks.bad.steps[1].kube: step `replicas on evict`: `replicas` only applies to `scale`, not `evict_pod`",
+        "rules.yaml:13: error: runbooks.bad.steps[2].kube: step `unknown action`: kube action `drain_node` is not one of evict_pod, delete_pod, rollout_restart, scale, wait_pod_ready",
+        "rules.yaml:15: error: runbooks.bad.steps[3].kube: step `wait without timeout`: kube action `wait_pod_ready` needs `timeout`",
+        "rules.yaml:17: error: runbooks.bad.steps[4].kube: step `grace on scale`: `grace_period_seconds` only applies to `delete_pod`, not `scale`",
+        "rules.yaml:19: error: runbooks.bad.steps[5].kube: step `undefined variable`:",
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
