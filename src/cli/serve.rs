@@ -1,55 +1,41 @@
 //! `kafka-healing serve`: the service.
 
+mod http;
+
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::LogFormat;
 use crate::coord::Coordinator;
 use crate::engine::report::interrupted_mail;
-use crate::engine::{Engine, Setup};
+use crate::engine::{Engine, EngineHandle, Setup};
 use crate::ingest::watch::Watcher;
-use crate::journal::Journal;
+use crate::journal::{Execution, Journal};
 use crate::metrics::Metrics;
 use crate::notify::sender::Sender;
 use crate::server::guard::Limits;
-use crate::server::listen::{Conns, GuardAcceptor};
+use crate::server::listen::Conns;
 use crate::server::{AppState, router};
-use axum_server::accept::DefaultAcceptor;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use tokio_util::sync::CancellationToken;
+use http::{Net, listen, metrics_port, spawn_http};
 
 pub(super) fn run(path: &[PathBuf], log_override: Option<&str>) -> ExitCode {
     let setup = match super::load_setup(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let logging = &setup.loaded.config.logging;
-    let file = match &logging.file {
-        Some(f) => {
-            let path = setup.loaded.resolve(f);
-            let max = super::logfile::max_bytes(logging.max_size_mb);
-            match super::logfile::open(&path, max, logging.backup_count) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    eprintln!("error: cannot open logging.file {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        None => None,
-    };
-    super::init_logging(
-        log_override.unwrap_or(logging.level.as_str()),
-        logging.format == LogFormat::Json,
-        file,
-    );
+    if let Err(code) = start_logging(&setup, log_override) {
+        return code;
+    }
     match crate::server::listen::raise_nofile() {
         Ok((before, now)) => info!(before, now, "soft RLIMIT_NOFILE raised to the hard limit"),
         Err(e) => warn!(error = %e, "cannot raise the soft RLIMIT_NOFILE"),
@@ -74,46 +60,40 @@ pub(super) fn run(path: &[PathBuf], log_override: Option<&str>) -> ExitCode {
     }
 }
 
+/// `logging:` (level, unless `--log-level` overrides it; format; file), for the process.
+fn start_logging(setup: &Setup, log_override: Option<&str>) -> Result<(), ExitCode> {
+    let logging = &setup.loaded.config.logging;
+    let file = match &logging.file {
+        Some(f) => {
+            let path = setup.loaded.resolve(f);
+            let max = super::logfile::max_bytes(logging.max_size_mb);
+            match super::logfile::open(&path, max, logging.backup_count) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!("error: cannot open logging.file {}: {e}", path.display());
+                    return Err(ExitCode::FAILURE);
+                }
+            }
+        }
+        None => None,
+    };
+    super::init_logging(
+        log_override.unwrap_or(logging.level.as_str()),
+        logging.format == LogFormat::Json,
+        file,
+    );
+    Ok(())
+}
+
 async fn serve(setup: Setup) -> anyhow::Result<()> {
     let cfg = &setup.loaded.config;
-    // Steps left running by a dead instance on this host (after a `kill -9`, their leader
-    // died with it but what it started may live on) are stopped before anything runs.
-    match tokio::task::spawn_blocking(crate::runbook::exec::lifeline::sweep_orphans).await {
-        Ok(killed) if !killed.is_empty() => warn!(
-            killed = killed.len(),
-            "start-up sweep: killed the processes of steps whose instance is dead"
-        ),
-        Ok(_) => info!("start-up sweep: no orphaned step process on this host"),
-        Err(e) => warn!(error = %e, "start-up sweep failed"),
-    }
+    sweep_orphans().await;
     if cfg.recovery.dry_run {
         warn!("recovery.dry_run is on: runbooks are recorded and mailed, never run");
     }
     let journal_path = setup.loaded.resolve(&cfg.state.path);
-    let (journal, interrupted) = Journal::open(&journal_path)
-        .map_err(|e| anyhow::anyhow!("cannot open the journal {}: {e}", journal_path.display()))?;
-    for e in &interrupted {
-        warn!(
-            execution = e.id,
-            rule = %e.rule,
-            target = e.target.as_deref().unwrap_or("-"),
-            "execution was running when the service stopped: marked interrupted, not re-run"
-        );
-    }
-    let audit_cancel = CancellationToken::new();
-    let audit_task = cfg.logging.audit.enabled.then(|| {
-        let path = match &cfg.logging.audit.file {
-            Some(f) => setup.loaded.resolve(f),
-            None => journal_path.with_file_name("audit.jsonl"),
-        };
-        info!(path = %path.display(), "logging.audit: journal events to a JSON-lines file");
-        tokio::spawn(super::audit::follow(
-            journal.clone(),
-            path,
-            Duration::from_secs(1),
-            audit_cancel.clone(),
-        ))
-    });
+    let (journal, interrupted) = open_journal(&journal_path)?;
+    let audit = spawn_audit(&setup, &journal, &journal_path);
     let addr: SocketAddr = cfg.server.listen.parse()?;
     let body_limit = cfg.server.body_limit_bytes;
     let body_timeout = Duration::from_secs(cfg.server.body_timeout_seconds);
@@ -124,82 +104,27 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             setup.loaded.resolve(&t.key_file),
         )
     });
-    let grace = Duration::from_secs(cfg.recovery.shutdown_grace_seconds);
     // A reload reads the files given again (and the overlay, which they may now name).
     let config_paths = setup.loaded.given_files();
     let startup = setup.loaded.config.clone();
     let metrics = Arc::new(Metrics::with_coordination(cfg.coordination.is_some()));
-    // Interrupted executions are escalated (a human must check the target).
-    let mails: Vec<_> = interrupted
-        .iter()
-        .filter_map(|e| {
-            let alert = journal
-                .alerts_by_fingerprint(&e.fingerprint)
-                .ok()
-                .and_then(|list| {
-                    list.into_iter()
-                        .rev()
-                        .find(|(id, _)| Some(*id) == e.alert_id || e.alert_id.is_none())
-                })
-                .map(|(_, a)| a);
-            interrupted_mail(&setup, e, alert.as_ref(), crate::clock::now_ms())
-        })
-        .collect();
-    if let Err(e) = journal.enqueue_mails(mails).await {
-        warn!(error = %e, "cannot queue the messages about interrupted executions");
-    }
-    // HA mode: the lease and membership in etcd, kept alive until the very end.
-    let coord = match &cfg.coordination {
+    escalate_interrupted(&setup, &journal, &interrupted).await;
+    let coord = coordinator(&setup, &metrics)?;
+    let coord_task = match &coord {
         Some(c) => {
-            let ca_pem = match &c.ca_file {
-                Some(f) => {
-                    let path = setup.loaded.resolve(f);
-                    Some(std::fs::read(&path).map_err(|e| {
-                        anyhow::anyhow!("coordination.ca_file {}: {e}", path.display())
-                    })?)
-                }
-                None => None,
-            };
-            let coord = Coordinator::new(c, &cfg.cluster.name, ca_pem, metrics.clone())
-                .map_err(|e| anyhow::anyhow!("coordination: {e}"))?;
-            info!(instance = coord.instance_id(), endpoints = ?c.endpoints, "HA mode: coordinating through etcd");
-            Some(Arc::new(coord))
+            let c = c.clone();
+            Task::start(|cancel| c.run(cancel))
         }
-        None => None,
+        None => Task::idle(),
     };
-    let coord_cancel = CancellationToken::new();
-    let coord_task = coord
-        .clone()
-        .map(|c| tokio::spawn(c.run(coord_cancel.clone())));
     let engine = Engine::start_with(
         journal.clone(),
         Arc::new(setup),
         metrics.clone(),
         coord.clone(),
     );
-    // Self-watch: scrapes, probes and rule conditions (runs with or without Alertmanager).
-    let watch_cancel = CancellationToken::new();
-    let watcher = Watcher::new(
-        journal.clone(),
-        engine.setup.clone(),
-        engine.alerts.clone(),
-        metrics.clone(),
-        Duration::from_millis(
-            crate::ingest::retention::retention_ms(&engine.setup.current().rules).max(0) as u64,
-        ),
-    )
-    .with_coordinator(coord);
-    let watch_task = tokio::spawn(watcher.run(watch_cancel.clone()));
-    let mail_cancel = CancellationToken::new();
-    let sender = tokio::spawn(
-        Sender::new(
-            journal.clone(),
-            engine.setup.clone(),
-            engine.mail_wake.clone(),
-            metrics.clone(),
-        )
-        .run(mail_cancel.clone()),
-    );
+    let watch = spawn_watch(&engine, &journal, &metrics, coord);
+    let mail = spawn_sender(&engine, &journal, &metrics);
     let state = Arc::new(AppState {
         journal,
         engine: engine.clone(),
@@ -216,66 +141,160 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
         body_timeout,
     });
     let app = router(state.clone(), limits);
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    // One line on stdout for supervisors and tests that bind port 0.
-    // Certificate problems stop the start before anything says it is listening.
-    let rustls = match &tls {
-        Some((cert, key)) => Some(RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
-            anyhow::anyhow!(
-                "TLS certificate {} / key {}: {e}",
-                cert.display(),
-                key.display()
+    let bound = listen(addr, tls.as_ref()).await?;
+    let metrics_task = metrics_port(&state, bound.local).await?;
+    let handle = axum_server::Handle::new();
+    let mut server = spawn_http(bound, net, conns, app, handle.clone());
+    run_until_signal(&state, &mut server).await?;
+    let background = Background {
+        watch,
+        audit,
+        coord: coord_task,
+        mail,
+        metrics: metrics_task,
+    };
+    shutdown(&state, &engine, background, handle, server).await;
+    Ok(())
+}
+
+/// Stops the processes of steps that a dead instance on this host left running (after a
+/// `kill -9` their leader died with it, but what it started may live on), before anything
+/// runs.
+async fn sweep_orphans() {
+    match tokio::task::spawn_blocking(crate::runbook::exec::lifeline::sweep_orphans).await {
+        Ok(killed) if !killed.is_empty() => warn!(
+            killed = killed.len(),
+            "start-up sweep: killed the processes of steps whose instance is dead"
+        ),
+        Ok(_) => info!("start-up sweep: no orphaned step process on this host"),
+        Err(e) => warn!(error = %e, "start-up sweep failed"),
+    }
+}
+
+/// Opens the journal; each execution that was running when the service stopped is marked
+/// interrupted (not re-run) and logged.
+fn open_journal(path: &Path) -> anyhow::Result<(Journal, Vec<Execution>)> {
+    let (journal, interrupted) = Journal::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open the journal {}: {e}", path.display()))?;
+    for e in &interrupted {
+        warn!(
+            execution = e.id,
+            rule = %e.rule,
+            target = e.target.as_deref().unwrap_or("-"),
+            "execution was running when the service stopped: marked interrupted, not re-run"
+        );
+    }
+    Ok((journal, interrupted))
+}
+
+/// `logging.audit`: the journal's events followed into a JSON-lines file, when enabled.
+fn spawn_audit(setup: &Setup, journal: &Journal, journal_path: &Path) -> Task {
+    let audit = &setup.loaded.config.logging.audit;
+    if !audit.enabled {
+        return Task::idle();
+    }
+    let path = match &audit.file {
+        Some(f) => setup.loaded.resolve(f),
+        None => journal_path.with_file_name("audit.jsonl"),
+    };
+    info!(path = %path.display(), "logging.audit: journal events to a JSON-lines file");
+    let journal = journal.clone();
+    Task::start(|cancel| super::audit::follow(journal, path, Duration::from_secs(1), cancel))
+}
+
+/// Queues a message for each interrupted execution: a human must check its target.
+async fn escalate_interrupted(setup: &Setup, journal: &Journal, interrupted: &[Execution]) {
+    let mails: Vec<_> = interrupted
+        .iter()
+        .filter_map(|e| {
+            let alert = journal
+                .alerts_by_fingerprint(&e.fingerprint)
+                .ok()
+                .and_then(|list| {
+                    list.into_iter()
+                        .rev()
+                        .find(|(id, _)| Some(*id) == e.alert_id || e.alert_id.is_none())
+                })
+                .map(|(_, a)| a);
+            interrupted_mail(setup, e, alert.as_ref(), crate::clock::now_ms())
+        })
+        .collect();
+    if let Err(e) = journal.enqueue_mails(mails).await {
+        warn!(error = %e, "cannot queue the messages about interrupted executions");
+    }
+}
+
+/// HA mode (`coordination:`): the etcd lease and membership, kept alive until the very end.
+fn coordinator(setup: &Setup, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Arc<Coordinator>>> {
+    let cfg = &setup.loaded.config;
+    let Some(c) = &cfg.coordination else {
+        return Ok(None);
+    };
+    let ca_pem = match &c.ca_file {
+        Some(f) => {
+            let path = setup.loaded.resolve(f);
+            Some(
+                std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("coordination.ca_file {}: {e}", path.display()))?,
             )
-        })?),
+        }
         None => None,
     };
-    println!("listening on {scheme}://{local}");
-    info!(%local, scheme, "listening");
-    let metrics_cancel = CancellationToken::new();
-    let metrics_task = metrics_port(&state, local, &metrics_cancel).await?;
+    let coord = Coordinator::new(c, &cfg.cluster.name, ca_pem, metrics.clone())
+        .map_err(|e| anyhow::anyhow!("coordination: {e}"))?;
+    info!(instance = coord.instance_id(), endpoints = ?c.endpoints, "HA mode: coordinating through etcd");
+    Ok(Some(Arc::new(coord)))
+}
 
-    let handle = axum_server::Handle::new();
-    let server = {
-        let handle = handle.clone();
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move {
-            match rustls {
-                Some(rustls) => {
-                    let tls = tls_alpn(&rustls, net.http2);
-                    let acceptor = RustlsAcceptor::new(tls).handshake_timeout(net.header_read);
-                    let server = axum_server::from_tcp(listener)?
-                        .acceptor(GuardAcceptor::new(acceptor, conns))
-                        .handle(handle);
-                    net.tune(server).serve(service).await?;
-                }
-                None => {
-                    let server = axum_server::from_tcp(listener)?
-                        .acceptor(GuardAcceptor::new(DefaultAcceptor, conns))
-                        .handle(handle);
-                    net.tune(server).serve(service).await?;
-                }
-            }
-            anyhow::Ok(())
-        })
-    };
+/// The self-watch: scrapes, probes and rule conditions (runs with or without Alertmanager).
+fn spawn_watch(
+    engine: &EngineHandle,
+    journal: &Journal,
+    metrics: &Arc<Metrics>,
+    coord: Option<Arc<Coordinator>>,
+) -> Task {
+    let watcher = Watcher::new(
+        journal.clone(),
+        engine.setup.clone(),
+        engine.alerts.clone(),
+        metrics.clone(),
+        Duration::from_millis(
+            crate::ingest::retention::retention_ms(&engine.setup.current().rules).max(0) as u64,
+        ),
+    )
+    .with_coordinator(coord);
+    Task::start(|cancel| watcher.run(cancel))
+}
 
+/// The outbox's sender: delivers queued mail, woken by the engine.
+fn spawn_sender(engine: &EngineHandle, journal: &Journal, metrics: &Arc<Metrics>) -> Task {
+    let sender = Sender::new(
+        journal.clone(),
+        engine.setup.clone(),
+        engine.mail_wake.clone(),
+        metrics.clone(),
+    );
+    Task::start(|cancel| sender.run(cancel))
+}
+
+/// Serves until SIGTERM or SIGINT (`Ok`), reloading on SIGHUP; an HTTP server that stops
+/// on its own is an error.
+async fn run_until_signal(
+    state: &AppState,
+    server: &mut JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut server = server;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 info!("SIGHUP: reloading");
-                let _ = crate::server::reload_setup(&state).await;
+                let _ = crate::server::reload_setup(state).await;
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            r = &mut server => {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            r = &mut *server => {
                 return match r {
                     Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP server stopped")),
                     Ok(Err(e)) => Err(e),
@@ -284,13 +303,66 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A background task and the token that stops it.
+pub(super) struct Task {
+    cancel: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Task {
+    /// Nothing running (a feature that is off).
+    pub(super) fn idle() -> Task {
+        Task {
+            cancel: CancellationToken::new(),
+            handle: None,
+        }
+    }
+
+    /// Spawns what `start` makes of the task's token.
+    pub(super) fn start<F>(start: impl FnOnce(CancellationToken) -> F) -> Task
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        let handle = Some(tokio::spawn(start(cancel.clone())));
+        Task { cancel, handle }
+    }
+
+    /// Cancels the task and waits for it at most `within`.
+    async fn stop(self, within: Duration) {
+        self.cancel.cancel();
+        if let Some(h) = self.handle {
+            let _ = tokio::time::timeout(within, h).await;
+        }
+    }
+}
+
+/// The tasks `serve` started besides the engine and the HTTP server.
+struct Background {
+    watch: Task,
+    audit: Task,
+    coord: Task,
+    mail: Task,
+    metrics: Task,
+}
+
+/// Closes intake, lets running executions finish within the grace, then stops the rest in
+/// an order that loses nothing: the lease last but for mail and the listeners.
+async fn shutdown(
+    state: &AppState,
+    engine: &EngineHandle,
+    bg: Background,
+    handle: axum_server::Handle<SocketAddr>,
+    server: JoinHandle<anyhow::Result<()>>,
+) {
     info!(
-        grace_seconds = grace.as_secs(),
+        grace_seconds = state.startup.recovery.shutdown_grace_seconds,
         "shutting down: intake closed, letting running executions finish"
     );
     state.accepting.store(false, Ordering::SeqCst);
-    watch_cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), watch_task).await;
+    bg.watch.stop(Duration::from_secs(5)).await;
     // The grace as configured now (it may have been reloaded).
     let grace = Duration::from_secs(
         engine
@@ -301,146 +373,16 @@ async fn serve(setup: Setup) -> anyhow::Result<()> {
             .shutdown_grace_seconds,
     );
     engine.shutdown(grace).await;
-    audit_cancel.cancel();
-    if let Some(t) = audit_task {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
+    bg.audit.stop(Duration::from_secs(10)).await;
     // Last: revoking the lease hands the locks and the shard to the peers at once.
-    coord_cancel.cancel();
-    if let Some(t) = coord_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    bg.coord.stop(Duration::from_secs(5)).await;
     // One last delivery round for the messages the shutdown produced; the rest wait in the
     // outbox for the next start.
     engine.mail_wake.notify_one();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    mail_cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), sender).await;
+    bg.mail.stop(Duration::from_secs(10)).await;
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     let _ = server.await;
-    metrics_cancel.cancel();
-    if let Some(t) = metrics_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    bg.metrics.stop(Duration::from_secs(5)).await;
     info!("stopped");
-    Ok(())
-}
-
-/// `system.metrics.port`: `/metrics` alone on its own plain port, on the main listener's
-/// address; none when no port is given or `enabled: false`.
-async fn metrics_port(
-    state: &Arc<AppState>,
-    main: SocketAddr,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let m = &state.startup.system.metrics;
-    let port = match (m.enabled, m.port) {
-        (true, Some(p)) => p,
-        _ => return Ok(None),
-    };
-    if !m.format.eq_ignore_ascii_case("prometheus") {
-        warn!(format = %m.format, "system.metrics.format: only `prometheus` is served");
-    }
-    let addr = SocketAddr::new(main.ip(), port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (system.metrics.port): {e}"))?;
-    let local = listener.local_addr()?;
-    println!("metrics on http://{local}/metrics");
-    info!(%local, "metrics port listening");
-    let app = crate::server::metrics_router(state.clone());
-    let cancel = cancel.clone();
-    Ok(Some(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "metrics port stopped");
-        }
-    })))
-}
-
-/// Descriptors kept for everything but client connections (journal, probes, steps).
-const RESERVED_FDS: u64 = 256;
-
-/// The listener's limits and timeouts.
-#[derive(Clone, Copy)]
-struct Net {
-    max_connections: usize,
-    header_read: Duration,
-    keep_alive_idle: Duration,
-    http2: bool,
-    http2_streams: u32,
-}
-
-impl Net {
-    fn of(s: &crate::config::ServerConfig) -> Net {
-        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .map(|(soft, _)| soft)
-            .unwrap_or(1024);
-        let room = nofile.saturating_sub(RESERVED_FDS).max(16) as usize;
-        let max_connections = if s.max_connections > room {
-            warn!(
-                configured = s.max_connections,
-                used = room,
-                nofile,
-                "server.max_connections lowered: the descriptor limit cannot hold it"
-            );
-            room
-        } else {
-            s.max_connections
-        };
-        info!(
-            max_connections,
-            header_read_timeout_seconds = s.header_read_timeout_seconds,
-            body_timeout_seconds = s.body_timeout_seconds,
-            keep_alive_idle_seconds = s.keep_alive_idle_seconds,
-            http2 = s.http2,
-            "connection limits"
-        );
-        Net {
-            max_connections,
-            header_read: Duration::from_secs(s.header_read_timeout_seconds),
-            keep_alive_idle: Duration::from_secs(s.keep_alive_idle_seconds),
-            http2: s.http2,
-            http2_streams: s.http2_max_concurrent_streams,
-        }
-    }
-
-    /// HTTP/1.1 only unless HTTP/2 is configured (TLS only, validated); hyper's header
-    /// timer runs from the moment a connection waits for a head, so on a kept-alive
-    /// connection it is the idle timeout.
-    fn tune<A>(
-        &self,
-        server: axum_server::Server<SocketAddr, A>,
-    ) -> axum_server::Server<SocketAddr, A> {
-        let mut server = server.first_request_timeout(self.header_read);
-        if !self.http2 {
-            server = server.http1_only();
-        }
-        let b = server.http_builder();
-        b.http1()
-            .header_read_timeout(self.keep_alive_idle)
-            .max_buf_size(64 * 1024)
-            .max_headers(64);
-        b.http2()
-            .max_concurrent_streams(self.http2_streams)
-            .max_pending_accept_reset_streams(Some(32))
-            .max_local_error_reset_streams(Some(64))
-            .max_header_list_size(64 * 1024)
-            .keep_alive_interval(Some(self.keep_alive_idle))
-            .keep_alive_timeout(Duration::from_secs(20));
-        server
-    }
-}
-
-/// The TLS config with ALPN offering `h2` only when HTTP/2 is on.
-fn tls_alpn(tls: &RustlsConfig, http2: bool) -> RustlsConfig {
-    let mut config = (*tls.get_inner()).clone();
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    RustlsConfig::from_config(Arc::new(config))
 }

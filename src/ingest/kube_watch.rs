@@ -26,8 +26,8 @@ use serde_json::json;
 use super::store::Labels;
 use crate::config::{Broker, Config, KubernetesConfig, Loaded};
 use crate::runbook::exec::{KubeConn, resolve_kubeconfig};
-use crate::runbook::steps::kube::{PodLook, dns1123_label, dns1123_subdomain, look_pod};
-use crate::runbook::template::Templates;
+use crate::runbook::steps::kube::{NameError, PodLook, dns1123_label, dns1123_subdomain, look_pod};
+use crate::runbook::template::{TemplateError, Templates};
 
 /// The method's name in `probe_success` and the watch's metrics.
 pub const METHOD: &str = "kubernetes";
@@ -116,30 +116,49 @@ impl PodObservation {
     }
 }
 
+/// Why a broker's pod cannot be named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PodNameError {
+    /// `recovery.action_params.<key>` does not render with the broker as `target`.
+    #[error("recovery.action_params.{key}: {source}")]
+    Template {
+        /// `namespace` or `pod`.
+        key: &'static str,
+        /// The template's error.
+        source: TemplateError,
+    },
+    /// The rendered namespace is not a DNS-1123 label.
+    #[error("namespace: {0}")]
+    Namespace(NameError),
+    /// The rendered pod name is not a DNS-1123 subdomain.
+    #[error("pod: {0}")]
+    Pod(NameError),
+}
+
 /// The (namespace, pod name) of broker `b`: `recovery.action_params.namespace` and `.pod`
 /// (templates) rendered with the broker as `target`, or their defaults.
-pub fn pod_of(cfg: &Config, b: &Broker) -> Result<(String, String), String> {
+pub fn pod_of(cfg: &Config, b: &Broker) -> Result<(String, String), PodNameError> {
     let params = &cfg.recovery.action_params;
     let mut t = json!({ "kind": "broker", "node_id": b.node_id, "host": b.host, "port": b.port });
     if let Some(j) = b.jmx_port {
         t["jmx_port"] = json!(j);
     }
     let ctx = json!({ "target": t, "cluster": { "name": cfg.cluster.name } });
-    let render = |key: &str, default: &str| -> Result<String, String> {
+    let render = |key: &'static str, default: &str| -> Result<String, PodNameError> {
         let src = params.get(key).map(String::as_str).unwrap_or(default);
         let mut templates = Templates::default();
         templates
             .add(src)
             .and_then(|_| templates.render(src, &ctx))
-            .map_err(|e| format!("recovery.action_params.{key}: {e}"))
+            .map_err(|source| PodNameError::Template { key, source })
     };
     let (ns, pod) = (
         render("namespace", DEFAULT_NAMESPACE)?,
         render("pod", DEFAULT_POD)?,
     );
     // The same checks as a `kube` step's: nothing else may reach an API path.
-    dns1123_label(&ns).map_err(|m| format!("namespace: {m}"))?;
-    dns1123_subdomain(&pod).map_err(|m| format!("pod: {m}"))?;
+    dns1123_label(&ns).map_err(PodNameError::Namespace)?;
+    dns1123_subdomain(&pod).map_err(PodNameError::Pod)?;
     Ok((ns, pod))
 }
 
@@ -188,7 +207,7 @@ impl PodWatch {
         async move {
             let t0 = Instant::now();
             let (namespace, pod, look) = match (named, conn) {
-                (Err(e), _) => (String::new(), String::new(), Err(e)),
+                (Err(e), _) => (String::new(), String::new(), Err(e.to_string())),
                 (Ok((ns, pod)), None) => {
                     let e = "no `kubernetes:` section: cannot reach the API server".to_string();
                     (ns, pod, Err(e))
@@ -196,7 +215,7 @@ impl PodWatch {
                 (Ok((ns, pod)), Some(conn)) => {
                     let look = match tokio::time::timeout(timeout, look_pod(&conn, &ns, &pod)).await
                     {
-                        Ok(r) => r,
+                        Ok(r) => r.map_err(|e| e.to_string()),
                         Err(_) => Err(format!(
                             "get pod {ns}/{pod}: no answer within {}",
                             humantime::format_duration(timeout)
@@ -270,11 +289,23 @@ mod tests {
         );
         let c = config("  action_params: { pod: \"{{alert.labels.pod}}\" }\n");
         let e = pod_of(&c, &c.cluster.kafka_brokers[0]).unwrap_err();
-        assert!(e.starts_with("recovery.action_params.pod: "), "{e}");
+        assert!(
+            matches!(e, PodNameError::Template { key: "pod", .. }),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("recovery.action_params.pod: "),
+            "{e}"
+        );
         let c = config("  action_params: { pod: \"Kafka_{{target.node_id}}\" }\n");
         let e = pod_of(&c, &c.cluster.kafka_brokers[0]).unwrap_err();
+        assert_eq!(
+            e,
+            PodNameError::Pod(NameError::Subdomain("Kafka_kafka-0".into()))
+        );
         assert!(
-            e.starts_with("pod: `Kafka_kafka-0` is not a DNS-1123 name"),
+            e.to_string()
+                .starts_with("pod: `Kafka_kafka-0` is not a DNS-1123 name"),
             "{e}"
         );
     }

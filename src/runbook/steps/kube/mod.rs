@@ -19,7 +19,7 @@ use crate::runbook::render::{Lowered, Renderer, StepError};
 
 pub use conn::{KubeConn, resolve_kubeconfig};
 pub use names::{NameError, dns1123_label, dns1123_subdomain};
-pub use pods::{PodHealth, PodLook, look_pod};
+pub use pods::{LookError, PodHealth, PodLook, look_pod};
 pub(crate) use run::run;
 pub use run::{RESTARTED_AT, not_ready_reason};
 
