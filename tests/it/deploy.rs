@@ -97,12 +97,30 @@ async fn dashboard_metrics_exist_and_probes_answer() {
             suffixes.iter().any(|s| format!("{f}{s}") == name)
         })
     };
+    // The coordination_* families exist only with a `coordination:` section (HA), which
+    // this serve has not: they must be absent here, and present in an HA instance's
+    // exposition (the same registry, built as serve builds it with coordination).
+    let ha_body = kafka_healing::metrics::Metrics::with_coordination(true).encode();
+    let ha_families: Vec<&str> = ha_body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 10);
-    let mut used = 0;
+    let (mut used, mut ha_only) = (0, 0);
     for e in &exprs {
         for n in metric_names(e) {
             used += 1;
+            if n.starts_with("kafka_healing_coordination_") {
+                ha_only += 1;
+                assert!(!exists(&n), "`{n}` is exported without HA:\n{body}");
+                assert!(
+                    ha_families.iter().any(|f| n.starts_with(f)),
+                    "dashboard uses `{n}`, which an HA instance does not export:\n{ha_body}"
+                );
+                continue;
+            }
             assert!(
                 exists(&n),
                 "dashboard uses `{n}`, which /metrics does not export:\n{body}"
@@ -110,6 +128,7 @@ async fn dashboard_metrics_exist_and_probes_answer() {
         }
     }
     assert!(used >= 15, "{used} metric references");
+    assert!(ha_only >= 1, "the dashboard shows no coordination panel");
     // The Deployment's probes, on the same server.
     let dep = yaml("deploy/kubernetes/deployment.yaml");
     let c = &dep["spec"]["template"]["spec"]["containers"][0];
