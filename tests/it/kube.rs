@@ -897,7 +897,9 @@ runbooks:
     let (code, err) = check(&config("kubernetes: { in_cluster: true }\n"), &unknown);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("rules.yaml:10: error: runbooks.bad.steps[1]: `kube`: unknown field `force`"),
+        err.contains(
+            "rules.yaml:11: error: runbooks.bad.steps[1].kube: `kube`: unknown field `force`"
+        ),
         "{err}"
     );
 }
