@@ -15,6 +15,10 @@ use serde_json::Value;
 use crate::diag::Diagnostics;
 use crate::yaml::{Document, join_key};
 
+/// Prefix of environment variables that override config keys:
+/// `KAFKA_HEALING__RECOVERY__DRY_RUN=true` sets `recovery.dry_run`.
+pub const ENV_PREFIX: &str = "KAFKA_HEALING";
+
 /// One parsed config file.
 #[derive(Debug, Clone)]
 pub struct Layer {

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::alertmanager::AlertmanagerConfig;
 use super::expand::expand_env;
 use super::kubernetes::KubernetesConfig;
-use super::layers::{Layer, Merged};
+use super::layers::{ENV_PREFIX, Layer, Merged};
 use super::model::*;
 use super::node::Node;
 use super::secret::Secret;
@@ -17,10 +17,6 @@ use super::security::SecurityConfig;
 use super::validate::validate;
 use crate::diag::Diagnostics;
 use crate::yaml::{Document, join_index, join_key};
-
-/// Prefix of environment variables that override config keys:
-/// `KAFKA_HEALING__RECOVERY__DRY_RUN=true` sets `recovery.dry_run`.
-pub const ENV_PREFIX: &str = "KAFKA_HEALING";
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +186,7 @@ fn load_sources(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    if let Some(overlay) = super::overlay::environment_overlay(&layers, &env, &mut diags)? {
+    if let Some(overlay) = read_overlay(&layers, &env, &mut diags)? {
         layers.push(overlay);
     }
     if diags.has_errors() {
@@ -539,4 +535,32 @@ fn resolve_secrets(
             );
         }
     }
+}
+
+/// The overlay of the environment the files (or `KAFKA_HEALING__ENVIRONMENT`) name
+/// ([`super::overlay`] chooses it), read and parsed, when its file exists: the seed reads
+/// it when it exists, so a missing one is no error; an unreadable one is.
+fn read_overlay(
+    layers: &[Layer],
+    env: &HashMap<String, String>,
+    diags: &mut Diagnostics,
+) -> Result<Option<Layer>, LoadError> {
+    let Some((name, path)) = super::overlay::overlay_file(layers, env, diags) else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LoadError::Read { path, source }),
+    };
+    let Some(doc) = parse_layer(&path, &text, false, diags) else {
+        return Ok(None);
+    };
+    let layer = Layer {
+        path,
+        doc,
+        overlay: true,
+    };
+    super::overlay::check_overlay(&name, &layer, diags);
+    Ok(Some(layer))
 }

@@ -23,10 +23,9 @@ pub use alertmanager::AlertmanagerConfig;
 pub use expand::{ExpandError, expand_env};
 pub use explain::{ExplainError, Explanation, Place, Source, explain};
 pub use kubernetes::KubernetesConfig;
-pub use layers::Layer;
+pub use layers::{ENV_PREFIX, Layer};
 pub use load::{
-    ENV_PREFIX, LoadError, Loaded, Provenance, load, load_files, load_files_with_env, load_text,
-    load_with_env,
+    LoadError, Loaded, Provenance, load, load_files, load_files_with_env, load_text, load_with_env,
 };
 pub use model::*;
 pub use node::deserialize_at;

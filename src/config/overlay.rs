@@ -1,13 +1,14 @@
 //! The seed's per-environment overlay: `environment: X` loads `config/X.yaml` beside the
-//! first config file, merged over the files given. A missing overlay is no error (the seed
-//! reads it when it exists); an unreadable one is.
+//! first config file, merged over the files given. This module chooses the file and judges
+//! what it says; the loader reads it.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::layers::{Layer, bad_environment_name, overlay_path};
-use super::load::{ENV_PREFIX, LoadError, parse_layer};
+use std::path::PathBuf;
+
+use super::layers::{ENV_PREFIX, Layer, bad_environment_name, overlay_path};
 use crate::diag::Diagnostics;
 
 /// Where the environment's name was set.
@@ -18,19 +19,15 @@ enum From<'a> {
     Env(&'a str),
 }
 
-/// The overlay of the environment the files (or `KAFKA_HEALING__ENVIRONMENT`) name, when
-/// its file exists. A name that is not a plain file name is an error in `diags`.
-pub(super) fn environment_overlay(
+/// The name and path of the overlay the files (or `KAFKA_HEALING__ENVIRONMENT`) choose,
+/// if any. A name that is not a plain file name is an error in `diags` (and no overlay).
+pub(super) fn overlay_file(
     layers: &[Layer],
     env: &HashMap<String, String>,
     diags: &mut Diagnostics,
-) -> Result<Option<Layer>, LoadError> {
-    let Some(first) = layers.first() else {
-        return Ok(None);
-    };
-    let Some((name, from)) = environment_name(layers, env) else {
-        return Ok(None);
-    };
+) -> Option<(String, PathBuf)> {
+    let first = layers.first()?;
+    let (name, from) = environment_name(layers, env)?;
     if let Some(why) = bad_environment_name(name) {
         let msg = format!(
             "{name:?} cannot name an overlay file (config/<environment>.yaml): {why}; \
@@ -44,33 +41,23 @@ pub(super) fn environment_overlay(
                 format!("environment: {msg} (value from environment variable {var})"),
             ),
         }
-        return Ok(None);
+        return None;
     }
-    let path = overlay_path(&first.path, name);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(LoadError::Read { path, source }),
-    };
-    let Some(doc) = parse_layer(&path, &text, false, diags) else {
-        return Ok(None);
-    };
-    // The overlay cannot switch to another environment: it was chosen by this one.
-    if let Some(other) = doc.value.get("environment")
+    Some((name.to_string(), overlay_path(&first.path, name)))
+}
+
+/// The overlay cannot switch to another environment: it was chosen by `name`.
+pub(super) fn check_overlay(name: &str, overlay: &Layer, diags: &mut Diagnostics) {
+    if let Some(other) = overlay.doc.value.get("environment")
         && other.as_str() != Some(name)
     {
         diags.error_at(
-            &path,
-            &doc,
+            &overlay.path,
+            &overlay.doc,
             "environment",
             format!("the overlay of environment {name:?} sets another environment ({other}); remove the key here"),
         );
     }
-    Ok(Some(Layer {
-        path,
-        doc,
-        overlay: true,
-    }))
 }
 
 /// The environment in effect before the overlay: the variable's, else the last file's

@@ -1,7 +1,7 @@
 //! Rules: which alerts are answered by which runbook, with what params.
 //!
 //! [`model`] is what SREs write, [`matcher`] is Alertmanager's matcher language, and
-//! [`load`](load::load_rules) reads, compiles and checks rule files into a [`RuleSet`].
+//! [`load`](load::load_rule_files) reads, compiles and checks rule files into a [`RuleSet`].
 
 pub mod builtin;
 pub mod condition;
@@ -10,6 +10,7 @@ mod fallback;
 mod load;
 pub mod matcher;
 pub mod model;
+mod select;
 pub mod unittest;
 
 use std::collections::BTreeMap;
@@ -17,9 +18,10 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
-pub use load::{load_rule_files, load_rule_texts, load_rules, load_rules_of_file};
+pub use load::{load_rule_files, load_rule_texts, load_rules_of_file};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Runbook, Step, StepKind};
+pub use select::load_rules;
 
 use crate::runbook::Templates;
 
