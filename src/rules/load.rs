@@ -53,13 +53,8 @@ pub(super) fn load_globs(
             base.join(pattern)
         };
         let path = join_index("rules", i);
-        match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => {
-                let mut found: Vec<PathBuf> = paths
-                    .filter_map(Result::ok)
-                    .filter(|p| p.is_file())
-                    .collect();
-                found.sort();
+        match rule_files_matching(&full) {
+            Ok(found) => {
                 if found.is_empty() {
                     diags.error_at(
                         cfg_path,
@@ -81,6 +76,17 @@ pub(super) fn load_globs(
     let (set, more) = load_rule_files(&files);
     diags.extend(more);
     (set, diags)
+}
+
+/// The files a rule-file glob matches, sorted (directories and unreadable entries left
+/// out).
+pub(crate) fn rule_files_matching(full: &Path) -> Result<Vec<PathBuf>, glob::PatternError> {
+    let mut found: Vec<PathBuf> = glob::glob(&full.to_string_lossy())?
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// One file's raw content, kept for line lookups.

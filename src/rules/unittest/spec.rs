@@ -467,13 +467,8 @@ fn rules_from(ctx: &mut Ctx, patterns: &[String]) -> Option<RuleSet> {
     for (i, pattern) in patterns.iter().enumerate() {
         let at = join_index("rule_files", i);
         let full = ctx.resolve(pattern);
-        match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => {
-                let mut found: Vec<PathBuf> = paths
-                    .filter_map(Result::ok)
-                    .filter(|p| p.is_file())
-                    .collect();
-                found.sort();
+        match crate::rules::load::rule_files_matching(&full) {
+            Ok(found) => {
                 if found.is_empty() {
                     ctx.error(&at, format!("`{pattern}` matches no rule file"));
                 }
