@@ -45,21 +45,28 @@ pub(super) fn take_escalation_switch(
     }
 }
 
-/// Settles the seed's shorthand into the model every consumer reads: an escalation without
-/// `to_emails` goes to on-call (`smtp.to_emails`).
-pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
-    // The seed runs its Kubernetes actions and watch from a pod in the cluster, with no
-    // section for it; so do we, and `warn` says so.
-    let kube_action = config.recovery.actions.iter().any(|a| {
+/// Whether `config` lists a Kubernetes recovery action (`restart_pod`,
+/// `scale_statefulset`), and whether it watches through the `kubernetes` method.
+fn kube_uses(config: &Config) -> (bool, bool) {
+    let action = config.recovery.actions.iter().any(|a| {
         matches!(
             a,
             super::RecoveryAction::RestartPod | super::RecoveryAction::ScaleStatefulset
         )
     });
-    let kube_method = config
+    let method = config
         .monitoring
         .methods
         .contains(&MonitoringMethod::Kubernetes);
+    (action, method)
+}
+
+/// Settles the seed's shorthand into the model every consumer reads: an escalation without
+/// `to_emails` goes to on-call (`smtp.to_emails`).
+pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
+    // The seed runs its Kubernetes actions and watch from a pod in the cluster, with no
+    // section for it; so do we, and `warn` says so.
+    let (kube_action, kube_method) = kube_uses(config);
     if ((kube_action && config.rules.is_empty()) || kube_method) && config.kubernetes.is_none() {
         config.kubernetes = Some(super::KubernetesConfig {
             in_cluster: true,
@@ -82,16 +89,7 @@ pub(super) fn normalize(config: &mut Config, escalation_disabled: bool) {
 pub(super) fn warn(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
     let implied = config.kubernetes.as_ref().is_some_and(|k| k.in_cluster)
         && doc.line_of("kubernetes").is_none();
-    let kube_action = config.recovery.actions.iter().any(|a| {
-        matches!(
-            a,
-            super::RecoveryAction::RestartPod | super::RecoveryAction::ScaleStatefulset
-        )
-    });
-    let kube_method = config
-        .monitoring
-        .methods
-        .contains(&MonitoringMethod::Kubernetes);
+    let (kube_action, kube_method) = kube_uses(config);
     if implied && kube_method {
         diags.warning(
             file,
