@@ -229,6 +229,11 @@ pub struct RecoveryConfig {
     pub max_concurrent_per_cluster: u32,
     /// Non-disruptive (diagnostics, notify-only) executions running at once; more wait queued.
     pub max_concurrent_diagnostics: u32,
+    /// How many levels below the service's CPU priority diagnostics' processes run (added
+    /// to its nice value, as `nice -n` does; 0–19, default 10): a storm of diagnostics then
+    /// leaves the CPU to the webhook, the journal and the broker. Remediation steps always
+    /// run at the service's own priority.
+    pub diagnostics_nice: u32,
     /// Executions waiting at most; beyond it new work is skipped (journaled, with its reason)
     /// instead of growing memory without bound in an alert storm.
     pub max_queued: u32,
@@ -272,6 +277,7 @@ impl Default for RecoveryConfig {
             cooldown_seconds: 300,
             max_concurrent_per_cluster: 1,
             max_concurrent_diagnostics: 8,
+            diagnostics_nice: 10,
             max_queued: 1000,
             max_queued_remediation: 100,
             dry_run: false,

@@ -478,6 +478,9 @@ pub async fn execute(
         // took a storm of distinct diagnostics alerts from ~1,450 to ~840 `/bin/true` runs
         // per second on 2 cores. What they leave after a crash is swept at the next start.
         opts.setpriv = None;
+    } else {
+        // A remediation (which may start a broker) runs at the service's own priority.
+        opts.nice = 0;
     }
     let started = now_ms();
     let steps = &job.plan.steps;

@@ -85,6 +85,7 @@ impl Engine {
         let mut exec_opts = ExecOptions::new(Vec::new());
         exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
         exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
+        exec_opts.nice = r.diagnostics_nice;
         exec_opts.kube = kube_conn(&setup.loaded);
         let safety = safety_for(&setup.loaded);
         let handle = EngineHandle {
@@ -414,6 +415,7 @@ impl Runner {
         let r = &setup.loaded.config.recovery;
         self.exec_opts.default_timeout = Duration::from_secs(r.step_timeout_seconds);
         self.exec_opts.kill_grace = Duration::from_secs(r.kill_grace_seconds);
+        self.exec_opts.nice = r.diagnostics_nice;
         let kube = kube_conn(&setup.loaded);
         // Keep the connection (and what it replaced) unless its config changed.
         if kube.as_ref().map(|k| k.config()) != self.exec_opts.kube.as_ref().map(|k| k.config()) {

@@ -191,7 +191,13 @@ impl Journal {
         // One reader up front, so a journal that cannot be read fails here, not later.
         let reader = schema::open_reader(path)?;
         let shared = Arc::new(Shared::new());
-        let (tx, writer) = writer::spawn(conn, path.to_owned(), file, Arc::clone(&shared))?;
+        let (tx, writer) = writer::spawn(
+            conn,
+            path.to_owned(),
+            file,
+            Arc::clone(&shared),
+            writer::ENGINE_LINGER,
+        )?;
         tracing::info!(
             path = %path.display(),
             interrupted = interrupted.len(),

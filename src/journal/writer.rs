@@ -6,6 +6,11 @@
 //! a request that fails is rolled back alone and gets its own error while the others
 //! commit. When BEGIN or COMMIT fails, or SQLite rolls the whole transaction back, every
 //! request of the batch gets the error and nothing of the batch is written.
+//!
+//! A batch of engine requests alone waits up to [`ENGINE_LINGER`] for more requests before
+//! it commits, and stops waiting the moment a webhook request arrives: a webhook request
+//! then rides in the same commit instead of waiting behind an engine fsync, and a run's
+//! records share commits (one fsync and one write of each touched page for several).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +27,11 @@ use super::profile::{BatchSample, Profile};
 
 /// Most requests committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 1024;
+
+/// How long a batch of engine requests alone waits for more before it commits. Engine
+/// writes (decisions, run ends) tolerate a millisecond; a webhook's reply waits for its
+/// commit, so it never lingers.
+pub(crate) const ENGINE_LINGER: Duration = Duration::from_millis(1);
 
 /// One request's work, run on the writer thread inside the batch transaction.
 pub(crate) type Work<T> = Box<dyn FnOnce(&Connection) -> Result<T, JournalError> + Send>;
@@ -169,34 +179,41 @@ impl FileId {
     }
 }
 
-/// Starts the writer thread owning `conn`.
+/// Starts the writer thread owning `conn`; engine-only batches linger up to `linger`
+/// ([`ENGINE_LINGER`] in service).
 pub(crate) fn spawn(
     conn: Connection,
     path: PathBuf,
     file: FileId,
     shared: Arc<Shared>,
+    linger: Duration,
 ) -> Result<(Queue, JoinHandle<()>), JournalError> {
     let (tx, rx) = channel::<Box<dyn Job>>();
     let thread_path = path.clone();
     let handle = std::thread::Builder::new()
         .name("journal-writer".to_owned())
-        .spawn(move || run(conn, &thread_path, file, &shared, rx))
+        .spawn(move || run(conn, &thread_path, file, &shared, rx, linger))
         .map_err(|source| JournalError::Io { path, source })?;
     Ok((tx, handle))
 }
 
 /// The writer loop; returns when every handle is gone and the queue is drained.
-fn run(conn: Connection, path: &Path, file: FileId, shared: &Shared, rx: Receiver<Box<dyn Job>>) {
+fn run(
+    conn: Connection,
+    path: &Path,
+    file: FileId,
+    shared: &Shared,
+    rx: Receiver<Box<dyn Job>>,
+    linger_for: Duration,
+) {
     let mut profile = Profile::new();
     while let Ok(first) = rx.recv() {
         let started = Instant::now();
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+        drain_queued(&rx, &mut batch);
+        if batch.iter().all(|j| j.lane() == Lane::Engine) {
+            linger(&rx, &mut batch, started + linger_for);
         }
         commit_and_answer(&conn, path, file, shared, batch, started, &mut profile);
     }
@@ -204,6 +221,39 @@ fn run(conn: Connection, path: &Path, file: FileId, shared: &Shared, rx: Receive
         tracing::warn!(error = %e, "journal: closing the write connection failed");
     }
     tracing::debug!("journal writer stopped");
+}
+
+/// Moves what is already queued into `batch`, up to [`MAX_BATCH`].
+fn drain_queued(rx: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Adds requests to an engine-only `batch` until `deadline`, a full batch, or a webhook
+/// request (then with whatever queued behind it), whichever comes first.
+fn linger(rx: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>, deadline: Instant) {
+    while batch.len() < MAX_BATCH {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match rx.recv_timeout(left) {
+            Ok(job) => {
+                let intake = job.lane() == Lane::Intake;
+                batch.push(job);
+                if intake {
+                    drain_queued(rx, batch);
+                    return;
+                }
+            }
+            // Timed out, or every handle is gone: commit what there is.
+            Err(_) => return,
+        }
+    }
 }
 
 /// Commits `batch` in one transaction and answers each of its requests.
@@ -339,4 +389,74 @@ fn run_requests(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer on a scratch database with one table, lingering `linger`.
+    fn writer(linger: Duration) -> (tempfile::TempDir, Queue, Arc<Shared>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER);")
+            .expect("schema");
+        let shared = Arc::new(Shared::new());
+        let file = FileId::of(&path).expect("file id");
+        let (tx, _handle) = spawn(conn, path, file, Arc::clone(&shared), linger).expect("spawn");
+        (dir, tx, shared)
+    }
+
+    /// Queues an insert of `v` in `lane`; the receiver gets its commit.
+    fn insert(tx: &Queue, lane: Lane, v: i64) -> oneshot::Receiver<Result<(), JournalError>> {
+        let (reply, answer) = oneshot::channel();
+        let work: Work<()> = Box::new(move |c: &Connection| {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .map(|_| ())
+                .map_err(JournalError::from)
+        });
+        tx.send(Box::new(Pending::new(work, lane, reply)))
+            .expect("writer alive");
+        answer
+    }
+
+    #[tokio::test]
+    async fn an_engine_batch_waits_for_a_webhook_request_and_commits_with_it() {
+        let (_dir, tx, shared) = writer(Duration::from_secs(600));
+        let mut engine = insert(&tx, Lane::Engine, 1);
+        // Without the linger this engine write would commit alone long before 200 ms.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(engine.try_recv().is_err(), "the engine write did not wait");
+        assert_eq!(shared.commits.load(Ordering::Relaxed), 0);
+        let intake = insert(&tx, Lane::Intake, 2);
+        intake.await.expect("reply").expect("intake committed");
+        engine.await.expect("reply").expect("engine committed");
+        assert_eq!(shared.commits.load(Ordering::Relaxed), 1, "one commit for both");
+        assert_eq!(shared.largest_batch.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_webhook_request_alone_never_lingers() {
+        let (_dir, tx, shared) = writer(Duration::from_secs(600));
+        let intake = insert(&tx, Lane::Intake, 1);
+        tokio::time::timeout(Duration::from_secs(60), intake)
+            .await
+            .expect("committed without waiting for the linger")
+            .expect("reply")
+            .expect("committed");
+        assert_eq!(shared.commits.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_engine_batch_commits_alone_when_its_linger_ends() {
+        let (_dir, tx, shared) = writer(Duration::from_millis(20));
+        let first = insert(&tx, Lane::Engine, 1);
+        let second = insert(&tx, Lane::Engine, 2);
+        first.await.expect("reply").expect("committed");
+        second.await.expect("reply").expect("committed");
+        // Both were queued within the first one's linger: one commit.
+        assert_eq!(shared.commits.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.largest_batch.load(Ordering::Relaxed), 2);
+    }
 }

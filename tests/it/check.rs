@@ -162,6 +162,14 @@ fn config_ranges_and_business_rules() {
             "recovery.max_concurrent_diagnostics: must be between 1 and 1000, got 0",
         ),
         (
+            "recovery:\n  diagnostics_nice: 20\n",
+            "recovery.diagnostics_nice: must be between 0 and 19, got 20",
+        ),
+        (
+            "recovery:\n  diagnostics_nice: -1\n",
+            "recovery.diagnostics_nice",
+        ),
+        (
             "server:\n  max_pending_alerts: 5\n",
             "server.max_pending_alerts: must be between 100 and 10000000, got 5",
         ),

@@ -96,6 +96,7 @@ pub(super) fn recovery(config: &Config, err: &mut impl FnMut(&str, String)) {
             1,
             1000,
         ),
+        ("recovery.diagnostics_nice", r.diagnostics_nice, 0, 19),
         ("recovery.max_queued", r.max_queued, 10, 1_000_000),
         (
             "recovery.max_queued_remediation",

@@ -19,6 +19,10 @@
 //!   (it exits after 10 s idle). So every step is forked by one of a few dedicated threads,
 //!   [`SPAWNER_THREAD`], that live as long as the process: the signal fires only when the
 //!   service itself dies.
+//! - **Priority.** Threads of a level fork children `nice` levels below the service's CPU
+//!   priority ([`ExecOptions::nice`](super::ExecOptions::nice)): the engine starts
+//!   diagnostics that way, so that a storm of them leaves the CPU to the webhook and the
+//!   journal (and to the broker on a shared host).
 //! - **Orphan sweep.** The signal reaches the step's leader only; what the leader started
 //!   lives on (re-parented) when the service dies. Every step process carries
 //!   [`STEP_COOKIE_VAR`]`=SERVICE_PID-N`; [`sweep_orphans`], run by `serve` at start-up,
@@ -173,39 +177,77 @@ struct Job {
     reply: tokio::sync::oneshot::Sender<std::io::Result<Child>>,
 }
 
-/// The spawner threads' queue, started on first use: [`spawner_threads`] threads named
-/// [`SPAWNER_THREAD`] take jobs from it. The sender lives in a static and is never dropped,
-/// so the threads wait for jobs until the process exits. More than one, because `spawn`
-/// blocks its thread until the child has `exec`ed (`setpriv`, then the step): one thread
-/// would serialize every step's start.
-fn spawner() -> Option<&'static mpsc::Sender<Job>> {
-    static QUEUE: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
-    QUEUE
-        .get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>();
-            let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-            let mut started = 0;
-            for _ in 0..spawner_threads() {
-                let rx = rx.clone();
-                let thread = std::thread::Builder::new()
-                    .name(SPAWNER_THREAD.into())
-                    .spawn(move || serve_jobs(&rx));
-                match thread {
-                    Ok(_) => started += 1,
-                    Err(e) => tracing::warn!(error = %e, "cannot start a step spawner thread"),
-                }
-            }
-            if started == 0 {
-                tracing::warn!("no step spawner thread: steps are forked by the runtime's threads");
-                return None;
-            }
-            Some(tx)
-        })
-        .as_ref()
+/// The spawner threads' queue for children started `nice` levels below the service's CPU
+/// priority, started on first use: [`spawner_threads`] threads named [`SPAWNER_THREAD`] take
+/// jobs from it. A thread's nice value is inherited by what it forks, so each level has
+/// threads of its own (an unprivileged thread cannot raise its priority back). The senders
+/// live in a static and are never dropped, so the threads wait for jobs until the process
+/// exits. More than one per level, because `spawn` blocks its thread until the child has
+/// `exec`ed (`setpriv`, then the step): one thread would serialize every step's start.
+fn spawner(nice: u32) -> Option<mpsc::Sender<Job>> {
+    static QUEUES: OnceLock<std::sync::Mutex<BTreeMap<u32, Option<mpsc::Sender<Job>>>>> =
+        OnceLock::new();
+    let queues = QUEUES.get_or_init(Default::default);
+    let mut queues = match queues.lock() {
+        Ok(q) => q,
+        Err(p) => p.into_inner(),
+    };
+    queues
+        .entry(nice)
+        .or_insert_with(|| start_spawners(nice))
+        .clone()
 }
 
-/// How many spawner threads: the machine's parallelism, 2–8.
-fn spawner_threads() -> usize {
+/// Starts one level's spawner threads; `None` when none could be started.
+fn start_spawners(nice: u32) -> Option<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let mut started = 0;
+    for _ in 0..spawner_threads(nice) {
+        let rx = rx.clone();
+        let thread = std::thread::Builder::new()
+            .name(SPAWNER_THREAD.into())
+            .spawn(move || {
+                lower_own_priority(nice);
+                serve_jobs(&rx)
+            });
+        match thread {
+            Ok(_) => started += 1,
+            Err(e) => tracing::warn!(error = %e, "cannot start a step spawner thread"),
+        }
+    }
+    if started == 0 {
+        tracing::warn!("no step spawner thread: steps are forked by the runtime's threads");
+        return None;
+    }
+    Some(tx)
+}
+
+/// Adds `nice` to the calling thread's nice value (at most 19), as `nice -n` does for a
+/// command; what the thread forks inherits it. A failure is logged and the thread keeps
+/// the service's priority.
+fn lower_own_priority(nice: u32) {
+    if nice == 0 {
+        return;
+    }
+    let add = i32::try_from(nice.min(MAX_NICE)).unwrap_or(0);
+    let done = rustix::process::getpriority_process(None)
+        .and_then(|own| rustix::process::setpriority_process(None, (own + add).min(19)));
+    if let Err(e) = done {
+        tracing::warn!(error = %e, nice, "cannot lower the priority of a step spawner thread: its steps run at the service's");
+    }
+}
+
+/// The largest nice increment (nice values run from -20 to 19).
+const MAX_NICE: u32 = 39;
+
+/// How many spawner threads a level has: the machine's parallelism, 2–8; a lowered level
+/// 8, because its forks (which hold their thread until the child has `exec`ed, the
+/// child at the lowered priority) wait longer for a CPU on a busy machine.
+fn spawner_threads(nice: u32) -> usize {
+    if nice > 0 {
+        return 8;
+    }
     std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(2)
@@ -242,10 +284,11 @@ fn serve_jobs(rx: &std::sync::Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-/// Forks `cmd` on a spawner thread (see the module doc), or where it is called when none
-/// can be used.
-pub(super) async fn spawn(mut cmd: Command) -> std::io::Result<Child> {
-    let (Some(queue), Ok(runtime)) = (spawner(), tokio::runtime::Handle::try_current()) else {
+/// Forks `cmd` on a spawner thread `nice` levels below the service's CPU priority (see the
+/// module doc), or where it is called, at the caller's priority, when none can be used.
+pub(super) async fn spawn(mut cmd: Command, nice: u32) -> std::io::Result<Child> {
+    let (Some(queue), Ok(runtime)) = (spawner(nice), tokio::runtime::Handle::try_current())
+    else {
         return cmd.spawn();
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -449,6 +492,31 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
     use std::time::Duration;
 
+    /// The nice value `nice` (coreutils) prints when forked at `level`.
+    async fn nice_of_child(level: u32) -> i32 {
+        let mut cmd = Command::new("nice");
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(std::process::Stdio::piped());
+        let child = spawn(cmd, level).await.expect("spawn nice");
+        let out = child.wait_with_output().await.expect("wait");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn children_start_at_their_levels_below_the_service() {
+        let own = rustix::process::getpriority_process(None).expect("own nice");
+        assert_eq!(nice_of_child(0).await, own, "level 0 keeps the service's");
+        assert_eq!(nice_of_child(4).await, (own + 4).min(19));
+        assert_eq!(nice_of_child(19).await, 19);
+        // A level's threads keep theirs: level 0 after the others is still the service's.
+        assert_eq!(nice_of_child(0).await, own);
+        assert_eq!(nice_of_child(4).await, (own + 4).min(19));
+    }
+
     fn holder(pid: i32, cookie: &str, start: u64) -> Holder {
         Holder {
             pid,
@@ -544,7 +612,7 @@ mod tests {
         let h = rt.handle().clone();
         let c = cmd();
         let mut forked_by_spawner = std::thread::spawn(move || {
-            let child = h.block_on(spawn(c)).expect("spawn");
+            let child = h.block_on(spawn(c, 0)).expect("spawn");
             wait_for_exec(child.id().expect("pid"), "sleep");
             child
         })

@@ -33,6 +33,10 @@ pub struct ExecOptions {
     /// parent-death signal (SIGKILL) so that it dies with the service; `None`: started
     /// directly (see [`lifeline`]).
     pub setpriv: Option<std::path::PathBuf>,
+    /// How many levels below the service's CPU priority child processes start (added to
+    /// its nice value, at most 19, as `nice -n` does); 0: the service's own. The engine
+    /// sets `recovery.diagnostics_nice` here for diagnostics runbooks only.
+    pub nice: u32,
     /// The Kafka view `wait_in_sync` steps look through; none when the `security:`
     /// section could not be used (such a step then fails as it cannot run).
     pub safety: Option<std::sync::Arc<crate::runbook::precondition::Safety>>,
@@ -58,6 +62,7 @@ impl ExecOptions {
             drain_timeout: Duration::from_secs(2),
             kube: None,
             setpriv: lifeline::setpriv(),
+            nice: 0,
             safety: None,
         }
     }

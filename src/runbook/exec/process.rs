@@ -171,7 +171,7 @@ async fn spawn(
     // Every child is forked by a spawner thread, not by a runtime thread: the fork blocks
     // its thread until the child has exec'd, which on 2 busy cores stalled the webhook's
     // replies (ACK p50 39–205 ms against 2–4 ms at 1,000 distinct alerts/s).
-    let spawned = match lifeline::spawn(cmd).await {
+    let spawned = match lifeline::spawn(cmd, opts.nice).await {
         Err(e) if wrapped => {
             // `setpriv` itself could not be started (removed since it was found): the
             // step is not held back for it.

@@ -205,17 +205,16 @@ async fn a_killed_servers_step_dies_with_it_and_the_next_start_sweeps_what_it_le
     let _ = live.wait();
 }
 
-/// A disruptive runbook's step gets the parent-death signal (through `setpriv`); a
-/// diagnostics runbook's step is started directly, without it (`setpriv --dump` as the
-/// step prints its own).
+/// A disruptive runbook's step gets the parent-death signal (through `setpriv`) and runs
+/// at the server's CPU priority; a diagnostics runbook's step is started directly, without
+/// it, `recovery.diagnostics_nice` (default 10) levels lower (`setpriv --dump` and `nice`
+/// as the step print its own).
 #[tokio::test(flavor = "multi_thread")]
-async fn remediation_steps_die_with_the_server_and_diagnostics_are_started_directly() {
+async fn remediation_steps_die_with_the_server_and_diagnostics_are_started_directly_and_niced() {
     let s = Scratch::new();
     let dump = |out: &str| {
-        format!(
-            "[\"/bin/sh\", \"-c\", \"exec setpriv --dump > '{}'\"]",
-            s.path().join(out).display()
-        )
+        let out = s.path().join(out).display().to_string();
+        format!("[\"/bin/sh\", \"-c\", \"nice > '{out}.nice'; exec setpriv --dump > '{out}'\"]")
     };
     let rules = format!(
         r#"rules:
@@ -260,6 +259,11 @@ runbooks:
         "{}",
         read("diagnostics")
     );
+    // The server inherits this test's nice value.
+    let own = rustix::process::getpriority_process(None).expect("own nice");
+    let nice = |out: &str| read(&format!("{out}.nice")).trim().parse::<i32>().ok();
+    assert_eq!(nice("remediation"), Some(own));
+    assert_eq!(nice("diagnostics"), Some((own + 10).min(19)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
