@@ -129,6 +129,8 @@ storm = load_runs("webhook-decide-kafka-healing-*.json")
 byp = {p: {t: load_runs(f"webhook-{p}-{t}-*.json") for t in ("kafka-healing", "am-executor", "noop")}
        for p in ("fixture", "unique")}
 decided = [r["decision_storm"] for r in storm if "decision_storm" in r]
+probed = [r["decision_storm"] for r in load_runs("webhook-decide-probe-kafka-healing-*.json")
+          if r.get("decision_storm", {}).get("ack_probe")]
 
 if decided or any(byp[p][t] for p in byp for t in byp[p]):
     ls, le = machine_loads()
@@ -166,11 +168,25 @@ if decided or any(byp[p][t] for p in byp for t in byp[p]):
         print(f"| ACK p99 at 1,000 req/s, payload `{p}` (ms, from the scheduled send) "
               f"| {spread(vals(g['kafka-healing'], p99), f2)} | {spread(vals(g['am-executor'], p99), f2)} | {spread(vals(g['noop'], p99), f2)} "
               f"| ours / no-op {pair_ratio(g['kafka-healing'], g['noop'], p99)} (target ≤ 2×); ours / am-executor {pair_ratio(g['kafka-healing'], g['am-executor'], p99)} |")
+    if probed:
+        pr = lambda k: (lambda d: d["ack_probe"]["latency_from_schedule"][k])
+        noop_p99 = vals(byp["unique"]["noop"] + byp["fixture"]["noop"], lambda r: ack_p99(r, 1000))
+        ratio = ""
+        if noop_p99:
+            mid = sorted(noop_p99)[len(noop_p99) // 2]
+            ratio = f"ours / no-op's median p99 at 1,000 req/s {statistics.median(vals(probed, pr('p99_ms'))) / mid:.1f}× (target ≤ 2×)"
+        print(f"| ACK p99 at 1,000 req/s **while phase d's storm is being decided** (probe: one distinct alert "
+              f"per request for the storm's first second; ms, from the scheduled send) "
+              f"| {spread(vals(probed, pr('p99_ms')), f2)} (p50 {spread(vals(probed, pr('p50_ms')), f2)}) | n/a | "
+              f"{spread(noop_p99, f2)} (its phase b) | {ratio} |")
+        print(f"| phase d with the probe: all decided (s from the first request) "
+              f"| {spread(vals(probed, lambda d: d['decided_s']), f2)} | | | |")
     print(f"| whole-machine load average (1, 5, 15 min) at the start / at the end of the run | {ls} / {le} | | | |")
     print()
-    print("Phase d ran on its own fresh server before the ACK-latency phases, so the ACK rows are not "
-          "measured while phase d's storm is being decided; with `unique` the ACK phase itself posts one "
-          "distinct alert per request, each needing a decision.\n")
+    print("The `unique` and `fixture` ACK rows are measured on their own servers, after phase d; "
+          "with `unique` the ACK phase itself posts one distinct alert per request, each needing a "
+          "decision and a run. The row marked **while phase d's storm is being decided** is the probe "
+          "sent during the storm itself.\n")
 
 if decided:
     print("## Phase d: decision storm (kafka-healing)\n")

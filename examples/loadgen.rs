@@ -34,7 +34,11 @@
 //!   first request to "all decided", decisions/s (alerts / that time), the peak RSS (VmHWM)
 //!   and the executions by outcome. Bounded by `--storm-timeout` (120 s): a timeout is
 //!   reported as such, with the backlog left. It runs first (before the warm-up), so with
-//!   `--only d` alone the server is fresh.
+//!   `--only d` alone the server is fresh. With `--storm-probe-rate R`, R requests per
+//!   second of one distinct alert each are sent open-loop for `--storm-probe-seconds` (1)
+//!   from the first request, and their ACK latency (from the scheduled send) is reported:
+//!   the latency while the storm is being decided (its alerts delay the storm's "all
+//!   decided", so decisions/s is measured without the probe).
 //!
 //! `loadgen stamp DIR ID` is that helper.
 //!
@@ -90,7 +94,8 @@ const USAGE: &str =
                [--target kafka-healing|am-executor|noop] [--peer-bin PATH]
                [--noop-bin PATH] [--payload fixture|unique]
                [--storm-alerts N] [--storm-batch N] [--storm-connections N]
-               [--storm-timeout S] [--storm-no-admission]
+               [--storm-timeout S] [--storm-no-admission] [--storm-probe-rate R]
+               [--storm-probe-seconds S]
        loadgen stamp DIR ID";
 
 #[derive(Debug, Clone)]
@@ -132,6 +137,12 @@ struct Args {
     /// holding back diagnostics while their queue is full, so the decisions are what is
     /// measured (beyond the queue, alerts are decided `skipped: queue full`).
     storm_no_admission: bool,
+    /// Phase d: requests per second of one distinct alert each, sent open-loop for
+    /// `storm_probe_seconds` from the storm's first request, whose ACK latency is measured
+    /// (0: none).
+    storm_probe_rate: u64,
+    /// Phase d: how long the probe sends.
+    storm_probe_seconds: f64,
 }
 
 impl Args {
@@ -200,6 +211,8 @@ impl Default for Args {
             storm_connections: 4,
             storm_timeout: 120.0,
             storm_no_admission: false,
+            storm_probe_rate: 0,
+            storm_probe_seconds: 1.0,
         }
     }
 }
@@ -263,6 +276,8 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--storm-batch" => a.storm_batch = num(flag, v)?,
             "--storm-connections" => a.storm_connections = num(flag, v)?,
             "--storm-timeout" => a.storm_timeout = num(flag, v)?,
+            "--storm-probe-rate" => a.storm_probe_rate = num(flag, v)?,
+            "--storm-probe-seconds" => a.storm_probe_seconds = num(flag, v)?,
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -328,6 +343,14 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     check(
         a.storm_timeout > 0.0 && a.storm_timeout <= 600.0,
         "--storm-timeout: (0, 600]",
+    )?;
+    check(
+        a.storm_probe_rate <= 10_000,
+        "--storm-probe-rate: 0..=10000",
+    )?;
+    check(
+        a.storm_probe_seconds > 0.0 && a.storm_probe_seconds <= 60.0,
+        "--storm-probe-seconds: (0, 60]",
     )?;
     if !a.is_kh() {
         // Phase c needs kafka-healing's runbooks and journal (phase d is noted as not
@@ -1256,6 +1279,41 @@ async fn decision_storm(
     let deadline = start + timeout;
     let posted = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
+    // The ACK probe: one distinct alert per request at a fixed rate, scheduled from the
+    // storm's first request for `storm_probe_seconds` (its alerts keep the backlog above 0
+    // while it sends, so the storm's end is read after it), or until the poller is done.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe_client = client(64)?;
+    let probe = (args.storm_probe_rate > 0).then(|| {
+        let (c, url, stop) = (probe_client, url.to_string(), stop.clone());
+        let interval_ns = 1e9 / args.storm_probe_rate as f64;
+        let until = start + Duration::from_secs_f64(args.storm_probe_seconds);
+        tokio::spawn(async move {
+            let mut shots = Vec::new();
+            for i in 0u64.. {
+                let due = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
+                if stop.load(Ordering::SeqCst) || due >= until.min(deadline) {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let (c, url) = (c.clone(), url.clone());
+                let body = unique_body(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+                shots.push(tokio::spawn(async move {
+                    let r = post(&c, &url, body).await;
+                    (r, due.elapsed().as_secs_f64() * 1e3)
+                }));
+            }
+            let (mut o, mut lat) = (Outcomes::default(), Vec::new());
+            for s in shots {
+                if let Ok((r, ms)) = s.await {
+                    o.add(&r);
+                    lat.push(ms);
+                }
+            }
+            (o, lat)
+        })
+    });
+
     // The poller: from the first request until the backlog reads 0 after the last 200.
     let poller = {
         let (c, base, posted) = (c.clone(), base.to_string(), posted.clone());
@@ -1370,6 +1428,21 @@ async fn decision_storm(
     let (decided, backlog_max, backlog_last, polls, failed_polls, trace) = poller
         .await
         .map_err(|e| format!("phase d: the backlog poller failed: {e}"))?;
+    stop.store(true, Ordering::SeqCst);
+    let probe = match probe {
+        Some(p) => Some(
+            p.await
+                .map_err(|e| format!("phase d: the ACK probe failed: {e}"))?,
+        ),
+        None => None,
+    };
+    let probe_acked = probe.as_ref().map_or(0, |(o, _)| o.ok);
+    let probe_unsure = probe.as_ref().map_or(0, |(o, _)| o.errors);
+    // The caller's totals (and its zero-loss check) count the probe's alerts too.
+    let mut all = o.clone();
+    if let Some((po, _)) = &probe {
+        all.merge(po.clone());
+    }
     let wall = start.elapsed().as_secs_f64();
     let pc1 = proc_cpu_s(pid);
     let cpu1 = thread_cpu(pid);
@@ -1394,7 +1467,17 @@ async fn decision_storm(
         "requests_given_up_at_timeout": gave_up,
         "alerts_acknowledged": acked,
         "alerts_journaled": journaled,
-        "zero_loss": journaled >= acked && journaled <= acked + unsure,
+        "probe_alerts_acknowledged": probe_acked,
+        // The probe's alerts are journaled too (one per request).
+        "zero_loss": journaled >= acked + probe_acked
+            && journaled <= acked + unsure + probe_acked + probe_unsure,
+        "ack_probe": probe.map(|(o, lat)| json!({
+            "rate_target": args.storm_probe_rate,
+            "seconds": args.storm_probe_seconds,
+            "requests": lat.len(),
+            "outcomes": o.json(),
+            "latency_from_schedule": Dist::of(lat).json(),
+        })),
         "post_s": post_s.map(r3),
         "request_latency": Dist::of(lat).json(),
         "decided_s": decided_s.map(r3),
@@ -1435,7 +1518,7 @@ async fn decision_storm(
             args.storm_timeout
         ),
     }
-    Ok((d, acked, o, unsure))
+    Ok((d, acked + probe_acked, all, unsure + probe_unsure))
 }
 
 /// Time from just before spawning the helper (as the server spawns steps) to its stamp.

@@ -432,7 +432,11 @@ mod tests {
         let intake = insert(&tx, Lane::Intake, 2);
         intake.await.expect("reply").expect("intake committed");
         engine.await.expect("reply").expect("engine committed");
-        assert_eq!(shared.commits.load(Ordering::Relaxed), 1, "one commit for both");
+        assert_eq!(
+            shared.commits.load(Ordering::Relaxed),
+            1,
+            "one commit for both"
+        );
         assert_eq!(shared.largest_batch.load(Ordering::Relaxed), 2);
     }
 

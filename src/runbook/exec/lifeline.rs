@@ -287,8 +287,7 @@ fn serve_jobs(rx: &std::sync::Mutex<mpsc::Receiver<Job>>) {
 /// Forks `cmd` on a spawner thread `nice` levels below the service's CPU priority (see the
 /// module doc), or where it is called, at the caller's priority, when none can be used.
 pub(super) async fn spawn(mut cmd: Command, nice: u32) -> std::io::Result<Child> {
-    let (Some(queue), Ok(runtime)) = (spawner(nice), tokio::runtime::Handle::try_current())
-    else {
+    let (Some(queue), Ok(runtime)) = (spawner(nice), tokio::runtime::Handle::try_current()) else {
         return cmd.spawn();
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
