@@ -275,17 +275,19 @@ impl Journal {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
-        self.submit_in(Lane::Engine, work).await
+        self.submit_in(Lane::Engine, 1, work).await
     }
 
-    /// Like [`submit`](Self::submit), in `lane`.
-    async fn submit_in<T, F>(&self, lane: Lane, work: F) -> Result<T, JournalError>
+    /// Like [`submit`](Self::submit), in `lane`, for `weight` rows (how the writer
+    /// bounds a batch's work).
+    async fn submit_in<T, F>(&self, lane: Lane, weight: usize, work: F) -> Result<T, JournalError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Pending::new(Box::new(work), lane, reply));
+        let job: Box<dyn Job> =
+            Box::new(Pending::new(Box::new(work), lane, reply).weighing(weight));
         self.inner
             .tx
             .as_ref()
@@ -301,8 +303,11 @@ impl Journal {
         if alerts.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit_in(Lane::Intake, move |c| write::insert_alerts(c, &alerts))
-            .await
+        let weight = alerts.len();
+        self.submit_in(Lane::Intake, weight, move |c| {
+            write::insert_alerts(c, &alerts)
+        })
+        .await
     }
 
     /// Creates an execution, returning its id. `started_ms` is set to `created_ms` when
@@ -379,7 +384,9 @@ impl Journal {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(move |c| write::apply(c, &ops)).await
+        let weight = ops.len();
+        self.submit_in(Lane::Engine, weight, move |c| write::apply(c, &ops))
+            .await
     }
 
     /// Puts messages in the outbox.

@@ -11,7 +11,16 @@
 //! it commits, and stops waiting the moment a webhook request arrives: a webhook request
 //! then rides in the same commit instead of waiting behind an engine fsync, and a run's
 //! records share commits (one fsync and one write of each touched page for several).
+//!
+//! What waits is taken in an order that bounds a webhook request's wait (a storm's
+//! 500-alert requests and 1,024-decision rounds made a one-alert request wait 56 ms at p99):
+//! small webhook requests go first, in a batch of their own (engine requests that fit ride
+//! along), and every other batch holds about [`BATCH_ROWS`] rows at most. Small requests do
+//! not go first twice in a row while anything else waits, so nothing starves. Order is kept
+//! within each lane; across lanes it does not matter, since the engine writes about an alert
+//! only after its webhook request was committed.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +36,16 @@ use super::profile::{BatchSample, Profile};
 
 /// Most requests committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 1024;
+
+/// Most rows (about) in one transaction, so that a webhook request queued behind a batch
+/// waits for a bounded amount of work; a single request bigger than that goes alone.
+pub(crate) const BATCH_ROWS: usize = 1024;
+
+/// A webhook request of at most this many alerts is small: it goes ahead of big ones.
+pub(crate) const SMALL_ROWS: usize = 16;
+
+/// Most rows in a batch of small webhook requests (engine requests that fit ride along).
+pub(crate) const SMALL_BATCH_ROWS: usize = 256;
 
 /// How long a batch of engine requests alone waits for more before it commits. Engine
 /// writes (decisions, run ends) tolerate a millisecond; a webhook's reply waits for its
@@ -54,6 +73,8 @@ pub(crate) trait Job: Send {
     fn lane(&self) -> Lane;
     /// When it was queued.
     fn queued_at(&self) -> Instant;
+    /// About how many rows it writes (1 when unknown).
+    fn weight(&self) -> usize;
     /// Runs the work and keeps its result; false when it failed.
     fn run(&mut self, conn: &Connection) -> bool;
     /// The batch committed: sends the kept result.
@@ -70,6 +91,7 @@ pub(crate) struct Pending<T> {
     reply: oneshot::Sender<Result<T, JournalError>>,
     lane: Lane,
     queued: Instant,
+    weight: usize,
 }
 
 impl<T> Pending<T> {
@@ -85,7 +107,14 @@ impl<T> Pending<T> {
             reply,
             lane,
             queued: Instant::now(),
+            weight: 1,
         }
+    }
+
+    /// The same request, writing about `rows` rows.
+    pub(crate) fn weighing(mut self, rows: usize) -> Self {
+        self.weight = rows.max(1);
+        self
     }
 }
 
@@ -96,6 +125,10 @@ impl<T: Send> Job for Pending<T> {
 
     fn queued_at(&self) -> Instant {
         self.queued
+    }
+
+    fn weight(&self) -> usize {
+        self.weight
     }
 
     fn run(&mut self, conn: &Connection) -> bool {
@@ -197,6 +230,90 @@ pub(crate) fn spawn(
     Ok((tx, handle))
 }
 
+/// Requests taken off the channel, by lane, in the order they came.
+#[derive(Default)]
+struct Waiting {
+    intake: VecDeque<Box<dyn Job>>,
+    engine: VecDeque<Box<dyn Job>>,
+    /// The last batch took small webhook requests ahead of the rest: the next one does not.
+    took_small: bool,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.intake.is_empty() && self.engine.is_empty()
+    }
+
+    fn push(&mut self, job: Box<dyn Job>) {
+        match job.lane() {
+            Lane::Intake => self.intake.push_back(job),
+            Lane::Engine => self.engine.push_back(job),
+        }
+    }
+
+    /// Takes whatever the channel already holds.
+    fn drain(&mut self, rx: &Receiver<Box<dyn Job>>) {
+        for _ in 0..MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => self.push(job),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The next batch and its rows. Small webhook requests (at most [`SMALL_ROWS`] alerts)
+    /// go ahead of big ones and of engine work, in a batch of at most [`SMALL_BATCH_ROWS`]
+    /// rows, but never twice in a row while anything else waits. Otherwise: webhook
+    /// requests, then engine requests, in their order, until [`BATCH_ROWS`] (a request
+    /// bigger than that goes alone).
+    fn next_batch(&mut self) -> (Vec<Box<dyn Job>>, usize) {
+        let mut batch = Vec::with_capacity(16);
+        let mut rows = 0;
+        let others_wait =
+            !self.engine.is_empty() || self.intake.iter().any(|j| j.weight() > SMALL_ROWS);
+        let small_first = others_wait
+            && !self.took_small
+            && self.intake.iter().any(|j| j.weight() <= SMALL_ROWS);
+        self.took_small = small_first;
+        if small_first {
+            let mut rest = VecDeque::with_capacity(self.intake.len());
+            while let Some(job) = self.intake.pop_front() {
+                if job.weight() <= SMALL_ROWS && batch.len() < MAX_BATCH {
+                    rows += job.weight();
+                    batch.push(job);
+                } else {
+                    rest.push_back(job);
+                }
+            }
+            self.intake = rest;
+            fill(&mut self.engine, &mut batch, &mut rows, SMALL_BATCH_ROWS);
+            return (batch, rows);
+        }
+        fill(&mut self.intake, &mut batch, &mut rows, BATCH_ROWS);
+        fill(&mut self.engine, &mut batch, &mut rows, BATCH_ROWS);
+        (batch, rows)
+    }
+}
+
+/// Moves requests from the front of `queue` into `batch` while they fit in `budget` rows
+/// (the first request of an empty batch always does).
+fn fill(
+    queue: &mut VecDeque<Box<dyn Job>>,
+    batch: &mut Vec<Box<dyn Job>>,
+    rows: &mut usize,
+    budget: usize,
+) {
+    while let Some(w) = queue.front().map(|j| j.weight()) {
+        if batch.len() >= MAX_BATCH || (!batch.is_empty() && *rows + w > budget) {
+            return;
+        }
+        *rows += w;
+        if let Some(job) = queue.pop_front() {
+            batch.push(job);
+        }
+    }
+}
+
 /// The writer loop; returns when every handle is gone and the queue is drained.
 fn run(
     conn: Connection,
@@ -207,13 +324,20 @@ fn run(
     linger_for: Duration,
 ) {
     let mut profile = Profile::new();
-    while let Ok(first) = rx.recv() {
+    let mut waiting = Waiting::default();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv() {
+                Ok(job) => waiting.push(job),
+                Err(_) => break,
+            }
+        }
         let started = Instant::now();
-        let mut batch = Vec::with_capacity(16);
-        batch.push(first);
-        drain_queued(&rx, &mut batch);
-        if batch.iter().all(|j| j.lane() == Lane::Engine) {
-            linger(&rx, &mut batch, started + linger_for);
+        waiting.drain(&rx);
+        let (mut batch, rows) = waiting.next_batch();
+        if waiting.is_empty() && rows < BATCH_ROWS && batch.iter().all(|j| j.lane() == Lane::Engine)
+        {
+            linger(&rx, &mut batch, rows, &mut waiting, started + linger_for);
         }
         commit_and_answer(&conn, path, file, shared, batch, started, &mut profile);
     }
@@ -223,35 +347,46 @@ fn run(
     tracing::debug!("journal writer stopped");
 }
 
-/// Moves what is already queued into `batch`, up to [`MAX_BATCH`].
-fn drain_queued(rx: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-}
-
-/// Adds requests to an engine-only `batch` until `deadline`, a full batch, or a webhook
-/// request (then with whatever queued behind it), whichever comes first.
-fn linger(rx: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>, deadline: Instant) {
+/// Adds requests to a small engine-only `batch` until `deadline`, [`BATCH_ROWS`], or a
+/// webhook request (then with whatever queued behind it), whichever comes first. What does
+/// not fit stays `waiting` for the next batch.
+fn linger(
+    rx: &Receiver<Box<dyn Job>>,
+    batch: &mut Vec<Box<dyn Job>>,
+    mut rows: usize,
+    waiting: &mut Waiting,
+    deadline: Instant,
+) {
     while batch.len() < MAX_BATCH {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
-        match rx.recv_timeout(left) {
-            Ok(job) => {
-                let intake = job.lane() == Lane::Intake;
-                batch.push(job);
-                if intake {
-                    drain_queued(rx, batch);
-                    return;
-                }
-            }
+        let job = match rx.recv_timeout(left) {
+            Ok(job) => job,
             // Timed out, or every handle is gone: commit what there is.
             Err(_) => return,
+        };
+        let intake = job.lane() == Lane::Intake;
+        if rows + job.weight() > BATCH_ROWS {
+            waiting.push(job);
+            return;
+        }
+        rows += job.weight();
+        batch.push(job);
+        if intake {
+            waiting.drain(rx);
+            // Webhook requests that fit ride along; the rest go next, first.
+            while let Some(w) = waiting.intake.front().map(|j| j.weight()) {
+                if rows + w > BATCH_ROWS || batch.len() >= MAX_BATCH {
+                    break;
+                }
+                rows += w;
+                if let Some(j) = waiting.intake.pop_front() {
+                    batch.push(j);
+                }
+            }
+            return;
         }
     }
 }
@@ -410,15 +545,138 @@ mod tests {
 
     /// Queues an insert of `v` in `lane`; the receiver gets its commit.
     fn insert(tx: &Queue, lane: Lane, v: i64) -> oneshot::Receiver<Result<(), JournalError>> {
+        weighed(tx, lane, v, 1, None)
+    }
+
+    /// Queues an insert of `v` in `lane` that counts as `rows` rows, noting `v` in `ran`
+    /// when it runs.
+    fn weighed(
+        tx: &Queue,
+        lane: Lane,
+        v: i64,
+        rows: usize,
+        ran: Option<Arc<std::sync::Mutex<Vec<i64>>>>,
+    ) -> oneshot::Receiver<Result<(), JournalError>> {
         let (reply, answer) = oneshot::channel();
         let work: Work<()> = Box::new(move |c: &Connection| {
+            if let Some(ran) = ran {
+                ran.lock().expect("lock").push(v);
+            }
             c.execute("INSERT INTO t (v) VALUES (?1)", [v])
                 .map(|_| ())
                 .map_err(JournalError::from)
         });
-        tx.send(Box::new(Pending::new(work, lane, reply)))
+        tx.send(Box::new(Pending::new(work, lane, reply).weighing(rows)))
             .expect("writer alive");
         answer
+    }
+
+    /// Queues an engine request that holds the writer for `ms` milliseconds, and returns
+    /// once the writer runs it (so what is queued next waits behind it).
+    async fn hold(tx: &Queue, ms: u64) -> oneshot::Receiver<Result<(), JournalError>> {
+        let (reply, answer) = oneshot::channel();
+        let (started, running) = oneshot::channel::<()>();
+        let work: Work<()> = Box::new(move |_: &Connection| {
+            let _ = started.send(());
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(())
+        });
+        tx.send(Box::new(Pending::new(work, Lane::Engine, reply)))
+            .expect("writer alive");
+        running.await.expect("the held request ran");
+        answer
+    }
+
+    #[tokio::test]
+    async fn small_webhook_requests_go_ahead_of_big_ones_and_of_engine_work() {
+        let (_dir, tx, shared) = writer(Duration::ZERO);
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = hold(&tx, 300).await;
+        // Queued while the writer is held, in this order.
+        let big = weighed(&tx, Lane::Intake, 1, 500, Some(ran.clone()));
+        let engine = weighed(&tx, Lane::Engine, 2, 600, Some(ran.clone()));
+        let small = weighed(&tx, Lane::Intake, 3, 1, Some(ran.clone()));
+        for r in [held, big, engine, small] {
+            r.await.expect("reply").expect("committed");
+        }
+        // The small request first, alone (the engine request is too big to ride along);
+        // then the big webhook request, then the engine request (together over the
+        // 1,024-row budget, so apart).
+        assert_eq!(*ran.lock().expect("lock"), vec![3, 1, 2]);
+        assert_eq!(shared.commits.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn engine_requests_that_fit_ride_with_small_webhook_requests() {
+        let (_dir, tx, shared) = writer(Duration::ZERO);
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = hold(&tx, 300).await;
+        let big = weighed(&tx, Lane::Intake, 1, 500, Some(ran.clone()));
+        let engine = weighed(&tx, Lane::Engine, 2, 3, Some(ran.clone()));
+        let small = weighed(&tx, Lane::Intake, 3, 1, Some(ran.clone()));
+        for r in [held, big, engine, small] {
+            r.await.expect("reply").expect("committed");
+        }
+        assert_eq!(*ran.lock().expect("lock"), vec![3, 2, 1]);
+        // held; small + engine; big.
+        assert_eq!(shared.commits.load(Ordering::Relaxed), 3);
+    }
+
+    /// A request that only has a lane and a weight (which names it in these tests).
+    struct Fake(Lane, usize);
+
+    impl Job for Fake {
+        fn lane(&self) -> Lane {
+            self.0
+        }
+        fn queued_at(&self) -> Instant {
+            Instant::now()
+        }
+        fn weight(&self) -> usize {
+            self.1
+        }
+        fn run(&mut self, _: &Connection) -> bool {
+            true
+        }
+        fn complete(self: Box<Self>) {}
+        fn fail(self: Box<Self>, _: JournalError) {}
+    }
+
+    fn weights(batch: &[Box<dyn Job>]) -> Vec<usize> {
+        batch.iter().map(|j| j.weight()).collect()
+    }
+
+    #[test]
+    fn small_requests_never_go_first_twice_while_a_big_one_waits() {
+        let mut w = Waiting::default();
+        w.push(Box::new(Fake(Lane::Intake, 500)));
+        w.push(Box::new(Fake(Lane::Intake, 1)));
+        assert_eq!(weights(&w.next_batch().0), vec![1]);
+        // A new small request arrives: the big one goes now, and the small one with it.
+        w.push(Box::new(Fake(Lane::Intake, 2)));
+        assert_eq!(weights(&w.next_batch().0), vec![500, 2]);
+        assert!(w.is_empty());
+        // Small requests alone are simply taken in order.
+        w.push(Box::new(Fake(Lane::Intake, 1)));
+        w.push(Box::new(Fake(Lane::Intake, 3)));
+        assert_eq!(weights(&w.next_batch().0), vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_about_batch_rows_and_a_bigger_request_goes_alone() {
+        let (_dir, tx, shared) = writer(Duration::ZERO);
+        let held = hold(&tx, 300).await;
+        let a = weighed(&tx, Lane::Intake, 1, 700, None);
+        let b = weighed(&tx, Lane::Intake, 2, 700, None);
+        let c = weighed(&tx, Lane::Intake, 3, 5000, None);
+        let d = weighed(&tx, Lane::Intake, 4, 300, None);
+        let e = weighed(&tx, Lane::Intake, 5, 300, None);
+        for r in [held, a, b, c, d, e] {
+            r.await.expect("reply").expect("committed");
+        }
+        // held; a; b; c (alone, over the budget); d + e.
+        assert_eq!(shared.commits.load(Ordering::Relaxed), 5);
+        assert_eq!(shared.largest_batch.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
