@@ -271,9 +271,8 @@ impl Waiting {
         let mut rows = 0;
         let others_wait =
             !self.engine.is_empty() || self.intake.iter().any(|j| j.weight() > SMALL_ROWS);
-        let small_first = others_wait
-            && !self.took_small
-            && self.intake.iter().any(|j| j.weight() <= SMALL_ROWS);
+        let small_first =
+            others_wait && !self.took_small && self.intake.iter().any(|j| j.weight() <= SMALL_ROWS);
         self.took_small = small_first;
         if small_first {
             let mut rest = VecDeque::with_capacity(self.intake.len());
@@ -587,39 +586,35 @@ mod tests {
         answer
     }
 
-    #[tokio::test]
-    async fn small_webhook_requests_go_ahead_of_big_ones_and_of_engine_work() {
+    /// With the writer held, queues a big webhook request (1, 500 alerts), an engine request
+    /// (2, `engine_rows` rows) and a small webhook request (3, one alert), in that order;
+    /// returns the order they ran in and the commits, the held one's included.
+    async fn order_after_hold(engine_rows: usize) -> (Vec<i64>, u64) {
         let (_dir, tx, shared) = writer(Duration::ZERO);
         let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
         let held = hold(&tx, 300).await;
-        // Queued while the writer is held, in this order.
         let big = weighed(&tx, Lane::Intake, 1, 500, Some(ran.clone()));
-        let engine = weighed(&tx, Lane::Engine, 2, 600, Some(ran.clone()));
+        let engine = weighed(&tx, Lane::Engine, 2, engine_rows, Some(ran.clone()));
         let small = weighed(&tx, Lane::Intake, 3, 1, Some(ran.clone()));
         for r in [held, big, engine, small] {
             r.await.expect("reply").expect("committed");
         }
+        let order = ran.lock().expect("lock").clone();
+        (order, shared.commits.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn small_webhook_requests_go_ahead_of_big_ones_and_of_engine_work() {
         // The small request first, alone (the engine request is too big to ride along);
         // then the big webhook request, then the engine request (together over the
-        // 1,024-row budget, so apart).
-        assert_eq!(*ran.lock().expect("lock"), vec![3, 1, 2]);
-        assert_eq!(shared.commits.load(Ordering::Relaxed), 4);
+        // 1,024-row budget, so apart): held, small, big, engine.
+        assert_eq!(order_after_hold(600).await, (vec![3, 1, 2], 4));
     }
 
     #[tokio::test]
     async fn engine_requests_that_fit_ride_with_small_webhook_requests() {
-        let (_dir, tx, shared) = writer(Duration::ZERO);
-        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let held = hold(&tx, 300).await;
-        let big = weighed(&tx, Lane::Intake, 1, 500, Some(ran.clone()));
-        let engine = weighed(&tx, Lane::Engine, 2, 3, Some(ran.clone()));
-        let small = weighed(&tx, Lane::Intake, 3, 1, Some(ran.clone()));
-        for r in [held, big, engine, small] {
-            r.await.expect("reply").expect("committed");
-        }
-        assert_eq!(*ran.lock().expect("lock"), vec![3, 2, 1]);
-        // held; small + engine; big.
-        assert_eq!(shared.commits.load(Ordering::Relaxed), 3);
+        // Held; small + engine; big.
+        assert_eq!(order_after_hold(3).await, (vec![3, 2, 1], 3));
     }
 
     /// A request that only has a lane and a weight (which names it in these tests).
