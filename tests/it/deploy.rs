@@ -169,6 +169,27 @@ pub fn object<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
+/// [`check_as_mounted`] on the `kafka-healing` Deployment with its config and rules
+/// ConfigMaps from `objs` (the shipped pack: 2 rules, 2 runbooks, 3 brokers), without a
+/// warning; returns the Deployment.
+pub fn shipped_pack_passes_check_as_mounted(objs: &[Value]) -> &Value {
+    let dep = object(objs, "Deployment", "kafka-healing");
+    let s = Scratch::new();
+    let o = check_as_mounted(
+        &s,
+        dep,
+        object(objs, "ConfigMap", "kafka-healing-config"),
+        Some(object(objs, "ConfigMap", "kafka-healing-rules")),
+    );
+    assert!(
+        stdout(&o).contains("2 rules, 2 runbooks, 3 brokers in cluster kafka"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(stderr(&o), "", "no warnings");
+    dep
+}
+
 /// Lays out the config ConfigMap and the rules ConfigMap (when given) as the Deployment
 /// mounts them (config/config.yaml, rules/*.yaml), checks the mounts agree with that,
 /// and runs `kafka-healing check` on it with the env variables the container gets;
@@ -233,20 +254,7 @@ fn configmap_config_and_rules_pass_check() {
         .iter()
         .flat_map(|f| objects(&read(&format!("deploy/kubernetes/{f}.yaml"))))
         .collect();
-    let dep = object(&objs, "Deployment", "kafka-healing");
-    let s = Scratch::new();
-    let o = check_as_mounted(
-        &s,
-        dep,
-        object(&objs, "ConfigMap", "kafka-healing-config"),
-        Some(object(&objs, "ConfigMap", "kafka-healing-rules")),
-    );
-    assert!(
-        stdout(&o).contains("2 rules, 2 runbooks, 3 brokers in cluster kafka"),
-        "{}",
-        stdout(&o)
-    );
-    assert_eq!(stderr(&o), "", "no warnings");
+    let dep = shipped_pack_passes_check_as_mounted(&objs);
     // The Deployment serves the port the config listens on.
     let c = &dep["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["ports"][0]["containerPort"], 5599);

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::{check_as_mounted, object, objects, read};
+use super::{check_as_mounted, object, objects, read, shipped_pack_passes_check_as_mounted};
 use crate::common::*;
 
 const CHART: &str = "deploy/helm/kafka-healing";
@@ -70,20 +70,7 @@ fn rendered(helm: &PathBuf, args: &[&str]) -> Vec<Value> {
 fn helm_default_values_config_passes_check() {
     let Some(helm) = helm() else { return };
     let objs = rendered(&helm, &[]);
-    let dep = object(&objs, "Deployment", "kafka-healing");
-    let s = Scratch::new();
-    let o = check_as_mounted(
-        &s,
-        dep,
-        object(&objs, "ConfigMap", "kafka-healing-config"),
-        Some(object(&objs, "ConfigMap", "kafka-healing-rules")),
-    );
-    assert!(
-        stdout(&o).contains("2 rules, 2 runbooks, 3 brokers in cluster kafka"),
-        "{}",
-        stdout(&o)
-    );
-    assert_eq!(stderr(&o), "", "no warnings");
+    let dep = shipped_pack_passes_check_as_mounted(&objs);
     assert_eq!(dep["spec"]["replicas"], 1);
     let cfg = object(&objs, "ConfigMap", "kafka-healing-config")["data"]["config.yaml"]
         .as_str()
