@@ -25,6 +25,19 @@ pub fn valid_email(s: &str) -> bool {
 }
 
 /// Checks `config`; every problem goes into `diags` with the line of the key it concerns.
+/// Reports `key` unless `lo <= v <= hi`, as "must be between LO and HI, got V".
+fn between<T: PartialOrd + std::fmt::Display>(
+    err: &mut impl FnMut(&str, String),
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) {
+    if v < lo || v > hi {
+        err(key, format!("must be between {lo} and {hi}, got {v}"));
+    }
+}
+
 pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
     let mut err = |path: &str, msg: String| diags.error_at(file, doc, path, msg);
 

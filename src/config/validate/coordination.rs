@@ -1,5 +1,6 @@
 //! The `coordination` section (high availability through etcd).
 
+use super::between;
 use crate::config::model::CoordinationConfig;
 
 /// Checks the `coordination` section (high availability through etcd).
@@ -24,12 +25,13 @@ pub(super) fn coordination(c: &CoordinationConfig, err: &mut impl FnMut(&str, St
             Err(why) => err(&p, format!("`{e}` is not a URL: {why}")),
         }
     }
-    if !(2..=300).contains(&c.lease_ttl_seconds) {
-        err(
-            "coordination.lease_ttl_seconds",
-            format!("must be between 2 and 300, got {}", c.lease_ttl_seconds),
-        );
-    }
+    between(
+        err,
+        "coordination.lease_ttl_seconds",
+        c.lease_ttl_seconds,
+        2,
+        300,
+    );
     if !c.key_prefix.starts_with('/') || !c.key_prefix.ends_with('/') {
         err(
             "coordination.key_prefix",

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::valid_email;
+use super::{between, valid_email};
 use crate::config::model::*;
 use crate::diag::Diagnostics;
 use crate::yaml::Document;
@@ -39,12 +39,13 @@ pub(super) fn smtp(config: &Config, err: &mut impl FnMut(&str, String)) {
                 );
             }
         }
-        if !(1..=600).contains(&smtp.timeout_seconds) {
-            err(
-                "notifications.smtp.timeout_seconds",
-                format!("must be between 1 and 600, got {}", smtp.timeout_seconds),
-            );
-        }
+        between(
+            err,
+            "notifications.smtp.timeout_seconds",
+            smtp.timeout_seconds,
+            1,
+            600,
+        );
         if smtp.password.is_some() && smtp.username.is_none() {
             err(
                 "notifications.smtp.password",
@@ -71,9 +72,7 @@ pub(super) fn limits_and_escalation(config: &Config, err: &mut impl FnMut(&str, 
             3600,
         ),
     ] {
-        if !(lo..=hi).contains(&v) {
-            err(key, format!("must be between {lo} and {hi}, got {v}"));
-        }
+        between(err, key, v, lo, hi);
     }
     if let Some(esc) = &config.notifications.escalation {
         let u = esc.undeliverable_after_seconds;

@@ -1,16 +1,12 @@
 //! The `recovery` section's limits.
 
+use super::between;
 use crate::config::model::Config;
 
 /// Checks that every recovery count and duration lies within its range.
 pub(super) fn recovery(config: &Config, err: &mut impl FnMut(&str, String)) {
     let r = &config.recovery;
-    if !(1..=10).contains(&r.max_attempts) {
-        err(
-            "recovery.max_attempts",
-            format!("must be between 1 and 10, got {}", r.max_attempts),
-        );
-    }
+    between(err, "recovery.max_attempts", r.max_attempts, 1, 10);
 
     if !(1.0..=10.0).contains(&r.backoff_multiplier) {
         err(
@@ -19,15 +15,13 @@ pub(super) fn recovery(config: &Config, err: &mut impl FnMut(&str, String)) {
         );
     }
 
-    if !(1..=86_400).contains(&r.step_timeout_seconds) {
-        err(
-            "recovery.step_timeout_seconds",
-            format!(
-                "must be between 1 and 86400, got {}",
-                r.step_timeout_seconds
-            ),
-        );
-    }
+    between(
+        err,
+        "recovery.step_timeout_seconds",
+        r.step_timeout_seconds,
+        1,
+        86_400,
+    );
     for (key, v, max) in [
         ("recovery.kill_grace_seconds", r.kill_grace_seconds, 600),
         (
@@ -85,9 +79,7 @@ pub(super) fn recovery(config: &Config, err: &mut impl FnMut(&str, String)) {
             3600,
         ),
     ] {
-        if !(lo..=hi).contains(&v) {
-            err(key, format!("must be between {lo} and {hi}, got {v}"));
-        }
+        between(err, key, v, lo, hi);
     }
     for (key, v, lo, hi) in [
         (
@@ -105,8 +97,6 @@ pub(super) fn recovery(config: &Config, err: &mut impl FnMut(&str, String)) {
             100_000,
         ),
     ] {
-        if !(lo..=hi).contains(&v) {
-            err(key, format!("must be between {lo} and {hi}, got {v}"));
-        }
+        between(err, key, v, lo, hi);
     }
 }

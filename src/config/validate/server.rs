@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use super::between;
 use crate::config::model::Config;
 
 /// Checks the listen address, connection and body limits, timeouts and HTTP/2.
@@ -17,15 +18,13 @@ pub(super) fn server(config: &Config, err: &mut impl FnMut(&str, String)) {
             ),
         );
     }
-    if !(100..=10_000_000).contains(&s.max_pending_alerts) {
-        err(
-            "server.max_pending_alerts",
-            format!(
-                "must be between 100 and 10000000, got {}",
-                s.max_pending_alerts
-            ),
-        );
-    }
+    between(
+        err,
+        "server.max_pending_alerts",
+        s.max_pending_alerts,
+        100,
+        10_000_000,
+    );
     if s.admission_wait_ms > 30_000 {
         err(
             "server.admission_wait_ms",
@@ -62,16 +61,7 @@ pub(super) fn server(config: &Config, err: &mut impl FnMut(&str, String)) {
             1..=1000,
         ),
     ] {
-        if !range.contains(&v) {
-            err(
-                key,
-                format!(
-                    "must be between {} and {}, got {v}",
-                    range.start(),
-                    range.end()
-                ),
-            );
-        }
+        between(err, key, v, *range.start(), *range.end());
     }
     if s.http2 && s.tls.is_none() {
         err(
