@@ -376,15 +376,7 @@ fn linger(
         if intake {
             waiting.drain(rx);
             // Webhook requests that fit ride along; the rest go next, first.
-            while let Some(w) = waiting.intake.front().map(|j| j.weight()) {
-                if rows + w > BATCH_ROWS || batch.len() >= MAX_BATCH {
-                    break;
-                }
-                rows += w;
-                if let Some(j) = waiting.intake.pop_front() {
-                    batch.push(j);
-                }
-            }
+            fill(&mut waiting.intake, batch, &mut rows, BATCH_ROWS);
             return;
         }
     }
