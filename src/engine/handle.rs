@@ -183,12 +183,14 @@ impl AlertSink {
         })
     }
 
-    /// Hands over journaled alerts whose places `reservation` holds. Never blocks.
+    /// Hands over journaled alerts whose places `reservation` holds (places they do not
+    /// take are given back). Never blocks.
     pub fn submit_reserved(&self, mut reservation: Reservation, alerts: Vec<(i64, Alert)>) -> bool {
+        let n = alerts.len();
         let sent = self.tx.send(Intake::Alerts(alerts)).is_ok();
         if sent {
             // Counted until decided now; the runner gives the places back.
-            reservation.n = 0;
+            reservation.n = reservation.n.saturating_sub(n);
         }
         sent
     }

@@ -108,6 +108,7 @@ impl Engine {
             coord,
             tx,
             tracker: handle.tracker.clone(),
+            main: tokio::runtime::Handle::current(),
             cancel: handle.cancel.clone(),
             mail_wake: handle.mail_wake.clone(),
             backlog,
@@ -115,9 +116,70 @@ impl Engine {
             remediation: handle.remediation.clone(),
             peers,
         };
-        tokio::spawn(runner.run(rx, intake_rx));
+        run_on_own_thread(runner, rx, intake_rx);
         handle
     }
+}
+
+/// How many nice levels the engine's thread runs below the service: deciding a storm
+/// must not take the CPU from the webhook's answers (measured in BENCHMARKS.md).
+const ENGINE_NICE: u32 = 10;
+
+/// Runs the engine on a thread of its own, at a lower priority, with a runtime of its
+/// own: a round of a thousand decisions then never holds a worker that a webhook request
+/// waits for.
+fn run_on_own_thread(
+    runner: Runner,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    intake: mpsc::UnboundedReceiver<Intake>,
+) {
+    let main = runner.main.clone();
+    if let Err(e) = spawn_below(&main, "engine", ENGINE_NICE, move || runner.run(rx, intake)) {
+        error!(error = %e, "cannot start the engine's thread: no alert is decided");
+    }
+}
+
+/// Runs the future `make` returns on a new thread `name`, `nice` levels below the
+/// service, on a current-thread runtime of its own. It stops when the future ends or when
+/// the runtime of `main` shuts down (a task there holds the thread's life), whichever
+/// comes first.
+fn spawn_below<F, M>(
+    main: &tokio::runtime::Handle,
+    name: &str,
+    nice: u32,
+    make: M,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    let (alive, gone) = oneshot::channel::<()>();
+    main.spawn(async move {
+        let _alive = alive;
+        std::future::pending::<()>().await;
+    });
+    let thread = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            crate::runbook::exec::lifeline::lower_own_priority(nice);
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, thread, "cannot build a runtime: the thread stops");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                tokio::select! {
+                    () = make() => {}
+                    _ = gone => {}
+                }
+            });
+        })
 }
 
 /// Hands the alerts a crash left undecided to the engine, oldest first.
@@ -225,6 +287,9 @@ struct Runner {
     coord: Option<Arc<Coordinator>>,
     tx: mpsc::UnboundedSender<Msg>,
     tracker: TaskTracker,
+    /// The service's runtime: executions and lock requests run there, not on the
+    /// engine's own thread.
+    main: tokio::runtime::Handle,
     cancel: CancellationToken,
     mail_wake: Arc<Notify>,
     backlog: Backlog,
@@ -557,27 +622,31 @@ impl Runner {
             self.cancel.clone(),
             self.tx.clone(),
         );
-        self.tracker.spawn(async move {
-            let outcome = execute(job, &journal, &metrics, opts, &cancel).await;
-            if let Some(f) = fence {
-                let done = match outcome.status {
-                    ExecStatus::Succeeded => Some(("succeeded", hold.succeeded)),
-                    ExecStatus::Failed => Some(("failed", hold.failed)),
-                    ExecStatus::Escalated => Some(("escalated", hold.escalated)),
-                    // Interrupted (fenced, shut down): a peer may take the work over.
-                    _ => None,
-                };
-                // Counted as the core counts it: a step that cannot run is no attempt.
-                let counted = !matches!(outcome.cause, EndCause::Unfixable | EndCause::Refused(_));
-                let attempt = counted.then(|| SharedAttempt {
-                    started_ms: outcome.ran.0,
-                    finished_ms: outcome.ran.1,
-                    ok: outcome.status == ExecStatus::Succeeded,
-                });
-                f.coord.finish(f.lock, done, attempt, hold.escalated).await;
-            }
-            let _ = tx.send(Msg::Finished { id, outcome });
-        });
+        self.tracker.spawn_on(
+            async move {
+                let outcome = execute(job, &journal, &metrics, opts, &cancel).await;
+                if let Some(f) = fence {
+                    let done = match outcome.status {
+                        ExecStatus::Succeeded => Some(("succeeded", hold.succeeded)),
+                        ExecStatus::Failed => Some(("failed", hold.failed)),
+                        ExecStatus::Escalated => Some(("escalated", hold.escalated)),
+                        // Interrupted (fenced, shut down): a peer may take the work over.
+                        _ => None,
+                    };
+                    // Counted as the core counts it: a step that cannot run is no attempt.
+                    let counted =
+                        !matches!(outcome.cause, EndCause::Unfixable | EndCause::Refused(_));
+                    let attempt = counted.then(|| SharedAttempt {
+                        started_ms: outcome.ran.0,
+                        finished_ms: outcome.ran.1,
+                        ok: outcome.status == ExecStatus::Succeeded,
+                    });
+                    f.coord.finish(f.lock, done, attempt, hold.escalated).await;
+                }
+                let _ = tx.send(Msg::Finished { id, outcome });
+            },
+            &self.main,
+        );
     }
 
     /// HA mode: asks etcd for a lock in the background; the answer comes back as a message.
@@ -586,7 +655,7 @@ impl Runner {
             return;
         };
         let tx = self.tx.clone();
-        tokio::spawn(async move {
+        self.main.spawn(async move {
             let answer = match coord.acquire(&request).await {
                 Ok(Acquire::Acquired(lock)) => LockAnswer::Acquired(lock),
                 Ok(Acquire::Held(who)) => LockAnswer::Held(who),
@@ -605,7 +674,8 @@ impl Runner {
     /// Gives a lock back (best effort, in the background).
     fn release(&self, lock: crate::coord::WorkLock) {
         if let Some(coord) = self.coord.clone() {
-            tokio::spawn(async move { coord.release(lock, None).await });
+            self.main
+                .spawn(async move { coord.release(lock, None).await });
         }
     }
 }
@@ -640,5 +710,70 @@ fn log(e: &Effect) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own_nice() -> i32 {
+        rustix::process::getpriority_process(None).expect("own nice")
+    }
+
+    #[test]
+    fn a_thread_below_runs_niced_and_stops_with_the_service_runtime() {
+        let main = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let before = own_nice();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let thread = spawn_below(main.handle(), "below", 10, move || async move {
+            let name = std::thread::current().name().map(str::to_owned);
+            let _ = seen_tx.send((name, own_nice()));
+            std::future::pending::<()>().await;
+        })
+        .expect("spawned");
+        let (name, nice) = seen
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the future ran");
+        assert_eq!(name.as_deref(), Some("below"));
+        assert_eq!(nice, (before + 10).min(19), "10 levels below the caller");
+        assert_eq!(own_nice(), before, "the caller's priority is untouched");
+        // The future never ends: the thread stops because the service's runtime did.
+        drop(main);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(thread.join().is_ok());
+        });
+        assert_eq!(done.recv_timeout(Duration::from_secs(30)), Ok(true));
+    }
+
+    #[test]
+    fn a_thread_below_stops_when_its_future_ends() {
+        let main = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = mpsc::unbounded_channel::<u32>();
+        let (sum_tx, sum) = std::sync::mpsc::channel();
+        let thread = spawn_below(main.handle(), "below-ends", 0, move || async move {
+            let mut rx = rx;
+            let mut total = 0;
+            while let Some(v) = rx.recv().await {
+                total += v;
+            }
+            let _ = sum_tx.send(total);
+        })
+        .expect("spawned");
+        for v in [1, 2, 3] {
+            tx.send(v).expect("receiver alive");
+        }
+        drop(tx);
+        assert_eq!(sum.recv_timeout(Duration::from_secs(30)), Ok(6));
+        assert!(thread.join().is_ok());
+        drop(main);
     }
 }

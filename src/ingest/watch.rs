@@ -674,25 +674,25 @@ impl Watcher {
             .iter()
             .map(|a| NewAlert::of(a, now, "self", "kafka-healing", ""))
             .collect();
-        match self.journal.record_alerts(rows).await {
-            Ok(ids) => {
-                for (a, s) in raised.iter().zip(&silences) {
+        let recorded = self.journal.record_alerts_in_parts(rows).await;
+        let mut list = Vec::with_capacity(raised.len());
+        for ((id, a), s) in recorded.ids.into_iter().zip(raised).zip(silences) {
+            match id {
+                Some(id) => {
                     Metrics::count(&self.metrics.alerts_received, a.status.as_str());
                     let silence = s.as_ref().map(|s| s.id.as_str()).unwrap_or("");
                     info!(alertname = %a.labels.get("alertname").map(String::as_str).unwrap_or(""), status = a.status.as_str(), fingerprint = %a.fingerprint, silence, "condition alert");
+                    list.push((id, a, s));
                 }
-                let list = ids
-                    .into_iter()
-                    .zip(raised)
-                    .zip(silences)
-                    .map(|((id, a), s)| (id, a, s))
-                    .collect();
-                self.alerts.submit_watched(list);
+                // Raised again next round.
+                None => self.unsent.push(a),
             }
-            Err(e) => {
-                warn!(error = %e, "cannot journal condition alerts; they are raised again next round");
-                self.unsent = raised;
-            }
+        }
+        if let Some(e) = recorded.error {
+            warn!(error = %e, unsent = self.unsent.len(), "cannot journal condition alerts; they are raised again next round");
+        }
+        if !list.is_empty() {
+            self.alerts.submit_watched(list);
         }
     }
 

@@ -56,6 +56,7 @@ pub use model::*;
 pub use pauses::{NewPause, PauseEnd, PauseRecord};
 pub use recover::{CANCELLED_REASON, INTERRUPTED_REASON};
 
+pub use writer::INTAKE_PART;
 use writer::{FileId, Job, Lane, Pending, Queue, Shared};
 
 /// An execution with its steps (by index) and its events (in recorded order).
@@ -285,6 +286,22 @@ impl Journal {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
+        let answer = self.send_in(lane, weight, work)?;
+        answer.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Queues a write request now (so requests sent one after the other are queued in
+    /// that order); its answer comes on the returned receiver.
+    fn send_in<T, F>(
+        &self,
+        lane: Lane,
+        weight: usize,
+        work: F,
+    ) -> Result<oneshot::Receiver<Result<T, JournalError>>, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> =
             Box::new(Pending::new(Box::new(work), lane, reply).weighing(weight));
@@ -294,20 +311,59 @@ impl Journal {
             .ok_or(JournalError::WriterGone)?
             .send(job)
             .map_err(|_| JournalError::WriterGone)?;
-        answer.await.map_err(|_| JournalError::WriterGone)?
+        Ok(answer)
     }
 
-    /// Journals alerts (all or none), returning their ids in order. On error the webhook
-    /// must not be acknowledged: the server answers 503 so Alertmanager retries.
+    /// Journals alerts, returning their ids in order; an error when any of them could not
+    /// be journaled (the webhook must then not be acknowledged: the server answers 503 so
+    /// Alertmanager retries). A request of more than [`INTAKE_PART`] alerts is journaled
+    /// in parts (see [`record_alerts_in_parts`](Self::record_alerts_in_parts)); parts
+    /// committed before an error stay journaled, undecided, and are decided at the next
+    /// start.
     pub async fn record_alerts(&self, alerts: Vec<NewAlert>) -> Result<Vec<i64>, JournalError> {
-        if alerts.is_empty() {
-            return Ok(Vec::new());
+        let recorded = self.record_alerts_in_parts(alerts).await;
+        match recorded.error {
+            Some(e) => Err(e),
+            None => Ok(recorded.ids.into_iter().flatten().collect()),
         }
-        let weight = alerts.len();
-        self.submit_in(Lane::Intake, weight, move |c| {
-            write::insert_alerts(c, &alerts)
-        })
-        .await
+    }
+
+    /// Journals alerts in parts of at most [`INTAKE_PART`], each part all or none, and
+    /// waits for every part. The writer commits a part at a time, so a one-alert request
+    /// queued behind a 500-alert one waits for one part's commit, not for all of it. The
+    /// caller gets the id of every alert whose part committed: those are journaled, and
+    /// must be decided even when another part failed.
+    pub async fn record_alerts_in_parts(&self, alerts: Vec<NewAlert>) -> Recorded {
+        let total = alerts.len();
+        let mut rest = alerts;
+        let mut parts = Vec::with_capacity(total.div_ceil(INTAKE_PART));
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(INTAKE_PART));
+            let part = std::mem::replace(&mut rest, tail);
+            let n = part.len();
+            parts.push((
+                n,
+                self.send_in(Lane::Intake, n, move |c| write::insert_alerts(c, &part)),
+            ));
+        }
+        let mut recorded = Recorded {
+            ids: Vec::with_capacity(total),
+            error: None,
+        };
+        for (n, sent) in parts {
+            let answer = match sent {
+                Ok(answer) => answer.await.map_err(|_| JournalError::WriterGone),
+                Err(e) => Err(e),
+            };
+            match answer.and_then(|r| r) {
+                Ok(ids) => recorded.ids.extend(ids.into_iter().map(Some)),
+                Err(e) => {
+                    recorded.ids.extend(std::iter::repeat_n(None, n));
+                    recorded.error.get_or_insert(e);
+                }
+            }
+        }
+        recorded
     }
 
     /// Creates an execution, returning its id. `started_ms` is set to `created_ms` when

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::JournalError;
 use super::pauses::{NewPause, PauseEnd};
 
 /// An execution's state. Terminal states never change again.
@@ -485,4 +486,14 @@ pub struct Mail {
     pub last_error: Option<String>,
     /// Whether its undeliverability was escalated already.
     pub escalated: bool,
+}
+
+/// What [`Journal::record_alerts_in_parts`](super::Journal::record_alerts_in_parts)
+/// journaled.
+#[derive(Debug)]
+pub struct Recorded {
+    /// Each alert's id, in the order given; `None` for the alerts of a part that failed.
+    pub ids: Vec<Option<i64>>,
+    /// The first error of a part, if any failed.
+    pub error: Option<JournalError>,
 }

@@ -185,24 +185,32 @@ pub async fn receive(
     let rows = journal_rows(&payload, now_ms());
     let n = rows.len();
     let t0 = Instant::now();
-    let ids = match st.journal.record_alerts(rows).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            st.metrics.rejected("journal");
-            warn!(error = %e, "journal cannot take the alerts: answering 503 so Alertmanager retries");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("journal unavailable: {e}"),
-            );
-        }
-    };
+    let recorded = st.journal.record_alerts_in_parts(rows).await;
     st.metrics.journal_write.observe(t0.elapsed().as_secs_f64());
-    for a in &payload.alerts {
+    let failed = recorded.error;
+    let journaled: Vec<_> = recorded
+        .ids
+        .into_iter()
+        .zip(payload.alerts)
+        .filter_map(|(id, a)| id.map(|id| (id, a)))
+        .collect();
+    for (_, a) in &journaled {
         Metrics::count(&st.metrics.alerts_received, a.status.as_str());
     }
-    st.engine
-        .alerts
-        .submit_reserved(reservation, ids.into_iter().zip(payload.alerts).collect());
+    // What is journaled is decided, even when a part of the request failed: Alertmanager
+    // sends the whole request again, and the engine takes the copies as duplicates.
+    let taken = journaled.len();
+    if taken > 0 {
+        st.engine.alerts.submit_reserved(reservation, journaled);
+    }
+    if let Some(e) = failed {
+        st.metrics.rejected("journal");
+        warn!(error = %e, journaled = taken, of = n, "journal cannot take the alerts: answering 503 so Alertmanager retries");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("journal unavailable: {e}"),
+        );
+    }
     (
         StatusCode::OK,
         Json(json!({ "status": "success", "alerts": n })),

@@ -427,6 +427,94 @@ async fn queued_requests_commit_in_one_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_big_request_is_journaled_in_parts_and_a_small_one_is_not_kept_behind_it() {
+    // The write lock is held (as in the test above) while a 500-alert request and then a
+    // one-alert request queue: the small one commits right after the first batch, before
+    // any part of the big one, and the big one in parts of INTAKE_PART, two per commit.
+    let (_dir, path) = scratch();
+    let j = open(&path);
+    let side = side_connection(&path);
+    side.execute_batch("BEGIN IMMEDIATE")
+        .expect("hold write lock");
+    let before = j.commits();
+    let first = {
+        let j = j.clone();
+        tokio::spawn(async move { j.record_alerts(vec![alert("first", 0)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let big = {
+        let j = j.clone();
+        let alerts: Vec<_> = (0..500).map(|n| alert("big", n)).collect();
+        tokio::spawn(async move { j.record_alerts(alerts).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let small = {
+        let j = j.clone();
+        tokio::spawn(async move { j.record_alerts(vec![alert("small", 1)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    side.execute_batch("COMMIT").expect("release write lock");
+    first.await.expect("task").expect("first");
+    let big = big.await.expect("task").expect("big");
+    let small = small.await.expect("task").expect("small");
+    assert_eq!(big.len(), 500);
+    assert!(
+        big.windows(2).all(|w| w[0] < w[1]),
+        "ids in the alerts' order"
+    );
+    assert!(
+        small[0] < big[0],
+        "small {small:?} committed before the big one's parts"
+    );
+    let parts = 500usize.div_ceil(kafka_healing::journal::INTAKE_PART) as u64;
+    assert_eq!(
+        j.commits() - before,
+        1 + 1 + parts.div_ceil(2),
+        "first; small; parts two by two: {:?}",
+        j.stats()
+    );
+    let stored = j.alerts_by_fingerprint("big").expect("read");
+    assert_eq!(stored.len(), 500);
+    // Each alert under its own id, in order.
+    for ((id, a), (want, n)) in stored.iter().zip(big.iter().zip(0..)) {
+        assert_eq!((*id, a.received_ms), (*want, alert("big", n).received_ms));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_part_leaves_the_others_journaled_and_says_which() {
+    let (_dir, path) = scratch();
+    let j = open(&path);
+    let side = side_connection(&path);
+    side.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON alerts WHEN NEW.fingerprint = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned alert'); END;",
+    )
+    .expect("trigger");
+    let part = kafka_healing::journal::INTAKE_PART;
+    // Three parts; the second holds the poisoned alert.
+    let alerts: Vec<_> = (0..3 * part)
+        .map(|n| alert(if n == part + 5 { "poison" } else { "fine" }, n))
+        .collect();
+    let recorded = j.record_alerts_in_parts(alerts.clone()).await;
+    assert!(recorded.error.is_some(), "the poisoned part failed");
+    let journaled: Vec<bool> = recorded.ids.iter().map(Option::is_some).collect();
+    let mut want = vec![true; 3 * part];
+    want[part..2 * part].fill(false);
+    assert_eq!(journaled, want, "parts 1 and 3 journaled, part 2 not");
+    assert_eq!(
+        j.alerts_by_fingerprint("fine").expect("read").len(),
+        2 * part
+    );
+    // The all-or-error form reports the same failure.
+    assert!(j.record_alerts(alerts).await.is_err());
+    assert_eq!(
+        j.alerts_by_fingerprint("fine").expect("read").len(),
+        4 * part
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_request_does_not_poison_its_batch() {
     let (_dir, path) = scratch();
     let j = open(&path);

@@ -225,8 +225,8 @@ fn start_spawners(nice: u32) -> Option<mpsc::Sender<Job>> {
 
 /// Adds `nice` to the calling thread's nice value (at most 19), as `nice -n` does for a
 /// command; what the thread forks inherits it. A failure is logged and the thread keeps
-/// the service's priority.
-fn lower_own_priority(nice: u32) {
+/// the service's priority. Also used for the engine's own thread.
+pub(crate) fn lower_own_priority(nice: u32) {
     if nice == 0 {
         return;
     }
@@ -234,7 +234,7 @@ fn lower_own_priority(nice: u32) {
     let done = rustix::process::getpriority_process(None)
         .and_then(|own| rustix::process::setpriority_process(None, (own + add).min(19)));
     if let Err(e) = done {
-        tracing::warn!(error = %e, nice, "cannot lower the priority of a step spawner thread: its steps run at the service's");
+        tracing::warn!(error = %e, nice, "cannot lower the priority of a thread: it runs at the service's");
     }
 }
 

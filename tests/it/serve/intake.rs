@@ -128,6 +128,58 @@ async fn journal_that_cannot_write_answers_503() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_request_journaled_in_part_answers_503_and_what_was_journaled_is_decided() {
+    let s = Scratch::new();
+    let srv = Server::start(&s, &config(""), NOOP_RULES);
+    let part = kafka_healing::journal::INTAKE_PART;
+    // The second part of the request holds kafka-70, whose insert the trigger refuses.
+    let side = rusqlite::Connection::open(srv.dir.join("state/journal.db")).unwrap();
+    side.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    side.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON alerts WHEN instr(NEW.labels, '\"kafka-70\"') > 0 \
+         BEGIN SELECT RAISE(ABORT, 'poisoned alert'); END;",
+    )
+    .unwrap();
+    let alerts = (0..3 * part)
+        .map(|n| alert("firing", down(&format!("kafka-{n}"))))
+        .collect();
+    let (st, v) = srv.post(&webhook("r", alerts)).await;
+    assert_eq!(st, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("journal unavailable"),
+        "{v}"
+    );
+    assert_eq!(alert_rows(&srv).await, 2 * part as u64, "parts 1 and 3");
+    // Journaled is decided: nothing waits for a restart to be decided.
+    let j =
+        kafka_healing::journal::Journal::open_read_only(&srv.dir.join("state/journal.db")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !j.undecided_alerts(0, 1000).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "journaled alerts left undecided"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // And the backlog keeps no place for the part that was not journaled.
+    loop {
+        let m = srv.metrics().await;
+        if m.contains("kafka_healing_decision_backlog 0\n") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog never back to 0: {m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_metrics() {
     let s = Scratch::new();
     let srv = Server::start(&s, &config(""), NOOP_RULES);
