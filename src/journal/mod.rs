@@ -343,7 +343,9 @@ impl Journal {
             let n = part.len();
             parts.push((
                 n,
-                self.send_in(Lane::Intake, n, move |c| write::insert_alerts(c, &part)),
+                self.send_in(Lane::Intake, n, move |c| {
+                    write::insert_alerts(c, &part).map(|ids| (ids, Freed(part)))
+                }),
             ));
         }
         let mut recorded = Recorded {
@@ -356,7 +358,7 @@ impl Journal {
                 Err(e) => Err(e),
             };
             match answer.and_then(|r| r) {
-                Ok(ids) => recorded.ids.extend(ids.into_iter().map(Some)),
+                Ok((ids, _)) => recorded.ids.extend(ids.into_iter().map(Some)),
                 Err(e) => {
                     recorded.ids.extend(std::iter::repeat_n(None, n));
                     recorded.error.get_or_insert(e);
@@ -441,8 +443,12 @@ impl Journal {
             return Ok(Vec::new());
         }
         let weight = ops.len();
-        self.submit_in(Lane::Engine, weight, move |c| write::apply(c, &ops))
-            .await
+        // The ops come back to be freed here, not on the writer thread (see `Freed`).
+        self.submit_in(Lane::Engine, weight, move |c| {
+            write::apply(c, &ops).map(|ids| (ids, Freed(ops)))
+        })
+        .await
+        .map(|(ids, _)| ids)
     }
 
     /// Puts messages in the outbox.
@@ -626,3 +632,8 @@ impl Journal {
         self.read(|c| read::alerts_by_fingerprint(c, fp))
     }
 }
+
+/// What a write request hands back to be dropped by its caller: a storm's alerts and
+/// decisions are many small allocations, and freeing them on the writer thread (the one
+/// thread every commit waits for) took a tenth of its time.
+struct Freed<T>(#[allow(dead_code)] T);
