@@ -1,12 +1,14 @@
 //! The engine's runner: the thin async shell around the decision [`Core`].
 //!
-//! One task takes every message waiting (up to a bound), runs them through the core in
-//! order, commits **all journal effects of the round in one transaction**, and only then
-//! carries out the rest: launches, lock requests, mail wake-ups. A round's decisions are
-//! therefore durable before anything they decided happens; a crash between the commit and
-//! a launch leaves the execution `running` in the journal, reported `interrupted` at the
-//! next start and never re-run blindly. Alerts journaled but not decided when the process
-//! died are decided at start-up.
+//! One task, on a thread of its own 10 nice levels below the service (so that deciding a
+//! storm leaves the CPU to the webhook's answers), takes every message waiting (up to a
+//! bound), runs them through the core in order, commits **all journal effects of the round
+//! in one transaction**, and only then carries out the rest: launches, lock requests, mail
+//! wake-ups. A round's decisions are therefore durable before anything they decided
+//! happens; a crash between the commit and a launch leaves the execution `running` in the
+//! journal, reported `interrupted` at the next start and never re-run blindly. Alerts
+//! journaled but not decided when the process died are decided at start-up. Executions
+//! run on the service's runtime, not on the engine's thread.
 
 use std::sync::Arc;
 use std::time::Duration;
