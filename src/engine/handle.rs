@@ -358,17 +358,45 @@ mod tests {
         );
     }
 
+    /// `n` journaled alerts (ids 1..=n).
+    fn alerts(n: usize) -> Vec<(i64, Alert)> {
+        let a = Alert {
+            status: crate::alert::AlertStatus::Firing,
+            labels: Default::default(),
+            annotations: Default::default(),
+            starts_at: String::new(),
+            ends_at: String::new(),
+            generator_url: String::new(),
+            fingerprint: String::new(),
+            external_url: String::new(),
+        };
+        (1..=n as i64).map(|id| (id, a.clone())).collect()
+    }
+
     #[test]
     fn an_empty_backlog_takes_any_request_and_handed_over_places_stay_counted() {
         let (sink, mut rx) = sink();
         let r = sink.reserve(5000, 1000).expect("an empty backlog takes it");
         assert!(sink.reserve(1, 1000).is_none(), "full");
-        assert!(sink.submit_reserved(r, Vec::new()));
+        assert!(sink.submit_reserved(r, alerts(5000)));
         assert_eq!(
             sink.pending(),
             5000,
             "counted until the runner decides them"
         );
-        assert!(matches!(rx.try_recv(), Ok(Intake::Alerts(_))));
+        assert!(matches!(rx.try_recv(), Ok(Intake::Alerts(a)) if a.len() == 5000));
+    }
+
+    #[test]
+    fn places_of_alerts_not_handed_over_are_given_back() {
+        // A request of 200 alerts whose second part could not be journaled: 136 handed over.
+        let (sink, _rx) = sink();
+        let r = sink.reserve(200, 1000).expect("room");
+        assert!(sink.submit_reserved(r, alerts(136)));
+        assert_eq!(
+            sink.pending(),
+            136,
+            "the 64 not journaled are not waited for"
+        );
     }
 }
