@@ -60,6 +60,23 @@ pub struct Alert {
     pub external_url: String,
 }
 
+impl Alert {
+    /// A firing alert with `labels` and nothing else: no annotations, times, fingerprint or
+    /// links.
+    pub fn firing(labels: LabelSet) -> Alert {
+        Alert {
+            status: AlertStatus::Firing,
+            labels,
+            annotations: LabelSet::default(),
+            starts_at: String::new(),
+            ends_at: String::new(),
+            generator_url: String::new(),
+            fingerprint: String::new(),
+            external_url: String::new(),
+        }
+    }
+}
+
 /// Alertmanager's alert fingerprint: FNV-1a 64 over the sorted label names and values,
 /// each followed by the 0xff separator byte, printed as 16 hex digits
 /// (`prometheus/common/model.LabelSet.Fingerprint`).

@@ -54,14 +54,8 @@ async fn run(
         params: Default::default(),
     };
     let alert = Alert {
-        status: crate::alert::AlertStatus::Firing,
-        labels: Default::default(),
-        annotations: Default::default(),
-        starts_at: String::new(),
-        ends_at: String::new(),
-        generator_url: String::new(),
         fingerprint: "f".into(),
-        external_url: String::new(),
+        ..Alert::firing(Default::default())
     };
     let job = Execution {
         id: 1,

@@ -360,16 +360,7 @@ mod tests {
 
     /// `n` journaled alerts (ids 1..=n).
     fn alerts(n: usize) -> Vec<(i64, Alert)> {
-        let a = Alert {
-            status: crate::alert::AlertStatus::Firing,
-            labels: Default::default(),
-            annotations: Default::default(),
-            starts_at: String::new(),
-            ends_at: String::new(),
-            generator_url: String::new(),
-            fingerprint: String::new(),
-            external_url: String::new(),
-        };
+        let a = Alert::firing(Default::default());
         (1..=n as i64).map(|id| (id, a.clone())).collect()
     }
 

@@ -254,16 +254,9 @@ pub fn interrupted_mail(
         dry_run: e.dry_run,
         params: serde_json::from_value(e.plan["params"].clone()).unwrap_or_default(),
     };
-    let mut alert = alert.map(|a| a.alert()).unwrap_or(Alert {
-        status: crate::alert::AlertStatus::Firing,
-        labels: Default::default(),
-        annotations: Default::default(),
-        starts_at: String::new(),
-        ends_at: String::new(),
-        generator_url: String::new(),
-        fingerprint: String::new(),
-        external_url: String::new(),
-    });
+    let mut alert = alert
+        .map(|a| a.alert())
+        .unwrap_or_else(|| Alert::firing(Default::default()));
     alert.status = crate::alert::AlertStatus::Firing;
     alert.fingerprint.clone_from(&e.fingerprint);
     let report = Report {

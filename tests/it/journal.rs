@@ -388,14 +388,19 @@ async fn group_commit_batches_concurrent_writes() {
     assert_eq!(stats.failed_batches, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn queued_requests_commit_in_one_transaction() {
-    // Deterministic batching: another connection holds the write lock, so the writer's
-    // first batch waits in BEGIN (busy timeout) while 100 more requests queue; once the
-    // lock is released exactly two commits happen: the first request, then the rest.
-    let (_dir, path) = scratch();
-    let j = open(&path);
-    let side = side_connection(&path);
+/// Holds the write lock from a second connection and queues a one-alert request, which the
+/// writer's first batch then waits with in BEGIN (busy timeout): what is queued next waits
+/// behind it. Returns the lock's connection (`COMMIT` releases it), the commits so far and
+/// the first request.
+async fn held_after_first(
+    j: &Journal,
+    path: &Path,
+) -> (
+    rusqlite::Connection,
+    u64,
+    tokio::task::JoinHandle<Result<Vec<i64>, JournalError>>,
+) {
+    let side = side_connection(path);
     side.execute_batch("BEGIN IMMEDIATE")
         .expect("hold write lock");
     let before = j.commits();
@@ -404,6 +409,17 @@ async fn queued_requests_commit_in_one_transaction() {
         tokio::spawn(async move { j.record_alerts(vec![alert("first", 0)]).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
+    (side, before, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_requests_commit_in_one_transaction() {
+    // Deterministic batching: another connection holds the write lock, so the writer's
+    // first batch waits in BEGIN (busy timeout) while 100 more requests queue; once the
+    // lock is released exactly two commits happen: the first request, then the rest.
+    let (_dir, path) = scratch();
+    let j = open(&path);
+    let (side, before, first) = held_after_first(&j, &path).await;
     let rest: Vec<_> = (1..=100)
         .map(|n| {
             let j = j.clone();
@@ -433,15 +449,7 @@ async fn a_big_request_is_journaled_in_parts_and_a_small_one_is_not_kept_behind_
     // any part of the big one, and the big one in parts of INTAKE_PART, two per commit.
     let (_dir, path) = scratch();
     let j = open(&path);
-    let side = side_connection(&path);
-    side.execute_batch("BEGIN IMMEDIATE")
-        .expect("hold write lock");
-    let before = j.commits();
-    let first = {
-        let j = j.clone();
-        tokio::spawn(async move { j.record_alerts(vec![alert("first", 0)]).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (side, before, first) = held_after_first(&j, &path).await;
     let big = {
         let j = j.clone();
         let alerts: Vec<_> = (0..500).map(|n| alert("big", n)).collect();

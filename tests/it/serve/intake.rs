@@ -6,6 +6,18 @@ use serde_json::json;
 use super::harness::*;
 use crate::common::Scratch;
 
+/// The answer a webhook request gets when the journal cannot take its alerts.
+fn assert_journal_unavailable(status: u16, v: &serde_json::Value) {
+    assert_eq!(status, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("journal unavailable"),
+        "{v}"
+    );
+}
+
 async fn alert_rows(srv: &Server) -> u64 {
     // Executions are created only from journaled alerts; count the journal's alerts.
     let j = kafka_healing::journal::Journal::open_read_only(&srv.dir.join("state/journal.db"))
@@ -110,14 +122,7 @@ async fn journal_that_cannot_write_answers_503() {
     std::fs::rename(&state, s.path().join("state.moved")).unwrap();
     std::fs::create_dir_all(state.join("journal.db")).unwrap();
     let (st, v) = srv.post(&good).await;
-    assert_eq!(st, 503, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("journal unavailable"),
-        "{v}"
-    );
+    assert_journal_unavailable(st, &v);
     let ready = reqwest::get(format!("{}/-/ready", srv.url)).await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
     // The moved journal holds exactly the one acknowledged alert: nothing half-written.
@@ -145,14 +150,7 @@ async fn a_request_journaled_in_part_answers_503_and_what_was_journaled_is_decid
         .map(|n| alert("firing", down(&format!("kafka-{n}"))))
         .collect();
     let (st, v) = srv.post(&webhook("r", alerts)).await;
-    assert_eq!(st, 503, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("journal unavailable"),
-        "{v}"
-    );
+    assert_journal_unavailable(st, &v);
     assert_eq!(alert_rows(&srv).await, 2 * part as u64, "parts 1 and 3");
     // Journaled is decided: nothing waits for a restart to be decided.
     let j =
