@@ -198,7 +198,8 @@ pub async fn receive(
         Metrics::count(&st.metrics.alerts_received, a.status.as_str());
     }
     // What is journaled is decided, even when a part of the request failed: Alertmanager
-    // sends the whole request again, and the engine takes the copies as duplicates.
+    // sends the whole request again, and the copies meet the policy as any repeated alert
+    // does (dedup, cooldown).
     let taken = journaled.len();
     if taken > 0 {
         st.engine.alerts.submit_reserved(reservation, journaled);
