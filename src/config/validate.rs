@@ -24,7 +24,6 @@ pub fn valid_email(s: &str) -> bool {
     lettre::Address::from_str(s).is_ok()
 }
 
-/// Checks `config`; every problem goes into `diags` with the line of the key it concerns.
 /// Reports `key` unless `lo <= v <= hi`, as "must be between LO and HI, got V".
 fn between<T: PartialOrd + std::fmt::Display>(
     err: &mut impl FnMut(&str, String),
@@ -38,6 +37,7 @@ fn between<T: PartialOrd + std::fmt::Display>(
     }
 }
 
+/// Checks `config`; every problem goes into `diags` with the line of the key it concerns.
 pub(super) fn validate(config: &Config, file: &Path, doc: &Document, diags: &mut Diagnostics) {
     let mut err = |path: &str, msg: String| diags.error_at(file, doc, path, msg);
 

@@ -2,14 +2,14 @@
 //! the batch transaction, under its own SAVEPOINT.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-
-/// A value bound to a statement, borrowed from the row's owner.
-type Bound<'a> = ToSqlOutput<'a>;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::error::JournalError;
 use super::model::{Circuit, Event, ExecStatus, NewAlert, NewExecution, StepRecord, WriteOp};
 use super::schema::step_status_str;
+
+/// A value bound to a statement, borrowed from the row's owner.
+type Bound<'a> = ToSqlOutput<'a>;
 
 /// Rows per multi-row INSERT: inside a transaction every statement that can fail keeps a
 /// statement journal of the pages it touches first, so one statement per row costs a
