@@ -129,8 +129,12 @@ storm = load_runs("webhook-decide-kafka-healing-*.json")
 byp = {p: {t: load_runs(f"webhook-{p}-{t}-*.json") for t in ("kafka-healing", "am-executor", "noop")}
        for p in ("fixture", "unique")}
 decided = [r["decision_storm"] for r in storm if "decision_storm" in r]
-probed = [r["decision_storm"] for r in load_runs("webhook-decide-probe-kafka-healing-*.json")
-          if r.get("decision_storm", {}).get("ack_probe")]
+# The storm probe, by target: kafka-healing, the no-op server and the durable floor (the same
+# storm posted to each; repetition i of each ran back to back).
+probe_runs = {t: [r["decision_storm"] for r in load_runs(f"webhook-decide-probe-{t}-*.json")
+                  if r.get("decision_storm", {}).get("ack_probe")]
+              for t in ("kafka-healing", "noop", "floor")}
+probed = probe_runs["kafka-healing"]
 
 if decided or any(byp[p][t] for p in byp for t in byp[p]):
     ls, le = machine_loads()
@@ -179,6 +183,18 @@ if decided or any(byp[p][t] for p in byp for t in byp[p]):
               f"per request for the storm's first second; ms, from the scheduled send) "
               f"| {spread(vals(probed, pr('p99_ms')), f2)} (p50 {spread(vals(probed, pr('p50_ms')), f2)}) | n/a | "
               f"{spread(noop_p99, f2)} (its phase b) | {ratio} |")
+        p99 = pr("p99_ms")
+        noop_storm, floor = probe_runs["noop"], probe_runs["floor"]
+        if noop_storm:
+            print(f"| the same probe, the same storm posted to the no-op server (ms) "
+                  f"| | n/a | {spread(vals(noop_storm, p99), f2)} "
+                  f"| ours / no-op under the same storm {pair_ratio(probed, noop_storm, p99)} |")
+        if floor:
+            print(f"| the same probe and storm, **durable floor** (`noop_server --durable`: raw body "
+                  f"committed with fsync before the 200, nothing else; ms) "
+                  f"| | n/a | {spread(vals(floor, p99), f2)} (p50 {spread(vals(floor, pr('p50_ms')), f2)}) "
+                  f"| floor / no-op under the storm {pair_ratio(floor, noop_storm, p99)}; "
+                  f"ours / floor {pair_ratio(probed, floor, p99)} |")
         print(f"| phase d with the probe: all decided (s from the first request) "
               f"| {spread(vals(probed, lambda d: d['decided_s']), f2)} | | | |")
     print(f"| whole-machine load average (1, 5, 15 min) at the start / at the end of the run | {ls} / {le} | | | |")

@@ -57,6 +57,12 @@
 //! `POST /api/v1/alerts` with 200 as soon as it has read the body. It runs as its own process,
 //! started and measured exactly like the others, so its ACK latency is the floor on this
 //! machine in the same run. By default it is looked for next to this binary.
+//!
+//! **Durable floor** (`--target floor`): the same server with `--durable`, which answers once
+//! the raw body is committed to SQLite with fsync. Phase d applies to both ceilings when
+//! `--storm-probe-rate` is set: the same storm is posted and the probe runs for its whole
+//! `--storm-probe-seconds` (they decide nothing, so there is no backlog to wait for), so the
+//! storm probe's latency has a no-op and a durable floor measured under the same load.
 // Cargo.toml denies unsafe code; this benchmark tool needs `pre_exec` (see the SAFETY notes).
 #![allow(unsafe_code)]
 
@@ -91,7 +97,7 @@ const USAGE: &str =
                [--probe-rate R] [--probe-seconds S] [--spawn-samples N]
                [--workers N] [--server-log LEVEL] [--out FILE] [--pid-file FILE]
                [--keep] [--only a,b,c,d]
-               [--target kafka-healing|am-executor|noop] [--peer-bin PATH]
+               [--target kafka-healing|am-executor|noop|floor] [--peer-bin PATH]
                [--noop-bin PATH] [--payload fixture|unique]
                [--storm-alerts N] [--storm-batch N] [--storm-connections N]
                [--storm-timeout S] [--storm-no-admission] [--storm-probe-rate R]
@@ -116,12 +122,13 @@ struct Args {
     pid_file: Option<PathBuf>,
     keep: bool,
     only: String,
-    /// `kafka-healing` (the default), `am-executor` or `noop`.
+    /// `kafka-healing` (the default), `am-executor`, `noop` or `floor` (the no-op server with
+    /// `--durable`).
     target: String,
     /// The prometheus-am-executor binary (with `--target am-executor`).
     peer_bin: Option<PathBuf>,
-    /// The no-op ceiling server (with `--target noop`; default: `noop_server` next to this
-    /// binary).
+    /// The no-op ceiling server (with `--target noop` or `floor`; default: `noop_server` next
+    /// to this binary).
     noop_bin: Option<PathBuf>,
     /// `fixture` (the default) or `unique`.
     payload: String,
@@ -150,8 +157,9 @@ impl Args {
         self.target == "am-executor"
     }
 
+    /// The no-op server, plain or durable.
     fn is_noop(&self) -> bool {
-        self.target == "noop"
+        self.target == "noop" || self.target == "floor"
     }
 
     /// kafka-healing itself (journal, engine, metrics).
@@ -316,8 +324,8 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     check(a.spawn_samples <= 10_000, "--spawn-samples: at most 10000")?;
     check((1..=64).contains(&a.workers), "--workers: 1..=64")?;
     check(
-        a.target == "kafka-healing" || a.target == "am-executor" || a.target == "noop",
-        "--target: kafka-healing, am-executor or noop",
+        ["kafka-healing", "am-executor", "noop", "floor"].contains(&a.target.as_str()),
+        "--target: kafka-healing, am-executor, noop or floor",
     )?;
     check(
         !a.is_peer() || a.peer_bin.is_some(),
@@ -503,12 +511,14 @@ impl Server {
         Server::await_listening(child, dir)
     }
 
-    /// Starts the no-op ceiling (`examples/noop_server.rs`) on 127.0.0.1:0 in `dir`.
-    fn start_noop(bin: &Path, dir: &Path) -> Result<Server, String> {
+    /// Starts the no-op ceiling (`examples/noop_server.rs`) on 127.0.0.1:0 in `dir`, with
+    /// `--durable` when `durable`.
+    fn start_noop(bin: &Path, dir: &Path, durable: bool) -> Result<Server, String> {
         let log_file = std::fs::File::create(dir.join("server.log"))
             .map_err(|e| format!("cannot create {}/server.log: {e}", dir.display()))?;
         let mut cmd = Command::new(bin);
         cmd.arg("127.0.0.1:0")
+            .args(durable.then_some("--durable"))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1261,13 +1271,18 @@ async fn decision_storm(
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let text0 = metrics_text(&c, base).await?;
-    let Some(backlog0) = metric_sum(&text0, BACKLOG) else {
-        return Err(format!(
-            "phase d needs the {BACKLOG} gauge, which this server's /metrics does not have"
-        ));
+    // A ceiling server decides nothing: no backlog to read, and its "journal" is what it
+    // acknowledged.
+    let decides = args.is_kh();
+    let backlog0 = if decides {
+        let text0 = metrics_text(&c, base).await?;
+        metric_sum(&text0, BACKLOG).ok_or_else(|| {
+            format!("phase d needs the {BACKLOG} gauge, which this server's /metrics does not have")
+        })?
+    } else {
+        0.0
     };
-    let journaled0 = journal_alerts(jpath)?;
+    let journaled0 = if decides { journal_alerts(jpath)? } else { 0 };
     let (rss0, _) = rss_kb(pid);
     let pc0 = proc_cpu_s(pid);
     let cpu0 = thread_cpu(pid);
@@ -1314,8 +1329,22 @@ async fn decision_storm(
         })
     });
 
-    // The poller: from the first request until the backlog reads 0 after the last 200.
-    let poller = {
+    // The poller: from the first request until the backlog reads 0 after the last 200. A
+    // ceiling server has no backlog: its "poller" waits for the last 200 and the probe's
+    // end, so the probe runs its whole time.
+    let probe_end = start + Duration::from_secs_f64(args.storm_probe_seconds);
+    let poller = if !decides {
+        let posted = posted.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = Instant::now();
+                if (posted.load(Ordering::SeqCst) && now >= probe_end) || now >= deadline {
+                    return (Some(now.duration_since(start)), 0.0, 0.0, 0, 0, Vec::new());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    } else {
         let (c, base, posted) = (c.clone(), base.to_string(), posted.clone());
         tokio::spawn(async move {
             let (mut max, mut polls, mut failed, mut last) = (backlog0, 0u64, 0u64, backlog0);
@@ -1449,12 +1478,17 @@ async fn decision_storm(
     let m1 = machine_ticks();
     let (rss1, hwm1) = rss_kb(pid);
     let text1 = metrics_text(&c, base).await.unwrap_or_default();
-    let journaled = journal_alerts(jpath)? - journaled0;
+    let journaled = if decides {
+        journal_alerts(jpath)? - journaled0
+    } else {
+        acked + probe_acked
+    };
     let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
-    let decided_s = decided.map(|d| d.as_secs_f64());
+    let decided_s = decided.filter(|_| decides).map(|d| d.as_secs_f64());
     // Decided by the end: everything acknowledged, less what was still waiting.
     let decided_alerts = (acked as f64 - backlog_last).max(0.0);
     let d = json!({
+        "decides": decides,
         "alerts": total,
         "requests": requests,
         "alerts_per_request": batch,
@@ -1508,6 +1542,10 @@ async fn decision_storm(
         "uptime_load": load_avg(),
     });
     match decided_s {
+        None if !decides => eprintln!(
+            "d: {acked} alerts posted in {:.2} s ({retries} retries after 503); nothing to decide",
+            post_s.unwrap_or(f64::NAN)
+        ),
         Some(t) => eprintln!(
             "d: {acked} alerts posted in {:.2} s ({retries} retries after 503), all decided {t:.2} s after the first request: {:.0} decisions/s",
             post_s.unwrap_or(f64::NAN),
@@ -1623,7 +1661,7 @@ fn run(args: &Args) -> Result<bool, String> {
                     noop.display()
                 )
             })?;
-            Server::start_noop(&noop, &dir)?
+            Server::start_noop(&noop, &dir, args.target == "floor")?
         }
         _ => Server::start(&bin, &dir, &args.server_log)?,
     };
@@ -1780,7 +1818,7 @@ async fn phases(
 
     // d. Decision storm, first, on a fresh server.
     if args.only.contains('d') {
-        if kh {
+        if kh || (args.is_noop() && args.storm_probe_rate > 0) {
             let (d, ok, o, unsure) = decision_storm(args, &base, &url, &jpath, pid).await?;
             report["decision_storm"] = d;
             alerts_ok += ok;
@@ -1790,7 +1828,8 @@ async fn phases(
             let why = if args.is_peer() {
                 "am-executor runs its command before it answers: no decision step, no backlog"
             } else {
-                "the no-op server answers without deciding anything"
+                "the no-op server answers without deciding anything (with --storm-probe-rate, \
+                 the storm is posted and only the probe is measured)"
             };
             eprintln!("d: not applicable to {}: {why}", args.target);
             report["decision_storm"] = json!({"not_applicable": why});
