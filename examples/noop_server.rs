@@ -9,7 +9,7 @@
 //!
 //! **`--durable`: the durable floor.** The same server, but a request is answered only once
 //! its raw body is committed to SQLite (`floor.db` in the working directory: WAL,
-//! `synchronous=FULL`, one writer thread that commits whatever waits in one transaction, as
+//! `synchronous=FULL`, one writer thread with group commit that takes small bodies first, as
 //! the journal's writer does) — 503 if the commit fails. No parsing, no row per alert, no
 //! decision: the least any server that journals a request before acknowledging it must do.
 //! Phase d's ACK probe against it (`loadgen --target floor`) is how far the storm itself,
@@ -27,6 +27,7 @@
 //! target/release/examples/noop_server 127.0.0.1:0 --durable
 //! ```
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -44,6 +45,9 @@ const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Most requests committed in one transaction (as the journal's writer).
 const MAX_BATCH: usize = 1024;
+
+/// A body of at most this many bytes is small: it goes ahead of big ones.
+const SMALL_BODY: usize = 64 * 1024;
 
 /// A body to commit and who waits for the commit (`true`: committed).
 type Commit = (Bytes, oneshot::Sender<bool>);
@@ -82,14 +86,21 @@ fn start_floor() -> Result<mpsc::Sender<Commit>, String> {
     std::thread::Builder::new()
         .name("floor-writer".into())
         .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(c) => batch.push(c),
+            let mut waiting: VecDeque<Commit> = VecDeque::new();
+            loop {
+                if waiting.is_empty() {
+                    match rx.recv() {
+                        Ok(c) => waiting.push_back(c),
                         Err(_) => break,
                     }
                 }
+                while waiting.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => waiting.push_back(c),
+                        Err(_) => break,
+                    }
+                }
+                let batch = next_batch(&mut waiting);
                 let ok = commit(&conn, &batch).is_ok();
                 for (_, done) in batch {
                     let _ = done.send(ok);
@@ -98,6 +109,20 @@ fn start_floor() -> Result<mpsc::Sender<Commit>, String> {
         })
         .map_err(|e| format!("cannot start the writer thread: {e}"))?;
     Ok(tx)
+}
+
+/// Small bodies (one-alert requests) first, all of them in one commit; else the oldest big
+/// body alone, so that a small request waits for one big commit at most (as the journal's
+/// writer takes small requests first).
+fn next_batch(waiting: &mut VecDeque<Commit>) -> Vec<Commit> {
+    let (small, big): (Vec<Commit>, Vec<Commit>) =
+        waiting.drain(..).partition(|(b, _)| b.len() <= SMALL_BODY);
+    waiting.extend(big);
+    if small.is_empty() {
+        waiting.pop_front().into_iter().collect()
+    } else {
+        small
+    }
 }
 
 /// Inserts every body of `batch` in one transaction.
