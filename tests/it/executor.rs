@@ -410,6 +410,36 @@ async fn a_group_that_obeys_sigterm_is_not_held_for_the_grace() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
+/// The output is read while the group is being stopped: a child that writes more than a
+/// pipe holds as it handles SIGTERM ends by itself, and is not held until the SIGKILL.
+#[tokio::test]
+async fn a_child_writing_as_it_handles_sigterm_is_read_and_ends_by_itself() {
+    let dir = Scratch::new();
+    let prefix = script(
+        &dir,
+        "farewell.sh",
+        "trap 'yes farewell | head -c 1048576; exit 3' TERM\necho started\nsleep 300 &\nwait $!\n",
+    );
+    let s = RenderedStep {
+        timeout_seconds: Some(0.5),
+        ..exec_step(prefix)
+    };
+    let o = ExecOptions {
+        kill_grace: Duration::from_secs(20),
+        max_output: 1000,
+        ..opts()
+    };
+    let (rec, took) = run(&s, &o, &CancellationToken::new()).await;
+    assert_eq!(rec.status, StepStatus::TimedOut, "{rec:?}");
+    // It exited (code 3) after its 1 MiB farewell: nobody had to SIGKILL it.
+    assert_eq!(rec.exit_code, Some(3), "{rec:?}");
+    assert_eq!(rec.signal, Some(15), "{rec:?}");
+    assert!(rec.stdout.starts_with("started\nfarewell\n"), "{rec:?}");
+    assert_eq!(rec.stdout.len(), 1000);
+    assert!(rec.stdout_truncated);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
 #[tokio::test]
 async fn output_held_open_by_a_leftover_does_not_block() {
     let dir = Scratch::new();
