@@ -6,8 +6,9 @@ use std::sync::Arc;
 /// An error from the journal.
 ///
 /// Every write failure surfaces as one of these (the writer never panics); the HTTP layer
-/// answers `503 Service Unavailable` when [`record_alerts`](super::Journal::record_alerts)
-/// fails, so Alertmanager retries the webhook later.
+/// answers `503 Service Unavailable` when a part of
+/// [`record_alerts_in_parts`](super::Journal::record_alerts_in_parts) fails, so
+/// Alertmanager retries the webhook later.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// A file-system operation outside SQLite failed (creating the directory, …).

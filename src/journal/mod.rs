@@ -14,8 +14,9 @@
 //! Write failures are returned as [`JournalError`], never panics: a read-only or full
 //! disk, an I/O error, or the database file being deleted or replaced after opening
 //! (checked before every batch, [`JournalError::FileMoved`]). The HTTP layer answers
-//! `503 Service Unavailable` when [`Journal::record_alerts`] fails, so Alertmanager
-//! retries the webhook; nothing is acknowledged that is not journaled.
+//! `503 Service Unavailable` when any part of
+//! [`Journal::record_alerts_in_parts`] fails, so Alertmanager retries the webhook;
+//! nothing is acknowledged that is not journaled.
 //!
 //! # Reads
 //!
